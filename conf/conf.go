@@ -1,0 +1,234 @@
+// Package conf is ferry's configuration: the TOML job and batch files, their
+// defaults, ${ENV} expansion, validation with clear messages, Redis addresses,
+// TLS settings and the redaction of secrets.
+//
+// The usual sequence for one job is
+//
+//	j := conf.Default()           // no file
+//	j, err := conf.LoadJob(path)  // or a file: syntax, unknown keys, types, per-field values
+//	... apply command-line flags to j ...
+//	err = j.Validate()            // everything: required fields, cross-field rules, files
+//
+// A batch file is loaded and validated in one step by LoadBatch.
+//
+// Passwords never appear in an error, in Job.String or in Endpoint.Redacted.
+package conf
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// Modes of a job. The empty mode is a job whose mode the caller has not
+// told (Validate then applies the rules common to migrate and sync).
+const (
+	ModeMigrate = "migrate"
+	ModeSync    = "sync"
+	ModeVerify  = "verify"
+)
+
+// Allowed values of the enumerated settings, in the order error messages list them.
+var (
+	Modes          = []string{ModeMigrate, ModeSync, ModeVerify}
+	TargetNonempty = []string{"refuse", "overwrite", "flush"}
+	RestoreModes   = []string{"auto", "always", "never"}
+	FenceModes     = []string{"multi", "off"}
+	OnErrorModes   = []string{"stop", "skip"}
+	ReadFromModes  = []string{"master", "replica"}
+	LogLevels      = []string{"debug", "info", "warn", "error"}
+	LogFormats     = []string{"auto", "console", "json"}
+	KeyTypes       = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
+	Schemes        = []string{"redis", "rediss", "sentinel"}
+)
+
+// Size units.
+const (
+	KiB int64 = 1 << 10
+	MiB int64 = 1 << 20
+	GiB int64 = 1 << 30
+)
+
+// Job is one source→target job, with every setting typed. Its zero value is
+// not useful: start from Default() or LoadJob.
+type Job struct {
+	Name string // key "job" (in a batch file "name"); [a-zA-Z0-9_.-]{1,64}
+	// Mode is "", migrate, sync or verify. A single-job file has no mode
+	// key: the CLI sets it from the command before Validate. Batch files set
+	// it per job with "mode".
+	Mode    string
+	DataDir string // spool segments, temp files, checkpoints; see JobDir
+	RDB     string // import this RDB file instead of a live source
+
+	Source Endpoint
+	Target Endpoint
+
+	TargetNonempty    string        // refuse | overwrite | flush
+	Restore           string        // auto | always | never
+	Fence             string        // multi | off
+	OnError           string        // stop | skip
+	KeepaliveInterval time.Duration // > 0
+	MaxConnAge        time.Duration // 0 = off
+	DBMap             map[int]int   // source db -> target db; nil/empty = identity
+	BatchMaxOps       int           // > 0
+	BatchMaxBytes     int64         // > 0
+	MaxInflightBytes  int64         // >= BatchMaxBytes
+	SpoolMemory       int64         // > 0
+	SpoolMaxDisk      int64         // 0 = unlimited
+	StatusAddr        string        // host:port; "" = disabled (Validate turns "off" into "")
+	LogLevel          string        // debug | info | warn | error
+	LogFormat         string        // auto | console | json
+	ProgressInterval  time.Duration // 0 = no progress lines
+	MaxOpsPerSecond   int           // 0 = unlimited
+	MaxBytesPerSecond int64         // 0 = unlimited
+	CutoverPauseMax   time.Duration // > 0
+	CutoverHook       string        // command run at cutover; "" = none
+
+	Filter Filter
+}
+
+// Endpoint is a source or target deployment.
+type Endpoint struct {
+	// Addr is the address as given (redis://, rediss://, sentinel://, or a
+	// bare host:port meaning redis://). It may hold a password: log
+	// Redacted(), never Addr. Validate re-derives Scheme, Hosts,
+	// SentinelMaster and DB from Addr and Addrs, so a caller overriding the
+	// address sets Addr only.
+	Addr string
+	// Addrs are more seed addresses of the same deployment (cluster seeds,
+	// more sentinels, failover candidates): host:port, or scheme://host:port
+	// with the scheme of Addr. No credentials, no path.
+	Addrs []string
+
+	Scheme         string   // redis | rediss | sentinel
+	Hosts          []string // host:port (IPv6 in brackets), from Addr then Addrs, without duplicates
+	SentinelMaster string   // master name, for sentinel://
+	DB             int      // the /db of a redis(s):// address; 0 when absent. conf gives it no further meaning
+
+	Username string
+	// Password is the password after Validate, whichever way it was given:
+	// in the address, as password (possibly from ${ENV}), or as
+	// password_file.
+	Password     string
+	PasswordFile string
+
+	// Credentials for the sentinels themselves (sentinel:// only); when
+	// empty, callers should use none.
+	SentinelUsername string
+	SentinelPassword string
+
+	ReadFrom    string // master | replica; source only ("" on a target)
+	TLS         TLS
+	DialTimeout time.Duration
+}
+
+// TLS settings of an endpoint. TLS is on when Enabled is set or the scheme
+// is rediss (Validate then sets Enabled).
+type TLS struct {
+	Enabled            bool
+	CAFile             string
+	CertFile           string
+	KeyFile            string
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// Filter selects what is copied. Empty allow lists allow everything; the
+// block lists win over the allow lists.
+type Filter struct {
+	DBs           []int
+	BlockDBs      []int
+	Prefixes      []string // key prefixes
+	BlockPrefixes []string
+	Regex         []string // Go regexp (RE2) syntax, unanchored
+	BlockRegex    []string
+	Types         []string // string list set zset hash stream module (lower case after Validate)
+	BlockTypes    []string
+	Commands      []string // stream commands (lower case after Validate)
+	BlockCommands []string
+}
+
+// Default returns a job with every default filled in; it has no source and
+// no target.
+func Default() Job {
+	return Job{
+		Name:    "default",
+		DataDir: "ferry-data",
+		Source: Endpoint{
+			ReadFrom:    "master",
+			DialTimeout: 5 * time.Second,
+		},
+		Target: Endpoint{
+			DialTimeout: 5 * time.Second,
+		},
+		TargetNonempty:    "refuse",
+		Restore:           "auto",
+		Fence:             "multi",
+		OnError:           "stop",
+		KeepaliveInterval: 30 * time.Second,
+		BatchMaxOps:       512,
+		BatchMaxBytes:     1 * MiB,
+		MaxInflightBytes:  64 * MiB,
+		SpoolMemory:       256 * MiB,
+		StatusAddr:        "127.0.0.1:9121",
+		LogLevel:          "info",
+		LogFormat:         "auto",
+		ProgressInterval:  5 * time.Second,
+		CutoverPauseMax:   30 * time.Second,
+	}
+}
+
+// JobDir is the directory of this job's own files: DataDir/Name. Jobs of a
+// batch may share a data_dir; their names are unique, so their JobDirs are.
+func (j Job) JobDir() string { return filepath.Join(j.DataDir, j.Name) }
+
+// IsSet reports whether an address was given for the endpoint.
+func (e Endpoint) IsSet() bool { return e.Addr != "" }
+
+// TLSOn reports whether the endpoint uses TLS (tls.enabled or rediss://).
+func (e Endpoint) TLSOn() bool { return e.TLS.Enabled || e.Scheme == "rediss" }
+
+// String is Redacted, so that %v never prints a password.
+func (e Endpoint) String() string { return e.Redacted() }
+
+// GoString is Redacted too, so that %#v never prints a password.
+func (e Endpoint) GoString() string { return fmt.Sprintf("conf.Endpoint(%q)", e.Redacted()) }
+
+// Error is a configuration error: Error() is "config: <field>: <msg>".
+// Field is a key path ("restore", "source.tls.ca_file",
+// "job[orders].target.addr"), or for whole-file problems the file name,
+// with line and column for syntax errors ("jobs.toml:3:9"). It never holds
+// a secret.
+type Error struct {
+	Field string
+	Msg   string
+	Err   error // underlying error, if any (for errors.Is/As); its text is already in Msg
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return "config: " + e.Msg
+	}
+	return "config: " + e.Field + ": " + e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errf(field, format string, args ...any) *Error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// prefixed returns err with its field put under prefix ("source", "job[x]").
+func prefixed(prefix string, err error) error {
+	e, ok := err.(*Error)
+	if !ok || prefix == "" {
+		return err
+	}
+	c := *e
+	if c.Field == "" {
+		c.Field = prefix
+	} else {
+		c.Field = prefix + "." + c.Field
+	}
+	return &c
+}

@@ -1,0 +1,768 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// LoadJob reads a single-job file over Default(). It checks the TOML
+// syntax, unknown keys, value types, ${ENV} references and every value on
+// its own (enums, ranges, address syntax); it does not require a source or
+// a target, read password_file or TLS files: call Validate after applying
+// command-line flags.
+func LoadJob(path string) (Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Job{}, &Error{Msg: err.Error(), Err: err}
+	}
+	return ParseJob(data, path)
+}
+
+// ParseJob is LoadJob on the contents of a file; name is used in messages.
+func ParseJob(data []byte, name string) (Job, error) {
+	m, err := parseTOML(data, name)
+	if err != nil {
+		return Job{}, err
+	}
+	if _, ok := m["job"].([]map[string]any); ok || m["defaults"] != nil || m["max_parallel"] != nil {
+		return Job{}, errf(name, "this is a batch file ([[job]] tables, [defaults], max_parallel): run it with ferry run -c")
+	}
+	d := &decoder{file: name}
+	j := Default()
+	d.job(m, jobOpts{nameKey: "job"}, &j)
+	if err := d.result(); err != nil {
+		return Job{}, err
+	}
+	if err := j.validate(false); err != nil {
+		return Job{}, err
+	}
+	return j, nil
+}
+
+// Batch is a batch file: several jobs run by ferry run.
+type Batch struct {
+	MaxParallel int  // jobs run at once; default 4
+	FailFast    bool // stop all jobs when one fails
+	// Process-wide settings, taken from [defaults] (a [[job]] may not set
+	// them): one status server and one log for the whole run.
+	StatusAddr string
+	LogLevel   string
+	LogFormat  string
+	Jobs       []BatchJob // in file order
+}
+
+// BatchJob is one [[job]] of a batch file, merged over [defaults] and
+// validated. Mode == Job.Mode.
+type BatchJob struct {
+	Mode string
+	Job  Job
+}
+
+// DefaultMaxParallel is Batch.MaxParallel when the file does not set it.
+const DefaultMaxParallel = 4
+
+// LoadBatch reads and validates a batch file: top-level max_parallel and
+// fail_fast, a [defaults] table with any job setting, and [[job]] tables,
+// each a job (name, mode and any job setting) merged over [defaults];
+// nested tables ([job.source], [job.source.tls], [job.filter]) merge field
+// by field, arrays and db_map replace. Every job is validated (as Validate
+// does); errors name the job: "config: job[orders].restore: ...".
+func LoadBatch(path string) (Batch, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Batch{}, &Error{Msg: err.Error(), Err: err}
+	}
+	return ParseBatch(data, path)
+}
+
+// processWide are the job settings that a batch file takes from [defaults] only.
+var processWide = []string{"status_addr", "log_level", "log_format"}
+
+// ParseBatch is LoadBatch on the contents of a file; name is used in messages.
+func ParseBatch(data []byte, name string) (Batch, error) {
+	m, err := parseTOML(data, name)
+	if err != nil {
+		return Batch{}, err
+	}
+	if _, ok := m["job"].(string); ok {
+		return Batch{}, errf(name, "this is a single-job file (job = \"...\"), not a batch file with [[job]] tables: run it with ferry sync|migrate|verify -c")
+	}
+	d := &decoder{file: name}
+	b := Batch{MaxParallel: DefaultMaxParallel}
+	top := d.table(m, "", "", kindBatch)
+	top.integer("max_parallel", &b.MaxParallel)
+	top.boolean("fail_fast", &b.FailFast)
+	defaults := map[string]any{}
+	if t := top.sub("defaults"); t != nil {
+		defaults = t.m // checked below, as a job
+	}
+	var raw []map[string]any
+	if v, ok := top.get("job"); ok {
+		if raw, ok = v.([]map[string]any); !ok {
+			top.fail("job", "must be [[job]] tables")
+		}
+	}
+	for _, k := range jobKeys() {
+		if _, ok := top.hints[k]; !ok {
+			top.hints[k] = "job settings of a batch file go in [defaults] or in a [[job]] table"
+		}
+	}
+	top.finish()
+	if err := d.result(); err != nil {
+		return Batch{}, err
+	}
+	if len(raw) == 0 {
+		return Batch{}, errf(name, "no [[job]] tables: a batch file needs at least one")
+	}
+	if b.MaxParallel < 1 {
+		return Batch{}, errf("max_parallel", "must be 1 or more, not %d", b.MaxParallel)
+	}
+
+	// Each table on its own, for unknown keys and types at their own path.
+	normalizeEndpoints(defaults)
+	dj := Default()
+	d.job(defaults, jobOpts{path: "defaults", header: "defaults", allowMode: true}, &dj)
+	if err := d.result(); err != nil {
+		return Batch{}, err
+	}
+	if err := dj.validate(false); err != nil {
+		return Batch{}, prefixed("defaults", err)
+	}
+	labels := make([]string, len(raw))
+	for i, jm := range raw {
+		labels[i] = fmt.Sprintf("job[#%d]", i+1)
+		if n, ok := jm["name"].(string); ok && nameRE.MatchString(n) {
+			labels[i] = "job[" + n + "]"
+		}
+		normalizeEndpoints(jm)
+		tmp := Default()
+		d.job(jm, jobOpts{path: labels[i], header: "job", nameKey: "name", allowMode: true, processWide: true}, &tmp)
+	}
+	if err := d.result(); err != nil {
+		return Batch{}, err
+	}
+
+	seen := map[string]bool{}
+	for i, jm := range raw {
+		label := labels[i]
+		if _, ok := jm["name"]; !ok {
+			return Batch{}, errf(label+".name", "required: every [[job]] needs a unique name")
+		}
+		d := &decoder{file: name}
+		j := Default()
+		d.job(merge(defaults, jm, true), jobOpts{path: label, header: "job", nameKey: "name", allowMode: true}, &j)
+		if err := d.result(); err != nil {
+			return Batch{}, err
+		}
+		if !nameRE.MatchString(j.Name) {
+			return Batch{}, errf(label+".name", "%q is not a valid job name (%s)", j.Name, nameRule)
+		}
+		if seen[j.Name] {
+			return Batch{}, errf(label+".name", "%q is the name of an earlier job: names must be unique", j.Name)
+		}
+		seen[j.Name] = true
+		if strings.TrimSpace(j.Mode) == "" {
+			return Batch{}, errf(label+".mode", "required: one of %s (in the [[job]] or in [defaults])", strings.Join(Modes, ", "))
+		}
+		if err := j.Validate(); err != nil {
+			return Batch{}, prefixed(label, err)
+		}
+		b.Jobs = append(b.Jobs, BatchJob{Mode: j.Mode, Job: j})
+	}
+	first := b.Jobs[0].Job
+	b.StatusAddr, b.LogLevel, b.LogFormat = first.StatusAddr, first.LogLevel, first.LogFormat
+	return b, nil
+}
+
+// parseTOML parses data into a generic map. Syntax errors keep line and
+// column; their text is scrubbed of values where a value may be a secret.
+func parseTOML(data []byte, name string) (map[string]any, error) {
+	var m map[string]any
+	_, err := toml.Decode(string(data), &m)
+	if err == nil {
+		if m == nil {
+			m = map[string]any{}
+		}
+		return m, nil
+	}
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return nil, &Error{Field: name, Msg: err.Error(), Err: err}
+	}
+	pos := fmt.Sprintf("%d:%d", pe.Position.Line, pe.Position.Col)
+	if name != "" {
+		pos = name + ":" + pos
+	}
+	last := pe.LastKey
+	if i := strings.LastIndexByte(last, '.'); i >= 0 {
+		last = last[i+1:]
+	}
+	switch last {
+	case "", "password", "sentinel_password", "addr", "addrs", "source", "target":
+		msg := scrubRE.ReplaceAllString(pe.Message, "$1 <not shown>")
+		if last != "" {
+			msg += " (quote strings: " + last + ` = "...")`
+		}
+		return nil, &Error{Field: pos, Msg: msg}
+	}
+	return nil, &Error{Field: pos, Msg: pe.Message, Err: pe}
+}
+
+var scrubRE = regexp.MustCompile(`(found|got|string|with) ("[^"]*"|'[^']*')`)
+
+// normalizeEndpoints turns the shorthand source = "addr" into a table, so
+// that a batch job's address merges with [defaults.source] settings.
+func normalizeEndpoints(m map[string]any) {
+	for _, k := range []string{"source", "target"} {
+		if s, ok := m[k].(string); ok {
+			m[k] = map[string]any{"addr": s}
+		}
+	}
+}
+
+// merge returns base with over laid on it; tables merge key by key
+// (db_map at the top level is replaced whole).
+func merge(base, over map[string]any, top bool) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		bm, ok1 := out[k].(map[string]any)
+		om, ok2 := v.(map[string]any)
+		if ok1 && ok2 && !(top && k == "db_map") {
+			out[k] = merge(bm, om, false)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func keysOf(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// decoder turns the generic map of a file into typed values, collecting
+// errors. Unknown keys are reported before other errors (a typo explains
+// the rest).
+type decoder struct {
+	file    string
+	unknown []error
+	errs    []error
+}
+
+func (d *decoder) result() error {
+	if len(d.unknown) > 0 {
+		return d.unknown[0]
+	}
+	if len(d.errs) > 0 {
+		return d.errs[0]
+	}
+	return nil
+}
+
+const (
+	kindJob = iota
+	kindEndpoint
+	kindTLS
+	kindFilter
+	kindBatch
+)
+
+type table struct {
+	d      *decoder
+	path   string // key path of the table, for messages: "", "source", "job[orders].source"
+	header string // TOML header: "", "source", "job.source", "defaults.source"
+	kind   int
+	m      map[string]any
+	known  []string
+	hints  map[string]string // key -> why it is not allowed here
+}
+
+func (d *decoder) table(m map[string]any, path, header string, kind int) *table {
+	return &table{d: d, path: path, header: header, kind: kind, m: m, hints: map[string]string{}}
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+func (t *table) field(k string) string { return join(t.path, k) }
+
+func (t *table) fail(k, format string, args ...any) {
+	t.d.errs = append(t.d.errs, errf(t.field(k), format, args...))
+}
+
+func (t *table) get(k string) (any, bool) {
+	t.known = append(t.known, k)
+	v, ok := t.m[k]
+	return v, ok
+}
+
+func (t *table) child(k string, m map[string]any, kind int) *table {
+	return t.d.table(m, t.field(k), join(t.header, k), kind)
+}
+
+// sub returns the table under k, or nil when absent or not a table.
+func (t *table) sub(k string) *table {
+	v, ok := t.get(k)
+	if !ok {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.fail(k, "must be a table, not %s", typeName(v))
+		return nil
+	}
+	return t.child(k, m, kindJob)
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any, []map[string]any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date/time"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// expanded returns the string v with ${ENV} expanded, or false after
+// recording an error.
+func (t *table) expanded(k string, v any, what string) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		hint := ""
+		if what == "a string" {
+			hint = " (quote it)"
+		}
+		t.fail(k, "must be %s, not %s%s", what, typeName(v), hint)
+		return "", false
+	}
+	s, err := Expand(s)
+	if err != nil {
+		t.fail(k, "%v", err)
+		return "", false
+	}
+	return s, true
+}
+
+func (t *table) str(k string, dst *string) {
+	if v, ok := t.get(k); ok {
+		if s, ok := t.expanded(k, v, "a string"); ok {
+			*dst = s
+		}
+	}
+}
+
+func (t *table) boolean(k string, dst *bool) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	if b, ok := v.(bool); ok {
+		*dst = b
+		return
+	}
+	s, ok := t.expanded(k, v, "true or false")
+	if !ok {
+		return
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		t.fail(k, "must be true or false, not %q", s)
+		return
+	}
+	*dst = b
+}
+
+func (t *table) integer(k string, dst *int) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	if n, ok := v.(int64); ok {
+		if n > math.MaxInt32 || n < math.MinInt32 {
+			t.fail(k, "%d is too large", n)
+			return
+		}
+		*dst = int(n)
+		return
+	}
+	s, ok := t.expanded(k, v, "a whole number")
+	if !ok {
+		return
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		t.fail(k, "must be a whole number, not %q", s)
+		return
+	}
+	*dst = int(n)
+}
+
+func (t *table) size(k string, dst *int64) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	if n, ok := v.(int64); ok {
+		if n < 0 {
+			t.fail(k, "must not be negative")
+			return
+		}
+		*dst = n
+		return
+	}
+	s, ok := t.expanded(k, v, `a size (a number of bytes or a string like "64MiB")`)
+	if !ok {
+		return
+	}
+	n, err := ParseSize(s)
+	if err != nil {
+		t.fail(k, "%v", err)
+		return
+	}
+	*dst = n
+}
+
+func (t *table) duration(k string, dst *time.Duration) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	var d time.Duration
+	var err error
+	switch x := v.(type) {
+	case int64:
+		d, err = secondsToDuration(float64(x), strconv.FormatInt(x, 10))
+	case float64:
+		d, err = secondsToDuration(x, strconv.FormatFloat(x, 'g', -1, 64))
+	default:
+		s, ok := t.expanded(k, v, `a duration (a string like "30s" or a number of seconds)`)
+		if !ok {
+			return
+		}
+		d, err = ParseDuration(s)
+	}
+	if err != nil {
+		t.fail(k, "%v", err)
+		return
+	}
+	*dst = d
+}
+
+func (t *table) array(k string) ([]any, bool) {
+	v, ok := t.get(k)
+	if !ok {
+		return nil, false
+	}
+	a, ok := v.([]any)
+	if !ok {
+		t.fail(k, "must be an array, not %s", typeName(v))
+		return nil, false
+	}
+	return a, true
+}
+
+func (t *table) strs(k string, dst *[]string) {
+	a, ok := t.array(k)
+	if !ok {
+		return
+	}
+	var out []string // nil when empty
+	for i, v := range a {
+		s, ok := t.expanded(fmt.Sprintf("%s[%d]", k, i), v, "a string")
+		if !ok {
+			return
+		}
+		out = append(out, s)
+	}
+	*dst = out
+}
+
+func (t *table) ints(k string, dst *[]int) {
+	a, ok := t.array(k)
+	if !ok {
+		return
+	}
+	var out []int // nil when empty
+	for i, v := range a {
+		n, ok := t.intValue(fmt.Sprintf("%s[%d]", k, i), v)
+		if !ok {
+			return
+		}
+		out = append(out, n)
+	}
+	*dst = out
+}
+
+func (t *table) intValue(k string, v any) (int, bool) {
+	if n, ok := v.(int64); ok && n >= math.MinInt32 && n <= math.MaxInt32 {
+		return int(n), true
+	}
+	s, ok := t.expanded(k, v, "a whole number")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		t.fail(k, "must be a whole number, not %q", s)
+		return 0, false
+	}
+	return int(n), true
+}
+
+func (t *table) dbMap(k string, dst *map[int]int) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.fail(k, `must be a table of source db = target db, like { "1" = 0 }, not %s`, typeName(v))
+		return
+	}
+	out := make(map[int]int, len(m))
+	for _, key := range keysOf(m) {
+		src, err := strconv.Atoi(strings.TrimSpace(key))
+		if err != nil || src < 0 || strings.TrimLeft(strings.TrimSpace(key), "0123456789") != "" {
+			t.fail(k, "key %q is not a database number (0 or more)", key)
+			return
+		}
+		dst, ok := t.intValue(fmt.Sprintf("%s.%s", k, key), m[key])
+		if !ok {
+			return
+		}
+		if _, dup := out[src]; dup {
+			t.fail(k, "source db %d is mapped twice", src)
+			return
+		}
+		out[src] = dst
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	*dst = out
+}
+
+type jobOpts struct {
+	path, header string // "" for a single-job file; "job[x]"/"job" or "defaults"/"defaults" in a batch
+	nameKey      string // "job" in a single-job file, "name" in [[job]], "" in [defaults]
+	allowMode    bool
+	processWide  bool // a [[job]] table: status_addr, log_level, log_format belong to [defaults]
+}
+
+// job decodes a job table over j and reports its unknown keys.
+func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
+	t := d.table(m, o.path, o.header, kindJob)
+	if o.processWide {
+		for _, k := range processWide {
+			if _, ok := m[k]; ok {
+				t.fail(k, "applies to the whole batch run: set it in [defaults], not per job")
+			}
+		}
+	}
+	switch o.nameKey {
+	case "job":
+		t.str("job", &j.Name)
+		t.hints["name"] = `did you mean job? In a single-job file the name is job = "..."`
+		t.hints["mode"] = "a single-job file has no mode: the command (ferry migrate, sync, verify) gives it; mode is for [[job]] tables of a batch file run by ferry run"
+		for _, k := range []string{"max_parallel", "fail_fast", "defaults"} {
+			t.hints[k] = "a batch-file key: batch files are run by ferry run"
+		}
+	case "name":
+		t.str("name", &j.Name)
+		t.hints["job"] = `in a [[job]] table the job's name is name = "..."`
+	default:
+		t.hints["name"] = `a name belongs in each [[job]], not in [defaults]`
+		t.hints["job"] = t.hints["name"]
+	}
+	if o.allowMode {
+		t.str("mode", &j.Mode)
+	}
+	t.str("data_dir", &j.DataDir)
+	t.str("rdb", &j.RDB)
+	t.endpoint("source", &j.Source, true)
+	t.endpoint("target", &j.Target, false)
+	t.str("target_nonempty", &j.TargetNonempty)
+	t.str("restore", &j.Restore)
+	t.str("fence", &j.Fence)
+	t.str("on_error", &j.OnError)
+	t.duration("keepalive_interval", &j.KeepaliveInterval)
+	t.duration("max_conn_age", &j.MaxConnAge)
+	t.dbMap("db_map", &j.DBMap)
+	t.integer("batch_max_ops", &j.BatchMaxOps)
+	t.size("batch_max_bytes", &j.BatchMaxBytes)
+	t.size("max_inflight_bytes", &j.MaxInflightBytes)
+	t.size("spool_memory", &j.SpoolMemory)
+	t.size("spool_max_disk", &j.SpoolMaxDisk)
+	t.str("status_addr", &j.StatusAddr)
+	t.str("log_level", &j.LogLevel)
+	t.str("log_format", &j.LogFormat)
+	t.duration("progress_interval", &j.ProgressInterval)
+	t.integer("max_ops_per_second", &j.MaxOpsPerSecond)
+	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)
+	t.duration("cutover_pause_max", &j.CutoverPauseMax)
+	t.str("cutover_hook", &j.CutoverHook)
+	if v, ok := t.get("filter"); ok {
+		if fm, ok := v.(map[string]any); ok {
+			ft := t.child("filter", fm, kindFilter)
+			f := &j.Filter
+			ft.ints("dbs", &f.DBs)
+			ft.ints("block_dbs", &f.BlockDBs)
+			ft.strs("prefixes", &f.Prefixes)
+			ft.strs("block_prefixes", &f.BlockPrefixes)
+			ft.strs("regex", &f.Regex)
+			ft.strs("block_regex", &f.BlockRegex)
+			ft.strs("types", &f.Types)
+			ft.strs("block_types", &f.BlockTypes)
+			ft.strs("commands", &f.Commands)
+			ft.strs("block_commands", &f.BlockCommands)
+			ft.finish()
+		} else {
+			t.fail("filter", "must be a table ([filter]), not %s", typeName(v))
+		}
+	}
+	t.finish()
+	return t
+}
+
+func (t *table) endpoint(k string, e *Endpoint, source bool) {
+	v, ok := t.get(k)
+	if !ok {
+		return
+	}
+	switch x := v.(type) {
+	case string:
+		if s, ok := t.expanded(k, v, "a string"); ok {
+			e.Addr = s
+		}
+	case map[string]any:
+		et := t.child(k, x, kindEndpoint)
+		et.str("addr", &e.Addr)
+		et.strs("addrs", &e.Addrs)
+		et.str("username", &e.Username)
+		et.str("password", &e.Password)
+		et.str("password_file", &e.PasswordFile)
+		et.str("sentinel_username", &e.SentinelUsername)
+		et.str("sentinel_password", &e.SentinelPassword)
+		if source {
+			et.str("read_from", &e.ReadFrom)
+		} else {
+			et.hints["read_from"] = "read_from applies only to the source"
+		}
+		et.duration("dial_timeout", &e.DialTimeout)
+		if tv, ok := et.get("tls"); ok {
+			if tm, ok := tv.(map[string]any); ok {
+				tt := et.child("tls", tm, kindTLS)
+				tt.boolean("enabled", &e.TLS.Enabled)
+				tt.str("ca_file", &e.TLS.CAFile)
+				tt.str("cert_file", &e.TLS.CertFile)
+				tt.str("key_file", &e.TLS.KeyFile)
+				tt.str("server_name", &e.TLS.ServerName)
+				tt.boolean("insecure_skip_verify", &e.TLS.InsecureSkipVerify)
+				tt.finish()
+			} else {
+				et.fail("tls", "must be a table ([%s.tls]), not %s", et.header, typeName(tv))
+			}
+		}
+		et.finish()
+	default:
+		t.fail(k, `must be an address string (%s = "redis://host:6379") or a table ([%s]), not %s`, k, join(t.header, k), typeName(v))
+	}
+}
+
+// finish reports the keys of the table that nothing asked for.
+func (t *table) finish() {
+	known := map[string]bool{}
+	for _, k := range t.known {
+		known[k] = true
+	}
+	for _, k := range keysOf(t.m) {
+		if known[k] {
+			continue
+		}
+		msg := fmt.Sprintf("unknown key %q", t.field(k))
+		if h, ok := t.hints[k]; ok {
+			msg += " (" + h + ")"
+		} else if s := suggest(k, t.known); s != "" {
+			msg += " (did you mean " + t.field(s) + "?)"
+		} else if t.kind == kindEndpoint || t.kind == kindTLS || t.kind == kindFilter {
+			if s := suggest(k, jobKeys()); s != "" {
+				msg += fmt.Sprintf(" (%s is a job setting, not part of [%s]: put it above the first [table] header)", s, t.header)
+			}
+		}
+		t.d.unknown = append(t.d.unknown, &Error{Field: t.d.file, Msg: msg})
+	}
+}
+
+// jobKeys are the keys of a job table (those of a single-job file).
+func jobKeys() []string {
+	t := (&decoder{}).job(map[string]any{}, jobOpts{nameKey: "job"}, &Job{})
+	return t.known
+}
+
+// suggest returns the candidate closest to k, if close enough to be a typo.
+func suggest(k string, candidates []string) string {
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
+	best, bestD := "", math.MaxInt
+	for _, c := range candidates {
+		d := levenshtein(norm(k), norm(c))
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best != "" && (bestD <= 2 || bestD*4 <= len(k)) && bestD < len(k) {
+		return best
+	}
+	return ""
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

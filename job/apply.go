@@ -1,0 +1,324 @@
+package job
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"ferry/rdb"
+	"ferry/resp"
+	"ferry/writer"
+)
+
+// sink receives the applier's commands and cuts them into batches for the
+// target's writers (one for a standalone target, one per master for a
+// cluster, routed by slot).
+type sink interface {
+	add(ctx context.Context, db int, args [][]byte) error
+	addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
+	endUnit(ctx context.Context, pos writer.Position) error
+	dropUnit()
+	flush(ctx context.Context) error
+}
+
+// applier turns snapshot records and stream commands into target commands.
+type applier struct {
+	out sink
+	log zerolog.Logger
+
+	dbMap    map[int]int
+	restore  string // auto | always | never
+	fenced   bool
+	tgtRDB   int   // target's RDB version (0: unknown)
+	maxBulk  int64 // target's proto-max-bulk-len
+	rewrite  rdb.RewriteOptions
+	ackNow   func()
+	snapshot bool // applying a snapshot now
+
+	// snapshot state
+	srcRDB     int
+	useRestore bool
+	sweep      *keySet // keys of this snapshot, when a sweep must follow
+
+	// stream state
+	replid string
+	offset int64 // last byte of the stream processed
+	db     int   // db the stream has selected
+	inTx   bool
+
+	keys, expired, commands, skipped atomic.Int64
+	warnedModuleAux                  bool
+}
+
+// mapDB applies db_map; a source db not in a non-empty map keeps its number.
+func (a *applier) mapDB(db int) int {
+	if t, ok := a.dbMap[db]; ok {
+		return t
+	}
+	return db
+}
+
+// beginSnapshot prepares for a new snapshot at (replid, offset).
+func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
+	a.snapshot = true
+	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
+	a.srcRDB = 0
+	a.sweep = nil
+	if sweep {
+		a.sweep = newKeySet()
+	}
+}
+
+func (a *applier) snapshotPos() writer.Position {
+	return writer.Position{State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
+}
+
+func (a *applier) livePos() writer.Position {
+	return writer.Position{State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
+}
+
+// record applies one snapshot record.
+func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) error {
+	if a.srcRDB == 0 {
+		a.srcRDB = version
+		switch a.restore {
+		case "always":
+			a.useRestore = true
+		case "never":
+			a.useRestore = false
+		default:
+			a.useRestore = a.tgtRDB >= version
+		}
+		mode := "restore"
+		if !a.useRestore {
+			mode = "rewrite"
+		}
+		a.log.Info().Int("source_rdb", version).Int("target_rdb", a.tgtRDB).Str("mode", mode).Msg("snapshot format")
+	}
+	switch rec.Kind {
+	case rdb.KindKey:
+		return a.key(ctx, rec, version)
+	case rdb.KindFunction:
+		if err := a.out.add(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
+			return err
+		}
+		return a.out.endUnit(ctx, a.snapshotPos())
+	case rdb.KindModuleAux:
+		if !a.warnedModuleAux {
+			a.warnedModuleAux = true
+			a.log.Warn().Msg("the snapshot holds module auxiliary data; ferry cannot transfer it (module values themselves are restored)")
+		}
+	}
+	return nil
+}
+
+func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
+	if rec.ExpireMs > 0 && rec.ExpireMs <= time.Now().UnixMilli() {
+		a.expired.Add(1)
+		return nil
+	}
+	db := a.mapDB(rec.DB)
+	if a.sweep != nil {
+		a.sweep.add(db, rec.Key)
+	}
+	a.keys.Add(1)
+	if a.useRestore && rec.RestorePayloadLen(version) <= a.maxBulk {
+		err := a.out.addRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) {
+			return appendRestore(dst, rec, version)
+		})
+		if err != nil {
+			return err
+		}
+		return a.out.endUnit(ctx, a.snapshotPos())
+	}
+	// Each rewritten command is its own unit: a big key spans batches, and
+	// fenced batches are applied exactly once, so the key is rebuilt
+	// exactly even across a dropped connection.
+	opt := a.rewrite
+	err := rdb.Rewrite(rec, opt, func(args [][]byte) error {
+		if err := a.out.add(ctx, db, args); err != nil {
+			return err
+		}
+		return a.out.endUnit(ctx, a.snapshotPos())
+	})
+	if err != nil {
+		return fmt.Errorf("db %d key %q: %w", rec.DB, clip(rec.Key), err)
+	}
+	return nil
+}
+
+var (
+	bRestore = []byte("RESTORE")
+	bReplace = []byte("REPLACE")
+	bAbsTTL  = []byte("ABSTTL")
+	bIdle    = []byte("IDLETIME")
+	bFreq    = []byte("FREQ")
+)
+
+// appendRestore encodes RESTORE key ttl payload REPLACE ABSTTL [IDLETIME s |
+// FREQ f], writing the payload straight from the record.
+func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
+	n := 6
+	if rec.Idle >= 0 || rec.Freq >= 0 {
+		n += 2
+	}
+	dst = resp.AppendArrayHeader(dst, n)
+	dst = resp.AppendBulk(dst, bRestore)
+	dst = resp.AppendBulk(dst, rec.Key)
+	dst = resp.AppendBulkInt(dst, rec.ExpireMs)
+	dst = resp.AppendBulkHeader(dst, rec.RestorePayloadLen(version))
+	w := writer.Append{B: dst}
+	if err := rec.WriteRestorePayload(&w, version); err != nil {
+		return nil, err
+	}
+	dst = append(w.B, '\r', '\n')
+	dst = resp.AppendBulk(dst, bReplace)
+	dst = resp.AppendBulk(dst, bAbsTTL)
+	if rec.Idle >= 0 {
+		dst = resp.AppendBulk(dst, bIdle)
+		dst = resp.AppendBulkInt(dst, rec.Idle)
+	} else if rec.Freq >= 0 {
+		dst = resp.AppendBulk(dst, bFreq)
+		dst = resp.AppendBulkInt(dst, int64(rec.Freq))
+	}
+	return dst, nil
+}
+
+// command applies one command of the replication stream; end is the offset
+// of its last byte.
+func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
+	a.offset = end
+	name := args[0]
+	switch {
+	case eq(name, "PING"):
+	case eq(name, "REPLCONF"):
+		if len(args) > 1 && eq(args[1], "GETACK") && a.ackNow != nil {
+			a.ackNow()
+		}
+	case eq(name, "SELECT"):
+		if len(args) != 2 {
+			return fmt.Errorf("stream at offset %d: malformed SELECT", end)
+		}
+		db, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			return fmt.Errorf("stream at offset %d: malformed SELECT %q", end, args[1])
+		}
+		a.db = db
+	case eq(name, "MULTI"):
+		a.inTx = true
+		if !a.fenced {
+			// Fenced batches are transactions already; unfenced ones keep
+			// the source's atomicity with their own MULTI/EXEC.
+			return a.out.add(ctx, -1, args)
+		}
+		return nil
+	case eq(name, "EXEC"):
+		a.inTx = false
+		if !a.fenced {
+			if err := a.out.add(ctx, -1, args); err != nil {
+				return err
+			}
+		}
+	default:
+		a.commands.Add(1)
+		if err := a.out.add(ctx, a.dbOf(name), a.mapArgs(args)); err != nil {
+			return err
+		}
+	}
+	if a.inTx {
+		return nil
+	}
+	return a.out.endUnit(ctx, a.livePos())
+}
+
+// dbOf is the target db a command runs in; -1 for commands that do not
+// depend on the selected db.
+func (a *applier) dbOf(name []byte) int {
+	if eq(name, "FLUSHALL") || eq(name, "SWAPDB") || eq(name, "FUNCTION") || eq(name, "SCRIPT") || eq(name, "PUBLISH") || eq(name, "SPUBLISH") {
+		return -1
+	}
+	return a.mapDB(a.db)
+}
+
+// mapArgs rewrites the db numbers inside commands that name a db (MOVE,
+// COPY … DB n, SWAPDB) when db_map is set.
+func (a *applier) mapArgs(args [][]byte) [][]byte {
+	if len(a.dbMap) == 0 {
+		return args
+	}
+	name := args[0]
+	mapAt := func(i int) {
+		if i < len(args) {
+			if db, err := strconv.Atoi(string(args[i])); err == nil {
+				args[i] = strconv.AppendInt(nil, int64(a.mapDB(db)), 10)
+			}
+		}
+	}
+	switch {
+	case eq(name, "MOVE"):
+		mapAt(2)
+	case eq(name, "SWAPDB"):
+		mapAt(1)
+		mapAt(2)
+	case eq(name, "COPY"):
+		for i := 3; i+1 < len(args); i++ {
+			if eq(args[i], "DB") {
+				mapAt(i + 1)
+			}
+		}
+	}
+	return args
+}
+
+func eq(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }
+
+func clip(b []byte) string {
+	if len(b) > 100 {
+		return string(b[:100]) + "…"
+	}
+	return string(b)
+}
+
+// keySet remembers the keys of one snapshot (as 64-bit hashes: 8 bytes a key)
+// so that a sweep can delete the target's keys the snapshot no longer has. A
+// hash collision can only keep a stale key, never delete a live one.
+type keySet struct {
+	seed   maphash.Seed
+	hashes []uint64
+	sorted bool
+}
+
+func newKeySet() *keySet { return &keySet{seed: maphash.MakeSeed()} }
+
+func (s *keySet) sum(db int, key []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	var d [8]byte
+	for i := range d {
+		d[i] = byte(uint64(db) >> (8 * i))
+	}
+	h.Write(d[:])
+	h.Write(key)
+	return h.Sum64()
+}
+
+func (s *keySet) add(db int, key []byte) {
+	s.hashes = append(s.hashes, s.sum(db, key))
+	s.sorted = false
+}
+
+func (s *keySet) has(db int, key []byte) bool {
+	if !s.sorted {
+		slices.Sort(s.hashes)
+		s.sorted = true
+	}
+	_, found := slices.BinarySearch(s.hashes, s.sum(db, key))
+	return found
+}

@@ -1,0 +1,64 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"ferry/writer"
+)
+
+// batcher cuts one writer's commands into batches. A batch ends only at a
+// unit boundary — after a whole source command, a whole source transaction,
+// or one command of a rewritten key — so that a fenced batch never applies a
+// source transaction in part.
+type batcher struct {
+	w        *writer.Writer
+	cur      *writer.Batch
+	maxOps   int
+	maxBytes int
+
+	unitStart  int             // cur.Len() when the current unit began
+	pos        writer.Position // position at the last unit boundary
+	dirty      bool            // pos advanced since the last submitted batch
+	lastSubmit time.Time
+}
+
+func newBatcher(w *writer.Writer, maxOps int, maxBytes int64) *batcher {
+	return &batcher{w: w, cur: writer.NewBatch(), maxOps: maxOps, maxBytes: int(maxBytes)}
+}
+
+// endUnit records that everything added so far forms complete units that
+// bring the target to pos, and submits the batch if it is full.
+func (b *batcher) endUnit(ctx context.Context, pos writer.Position) error {
+	b.pos = pos
+	b.dirty = true
+	b.unitStart = b.cur.Len()
+	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes {
+		return b.submit(ctx)
+	}
+	return nil
+}
+
+// dropUnit discards the commands of an unfinished unit.
+func (b *batcher) dropUnit() { b.cur.Truncate(b.unitStart) }
+
+var errInsideUnit = errors.New("internal error: batch cut inside a unit")
+
+// submit hands the current batch to the writer, even an empty one when only
+// the position moved (a PING, a skipped command): the marker then records it.
+func (b *batcher) submit(ctx context.Context) error {
+	if b.cur.Len() > b.unitStart {
+		return errInsideUnit
+	}
+	if b.cur.Len() == 0 && !b.dirty {
+		return nil
+	}
+	batch := b.cur
+	batch.Pos = b.pos
+	b.cur = writer.NewBatch()
+	b.unitStart = 0
+	b.dirty = false
+	b.lastSubmit = time.Now()
+	return b.w.Submit(ctx, batch)
+}

@@ -1,0 +1,297 @@
+package job
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"ferry/dial"
+	"ferry/writer"
+)
+
+// ownPrefix marks keys that belong to ferry itself on a target.
+const ownPrefix = "__ferry:"
+
+// redisOptions builds go-redis options for a control-plane connection.
+func redisOptions(o dial.Options, name string, db int) *redis.Options {
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &redis.Options{
+		Addr:            o.Addr,
+		Username:        o.Username,
+		Password:        o.Password,
+		DB:              db,
+		TLSConfig:       o.TLS,
+		DialTimeout:     timeout,
+		ReadTimeout:     30 * time.Second,
+		WriteTimeout:    30 * time.Second,
+		Protocol:        2,
+		DisableIdentity: true,
+		PoolSize:        4,
+		MaxRetries:      2,
+		// The name only helps operators read CLIENT LIST; a server that
+		// forbids SETNAME must not make the connection fail.
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error {
+			cn.ClientSetName(ctx, name)
+			return nil
+		},
+	}
+}
+
+// node is one target master as the control plane sees it.
+type node struct {
+	addr    dial.Options
+	ctl     *redis.Client
+	rdbVer  int
+	maxBulk int64
+}
+
+func openNode(ctx context.Context, o dial.Options, job string) (*node, error) {
+	n := &node{addr: o, ctl: redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))}
+	if err := n.ctl.Ping(ctx).Err(); err != nil {
+		n.ctl.Close()
+		return nil, describeCtlErr(o.Addr, err)
+	}
+	return n, nil
+}
+
+func (n *node) close() { n.ctl.Close() }
+
+// describeCtlErr turns go-redis connection errors into one clear line.
+func describeCtlErr(addr string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+		return fmt.Errorf("%s: %w: wrong password or user (%s)", addr, dial.ErrAuth, msg)
+	case strings.Contains(msg, "NOAUTH"):
+		return fmt.Errorf("%s: %w: the server requires a password and none is configured", addr, dial.ErrAuth)
+	case strings.Contains(msg, "without any password configured"):
+		return fmt.Errorf("%s: AUTH refused: the server has no password set, but one is configured", addr)
+	case strings.Contains(msg, "connection refused"):
+		return fmt.Errorf("connect %s: connection refused (is the server running and listening on that port?)", addr)
+	case strings.Contains(msg, "i/o timeout"):
+		return fmt.Errorf("connect %s: timed out", addr)
+	}
+	return fmt.Errorf("%s: %w", addr, err)
+}
+
+// probe finds the node's RDB version exactly — by DUMPing a probe key and
+// reading the version from the payload's footer — and its proto-max-bulk-len.
+func (n *node) probe(ctx context.Context, job string) error {
+	key := ownPrefix + job + ":probe"
+	if err := n.ctl.Set(ctx, key, "x", time.Minute).Err(); err != nil {
+		return fmt.Errorf("target %s: write probe key: %w", n.addr.Addr, err)
+	}
+	dump, err := n.ctl.Dump(ctx, key).Result()
+	n.ctl.Del(ctx, key)
+	if err != nil || len(dump) < 10 {
+		// DUMP forbidden: fall back to the server version.
+		n.rdbVer = n.rdbVersionFromInfo(ctx)
+	} else {
+		f := dump[len(dump)-10:]
+		n.rdbVer = int(binary.LittleEndian.Uint16([]byte(f[:2])))
+	}
+	n.maxBulk = 512 << 20
+	if v, err := n.ctl.ConfigGet(ctx, "proto-max-bulk-len").Result(); err == nil {
+		if s, ok := v["proto-max-bulk-len"]; ok {
+			if b, err := strconv.ParseInt(s, 10, 64); err == nil && b > 0 {
+				n.maxBulk = b
+			}
+		}
+	}
+	return nil
+}
+
+// rdbVersionFromInfo maps redis_version to the RDB version it writes.
+func (n *node) rdbVersionFromInfo(ctx context.Context) int {
+	info, err := n.ctl.Info(ctx, "server").Result()
+	if err != nil {
+		return 0
+	}
+	v := infoField(info, "redis_version")
+	var major, minor int
+	fmt.Sscanf(v, "%d.%d", &major, &minor)
+	switch {
+	case major > 7 || (major == 7 && minor >= 4):
+		return 12
+	case major == 7 && minor >= 2:
+		return 11
+	case major == 7:
+		return 10
+	case major == 6 && minor >= 2, major == 5:
+		return 9
+	case major == 6:
+		return 9
+	case major == 4:
+		return 8
+	}
+	return 6
+}
+
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// isCluster reports whether the server runs in cluster mode.
+func isCluster(ctx context.Context, c *redis.Client) (bool, error) {
+	info, err := c.Info(ctx, "cluster").Result()
+	if err != nil {
+		return false, err
+	}
+	return infoField(info, "cluster_enabled") == "1", nil
+}
+
+// keyspace returns the number of keys per db (INFO keyspace).
+func keyspace(ctx context.Context, c *redis.Client) (map[int]int64, error) {
+	info, err := c.Info(ctx, "keyspace").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, "db")
+		if !ok {
+			continue
+		}
+		dbs, stats, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		db, err := strconv.Atoi(dbs)
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(kv, "keys="); ok {
+				out[db], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out, nil
+}
+
+// foreignKeys counts the keys of a node that are not ferry's own, per db.
+// Large dbs are not scanned: more keys than ferry could own means foreign.
+func (n *node) foreignKeys(ctx context.Context) (map[int]int64, error) {
+	ks, err := keyspace(ctx, n.ctl)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", n.addr.Addr, err)
+	}
+	out := map[int]int64{}
+	for db, cnt := range ks {
+		if cnt == 0 {
+			continue
+		}
+		if cnt > 1000 {
+			out[db] = cnt
+			continue
+		}
+		c := redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		own := int64(0)
+		iter := c.Scan(ctx, 0, ownPrefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			own++
+		}
+		err := iter.Err()
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("target %s: scan db %d: %w", n.addr.Addr, db, err)
+		}
+		if cnt-own > 0 {
+			out[db] = cnt - own
+		}
+	}
+	return out, nil
+}
+
+// sweep deletes, in every db of the node, the keys that are neither ferry's
+// own nor in keep. It runs after a full resync has been applied and before
+// the stream resumes, so the target then holds exactly the new snapshot:
+// keys deleted on the source while ferry could not follow do not survive.
+func (n *node) sweep(ctx context.Context, keep *keySet, owned func(db int, key string) bool) (int64, error) {
+	ks, err := keyspace(ctx, n.ctl)
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", n.addr.Addr, err)
+	}
+	var deleted int64
+	for db := range ks {
+		c := redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		var stale []string
+		flush := func() error {
+			if len(stale) == 0 {
+				return nil
+			}
+			err := c.Unlink(ctx, stale...).Err()
+			deleted += int64(len(stale))
+			stale = stale[:0]
+			return err
+		}
+		iter := c.Scan(ctx, 0, "", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			if strings.HasPrefix(k, ownPrefix) || !owned(db, k) || keep.has(db, []byte(k)) {
+				continue
+			}
+			stale = append(stale, k)
+			if len(stale) >= 500 {
+				if err := flush(); err != nil {
+					c.Close()
+					return deleted, fmt.Errorf("sweep %s db %d: %w", n.addr.Addr, db, err)
+				}
+			}
+		}
+		err := iter.Err()
+		if err == nil {
+			err = flush()
+		}
+		c.Close()
+		if err != nil {
+			return deleted, fmt.Errorf("sweep %s db %d: %w", n.addr.Addr, db, err)
+		}
+	}
+	return deleted, nil
+}
+
+// readMarker reads the job's marker through the control connection.
+func (n *node) readMarker(ctx context.Context, key string, db int) (writer.Position, bool, error) {
+	c := n.ctl
+	if db != 0 {
+		c = redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		defer c.Close()
+	}
+	v, err := c.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return writer.Position{}, false, nil
+	}
+	if err != nil {
+		return writer.Position{}, false, fmt.Errorf("target %s: read marker: %w", n.addr.Addr, err)
+	}
+	p, err := writer.ParsePosition(v)
+	if err != nil {
+		return writer.Position{}, false, fmt.Errorf("target %s: %w", n.addr.Addr, err)
+	}
+	return p, true, nil
+}
+
+func (n *node) deleteMarker(ctx context.Context, key string, db int) error {
+	c := n.ctl
+	if db != 0 {
+		c = redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		defer c.Close()
+	}
+	return c.Del(ctx, key).Err()
+}

@@ -1,0 +1,169 @@
+package rdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hdt3213/rdb/crc64jones"
+)
+
+// RestorePayloadLen returns the length of the DUMP/RESTORE payload of a key
+// record: type byte + raw value + 2-byte RDB version + 8-byte CRC64.
+func (rec *Record) RestorePayloadLen(version int) int64 {
+	return 1 + rec.Value.Len() + 2 + 8
+}
+
+func (rec *Record) checkRestore(version int) error {
+	if rec.Kind != KindKey || rec.Value == nil {
+		return fmt.Errorf("rdb: %s record has no RESTORE payload", rec.Kind)
+	}
+	if version < 1 || version > 0xffff {
+		return fmt.Errorf("rdb: RDB version %d out of range", version)
+	}
+	if mv := MinVersion(rec.Type); version < mv {
+		return fmt.Errorf("rdb: key %s: value type %d (%s) needs RDB version >= %d, target has %d",
+			quoteKey(rec.Key), rec.Type, TypeName(rec.Type), mv, version)
+	}
+	return nil
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// WriteRestorePayload writes the DUMP/RESTORE payload of a key record: the
+// type byte, the raw value, the RDB version (2 bytes LE) and the CRC64 (8
+// bytes LE) of everything before it. version is the RDB version of the
+// target (see MinVersion); a target refuses payloads newer than itself.
+func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
+	if err := rec.checkRestore(version); err != nil {
+		return err
+	}
+	h := crc64jones.New()
+	var tb [1]byte
+	tb[0] = rec.Type
+	h.Write(tb[:])
+	if _, err := w.Write(tb[:]); err != nil {
+		return err
+	}
+	p := rec.Value
+	if p.file == nil {
+		h.Write(p.mem)
+		if _, err := w.Write(p.mem); err != nil {
+			return err
+		}
+	} else {
+		bp := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(bp)
+		buf := *bp
+		src := p.Open()
+		var n int64
+		for {
+			m, err := src.Read(buf)
+			if m > 0 {
+				n += int64(m)
+				h.Write(buf[:m])
+				if _, werr := w.Write(buf[:m]); werr != nil {
+					return werr
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("rdb: reading spilled value: %w", err)
+			}
+		}
+		if n != p.n {
+			return fmt.Errorf("rdb: spilled value is %d bytes, expected %d", n, p.n)
+		}
+	}
+	var foot [10]byte
+	binary.LittleEndian.PutUint16(foot[:2], uint16(version))
+	h.Write(foot[:2])
+	binary.LittleEndian.PutUint64(foot[2:], h.Sum64())
+	_, err := w.Write(foot[:])
+	return err
+}
+
+// AppendRestorePayload appends the RESTORE payload to dst (see
+// WriteRestorePayload).
+func (rec *Record) AppendRestorePayload(dst []byte, version int) ([]byte, error) {
+	if err := rec.checkRestore(version); err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	dst = append(dst, rec.Type)
+	if rec.Value.file == nil {
+		dst = append(dst, rec.Value.mem...)
+	} else {
+		w := appendWriter{dst}
+		if _, err := io.Copy(&w, rec.Value.Open()); err != nil {
+			return dst, fmt.Errorf("rdb: reading spilled value: %w", err)
+		}
+		dst = w.b
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(version))
+	h := crc64jones.New()
+	h.Write(dst[start:])
+	return binary.LittleEndian.AppendUint64(dst, h.Sum64()), nil
+}
+
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// ParseDump checks a DUMP payload (version and CRC64) and returns the record
+// it describes, as if framed from an RDB stream: Kind KindKey, the given db,
+// key and expire, Type and Value from the payload. The value is framed, so a
+// payload whose value does not exactly fill it is rejected. The record owns
+// copies of key and value; call Release when done.
+func ParseDump(db int, key, dump []byte, expireMs int64) (*Record, error) {
+	if len(dump) < 11 {
+		return nil, &FormatError{DB: db, Key: key, Msg: "DUMP payload too short"}
+	}
+	body := dump[:len(dump)-8]
+	ver := int(binary.LittleEndian.Uint16(dump[len(dump)-10:]))
+	stored := binary.LittleEndian.Uint64(dump[len(dump)-8:])
+	h := crc64jones.New()
+	h.Write(body)
+	if sum := h.Sum64(); sum != stored {
+		return nil, &FormatError{Offset: int64(len(body)), DB: db, Key: key, Err: ErrChecksum,
+			Msg: fmt.Sprintf("DUMP payload CRC64 mismatch: stored %016x, computed %016x", stored, sum)}
+	}
+	if ver < 1 || ver > MaxVersion {
+		return nil, &FormatError{Offset: int64(len(dump) - 10), DB: db, Key: key,
+			Msg: fmt.Sprintf("DUMP payload has unsupported RDB version %d", ver)}
+	}
+	t := dump[0]
+	raw := dump[1 : len(dump)-10]
+	if !isValueType(t) || t == TypeModulePreGA {
+		return nil, &FormatError{DB: db, Key: key, Msg: fmt.Sprintf("DUMP payload has unsupported value type %d", t)}
+	}
+	fr := &Reader{version: ver, opt: Options{MemLimit: int64(len(raw)) + 1}}
+	fr.s = *newMemSrc(raw)
+	rec := getRecord()
+	rec.reset(fr, 0)
+	rec.Kind, rec.Type, rec.DB = KindKey, t, db
+	rec.keyBuf = append(rec.keyBuf[:0], key...)
+	rec.Key = rec.keyBuf
+	if expireMs > 0 {
+		rec.ExpireMs = expireMs
+	}
+	rec.ValueOffset = 1
+	if err := fr.frameValue(t, rec); err != nil {
+		off := fr.s.offset() + 1
+		rec.Release()
+		return nil, &FormatError{Offset: off, DB: db, Key: key, Msg: describe(err, TypeName(t)+" value"), Err: underlying(err)}
+	}
+	if fr.s.r != len(raw) {
+		rec.Release()
+		return nil, &FormatError{Offset: fr.s.offset() + 1, DB: db, Key: key,
+			Msg: fmt.Sprintf("%d trailing bytes after the %s value", len(raw)-fr.s.r, TypeName(t))}
+	}
+	rec.value.mem = append(rec.value.mem[:0], raw...)
+	rec.value.n = int64(len(raw))
+	rec.Value = &rec.value
+	return rec, nil
+}

@@ -1,0 +1,247 @@
+package reader
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The PSYNC reader drains the source's socket into a spool as a sequence of
+// frames, so that events that are not bytes of the replication stream (a new
+// full resync, a partial resync with a new replication id) travel in order
+// with the data. A frame is a 1-byte kind, a 4-byte little-endian length and
+// the payload.
+const (
+	frameFullSync = 1 // replid(40) | offset int64 | rdb size int64 (-1: diskless, size unknown)
+	frameRDB      = 2 // RDB bytes
+	frameRDBEnd   = 3 // the RDB is complete
+	frameContinue = 4 // replid(40) | offset int64: the stream continues after offset
+	frameStream   = 5 // bytes of the command stream
+)
+
+const frameHeader = 5
+
+// maxFrame bounds a frame's payload (and what a corrupt spool could make the
+// consumer allocate).
+const maxFrame = 1 << 20
+
+func appendFrameHeader(dst []byte, kind byte, n int) []byte {
+	var h [frameHeader]byte
+	h[0] = kind
+	binary.LittleEndian.PutUint32(h[1:], uint32(n))
+	return append(dst, h[:]...)
+}
+
+func appendPos(dst []byte, replid string, offset int64) []byte {
+	var id [40]byte
+	copy(id[:], replid)
+	dst = append(dst, id[:]...)
+	return binary.LittleEndian.AppendUint64(dst, uint64(offset))
+}
+
+// EventKind is what the consumer of a spool meets next.
+type EventKind int
+
+const (
+	// FullSync: a snapshot follows; read it with RDB() until io.EOF.
+	FullSync EventKind = iota + 1
+	// Continue: a partial resync; the stream goes on where it was, the
+	// replication id may have changed (the source failed over).
+	Continue
+	// Stream: bytes of the command stream follow; read them with Stream().
+	Stream
+)
+
+// Event is one item from the spool.
+type Event struct {
+	Kind    EventKind
+	ReplID  string
+	Offset  int64 // FullSync: the offset the stream starts after; Continue: the last offset before the new link's bytes
+	RDBSize int64 // FullSync: the RDB's length, -1 when the source streams it diskless
+}
+
+// Frames reads the frames a Reader wrote to a spool.
+type Frames struct {
+	r       *bufio.Reader
+	left    int // payload bytes left in the current data frame
+	peeked  bool
+	hdr     [frameHeader]byte
+	onIdle  func()
+	pending func() int64
+
+	delivered int64 // stream bytes handed out since Stream()
+	switches  []replSwitch
+}
+
+// NewFrames reads frames from r. pending reports how many bytes are
+// available without blocking (the spool's backlog); before a read that would
+// block, onIdle is called, so the consumer can flush what it batched.
+func NewFrames(r io.Reader, pending func() int64, onIdle func()) *Frames {
+	f := &Frames{pending: pending, onIdle: onIdle}
+	f.r = bufio.NewReaderSize(readerFunc(f.readSpool(r)), 1<<20)
+	return f
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (fn readerFunc) Read(p []byte) (int, error) { return fn(p) }
+
+func (f *Frames) readSpool(r io.Reader) func([]byte) (int, error) {
+	return func(p []byte) (int, error) {
+		if f.onIdle != nil && f.pending != nil && f.pending() == 0 {
+			f.onIdle()
+		}
+		return r.Read(p)
+	}
+}
+
+// ErrEndOfData is returned by RDB() and Stream() readers when the current run
+// of data frames ends; call Next for the event that follows.
+var ErrEndOfData = errors.New("end of data frames")
+
+func (f *Frames) header() error {
+	if f.peeked {
+		return nil
+	}
+	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		return err
+	}
+	n := binary.LittleEndian.Uint32(f.hdr[1:])
+	if n > maxFrame {
+		return fmt.Errorf("spool: corrupt frame (kind %d, %d bytes)", f.hdr[0], n)
+	}
+	f.peeked = true
+	return nil
+}
+
+// Next returns the next event. Data left unread in the current run of data
+// frames is skipped (a full resync interrupts a partial command).
+func (f *Frames) Next() (Event, error) {
+	for {
+		if f.left > 0 {
+			if _, err := f.r.Discard(f.left); err != nil {
+				return Event{}, err
+			}
+			f.left = 0
+		}
+		if err := f.header(); err != nil {
+			return Event{}, err
+		}
+		kind, n := f.hdr[0], int(binary.LittleEndian.Uint32(f.hdr[1:]))
+		switch kind {
+		case frameStream:
+			return Event{Kind: Stream}, nil // left peeked for Stream()
+		case frameRDB, frameRDBEnd:
+			// An RDB the consumer did not read (it was interrupted): skip.
+			f.peeked = false
+			f.left = n
+			continue
+		case frameFullSync, frameContinue:
+			f.peeked = false
+			buf := make([]byte, n)
+			if _, err := io.ReadFull(f.r, buf); err != nil {
+				return Event{}, err
+			}
+			if len(buf) < 48 {
+				return Event{}, fmt.Errorf("spool: short position frame")
+			}
+			ev := Event{ReplID: trimID(buf[:40]), Offset: int64(binary.LittleEndian.Uint64(buf[40:48]))}
+			if kind == frameFullSync {
+				if len(buf) < 56 {
+					return Event{}, fmt.Errorf("spool: short full-sync frame")
+				}
+				ev.Kind = FullSync
+				ev.RDBSize = int64(binary.LittleEndian.Uint64(buf[48:56]))
+			} else {
+				ev.Kind = Continue
+			}
+			return ev, nil
+		default:
+			return Event{}, fmt.Errorf("spool: unknown frame kind %d", kind)
+		}
+	}
+}
+
+func trimID(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// RDB returns a reader over the snapshot that follows a FullSync event. It
+// returns io.EOF at the end of the RDB, ErrEndOfData if the transfer was cut
+// off (the source link dropped mid-snapshot; a new FullSync follows).
+func (f *Frames) RDB() io.Reader { return readerFunc(f.readData(frameRDB)) }
+
+// Stream returns a reader over the command stream. A partial resync does not
+// interrupt it — PSYNC continues the byte stream exactly, even in the middle
+// of a command — but may change the replication id from some byte on (see
+// ReplIDAt). It returns ErrEndOfData when a full resync comes next.
+func (f *Frames) Stream() io.Reader {
+	f.delivered = 0
+	f.switches = f.switches[:0]
+	return readerFunc(f.readData(frameStream))
+}
+
+// ReplIDAt reports the replication id that holds for the stream byte at
+// position pos (bytes since Stream was called), if it changed since the last
+// call: a source that failed over continues its old master's offsets under a
+// new id.
+func (f *Frames) ReplIDAt(pos int64) (string, bool) {
+	var id string
+	found := false
+	for len(f.switches) > 0 && f.switches[0].pos <= pos {
+		id, found = f.switches[0].replid, true
+		f.switches = f.switches[1:]
+	}
+	return id, found
+}
+
+type replSwitch struct {
+	pos    int64
+	replid string
+}
+
+func (f *Frames) readData(want byte) func([]byte) (int, error) {
+	return func(p []byte) (int, error) {
+		for f.left == 0 {
+			if err := f.header(); err != nil {
+				return 0, err
+			}
+			kind, n := f.hdr[0], int(binary.LittleEndian.Uint32(f.hdr[1:]))
+			switch {
+			case want == frameRDB && kind == frameRDBEnd:
+				f.peeked = false
+				return 0, io.EOF
+			case want == frameStream && kind == frameContinue:
+				f.peeked = false
+				buf := make([]byte, n)
+				if _, err := io.ReadFull(f.r, buf); err != nil {
+					return 0, err
+				}
+				if len(buf) >= 40 {
+					f.switches = append(f.switches, replSwitch{pos: f.delivered, replid: trimID(buf[:40])})
+				}
+				continue
+			case kind != want:
+				return 0, ErrEndOfData // left peeked for Next
+			}
+			f.peeked = false
+			f.left = n
+		}
+		if len(p) > f.left {
+			p = p[:f.left]
+		}
+		n, err := f.r.Read(p)
+		f.left -= n
+		if want == frameStream {
+			f.delivered += int64(n)
+		}
+		return n, err
+	}
+}

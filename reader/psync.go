@@ -1,0 +1,482 @@
+// Package reader is ferry's source side: a replica client that attaches to a
+// Redis master with PSYNC and drains its replication link — the RDB snapshot,
+// then the command stream — at network speed into a spool, so that the master
+// never sees a slow replica, however slow the target is.
+package reader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"ferry/dial"
+	"ferry/resp"
+)
+
+// Config configures a PSync reader.
+type Config struct {
+	Dial dial.Options
+	Name string // CLIENT SETNAME, e.g. ferry-reader-0
+	// ListeningPort is announced with REPLCONF listening-port; the master only
+	// shows it in INFO replication. ferry listens on nothing, so 0 by default.
+	ListeningPort int
+	// ReadTimeout: no byte from the master for this long means the link is
+	// dead. Masters PING their replicas every 10 s and send a newline every
+	// second while they prepare a snapshot, so 60 s is generous.
+	ReadTimeout time.Duration
+	// Acked returns the offset the target has applied, which ferry reports to
+	// the master with REPLCONF ACK (the master shows it as the replica's
+	// offset, and WAIT counts it). 0 means nothing applied yet.
+	Acked func() int64
+	Log   zerolog.Logger
+}
+
+// Start says where to begin: an empty ReplID asks for a full resync.
+type Start struct {
+	ReplID string
+	Offset int64 // the last offset already applied
+}
+
+// Stats describe the link for status and metrics.
+type Stats struct {
+	Phase        string // connecting, handshake, waiting-bgsave, rdb, streaming
+	ReplID       string
+	Received     int64 // offset of the last byte received
+	RDBSize      int64 // -1: diskless (unknown until the end)
+	RDBReceived  int64
+	FullSyncs    int64
+	PartialSyncs int64
+	Reconnects   int64
+	LastError    string
+}
+
+// PSync is a replica client of one master.
+type PSync struct {
+	cfg Config
+	out io.Writer
+
+	wmu    sync.Mutex // guards writes to the current connection (ACKs)
+	conn   *resp.Conn
+	ackNow chan struct{}
+
+	replid string
+	offset int64 // offset of the last stream byte received
+	linked bool  // the stream continues from (replid, offset)
+
+	mu    sync.Mutex
+	stats Stats
+
+	connectedOnce atomic.Bool
+}
+
+// FatalError is an error reconnecting will not fix (credentials, ACL,
+// PSYNC disabled).
+type FatalError struct{ Err error }
+
+func (e *FatalError) Error() string { return e.Err.Error() }
+func (e *FatalError) Unwrap() error { return e.Err }
+
+// NewPSync returns a reader that writes frames to out (a spool).
+func NewPSync(cfg Config, out io.Writer) *PSync {
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 60 * time.Second
+	}
+	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1)}
+}
+
+// Stats returns a snapshot of the link's state.
+func (p *PSync) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+func (p *PSync) update(fn func(*Stats)) {
+	p.mu.Lock()
+	fn(&p.stats)
+	p.mu.Unlock()
+}
+
+// AckNow asks for a REPLCONF ACK at once (the master sent REPLCONF GETACK).
+func (p *PSync) AckNow() {
+	select {
+	case p.ackNow <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the link up until ctx is done or a fatal error: on a drop it
+// reconnects with backoff and asks to continue where it was.
+func (p *PSync) Run(ctx context.Context, start Start) error {
+	if start.ReplID != "" {
+		p.replid, p.offset, p.linked = start.ReplID, start.Offset, true
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		t0 := time.Now()
+		err := p.link(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fe *FatalError
+		if errors.As(err, &fe) {
+			return err
+		}
+		if !p.connectedOnce.Load() {
+			// Never got a link: a wrong address or a refused handshake is a
+			// configuration problem the user must see now, not a retry loop.
+			return &FatalError{err}
+		}
+		msg := err.Error()
+		p.update(func(s *Stats) { s.Reconnects++; s.LastError = msg; s.Phase = "connecting" })
+		if time.Since(t0) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		p.cfg.Log.Warn().Err(err).Dur("retry_in", d).Int64("offset", p.offset).Msg("source link lost; reconnecting")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (p *PSync) frame(kind byte, payload []byte) error {
+	buf := appendFrameHeader(make([]byte, 0, frameHeader+len(payload)), kind, len(payload))
+	buf = append(buf, payload...)
+	_, err := p.out.Write(buf)
+	return err
+}
+
+// link runs one connection: handshake, PSYNC, snapshot if any, stream.
+func (p *PSync) link(ctx context.Context) error {
+	addr := p.cfg.Dial.Addr
+	p.update(func(s *Stats) { s.Phase = "connecting" })
+	c, err := dial.Open(ctx, p.cfg.Dial, p.cfg.Name, 1<<20)
+	if err != nil {
+		if errors.Is(err, dial.ErrAuth) {
+			return &FatalError{err}
+		}
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+
+	p.update(func(s *Stats) { s.Phase = "handshake" })
+	c.Timeout = 10 * time.Second
+	if _, err := c.Do("REPLCONF", "listening-port", strconv.Itoa(p.cfg.ListeningPort)); err != nil {
+		return handshakeErr(addr, "REPLCONF listening-port", err)
+	}
+	if _, err := c.Do("REPLCONF", "capa", "eof", "capa", "psync2"); err != nil {
+		return handshakeErr(addr, "REPLCONF capa", err)
+	}
+	replid, from := "?", "-1"
+	if p.linked {
+		replid, from = p.replid, strconv.FormatInt(p.offset+1, 10)
+	}
+	c.SetDeadline(time.Now().Add(p.cfg.ReadTimeout))
+	if _, err := c.W.Write(resp.AppendCommandStrings(nil, "PSYNC", replid, from)); err != nil {
+		return err
+	}
+	if err := c.W.Flush(); err != nil {
+		return err
+	}
+	line, err := p.readLine(c)
+	if err != nil {
+		return fmt.Errorf("psync %s: %w", addr, err)
+	}
+	p.connectedOnce.Store(true)
+	switch {
+	case strings.HasPrefix(line, "+FULLRESYNC"):
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+		}
+		off, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+		}
+		why := "first sync"
+		if p.linked {
+			why = fmt.Sprintf("the source cannot continue from %s:%d (backlog overrun, or a different history)", p.replid, p.offset)
+		}
+		p.cfg.Log.Info().Str("replid", f[1]).Int64("offset", off).Str("reason", why).Msg("full resync")
+		p.replid, p.offset, p.linked = f[1], off, false
+		p.update(func(s *Stats) { s.FullSyncs++; s.ReplID = f[1]; s.Received = off; s.Phase = "waiting-bgsave" })
+		if err := p.snapshot(c); err != nil {
+			return err
+		}
+		p.linked = true
+	case strings.HasPrefix(line, "+CONTINUE"):
+		f := strings.Fields(line)
+		if len(f) == 2 && f[1] != p.replid {
+			p.cfg.Log.Info().Str("old_replid", p.replid).Str("new_replid", f[1]).Msg("source has a new replication id (failover); continuing its history")
+			p.replid = f[1]
+		}
+		p.cfg.Log.Info().Int64("offset", p.offset).Msg("partial resync: continuing without a new snapshot")
+		if err := p.frame(frameContinue, appendPos(nil, p.replid, p.offset)); err != nil {
+			return err
+		}
+		p.update(func(s *Stats) { s.PartialSyncs++; s.ReplID = p.replid })
+	case strings.HasPrefix(line, "-"):
+		return psyncRefused(addr, line[1:])
+	default:
+		return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+	}
+
+	p.wmu.Lock()
+	p.conn = c
+	p.wmu.Unlock()
+	defer func() {
+		p.wmu.Lock()
+		p.conn = nil
+		p.wmu.Unlock()
+	}()
+	// A diskless master waits for the first ACK before it streams commands.
+	if err := p.ack(); err != nil {
+		return err
+	}
+	p.update(func(s *Stats) { s.Phase = "streaming" })
+
+	ackCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ackErr := make(chan error, 1)
+	go func() { ackErr <- p.ackLoop(ackCtx) }()
+	err = p.stream(c)
+	cancel()
+	if aerr := <-ackErr; err == nil {
+		err = aerr
+	}
+	return err
+}
+
+// readLine reads one reply line, skipping the bare newlines a master sends
+// to keep the link alive while it prepares a snapshot.
+func (p *PSync) readLine(c *resp.Conn) (string, error) {
+	br := c.R.Bufio()
+	for {
+		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
+		b, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", err
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s != "" {
+			return s, nil
+		}
+	}
+}
+
+// snapshot copies the RDB into the spool, by length or up to the diskless
+// EOF mark.
+func (p *PSync) snapshot(c *resp.Conn) error {
+	addr := p.cfg.Dial.Addr
+	hdr, err := p.readLine(c)
+	if err != nil {
+		return fmt.Errorf("psync %s: waiting for the snapshot: %w", addr, err)
+	}
+	if !strings.HasPrefix(hdr, "$") {
+		return fmt.Errorf("psync %s: expected the snapshot, got %q", addr, hdr)
+	}
+	var mark []byte
+	size := int64(-1)
+	if m, ok := strings.CutPrefix(hdr, "$EOF:"); ok {
+		if len(m) != 40 {
+			return fmt.Errorf("psync %s: bad diskless EOF mark %q", addr, m)
+		}
+		mark = []byte(m)
+	} else if size, err = strconv.ParseInt(hdr[1:], 10, 64); err != nil || size < 0 {
+		return fmt.Errorf("psync %s: bad snapshot length %q", addr, hdr)
+	}
+	if err := p.frame(frameFullSync, binaryAppendInt64(appendPos(nil, p.replid, p.offset), size)); err != nil {
+		return err
+	}
+	p.update(func(s *Stats) { s.Phase = "rdb"; s.RDBSize = size; s.RDBReceived = 0 })
+	p.cfg.Log.Info().Int64("bytes", size).Bool("diskless", mark != nil).Msg("receiving snapshot")
+
+	br := c.R.Bufio()
+	buf := make([]byte, frameHeader+256<<10)
+	var got int64
+	// held keeps the last len(mark) bytes back until it is known whether they
+	// are the EOF mark.
+	var held []byte
+	for {
+		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
+		want := len(buf) - frameHeader - len(held)
+		if size >= 0 {
+			want = int(min(int64(want), size-got))
+			if want == 0 {
+				break
+			}
+		}
+		data := buf[frameHeader:]
+		copy(data, held)
+		n, err := br.Read(data[len(held) : len(held)+want])
+		if err != nil {
+			return fmt.Errorf("psync %s: snapshot cut off after %d bytes: %w", addr, got, err)
+		}
+		data = data[:len(held)+n]
+		if mark != nil {
+			if i := bytes.Index(data, mark); i >= 0 {
+				// Anything after the mark is already the command stream:
+				// push it back by treating it as the start of the stream.
+				rest := append([]byte(nil), data[i+len(mark):]...)
+				if err := p.emit(frameRDB, buf, data[:i]); err != nil {
+					return err
+				}
+				got += int64(i)
+				p.update(func(s *Stats) { s.RDBReceived = got; s.RDBSize = got })
+				if err := p.frame(frameRDBEnd, nil); err != nil {
+					return err
+				}
+				if len(rest) > 0 {
+					p.offset += int64(len(rest))
+					return p.frame(frameStream, rest)
+				}
+				return nil
+			}
+			keep := min(len(mark), len(data))
+			out := data[:len(data)-keep]
+			held = append(held[:0], data[len(data)-keep:]...)
+			if err := p.emit(frameRDB, buf, out); err != nil {
+				return err
+			}
+			got += int64(len(out))
+		} else {
+			if err := p.emit(frameRDB, buf, data); err != nil {
+				return err
+			}
+			got += int64(n)
+		}
+		g := got
+		p.update(func(s *Stats) { s.RDBReceived = g })
+	}
+	p.cfg.Log.Info().Int64("bytes", got).Msg("snapshot received")
+	return p.frame(frameRDBEnd, nil)
+}
+
+// emit writes data as one frame. When data starts at buf[frameHeader] the
+// header is written in front of it and the whole goes out without a copy.
+func (p *PSync) emit(kind byte, buf, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if &buf[frameHeader] != &data[0] {
+		return p.frame(kind, data)
+	}
+	appendFrameHeader(buf[:0], kind, len(data)) // fills buf[:frameHeader] in place
+	_, err := p.out.Write(buf[:frameHeader+len(data)])
+	return err
+}
+
+func binaryAppendInt64(dst []byte, v int64) []byte {
+	var b [8]byte
+	for i := 0; i < 8; i++ {
+		b[i] = byte(uint64(v) >> (8 * i))
+	}
+	return append(dst, b[:]...)
+}
+
+// stream copies the command stream into the spool as it arrives.
+func (p *PSync) stream(c *resp.Conn) error {
+	br := c.R.Bufio()
+	buf := make([]byte, frameHeader+256<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
+		n, err := br.Read(buf[frameHeader:])
+		if n > 0 {
+			if werr := p.emit(frameStream, buf, buf[frameHeader:frameHeader+n]); werr != nil {
+				return fmt.Errorf("spool: %w", werr)
+			}
+			p.offset += int64(n)
+			off := p.offset
+			p.update(func(s *Stats) { s.Received = off })
+		}
+		if err != nil {
+			return fmt.Errorf("psync %s: stream: %w", p.cfg.Dial.Addr, err)
+		}
+	}
+}
+
+func (p *PSync) ackLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-p.ackNow:
+		}
+		if err := p.ack(); err != nil {
+			return err
+		}
+	}
+}
+
+// ack reports the applied offset (never beyond what was received).
+func (p *PSync) ack() error {
+	p.mu.Lock()
+	received := p.stats.Received
+	p.mu.Unlock()
+	off := received
+	if p.cfg.Acked != nil {
+		if a := p.cfg.Acked(); a > 0 && a < off {
+			off = a
+		}
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.conn == nil {
+		return nil
+	}
+	p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.conn.W.Write(resp.AppendCommandStrings(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
+		return err
+	}
+	return p.conn.W.Flush()
+}
+
+func handshakeErr(addr, step string, err error) error {
+	var re *resp.ReplyError
+	if errors.As(err, &re) {
+		if re.Prefix() == "NOPERM" {
+			return &FatalError{fmt.Errorf("source %s: %s refused: %s (the user needs +replconf and +psync, or +@admin)", addr, step, re.Msg)}
+		}
+		if strings.Contains(re.Msg, "unknown command") {
+			return &FatalError{fmt.Errorf("source %s does not allow replication (%s: %s); is REPLCONF renamed or disabled?", addr, step, re.Msg)}
+		}
+		if re.Prefix() == "LOADING" {
+			return fmt.Errorf("source %s: %s", addr, re.Msg)
+		}
+		return &FatalError{fmt.Errorf("source %s: %s: %s", addr, step, re.Msg)}
+	}
+	return fmt.Errorf("source %s: %s: %w", addr, step, err)
+}
+
+func psyncRefused(addr, msg string) error {
+	code, _, _ := strings.Cut(msg, " ")
+	switch code {
+	case "NOMASTERLINK", "LOADING", "MASTERDOWN":
+		return fmt.Errorf("source %s cannot serve a sync right now: %s", addr, msg)
+	case "NOPERM":
+		return &FatalError{fmt.Errorf("source %s refused PSYNC: %s (the user needs +psync and +replconf)", addr, msg)}
+	}
+	if strings.Contains(msg, "unknown command") {
+		return &FatalError{fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg)}
+	}
+	return &FatalError{fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
+}

@@ -1,0 +1,429 @@
+// Package resp is the Redis wire codec of ferry's data plane: encoding commands
+// into RESP and reading replies and replicated commands back, with exact byte
+// counts (the replication offset of a command is the number of bytes the master
+// sent before it, so the reader must account for every byte it consumes).
+package resp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Kind is the RESP type of a Value.
+type Kind byte
+
+// RESP2 kinds plus the RESP3 kinds a server may send on a RESP2 connection
+// never appear: ferry never sends HELLO 3.
+const (
+	SimpleString Kind = '+'
+	Error        Kind = '-'
+	Integer      Kind = ':'
+	Bulk         Kind = '$'
+	Array        Kind = '*'
+)
+
+// Value is one reply. Null bulk strings and arrays have Null set.
+type Value struct {
+	Kind  Kind
+	Str   []byte
+	Int   int64
+	Elems []Value
+	Null  bool
+}
+
+// IsError reports whether v is an error reply.
+func (v Value) IsError() bool { return v.Kind == Error }
+
+// Text is v as a string: the payload of simple strings, errors and bulk strings,
+// the number of integers.
+func (v Value) Text() string {
+	switch v.Kind {
+	case Integer:
+		return strconv.FormatInt(v.Int, 10)
+	case Array:
+		return fmt.Sprintf("array(%d)", len(v.Elems))
+	}
+	if v.Null {
+		return "(nil)"
+	}
+	return string(v.Str)
+}
+
+// ErrProtocol is wrapped by every error that means the peer sent bytes that are
+// not RESP: the connection cannot be trusted any further.
+var ErrProtocol = errors.New("protocol error")
+
+// Limits that protect ferry from a corrupt peer: Redis itself refuses bulk
+// strings above proto-max-bulk-len (512 MB default) and arrays above 1M... in
+// replies arrays can be bigger, so only the bulk limit is strict.
+const (
+	maxBulk  = 1 << 32
+	maxArray = 1 << 31
+)
+
+// Reader reads RESP from a buffered stream and counts the bytes it consumed.
+type Reader struct {
+	br    *bufio.Reader
+	n     int64  // bytes consumed so far
+	arena []byte // backing store for the args of the last ReadCommand
+	args  [][]byte
+}
+
+// NewReader returns a Reader over r with a buffer of size bytes.
+func NewReader(r io.Reader, size int) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, size)}
+}
+
+// Consumed is the number of bytes read off the stream so far.
+func (r *Reader) Consumed() int64 { return r.n }
+
+// Buffered is the number of bytes already read from the underlying reader but
+// not consumed yet.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// Bufio exposes the buffered reader for callers that switch to raw reading
+// (the RDB payload of a full sync); they must account consumed bytes themselves.
+func (r *Reader) Bufio() *bufio.Reader { return r.br }
+
+// AddConsumed adds raw bytes a caller consumed through Bufio.
+func (r *Reader) AddConsumed(n int64) { r.n += n }
+
+// line reads one CRLF-terminated line and returns it without the CRLF. The
+// slice is valid until the next read.
+func (r *Reader) line() ([]byte, error) {
+	b, err := r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, r.br.Size())
+		}
+		if err == io.EOF && len(b) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.n += int64(len(b))
+	if len(b) < 2 || b[len(b)-2] != '\r' {
+		return nil, fmt.Errorf("%w: line not terminated by CRLF: %q", ErrProtocol, clip(b))
+	}
+	return b[:len(b)-2], nil
+}
+
+// ReadValue reads one complete reply. Strings are copied: the Value stays valid.
+func (r *Reader) ReadValue() (Value, error) {
+	line, err := r.line()
+	if err != nil {
+		return Value{}, err
+	}
+	if len(line) == 0 {
+		return Value{}, fmt.Errorf("%w: empty line", ErrProtocol)
+	}
+	switch Kind(line[0]) {
+	case SimpleString, Error:
+		return Value{Kind: Kind(line[0]), Str: append([]byte(nil), line[1:]...)}, nil
+	case Integer:
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Kind: Integer, Int: n}, nil
+	case Bulk:
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return Value{}, err
+		}
+		if n < 0 {
+			return Value{Kind: Bulk, Null: true}, nil
+		}
+		if n > maxBulk {
+			return Value{}, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+		}
+		b := make([]byte, n)
+		if err := r.readFull(b); err != nil {
+			return Value{}, err
+		}
+		if err := r.crlf(); err != nil {
+			return Value{}, err
+		}
+		return Value{Kind: Bulk, Str: b}, nil
+	case Array:
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return Value{}, err
+		}
+		if n < 0 {
+			return Value{Kind: Array, Null: true}, nil
+		}
+		if n > maxArray {
+			return Value{}, fmt.Errorf("%w: array length %d", ErrProtocol, n)
+		}
+		elems := make([]Value, 0, min(n, 1024))
+		for i := int64(0); i < n; i++ {
+			e, err := r.ReadValue()
+			if err != nil {
+				return Value{}, err
+			}
+			elems = append(elems, e)
+		}
+		return Value{Kind: Array, Elems: elems}, nil
+	}
+	return Value{}, fmt.Errorf("%w: unexpected reply type %q", ErrProtocol, clip(line))
+}
+
+// ReadCommand reads one command as a master sends it to a replica: an array of
+// bulk strings. The returned args share one arena that is reused by the next
+// call; callers copy what they keep. A bare newline (the keepalive a master
+// sends while it prepares a snapshot) yields zero args.
+func (r *Reader) ReadCommand() ([][]byte, error) {
+	line, err := r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, r.br.Size())
+		}
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.n += int64(len(line))
+	if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
+		return nil, nil
+	}
+	if line[0] != '*' || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("%w: expected a command array, got %q", ErrProtocol, clip(line))
+	}
+	argc, err := parseInt(line[1 : len(line)-2])
+	if err != nil {
+		return nil, err
+	}
+	if argc < 1 || argc > 1<<20 {
+		return nil, fmt.Errorf("%w: command with %d arguments", ErrProtocol, argc)
+	}
+	r.arena = r.arena[:0]
+	ends := r.args[:0]
+	// Lengths first into the arena, then slice it: the arena may grow while
+	// reading, so slices are taken only at the end.
+	var bounds [64][2]int
+	spans := bounds[:0]
+	for i := int64(0); i < argc; i++ {
+		hdr, err := r.line()
+		if err != nil {
+			return nil, err
+		}
+		if len(hdr) == 0 || hdr[0] != '$' {
+			return nil, fmt.Errorf("%w: expected a bulk string, got %q", ErrProtocol, clip(hdr))
+		}
+		n, err := parseInt(hdr[1:])
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 || n > maxBulk {
+			return nil, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+		}
+		start := len(r.arena)
+		r.arena = grow(r.arena, int(n))
+		if err := r.readFull(r.arena[start:]); err != nil {
+			return nil, err
+		}
+		if err := r.crlf(); err != nil {
+			return nil, err
+		}
+		spans = append(spans, [2]int{start, len(r.arena)})
+	}
+	for _, s := range spans {
+		ends = append(ends, r.arena[s[0]:s[1]:s[1]])
+	}
+	r.args = ends
+	return ends, nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n, 2*cap(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+func (r *Reader) readFull(b []byte) error {
+	n, err := io.ReadFull(r.br, b)
+	r.n += int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (r *Reader) crlf() error {
+	var b [2]byte
+	if err := r.readFull(b[:]); err != nil {
+		return err
+	}
+	if b[0] != '\r' || b[1] != '\n' {
+		return fmt.Errorf("%w: bulk string not followed by CRLF", ErrProtocol)
+	}
+	return nil
+}
+
+func parseInt(b []byte) (int64, error) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, clip(b))
+	}
+	return n, nil
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}
+
+// AppendCommand appends args as a RESP array of bulk strings.
+func AppendCommand(dst []byte, args ...[]byte) []byte {
+	dst = AppendArrayHeader(dst, len(args))
+	for _, a := range args {
+		dst = AppendBulk(dst, a)
+	}
+	return dst
+}
+
+// AppendCommandStrings is AppendCommand for string arguments.
+func AppendCommandStrings(dst []byte, args ...string) []byte {
+	dst = AppendArrayHeader(dst, len(args))
+	for _, a := range args {
+		dst = AppendBulkHeader(dst, int64(len(a)))
+		dst = append(dst, a...)
+		dst = append(dst, '\r', '\n')
+	}
+	return dst
+}
+
+// AppendArrayHeader appends "*n\r\n".
+func AppendArrayHeader(dst []byte, n int) []byte {
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}
+
+// AppendBulkHeader appends "$n\r\n"; the caller appends n bytes and CRLF.
+func AppendBulkHeader(dst []byte, n int64) []byte {
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, n, 10)
+	return append(dst, '\r', '\n')
+}
+
+// AppendBulk appends one bulk string.
+func AppendBulk(dst, b []byte) []byte {
+	dst = AppendBulkHeader(dst, int64(len(b)))
+	dst = append(dst, b...)
+	return append(dst, '\r', '\n')
+}
+
+// AppendBulkInt appends an integer as a bulk string.
+func AppendBulkInt(dst []byte, n int64) []byte {
+	var tmp [20]byte
+	return AppendBulk(dst, strconv.AppendInt(tmp[:0], n, 10))
+}
+
+// ParseCommand splits one RESP-encoded command (as built by AppendCommand)
+// back into its arguments. It is used off the hot path: to name the command
+// and key in an error message, or to re-route a command.
+func ParseCommand(b []byte) ([][]byte, error) {
+	r := &Reader{br: bufio.NewReaderSize(&sliceReader{b: b}, 64)}
+	args, err := r.ReadCommand()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		out[i] = append([]byte(nil), a...)
+	}
+	return out, nil
+}
+
+type sliceReader struct{ b []byte }
+
+func (s *sliceReader) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// ReadStatus reads one reply without keeping it: the hot path of a writer
+// that only needs to know whether each command succeeded. It returns the
+// reply's kind and, for an error reply, its message. For an array (the reply
+// of EXEC) it calls elemErr with the index and message of every element that
+// is an error. Nothing is allocated unless there is an error.
+func (r *Reader) ReadStatus(elemErr func(i int, msg string)) (Kind, string, error) {
+	line, err := r.line()
+	if err != nil {
+		return 0, "", err
+	}
+	if len(line) == 0 {
+		return 0, "", fmt.Errorf("%w: empty line", ErrProtocol)
+	}
+	k := Kind(line[0])
+	switch k {
+	case SimpleString, Integer:
+		return k, "", nil
+	case Error:
+		return k, string(line[1:]), nil
+	case Bulk:
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return 0, "", err
+		}
+		if n >= 0 {
+			if err := r.discard(n + 2); err != nil {
+				return 0, "", err
+			}
+		}
+		return k, "", nil
+	case Array:
+		n, err := parseInt(line[1:])
+		if err != nil {
+			return 0, "", err
+		}
+		for i := int64(0); i < n; i++ {
+			ek, msg, err := r.ReadStatus(nil)
+			if err != nil {
+				return 0, "", err
+			}
+			if ek == Error && elemErr != nil {
+				elemErr(int(i), msg)
+			}
+		}
+		if n < 0 {
+			return k, "null", nil
+		}
+		return k, "", nil
+	}
+	return 0, "", fmt.Errorf("%w: unexpected reply type %q", ErrProtocol, clip(line))
+}
+
+func (r *Reader) discard(n int64) error {
+	for n > 0 {
+		step := n
+		if step > 1<<30 {
+			step = 1 << 30
+		}
+		d, err := r.br.Discard(int(step))
+		r.n += int64(d)
+		n -= int64(d)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package writer
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"ferry/resp"
+)
+
+// Position is what the target has applied, as recorded in the marker key on
+// the target in the same transaction as the data it describes. After a
+// reconnect the target itself says where to resume; after a restart ferry asks
+// the source for PSYNC <ReplID> <Offset+1>.
+type Position struct {
+	Seq    uint64 // the writer's batch sequence number
+	State  State
+	ReplID string // source replication id the offsets belong to
+	Offset int64  // source replication offset of the last byte applied
+	DB     int    // the source db selected at Offset (the stream does not repeat SELECT after a resume)
+}
+
+// State says how far a job got on this target.
+type State string
+
+const (
+	// StateSnapshot: a snapshot is being applied; the position is not resumable.
+	StateSnapshot State = "snapshot"
+	// StateLive: the snapshot is complete and Offset is exact.
+	StateLive State = "live"
+	// StateDirty: ferry stopped after the target refused a batch it had
+	// partly pipelined past; only a full resync restores equality.
+	StateDirty State = "dirty"
+)
+
+const markerVersion = "ferry1"
+
+// Encode is the marker value.
+func (p Position) Encode() string {
+	replid := p.ReplID
+	if replid == "" {
+		replid = "-"
+	}
+	return fmt.Sprintf("%s %d %s %s %d %d", markerVersion, p.Seq, p.State, replid, p.Offset, p.DB)
+}
+
+// ParsePosition decodes a marker value.
+func ParsePosition(s string) (Position, error) {
+	f := strings.Fields(s)
+	if len(f) != 6 || f[0] != markerVersion {
+		return Position{}, fmt.Errorf("unrecognised ferry marker %q", clipKey([]byte(s)))
+	}
+	var p Position
+	var err error
+	if p.Seq, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+		return Position{}, fmt.Errorf("ferry marker: bad sequence %q", f[1])
+	}
+	p.State = State(f[2])
+	switch p.State {
+	case StateSnapshot, StateLive, StateDirty:
+	default:
+		return Position{}, fmt.Errorf("ferry marker: bad state %q", f[2])
+	}
+	if f[3] != "-" {
+		p.ReplID = f[3]
+	}
+	if p.Offset, err = strconv.ParseInt(f[4], 10, 64); err != nil {
+		return Position{}, fmt.Errorf("ferry marker: bad offset %q", f[4])
+	}
+	if p.DB, err = strconv.Atoi(f[5]); err != nil {
+		return Position{}, fmt.Errorf("ferry marker: bad db %q", f[5])
+	}
+	return p, nil
+}
+
+// MarkerKey is the key holding a job's position on a standalone target.
+func MarkerKey(job string) string { return "__ferry:" + job + ":pos" }
+
+// ReadPosition reads the marker through an open connection (it SELECTs db).
+// found is false when there is no marker.
+func ReadPosition(c *resp.Conn, db int, key string) (pos Position, found bool, err error) {
+	if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
+		return Position{}, false, fmt.Errorf("select marker db %d: %w", db, err)
+	}
+	v, err := c.Do("GET", key)
+	if err != nil {
+		var re *resp.ReplyError
+		if errors.As(err, &re) && re.Prefix() == "WRONGTYPE" {
+			return Position{}, false, fmt.Errorf("key %q on the target is not ferry's marker", key)
+		}
+		return Position{}, false, fmt.Errorf("read marker: %w", err)
+	}
+	if v.Null {
+		return Position{}, false, nil
+	}
+	p, err := ParsePosition(string(v.Str))
+	if err != nil {
+		return Position{}, false, err
+	}
+	return p, true, nil
+}
