@@ -40,6 +40,31 @@ type Options struct {
 	IOTimeout time.Duration
 	// DrainTimeout bounds the graceful stop (default 60 s).
 	DrainTimeout time.Duration
+	// Observe, if set, is called once at the start with a function that
+	// returns the job's live state (for status pages, metrics and tests).
+	Observe func(state func() State)
+}
+
+// State is a job's live state.
+type State struct {
+	Phase         string
+	Reader        reader.Stats // zero for an RDB import
+	Spool         spool.Stats
+	Writers       []WriterState
+	Keys          int64 // snapshot keys written so far
+	Commands      int64 // stream commands applied so far
+	RDBSize       int64 // -1: unknown (diskless)
+	RDBParsed     int64
+	AppliedOffset int64
+	LagBytes      int64
+	LagSeconds    float64
+}
+
+// WriterState is one writer's state.
+type WriterState struct {
+	Name, Addr string
+	Stats      writer.Stats
+	Applied    writer.Position
 }
 
 // Summary is what a run did.
@@ -89,6 +114,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		j.o.DrainTimeout = 60 * time.Second
 	}
 	j.setPhase("connecting")
+	if o.Observe != nil {
+		o.Observe(j.state)
+	}
 	for {
 		err := j.attempt(ctx)
 		var rw *writer.RewoundError
@@ -110,6 +138,35 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 }
 
 func (j *job) setPhase(p string) { j.phase.Store(&p) }
+
+// state is the job's live state; safe for concurrent use.
+func (j *job) state() State {
+	app, ws, ps := j.parts()
+	st := State{Phase: j.Phase(), RDBSize: j.rdbSize.Load(), RDBParsed: j.rdbOff.Load()}
+	j.mu.Lock()
+	sp := j.sp
+	st.Keys, st.Commands = j.sum.Keys, j.sum.Commands
+	j.mu.Unlock()
+	if app != nil {
+		st.Keys += app.keys.Load()
+		st.Commands += app.commands.Load()
+	}
+	if sp != nil {
+		st.Spool = sp.Stats()
+	}
+	for i, w := range ws {
+		st.Writers = append(st.Writers, WriterState{Name: fmt.Sprintf("ferry-writer-%d", i), Addr: w.Addr(), Stats: w.Stats(), Applied: w.Applied()})
+	}
+	if ps != nil {
+		st.Reader = ps.Stats()
+		st.AppliedOffset = j.appliedOffset()
+		if st.AppliedOffset > 0 {
+			st.LagBytes = max(st.Reader.Received-st.AppliedOffset, 0)
+			st.LagSeconds = j.lag.seconds(st.AppliedOffset)
+		}
+	}
+	return st
+}
 
 // Phase is the job's phase for status lines.
 func (j *job) Phase() string {
@@ -220,6 +277,8 @@ func (j *job) attempt(ctx context.Context) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	defer sp.Close()
+	// Whatever ends the run, a consumer waiting on the spool must wake up.
+	defer context.AfterFunc(gctx, func() { sp.Close() })()
 	start := reader.Start{}
 	if found && pos.State == writer.StateLive && pos.ReplID != "" {
 		start = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -248,4 +249,67 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		consume(t, data, Options{MemLimit: 1 << 14, SpillDir: dir})
 	})
+}
+
+// TestRecordsIndependent hands records to other goroutines while the Reader
+// goes on (run with -race): records must not share buffers.
+func TestRecordsIndependent(t *testing.T) {
+	e := newRDB(10)
+	for i := 0; i < 3000; i++ {
+		e.key(TypeString, "k"+itoa(int64(i))).bstr(bytes.Repeat([]byte{byte(i)}, i%50+i/1000*3000))
+		e.key(TypeHashListpack, "h"+itoa(int64(i))).bstr(buildLP("f", i, "g", "x"))
+	}
+	data := e.finish()
+	type item struct {
+		rec  *Record
+		want []byte
+	}
+	// expected payloads from a sequential pass
+	want := map[string][]byte{}
+	frameAll(t, data, Options{}, func(rec *Record) {
+		p, _ := rec.AppendRestorePayload(nil, 10)
+		want[string(rec.Key)] = p
+		rec.Release()
+	})
+	ch := make(chan *Record, 64)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rec := range ch {
+				var buf bytes.Buffer
+				if err := rec.WriteRestorePayload(&buf, 10); err != nil {
+					errs <- err
+				} else if !bytes.Equal(buf.Bytes(), want[string(rec.Key)]) {
+					errs <- errors.New("payload of " + string(rec.Key) + " changed")
+				}
+				Rewrite(rec, RewriteOptions{}, func([][]byte) error { return nil })
+				rec.Release()
+			}
+		}()
+	}
+	r := NewReader(bytes.NewReader(data), Options{MemLimit: 2000, SpillDir: t.TempDir()})
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Kind == KindKey {
+			ch <- rec
+		} else {
+			rec.Release()
+		}
+	}
+	close(ch)
+	wg.Wait()
+	r.Close()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -253,6 +253,14 @@ func TestHandBuiltV12(t *testing.T) {
 			t.Errorf("rewrite %q:\n got %s\nwant %s", k, strings.Join(got, "\n     "), strings.Join(w, "\n     "))
 		}
 	}
+	// the PEL join that re-reads the value gives the same commands
+	func() {
+		defer func(v uint64) { maxPELInMem = v }(maxPELInMem)
+		maxPELInMem = 0
+		if got := rewrite(byKey["st3"]); !reflect.DeepEqual(got, want["st3"]) {
+			t.Errorf("st3 with the streamed PEL join:\n%s", strings.Join(got, "\n"))
+		}
+	}()
 	// functions
 	if got := rewrite(recs[4]); len(got) != 1 || !strings.HasPrefix(got[0], `"FUNCTION" "LOAD" "REPLACE" "#!lua`) {
 		t.Errorf("function rewrite %q", got)

@@ -29,10 +29,12 @@ const (
 	// compact encodings (listpack, ziplist, intset...) are decoded in memory;
 	// Redis caps them at 1 GiB (LISTPACK_MAX_SAFETY_SIZE).
 	maxBlobLen = 1 << 30
-	// global PEL entries kept in memory for joining with the consumers'
-	// PELs; bigger PELs are joined by re-reading the value.
-	maxPELInMem = 1 << 20
 )
+
+// maxPELInMem is the most group PEL entries kept in memory (32 bytes each)
+// to join them with the consumers' PELs; bigger PELs are joined by scanning
+// the value again per consumer. A variable for tests.
+var maxPELInMem uint64 = 1 << 20
 
 // Rewrite emits the commands that recreate rec on a target, in order. args[0]
 // is the command name; emit may not retain args (nor any of its slices) after
@@ -77,6 +79,9 @@ func Rewrite(rec *Record, opt RewriteOptions, emit func(args [][]byte) error) er
 	default:
 		return nil
 	}
+	if rec.Type == TypeModule2 || rec.Type == TypeModulePreGA {
+		return fmt.Errorf("rdb: key %s: value of module type %q: %w", quoteKey(rec.Key), ModuleTypeName(rec.ModuleID), ErrModuleValue)
+	}
 	now := opt.Now().UnixMilli()
 	if rec.ExpireMs > 0 && rec.ExpireMs <= now {
 		return nil
@@ -87,7 +92,8 @@ func Rewrite(rec *Record, opt RewriteOptions, emit func(args [][]byte) error) er
 	w.openValue()
 	defer w.closeValue()
 
-	if err := emit([][]byte{bDEL, rec.Key}); err != nil {
+	w.args = append(w.args[:0], bDEL, rec.Key)
+	if err := emit(w.args); err != nil {
 		return err
 	}
 	if err := w.value(rec.Type); err != nil {
@@ -484,13 +490,6 @@ func (w *rewriter) value(t byte) error {
 		return w.hashListpackEx(t)
 	case TypeStreamListpacks, TypeStreamListpacks2, TypeStreamListpacks3:
 		return w.stream(t)
-	case TypeModule2:
-		id, err := w.count()
-		if err != nil {
-			return err
-		}
-		w.emitErr = true // not a format error
-		return fmt.Errorf("rdb: key %s: value of module type %q: %w", quoteKey(w.key), ModuleTypeName(id), ErrModuleValue)
 	}
 	return corrupt("unsupported value type %d", t)
 }

@@ -1,10 +1,13 @@
 package rdb
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +60,13 @@ func TestRewriteToServer(t *testing.T) {
 	}{
 		{"default", Options{}, RewriteOptions{}},
 		{"tiny-batches-spilled", Options{MemLimit: 512, SpillDir: t.TempDir()}, RewriteOptions{MaxElems: 7, MaxBytes: 100}},
+		{"streamed-pel-join", Options{MemLimit: 256, SpillDir: t.TempDir()}, RewriteOptions{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "streamed-pel-join" {
+				defer func(v uint64) { maxPELInMem = v }(maxPELInMem)
+				maxPELInMem = 1
+			}
 			dc := dst.client(0)
 			mustDo(t, dc, "FLUSHALL")
 			mustDo(t, dc, "FUNCTION", "FLUSH")
@@ -210,5 +218,68 @@ func TestRewriteExpired(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestBigHashBoundedMemory: a 1,000,000-field hash is spilled to disk and
+// rewritten with memory bounded by one batch.
+func TestBigHashBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const n = 1000000
+	e := newRDB(10).key(TypeHash, "big").len(n)
+	for i := 0; i < n; i++ {
+		e.str(fmt.Sprintf("field:%07d", i)).str(fmt.Sprintf("v%d", i))
+	}
+	data := e.finish()
+	var ms0, ms1, ms2 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	r := NewReader(bytes.NewReader(data), Options{MemLimit: 1 << 20, SpillDir: t.TempDir()})
+	defer r.Close()
+	rec, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	if !rec.Value.Spilled() || rec.Value.Len() < 20<<20 {
+		t.Fatalf("spilled %v, %d bytes", rec.Value.Spilled(), rec.Value.Len())
+	}
+	runtime.ReadMemStats(&ms1)
+	cmds, pairs := 0, 0
+	next := 0
+	want := make([]byte, 0, 32)
+	err = Rewrite(rec, RewriteOptions{}, func(args [][]byte) error {
+		if string(args[0]) != "HSET" {
+			return nil
+		}
+		cmds++
+		for i := 2; i < len(args); i += 2 {
+			want = strconv.AppendInt(append(want[:0], "field:"...), int64(next+10000000), 10)
+			want = append(want[:6], want[7:]...) // zero-padded to 7 digits
+			if !bytes.Equal(args[i], want) {
+				return fmt.Errorf("field %q, want %q", args[i], want)
+			}
+			next++
+			pairs++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&ms2)
+	if pairs != n || cmds != (n+511)/512 {
+		t.Errorf("%d HSETs with %d pairs", cmds, pairs)
+	}
+	frameAlloc := ms1.TotalAlloc - ms0.TotalAlloc
+	rwAlloc := ms2.TotalAlloc - ms1.TotalAlloc
+	t.Logf("value %d MB; allocated: framing %d KB, rewrite %d KB", rec.Value.Len()>>20, frameAlloc>>10, rwAlloc>>10)
+	if frameAlloc > 4<<20 {
+		t.Errorf("framing allocated %d bytes", frameAlloc)
+	}
+	if rwAlloc > 2<<20 {
+		t.Errorf("rewrite allocated %d bytes", rwAlloc)
 	}
 }

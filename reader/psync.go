@@ -69,9 +69,10 @@ type PSync struct {
 	conn   *resp.Conn
 	ackNow chan struct{}
 
-	replid string
-	offset int64 // offset of the last stream byte received
-	linked bool  // the stream continues from (replid, offset)
+	replid      string
+	offset      int64 // offset of the last stream byte received
+	linked      bool  // the stream continues from (replid, offset)
+	established bool  // the current link got past PSYNC
 
 	mu    sync.Mutex
 	stats Stats
@@ -123,7 +124,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		t0 := time.Now()
+		p.established = false
 		err := p.link(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -139,7 +140,9 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		}
 		msg := err.Error()
 		p.update(func(s *Stats) { s.Reconnects++; s.LastError = msg; s.Phase = "connecting" })
-		if time.Since(t0) > 10*time.Second {
+		if p.established {
+			// The link worked: this is a new drop, not a retry of a failed
+			// connect, so come back fast.
 			backoff = 100 * time.Millisecond
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
@@ -199,6 +202,7 @@ func (p *PSync) link(ctx context.Context) error {
 		return fmt.Errorf("psync %s: %w", addr, err)
 	}
 	p.connectedOnce.Store(true)
+	p.established = true
 	switch {
 	case strings.HasPrefix(line, "+FULLRESYNC"):
 		f := strings.Fields(line)

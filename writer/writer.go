@@ -217,6 +217,9 @@ func (w *Writer) Pending() int {
 	return n
 }
 
+// Addr is the target server's address.
+func (w *Writer) Addr() string { return w.cfg.Dial.Addr }
+
 // Applied is the position of the last batch the target acknowledged.
 func (w *Writer) Applied() Position {
 	w.qmu.Lock()
@@ -281,7 +284,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := w.session(ctx)
-		w.connected.Store(false)
+		established := w.connected.Swap(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -302,8 +305,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		msg := err.Error()
 		w.lastErr.Store(&msg)
 		w.reconnects.Add(1)
-		if time.Since(start) > 10*time.Second {
-			backoff = 50 * time.Millisecond // it was a healthy connection: retry fast
+		if established {
+			backoff = 50 * time.Millisecond // the connection worked: a new drop, retry fast
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
 		w.log.Warn().Err(err).Dur("retry_in", d).Msg("target connection lost; reconnecting")

@@ -1,0 +1,229 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+const (
+	barWidth    = 20
+	redrawEvery = 100 * time.Millisecond
+	rateWindow  = 10 * time.Second
+)
+
+// Progress draws the snapshot's progress as one redrawn line on a
+// terminal. When the output is not a terminal it draws nothing: the job
+// logs its own periodic line. Safe for concurrent use.
+type Progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	tty      bool
+	now      func() time.Time
+	line     string // last line rendered
+	shown    int    // width of the line on screen
+	open     bool   // a line is on screen, not yet ended by a newline
+	lastDraw time.Time
+	samples  []rateSample
+}
+
+type rateSample struct {
+	at      time.Time
+	applied int64
+}
+
+// NewProgress returns a renderer writing to w; tty says whether w is a
+// terminal.
+func NewProgress(w io.Writer, tty bool) *Progress {
+	return &Progress{w: w, tty: tty, now: time.Now}
+}
+
+// Update renders j's snapshot progress. Redraws are limited to ten a
+// second; the latest state is drawn by Done in any case.
+func (p *Progress) Update(j Job) {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	_, _, applied := snapshotBytes(j)
+	p.line = FormatProgress(j, p.rate(now, applied))
+	if p.open && now.Sub(p.lastDraw) < redrawEvery {
+		return
+	}
+	p.draw(now)
+}
+
+// Done draws the last state and ends the line. A later Update starts a new
+// line (a full resync shows a new snapshot).
+func (p *Progress) Done() {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.line != "" {
+		p.draw(p.now())
+		io.WriteString(p.w, "\n")
+	}
+	p.open, p.shown, p.line, p.samples = false, 0, "", nil
+}
+
+func (p *Progress) draw(now time.Time) {
+	n := utf8.RuneCountInString(p.line)
+	pad := ""
+	if p.shown > n {
+		pad = strings.Repeat(" ", p.shown-n) // wipe the rest of a longer line
+	}
+	io.WriteString(p.w, "\r"+p.line+pad)
+	p.shown, p.open, p.lastDraw = n, true, now
+}
+
+// rate is the applied bytes per second over the last rateWindow; 0 until
+// it can be told.
+func (p *Progress) rate(now time.Time, applied int64) float64 {
+	if n := len(p.samples); n > 0 && applied < p.samples[n-1].applied {
+		p.samples = p.samples[:0] // a new snapshot started over
+	}
+	if n := len(p.samples); n == 0 || now.Sub(p.samples[n-1].at) >= redrawEvery {
+		p.samples = append(p.samples, rateSample{now, applied})
+	}
+	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= rateWindow {
+		p.samples = p.samples[1:]
+	}
+	first := p.samples[0]
+	dt := now.Sub(first.at).Seconds()
+	if dt < 0.5 {
+		return 0
+	}
+	return float64(applied-first.applied) / dt
+}
+
+// snapshotBytes sums the shards' RDB bytes. total is -1 unless every
+// shard's size is known.
+func snapshotBytes(j Job) (total, received, applied int64) {
+	for _, s := range j.Shards {
+		if s.RDBBytesTotal <= 0 || total < 0 {
+			total = -1
+		} else {
+			total += s.RDBBytesTotal
+		}
+		received += max(s.RDBBytesReceived, 0)
+		applied += max(s.RDBBytesApplied, 0)
+	}
+	if len(j.Shards) == 0 {
+		total = -1
+	}
+	return total, received, applied
+}
+
+// FormatProgress renders one progress line for j's snapshot, given the
+// rate at which its bytes are applied (bytes per second, 0 = unknown):
+//
+//	[#########-----      ]  45% 1.17GB/2.60GB  1.23M keys  52.3MB/s  ETA 27s
+//
+// '#' is applied, '-' received and not yet applied. With an unknown total
+// (a diskless transfer) there is no bar and no ETA:
+//
+//	1.17GB applied, 1.40GB received  1.23M keys  52.3MB/s
+//
+// Before any snapshot byte arrives it is the phase ("waiting-bgsave...").
+func FormatProgress(j Job, rate float64) string {
+	total, recv, applied := snapshotBytes(j)
+	if recv == 0 && applied == 0 && j.KeysWritten == 0 && j.Phase != "" && j.Phase != "rdb" {
+		return j.Phase + "..."
+	}
+	var b strings.Builder
+	if total > 0 {
+		fa := min(float64(applied)/float64(total), 1)
+		fr := max(min(float64(recv)/float64(total), 1), fa)
+		na := int(fa * barWidth)
+		nr := int(fr*barWidth) - na
+		b.WriteString("[" + strings.Repeat("#", na) + strings.Repeat("-", nr) + strings.Repeat(" ", barWidth-na-nr) + "]")
+		fmt.Fprintf(&b, " %3d%% %s/%s", int(fa*100), bytesHuman(applied), bytesHuman(total))
+	} else {
+		fmt.Fprintf(&b, "%s applied, %s received", bytesHuman(applied), bytesHuman(recv))
+	}
+	fmt.Fprintf(&b, "  %s keys", countHuman(j.KeysWritten))
+	if rate > 0 {
+		fmt.Fprintf(&b, "  %s/s", bytesHuman(int64(rate)))
+	}
+	if total > 0 && applied < total {
+		if rate > 0 {
+			b.WriteString("  ETA " + etaHuman(float64(total-applied)/rate))
+		} else {
+			b.WriteString("  ETA ?")
+		}
+	}
+	return b.String()
+}
+
+// bytesHuman formats a byte count in binary units with three significant
+// digits: "512B", "1.50KB", "12.3MB", "117MB", "0.98GB"; "?" when negative.
+func bytesHuman(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	v := float64(n)
+	unit := ""
+	for _, u := range []string{"KB", "MB", "GB", "TB", "PB"} {
+		v /= 1024
+		unit = u
+		if v < 999.5 {
+			break
+		}
+	}
+	return sigDigits(v) + unit
+}
+
+// countHuman formats a count: exact below 10000, then "12.3k", "1.23M",
+// "4.56G".
+func countHuman(n int64) string {
+	if n < 10000 {
+		return fmt.Sprint(n)
+	}
+	v := float64(n)
+	unit := ""
+	for _, u := range []string{"k", "M", "G"} {
+		v /= 1000
+		unit = u
+		if v < 999.5 {
+			break
+		}
+	}
+	return sigDigits(v) + unit
+}
+
+// sigDigits formats v (below 1000, or the largest unit's count) with
+// three significant digits.
+func sigDigits(v float64) string {
+	switch {
+	case v < 9.995:
+		return fmt.Sprintf("%.2f", v)
+	case v < 99.95:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// etaHuman formats a remaining time in seconds: "27s", "4m05s", "1h02m".
+func etaHuman(sec float64) string {
+	if !(sec < 100*3600) { // also NaN
+		return ">99h"
+	}
+	s := int64(sec + 0.5)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	}
+	return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+}

@@ -1,0 +1,211 @@
+// Package status shows what an operator watches: a snapshot type that jobs
+// fill (Job), an HTTP server that serves the snapshots of any number of jobs
+// as JSON (/status), Prometheus metrics (/metrics) and a health check
+// (/healthz), and a terminal progress line for the initial snapshot.
+//
+// Jobs do not push anything: they register a Source, which the server calls
+// on every request and scrape.
+package status
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Job is one job's state at one moment. JSON names are snake_case and
+// stable; they are part of ferry's interface.
+type Job struct {
+	Name string `json:"name"`
+	// Mode: sync | migrate | import | verify.
+	Mode string `json:"mode"`
+	// Phase: connecting, handshake, waiting-bgsave, rdb, sweeping,
+	// streaming, resyncing, done, failed.
+	Phase     string    `json:"phase"`
+	StartedAt time.Time `json:"started_at"`
+	// Shards has one entry per source shard (a standalone source has one).
+	Shards []Shard `json:"shards"`
+	// Writers has one entry per target master.
+	Writers []Writer `json:"writers"`
+
+	KeysWritten     int64   `json:"keys_written"`     // snapshot keys written
+	KeysExpired     int64   `json:"keys_expired"`     // snapshot keys skipped: already expired
+	KeysSwept       int64   `json:"keys_swept"`       // stale keys deleted after a full resync
+	CommandsApplied int64   `json:"commands_applied"` // stream commands applied
+	OpsPerSecond    float64 `json:"ops_per_second"`
+	LastError       string  `json:"last_error"`
+}
+
+// Shard is the state of one source shard: its replication link, how far
+// the target is behind it, its snapshot transfer and its spool.
+type Shard struct {
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
+	Phase  string `json:"phase"`
+	ReplID string `json:"replid"`
+
+	ReceivedOffset int64   `json:"received_offset"` // last source byte received
+	AppliedOffset  int64   `json:"applied_offset"`  // last source byte the target acknowledged
+	LagBytes       int64   `json:"lag_bytes"`
+	LagSeconds     float64 `json:"lag_seconds"`
+
+	RDBBytesTotal    int64 `json:"rdb_bytes_total"` // -1: unknown (diskless transfer)
+	RDBBytesReceived int64 `json:"rdb_bytes_received"`
+	RDBBytesApplied  int64 `json:"rdb_bytes_applied"`
+
+	FullSyncs    int64 `json:"full_syncs"`
+	PartialSyncs int64 `json:"partial_syncs"`
+	Reconnects   int64 `json:"reconnects"`
+
+	SpoolMemoryBytes int64 `json:"spool_memory_bytes"`
+	SpoolDiskBytes   int64 `json:"spool_disk_bytes"`
+
+	LastError string `json:"last_error"`
+}
+
+// Writer is the state of the writer of one target master.
+type Writer struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	Connected bool   `json:"connected"`
+
+	Reconnects int64 `json:"reconnects"`
+	Batches    int64 `json:"batches"`
+	Ops        int64 `json:"ops"`
+	Bytes      int64 `json:"bytes"`
+	Skipped    int64 `json:"skipped"` // commands refused by the target and skipped
+	Pings      int64 `json:"pings"`
+
+	InflightBytes            int64   `json:"inflight_bytes"` // sent, not acknowledged
+	QueuedBytes              int64   `json:"queued_bytes"`   // waiting to be sent
+	ConnAgeSeconds           float64 `json:"conn_age_seconds"`
+	KeepaliveIntervalSeconds float64 `json:"keepalive_interval_seconds"`
+
+	// The source position the target itself holds (its fence marker).
+	AppliedReplID string `json:"applied_replid"`
+	AppliedOffset int64  `json:"applied_offset"`
+	AppliedState  string `json:"applied_state"`
+
+	LastError string `json:"last_error"`
+}
+
+// Source returns a job's current state. The server calls it on every
+// request and scrape, from any goroutine: it must be cheap and safe for
+// concurrent use.
+type Source func() Job
+
+// PhaseFailed is the phase of a job that stopped on an error; /healthz
+// reports such jobs.
+const PhaseFailed = "failed"
+
+// Phases are the known phases, in the order a job usually goes through
+// them. ferry_phase reports each of them (0 or 1) so that a dashboard sees
+// a phase end, not just stop being reported.
+var Phases = []string{"connecting", "handshake", "waiting-bgsave", "rdb", "sweeping", "streaming", "resyncing", "done", PhaseFailed}
+
+// snapshot calls src and cleans what it returns: the registered name wins,
+// nil lists become empty ones, shard and writer names are unique, and no
+// password is left in an address or an error.
+func snapshot(name string, src Source) (j Job) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A broken Source must not take the process down with it.
+			j = Job{Name: name, LastError: fmt.Sprintf("status: snapshot of job %s failed: %v", name, r)}
+			j.Shards, j.Writers = []Shard{}, []Writer{}
+		}
+	}()
+	j = src()
+	j.Name = name
+	j.LastError = scrubText(j.LastError)
+	j.OpsPerSecond = finite(j.OpsPerSecond)
+	// Copy the lists: the Source may hand out slices it keeps mutating.
+	shards := make([]Shard, len(j.Shards))
+	copy(shards, j.Shards)
+	seen := map[string]int{}
+	for i := range shards {
+		s := &shards[i]
+		s.Addr = scrubAddr(s.Addr)
+		s.LastError = scrubText(s.LastError)
+		s.LagSeconds = finite(s.LagSeconds)
+		s.Name = uniqueName(seen, s.Name, s.Addr, i)
+	}
+	writers := make([]Writer, len(j.Writers))
+	copy(writers, j.Writers)
+	seen = map[string]int{}
+	for i := range writers {
+		w := &writers[i]
+		w.Addr = scrubAddr(w.Addr)
+		w.LastError = scrubText(w.LastError)
+		w.ConnAgeSeconds = finite(w.ConnAgeSeconds)
+		w.KeepaliveIntervalSeconds = finite(w.KeepaliveIntervalSeconds)
+		w.Name = uniqueName(seen, w.Name, w.Addr, i)
+	}
+	j.Shards, j.Writers = shards, writers
+	return j
+}
+
+// finite turns NaN and ±Inf, which JSON cannot carry, into 0.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+// uniqueName gives a shard or writer a name usable as a metric label: its
+// own, else its address, else its index; a repeated name gets "#2", "#3"….
+func uniqueName(seen map[string]int, name, addr string, i int) string {
+	if name == "" {
+		name = addr
+	}
+	if name == "" {
+		name = fmt.Sprint(i)
+	}
+	seen[name]++
+	if n := seen[name]; n > 1 {
+		name = fmt.Sprintf("%s#%d", name, n)
+	}
+	return name
+}
+
+// scrubAddr removes the password from an address: "redis://user:***@host",
+// or "redis://***@host" when the user info has no colon (it is then a
+// password). Callers give redacted addresses already; this is a second
+// fence.
+func scrubAddr(s string) string {
+	prefix, rest := "", s
+	if i := strings.Index(s, "://"); i > 0 {
+		prefix, rest = s[:i+3], s[i+3:]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return s
+	}
+	return prefix + redactUserinfo(rest[:at]) + rest[at:]
+}
+
+// urlUserinfo matches "scheme://userinfo@" inside free text; the user info
+// runs to the last "@" before a slash or a space.
+var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@]*(?:@[^\s/@]*)*)@`)
+
+// scrubText removes the passwords of URLs found in free text (errors).
+func scrubText(s string) string {
+	if !strings.Contains(s, "://") || !strings.Contains(s, "@") {
+		return s
+	}
+	return urlUserinfo.ReplaceAllStringFunc(s, func(m string) string {
+		sub := urlUserinfo.FindStringSubmatch(m)
+		return sub[1] + redactUserinfo(sub[2]) + "@"
+	})
+}
+
+// redactUserinfo keeps the user name and hides the password: "user:***",
+// or "***" when there is no colon.
+func redactUserinfo(ui string) string {
+	if c := strings.IndexByte(ui, ':'); c >= 0 {
+		return ui[:c+1] + "***"
+	}
+	return "***"
+}
