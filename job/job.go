@@ -47,14 +47,23 @@ type Options struct {
 
 // State is a job's live state.
 type State struct {
-	Phase         string
-	Reader        reader.Stats // zero for an RDB import
+	Phase     string
+	StartedAt time.Time
+	Shards    []ShardState // one per source shard; none for an RDB import
+	Writers   []WriterState
+	Keys      int64 // snapshot keys written so far
+	Expired   int64 // snapshot keys skipped: already expired
+	Swept     int64 // stale keys deleted after full resyncs
+	Commands  int64 // stream commands applied so far
+	RDBSize   int64 // -1: unknown (diskless)
+	RDBParsed int64
+}
+
+// ShardState is the state of one source shard's link.
+type ShardState struct {
+	Name, Addr    string
+	Reader        reader.Stats
 	Spool         spool.Stats
-	Writers       []WriterState
-	Keys          int64 // snapshot keys written so far
-	Commands      int64 // stream commands applied so far
-	RDBSize       int64 // -1: unknown (diskless)
-	RDBParsed     int64
 	AppliedOffset int64
 	LagBytes      int64
 	LagSeconds    float64
@@ -142,38 +151,32 @@ func (j *job) setPhase(p string) { j.phase.Store(&p) }
 // state is the job's live state; safe for concurrent use.
 func (j *job) state() State {
 	app, ws, ps := j.parts()
-	st := State{Phase: j.Phase(), RDBSize: j.rdbSize.Load(), RDBParsed: j.rdbOff.Load()}
+	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: j.rdbSize.Load(), RDBParsed: j.rdbOff.Load()}
 	j.mu.Lock()
 	sp := j.sp
-	st.Keys, st.Commands = j.sum.Keys, j.sum.Commands
+	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
 	j.mu.Unlock()
 	if app != nil {
 		st.Keys += app.keys.Load()
 		st.Commands += app.commands.Load()
-	}
-	if sp != nil {
-		st.Spool = sp.Stats()
+		st.Expired += app.expired.Load()
 	}
 	for i, w := range ws {
 		st.Writers = append(st.Writers, WriterState{Name: fmt.Sprintf("ferry-writer-%d", i), Addr: w.Addr(), Stats: w.Stats(), Applied: w.Applied()})
 	}
 	if ps != nil {
-		st.Reader = ps.Stats()
-		st.AppliedOffset = j.appliedOffset()
-		if st.AppliedOffset > 0 {
-			st.LagBytes = max(st.Reader.Received-st.AppliedOffset, 0)
-			st.LagSeconds = j.lag.seconds(st.AppliedOffset)
+		sh := ShardState{Name: "ferry-reader-0", Addr: j.c.Source.Redacted(), Reader: ps.Stats()}
+		if sp != nil {
+			sh.Spool = sp.Stats()
 		}
+		sh.AppliedOffset = j.appliedOffset()
+		if sh.AppliedOffset > 0 {
+			sh.LagBytes = max(sh.Reader.Received-sh.AppliedOffset, 0)
+			sh.LagSeconds = j.lag.seconds(sh.AppliedOffset)
+		}
+		st.Shards = append(st.Shards, sh)
 	}
 	return st
-}
-
-// Phase is the job's phase for status lines.
-func (j *job) Phase() string {
-	if p := j.phase.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 func dialOptions(e conf.Endpoint, host string) (dial.Options, error) {
@@ -735,3 +738,11 @@ func (s *single) endUnit(ctx context.Context, pos writer.Position) error {
 }
 func (s *single) dropUnit()                       { s.b.dropUnit() }
 func (s *single) flush(ctx context.Context) error { return s.b.submit(ctx) }
+
+// Phase is the job's phase for status lines.
+func (j *job) Phase() string {
+	if p := j.phase.Load(); p != nil {
+		return *p
+	}
+	return ""
+}

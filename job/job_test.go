@@ -78,6 +78,13 @@ func TestImportRDBBothPaths(t *testing.T) {
 // its result.
 func runSync(t *testing.T, o Options) (stop func() (Summary, error)) {
 	t.Helper()
+	return runSyncEnded(t, o, nil)
+}
+
+// runSyncEnded is runSync that also sends Run's result to ended, for jobs
+// expected to end by themselves.
+func runSyncEnded(t *testing.T, o Options, ended chan<- error) (stop func() (Summary, error)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		sum  Summary
@@ -87,6 +94,9 @@ func runSync(t *testing.T, o Options) (stop func() (Summary, error)) {
 	go func() {
 		defer close(done)
 		sum, err = Run(ctx, o)
+		if ended != nil {
+			ended <- err
+		}
 	}()
 	var once sync.Once
 	stop = func() (Summary, error) {

@@ -10,7 +10,7 @@ import (
 // renames a scraped "job" label to "exported_job" unless the scrape config
 // sets honor_labels: true.
 const (
-	lJob = "ferry_job"
+	lJob    = "ferry_job"
 	lShard  = "shard"
 	lWriter = "writer"
 )

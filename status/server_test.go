@@ -284,9 +284,9 @@ func TestMetrics(t *testing.T) {
 	}
 	mfs := parseMetrics(t, body)
 
-	o := map[string]string{"job": "orders"}
-	sh := map[string]string{"job": "orders", "shard": "s0"}
-	wr := map[string]string{"job": "orders", "writer": "w0"}
+	o := map[string]string{"ferry_job": "orders"}
+	sh := map[string]string{"ferry_job": "orders", "shard": "s0"}
+	wr := map[string]string{"ferry_job": "orders", "writer": "w0"}
 	with := func(m map[string]string, k, v string) map[string]string {
 		c := map[string]string{k: v}
 		for a, b := range m {
@@ -301,11 +301,11 @@ func TestMetrics(t *testing.T) {
 		typ    dto.MetricType
 	}{
 		{"ferry_up", o, 1, dto.MetricType_GAUGE},
-		{"ferry_up", map[string]string{"job": "users"}, 0, dto.MetricType_GAUGE},
+		{"ferry_up", map[string]string{"ferry_job": "users"}, 0, dto.MetricType_GAUGE},
 		{"ferry_job_info", with(o, "mode", "sync"), 1, dto.MetricType_GAUGE},
 		{"ferry_phase", with(o, "phase", "streaming"), 1, dto.MetricType_GAUGE},
 		{"ferry_phase", with(o, "phase", "rdb"), 0, dto.MetricType_GAUGE},
-		{"ferry_phase", map[string]string{"job": "users", "phase": "failed"}, 1, dto.MetricType_GAUGE},
+		{"ferry_phase", map[string]string{"ferry_job": "users", "phase": "failed"}, 1, dto.MetricType_GAUGE},
 		{"ferry_job_start_time_seconds", o, float64(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Unix()), dto.MetricType_GAUGE},
 		{"ferry_keys_written_total", o, 42, dto.MetricType_COUNTER},
 		{"ferry_keys_expired_total", o, 3, dto.MetricType_COUNTER},
@@ -319,9 +319,9 @@ func TestMetrics(t *testing.T) {
 		{"ferry_lag_seconds", sh, 0.25, dto.MetricType_GAUGE},
 		{"ferry_rdb_bytes", with(sh, "kind", "received"), 300, dto.MetricType_GAUGE},
 		{"ferry_rdb_bytes", with(sh, "kind", "applied"), 200, dto.MetricType_GAUGE},
-		{"ferry_rdb_bytes", map[string]string{"job": "users", "shard": "m1", "kind": "total"}, 1000, dto.MetricType_GAUGE},
-		{"ferry_rdb_bytes", map[string]string{"job": "users", "shard": "m1#2", "kind": "total"}, 10, dto.MetricType_GAUGE},
-		{"ferry_source_phase", map[string]string{"job": "users", "shard": "m1#2", "phase": "exotic"}, 1, dto.MetricType_GAUGE},
+		{"ferry_rdb_bytes", map[string]string{"ferry_job": "users", "shard": "m1", "kind": "total"}, 1000, dto.MetricType_GAUGE},
+		{"ferry_rdb_bytes", map[string]string{"ferry_job": "users", "shard": "m1#2", "kind": "total"}, 10, dto.MetricType_GAUGE},
+		{"ferry_source_phase", map[string]string{"ferry_job": "users", "shard": "m1#2", "phase": "exotic"}, 1, dto.MetricType_GAUGE},
 		{"ferry_full_syncs_total", sh, 1, dto.MetricType_COUNTER},
 		{"ferry_partial_syncs_total", sh, 2, dto.MetricType_COUNTER},
 		{"ferry_reconnects_total", with(sh, "conn", "source"), 3, dto.MetricType_COUNTER},
@@ -389,7 +389,7 @@ func TestMetrics(t *testing.T) {
 	s.Unregister("users")
 	_, body, _ = get(t, base+"/metrics")
 	mfs = parseMetrics(t, body)
-	if _, ok := value(t, mfs, "ferry_up", map[string]string{"job": "users"}); ok {
+	if _, ok := value(t, mfs, "ferry_up", map[string]string{"ferry_job": "users"}); ok {
 		t.Error("unregistered job still in /metrics")
 	}
 }
@@ -403,7 +403,7 @@ func TestPanickingSource(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "boom") || !strings.Contains(body, `"phase": "rdb"`) {
 		t.Errorf("GET /status: %d %s", code, body)
 	}
-	if code, body, _ = get(t, base+"/metrics"); code != 200 || !strings.Contains(body, `ferry_up{job="good"} 1`) {
+	if code, body, _ = get(t, base+"/metrics"); code != 200 || !strings.Contains(body, `ferry_up{ferry_job="good"} 1`) {
 		t.Errorf("GET /metrics: %d", code)
 	}
 }

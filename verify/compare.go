@@ -7,13 +7,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 )
 
 const (
-	pageSize  = 500       // elements per page of a collection (SCAN COUNT, LRANGE, XRANGE, XPENDING)
+	headPage  = 128       // elements of each collection read with the batch
+	pageSize  = 500       // elements per further page of a big collection (SCAN COUNT, LRANGE, XRANGE, XPENDING)
 	headChunk = 64 << 10  // bytes of a string read with the batch
 	strChunk  = 512 << 10 // bytes per further read of a big string
 )
@@ -25,6 +27,7 @@ type keyCheck struct {
 	styp, sttl *redis.Cmd
 	dtyp, dttl *redis.Cmd
 	sh, dh     []*redis.Cmd // first reads of the value, same commands on both sides
+	sAt, dAt   time.Time    // when the source's / target's TTL was read
 }
 
 // compareKeys compares keys of source db db with the target db it maps to.
@@ -50,11 +53,13 @@ func (e *engine) compareKeys(ctx context.Context, db int, keys []string) ([]Diff
 		}
 		ks[i] = kc
 	}
-	if err := e.src.exec(ctx, p); err != nil {
+	sAt, err := e.src.execAt(ctx, p)
+	if err != nil {
 		return nil, err
 	}
 	for _, kc := range ks {
 		kc.typ = text(kc.styp)
+		kc.sAt = sAt
 	}
 	// 2: the values on both sides at once; the target's type and TTL too.
 	g, gctx := errgroup.WithContext(ctx)
@@ -78,7 +83,11 @@ func (e *engine) compareKeys(ctx context.Context, db int, keys []string) ([]Diff
 				kc.dh = e.head(gctx, p, kc.typ, kc.key)
 			}
 		}
-		return e.dst.exec(gctx, p)
+		at, err := e.dst.execAt(gctx, p)
+		for _, kc := range ks {
+			kc.dAt = at
+		}
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -120,15 +129,15 @@ func (e *engine) head(ctx context.Context, p redis.Pipeliner, typ, key string) [
 	case "string":
 		return []*redis.Cmd{do("STRLEN", key), do("GETRANGE", key, 0, headChunk-1)}
 	case "list":
-		return []*redis.Cmd{do("LLEN", key), do("LRANGE", key, 0, pageSize-1)}
+		return []*redis.Cmd{do("LLEN", key), do("LRANGE", key, 0, headPage-1)}
 	case "set":
-		return []*redis.Cmd{do("SCARD", key), do("SSCAN", key, 0, "COUNT", pageSize)}
+		return []*redis.Cmd{do("SCARD", key), do("SSCAN", key, 0, "COUNT", headPage)}
 	case "zset":
-		return []*redis.Cmd{do("ZCARD", key), do("ZSCAN", key, 0, "COUNT", pageSize)}
+		return []*redis.Cmd{do("ZCARD", key), do("ZSCAN", key, 0, "COUNT", headPage)}
 	case "hash":
-		return []*redis.Cmd{do("HLEN", key), do("HSCAN", key, 0, "COUNT", pageSize)}
+		return []*redis.Cmd{do("HLEN", key), do("HSCAN", key, 0, "COUNT", headPage)}
 	case "stream":
-		return []*redis.Cmd{do("XLEN", key), do("XINFO", "STREAM", key), do("XRANGE", key, "-", "+", "COUNT", pageSize), do("XINFO", "GROUPS", key)}
+		return []*redis.Cmd{do("XLEN", key), do("XINFO", "STREAM", key), do("XRANGE", key, "-", "+", "COUNT", headPage), do("XINFO", "GROUPS", key)}
 	}
 	return []*redis.Cmd{do("DUMP", key)}
 }
@@ -195,7 +204,9 @@ func (e *engine) compareTTL(kc *keyCheck) string {
 	case d == -1:
 		return fmt.Sprintf("source has a TTL of %s, target has none", fmtMS(s))
 	}
-	delta := s - d
+	// Compare the expiry instants: the two sides were read at different
+	// times (a throttled run may wait between them).
+	delta := kc.sAt.UnixMilli() + s - (kc.dAt.UnixMilli() + d)
 	if delta < 0 {
 		delta = -delta
 	}
@@ -569,6 +580,7 @@ func (e *engine) cmpStream(ctx context.Context, kc *keyCheck, sc, dc redis.Unive
 	}
 	// entries, page by page
 	sp, dp := list(kc.sh[2]), list(kc.dh[2])
+	want := headPage
 	for {
 		n := min(len(sp), len(dp))
 		for i := 0; i < n; i++ {
@@ -592,9 +604,10 @@ func (e *engine) cmpStream(ctx context.Context, kc *keyCheck, sc, dc redis.Unive
 			id, _ := entry(dp[n])
 			return fmt.Sprintf("entry %s not on source", id), nil
 		}
-		if len(sp) < pageSize {
+		if len(sp) < want {
 			break
 		}
+		want = pageSize
 		last, _ := entry(sp[len(sp)-1])
 		sr, dr, err := e.pair(ctx, sc, dc, one("XRANGE", kc.key, nextID(last), "+", "COUNT", pageSize))
 		if err != nil {

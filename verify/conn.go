@@ -229,25 +229,34 @@ func (s *side) take(ctx context.Context, n int) error {
 // exec sends a pipeline. Errors that Redis replied to single commands stay
 // on their commands; a failure of the connection is returned.
 func (s *side) exec(ctx context.Context, p redis.Pipeliner) error {
+	_, err := s.execAt(ctx, p)
+	return err
+}
+
+// execAt is exec that also tells when the pipeline ran (the middle of its
+// round trip, after any wait for the throttle).
+func (s *side) execAt(ctx context.Context, p redis.Pipeliner) (time.Time, error) {
 	n := p.Len()
 	if n == 0 {
-		return nil
+		return time.Now(), nil
 	}
 	if err := s.take(ctx, n); err != nil {
-		return err
+		return time.Time{}, err
 	}
+	t0 := time.Now()
 	cmds, err := p.Exec(ctx)
+	at := t0.Add(time.Since(t0) / 2)
 	if err == nil || isReplyErr(err) {
 		// Each command carries its own reply error; a connection failure
 		// would show on every command: look for one that is not a reply.
 		for _, c := range cmds {
 			if e := c.Err(); e != nil && !isReplyErr(e) {
-				return s.wrap(e)
+				return at, s.wrap(e)
 			}
 		}
-		return nil
+		return at, nil
 	}
-	return s.wrap(err)
+	return at, s.wrap(err)
 }
 
 // do sends one command.

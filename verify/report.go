@@ -26,13 +26,13 @@ func (r Result) WriteSummary(w io.Writer) error {
 	for _, db := range r.PerDB {
 		verdict := "equal"
 		if n := sum(db.Diffs); n > 0 {
-			verdict = fmt.Sprintf("%d differences (%s)", n, byKind(db.Diffs))
+			verdict = fmt.Sprintf("%s (%s)", plural(n, "difference"), byKind(db.Diffs))
 		}
 		fmt.Fprintf(&b, "  db%d → target db%d: %d keys compared, %d target keys checked: %s\n",
 			db.DB, db.TargetDB, db.Compared, db.TargetKeys, verdict)
 	}
 	if r.Healed > 0 {
-		fmt.Fprintf(&b, "%d differences went away during the re-check rounds (writes still arriving)\n", r.Healed)
+		fmt.Fprintf(&b, "%s went away during the re-check rounds (writes still arriving)\n", plural(int64(r.Healed), "difference"))
 	}
 	if !r.Equal() {
 		fmt.Fprintf(&b, "differences: %d (%s)\n", r.Total(), byKind(r.Counts))
@@ -61,6 +61,13 @@ func (d Diff) String() string {
 		db += "→db" + strconv.Itoa(d.TargetDB)
 	}
 	return fmt.Sprintf("%s %s: %s: %s", db, quote(d.Key), d.Kind, d.Detail)
+}
+
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
 func sum(m map[Kind]int64) int64 {

@@ -623,3 +623,23 @@ func (s *syncBuffer) String() string {
 }
 
 func newTestLogger(w io.Writer) zerolog.Logger { return zerolog.New(w) }
+
+// A throttled run reads the source and the target TTLs of a key at times
+// far apart: the expiry instants are compared, not the remaining TTLs.
+func TestThrottledTTL(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.Start(t), redistest.Start(t)
+	sc := src.Client(t)
+	for i := 0; i < 5; i++ {
+		mustDo(t, sc, "SET", fmt.Sprint("ttl:", i), "v", "EX", 3600)
+	}
+	copyKeys(t, sc, dst.Client(t))
+	t0 := time.Now()
+	r := run(t, Options{Source: endpoint(t, src.Addr), Target: endpoint(t, dst.Addr), MaxOps: 20, TTLTolerance: 300 * time.Millisecond})
+	if !r.Equal() || r.Compared != 5 {
+		t.Fatalf("throttled: %d compared:%s", r.Compared, diffLines(r))
+	}
+	if el := time.Since(t0); el < time.Second {
+		t.Fatalf("not throttled: %v", el)
+	}
+}

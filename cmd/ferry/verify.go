@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
 	"ferry/conf"
 	"ferry/verify"
 )
@@ -28,7 +31,21 @@ func (e errDiffer) Error() string {
 			parts = append(parts, fmt.Sprintf("%s %d", k, n))
 		}
 	}
-	return fmt.Sprintf("source and target differ: %d differences (%s)", e.r.Total(), strings.Join(parts, ", "))
+	n := e.r.Total()
+	noun := "differences"
+	if n == 1 {
+		noun = "difference"
+	}
+	return fmt.Sprintf("source and target differ: %d %s (%s)", n, noun, strings.Join(parts, ", "))
+}
+
+// verifyRedisLog sends go-redis's own log lines (dial retries, pool
+// messages) to the debug log instead of stderr, so that a failure shows as
+// one clear line.
+type verifyRedisLog struct{ log zerolog.Logger }
+
+func (l verifyRedisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Msgf("go-redis: "+format, v...)
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
@@ -99,6 +116,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 
 	log := newLogger(jc, stderr)
+	redis.SetLogger(verifyRedisLog{log})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 

@@ -1,0 +1,123 @@
+package redistest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy forwards TCP connections to a server and can black-hole the ones it
+// holds: the connections stay open but no byte goes through, the way a dead
+// middlebox or a frozen peer looks to a client.
+type Proxy struct {
+	Addr string
+
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	links   []*proxyLink
+	stalled bool
+}
+
+type proxyLink struct {
+	client, server net.Conn
+	gate           chan struct{} // closed while traffic may flow
+	mu             sync.Mutex
+	blocked        bool
+}
+
+// NewProxy listens on a free loopback port and forwards to target.
+func NewProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), ln: ln, target: target}
+	go p.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		p.KillAll()
+	})
+	return p
+}
+
+// URL is the proxy's redis:// address.
+func (p *Proxy) URL() string { return "redis://" + p.Addr }
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l := &proxyLink{client: c, server: s, gate: make(chan struct{})}
+		close(l.gate)
+		p.mu.Lock()
+		p.links = append(p.links, l)
+		p.mu.Unlock()
+		go l.pipe(c, s)
+		go l.pipe(s, c)
+	}
+}
+
+func (l *proxyLink) pipe(from, to net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			l.mu.Lock()
+			gate := l.gate
+			l.mu.Unlock()
+			<-gate // a stalled link holds the bytes forever
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				to.Close()
+			}
+			from.Close()
+			to.Close()
+			return
+		}
+	}
+}
+
+// Stall black-holes every connection open now; new ones flow normally.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		l.mu.Lock()
+		if !l.blocked {
+			l.blocked = true
+			l.gate = make(chan struct{})
+		}
+		l.mu.Unlock()
+	}
+}
+
+// KillAll closes every connection.
+func (p *Proxy) KillAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		l.client.Close()
+		l.server.Close()
+		l.mu.Lock()
+		if l.blocked {
+			close(l.gate)
+			l.blocked = false
+		}
+		l.mu.Unlock()
+	}
+	p.links = nil
+}

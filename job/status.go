@@ -1,0 +1,64 @@
+package job
+
+import (
+	"ferry/status"
+)
+
+// Status maps a job's state to what the status server shows.
+func (s State) Status(name, mode string) status.Job {
+	out := status.Job{
+		Name:            name,
+		Mode:            mode,
+		Phase:           s.Phase,
+		StartedAt:       s.StartedAt,
+		KeysWritten:     s.Keys,
+		KeysExpired:     s.Expired,
+		KeysSwept:       s.Swept,
+		CommandsApplied: s.Commands,
+	}
+	for _, sh := range s.Shards {
+		r := sh.Reader
+		out.Shards = append(out.Shards, status.Shard{
+			Name:             sh.Name,
+			Addr:             sh.Addr,
+			Phase:            r.Phase,
+			ReplID:           r.ReplID,
+			ReceivedOffset:   r.Received,
+			AppliedOffset:    sh.AppliedOffset,
+			LagBytes:         sh.LagBytes,
+			LagSeconds:       sh.LagSeconds,
+			RDBBytesTotal:    r.RDBSize,
+			RDBBytesReceived: r.RDBReceived,
+			RDBBytesApplied:  s.RDBParsed,
+			FullSyncs:        r.FullSyncs,
+			PartialSyncs:     r.PartialSyncs,
+			Reconnects:       r.Reconnects,
+			SpoolMemoryBytes: sh.Spool.InMemory,
+			SpoolDiskBytes:   sh.Spool.OnDisk,
+			LastError:        r.LastError,
+		})
+	}
+	for _, w := range s.Writers {
+		st := w.Stats
+		out.Writers = append(out.Writers, status.Writer{
+			Name:                     w.Name,
+			Addr:                     w.Addr,
+			Connected:                st.Connected,
+			Reconnects:               st.Reconnects,
+			Batches:                  st.Batches,
+			Ops:                      st.Ops,
+			Bytes:                    st.Bytes,
+			Skipped:                  st.Skipped,
+			Pings:                    st.Pings,
+			InflightBytes:            st.Inflight,
+			QueuedBytes:              st.Queued,
+			ConnAgeSeconds:           st.ConnAge.Seconds(),
+			KeepaliveIntervalSeconds: st.KeepaliveEvery.Seconds(),
+			AppliedReplID:            w.Applied.ReplID,
+			AppliedOffset:            w.Applied.Offset,
+			AppliedState:             string(w.Applied.State),
+			LastError:                st.LastError,
+		})
+	}
+	return out
+}
