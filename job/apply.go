@@ -41,6 +41,9 @@ type applier struct {
 	rewrite  rdb.RewriteOptions
 	ackNow   func()
 	snapshot bool // applying a snapshot now
+	// seq numbers units across the whole job (all source shards), above
+	// every marker found on the target at start.
+	seq *atomic.Uint64
 
 	// snapshot state
 	srcRDB     int
@@ -77,11 +80,11 @@ func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 }
 
 func (a *applier) snapshotPos() writer.Position {
-	return writer.Position{State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
+	return writer.Position{Seq: a.seq.Add(1), State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
 }
 
 func (a *applier) livePos() writer.Position {
-	return writer.Position{State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
+	return writer.Position{Seq: a.seq.Add(1), State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
 }
 
 // record applies one snapshot record.

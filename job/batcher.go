@@ -28,13 +28,21 @@ func newBatcher(w *writer.Writer, maxOps int, maxBytes int64) *batcher {
 	return &batcher{w: w, cur: writer.NewBatch(), maxOps: maxOps, maxBytes: int(maxBytes)}
 }
 
+// positionEvery bounds how long a writer's recorded position may trail the
+// stream when its batches do not fill up (a writer that gets few commands on
+// a busy cluster): the global low watermark, the ACK to the source and
+// migrate's caught-up check all wait for it.
+const positionEvery = 100 * time.Millisecond
+
 // endUnit records that everything added so far forms complete units that
-// bring the target to pos, and submits the batch if it is full.
+// bring the target to pos (pos.Seq numbers the unit), and submits the batch
+// if it is full or the position has not been submitted for a while.
 func (b *batcher) endUnit(ctx context.Context, pos writer.Position) error {
+	b.cur.EndUnit(pos.Seq, pos.Offset)
 	b.pos = pos
 	b.dirty = true
 	b.unitStart = b.cur.Len()
-	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes {
+	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes || time.Since(b.lastSubmit) >= positionEvery {
 		return b.submit(ctx)
 	}
 	return nil

@@ -102,6 +102,7 @@ type job struct {
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
 	stopping atomic.Bool
+	seq      atomic.Uint64 // unit numbers (see applier.seq)
 
 	mu      sync.Mutex
 	sum     Summary
@@ -224,6 +225,9 @@ func (j *job) attempt(ctx context.Context) error {
 			return err
 		}
 	}
+	if found && pos.Seq > j.seq.Load() {
+		j.seq.Store(pos.Seq)
+	}
 
 	w := writer.New(writer.Config{
 		Name:              "ferry-writer-0",
@@ -249,6 +253,7 @@ func (j *job) attempt(ctx context.Context) error {
 		fenced:  c.Fence != "off",
 		tgtRDB:  n.rdbVer,
 		maxBulk: n.maxBulk,
+		seq:     &j.seq,
 	}
 	j.mu.Lock()
 	j.app, j.writers = app, []*writer.Writer{w}
@@ -311,11 +316,7 @@ func (j *job) attempt(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error {
-		err := ps.Run(readerCtx, start)
-		if err != nil {
-			return fmt.Errorf("source: %w", err)
-		}
-		return nil
+		return ps.Run(readerCtx, start)
 	})
 	g.Go(func() error {
 		defer cancelRun()
@@ -730,7 +731,7 @@ func (s *single) add(ctx context.Context, db int, args [][]byte) error {
 }
 
 func (s *single) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
-	return s.b.cur.AddWith(db, encode)
+	return s.b.cur.AddWith(db, -1, encode)
 }
 
 func (s *single) endUnit(ctx context.Context, pos writer.Position) error {

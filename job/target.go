@@ -58,7 +58,7 @@ func openNode(ctx context.Context, o dial.Options, job string) (*node, error) {
 	n := &node{addr: o, ctl: redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))}
 	if err := n.ctl.Ping(ctx).Err(); err != nil {
 		n.ctl.Close()
-		return nil, describeCtlErr(o.Addr, err)
+		return nil, fmt.Errorf("target %w", describeCtlErr(o.Addr, err))
 	}
 	return n, nil
 }

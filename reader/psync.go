@@ -169,6 +169,7 @@ func (p *PSync) link(ctx context.Context) error {
 	p.update(func(s *Stats) { s.Phase = "connecting" })
 	c, err := dial.Open(ctx, p.cfg.Dial, p.cfg.Name, 1<<20)
 	if err != nil {
+		err = fmt.Errorf("source %w", err)
 		if errors.Is(err, dial.ErrAuth) {
 			return &FatalError{err}
 		}

@@ -72,7 +72,8 @@ type Command struct {
 func (c *Command) Key(i int) []byte { return c.Args[c.Keys[i]] }
 
 // Parse looks args[0] (and args[1] for a subcommand) up in the command table
-// case-insensitively, checks the number of arguments, and finds the keys. It
+// case-insensitively, checks the number of arguments, and finds the keys (the
+// shard channel of SPUBLISH counts as its key: a cluster routes it so). It
 // does not allocate for commands whose keys are a contiguous run or
 // every-other argument (which covers every command with a fixed key
 // position, DEL/UNLINK/EXISTS/TOUCH/MSET up to a few hundred keys...).

@@ -23,6 +23,7 @@ import (
 type testNode struct {
 	Addr string
 	C    *redis.Client
+	Stop func() // SIGTERM (SIGKILL after 5 s) and wait; idempotent
 }
 
 func requireBinaries(t testing.TB) {
@@ -69,7 +70,7 @@ func tryStartNode(t testing.TB, cluster bool, extra ...string) (*testNode, error
 		if cluster {
 			argv = append(argv, "--cluster-enabled", "yes",
 				"--cluster-config-file", fmt.Sprintf("nodes-%d.conf", attempt),
-				"--cluster-node-timeout", "2000")
+				"--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0")
 		}
 		argv = append(argv, extra...)
 		cmd := exec.Command("redis-server", argv...)
@@ -78,16 +79,19 @@ func tryStartNode(t testing.TB, cluster bool, extra ...string) (*testNode, error
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
+		var once sync.Once
 		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
+			once.Do(func() {
+				cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(5 * time.Second):
+					cmd.Process.Kill()
+					<-exited
+				}
+			})
 		}
-		n := &testNode{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		n := &testNode{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Stop: stop}
 		n.C = clientFor(n.Addr)
 		deadline := time.Now().Add(10 * time.Second)
 		for {

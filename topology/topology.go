@@ -32,10 +32,11 @@ type Node struct {
 	MasterID string
 	// Offset is the replication offset when known (CLUSTER SHARDS), else 0.
 	Offset int64
-	// Health is CLUSTER SHARDS's "online", "failed" or "loading"; from
-	// CLUSTER NODES "online", "pfail" (suspected) or "failed"; "" when the
-	// answer does not say (CLUSTER SLOTS). A node without an address has
-	// "noaddr", one still joining "handshake".
+	// Health is CLUSTER SHARDS's "online", "fail" or "loading" (Redis
+	// 7.0-7.4 say "fail" where the documentation says "failed"; both count
+	// as failed); from CLUSTER NODES "online", "pfail" (suspected, still
+	// used) or "fail"; "" when the answer does not say (CLUSTER SLOTS). A
+	// node without an address has "noaddr", one still joining "handshake".
 	Health string
 }
 
@@ -282,6 +283,7 @@ func options(addr string, opt func(addr string) *redis.Options) *redis.Options {
 			WriteTimeout:    5 * time.Second,
 			PoolSize:        1,
 			MaxRetries:      1,
+			DialerRetries:   1,
 			MaintNotificationsConfig: &maintnotifications.Config{
 				Mode: maintnotifications.ModeDisabled,
 			},
@@ -405,7 +407,11 @@ func fromShards(shards []redis.ClusterShard, at seedInfo) *Map {
 }
 
 func usable(n Node) bool {
-	return n.Addr != "" && n.Health != "failed" && n.Health != "noaddr" && n.Health != "handshake"
+	switch n.Health {
+	case "fail", "failed", "noaddr", "handshake":
+		return false
+	}
+	return n.Addr != ""
 }
 
 // readSlots reads CLUSTER SLOTS: per slot range its master then its
@@ -502,7 +508,7 @@ func fromNodes(text string, at seedInfo) (*Map, error) {
 		}
 		switch {
 		case slices.Contains(flags, "fail"):
-			n.Health = "failed"
+			n.Health = "fail"
 		case slices.Contains(flags, "noaddr"):
 			n.Health = "noaddr"
 		case slices.Contains(flags, "handshake"):

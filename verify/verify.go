@@ -146,7 +146,7 @@ type Result struct {
 	Unlisted int64
 	Counts   map[Kind]int64 // differences by kind, listed and unlisted
 	Healed   int            // differences of the first round gone by the last
-	PerDB    []DBResult     // by DB
+	PerDB    []DBResult     // by DB, then TargetDB
 	Elapsed  time.Duration
 }
 
@@ -172,7 +172,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer dst.close()
-	e := &engine{o: o, src: src, dst: dst, stats: map[int]*DBResult{}}
+	e := &engine{o: o, src: src, dst: dst, stats: map[[2]int]*DBResult{}}
 	if err := e.plan(ctx); err != nil {
 		return Result{}, err
 	}
@@ -272,7 +272,7 @@ type engine struct {
 	dstDBs   []int // target dbs with keys
 
 	mu    sync.Mutex
-	stats map[int]*DBResult // by DBResult.DB
+	stats map[[2]int]*DBResult // by DB and TargetDB
 
 	compared, targetKeys atomic.Int64
 	found                atomic.Int64 // differences seen in the current round
@@ -324,10 +324,10 @@ func (e *engine) plan(ctx context.Context) error {
 func (e *engine) dbStats(db, tdb int) *DBResult {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st, ok := e.stats[db]
+	st, ok := e.stats[[2]int{db, tdb}]
 	if !ok {
 		st = &DBResult{DB: db, TargetDB: tdb, Diffs: map[Kind]int64{}}
-		e.stats[db] = st
+		e.stats[[2]int{db, tdb}] = st
 	}
 	return st
 }
@@ -525,7 +525,7 @@ func (e *engine) result(set *diffSet, rounds int) Result {
 	for k, n := range set.overflow {
 		r.Unlisted += n
 		r.Counts[k.kind] += n
-		e.dbStats(k.db, e.mapDB(k.db)).Diffs[k.kind] += n
+		e.dbStats(k.db, k.tdb).Diffs[k.kind] += n
 	}
 	for _, db := range e.srcDBs {
 		e.dbStats(db, e.mapDB(db))
@@ -533,7 +533,10 @@ func (e *engine) result(set *diffSet, rounds int) Result {
 	for _, st := range e.stats {
 		r.PerDB = append(r.PerDB, *st)
 	}
-	sort.Slice(r.PerDB, func(i, j int) bool { return r.PerDB[i].DB < r.PerDB[j].DB })
+	sort.Slice(r.PerDB, func(i, j int) bool {
+		a, b := r.PerDB[i], r.PerDB[j]
+		return a.DB < b.DB || a.DB == b.DB && a.TargetDB < b.TargetDB
+	})
 	return r
 }
 
@@ -551,8 +554,8 @@ type diffID struct {
 }
 
 type dbKind struct {
-	db   int
-	kind Kind
+	db, tdb int
+	kind    Kind
 }
 
 func newDiffSet(max int) *diffSet {
@@ -567,7 +570,7 @@ func (s *diffSet) add(d Diff) {
 		s.m[id] = d
 		return
 	}
-	s.overflow[dbKind{d.DB, d.Kind}]++
+	s.overflow[dbKind{d.DB, d.TargetDB, d.Kind}]++
 }
 
 func (s *diffSet) len() int {

@@ -217,7 +217,7 @@ func plant(t *testing.T, dst redis.UniversalClient, pre string) map[string]expec
 		pre + "str:100k":        {KindValue, `differs at byte 70000 of 102400`},
 		pre + "set:small":       {KindValue, `member "apple" missing on target`},
 		pre + "big:set":         {KindValue, `member "member:10" missing on target`},
-		pre + "str:ttl-s":       {KindTTL, `s on source, 100s on target (`},
+		pre + "str:ttl-s":       {KindTTL, `TTL 7`},
 		pre + "list:ttl":        {KindTTL, `source has a TTL of `},
 		pre + "str:raw":         {KindTTL, `target has a TTL of `},
 		pre + "stream:basic":    {KindValue, `group "g2" missing on target`},
@@ -466,6 +466,26 @@ func TestDBMap(t *testing.T) {
 	}
 	if !strings.Contains(r.Diffs[0].String(), "db1→db0 ") {
 		t.Errorf("diff line %q", r.Diffs[0].String())
+	}
+
+	// two source dbs into one target db; a target db no source db maps to
+	mustDo(t, t0, "SET", "fill:db1:str:int", "12345")
+	mustDo(t, t0, "DEL", "only-on-target")
+	mustDo(t, t0, "SET", "fill:db1:str:embstr", "hello")
+	mustDo(t, dbClient(t, src, 2), "SET", "from-db2", "2")
+	mustDo(t, t0, "SET", "from-db2", "2")
+	mustDo(t, dbClient(t, dst, 1), "SET", "stray", "1")
+	r = run(t, Options{Source: s, Target: d, DBMap: map[int]int{1: 0, 2: 0}})
+	if len(r.Diffs) != 1 || r.Diffs[0].Key != "stray" || r.Diffs[0].Kind != KindExtra || r.Diffs[0].DB != 1 || r.Diffs[0].TargetDB != 1 {
+		t.Fatalf("1,2→0:%s", diffLines(r))
+	}
+	var lines []string
+	for _, p := range r.PerDB {
+		lines = append(lines, fmt.Sprintf("%d→%d:%d/%d/%d", p.DB, p.TargetDB, p.Compared, p.TargetKeys, p.Diffs[KindExtra]))
+	}
+	// the target keys of db 0, which two source dbs map to, count under db 0
+	if got, want := strings.Join(lines, " "), fmt.Sprintf("0→0:0/%d/0 1→0:%d/0/0 1→1:0/1/1 2→0:1/0/0", n+1, n); got != want {
+		t.Errorf("per db: %s, want %s", got, want)
 	}
 }
 

@@ -9,23 +9,35 @@ import (
 	"ferry/resp"
 )
 
-// Batch is the unit a writer applies: commands already encoded as RESP, each
-// with the target db it must run in, and the position the target reaches once
-// the whole batch is applied. In fenced mode a batch is applied atomically
-// (MULTI/EXEC together with the position marker), so it is also the unit of
-// replay after a dropped connection.
+// Batch is what a producer hands a writer: commands already encoded as RESP,
+// each with the db (standalone) or slot (cluster) it belongs to and the unit
+// of the source it came from, and the position the target reaches once the
+// whole batch is applied.
+//
+// A unit is what must be applied all or nothing: one source command, one
+// source transaction, or one command of a rewritten snapshot key. Units are
+// numbered by the producer (Seq) in source order; the fence markers on the
+// target record these numbers, so after a dropped connection the target
+// itself tells which units it applied.
 type Batch struct {
 	buf []byte
 	ops []opRef
-	// Pos is where the target stands once this batch is applied. The writer
-	// fills in Seq; the producer sets the rest.
+	// Pos is where the target stands once this batch is applied; Pos.Seq is
+	// the number of its last unit.
 	Pos Position
-	seq uint64
+	// MarkerKey records Pos on a standalone target ("" = the writer's
+	// default). Several source shards writing into one standalone target
+	// each keep their own marker.
+	MarkerKey string
+	marked    int // ops[:marked] have their unit set
 }
 
 type opRef struct {
 	start, end int
-	db         int // -1: any db (FLUSHALL, FUNCTION, SWAPDB…)
+	db         int32 // -1: any db (FLUSHALL, FUNCTION, SWAPDB…)
+	slot       int32 // -1: none (standalone target, or a keyless command on a cluster)
+	seq        uint64
+	off        int64 // source offset at the end of the op's unit
 }
 
 var batchPool = sync.Pool{New: func() any { return &Batch{} }}
@@ -41,7 +53,8 @@ func (b *Batch) reset() {
 	b.buf = b.buf[:0]
 	b.ops = b.ops[:0]
 	b.Pos = Position{}
-	b.seq = 0
+	b.MarkerKey = ""
+	b.marked = 0
 }
 
 // Release returns b to the pool. The caller must not use it afterwards.
@@ -58,33 +71,43 @@ func (b *Batch) Len() int { return len(b.ops) }
 // Size is the number of encoded bytes in the batch.
 func (b *Batch) Size() int { return len(b.buf) }
 
-// Add appends one command to run in db.
+func (b *Batch) push(start, db, slot int) {
+	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: int32(db), slot: int32(slot)})
+}
+
+// Add appends one command to run in db (-1: any db).
 func (b *Batch) Add(db int, args ...[]byte) {
 	start := len(b.buf)
 	b.buf = resp.AppendCommand(b.buf, args...)
-	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: db})
+	b.push(start, db, -1)
+}
+
+// AddSlot appends one command for a cluster target: it runs on the master
+// owning slot (-1: on every master, e.g. FLUSHALL), in db 0.
+func (b *Batch) AddSlot(slot int, args ...[]byte) {
+	start := len(b.buf)
+	b.buf = resp.AppendCommand(b.buf, args...)
+	b.push(start, 0, slot)
 }
 
 // AddStrings is Add for string arguments.
 func (b *Batch) AddStrings(db int, args ...string) {
 	start := len(b.buf)
 	b.buf = resp.AppendCommandStrings(b.buf, args...)
-	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: db})
+	b.push(start, db, -1)
 }
 
-// AddEncoded appends one command that is already RESP-encoded (for example
-// copied verbatim from the replication stream).
-func (b *Batch) AddEncoded(db int, enc []byte) {
+// AddEncoded appends one command that is already RESP-encoded.
+func (b *Batch) AddEncoded(db, slot int, enc []byte) {
 	start := len(b.buf)
 	b.buf = append(b.buf, enc...)
-	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: db})
+	b.push(start, db, slot)
 }
 
-// AddWith appends one command that the caller encodes itself into the batch's
-// buffer (for a RESTORE whose payload is written straight from the RDB
-// record without an intermediate copy). encode must append exactly one
-// complete RESP command to dst and return it.
-func (b *Batch) AddWith(db int, encode func(dst []byte) ([]byte, error)) error {
+// AddWith appends one command that the caller encodes itself into the
+// batch's buffer (a RESTORE whose payload is written straight from the RDB
+// record). encode must append exactly one complete RESP command to dst.
+func (b *Batch) AddWith(db, slot int, encode func(dst []byte) ([]byte, error)) error {
 	start := len(b.buf)
 	out, err := encode(b.buf)
 	if err != nil {
@@ -92,8 +115,32 @@ func (b *Batch) AddWith(db int, encode func(dst []byte) ([]byte, error)) error {
 		return err
 	}
 	b.buf = out
-	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: db})
+	b.push(start, db, slot)
 	return nil
+}
+
+// EndUnit assigns the commands added since the last EndUnit to unit seq,
+// which ends at source offset off.
+func (b *Batch) EndUnit(seq uint64, off int64) {
+	for i := b.marked; i < len(b.ops); i++ {
+		b.ops[i].seq, b.ops[i].off = seq, off
+	}
+	b.marked = len(b.ops)
+}
+
+// Truncate drops every command from the n-th on (an unfinished unit).
+func (b *Batch) Truncate(n int) {
+	if n >= len(b.ops) {
+		return
+	}
+	if n <= 0 {
+		b.buf = b.buf[:0]
+		b.ops = b.ops[:0]
+	} else {
+		b.buf = b.buf[:b.ops[n-1].end]
+		b.ops = b.ops[:n]
+	}
+	b.marked = min(b.marked, len(b.ops))
 }
 
 // Append lets encode functions use io.Writer APIs on a byte slice.
@@ -106,49 +153,75 @@ func (a *Append) Write(p []byte) (int, error) {
 
 var _ io.Writer = (*Append)(nil)
 
-// op returns the encoded bytes and db of command i.
-func (b *Batch) op(i int) ([]byte, int) {
+// op returns the encoded bytes of command i.
+func (b *Batch) op(i int) []byte {
 	o := b.ops[i]
-	return b.buf[o.start:o.end], o.db
+	return b.buf[o.start:o.end]
 }
 
 // Describe names command i for an error message: the command and its key,
 // never its values (they may be large or secret).
 func (b *Batch) Describe(i int) string {
-	enc, db := b.op(i)
-	args, err := resp.ParseCommand(enc)
+	args, err := resp.ParseCommand(b.op(i))
 	if err != nil || len(args) == 0 {
 		return fmt.Sprintf("command #%d of a batch", i)
 	}
 	name := strings.ToUpper(string(args[0]))
 	if len(args) > 1 && !keyless(name) {
-		return fmt.Sprintf("%s %q (db %d)", name, clipKey(args[1]), db)
+		if b.ops[i].slot >= 0 {
+			return fmt.Sprintf("%s %q (slot %d)", name, clipKey(args[1]), b.ops[i].slot)
+		}
+		return fmt.Sprintf("%s %q (db %d)", name, clipKey(args[1]), b.ops[i].db)
 	}
 	return name
 }
 
-// Args decodes command i (off the hot path: re-routing, error handling).
-func (b *Batch) Args(i int) [][]byte {
-	enc, _ := b.op(i)
-	args, _ := resp.ParseCommand(enc)
+// Op is one command taken out of a batch to be routed again (after a
+// MOVED): its encoding and where it came from.
+type Op struct {
+	Enc  []byte
+	DB   int
+	Slot int
+	Seq  uint64
+	Off  int64
+}
+
+// Args decodes the command.
+func (o Op) Args() [][]byte {
+	args, _ := resp.ParseCommand(o.Enc)
 	return args
 }
 
-// DB is the db of command i.
-func (b *Batch) DB(i int) int { return b.ops[i].db }
+func (b *Batch) takeOp(i int) Op {
+	o := b.ops[i]
+	return Op{Enc: append([]byte(nil), b.op(i)...), DB: int(o.db), Slot: int(o.slot), Seq: o.seq, Off: o.off}
+}
+
+// AddOp appends an op taken from another batch, keeping its unit.
+func (b *Batch) AddOp(o Op) {
+	start := len(b.buf)
+	b.buf = append(b.buf, o.Enc...)
+	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: int32(o.DB), slot: int32(o.Slot), seq: o.Seq, off: o.Off})
+	b.marked = len(b.ops)
+}
 
 // without returns a new batch holding every command of b except those in
-// drop, with the same position.
-func (b *Batch) without(drop map[int]bool) *Batch {
+// drop, with the same position and marker.
+func (b *Batch) without(drop func(i int) bool) *Batch {
 	nb := NewBatch()
 	for i := range b.ops {
-		if drop[i] {
+		if drop(i) {
 			continue
 		}
-		enc, db := b.op(i)
-		nb.AddEncoded(db, enc)
+		start := len(nb.buf)
+		nb.buf = append(nb.buf, b.op(i)...)
+		o := b.ops[i]
+		o.start, o.end = start, len(nb.buf)
+		nb.ops = append(nb.ops, o)
 	}
+	nb.marked = len(nb.ops)
 	nb.Pos = b.Pos
+	nb.MarkerKey = b.MarkerKey
 	return nb
 }
 
@@ -165,19 +238,4 @@ func clipKey(k []byte) string {
 		return string(k[:128]) + "…"
 	}
 	return string(k)
-}
-
-// Truncate drops every command from the n-th on (an incomplete source
-// transaction that must not be applied in part).
-func (b *Batch) Truncate(n int) {
-	if n >= len(b.ops) {
-		return
-	}
-	if n <= 0 {
-		b.buf = b.buf[:0]
-		b.ops = b.ops[:0]
-		return
-	}
-	b.buf = b.buf[:b.ops[n-1].end]
-	b.ops = b.ops[:n]
 }

@@ -19,6 +19,10 @@ type Position struct {
 	ReplID string // source replication id the offsets belong to
 	Offset int64  // source replication offset of the last byte applied
 	DB     int    // the source db selected at Offset (the stream does not repeat SELECT after a resume)
+	// Low is the job's global low watermark when the marker was written:
+	// every unit up to that source offset was applied on every target
+	// master (-1: unknown). A cluster target's restart resumes from it.
+	Low int64
 }
 
 // State says how far a job got on this target.
@@ -42,13 +46,13 @@ func (p Position) Encode() string {
 	if replid == "" {
 		replid = "-"
 	}
-	return fmt.Sprintf("%s %d %s %s %d %d", markerVersion, p.Seq, p.State, replid, p.Offset, p.DB)
+	return fmt.Sprintf("%s %d %s %s %d %d %d", markerVersion, p.Seq, p.State, replid, p.Offset, p.DB, p.Low)
 }
 
 // ParsePosition decodes a marker value.
 func ParsePosition(s string) (Position, error) {
 	f := strings.Fields(s)
-	if len(f) != 6 || f[0] != markerVersion {
+	if (len(f) != 6 && len(f) != 7) || f[0] != markerVersion {
 		return Position{}, fmt.Errorf("unrecognised ferry marker %q", clipKey([]byte(s)))
 	}
 	var p Position
@@ -70,6 +74,12 @@ func ParsePosition(s string) (Position, error) {
 	}
 	if p.DB, err = strconv.Atoi(f[5]); err != nil {
 		return Position{}, fmt.Errorf("ferry marker: bad db %q", f[5])
+	}
+	p.Low = -1
+	if len(f) == 7 {
+		if p.Low, err = strconv.ParseInt(f[6], 10, 64); err != nil {
+			return Position{}, fmt.Errorf("ferry marker: bad watermark %q", f[6])
+		}
 	}
 	return p, nil
 }

@@ -3,6 +3,15 @@
 // replies), acknowledged in order by a reply reader, bounded in flight, kept
 // alive when idle, and — after any dropped connection — resumed from what the
 // target itself says it has applied, so nothing is lost or applied twice.
+//
+// The fence: commands go to the target in groups, each a MULTI/EXEC that also
+// writes a marker key recording the last unit it holds. On a standalone
+// target a group is a whole batch and there is one marker per source shard.
+// On a cluster master a transaction must stay in one slot, so a group is the
+// commands of one slot and each slot has its own marker (which moves with the
+// slot's data when the cluster reshards or fails over). Groups are applied in
+// the order they were sent, so after a reconnect the markers tell exactly
+// which prefix of what was in flight the target applied.
 package writer
 
 import (
@@ -28,7 +37,7 @@ import (
 type ErrorPolicy int
 
 const (
-	// Stop ends the job with the error (after the batch it was in is
+	// Stop ends the job with the error (after the group it was in is
 	// recorded as applied: the refused command is not retried).
 	Stop ErrorPolicy = iota
 	// Skip logs the refused command and goes on.
@@ -39,28 +48,42 @@ const (
 type Config struct {
 	Name      string // CLIENT SETNAME, e.g. ferry-writer-0
 	Dial      dial.Options
-	MarkerKey string // where the position lives on the target
+	MarkerKey string // standalone: the default marker (a batch may name its own)
 	MarkerDB  int
-	// Fence applies every batch in MULTI/EXEC together with the marker, so a
+	// Slotted: the target is a cluster master. Commands carry slots, groups
+	// are per slot and SlotMarker names each slot's marker key. HomeSlot, a
+	// slot this master owns, holds the position of keyless commands and idle
+	// position updates.
+	Slotted    bool
+	SlotMarker func(slot int) string
+	HomeSlot   int
+	// Fence applies every group in MULTI/EXEC together with its marker, so a
 	// replay after a drop never repeats a write. Without it a replay may
-	// repeat the writes of the batch that was in flight when the link
-	// dropped (harmless for SET/DEL/RESTORE, wrong for INCR/LPUSH/APPEND…).
+	// repeat the writes that were in flight when the link dropped (harmless
+	// for SET/DEL/RESTORE, wrong for INCR/LPUSH/APPEND…).
 	Fence bool
-	// Start is the marker as the job found it before starting (found=false:
-	// none). Acknowledged batches are numbered after it.
+	// Low, if set, is the job's global low watermark (every unit at or below
+	// it is applied everywhere), recorded in every marker for restarts.
+	Low func() int64
+	// Start is the marker as the job found it before starting (standalone).
 	Start      Position
 	StartFound bool
 
 	MaxInflight       int64         // bytes sent and not yet acknowledged (default 32 MiB)
 	MaxQueued         int64         // bytes submitted and not yet sent (default 64 MiB)
+	MaxSendOps        int           // slotted: commands coalesced into one flight (default 20000)
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
 	MaxConnAge        time.Duration // retire the connection after this long (0: never)
 	OnError           ErrorPolicy
 	Log               zerolog.Logger
-	// Throttle, if set, is called before each batch is sent with the number
+	// Throttle, if set, is called before each flight is sent with the number
 	// of commands and bytes in it; it blocks until they may go.
 	Throttle func(ctx context.Context, ops, bytes int) error
+	// OnRedirect is called (from the writer's goroutine) when commands were
+	// refused because their slot is elsewhere (MOVED, ASK, TRYAGAIN): the job
+	// must take them with Redirected and route them again.
+	OnRedirect func()
 }
 
 func (c *Config) defaults() {
@@ -69,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 64 << 20
+	}
+	if c.MaxSendOps <= 0 {
+		c.MaxSendOps = 20000
 	}
 	if c.IOTimeout <= 0 {
 		c.IOTimeout = 20 * time.Second
@@ -84,8 +110,10 @@ type Stats struct {
 	Reconnects     int64
 	Batches        int64
 	Ops            int64
+	Groups         int64
 	Bytes          int64
 	Skipped        int64 // commands refused by the target and skipped
+	Redirected     int64 // commands sent back for routing (MOVED/ASK)
 	Pings          int64
 	Queued         int64 // bytes waiting to be sent
 	Inflight       int64 // bytes sent, not acknowledged
@@ -94,8 +122,8 @@ type Stats struct {
 	LastError      string
 }
 
-// Writer applies batches to one target server. Submit batches from one
-// goroutine; Run owns the connection.
+// Writer applies batches to one target server. Submit from one goroutine;
+// Run owns the connection.
 type Writer struct {
 	cfg Config
 	log zerolog.Logger
@@ -111,31 +139,30 @@ type Writer struct {
 	queuedBytes   int64
 	inflight      []*flight
 	inflightBytes int64
-	nextSeq       uint64
-	ackedSeq      uint64 // last batch acknowledged (or found applied)
+	sending       int // batches taken off the queue and not yet in flight
 	applied       Position
+	acked         map[string]uint64 // marker key → last unit acknowledged under it
+	redirected    []Op
+	injected      map[*Batch]bool // batches of re-routed ops not yet applied
 	fatal         error
-	dirty         bool // a fatal refusal happened with later batches pipelined past it
+	dirty         bool // a fatal refusal happened with later groups pipelined past it
 
-	reconnects, batches, ops, bytes, skipped, pings atomic.Int64
-	connected                                       atomic.Bool
-	born                                            atomic.Int64 // unix ns of the current connection
-	kaEvery                                         atomic.Int64
-	lastErr                                         atomic.Pointer[string]
-	warned                                          sync.Once
+	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
+	connected                                                          atomic.Bool
+	born                                                               atomic.Int64 // unix ns of the current connection
+	kaEvery                                                            atomic.Int64
+	lastErr                                                            atomic.Pointer[string]
+	warned                                                             sync.Once
 }
 
 // New returns a writer; call Run to connect.
 func New(cfg Config) *Writer {
 	cfg.defaults()
-	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger()}
+	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{}, injected: map[*Batch]bool{}}
 	w.cond = sync.NewCond(&w.qmu)
-	if cfg.StartFound {
-		w.ackedSeq = cfg.Start.Seq
-		w.nextSeq = cfg.Start.Seq + 1
+	if cfg.StartFound && !cfg.Slotted {
+		w.acked[cfg.MarkerKey] = cfg.Start.Seq
 		w.applied = cfg.Start
-	} else {
-		w.nextSeq = 1
 	}
 	return w
 }
@@ -148,21 +175,21 @@ func (e *FatalError) Unwrap() error { return e.Err }
 
 // RewoundError says the target no longer holds what it acknowledged: it was
 // restarted from an older snapshot, restarted empty, flushed by someone else,
-// or failed over to a replica that had not received everything. The target is
-// consistent as of Marker (Found=false: it holds no ferry position at all), so
-// the job must resume the source from there, or resync.
+// or failed over to a replica that had not received everything. The job must
+// resume the source from what the target's markers say, or resync.
 type RewoundError struct {
-	Marker   Position
+	Key      string // the marker that went back
 	Found    bool
+	Marker   Position
 	Acked    uint64
 	Endpoint string
 }
 
 func (e *RewoundError) Error() string {
 	if !e.Found {
-		return fmt.Sprintf("target %s lost ferry's position marker (restarted empty or flushed?) after acknowledging batch %d", e.Endpoint, e.Acked)
+		return fmt.Sprintf("target %s lost ferry's marker %s (restarted empty or flushed?) after acknowledging unit %d", e.Endpoint, e.Key, e.Acked)
 	}
-	return fmt.Sprintf("target %s went back from batch %d to batch %d (restarted from an older snapshot or failed over?)", e.Endpoint, e.Acked, e.Marker.Seq)
+	return fmt.Sprintf("target %s went back from unit %d to unit %d on %s (restarted from an older snapshot or failed over?)", e.Endpoint, e.Acked, e.Marker.Seq, e.Key)
 }
 
 var errRetire = errors.New("connection retired (max_conn_age)")
@@ -189,13 +216,50 @@ func (w *Writer) Submit(ctx context.Context, b *Batch) error {
 	return nil
 }
 
+// Inject queues ops that were routed here again (after a MOVED) ahead of
+// everything not yet sent. Until they are applied, Applied does not claim
+// their units.
+func (w *Writer) Inject(ops []Op) {
+	if len(ops) == 0 {
+		return
+	}
+	b := NewBatch()
+	for _, o := range ops {
+		b.AddOp(o)
+	}
+	w.qmu.Lock()
+	b.Pos = w.applied
+	b.Pos.Seq = ops[len(ops)-1].Seq
+	b.Pos.Offset = ops[len(ops)-1].Off
+	w.injected[b] = true
+	w.queue = append([]*Batch{b}, w.queue...)
+	w.queuedBytes += int64(b.Size())
+	w.cond.Broadcast()
+	w.qmu.Unlock()
+}
+
+// Redirected returns the commands the target sent elsewhere, in the order
+// they were sent; ClearRedirected forgets them once routed again.
+func (w *Writer) Redirected() []Op {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return append([]Op(nil), w.redirected...)
+}
+
+// ClearRedirected drops the redirected commands (they were routed again).
+func (w *Writer) ClearRedirected() {
+	w.qmu.Lock()
+	w.redirected = nil
+	w.qmu.Unlock()
+}
+
 // Drain waits until every submitted batch is acknowledged by the target.
 func (w *Writer) Drain(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, w.wake)
 	defer stop()
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
-	for w.fatal == nil && ctx.Err() == nil && (len(w.queue) > 0 || len(w.inflight) > 0) {
+	for w.fatal == nil && ctx.Err() == nil && (len(w.queue) > 0 || len(w.inflight) > 0 || w.sending > 0) {
 		w.cond.Wait()
 	}
 	if w.fatal != nil {
@@ -204,27 +268,25 @@ func (w *Writer) Drain(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Pending is the number of batches submitted and not yet acknowledged.
-func (w *Writer) Pending() int {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	n := len(w.queue)
-	for _, f := range w.inflight {
-		if f.batch != nil {
-			n++
-		}
-	}
-	return n
-}
-
 // Addr is the target server's address.
 func (w *Writer) Addr() string { return w.cfg.Dial.Addr }
 
-// Applied is the position of the last batch the target acknowledged.
+// Applied is the position of the last batch the target acknowledged. While
+// redirected or injected commands are outstanding, its offset stays below
+// theirs.
 func (w *Writer) Applied() Position {
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
-	return w.applied
+	p := w.applied
+	for _, o := range w.redirected {
+		p.Offset = min(p.Offset, o.Off-1)
+	}
+	for b := range w.injected {
+		for i := range b.ops {
+			p.Offset = min(p.Offset, b.ops[i].off-1)
+		}
+	}
+	return p
 }
 
 // Err is the writer's fatal error, if it has one.
@@ -244,8 +306,10 @@ func (w *Writer) Stats() Stats {
 		Reconnects:     w.reconnects.Load(),
 		Batches:        w.batches.Load(),
 		Ops:            w.ops.Load(),
+		Groups:         w.groups.Load(),
 		Bytes:          w.bytes.Load(),
 		Skipped:        w.skipped.Load(),
+		Redirected:     w.redirects.Load(),
 		Pings:          w.pings.Load(),
 		Queued:         q,
 		Inflight:       inf,
@@ -277,8 +341,8 @@ func (w *Writer) setFatal(err error) {
 
 // Run connects and applies batches until ctx is done or a fatal error. After
 // a dropped connection it reconnects with backoff and jitter and resumes from
-// the target's marker. A RewoundError is returned to the caller, which must
-// restart the source from the marker.
+// the target's markers. A RewoundError is returned to the caller, which must
+// restart the source from the markers.
 func (w *Writer) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
 	for {
@@ -330,10 +394,14 @@ func (w *Writer) markDirty(ctx context.Context) {
 	defer c.Close()
 	p := w.Applied()
 	p.State = StateDirty
-	if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err == nil {
-		_, err = c.Do("SET", w.cfg.MarkerKey, p.Encode())
+	key := w.cfg.MarkerKey
+	if w.cfg.Slotted {
+		key = w.cfg.SlotMarker(w.cfg.HomeSlot)
+	} else if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
+		return
 	}
-	if err != nil {
+	if _, err := c.Do("SET", key, p.Encode()); err != nil {
 		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
 	}
 }
@@ -369,18 +437,12 @@ func (w *Writer) session(ctx context.Context) error {
 	interval := keepalive.Interval(timeout, w.cfg.KeepaliveFallback)
 	w.kaEvery.Store(int64(interval))
 
-	pos, found, err := ReadPosition(c, w.cfg.MarkerDB, w.cfg.MarkerKey)
-	if err != nil {
-		var re *resp.ReplyError
-		if errors.As(err, &re) && transient(re.Prefix()) {
-			return err
+	if !w.cfg.Slotted {
+		if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			return classify(w.cfg.Dial.Addr, err)
 		}
-		if errors.As(err, &re) || !isNetErr(err) {
-			return &FatalError{fmt.Errorf("%s: %w", w.cfg.Dial.Addr, err)}
-		}
-		return err
 	}
-	if err := w.resume(pos, found); err != nil {
+	if err := w.resume(c); err != nil {
 		return err
 	}
 
@@ -408,91 +470,228 @@ func (w *Writer) session(ctx context.Context) error {
 	return err
 }
 
-// resume puts every batch that was in flight back at the head of the queue
-// and drops those the marker says are applied.
-func (w *Writer) resume(pos Position, found bool) error {
+// classify wraps a handshake error: a refusal by the server is fatal unless
+// it is a transient state (loading, failing over).
+func classify(addr string, err error) error {
+	var re *resp.ReplyError
+	if errors.As(err, &re) {
+		if transient(re.Prefix()) {
+			return fmt.Errorf("%s: %w", addr, err)
+		}
+		return &FatalError{fmt.Errorf("%s: %w", addr, err)}
+	}
+	return err
+}
+
+// readMarkers reads the given marker keys in one round trip.
+func readMarkers(c *resp.Conn, keys []string) (map[string]Position, error) {
+	c.SetDeadline(time.Now().Add(c.Timeout))
+	defer c.SetDeadline(time.Time{})
+	for _, k := range keys {
+		if _, err := c.W.Write(resp.AppendCommandStrings(nil, "GET", k)); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.W.Flush(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]Position, len(keys))
+	var firstErr error
+	for _, k := range keys {
+		v, err := c.R.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case v.IsError():
+			if firstErr == nil {
+				firstErr = &resp.ReplyError{Cmd: "GET", Msg: string(v.Str)}
+			}
+		case !v.Null:
+			p, err := ParsePosition(string(v.Str))
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", k, err)
+				}
+				continue
+			}
+			out[k] = p
+		}
+	}
+	return out, firstErr
+}
+
+// resume asks the target which of the groups in flight it applied, puts the
+// rest back at the head of the queue, and checks that the target still holds
+// everything it acknowledged before.
+func (w *Writer) resume(c *resp.Conn) error {
+	w.qmu.Lock()
+	keys := make([]string, 0, len(w.acked)+8)
+	seen := map[string]bool{}
+	add := func(k string) {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for k := range w.acked {
+		add(k)
+	}
+	for _, f := range w.inflight {
+		for i := range f.groups {
+			add(f.groups[i].marker)
+		}
+	}
+	w.qmu.Unlock()
+
+	markers, err := readMarkers(c, keys)
+	if err != nil {
+		var re *resp.ReplyError
+		if errors.As(err, &re) && (re.Prefix() == "MOVED" || re.Prefix() == "ASK") {
+			// A marker's slot moved away: the topology changed under us. The
+			// groups in flight for it come back as redirected below.
+			markers = map[string]Position{}
+		} else {
+			return classify(w.cfg.Dial.Addr, err)
+		}
+	}
+
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
-	var back []*Batch
-	for _, f := range w.inflight {
-		if f.batch == nil {
+	for k, seq := range w.acked {
+		p, found := markers[k]
+		if !found && w.cfg.Slotted {
+			// A slot can leave this master (resharding) with its marker; the
+			// job notices through MOVED, not here.
 			continue
 		}
-		b := f.batch
-		if !f.fenced && f.acked > 0 {
-			// Plain mode: the leading commands were acknowledged one by one.
-			drop := map[int]bool{}
-			for i := 0; i < f.acked; i++ {
-				drop[i] = true
-			}
-			nb := b.without(drop)
-			nb.seq = b.seq
-			b.Release()
-			b = nb
+		if !found || p.Seq < seq {
+			return &RewoundError{Key: k, Found: found, Marker: p, Acked: seq, Endpoint: w.cfg.Dial.Addr}
 		}
-		back = append(back, b)
-		w.queuedBytes += int64(b.Size())
+	}
+
+	// Groups were applied in the order they were sent: find the prefix.
+	appliedOps := map[*Batch]map[int]bool{}
+	done := true
+	nApplied, nBack := 0, 0
+	for _, f := range w.inflight {
+		for i := range f.groups {
+			g := &f.groups[i]
+			if done && g.status == statusPending {
+				if p, ok := markers[g.marker]; ok && p.Seq >= g.seq && g.seq > 0 {
+					g.status = statusApplied
+				} else {
+					done = false
+				}
+			}
+			switch g.status {
+			case statusApplied:
+				nApplied++
+				w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+				for _, o := range g.ops {
+					b := f.batches[o.b]
+					if appliedOps[b] == nil {
+						appliedOps[b] = map[int]bool{}
+					}
+					appliedOps[b][int(o.i)] = true
+				}
+			case statusRedirected:
+				// already taken out by the reply reader
+			default:
+				nBack++
+			}
+		}
+	}
+	var back []*Batch
+	prefix := true
+	for _, f := range w.inflight {
+		for _, b := range f.batches {
+			drop := appliedOps[b]
+			red := f.redirectedOps[b]
+			if prefix && len(drop)+len(red) == b.Len() {
+				w.ackBatchLocked(b)
+				continue
+			}
+			prefix = false
+			nb := b.without(func(i int) bool { return drop[i] || red[i] })
+			if w.injected[b] {
+				delete(w.injected, b)
+				w.injected[nb] = true
+			}
+			b.Release()
+			back = append(back, nb)
+			w.queuedBytes += int64(nb.Size())
+		}
 	}
 	w.inflight = w.inflight[:0]
 	w.inflightBytes = 0
 	w.queue = append(back, w.queue...)
-
-	var markerSeq uint64
-	if found {
-		markerSeq = pos.Seq
-	}
-	if markerSeq < w.ackedSeq || (!found && w.ackedSeq > 0) {
-		return &RewoundError{Marker: pos, Found: found, Acked: w.ackedSeq, Endpoint: w.cfg.Dial.Addr}
-	}
-	maxSent := w.nextSeq - 1
-	if markerSeq > maxSent {
-		return &FatalError{fmt.Errorf("target %s: marker %s is at batch %d, beyond anything this ferry sent (%d): is another ferry running job %q against this target?",
-			w.cfg.Dial.Addr, w.cfg.MarkerKey, markerSeq, maxSent, strings.TrimSuffix(strings.TrimPrefix(w.cfg.MarkerKey, "__ferry:"), ":pos"))}
-	}
-	n := 0
-	for len(w.queue) > 0 && w.queue[0].seq != 0 && w.queue[0].seq <= markerSeq {
-		b := w.queue[0]
-		w.queue = w.queue[1:]
-		w.queuedBytes -= int64(b.Size())
-		w.ackLocked(b)
-		n++
-	}
-	if n > 0 || len(back) > 0 {
-		w.log.Info().Uint64("applied_batch", markerSeq).Int("found_applied", n).Int("replaying", len(back)-n).Msg("resumed from the target's marker")
+	if nApplied > 0 || nBack > 0 {
+		w.log.Info().Int("groups_found_applied", nApplied).Int("groups_replayed", nBack).Msg("resumed from the target's markers")
 	}
 	w.cond.Broadcast()
 	return nil
 }
 
-func (w *Writer) ackLocked(b *Batch) {
-	w.applied = b.Pos
-	w.applied.Seq = b.seq
-	w.ackedSeq = b.seq
+// ackBatchLocked records that every command of b is applied.
+func (w *Writer) ackBatchLocked(b *Batch) {
+	if !w.injected[b] {
+		w.applied = b.Pos
+	}
+	delete(w.injected, b)
+	if !w.cfg.Slotted {
+		key := b.MarkerKey
+		if key == "" {
+			key = w.cfg.MarkerKey
+		}
+		w.acked[key] = max(w.acked[key], b.Pos.Seq)
+	}
 	w.batches.Add(1)
 	w.ops.Add(int64(b.Len()))
 	w.bytes.Add(int64(b.Size()))
 	b.Release()
 }
 
-// flight is a request on the wire: a batch (fenced or plain) or a PING.
-type flight struct {
-	batch  *Batch
-	fenced bool
-	items  []int32 // per command sent: op index, or -1 for SELECT / marker / PING
-	size   int64
-	got    int // replies consumed
-	acked  int // plain mode: leading op items acknowledged
-	// fenced: errors reported while queueing, by item
+type groupStatus uint8
+
+const (
+	statusPending groupStatus = iota
+	statusApplied
+	statusRedirected
+)
+
+type opAt struct{ b, i int32 }
+
+// group is one transaction on the wire (or, unfenced, a run of commands).
+type group struct {
+	ops    []opAt
+	items  []int32 // per command sent: index into ops, or -1 (SELECT, marker)
+	marker string
+	value  string
+	seq    uint64
+	multi  bool
+	status groupStatus
+
+	got       int
 	queueErrs map[int]string
 }
 
-const (
-	itemInternal = -1
-)
+// flight is what went out in one go: groups built from one or more batches,
+// or a PING.
+type flight struct {
+	batches       []*Batch
+	groups        []group
+	size          int64
+	cur           int                    // group being answered
+	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
+}
 
-// next pops the next batch to send, flushing what is buffered before it
+const itemInternal = -1
+
+// next pops what to send next — one batch, or for a cluster master as many
+// queued batches as fit in one flight — flushing what is buffered before it
 // waits, so that nothing sits in the write buffer while the sender sleeps.
-func (s *session) next(ctx context.Context) (*Batch, error) {
+func (s *session) next(ctx context.Context) ([]*Batch, error) {
 	w := s.w
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
@@ -505,16 +704,21 @@ func (s *session) next(ctx context.Context) (*Batch, error) {
 			return nil, err
 		}
 		if len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
-			b := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			w.queuedBytes -= int64(b.Size())
-			if b.seq == 0 {
-				b.seq = w.nextSeq
-				w.nextSeq++
+			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
+			if w.cfg.Slotted {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/4 {
+					ops += w.queue[n].Len()
+					size += w.queue[n].Size()
+					n++
+				}
 			}
+			bs := append([]*Batch(nil), w.queue[:n]...)
+			clear(w.queue[:n])
+			w.queue = w.queue[n:]
+			w.queuedBytes -= int64(size)
+			w.sending += n // until push puts them in flight, Drain must not see an idle writer
 			w.cond.Broadcast()
-			return b, nil
+			return bs, nil
 		}
 		if !flushed {
 			w.qmu.Unlock()
@@ -547,17 +751,22 @@ func (s *session) send(ctx context.Context) error {
 		if age := w.cfg.MaxConnAge; age > 0 && time.Since(time.Unix(0, w.born.Load())) >= age {
 			return s.retire(ctx)
 		}
-		b, err := s.next(ctx)
+		bs, err := s.next(ctx)
 		if err != nil {
 			return err
 		}
 		if w.cfg.Throttle != nil {
-			if err := w.cfg.Throttle(ctx, b.Len(), b.Size()); err != nil {
-				w.requeueFront(b)
+			ops, size := 0, 0
+			for _, b := range bs {
+				ops += b.Len()
+				size += b.Size()
+			}
+			if err := w.cfg.Throttle(ctx, ops, size); err != nil {
+				w.requeueFront(bs)
 				return err
 			}
 		}
-		if err := s.write(b); err != nil {
+		if err := s.write(bs); err != nil {
 			return err
 		}
 	}
@@ -586,59 +795,108 @@ func (s *session) retire(ctx context.Context) error {
 	return errRetire
 }
 
-func (w *Writer) requeueFront(b *Batch) {
+func (w *Writer) requeueFront(bs []*Batch) {
 	w.qmu.Lock()
-	w.queue = append([]*Batch{b}, w.queue...)
-	w.queuedBytes += int64(b.Size())
+	w.sending -= len(bs)
+	w.queue = append(append([]*Batch(nil), bs...), w.queue...)
+	for _, b := range bs {
+		w.queuedBytes += int64(b.Size())
+	}
 	w.qmu.Unlock()
 }
 
 var (
-	cmdMulti = resp.AppendCommandStrings(nil, "MULTI")
-	cmdExec  = resp.AppendCommandStrings(nil, "EXEC")
-	cmdPing  = resp.AppendCommandStrings(nil, "PING")
+	cmdMulti  = resp.AppendCommandStrings(nil, "MULTI")
+	cmdExec   = resp.AppendCommandStrings(nil, "EXEC")
+	cmdPing   = resp.AppendCommandStrings(nil, "PING")
+	cmdAsking = resp.AppendCommandStrings(nil, "ASKING")
 )
 
-// plan lists what goes on the wire for b, so that the flight can be queued
-// before any of its bytes can reach the server.
-func (s *session) plan(b *Batch) *flight {
+// plan builds the groups of a flight.
+func (s *session) plan(bs []*Batch) *flight {
 	w := s.w
-	f := &flight{batch: b, fenced: w.cfg.Fence && b.Len() > 0}
-	items := make([]int32, 0, b.Len()+4)
-	// A fenced batch selects its own dbs from scratch: if the server aborts
-	// it, none of its SELECTs ran, and the next batch must not depend on them.
-	db := s.curDB
-	if f.fenced {
-		db = -2
+	f := &flight{batches: bs}
+	low := int64(-1)
+	if w.cfg.Low != nil {
+		low = w.cfg.Low()
 	}
-	for i := range b.ops {
-		if d := b.ops[i].db; d >= 0 && d != db {
-			items = append(items, itemInternal)
-			db = d
+	marker := func(pos Position, seq uint64, off int64) string {
+		pos.Seq, pos.Offset = seq, off
+		pos.Low = low
+		return pos.Encode()
+	}
+	last := bs[len(bs)-1]
+	if !w.cfg.Slotted {
+		// Standalone: one group per batch (a flight holds one batch).
+		b := bs[0]
+		key := b.MarkerKey
+		if key == "" {
+			key = w.cfg.MarkerKey
 		}
-		items = append(items, int32(i))
+		g := group{marker: key, value: marker(b.Pos, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq, multi: w.cfg.Fence && b.Len() > 0}
+		for i := range b.ops {
+			g.ops = append(g.ops, opAt{0, int32(i)})
+		}
+		f.groups = []group{g}
+		return f
 	}
-	if db != w.cfg.MarkerDB {
-		items = append(items, itemInternal)
+	if !w.cfg.Fence {
+		// Unfenced: everything in order, one marker update at the end.
+		g := group{marker: w.cfg.SlotMarker(w.cfg.HomeSlot), value: marker(last.Pos, last.Pos.Seq, last.Pos.Offset), seq: last.Pos.Seq}
+		for bi, b := range bs {
+			for i := range b.ops {
+				g.ops = append(g.ops, opAt{int32(bi), int32(i)})
+			}
+		}
+		f.groups = []group{g}
+		return f
 	}
-	items = append(items, itemInternal) // SET marker
-	f.items = items
+	// Cluster, fenced: one transaction per slot. Keyless commands (slot -1)
+	// run alone and split the flight into segments, since everything before
+	// them must run before and everything after them after.
+	bySlot := map[int32]int{}
+	var seg []group
+	flushSeg := func() {
+		f.groups = append(f.groups, seg...)
+		seg = nil
+		clear(bySlot)
+	}
+	for bi, b := range bs {
+		for i := range b.ops {
+			o := b.ops[i]
+			at := opAt{int32(bi), int32(i)}
+			if o.slot < 0 {
+				flushSeg()
+				f.groups = append(f.groups, group{ops: []opAt{at}, marker: w.cfg.SlotMarker(w.cfg.HomeSlot),
+					value: marker(b.Pos, o.seq, o.off), seq: o.seq, multi: true})
+				continue
+			}
+			gi, ok := bySlot[o.slot]
+			if !ok {
+				gi = len(seg)
+				bySlot[o.slot] = gi
+				seg = append(seg, group{marker: w.cfg.SlotMarker(int(o.slot)), multi: true})
+			}
+			g := &seg[gi]
+			g.ops = append(g.ops, at)
+			g.seq = o.seq
+			g.value = marker(b.Pos, o.seq, o.off)
+		}
+	}
+	flushSeg()
+	if len(f.groups) == 0 {
+		// Only position updates: record the latest on the home slot.
+		f.groups = []group{{marker: w.cfg.SlotMarker(w.cfg.HomeSlot), value: marker(last.Pos, last.Pos.Seq, last.Pos.Offset), seq: last.Pos.Seq}}
+	}
 	return f
 }
 
-func (s *session) write(b *Batch) error {
+func (s *session) write(bs []*Batch) error {
 	w := s.w
-	f := s.plan(b)
-	pos := b.Pos
-	pos.Seq = b.seq
-	marker := resp.AppendCommandStrings(nil, "SET", w.cfg.MarkerKey, pos.Encode())
+	f := s.plan(bs)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	size := int64(b.Size() + len(marker) + 32)
-	f.size = size
-	s.push(f)
-
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	var err error
@@ -647,28 +905,59 @@ func (s *session) write(b *Batch) error {
 			_, err = c.W.Write(p)
 		}
 	}
-	if f.fenced {
-		put(cmdMulti)
-		s.curDB = -2
-	}
+	// Items are laid out first and the flight queued before any byte can
+	// reach the server, so the reply reader always finds what it reads for.
 	var sel []byte
-	for i := range b.ops {
-		enc, d := b.op(i)
-		if d >= 0 && d != s.curDB {
-			sel = appendSelect(sel[:0], d)
-			put(sel)
-			s.curDB = d
+	var size int64
+	type out struct {
+		enc      []byte
+		internal bool
+	}
+	var wire [][]out
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		var items []out
+		if g.multi {
+			s.curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
 		}
-		put(enc)
+		for k, o := range g.ops {
+			b := bs[o.b]
+			ref := b.ops[o.i]
+			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != s.curDB {
+				sel = appendSelect(nil, int(ref.db))
+				items = append(items, out{sel, true})
+				g.items = append(g.items, itemInternal)
+				s.curDB = int(ref.db)
+			}
+			items = append(items, out{b.op(int(o.i)), false})
+			g.items = append(g.items, int32(k))
+		}
+		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
+			items = append(items, out{appendSelect(nil, w.cfg.MarkerDB), true})
+			g.items = append(g.items, itemInternal)
+			s.curDB = w.cfg.MarkerDB
+		}
+		items = append(items, out{resp.AppendCommandStrings(nil, "SET", g.marker, g.value), true})
+		g.items = append(g.items, itemInternal)
+		for _, it := range items {
+			size += int64(len(it.enc))
+		}
+		wire = append(wire, items)
 	}
-	if s.curDB != w.cfg.MarkerDB {
-		put(appendSelect(sel[:0], w.cfg.MarkerDB))
-		s.curDB = w.cfg.MarkerDB
+	f.size = size + int64(32*len(f.groups))
+	s.push(f)
+	for gi := range f.groups {
+		if f.groups[gi].multi {
+			put(cmdMulti)
+		}
+		for _, it := range wire[gi] {
+			put(it.enc)
+		}
+		if f.groups[gi].multi {
+			put(cmdExec)
+		}
 	}
-	put(marker)
-	if f.fenced {
-		put(cmdExec)
-	}
+	_ = sel
 	w.lastWrite = time.Now()
 	return err
 }
@@ -685,6 +974,7 @@ func (s *session) push(f *flight) {
 	w.qmu.Lock()
 	w.inflight = append(w.inflight, f)
 	w.inflightBytes += f.size
+	w.sending -= len(f.batches)
 	if len(w.inflight) == 1 {
 		s.armDeadline(true)
 	}
@@ -719,7 +1009,7 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	if time.Since(w.lastWrite) < idle {
 		return nil
 	}
-	s.push(&flight{items: []int32{itemInternal}, size: int64(len(cmdPing))})
+	s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))})
 	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	if _, err := s.c.W.Write(cmdPing); err != nil {
 		return err
@@ -757,105 +1047,162 @@ func (s *session) receive() error {
 		if f == nil {
 			return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.cfg.Dial.Addr, msg)}
 		}
-		done, err := s.feed(f, kind, msg, execErrs)
+		g := &f.groups[f.cur]
+		done, err := s.feed(f, g, kind, msg, execErrs)
 		if err != nil {
 			return err
 		}
 		if done {
-			s.complete(f)
+			f.cur++
+			if f.cur == len(f.groups) {
+				s.complete(f)
+			}
 		}
 	}
 }
 
-// feed accounts one reply to f. It returns done once f is fully answered.
-func (s *session) feed(f *flight, kind resp.Kind, msg string, execErrs map[int]string) (bool, error) {
+// feed accounts one reply to group g of f. It returns done once g is fully
+// answered.
+func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs map[int]string) (bool, error) {
 	w := s.w
-	f.got++
-	if !f.fenced {
-		item := f.items[f.got-1]
+	g.got++
+	if !g.multi {
+		item := g.items[g.got-1]
 		if kind == resp.Error {
 			if item == itemInternal {
-				return false, s.refusal(f, -1, msg)
+				if f.batches == nil {
+					return false, fmt.Errorf("%s: PING: %s", w.cfg.Dial.Addr, msg)
+				}
+				if redirect(prefix(msg)) {
+					// The home slot left this master: the marker update is
+					// lost, which only delays a position record.
+					return g.got == len(g.items), nil
+				}
+				return false, s.refusal(f, g, -1, msg)
 			}
-			if err := s.opError(f.batch, int(item), msg); err != nil {
+			if redirect(prefix(msg)) {
+				s.redirectOps(f, g, []int{int(item)})
+			} else if err := s.opError(f, g, int(item), msg); err != nil {
 				return false, err
 			}
 		}
-		if item >= 0 {
-			f.acked = int(item) + 1
+		if g.got == len(g.items) {
+			if g.status == statusPending {
+				g.status = statusApplied
+			}
+			return true, nil
 		}
-		return f.got == len(f.items), nil
+		return false, nil
 	}
 	switch {
-	case f.got == 1: // MULTI
+	case g.got == 1: // MULTI
 		if kind == resp.Error {
 			return false, &FatalError{fmt.Errorf("%s: MULTI refused: %s", w.cfg.Dial.Addr, msg)}
 		}
 		return false, nil
-	case f.got <= len(f.items)+1: // +QUEUED or an error while queueing
+	case g.got <= len(g.items)+1: // +QUEUED or an error while queueing
 		if kind == resp.Error {
-			if f.queueErrs == nil {
-				f.queueErrs = map[int]string{}
+			if g.queueErrs == nil {
+				g.queueErrs = map[int]string{}
 			}
-			f.queueErrs[f.got-2] = msg
+			g.queueErrs[g.got-2] = msg
 		}
 		return false, nil
 	}
 	// EXEC
 	if kind == resp.Error {
-		return false, s.aborted(f, msg)
+		return s.aborted(f, g, msg)
 	}
 	if msg == "null" {
 		return false, &FatalError{fmt.Errorf("%s: EXEC returned no result", w.cfg.Dial.Addr)}
 	}
+	g.status = statusApplied
 	for i, m := range execErrs {
-		if i < len(f.items) && f.items[i] >= 0 {
-			if err := s.opError(f.batch, int(f.items[i]), m); err != nil {
-				// The batch is applied (EXEC ran), so it is acknowledged
-				// before the writer stops.
-				s.complete(f)
-				return false, err
-			}
-		} else if i < len(f.items) {
+		if i >= len(g.items) {
+			continue
+		}
+		if g.items[i] < 0 {
 			return false, &FatalError{fmt.Errorf("%s: ferry's marker write failed: %s", w.cfg.Dial.Addr, m)}
+		}
+		if err := s.opError(f, g, int(g.items[i]), m); err != nil {
+			// The group is applied (EXEC ran); the flight is acknowledged
+			// up to here before the writer stops.
+			s.completePartial(f)
+			return false, err
 		}
 	}
 	return true, nil
 }
 
-// aborted handles EXECABORT: nothing of the batch ran.
-func (s *session) aborted(f *flight, execMsg string) error {
+// aborted handles EXECABORT: nothing of the group ran.
+func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 	w := s.w
-	// Pick the first refusal to report.
 	first, firstMsg := -1, execMsg
-	for i := 0; i < len(f.items); i++ {
-		if m, ok := f.queueErrs[i]; ok {
+	for i := 0; i < len(g.items); i++ {
+		if m, ok := g.queueErrs[i]; ok {
 			first, firstMsg = i, m
 			break
 		}
 	}
-	if transient(prefix(firstMsg)) {
-		return fmt.Errorf("%s: batch aborted, will retry: %s", w.cfg.Dial.Addr, firstMsg)
+	code := prefix(firstMsg)
+	switch {
+	case redirect(code):
+		// The slot is elsewhere (or moving): the job routes these again.
+		idx := make([]int, len(g.ops))
+		for k := range idx {
+			idx[k] = k
+		}
+		s.redirectOps(f, g, idx)
+		return true, nil
+	case transient(code):
+		return false, fmt.Errorf("%s: transaction aborted, will retry: %s", w.cfg.Dial.Addr, firstMsg)
 	}
 	op := -1
 	if first >= 0 {
-		op = int(f.items[first])
+		op = int(g.items[first])
 	}
-	return s.refusal(f, op, firstMsg)
+	return false, s.refusal(f, g, op, firstMsg)
+}
+
+// redirectOps takes commands of g out for routing again.
+func (s *session) redirectOps(f *flight, g *group, idx []int) {
+	w := s.w
+	w.qmu.Lock()
+	if f.redirectedOps == nil {
+		f.redirectedOps = map[*Batch]map[int]bool{}
+	}
+	for _, k := range idx {
+		at := g.ops[k]
+		b := f.batches[at.b]
+		if f.redirectedOps[b] == nil {
+			f.redirectedOps[b] = map[int]bool{}
+		}
+		f.redirectedOps[b][int(at.i)] = true
+		w.redirected = append(w.redirected, b.takeOp(int(at.i)))
+	}
+	if len(idx) == len(g.ops) {
+		g.status = statusRedirected
+	}
+	w.qmu.Unlock()
+	w.redirects.Add(int64(len(idx)))
+	if w.cfg.OnRedirect != nil {
+		w.cfg.OnRedirect()
+	}
 }
 
 // refusal stops the writer because the target refused a command while
-// queueing it (unknown command, wrong arity, ACL, OOM…): the batch did not
-// run, but later batches may already be pipelined behind it and run, so the
+// queueing it (unknown command, wrong arity, ACL, OOM…): the group did not
+// run, but later groups may already be pipelined behind it and run, so the
 // target is no longer at any source position.
-func (s *session) refusal(f *flight, op int, msg string) error {
+func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 	w := s.w
 	what := "ferry's own command"
-	if op >= 0 && f.batch != nil {
-		what = f.batch.Describe(op)
+	if op >= 0 {
+		at := g.ops[op]
+		what = f.batches[at.b].Describe(int(at.i))
 	}
 	w.qmu.Lock()
-	later := len(w.inflight) > 1
+	later := len(w.inflight) > 1 || f.cur < len(f.groups)-1
 	w.qmu.Unlock()
 	if later {
 		w.dirty = true
@@ -864,9 +1211,10 @@ func (s *session) refusal(f *flight, op int, msg string) error {
 }
 
 // opError applies the error policy to a command that failed while running.
-func (s *session) opError(b *Batch, op int, msg string) error {
+func (s *session) opError(f *flight, g *group, op int, msg string) error {
 	w := s.w
-	what := b.Describe(op)
+	at := g.ops[op]
+	what := f.batches[at.b].Describe(int(at.i))
 	if w.cfg.OnError == Skip {
 		n := w.skipped.Add(1)
 		if n <= 10 || n%1000 == 0 {
@@ -877,20 +1225,51 @@ func (s *session) opError(b *Batch, op int, msg string) error {
 	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.cfg.Dial.Addr, what, msg)}
 }
 
+// complete acknowledges a fully answered flight.
 func (s *session) complete(f *flight) {
 	w := s.w
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
 	if len(w.inflight) == 0 || w.inflight[0] != f {
-		return // already completed (an applied batch with a stop-policy error)
+		return
 	}
 	w.inflight[0] = nil
 	w.inflight = w.inflight[1:]
 	w.inflightBytes -= f.size
-	if f.batch != nil {
-		w.ackLocked(f.batch)
+	for i := range f.groups {
+		g := &f.groups[i]
+		if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
+			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+		}
+	}
+	w.groups.Add(int64(len(f.groups)))
+	for _, b := range f.batches {
+		w.ackBatchLocked(b)
 	}
 	s.armDeadline(len(w.inflight) > 0)
+	w.cond.Broadcast()
+}
+
+// completePartial is for a flight whose current group ran but whose writer
+// must stop: the groups up to it are acknowledged, the rest stay in flight
+// for the next start to sort out through the markers.
+func (s *session) completePartial(f *flight) {
+	w := s.w
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	for i := 0; i <= f.cur && i < len(f.groups); i++ {
+		g := &f.groups[i]
+		if g.status == statusApplied && g.marker != "" {
+			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+		}
+	}
+	if len(f.groups) == 1 && len(w.inflight) > 0 && w.inflight[0] == f {
+		w.inflight = w.inflight[1:]
+		w.inflightBytes -= f.size
+		for _, b := range f.batches {
+			w.ackBatchLocked(b)
+		}
+	}
 	w.cond.Broadcast()
 }
 
@@ -905,13 +1284,18 @@ func prefix(msg string) string {
 // server is loading, busy, not a master right now, or mid-failover.
 func transient(code string) bool {
 	switch code {
-	case "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "UNBLOCKED":
+	case "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "UNBLOCKED":
 		return true
 	}
 	return false
 }
 
-func isNetErr(err error) bool {
-	var re *resp.ReplyError
-	return !errors.As(err, &re) && !errors.Is(err, resp.ErrProtocol)
+// redirect reports whether an error code means the command's slot is served
+// elsewhere, now or soon.
+func redirect(code string) bool {
+	switch code {
+	case "MOVED", "ASK", "TRYAGAIN":
+		return true
+	}
+	return false
 }

@@ -62,7 +62,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	workers := f.fs.Int("workers", verify.DefaultWorkers, "batches of keys compared in parallel")
 	batch := f.fs.Int("batch", verify.DefaultBatch, "keys per pipelined batch")
 	maxDiffs := f.fs.Int("max-diffs", verify.DefaultMaxDiffs, "differences listed and re-checked; more are only counted")
-	report := f.fs.String("report", "", "write the differing keys as JSON to this file")
+	reportPath := f.fs.String("report", "", "write the differing keys as JSON to this file")
 
 	jc, err := f.load(args, conf.ModeVerify)
 	if err != nil {
@@ -108,10 +108,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		return d
 	}
-	if *report != "" {
+	if *reportPath != "" {
 		// Fail before a long comparison, not after it.
-		if st, err := os.Stat(filepath.Dir(*report)); err != nil || !st.IsDir() {
-			return usageError{fmt.Errorf("--report %s: no such directory %s", *report, filepath.Dir(*report))}
+		if st, err := os.Stat(filepath.Dir(*reportPath)); err != nil || !st.IsDir() {
+			return usageError{fmt.Errorf("--report %s: no such directory %s", *reportPath, filepath.Dir(*reportPath))}
 		}
 	}
 
@@ -145,8 +145,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err := res.WriteSummary(stdout); err != nil {
 		return err
 	}
-	if *report != "" {
-		if err := writeVerifyReport(*report, res); err != nil {
+	if *reportPath != "" {
+		if err := writeVerifyReport(*reportPath, res); err != nil {
 			return err
 		}
 	}
