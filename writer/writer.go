@@ -682,7 +682,7 @@ type flight struct {
 	batches       []*Batch
 	groups        []group
 	size          int64
-	cur           int                    // group being answered
+	cur           int                     // group being answered
 	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
 }
 

@@ -187,7 +187,6 @@ func assertImported(t *testing.T, src, dst *redistest.Server, job, stale string)
 	}
 }
 
-
 var summaryRE = regexp.MustCompile(`^imported (\d+) keys \(\d+(\.\d)? (B|KB|MB|GB) of RDB\) in \d+\.\d s: \d+ keys/s\n$`)
 
 // TestImportRDB: a successful import prints one summary line on stdout,
