@@ -30,6 +30,7 @@ type sink interface {
 
 // applier turns snapshot records and stream commands into target commands.
 type applier struct {
+	job *job
 	out sink
 	log zerolog.Logger
 
@@ -44,6 +45,9 @@ type applier struct {
 	// seq numbers units across the whole job (all source shards), above
 	// every marker found on the target at start.
 	seq *atomic.Uint64
+	// resumed: the stream continues a position recorded on the target
+	// (after a restart); false again after any full resync.
+	resumed bool
 
 	// snapshot state
 	srcRDB     int
@@ -71,6 +75,7 @@ func (a *applier) mapDB(db int) int {
 // beginSnapshot prepares for a new snapshot at (replid, offset).
 func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
+	a.resumed = false
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
 	a.srcRDB = 0
 	a.sweep = nil

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,11 +106,11 @@ type job struct {
 	stopping atomic.Bool
 	seq      atomic.Uint64 // unit numbers (see applier.seq)
 
-	mu      sync.Mutex
-	sum     Summary
-	app     *applier
-	writers []*writer.Writer
-	psync   *reader.PSync
+	mu    sync.Mutex
+	sum   Summary
+	app   *applier
+	tgt   target
+	psync *reader.PSync
 	sp      *spool.Spool
 	rdbOff  atomic.Int64 // RDB bytes parsed
 	rdbSize atomic.Int64
@@ -188,90 +190,86 @@ func dialOptions(e conf.Endpoint, host string) (dial.Options, error) {
 	return dial.Options{Addr: host, Username: e.Username, Password: e.Password, TLS: t, Timeout: e.DialTimeout}, nil
 }
 
-// attempt is one run of the machinery; a RewoundError makes Run start a new
-// attempt from the target's marker.
-func (j *job) attempt(ctx context.Context) error {
+// openTarget connects to the target and tells a cluster from a server.
+func (j *job) openTarget(ctx context.Context) (target, error) {
 	c := j.c
 	if len(c.Target.Hosts) == 0 {
-		return errors.New("no target address")
+		return nil, errors.New("no target address")
 	}
-	tgt, err := dialOptions(c.Target, c.Target.Hosts[0])
+	o, err := dialOptions(c.Target, c.Target.Hosts[0])
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n, err := openNode(ctx, tgt, c.Name)
+	n, err := openNode(ctx, o, c.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer n.close()
-	if cl, err := isCluster(ctx, n.ctl); err != nil {
-		return describeCtlErr(tgt.Addr, err)
-	} else if cl {
-		return fmt.Errorf("target %s is a Redis Cluster; cluster targets are not supported by this build yet", tgt.Addr)
+	cl, err := isCluster(ctx, n.ctl)
+	if err != nil {
+		n.close()
+		return nil, fmt.Errorf("target %w", describeCtlErr(o.Addr, err))
 	}
-	if err := n.probe(ctx, c.Name); err != nil {
-		return err
+	if !cl {
+		t, err := j.openStandalone(ctx, n)
+		if err != nil {
+			n.close()
+		}
+		return t, err
 	}
+	n.close()
+	return j.openCluster(ctx, nil)
+}
 
-	markerKey := writer.MarkerKey(c.Name)
-	const markerDB = 0
-	pos, found, err := n.readMarker(ctx, markerKey, markerDB)
+// attempt is one run of the machinery; a RewoundError makes Run start a new
+// attempt from the target's markers.
+func (j *job) attempt(ctx context.Context) error {
+	c := j.c
+	tgt, err := j.openTarget(ctx)
 	if err != nil {
 		return err
+	}
+	defer tgt.close()
+	_, cluster := tgt.(*clusterTarget)
+	found, pos, canResume := tgt.markers()
+	if s := tgt.maxSeq(); s > j.seq.Load() {
+		j.seq.Store(s)
 	}
 	sweep := found || j.rewound
 	if !found && !j.rewound {
-		if err := j.checkEmpty(ctx, n); err != nil {
+		if err := j.checkEmpty(ctx, tgt.nodes()); err != nil {
 			return err
 		}
 	}
-	if found && pos.Seq > j.seq.Load() {
-		j.seq.Store(pos.Seq)
-	}
-
-	w := writer.New(writer.Config{
-		Name:              "ferry-writer-0",
-		Dial:              tgt,
-		MarkerKey:         markerKey,
-		MarkerDB:          markerDB,
-		Fence:             c.Fence != "off",
-		Start:             pos,
-		StartFound:        found,
-		MaxInflight:       c.MaxInflightBytes,
-		IOTimeout:         j.o.IOTimeout,
-		KeepaliveFallback: c.KeepaliveInterval,
-		MaxConnAge:        c.MaxConnAge,
-		OnError:           errorPolicy(c.OnError),
-		Log:               j.log,
-		Throttle:          j.o.Throttle,
-	})
 	app := &applier{
-		out:     &single{b: newBatcher(w, c.BatchMaxOps, c.BatchMaxBytes)},
+		job:     j,
 		log:     j.log,
 		dbMap:   c.DBMap,
 		restore: c.Restore,
 		fenced:  c.Fence != "off",
-		tgtRDB:  n.rdbVer,
-		maxBulk: n.maxBulk,
 		seq:     &j.seq,
 	}
+	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
+	for _, n := range tgt.nodes() {
+		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
+	}
+	app.out = tgt.newSink(app)
 	j.mu.Lock()
-	j.app, j.writers = app, []*writer.Writer{w}
+	j.app, j.tgt = app, tgt
 	j.mu.Unlock()
 
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return w.Run(gctx) })
+	tgt.start(gctx, g)
 	g.Go(func() error { return j.progress(gctx) })
 
 	if c.RDB != "" {
 		g.Go(func() error {
 			defer cancelRun()
-			if err := j.importFile(gctx, ctx, sweep, n); err != nil {
+			if err := j.importFile(gctx, ctx, sweep); err != nil {
 				return err
 			}
-			return j.finish(gctx, n, markerKey, markerDB, true)
+			return j.finish(gctx, true)
 		})
 		return j.wait(g)
 	}
@@ -279,6 +277,11 @@ func (j *job) attempt(ctx context.Context) error {
 	src, err := dialOptions(c.Source, c.Source.Hosts[0])
 	if err != nil {
 		return err
+	}
+	if cluster {
+		if err := j.checkSourceDBs(ctx, src); err != nil {
+			return err
+		}
 	}
 	sp, err := spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool"), MemLimit: c.SpoolMemory, MaxDisk: c.SpoolMaxDisk})
 	if err != nil {
@@ -288,12 +291,13 @@ func (j *job) attempt(ctx context.Context) error {
 	// Whatever ends the run, a consumer waiting on the spool must wake up.
 	defer context.AfterFunc(gctx, func() { sp.Close() })()
 	start := reader.Start{}
-	if found && pos.State == writer.StateLive && pos.ReplID != "" {
+	if canResume {
 		start = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 		app.replid, app.offset, app.db = pos.ReplID, pos.Offset, pos.DB
+		app.resumed = true
 		j.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
 	} else if found {
-		j.log.Info().Str("state", string(pos.State)).Msg("the target holds an unfinished or inconsistent sync of this job; a full resync follows")
+		j.log.Info().Msg("the target holds an unfinished or inconsistent sync of this job; a full resync follows")
 	}
 	ps := reader.NewPSync(reader.Config{
 		Dial:  src,
@@ -321,11 +325,11 @@ func (j *job) attempt(ctx context.Context) error {
 	g.Go(func() error {
 		defer cancelRun()
 		frames := reader.NewFrames(sp, func() int64 { s := sp.Stats(); return s.Written - s.Read }, func() { j.idle(gctx) })
-		err := j.consume(gctx, frames, sweep, n, live)
+		err := j.consume(gctx, frames, sweep, live)
 		if err != nil && !j.stopping.Load() {
 			return err
 		}
-		return j.finish(gctx, n, markerKey, markerDB, j.o.Migrate)
+		return j.finish(gctx, j.o.Migrate)
 	})
 	var caughtUp <-chan struct{} // nil: sync runs until stopped
 	if j.o.Migrate {
@@ -346,11 +350,38 @@ func (j *job) attempt(ctx context.Context) error {
 	return j.wait(g)
 }
 
+// checkSourceDBs refuses, before anything is written, a source with keys in
+// a db that has no place in a cluster target (db 0 only).
+func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
+	ctl := newCtl(src)
+	defer ctl.Close()
+	ks, err := keyspace(ctx, ctl)
+	if err != nil {
+		return fmt.Errorf("source %w", describeCtlErr(src.Addr, err))
+	}
+	for db, n := range ks {
+		if n == 0 || db == 0 {
+			continue
+		}
+		if t, ok := j.c.DBMap[db]; ok && t == 0 {
+			continue
+		}
+		return fmt.Errorf("the source has %d keys in db %d, but a cluster target has db 0 only: set db_map = { %d = 0 } (or filter db %d out)", n, db, db, db)
+	}
+	return nil
+}
+
 func (j *job) wait(g *errgroup.Group) error {
 	err := g.Wait()
 	j.mu.Lock()
-	if len(j.writers) > 0 {
-		j.sum.Applied = j.writers[0].Applied()
+	if j.tgt != nil {
+		ws := j.tgt.writers()
+		j.sum.Applied = ws[0].Applied()
+		for _, w := range ws[1:] {
+			if p := w.Applied(); p.Offset < j.sum.Applied.Offset {
+				j.sum.Applied = p
+			}
+		}
 	}
 	if j.psync != nil {
 		st := j.psync.Stats()
@@ -376,34 +407,39 @@ func errorPolicy(s string) writer.ErrorPolicy {
 }
 
 // checkEmpty enforces target_nonempty on a target this job never wrote to.
-func (j *job) checkEmpty(ctx context.Context, n *node) error {
-	foreign, err := n.foreignKeys(ctx)
-	if err != nil {
-		return err
+func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
+	var parts []string
+	for _, n := range nodes {
+		foreign, err := n.foreignKeys(ctx)
+		if err != nil {
+			return err
+		}
+		dbs := make([]int, 0, len(foreign))
+		for db := range foreign {
+			dbs = append(dbs, db)
+		}
+		slices.Sort(dbs)
+		for _, db := range dbs {
+			parts = append(parts, fmt.Sprintf("%s db%d: %d keys", n.addr.Addr, db, foreign[db]))
+		}
 	}
-	if len(foreign) == 0 {
+	if len(parts) == 0 {
 		return nil
 	}
-	desc := ""
-	for db := 0; db < 1<<16 && len(desc) < 200; db++ {
-		if cnt, ok := foreign[db]; ok {
-			if desc != "" {
-				desc += ", "
-			}
-			desc += fmt.Sprintf("db%d: %d keys", db, cnt)
-		}
-	}
+	desc := strings.Join(parts[:min(len(parts), 4)], ", ")
 	switch j.c.TargetNonempty {
 	case "flush":
-		j.log.Warn().Str("target", n.addr.Addr).Str("keys", desc).Msg("target_nonempty = flush: emptying the target (FLUSHALL)")
-		if err := n.ctl.FlushAll(ctx).Err(); err != nil {
-			return fmt.Errorf("target %s: FLUSHALL: %w", n.addr.Addr, err)
+		j.log.Warn().Str("keys", desc).Msg("target_nonempty = flush: emptying the target (FLUSHALL)")
+		for _, n := range nodes {
+			if err := n.ctl.FlushAll(ctx).Err(); err != nil {
+				return fmt.Errorf("target %s: FLUSHALL: %w", n.addr.Addr, err)
+			}
 		}
 	case "overwrite":
-		j.log.Warn().Str("target", n.addr.Addr).Str("keys", desc).Msg("target_nonempty = overwrite: writing over a target that already holds keys")
+		j.log.Warn().Str("keys", desc).Msg("target_nonempty = overwrite: writing over a target that already holds keys")
 	default:
-		return fmt.Errorf("%w: %s already holds keys (%s); set target_nonempty = \"overwrite\" to write over them or \"flush\" to empty it first",
-			ErrTargetNotEmpty, n.addr.Addr, desc)
+		return fmt.Errorf("%w: it already holds keys (%s); set target_nonempty = \"overwrite\" to write over them or \"flush\" to empty it first",
+			ErrTargetNotEmpty, desc)
 	}
 	return nil
 }
@@ -436,7 +472,7 @@ func (j *job) idle(ctx context.Context) {
 }
 
 // consume applies what the reader spooled.
-func (j *job) consume(ctx context.Context, frames *reader.Frames, sweep bool, n *node, live chan struct{}) error {
+func (j *job) consume(ctx context.Context, frames *reader.Frames, sweep bool, live chan struct{}) error {
 	app := j.app
 	for {
 		if j.stopping.Load() {
@@ -463,7 +499,7 @@ func (j *job) consume(ctx context.Context, frames *reader.Frames, sweep bool, n 
 			if err != nil {
 				return err
 			}
-			if err := j.endSnapshot(ctx, n, app.sweep); err != nil {
+			if err := j.endSnapshot(ctx, app.sweep); err != nil {
 				return err
 			}
 			sweep = true // any later full resync follows this one's data
@@ -567,7 +603,7 @@ func (j *job) addRDB(n int64) {
 // endSnapshot makes the applied snapshot the target's state: everything is
 // flushed and acknowledged, stale keys are swept when needed, and the marker
 // turns live.
-func (j *job) endSnapshot(ctx context.Context, n *node, keep *keySet) error {
+func (j *job) endSnapshot(ctx context.Context, keep *keySet) error {
 	app := j.app
 	if err := app.out.flush(ctx); err != nil {
 		return err
@@ -577,14 +613,9 @@ func (j *job) endSnapshot(ctx context.Context, n *node, keep *keySet) error {
 	}
 	if keep != nil {
 		j.setPhase("sweeping")
-		deleted, err := n.sweep(ctx, keep, func(int, string) bool { return true })
-		if err != nil {
+		if err := j.sweep(ctx, keep); err != nil {
 			return err
 		}
-		j.mu.Lock()
-		j.sum.Swept += deleted
-		j.mu.Unlock()
-		j.log.Info().Int64("deleted", deleted).Msg("swept keys the new snapshot no longer has")
 		app.sweep = nil
 	}
 	app.snapshot = false
@@ -599,8 +630,26 @@ func (j *job) endSnapshot(ctx context.Context, n *node, keep *keySet) error {
 	return nil
 }
 
+// sweep deletes the target's keys that the snapshot just applied does not
+// have, on every master.
+func (j *job) sweep(ctx context.Context, keep *keySet) error {
+	var deleted int64
+	for _, n := range j.tgt.nodes() {
+		d, err := n.sweep(ctx, keep, func(int, string) bool { return true })
+		deleted += d
+		if err != nil {
+			return err
+		}
+	}
+	j.mu.Lock()
+	j.sum.Swept += deleted
+	j.mu.Unlock()
+	j.log.Info().Int64("deleted", deleted).Msg("swept keys the new snapshot no longer has")
+	return nil
+}
+
 func (j *job) drain(ctx context.Context) error {
-	for _, w := range j.writers {
+	for _, w := range j.tgt.writers() {
 		if err := w.Drain(ctx); err != nil {
 			return err
 		}
@@ -609,7 +658,7 @@ func (j *job) drain(ctx context.Context) error {
 }
 
 // importFile applies an RDB file as the snapshot.
-func (j *job) importFile(ctx, stopCtx context.Context, sweep bool, n *node) error {
+func (j *job) importFile(ctx, stopCtx context.Context, sweep bool) error {
 	f, err := os.Open(j.c.RDB)
 	if err != nil {
 		return fmt.Errorf("rdb file: %w", err)
@@ -640,20 +689,14 @@ func (j *job) importFile(ctx, stopCtx context.Context, sweep bool, n *node) erro
 		return err
 	}
 	if j.app.sweep != nil {
-		deleted, err := n.sweep(ctx, j.app.sweep, func(int, string) bool { return true })
-		if err != nil {
-			return err
-		}
-		j.mu.Lock()
-		j.sum.Swept += deleted
-		j.mu.Unlock()
+		return j.sweep(ctx, j.app.sweep)
 	}
 	return nil
 }
 
 // finish flushes and acknowledges everything, and for runs that end (migrate,
 // import) removes the marker: the target then holds exactly the data.
-func (j *job) finish(ctx context.Context, n *node, markerKey string, markerDB int, removeMarker bool) error {
+func (j *job) finish(ctx context.Context, removeMarker bool) error {
 	if j.app != nil {
 		j.app.out.dropUnit()
 		if err := j.app.out.flush(ctx); err != nil {
@@ -669,8 +712,8 @@ func (j *job) finish(ctx context.Context, n *node, markerKey string, markerDB in
 		return err
 	}
 	if removeMarker {
-		if err := n.deleteMarker(ctx, markerKey, markerDB); err != nil {
-			return fmt.Errorf("target %s: remove marker: %w", n.addr.Addr, err)
+		if err := j.tgt.removeMarkers(ctx); err != nil {
+			return fmt.Errorf("remove markers: %w", err)
 		}
 	}
 	return nil
@@ -722,23 +765,6 @@ func (s *spoolWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-type single struct{ b *batcher }
-
-func (s *single) add(ctx context.Context, db int, args [][]byte) error {
-	s.b.cur.Add(db, args...)
-	return nil
-}
-
-func (s *single) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
-	return s.b.cur.AddWith(db, -1, encode)
-}
-
-func (s *single) endUnit(ctx context.Context, pos writer.Position) error {
-	return s.b.endUnit(ctx, pos)
-}
-func (s *single) dropUnit()                       { s.b.dropUnit() }
-func (s *single) flush(ctx context.Context) error { return s.b.submit(ctx) }
 
 // Phase is the job's phase for status lines.
 func (j *job) Phase() string {

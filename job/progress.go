@@ -140,6 +140,11 @@ func bytesHuman(n int64) string {
 // parts returns the current attempt's components.
 func (j *job) parts() (*applier, []*writer.Writer, *reader.PSync) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.app, j.writers, j.psync
+	app, tgt, ps := j.app, j.tgt, j.psync
+	j.mu.Unlock()
+	var ws []*writer.Writer
+	if tgt != nil {
+		ws = tgt.writers()
+	}
+	return app, ws, ps
 }

@@ -65,6 +65,14 @@ func openNode(ctx context.Context, o dial.Options, job string) (*node, error) {
 
 func (n *node) close() { n.ctl.Close() }
 
+// redial points the control connection at another address (failover).
+func (n *node) redial(o dial.Options) {
+	old := n.ctl
+	n.addr = o
+	n.ctl = redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))
+	old.Close()
+}
+
 // describeCtlErr turns go-redis connection errors into one clear line.
 func describeCtlErr(addr string, err error) error {
 	msg := err.Error()
@@ -85,8 +93,7 @@ func describeCtlErr(addr string, err error) error {
 
 // probe finds the node's RDB version exactly — by DUMPing a probe key and
 // reading the version from the payload's footer — and its proto-max-bulk-len.
-func (n *node) probe(ctx context.Context, job string) error {
-	key := ownPrefix + job + ":probe"
+func (n *node) probe(ctx context.Context, key string) error {
 	if err := n.ctl.Set(ctx, key, "x", time.Minute).Err(); err != nil {
 		return fmt.Errorf("target %s: write probe key: %w", n.addr.Addr, err)
 	}

@@ -132,6 +132,8 @@ type Writer struct {
 	// while they write, so a PING never lands inside a MULTI block.
 	mu        sync.Mutex
 	lastWrite time.Time
+	conn      *resp.Conn // the current connection (guarded by mu)
+	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
 	qmu           sync.Mutex
 	cond          *sync.Cond
@@ -246,11 +248,35 @@ func (w *Writer) Redirected() []Op {
 	return append([]Op(nil), w.redirected...)
 }
 
-// ClearRedirected drops the redirected commands (they were routed again).
-func (w *Writer) ClearRedirected() {
+// DropRedirected forgets the first n redirected commands (routed again).
+// Commands redirected since Redirected was called stay.
+func (w *Writer) DropRedirected(n int) {
 	w.qmu.Lock()
-	w.redirected = nil
+	w.redirected = append([]Op(nil), w.redirected[min(n, len(w.redirected)):]...)
 	w.qmu.Unlock()
+}
+
+// Redial makes the next connection go to another address: the master this
+// writer served failed over. What was in flight is sorted out by the markers
+// on the new master.
+func (w *Writer) Redial(o Dial) {
+	w.dialMu.Lock()
+	w.cfg.Dial = o
+	w.dialMu.Unlock()
+	w.mu.Lock()
+	if c := w.conn; c != nil {
+		c.Close()
+	}
+	w.mu.Unlock()
+}
+
+// Dial is how to reach the server.
+type Dial = dial.Options
+
+func (w *Writer) dialOpts() dial.Options {
+	w.dialMu.Lock()
+	defer w.dialMu.Unlock()
+	return w.cfg.Dial
 }
 
 // Drain waits until every submitted batch is acknowledged by the target.
@@ -269,7 +295,7 @@ func (w *Writer) Drain(ctx context.Context) error {
 }
 
 // Addr is the target server's address.
-func (w *Writer) Addr() string { return w.cfg.Dial.Addr }
+func (w *Writer) Addr() string { return w.dialOpts().Addr }
 
 // Applied is the position of the last batch the target acknowledged. While
 // redirected or injected commands are outstanding, its offset stays below
@@ -386,7 +412,7 @@ func (w *Writer) Run(ctx context.Context) error {
 // markDirty records on the target that it is not consistent with any source
 // position, so that a restart does a full resync instead of resuming.
 func (w *Writer) markDirty(ctx context.Context) {
-	c, err := dial.Open(ctx, w.cfg.Dial, w.cfg.Name, 4096)
+	c, err := dial.Open(ctx, w.dialOpts(), w.cfg.Name, 4096)
 	if err != nil {
 		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
 		return
@@ -414,7 +440,8 @@ type session struct {
 }
 
 func (w *Writer) session(ctx context.Context) error {
-	c, err := dial.Open(ctx, w.cfg.Dial, w.cfg.Name, 256<<10)
+	d := w.dialOpts()
+	c, err := dial.Open(ctx, d, w.cfg.Name, 256<<10)
 	if err != nil {
 		if errors.Is(err, dial.ErrAuth) {
 			return &FatalError{err}
@@ -423,6 +450,14 @@ func (w *Writer) session(ctx context.Context) error {
 	}
 	defer c.Close()
 	c.Timeout = w.cfg.IOTimeout
+	w.mu.Lock()
+	w.conn = c
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.conn = nil
+		w.mu.Unlock()
+	}()
 
 	timeout, terr := keepalive.ServerTimeout(c)
 	if terr != nil && !errors.Is(terr, keepalive.ErrForbidden) {
@@ -439,7 +474,7 @@ func (w *Writer) session(ctx context.Context) error {
 
 	if !w.cfg.Slotted {
 		if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
-			return classify(w.cfg.Dial.Addr, err)
+			return classify(w.Addr(), err)
 		}
 	}
 	if err := w.resume(c); err != nil {
@@ -552,7 +587,7 @@ func (w *Writer) resume(c *resp.Conn) error {
 			// groups in flight for it come back as redirected below.
 			markers = map[string]Position{}
 		} else {
-			return classify(w.cfg.Dial.Addr, err)
+			return classify(w.Addr(), err)
 		}
 	}
 
@@ -566,7 +601,7 @@ func (w *Writer) resume(c *resp.Conn) error {
 			continue
 		}
 		if !found || p.Seq < seq {
-			return &RewoundError{Key: k, Found: found, Marker: p, Acked: seq, Endpoint: w.cfg.Dial.Addr}
+			return &RewoundError{Key: k, Found: found, Marker: p, Acked: seq, Endpoint: w.Addr()}
 		}
 	}
 
@@ -1045,7 +1080,7 @@ func (s *session) receive() error {
 		}
 		w.qmu.Unlock()
 		if f == nil {
-			return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.cfg.Dial.Addr, msg)}
+			return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
 		}
 		g := &f.groups[f.cur]
 		done, err := s.feed(f, g, kind, msg, execErrs)
@@ -1068,10 +1103,15 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	g.got++
 	if !g.multi {
 		item := g.items[g.got-1]
+		if kind == resp.Error && transient(prefix(msg)) {
+			// Nothing is known applied past here; the markers sort it out
+			// after the reconnect.
+			return false, fmt.Errorf("%s: %s, will retry", w.Addr(), msg)
+		}
 		if kind == resp.Error {
 			if item == itemInternal {
 				if f.batches == nil {
-					return false, fmt.Errorf("%s: PING: %s", w.cfg.Dial.Addr, msg)
+					return false, fmt.Errorf("%s: PING: %s", w.Addr(), msg)
 				}
 				if redirect(prefix(msg)) {
 					// The home slot left this master: the marker update is
@@ -1097,7 +1137,7 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	switch {
 	case g.got == 1: // MULTI
 		if kind == resp.Error {
-			return false, &FatalError{fmt.Errorf("%s: MULTI refused: %s", w.cfg.Dial.Addr, msg)}
+			return false, &FatalError{fmt.Errorf("%s: MULTI refused: %s", w.Addr(), msg)}
 		}
 		return false, nil
 	case g.got <= len(g.items)+1: // +QUEUED or an error while queueing
@@ -1114,7 +1154,7 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 		return s.aborted(f, g, msg)
 	}
 	if msg == "null" {
-		return false, &FatalError{fmt.Errorf("%s: EXEC returned no result", w.cfg.Dial.Addr)}
+		return false, &FatalError{fmt.Errorf("%s: EXEC returned no result", w.Addr())}
 	}
 	g.status = statusApplied
 	for i, m := range execErrs {
@@ -1122,7 +1162,7 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 			continue
 		}
 		if g.items[i] < 0 {
-			return false, &FatalError{fmt.Errorf("%s: ferry's marker write failed: %s", w.cfg.Dial.Addr, m)}
+			return false, &FatalError{fmt.Errorf("%s: ferry's marker write failed: %s", w.Addr(), m)}
 		}
 		if err := s.opError(f, g, int(g.items[i]), m); err != nil {
 			// The group is applied (EXEC ran); the flight is acknowledged
@@ -1155,7 +1195,7 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 		s.redirectOps(f, g, idx)
 		return true, nil
 	case transient(code):
-		return false, fmt.Errorf("%s: transaction aborted, will retry: %s", w.cfg.Dial.Addr, firstMsg)
+		return false, fmt.Errorf("%s: transaction aborted, will retry: %s", w.Addr(), firstMsg)
 	}
 	op := -1
 	if first >= 0 {
@@ -1207,7 +1247,7 @@ func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 	if later {
 		w.dirty = true
 	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.cfg.Dial.Addr, what, msg)}
+	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
 }
 
 // opError applies the error policy to a command that failed while running.
@@ -1222,7 +1262,7 @@ func (s *session) opError(f *flight, g *group, op int, msg string) error {
 		}
 		return nil
 	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.cfg.Dial.Addr, what, msg)}
+	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
 }
 
 // complete acknowledges a fully answered flight.

@@ -1,0 +1,590 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"ferry/dial"
+	"ferry/router"
+	"ferry/topology"
+	"ferry/writer"
+)
+
+// clusterTarget is a Redis Cluster: one writer per master, commands routed by
+// slot, one fence marker per slot (it lives in its slot, so it moves with the
+// slot's data when the cluster reshards, and replicates with it when a
+// master fails over).
+type clusterTarget struct {
+	j     *job
+	seeds []string
+
+	mu    sync.Mutex // guards ws, ns, homes and topo against status readers
+	topo  *topology.Map
+	ns    []*node
+	ws    []*writer.Writer
+	ids   []string // writer → the node ID of its master
+	homes []int    // writer → its home slot
+	owner [router.SlotCount]int32
+
+	found  map[int]writer.Position // slot → marker found at start
+	resume writer.Position
+	canRes bool
+	seq    uint64
+
+	redirect atomic.Bool // a writer sent commands back (MOVED/ASK/TRYAGAIN)
+	g        *errgroup.Group
+	gctx     context.Context
+}
+
+// slotMarker is the key of the fence marker of a slot: a hash tag puts it in
+// that slot.
+func slotMarker(job string, slot int) string {
+	return ownPrefix + "{" + router.TagForSlot(slot) + "}:" + job
+}
+
+func (j *job) openCluster(ctx context.Context, seed *node) (*clusterTarget, error) {
+	t := &clusterTarget{j: j, seeds: j.c.Target.Hosts, found: map[int]writer.Position{}}
+	if err := t.discover(ctx); err != nil {
+		return nil, err
+	}
+	if err := t.readMarkers(ctx); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *clusterTarget) dialFor(addr string) (dial.Options, error) {
+	return dialOptions(t.j.c.Target, addr)
+}
+
+// discover reads the cluster's shape: writers whose master failed over follow
+// their shard to its new master, a master new to ferry (resharding brought a
+// node in) gets a writer, and the slot table is rebuilt.
+func (t *clusterTarget) discover(ctx context.Context) error {
+	m, err := t.topology(ctx)
+	if err != nil {
+		return err
+	}
+	if un := m.Unowned(); len(un) > 0 {
+		return fmt.Errorf("target cluster: slots %v have no master (cluster_state not ok?)", un)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.follow(m)
+	byID := map[string]int{}
+	for i, id := range t.ids {
+		byID[id] = i
+	}
+	for _, sh := range m.Shards {
+		if len(sh.Slots) == 0 {
+			continue
+		}
+		if _, ok := byID[sh.Master.ID]; ok {
+			continue
+		}
+		if err := t.addMaster(ctx, sh); err != nil {
+			return err
+		}
+		byID[sh.Master.ID] = len(t.ids) - 1
+	}
+	for s := range t.owner {
+		t.owner[s] = -1
+		if sh, ok := m.Owner(s); ok {
+			t.owner[s] = int32(byID[m.Shards[sh].Master.ID])
+		}
+	}
+	t.topo = m
+	return nil
+}
+
+func (t *clusterTarget) topology(ctx context.Context) (*topology.Map, error) {
+	m, err := topology.Discover(ctx, t.seeds, func(addr string) *redis.Options {
+		o, _ := t.dialFor(addr)
+		return redisOptions(o, "ferry-ctl-0", 0)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("target cluster: %w", err)
+	}
+	// Later discoveries may start from any master ferry knows.
+	seen := map[string]bool{}
+	for _, s := range t.seeds {
+		seen[s] = true
+	}
+	for _, n := range m.Masters() {
+		if !seen[n.Addr] {
+			t.seeds = append(t.seeds, n.Addr)
+			seen[n.Addr] = true
+		}
+	}
+	return m, nil
+}
+
+// follow points each writer whose master is now a replica, or gone, at the
+// master that serves its shard now. Called with t.mu held. The slots stay
+// with the same writer, so the order of writes per slot is kept; what the
+// old master acknowledged but never replicated is found by the markers (the
+// writer reports a RewoundError).
+func (t *clusterTarget) follow(m *topology.Map) {
+	taken := map[string]bool{}
+	for _, id := range t.ids {
+		taken[id] = true
+	}
+	for i, id := range t.ids {
+		var now *topology.Node
+		for _, sh := range m.Shards {
+			if sh.Master.ID == id {
+				now = &sh.Master
+				break
+			}
+			for _, r := range sh.Replicas {
+				if r.ID == id && !taken[sh.Master.ID] {
+					now = &sh.Master
+				}
+			}
+		}
+		if now == nil {
+			// Failed and gone from the map: whoever serves its home slot.
+			if n, ok := m.MasterOf(t.homes[i]); ok && !taken[n.ID] {
+				now = &n
+			}
+		}
+		if now == nil || (now.ID == id && now.Addr == t.ws[i].Addr()) {
+			continue
+		}
+		o, err := t.dialFor(now.Addr)
+		if err != nil {
+			continue
+		}
+		t.j.log.Warn().Str("old", t.ws[i].Addr()).Str("new", now.Addr).Str("conn", fmt.Sprintf("ferry-writer-%d", i)).
+			Msg("target master failed over; following its slots to the new master")
+		delete(taken, id)
+		taken[now.ID] = true
+		t.ids[i] = now.ID
+		t.ws[i].Redial(o)
+		t.ns[i].redial(o)
+	}
+}
+
+// addMaster opens a control connection and a writer for a new master (at
+// start, or when resharding brings a new node in). Called with t.mu held.
+func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error {
+	o, err := t.dialFor(sh.Master.Addr)
+	if err != nil {
+		return err
+	}
+	n, err := openNode(ctx, o, t.j.c.Name)
+	if err != nil {
+		return err
+	}
+	home := sh.Slots[0][0]
+	if err := n.probe(ctx, ownPrefix+"{"+router.TagForSlot(home)+"}:"+t.j.c.Name+":probe"); err != nil {
+		n.close()
+		return err
+	}
+	i := len(t.ws)
+	job := t.j.c.Name
+	w := writer.New(t.j.writerConfig(i, n, writer.Config{
+		Slotted:    true,
+		SlotMarker: func(slot int) string { return slotMarker(job, slot) },
+		HomeSlot:   home,
+		OnRedirect: func() { t.redirect.Store(true) },
+	}))
+	t.ns = append(t.ns, n)
+	t.ws = append(t.ws, w)
+	t.ids = append(t.ids, sh.Master.ID)
+	t.homes = append(t.homes, home)
+	if t.g != nil {
+		t.g.Go(func() error { return w.Run(t.gctx) })
+	}
+	return nil
+}
+
+// readMarkers reads every slot's marker: whether this job wrote here before,
+// where a restart resumes, and the highest unit number used.
+func (t *clusterTarget) readMarkers(ctx context.Context) error {
+	job := t.j.c.Name
+	for i, sh := range t.topo.Shards {
+		if len(sh.Slots) == 0 {
+			continue
+		}
+		n := t.ns[t.owner[sh.Slots[0][0]]]
+		p := n.ctl.Pipeline()
+		var slots []int
+		var cmds []*redis.StringCmd
+		for _, r := range sh.Slots {
+			for s := r[0]; s <= r[1]; s++ {
+				slots = append(slots, s)
+				cmds = append(cmds, p.Get(ctx, slotMarker(job, s)))
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("target %s: read markers: %w", n.addr.Addr, err)
+		}
+		for k, cmd := range cmds {
+			v, err := cmd.Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("target %s: read marker of slot %d: %w", n.addr.Addr, slots[k], err)
+			}
+			pos, err := writer.ParsePosition(v)
+			if err != nil {
+				return fmt.Errorf("target %s: %w", n.addr.Addr, err)
+			}
+			t.found[slots[k]] = pos
+		}
+		_ = i
+	}
+	// Resume from the highest global watermark any marker holds: each says
+	// every unit up to it was applied on every master. A marker not live
+	// (snapshot, dirty) means a full resync.
+	t.canRes = len(t.found) > 0
+	t.resume = writer.Position{Low: -1}
+	for _, p := range t.found {
+		t.seq = max(t.seq, p.Seq)
+		if p.State != writer.StateLive || p.ReplID == "" {
+			t.canRes = false
+		}
+		if p.Low > t.resume.Low {
+			t.resume = p
+		}
+	}
+	if t.resume.Low < 0 {
+		t.canRes = false
+	} else {
+		t.resume.Offset, t.resume.DB = t.resume.Low, 0
+	}
+	return nil
+}
+
+func (t *clusterTarget) writers() []*writer.Writer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.ws)
+}
+
+func (t *clusterTarget) nodes() []*node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.ns)
+}
+
+func (t *clusterTarget) markers() (bool, writer.Position, bool) {
+	return len(t.found) > 0, t.resume, t.canRes
+}
+
+func (t *clusterTarget) maxSeq() uint64 { return t.seq }
+
+func (t *clusterTarget) close() {
+	for _, n := range t.nodes() {
+		n.close()
+	}
+}
+
+func (t *clusterTarget) start(ctx context.Context, g *errgroup.Group) {
+	t.mu.Lock()
+	t.g, t.gctx = g, ctx
+	ws := slices.Clone(t.ws)
+	t.mu.Unlock()
+	for _, w := range ws {
+		g.Go(func() error { return w.Run(ctx) })
+	}
+	g.Go(func() error { return t.watch(ctx) })
+}
+
+// watch follows failovers: a writer that cannot reach its master for a while
+// asks the cluster who serves that master's slots now, and redials there.
+// What the old master acknowledged but did not replicate shows up as a
+// marker that went back (a RewoundError), and the job resumes from the
+// markers.
+func (t *clusterTarget) watch(ctx context.Context) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	down := map[*writer.Writer]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		var stale bool
+		for _, w := range t.writers() {
+			if w.Stats().Connected {
+				delete(down, w)
+				continue
+			}
+			if _, ok := down[w]; !ok {
+				down[w] = time.Now()
+			}
+			if time.Since(down[w]) > time.Second {
+				stale = true
+			}
+		}
+		if !stale {
+			continue
+		}
+		m, err := t.topology(ctx)
+		if err != nil {
+			continue
+		}
+		t.mu.Lock()
+		t.follow(m)
+		t.mu.Unlock()
+		for w := range down {
+			down[w] = time.Now()
+		}
+	}
+}
+
+func (t *clusterTarget) removeMarkers(ctx context.Context) error {
+	job := t.j.c.Name
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, sh := range t.topo.Shards {
+		if len(sh.Slots) == 0 {
+			continue
+		}
+		n := t.ns[t.owner[sh.Slots[0][0]]]
+		p := n.ctl.Pipeline()
+		for _, r := range sh.Slots {
+			for s := r[0]; s <= r[1]; s++ {
+				p.Unlink(ctx, slotMarker(job, s))
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return fmt.Errorf("target %s: remove markers: %w", n.addr.Addr, err)
+		}
+	}
+	return nil
+}
+
+func (t *clusterTarget) newSink(app *applier) sink {
+	c := t.j.c
+	s := &clusterSink{t: t, app: app, maxOps: c.BatchMaxOps, maxBytes: c.BatchMaxBytes}
+	for i := range s.skip {
+		s.skip[i] = -1
+	}
+	if _, _, ok := t.markers(); ok {
+		// Resuming: units up to each slot's marker are already applied there.
+		for slot, p := range t.found {
+			s.skip[slot] = p.Offset
+		}
+	}
+	return s
+}
+
+// clusterSink routes the applier's commands by slot to the masters' writers.
+type clusterSink struct {
+	t        *clusterTarget
+	app      *applier
+	bs       []*batcher
+	maxOps   int
+	maxBytes int64
+	// skip[slot]: while resuming after a restart, units ending at or before
+	// this offset were applied in that slot already.
+	skip [router.SlotCount]int64
+}
+
+func (s *clusterSink) batcher(i int) *batcher {
+	for len(s.bs) <= i {
+		ws := s.t.writers()
+		s.bs = append(s.bs, newBatcher(ws[len(s.bs)], s.maxOps, s.maxBytes))
+	}
+	return s.bs[i]
+}
+
+func (s *clusterSink) writerFor(slot int) (int, error) {
+	s.t.mu.Lock()
+	i := s.t.owner[slot]
+	s.t.mu.Unlock()
+	if i < 0 {
+		return 0, fmt.Errorf("target cluster: slot %d has no master", slot)
+	}
+	return int(i), nil
+}
+
+func (s *clusterSink) add(ctx context.Context, db int, args [][]byte) error {
+	if db > 0 {
+		return fmt.Errorf("a write to db %d cannot go to a cluster target (db 0 only): map it with db_map = {%d = 0} or filter it out", db, db)
+	}
+	parts, err := router.SplitBySlot(args)
+	if err != nil {
+		return fmt.Errorf("cannot apply to a cluster target: %w", err)
+	}
+	off := s.app.offset
+	for _, p := range parts {
+		if p.Slot == router.NoSlot {
+			return s.addKeyless(args, off)
+		}
+		if s.app.resumed && off <= s.skip[p.Slot] {
+			continue
+		}
+		i, err := s.writerFor(p.Slot)
+		if err != nil {
+			return err
+		}
+		s.batcher(i).cur.AddSlot(p.Slot, p.Args...)
+	}
+	return nil
+}
+
+// addKeyless sends a command that touches no key to every master (FLUSHALL,
+// FUNCTION LOAD…) or, for PUBLISH, to one: the cluster bus spreads it.
+func (s *clusterSink) addKeyless(args [][]byte, off int64) error {
+	if eq(args[0], "SWAPDB") || eq(args[0], "SELECT") || eq(args[0], "MOVE") {
+		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", args[0])
+	}
+	ws := s.t.writers()
+	s.t.mu.Lock()
+	homes := slices.Clone(s.t.homes)
+	s.t.mu.Unlock()
+	for i := range ws {
+		if s.app.resumed && off <= s.skip[homes[i]] {
+			continue
+		}
+		s.batcher(i).cur.AddSlot(-1, args...)
+		if eq(args[0], "PUBLISH") {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *clusterSink) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
+	if db > 0 {
+		return fmt.Errorf("the snapshot has keys in db %d, and a cluster target has db 0 only: map it with db_map = {%d = 0} or filter it out", db, db)
+	}
+	slot := router.Slot(key)
+	i, err := s.writerFor(slot)
+	if err != nil {
+		return err
+	}
+	return s.batcher(i).cur.AddWith(0, slot, encode)
+}
+
+func (s *clusterSink) endUnit(ctx context.Context, pos writer.Position) error {
+	for i := range s.t.writers() {
+		if err := s.batcher(i).endUnit(ctx, pos); err != nil {
+			return err
+		}
+	}
+	if s.t.redirect.Load() {
+		return s.reroute(ctx)
+	}
+	return nil
+}
+
+func (s *clusterSink) dropUnit() {
+	for _, b := range s.bs {
+		b.dropUnit()
+	}
+}
+
+func (s *clusterSink) flush(ctx context.Context) error {
+	for i := range s.t.writers() {
+		if err := s.batcher(i).submit(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reroute handles a topology change reported by MOVED, ASK or TRYAGAIN. It
+// runs between units, in the applier's goroutine, so nothing new is routed
+// meanwhile: everything routed so far is flushed and acknowledged (or sent
+// back), the cluster's shape is read again, and what was sent back is routed
+// again, in its original order, ahead of anything new. Per slot the order of
+// writes is therefore kept; between slots it never mattered.
+func (s *clusterSink) reroute(ctx context.Context) error {
+	t := s.t
+	log := t.j.log
+	for round := 0; t.redirect.Load(); round++ {
+		t.redirect.Store(false)
+		if err := s.flush(ctx); err != nil {
+			return err
+		}
+		for _, w := range t.writers() {
+			if err := w.Drain(ctx); err != nil {
+				return err
+			}
+		}
+		var ops []writer.Op
+		from := map[*writer.Writer][]writer.Op{}
+		for _, w := range t.writers() {
+			r := w.Redirected()
+			from[w] = r
+			ops = append(ops, r...)
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		old := t.topo
+		if err := t.discover(ctx); err != nil {
+			return err
+		}
+		moved := !old.Equal(t.topo)
+		slices.SortStableFunc(ops, func(a, b writer.Op) int {
+			switch {
+			case a.Seq < b.Seq:
+				return -1
+			case a.Seq > b.Seq:
+				return 1
+			}
+			return 0
+		})
+		if !moved {
+			// Same shape: the slots are being migrated (ASK, TRYAGAIN).
+			// ferry does not write through ASKING: its markers must move
+			// with their slots, and a marker written on the importing node
+			// would collide with the migrating one. It waits for the
+			// migration to end instead.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(20*time.Millisecond*time.Duration(round+1), 500*time.Millisecond)):
+			}
+		}
+		to := map[int][]writer.Op{}
+		for _, o := range ops {
+			i := 0
+			if o.Slot >= 0 {
+				var err error
+				if i, err = s.writerFor(o.Slot); err != nil {
+					return err
+				}
+			} else {
+				// A keyless command redirected: rare (TRYAGAIN); send it to
+				// the same master again.
+				for wi, w := range t.writers() {
+					for _, r := range from[w] {
+						if r.Seq == o.Seq {
+							i = wi
+						}
+					}
+				}
+			}
+			to[i] = append(to[i], o)
+		}
+		ws := t.writers()
+		for i, list := range to {
+			ws[i].Inject(list)
+		}
+		for w, r := range from {
+			w.DropRedirected(len(r))
+		}
+		if moved {
+			log.Info().Int("commands", len(ops)).Str("topology", t.topo.String()).Msg("target cluster changed; re-routed commands")
+		}
+	}
+	return nil
+}

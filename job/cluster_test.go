@@ -1,0 +1,232 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"ferry/internal/redistest"
+)
+
+// clusterConf is a job from a standalone source into a cluster target.
+func clusterConf(t *testing.T, src *redistest.Server, dst *redistest.Cluster) Options {
+	c := testConf(t, src.URL(), "redis://"+dst.Masters[0].Addr)
+	return Options{Conf: c, Log: testLog(t)}
+}
+
+// clusterCaughtUp waits until every slot marker of the target says the
+// source's current offset was applied — or, for slots never written, until
+// the comparison holds.
+func waitClusterSynced(t *testing.T, src *redistest.Server, dst *redistest.Cluster) {
+	t.Helper()
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, dst.Addrs()[:len(dst.Masters)],
+		redistest.CompareOptions{DstCluster: true, Wait: 60 * time.Second})
+}
+
+// clusterStreamOnly issues the commands whose replication is special, in db 0.
+func clusterStreamOnly(t *testing.T, c *redis.Client) {
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+	}
+	// A transaction within one slot stays atomic; one across slots is split.
+	_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "{tx}:a", "1", 0)
+		p.Incr(ctx, "{tx}:n")
+		p.RPush(ctx, "{tx}:l", "a", "b")
+		return nil
+	})
+	must(err)
+	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "txa", "1", 0)
+		p.Incr(ctx, "txb")
+		return nil
+	})
+	must(err)
+	must(c.Eval(ctx, "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])", []string{"lua:{s}", "lua:{s}:n"}, "v").Err())
+	must(c.MSet(ctx, "ms:1", "a", "ms:2", "b", "ms:3", "c").Err()) // spans slots: split
+	must(c.Del(ctx, "ms:1", "ms:3", "nope").Err())
+	must(c.Set(ctx, "ren:{a}", "x", 0).Err())
+	must(c.Rename(ctx, "ren:{a}", "ren:{a}:b").Err())
+	must(c.Set(ctx, "ttl:px", "v", 90*time.Minute).Err())
+}
+
+func TestSyncIntoCluster(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Big: true, TTLPct: 10, Seed: 21})
+	stop := runSync(t, clusterConf(t, src, dst))
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	clusterStreamOnly(t, sc)
+	time.Sleep(2 * time.Second)
+	cancel()
+	waitClusterSynced(t, src, dst)
+	checkClusterCounters(t, dst, l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClusterTargetRefusesOtherDBs(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, DBs: []int{0, 2}, Seed: 22})
+	o := clusterConf(t, src, dst)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Run(ctx, Options{Conf: o.Conf, Log: o.Log, Migrate: true})
+	if err == nil || !strings.Contains(err.Error(), "db 2") || !strings.Contains(err.Error(), "db_map") {
+		t.Fatalf("want a refusal naming db 2 and db_map, got %v", err)
+	}
+	// Nothing was written.
+	for _, m := range dst.Masters {
+		if n := m.Client(t).DBSize(context.Background()).Val(); n != 0 {
+			t.Fatalf("%s holds %d keys after the refusal", m.Addr, n)
+		}
+	}
+	o.Conf.DBMap = map[int]int{2: 0}
+	if _, err := Run(ctx, Options{Conf: o.Conf, Log: o.Log, Migrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, dst.Addrs()[:3], redistest.CompareOptions{DstCluster: true, DBMap: map[int]int{0: 0, 2: 0}})
+}
+
+func TestClusterKillStorm(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, Seed: 23})
+	stop := runSync(t, clusterConf(t, src, dst))
+	waitClusterSynced(t, src, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	killed := 0
+	for i := 0; i < 12; i++ {
+		time.Sleep(300 * time.Millisecond)
+		for _, m := range dst.Masters {
+			killed += m.KillClients(t, "ferry-")
+		}
+	}
+	cancel()
+	if killed < 12 {
+		t.Fatalf("only %d connections killed", killed)
+	}
+	waitClusterSynced(t, src, dst)
+	checkClusterCounters(t, dst, l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkClusterCounters is checkCounters against a cluster.
+func checkClusterCounters(t *testing.T, dst *redistest.Cluster, l *load) {
+	t.Helper()
+	ctx := context.Background()
+	cc := dst.Client(t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, want := range l.counters {
+		if got, err := cc.Get(ctx, k).Int64(); err != nil || got != want {
+			t.Errorf("counter %s: target %d (%v), source incremented %d times", k, got, err, want)
+		}
+	}
+	for k, want := range l.lists {
+		if got := cc.LLen(ctx, k).Val(); got != want {
+			t.Errorf("list %s: target length %d, source pushed %d", k, got, want)
+		}
+	}
+}
+
+func TestClusterTargetResharded(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Seed: 24})
+	stop := runSync(t, clusterConf(t, src, dst))
+	waitClusterSynced(t, src, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	ids := map[string]string{}
+	for _, m := range dst.Masters {
+		id := m.Do(t, "CLUSTER", "MYID")
+		ids[m.Addr] = fmt.Sprint(id)
+	}
+	// Move 1000 slots from the first master to the second, then 500 back
+	// to the third, while ferry writes.
+	reshard(t, dst.Masters[0].Addr, ids[dst.Masters[0].Addr], ids[dst.Masters[1].Addr], 1000)
+	reshard(t, dst.Masters[1].Addr, ids[dst.Masters[1].Addr], ids[dst.Masters[2].Addr], 500)
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	waitClusterSynced(t, src, dst)
+	checkClusterCounters(t, dst, l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reshard(t *testing.T, addr, from, to string, slots int) {
+	t.Helper()
+	out, err := exec.Command("redis-cli", "--cluster", "reshard", addr,
+		"--cluster-from", from, "--cluster-to", to, "--cluster-slots", strconv.Itoa(slots), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reshard: %v\n%s", err, out)
+	}
+}
+
+func TestClusterTargetFailover(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 1)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, Seed: 25})
+	stop := runSync(t, clusterConf(t, src, dst))
+	waitClusterSynced(t, src, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	time.Sleep(500 * time.Millisecond)
+	// A graceful failover: the replica of the first master takes over.
+	dst.Replicas[0].Do(t, "CLUSTER", "FAILOVER")
+	time.Sleep(time.Second)
+	// And a crash: the master of the second shard dies; its replica is
+	// promoted by the cluster after the node timeout.
+	dst.Masters[1].Kill(t)
+	time.Sleep(4 * time.Second)
+	cancel()
+	dst.Refresh(t)
+	masters := clusterMasterAddrs(t, dst)
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, masters, redistest.CompareOptions{DstCluster: true, Wait: 60 * time.Second})
+	checkClusterCounters(t, dst, l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clusterMasterAddrs lists the cluster's live masters now.
+func clusterMasterAddrs(t *testing.T, c *redistest.Cluster) []string {
+	var out []string
+	for _, n := range c.Nodes() {
+		if !n.Running() {
+			continue
+		}
+		if n.Info(t, "replication")["role"] == "master" {
+			out = append(out, n.Addr)
+		}
+	}
+	return out
+}
