@@ -106,11 +106,11 @@ type job struct {
 	stopping atomic.Bool
 	seq      atomic.Uint64 // unit numbers (see applier.seq)
 
-	mu    sync.Mutex
-	sum   Summary
-	app   *applier
-	tgt   target
-	psync *reader.PSync
+	mu      sync.Mutex
+	sum     Summary
+	app     *applier
+	tgt     target
+	psync   *reader.PSync
 	sp      *spool.Spool
 	rdbOff  atomic.Int64 // RDB bytes parsed
 	rdbSize atomic.Int64
