@@ -30,8 +30,9 @@ type sink interface {
 
 // applier turns snapshot records and stream commands into target commands.
 type applier struct {
-	job *job
-	out sink
+	job    *job
+	stream int // the source shard this applier serves
+	out    sink
 	log zerolog.Logger
 
 	dbMap    map[int]int
@@ -46,8 +47,10 @@ type applier struct {
 	// every marker found on the target at start.
 	seq *atomic.Uint64
 	// resumed: the stream continues a position recorded on the target
-	// (after a restart); false again after any full resync.
+	// (after a restart); false again after any full resync. replIDs are the
+	// replication histories of the source node it resumed on.
 	resumed bool
+	replIDs [2]string
 
 	// snapshot state
 	srcRDB     int

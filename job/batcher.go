@@ -13,10 +13,12 @@ import (
 // or one command of a rewritten key — so that a fenced batch never applies a
 // source transaction in part.
 type batcher struct {
-	w        *writer.Writer
-	cur      *writer.Batch
-	maxOps   int
-	maxBytes int
+	w         *writer.Writer
+	cur       *writer.Batch
+	maxOps    int
+	maxBytes  int
+	stream    int    // the source stream the batches belong to
+	markerKey string // standalone: where the stream's position lives
 
 	unitStart  int             // cur.Len() when the current unit began
 	pos        writer.Position // position at the last unit boundary
@@ -64,6 +66,8 @@ func (b *batcher) submit(ctx context.Context) error {
 	}
 	batch := b.cur
 	batch.Pos = b.pos
+	batch.Stream = b.stream
+	batch.MarkerKey = b.markerKey
 	b.cur = writer.NewBatch()
 	b.unitStart = 0
 	b.dirty = false

@@ -34,14 +34,24 @@ type clusterTarget struct {
 	homes []int    // writer → its home slot
 	owner [router.SlotCount]int32
 
-	found  map[int]writer.Position // slot → marker found at start
-	resume writer.Position
-	canRes bool
-	seq    uint64
+	slotMarks   map[int]writer.Position    // slot → its marker, found at start
+	streamMarks map[string]writer.Position // stream markers found at start, by key
+	seq         uint64
 
+	// route is held shared by every applier while it routes a unit, and
+	// exclusively by a re-route, which so sees all appliers at a unit
+	// boundary.
+	route    sync.RWMutex
+	sinks    []*clusterSink
 	redirect atomic.Bool // a writer sent commands back (MOVED/ASK/TRYAGAIN)
 	g        *errgroup.Group
 	gctx     context.Context
+}
+
+// streamMarker is the key, in a slot of the master whose home slot is home,
+// that holds stream i's position for keyless commands and idle updates.
+func streamMarker(job string, home, i int) string {
+	return fmt.Sprintf("%s{%s}:%s:s%d", ownPrefix, router.TagForSlot(home), job, i)
 }
 
 // slotMarker is the key of the fence marker of a slot: a hash tag puts it in
@@ -50,8 +60,8 @@ func slotMarker(job string, slot int) string {
 	return ownPrefix + "{" + router.TagForSlot(slot) + "}:" + job
 }
 
-func (j *job) openCluster(ctx context.Context, seed *node) (*clusterTarget, error) {
-	t := &clusterTarget{j: j, seeds: j.c.Target.Hosts, found: map[int]writer.Position{}}
+func (j *job) openCluster(ctx context.Context) (*clusterTarget, error) {
+	t := &clusterTarget{j: j, seeds: j.c.Target.Hosts, slotMarks: map[int]writer.Position{}, streamMarks: map[string]writer.Position{}}
 	if err := t.discover(ctx); err != nil {
 		return nil, err
 	}
@@ -193,10 +203,10 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 	i := len(t.ws)
 	job := t.j.c.Name
 	w := writer.New(t.j.writerConfig(i, n, writer.Config{
-		Slotted:    true,
-		SlotMarker: func(slot int) string { return slotMarker(job, slot) },
-		HomeSlot:   home,
-		OnRedirect: func() { t.redirect.Store(true) },
+		Slotted:      true,
+		SlotMarker:   func(slot int) string { return slotMarker(job, slot) },
+		StreamMarker: func(stream int) string { return streamMarker(job, home, stream) },
+		OnRedirect:   func() { t.redirect.Store(true) },
 	}))
 	t.ns = append(t.ns, n)
 	t.ws = append(t.ws, w)
@@ -208,63 +218,96 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 	return nil
 }
 
-// readMarkers reads every slot's marker: whether this job wrote here before,
-// where a restart resumes, and the highest unit number used.
+// readMarkers reads every slot's marker and the stream markers of every
+// master: whether this job wrote here before, where its streams resume,
+// and the highest unit number used.
 func (t *clusterTarget) readMarkers(ctx context.Context) error {
 	job := t.j.c.Name
-	for i, sh := range t.topo.Shards {
+	for _, sh := range t.topo.Shards {
 		if len(sh.Slots) == 0 {
 			continue
 		}
-		n := t.ns[t.owner[sh.Slots[0][0]]]
+		wi := t.owner[sh.Slots[0][0]]
+		n := t.ns[wi]
 		p := n.ctl.Pipeline()
-		var slots []int
-		var cmds []*redis.StringCmd
+		type ask struct {
+			slot int // -1: a stream marker
+			key  string
+			cmd  *redis.StringCmd
+		}
+		var asks []ask
 		for _, r := range sh.Slots {
 			for s := r[0]; s <= r[1]; s++ {
-				slots = append(slots, s)
-				cmds = append(cmds, p.Get(ctx, slotMarker(job, s)))
+				k := slotMarker(job, s)
+				asks = append(asks, ask{s, k, p.Get(ctx, k)})
 			}
+		}
+		for i := 0; i < maxStreams; i++ {
+			k := streamMarker(job, t.homes[wi], i)
+			asks = append(asks, ask{-1, k, p.Get(ctx, k)})
 		}
 		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("target %s: read markers: %w", n.addr.Addr, err)
 		}
-		for k, cmd := range cmds {
-			v, err := cmd.Result()
+		for _, a := range asks {
+			v, err := a.cmd.Result()
 			if errors.Is(err, redis.Nil) {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("target %s: read marker of slot %d: %w", n.addr.Addr, slots[k], err)
+				return fmt.Errorf("target %s: read marker %s: %w", n.addr.Addr, a.key, err)
 			}
 			pos, err := writer.ParsePosition(v)
 			if err != nil {
 				return fmt.Errorf("target %s: %w", n.addr.Addr, err)
 			}
-			t.found[slots[k]] = pos
+			t.seq = max(t.seq, pos.Seq)
+			if a.slot >= 0 {
+				t.slotMarks[a.slot] = pos
+			} else {
+				t.streamMarks[a.key] = pos
+			}
 		}
-		_ = i
-	}
-	// Resume from the highest global watermark any marker holds: each says
-	// every unit up to it was applied on every master. A marker not live
-	// (snapshot, dirty) means a full resync.
-	t.canRes = len(t.found) > 0
-	t.resume = writer.Position{Low: -1}
-	for _, p := range t.found {
-		t.seq = max(t.seq, p.Seq)
-		if p.State != writer.StateLive || p.ReplID == "" {
-			t.canRes = false
-		}
-		if p.Low > t.resume.Low {
-			t.resume = p
-		}
-	}
-	if t.resume.Low < 0 {
-		t.canRes = false
-	} else {
-		t.resume.Offset, t.resume.DB = t.resume.Low, 0
 	}
 	return nil
+}
+
+func (t *clusterTarget) found() bool { return len(t.slotMarks)+len(t.streamMarks) > 0 }
+
+// resumeFor: every marker of the stream's replication history records the
+// stream's global low watermark when it was written; the highest is where
+// the stream resumes. Units above it are filtered per slot by the slot
+// markers (see newSink). A marker not live means a full resync.
+func (t *clusterTarget) resumeFor(i int, id, id2 string) (writer.Position, bool) {
+	best := writer.Position{Low: -1}
+	ok := false
+	consider := func(p writer.Position) bool {
+		if p.ReplID == "" || (p.ReplID != id && p.ReplID != id2) {
+			return true
+		}
+		if p.State != writer.StateLive {
+			return false
+		}
+		if p.Low > best.Low {
+			best, ok = p, true
+		}
+		return true
+	}
+	for _, p := range t.slotMarks {
+		if !consider(p) {
+			return writer.Position{}, false
+		}
+	}
+	for _, p := range t.streamMarks {
+		if !consider(p) {
+			return writer.Position{}, false
+		}
+	}
+	if !ok || best.Low < 0 {
+		return writer.Position{}, false
+	}
+	best.Offset, best.DB = best.Low, 0
+	return best, true
 }
 
 func (t *clusterTarget) writers() []*writer.Writer {
@@ -277,10 +320,6 @@ func (t *clusterTarget) nodes() []*node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.ns)
-}
-
-func (t *clusterTarget) markers() (bool, writer.Position, bool) {
-	return len(t.found) > 0, t.resume, t.canRes
 }
 
 func (t *clusterTarget) maxSeq() uint64 { return t.seq }
@@ -354,12 +393,16 @@ func (t *clusterTarget) removeMarkers(ctx context.Context) error {
 		if len(sh.Slots) == 0 {
 			continue
 		}
-		n := t.ns[t.owner[sh.Slots[0][0]]]
+		wi := t.owner[sh.Slots[0][0]]
+		n := t.ns[wi]
 		p := n.ctl.Pipeline()
 		for _, r := range sh.Slots {
 			for s := r[0]; s <= r[1]; s++ {
 				p.Unlink(ctx, slotMarker(job, s))
 			}
+		}
+		for i := 0; i < maxStreams; i++ {
+			p.Unlink(ctx, streamMarker(job, t.homes[wi], i))
 		}
 		if _, err := p.Exec(ctx); err != nil {
 			return fmt.Errorf("target %s: remove markers: %w", n.addr.Addr, err)
@@ -374,31 +417,61 @@ func (t *clusterTarget) newSink(app *applier) sink {
 	for i := range s.skip {
 		s.skip[i] = -1
 	}
-	if _, _, ok := t.markers(); ok {
-		// Resuming: units up to each slot's marker are already applied there.
-		for slot, p := range t.found {
-			s.skip[slot] = p.Offset
+	if app.resumed {
+		// Resuming: units up to a slot's marker are already applied there.
+		for slot, p := range t.slotMarks {
+			if p.ReplID == app.replIDs[0] || p.ReplID == app.replIDs[1] {
+				s.skip[slot] = p.Offset
+			}
+		}
+		s.skipKeyless = map[string]int64{}
+		for k, p := range t.streamMarks {
+			if p.ReplID == app.replIDs[0] || p.ReplID == app.replIDs[1] {
+				s.skipKeyless[k] = p.Offset
+			}
 		}
 	}
+	t.route.Lock()
+	t.sinks = append(t.sinks, s)
+	t.route.Unlock()
 	return s
 }
 
-// clusterSink routes the applier's commands by slot to the masters' writers.
+// clusterSink routes one applier's commands by slot to the masters' writers.
 type clusterSink struct {
 	t        *clusterTarget
 	app      *applier
 	bs       []*batcher
 	maxOps   int
 	maxBytes int64
+	held     bool // holding t.route shared, inside a unit
 	// skip[slot]: while resuming after a restart, units ending at or before
-	// this offset were applied in that slot already.
-	skip [router.SlotCount]int64
+	// this offset were applied in that slot already; skipKeyless likewise
+	// for keyless commands, per stream marker.
+	skip        [router.SlotCount]int64
+	skipKeyless map[string]int64
+}
+
+func (s *clusterSink) enter() {
+	if !s.held {
+		s.t.route.RLock()
+		s.held = true
+	}
+}
+
+func (s *clusterSink) leave() {
+	if s.held {
+		s.held = false
+		s.t.route.RUnlock()
+	}
 }
 
 func (s *clusterSink) batcher(i int) *batcher {
 	for len(s.bs) <= i {
 		ws := s.t.writers()
-		s.bs = append(s.bs, newBatcher(ws[len(s.bs)], s.maxOps, s.maxBytes))
+		b := newBatcher(ws[len(s.bs)], s.maxOps, s.maxBytes)
+		b.stream = s.app.stream
+		s.bs = append(s.bs, b)
 	}
 	return s.bs[i]
 }
@@ -414,6 +487,7 @@ func (s *clusterSink) writerFor(slot int) (int, error) {
 }
 
 func (s *clusterSink) add(ctx context.Context, db int, args [][]byte) error {
+	s.enter()
 	if db > 0 {
 		return fmt.Errorf("a write to db %d cannot go to a cluster target (db 0 only): map it with db_map = {%d = 0} or filter it out", db, db)
 	}
@@ -444,13 +518,16 @@ func (s *clusterSink) addKeyless(args [][]byte, off int64) error {
 	if eq(args[0], "SWAPDB") || eq(args[0], "SELECT") || eq(args[0], "MOVE") {
 		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", args[0])
 	}
+	job := s.t.j.c.Name
 	ws := s.t.writers()
 	s.t.mu.Lock()
 	homes := slices.Clone(s.t.homes)
 	s.t.mu.Unlock()
 	for i := range ws {
-		if s.app.resumed && off <= s.skip[homes[i]] {
-			continue
+		if s.app.resumed {
+			if done, ok := s.skipKeyless[streamMarker(job, homes[i], s.app.stream)]; ok && off <= done {
+				continue
+			}
 		}
 		s.batcher(i).cur.AddSlot(-1, args...)
 		if eq(args[0], "PUBLISH") {
@@ -461,6 +538,7 @@ func (s *clusterSink) addKeyless(args [][]byte, off int64) error {
 }
 
 func (s *clusterSink) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
+	s.enter()
 	if db > 0 {
 		return fmt.Errorf("the snapshot has keys in db %d, and a cluster target has db 0 only: map it with db_map = {%d = 0} or filter it out", db, db)
 	}
@@ -473,13 +551,16 @@ func (s *clusterSink) addRestore(ctx context.Context, db int, key []byte, encode
 }
 
 func (s *clusterSink) endUnit(ctx context.Context, pos writer.Position) error {
+	s.enter()
 	for i := range s.t.writers() {
 		if err := s.batcher(i).endUnit(ctx, pos); err != nil {
+			s.leave()
 			return err
 		}
 	}
+	s.leave()
 	if s.t.redirect.Load() {
-		return s.reroute(ctx)
+		return s.t.reroute(ctx)
 	}
 	return nil
 }
@@ -488,9 +569,16 @@ func (s *clusterSink) dropUnit() {
 	for _, b := range s.bs {
 		b.dropUnit()
 	}
+	s.leave()
 }
 
 func (s *clusterSink) flush(ctx context.Context) error {
+	s.t.route.RLock()
+	defer s.t.route.RUnlock()
+	return s.flushLocked(ctx)
+}
+
+func (s *clusterSink) flushLocked(ctx context.Context) error {
 	for i := range s.t.writers() {
 		if err := s.batcher(i).submit(ctx); err != nil {
 			return err
@@ -499,19 +587,22 @@ func (s *clusterSink) flush(ctx context.Context) error {
 	return nil
 }
 
-// reroute handles a topology change reported by MOVED, ASK or TRYAGAIN. It
-// runs between units, in the applier's goroutine, so nothing new is routed
-// meanwhile: everything routed so far is flushed and acknowledged (or sent
-// back), the cluster's shape is read again, and what was sent back is routed
-// again, in its original order, ahead of anything new. Per slot the order of
-// writes is therefore kept; between slots it never mattered.
-func (s *clusterSink) reroute(ctx context.Context) error {
-	t := s.t
+// reroute handles a topology change reported by MOVED, ASK or TRYAGAIN. With
+// every applier paused at a unit boundary, everything routed so far is
+// flushed and acknowledged (or sent back), the cluster's shape is read
+// again, and what was sent back is routed again in its original order,
+// ahead of anything new. Per slot the order of writes is therefore kept;
+// between slots it never mattered.
+func (t *clusterTarget) reroute(ctx context.Context) error {
+	t.route.Lock()
+	defer t.route.Unlock()
 	log := t.j.log
 	for round := 0; t.redirect.Load(); round++ {
 		t.redirect.Store(false)
-		if err := s.flush(ctx); err != nil {
-			return err
+		for _, s := range t.sinks {
+			if err := s.flushLocked(ctx); err != nil {
+				return err
+			}
 		}
 		for _, w := range t.writers() {
 			if err := w.Drain(ctx); err != nil {
@@ -520,9 +611,13 @@ func (s *clusterSink) reroute(ctx context.Context) error {
 		}
 		var ops []writer.Op
 		from := map[*writer.Writer][]writer.Op{}
-		for _, w := range t.writers() {
+		origin := map[uint64]int{}
+		for wi, w := range t.writers() {
 			r := w.Redirected()
 			from[w] = r
+			for _, o := range r {
+				origin[o.Seq] = wi
+			}
 			ops = append(ops, r...)
 		}
 		if len(ops) == 0 {
@@ -556,21 +651,13 @@ func (s *clusterSink) reroute(ctx context.Context) error {
 		}
 		to := map[int][]writer.Op{}
 		for _, o := range ops {
-			i := 0
+			i := origin[o.Seq] // a keyless command goes back where it came from
 			if o.Slot >= 0 {
-				var err error
-				if i, err = s.writerFor(o.Slot); err != nil {
-					return err
-				}
-			} else {
-				// A keyless command redirected: rare (TRYAGAIN); send it to
-				// the same master again.
-				for wi, w := range t.writers() {
-					for _, r := range from[w] {
-						if r.Seq == o.Seq {
-							i = wi
-						}
-					}
+				t.mu.Lock()
+				i = int(t.owner[o.Slot])
+				t.mu.Unlock()
+				if i < 0 {
+					return fmt.Errorf("target cluster: slot %d has no master", o.Slot)
 				}
 			}
 			to[i] = append(to[i], o)

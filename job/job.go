@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,9 +19,7 @@ import (
 
 	"ferry/conf"
 	"ferry/dial"
-	"ferry/rdb"
 	"ferry/reader"
-	"ferry/resp"
 	"ferry/spool"
 	"ferry/writer"
 )
@@ -75,7 +71,7 @@ type ShardState struct {
 type WriterState struct {
 	Name, Addr string
 	Stats      writer.Stats
-	Applied    writer.Position
+	Applied    writer.Position // of the first stream
 }
 
 // Summary is what a run did.
@@ -88,8 +84,12 @@ type Summary struct {
 	FullSyncs    int64
 	PartialSyncs int64
 	Swept        int64 // stale keys deleted after a full resync
-	Applied      writer.Position
-	Lag          int64 // source bytes received and not applied at the end
+	Applied      writer.Position // the first stream's position on the target
+	Lag          int64           // source bytes received and not applied at the end (all shards)
+	Shards       int
+	// CaughtUp: a migrate reached the source's offsets (it was not
+	// interrupted before).
+	CaughtUp bool
 }
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -104,18 +104,14 @@ type job struct {
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
 	stopping atomic.Bool
+	caught   atomic.Bool   // migrate: every stream caught up
 	seq      atomic.Uint64 // unit numbers (see applier.seq)
 
 	mu      sync.Mutex
 	sum     Summary
-	app     *applier
 	tgt     target
-	psync   *reader.PSync
-	sp      *spool.Spool
-	rdbOff  atomic.Int64 // RDB bytes parsed
-	rdbSize atomic.Int64
+	streams []*stream
 	phase   atomic.Pointer[string]
-	lag     lagClock
 }
 
 // Run runs the job until ctx is cancelled (sync), the target caught up
@@ -133,13 +129,18 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		err := j.attempt(ctx)
 		var rw *writer.RewoundError
 		if errors.As(err, &rw) && ctx.Err() == nil {
-			j.log.Warn().Err(err).Msg("the target lost writes it had acknowledged; resuming from the position it holds")
+			j.log.Warn().Err(err).Msg("the target lost writes it had acknowledged; resuming from the positions it holds")
 			j.rewound = true
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
 			}
 			continue
+		}
+		if err == nil {
+			j.setPhase("done")
+		} else {
+			j.setPhase("failed")
 		}
 		j.mu.Lock()
 		s := j.sum
@@ -151,33 +152,89 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 func (j *job) setPhase(p string) { j.phase.Store(&p) }
 
+// Phase is the job's phase: the phase of its least advanced stream while it
+// runs.
+func (j *job) Phase() string {
+	p := ""
+	if v := j.phase.Load(); v != nil {
+		p = *v
+	}
+	if p != "running" {
+		return p
+	}
+	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "import": 3, "sweeping": 4, "streaming": 5}
+	best := "streaming"
+	for _, s := range j.parts() {
+		sp := s.Phase()
+		if s.ps != nil {
+			if rp := s.ps.Stats().Phase; rank[rp] < rank[sp] {
+				sp = rp
+			}
+		}
+		if sp != "" && rank[sp] < rank[best] {
+			best = sp
+		}
+	}
+	return best
+}
+
+func (j *job) parts() []*stream {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.streams
+}
+
+func (j *job) writers() []*writer.Writer {
+	j.mu.Lock()
+	t := j.tgt
+	j.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	return t.writers()
+}
+
 // state is the job's live state; safe for concurrent use.
 func (j *job) state() State {
-	app, ws, ps := j.parts()
-	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: j.rdbSize.Load(), RDBParsed: j.rdbOff.Load()}
+	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
-	sp := j.sp
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
+	streams := j.streams
 	j.mu.Unlock()
-	if app != nil {
-		st.Keys += app.keys.Load()
-		st.Commands += app.commands.Load()
-		st.Expired += app.expired.Load()
-	}
-	for i, w := range ws {
-		st.Writers = append(st.Writers, WriterState{Name: fmt.Sprintf("ferry-writer-%d", i), Addr: w.Addr(), Stats: w.Stats(), Applied: w.Applied()})
-	}
-	if ps != nil {
-		sh := ShardState{Name: "ferry-reader-0", Addr: j.c.Source.Redacted(), Reader: ps.Stats()}
-		if sp != nil {
-			sh.Spool = sp.Stats()
+	sizeKnown := true
+	var size int64
+	for _, s := range streams {
+		st.Keys += s.app.keys.Load()
+		st.Commands += s.app.commands.Load()
+		st.Expired += s.app.expired.Load()
+		if rs := s.rdbSize.Load(); rs >= 0 {
+			size += rs
+		} else {
+			sizeKnown = false
 		}
-		sh.AppliedOffset = j.appliedOffset()
+		st.RDBParsed += s.rdbOff.Load()
+		if s.ps == nil {
+			continue
+		}
+		sh := ShardState{Name: s.sh.name, Reader: s.ps.Stats()}
+		sh.Addr = sh.Reader.Addr
+		if s.sp != nil {
+			sh.Spool = s.sp.Stats()
+		}
+		sh.AppliedOffset = s.applied()
 		if sh.AppliedOffset > 0 {
 			sh.LagBytes = max(sh.Reader.Received-sh.AppliedOffset, 0)
-			sh.LagSeconds = j.lag.seconds(sh.AppliedOffset)
+			sh.LagSeconds = s.lag.seconds(sh.AppliedOffset)
 		}
 		st.Shards = append(st.Shards, sh)
+	}
+	if sizeKnown && len(streams) > 0 {
+		st.RDBSize = size
+	}
+	for i, w := range j.writers() {
+		ws := WriterState{Name: fmt.Sprintf("ferry-writer-%d", i), Addr: w.Addr(), Stats: w.Stats()}
+		ws.Applied, _ = w.Applied(0)
+		st.Writers = append(st.Writers, ws)
 	}
 	return st
 }
@@ -217,7 +274,29 @@ func (j *job) openTarget(ctx context.Context) (target, error) {
 		return t, err
 	}
 	n.close()
-	return j.openCluster(ctx, nil)
+	return j.openCluster(ctx)
+}
+
+// newApplier is the applier of stream i.
+func (j *job) newApplier(i int, tgt target) *applier {
+	c := j.c
+	app := &applier{
+		job:     j,
+		stream:  i,
+		log:     j.log,
+		dbMap:   c.DBMap,
+		restore: c.Restore,
+		fenced:  c.Fence != "off",
+		seq:     &j.seq,
+	}
+	if i > 0 || j.c.RDB == "" {
+		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
+	}
+	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
+	for _, n := range tgt.nodes() {
+		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
+	}
+	return app
 }
 
 // attempt is one run of the machinery; a RewoundError makes Run start a new
@@ -230,31 +309,17 @@ func (j *job) attempt(ctx context.Context) error {
 	}
 	defer tgt.close()
 	_, cluster := tgt.(*clusterTarget)
-	found, pos, canResume := tgt.markers()
+	found := tgt.found()
 	if s := tgt.maxSeq(); s > j.seq.Load() {
 		j.seq.Store(s)
 	}
-	sweep := found || j.rewound
 	if !found && !j.rewound {
 		if err := j.checkEmpty(ctx, tgt.nodes()); err != nil {
 			return err
 		}
 	}
-	app := &applier{
-		job:     j,
-		log:     j.log,
-		dbMap:   c.DBMap,
-		restore: c.Restore,
-		fenced:  c.Fence != "off",
-		seq:     &j.seq,
-	}
-	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
-	for _, n := range tgt.nodes() {
-		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
-	}
-	app.out = tgt.newSink(app)
 	j.mu.Lock()
-	j.app, j.tgt = app, tgt
+	j.tgt, j.streams = tgt, nil
 	j.mu.Unlock()
 
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -262,11 +327,19 @@ func (j *job) attempt(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	tgt.start(gctx, g)
 	g.Go(func() error { return j.progress(gctx) })
+	j.setPhase("running")
 
 	if c.RDB != "" {
+		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
+		s.rdbSize.Store(-1)
+		s.app = j.newApplier(0, tgt)
+		s.app.out = tgt.newSink(s.app)
+		j.mu.Lock()
+		j.streams = []*stream{s}
+		j.mu.Unlock()
 		g.Go(func() error {
 			defer cancelRun()
-			if err := j.importFile(gctx, ctx, sweep); err != nil {
+			if err := s.importFile(gctx, ctx); err != nil {
 				return err
 			}
 			return j.finish(gctx, true)
@@ -274,66 +347,66 @@ func (j *job) attempt(ctx context.Context) error {
 		return j.wait(g)
 	}
 
-	src, err := dialOptions(c.Source, c.Source.Hosts[0])
+	src, err := j.openSource(ctx)
 	if err != nil {
 		return err
 	}
-	if cluster {
-		if err := j.checkSourceDBs(ctx, src); err != nil {
+	var streams []*stream
+	for i, sh := range src.shards {
+		s, err := j.openStream(ctx, i, sh, tgt, cluster, found)
+		if err != nil {
+			for _, s := range streams {
+				s.sp.Close()
+			}
 			return err
 		}
+		defer s.sp.Close()
+		// Whatever ends the run, a consumer waiting on the spool must wake.
+		defer context.AfterFunc(gctx, func() { s.sp.Close() })()
+		streams = append(streams, s)
 	}
-	sp, err := spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool"), MemLimit: c.SpoolMemory, MaxDisk: c.SpoolMaxDisk})
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer sp.Close()
-	// Whatever ends the run, a consumer waiting on the spool must wake up.
-	defer context.AfterFunc(gctx, func() { sp.Close() })()
-	start := reader.Start{}
-	if canResume {
-		start = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
-		app.replid, app.offset, app.db = pos.ReplID, pos.Offset, pos.DB
-		app.resumed = true
-		j.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
-	} else if found {
-		j.log.Info().Msg("the target holds an unfinished or inconsistent sync of this job; a full resync follows")
-	}
-	ps := reader.NewPSync(reader.Config{
-		Dial:  src,
-		Name:  "ferry-reader-0",
-		Log:   j.log.With().Str("conn", "ferry-reader-0").Logger(),
-		Acked: func() int64 { return j.appliedOffset() },
-	}, &spoolWriter{sp: sp, max: c.SpoolMaxDisk})
-	app.ackNow = ps.AckNow
 	j.mu.Lock()
-	j.psync, j.sp = ps, sp
+	j.streams = streams
+	j.sum.Shards = len(streams)
 	j.mu.Unlock()
 
-	readerCtx, stopReader := context.WithCancel(gctx)
-	defer stopReader()
-	live := make(chan struct{})
+	readerCtx, stopReaders := context.WithCancel(gctx)
+	defer stopReaders()
 	stop := func() {
 		if j.stopping.CompareAndSwap(false, true) {
-			stopReader()
-			sp.Close() // wakes the consumer
+			stopReaders()
+			for _, s := range streams {
+				s.sp.Close() // wakes the consumers
+			}
 		}
 	}
+	var consumers sync.WaitGroup
+	for _, s := range streams {
+		g.Go(func() error { return s.ps.Run(readerCtx, s.startAt) })
+		consumers.Add(1)
+		g.Go(func() error {
+			defer consumers.Done()
+			frames := reader.NewFrames(s.sp, func() int64 { st := s.sp.Stats(); return st.Written - st.Read }, func() { s.idle(gctx) })
+			err := s.consume(gctx, frames)
+			if err != nil && !j.stopping.Load() {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
-		return ps.Run(readerCtx, start)
-	})
-	g.Go(func() error {
+		consumers.Wait()
 		defer cancelRun()
-		frames := reader.NewFrames(sp, func() int64 { s := sp.Stats(); return s.Written - s.Read }, func() { j.idle(gctx) })
-		err := j.consume(gctx, frames, sweep, live)
-		if err != nil && !j.stopping.Load() {
-			return err
+		if gctx.Err() != nil {
+			return nil
 		}
-		return j.finish(gctx, j.o.Migrate)
+		// A migrate stopped before it caught up keeps its markers: a rerun
+		// resumes instead of refusing a target that is not empty.
+		return j.finish(gctx, j.o.Migrate && j.caught.Load())
 	})
 	var caughtUp <-chan struct{} // nil: sync runs until stopped
 	if j.o.Migrate {
-		caughtUp = j.caughtUp(gctx, live, src)
+		caughtUp = j.caughtUp(gctx, streams)
 	}
 	g.Go(func() error {
 		select {
@@ -342,12 +415,64 @@ func (j *job) attempt(ctx context.Context) error {
 		case <-gctx.Done():
 			return nil
 		case <-caughtUp:
-			j.log.Info().Int64("offset", j.appliedOffset()).Msg("caught up with the source")
+			j.caught.Store(true)
+			j.log.Info().Msg("caught up with the source")
 		}
 		stop()
 		return nil
 	})
 	return j.wait(g)
+}
+
+// openStream prepares shard i: where it resumes from, its spool, its reader
+// and its applier.
+func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, cluster, found bool) (*stream, error) {
+	c := j.c
+	d, err := sh.resolve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source %w", err)
+	}
+	if cluster {
+		if err := j.checkSourceDBs(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	s := &stream{j: j, i: i, sh: sh, live: make(chan struct{}), sweep: found || j.rewound}
+	s.rdbSize.Store(-1)
+	s.app = j.newApplier(i, tgt)
+	if found {
+		id, id2, _, err := replIDs(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("source %w", err)
+		}
+		s.app.replIDs = [2]string{id, id2}
+		if pos, ok := tgt.resumeFor(i, id, id2); ok {
+			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
+			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
+			s.app.resumed = true
+			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
+		} else {
+			s.app.log.Info().Msg("the target holds no resumable position of this shard; a full resync follows")
+		}
+	}
+	s.app.out = tgt.newSink(s.app)
+	s.sp, err = spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool", fmt.Sprint(i)), MemLimit: c.SpoolMemory, MaxDisk: c.SpoolMaxDisk})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	resolve := sh.resolve
+	if sh.fixed {
+		resolve = nil
+	}
+	s.ps = reader.NewPSync(reader.Config{
+		Dial:    d,
+		Name:    sh.name,
+		Log:     s.app.log,
+		Acked:   s.applied,
+		Resolve: resolve,
+	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
+	s.app.ackNow = s.ps.AckNow
+	return s, nil
 }
 
 // checkSourceDBs refuses, before anything is written, a source with keys in
@@ -373,28 +498,34 @@ func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
 
 func (j *job) wait(g *errgroup.Group) error {
 	err := g.Wait()
-	j.mu.Lock()
-	if j.tgt != nil {
-		ws := j.tgt.writers()
-		j.sum.Applied = ws[0].Applied()
-		for _, w := range ws[1:] {
-			if p := w.Applied(); p.Offset < j.sum.Applied.Offset {
-				j.sum.Applied = p
+	var sum Summary
+	first := true
+	for _, w := range j.writers() {
+		if p, ok := w.Applied(0); ok && (first || p.Offset < sum.Applied.Offset) {
+			sum.Applied, first = p, false
+		}
+	}
+	for _, s := range j.parts() {
+		if s.ps != nil {
+			st := s.ps.Stats()
+			sum.FullSyncs += st.FullSyncs
+			sum.PartialSyncs += st.PartialSyncs
+			if a := s.applied(); a > 0 && st.Received > a {
+				sum.Lag += st.Received - a
 			}
 		}
+		sum.Keys += s.app.keys.Swap(0)
+		sum.Expired += s.app.expired.Swap(0)
+		sum.Commands += s.app.commands.Swap(0)
 	}
-	if j.psync != nil {
-		st := j.psync.Stats()
-		j.sum.FullSyncs, j.sum.PartialSyncs = st.FullSyncs, st.PartialSyncs
-		if st.Received > j.sum.Applied.Offset && j.sum.Applied.State == writer.StateLive {
-			j.sum.Lag = st.Received - j.sum.Applied.Offset
-		}
-	}
-	if j.app != nil {
-		j.sum.Keys += j.app.keys.Swap(0)
-		j.sum.Expired += j.app.expired.Swap(0)
-		j.sum.Commands += j.app.commands.Swap(0)
-	}
+	j.mu.Lock()
+	j.sum.Applied, j.sum.Lag = sum.Applied, sum.Lag
+	j.sum.CaughtUp = j.caught.Load()
+	j.sum.FullSyncs += sum.FullSyncs
+	j.sum.PartialSyncs += sum.PartialSyncs
+	j.sum.Keys += sum.Keys
+	j.sum.Expired += sum.Expired
+	j.sum.Commands += sum.Commands
 	j.mu.Unlock()
 	return err
 }
@@ -444,198 +575,23 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
 	return nil
 }
 
-// appliedOffset is the source offset the target has applied, 0 before the
-// first snapshot is complete.
-func (j *job) appliedOffset() int64 {
-	_, ws, _ := j.parts()
-	var off int64 = -1
-	for _, w := range ws {
-		p := w.Applied()
-		if p.State != writer.StateLive {
-			return 0
-		}
-		if off < 0 || p.Offset < off {
-			off = p.Offset
-		}
-	}
-	return max(off, 0)
-}
-
-// idle is called when the consumer is about to wait for the source: what is
-// batched goes out now, so that latency stays low under a light load.
-func (j *job) idle(ctx context.Context) {
-	if j.app != nil && !j.app.inTx {
-		if err := j.app.out.flush(ctx); err != nil {
-			j.log.Debug().Err(err).Msg("idle flush")
-		}
-	}
-}
-
-// consume applies what the reader spooled.
-func (j *job) consume(ctx context.Context, frames *reader.Frames, sweep bool, live chan struct{}) error {
-	app := j.app
-	for {
-		if j.stopping.Load() {
-			return nil
-		}
-		ev, err := frames.Next()
-		if err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		switch ev.Kind {
-		case reader.FullSync:
-			j.setPhase("rdb")
-			j.rdbSize.Store(ev.RDBSize)
-			app.beginSnapshot(ev.ReplID, ev.Offset, sweep)
-			err := j.snapshot(ctx, frames.RDB(), ev.RDBSize)
-			if errors.Is(err, reader.ErrEndOfData) {
-				// The link dropped mid-snapshot; a new one follows and must
-				// sweep what this one left behind.
-				j.log.Warn().Msg("snapshot cut off; waiting for a new one")
-				app.out.dropUnit()
-				sweep = true
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := j.endSnapshot(ctx, app.sweep); err != nil {
-				return err
-			}
-			sweep = true // any later full resync follows this one's data
-			select {
-			case <-live:
-			default:
-				close(live)
-			}
-		case reader.Continue:
-			if app.replid != ev.ReplID {
-				app.replid = ev.ReplID
-			}
-			j.setPhase("streaming")
-			select {
-			case <-live:
-			default:
-				close(live)
-			}
-		case reader.Stream:
-			j.setPhase("streaming")
-			if err := j.stream(ctx, frames); err != nil && !errors.Is(err, reader.ErrEndOfData) {
-				if j.stopping.Load() {
-					return nil
-				}
-				return err
-			}
-		}
-	}
-}
-
-// stream applies the command stream until a full resync interrupts it.
-func (j *job) stream(ctx context.Context, frames *reader.Frames) error {
-	app := j.app
-	rr := resp.NewReader(frames.Stream(), 1<<20)
-	base := app.offset
-	for {
-		if j.stopping.Load() {
-			app.out.dropUnit()
-			return nil
-		}
-		args, err := rr.ReadCommand()
-		if err != nil {
-			app.out.dropUnit()
-			app.inTx = false
-			if errors.Is(err, reader.ErrEndOfData) {
-				return err
-			}
-			if j.stopping.Load() || errors.Is(err, spool.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("replication stream at offset %d: %w", base+rr.Consumed(), err)
-		}
-		if len(args) == 0 {
-			continue
-		}
-		end := base + rr.Consumed()
-		if id, ok := frames.ReplIDAt(rr.Consumed()); ok {
-			app.replid = id
-		}
-		if err := app.command(ctx, args, end); err != nil {
-			return err
-		}
-	}
-}
-
-// snapshot applies one RDB as it arrives.
-func (j *job) snapshot(ctx context.Context, r io.Reader, size int64) error {
-	app := j.app
-	rr := rdb.NewReader(r, rdb.Options{SpillDir: j.c.JobDir()})
-	defer rr.Close()
-	defer func() { j.addRDB(rr.Offset()) }()
-	for {
-		if j.stopping.Load() {
-			return context.Canceled
-		}
-		rec, err := rr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if errors.Is(err, reader.ErrEndOfData) {
-				return reader.ErrEndOfData
-			}
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		j.rdbOff.Store(rr.Offset())
-		err = app.record(ctx, rec, rr.Version())
-		rec.Release()
-		if err != nil {
-			return err
-		}
-	}
-}
-
 func (j *job) addRDB(n int64) {
 	j.mu.Lock()
 	j.sum.RDBBytes += n
 	j.mu.Unlock()
 }
 
-// endSnapshot makes the applied snapshot the target's state: everything is
-// flushed and acknowledged, stale keys are swept when needed, and the marker
-// turns live.
-func (j *job) endSnapshot(ctx context.Context, keep *keySet) error {
-	app := j.app
-	if err := app.out.flush(ctx); err != nil {
-		return err
-	}
-	if err := j.drain(ctx); err != nil {
-		return err
-	}
-	if keep != nil {
-		j.setPhase("sweeping")
-		if err := j.sweep(ctx, keep); err != nil {
-			return err
-		}
-		app.sweep = nil
-	}
-	app.snapshot = false
-	if err := app.out.endUnit(ctx, app.livePos()); err != nil {
-		return err
-	}
-	if err := app.out.flush(ctx); err != nil {
-		return err
-	}
-	j.setPhase("streaming")
-	j.log.Info().Int64("keys", app.keys.Load()).Dur("elapsed", time.Since(j.start)).Msg("snapshot applied")
-	return nil
-}
-
 // sweep deletes the target's keys that the snapshot just applied does not
-// have, on every master.
-func (j *job) sweep(ctx context.Context, keep *keySet) error {
+// have, on every master: for a shard of a cluster source, only keys of the
+// shard's slots (the other shards' keys are theirs).
+func (j *job) sweep(ctx context.Context, keep *keySet, sh *shard) error {
+	owned := func(int, string) bool { return true }
+	if sh != nil {
+		owned = func(_ int, key string) bool { return sh.owns(key) }
+	}
 	var deleted int64
 	for _, n := range j.tgt.nodes() {
-		d, err := n.sweep(ctx, keep, func(int, string) bool { return true })
+		d, err := n.sweep(ctx, keep, owned)
 		deleted += d
 		if err != nil {
 			return err
@@ -649,7 +605,7 @@ func (j *job) sweep(ctx context.Context, keep *keySet) error {
 }
 
 func (j *job) drain(ctx context.Context) error {
-	for _, w := range j.tgt.writers() {
+	for _, w := range j.writers() {
 		if err := w.Drain(ctx); err != nil {
 			return err
 		}
@@ -657,49 +613,12 @@ func (j *job) drain(ctx context.Context) error {
 	return nil
 }
 
-// importFile applies an RDB file as the snapshot.
-func (j *job) importFile(ctx, stopCtx context.Context, sweep bool) error {
-	f, err := os.Open(j.c.RDB)
-	if err != nil {
-		return fmt.Errorf("rdb file: %w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil {
-		j.rdbSize.Store(st.Size())
-	}
-	j.setPhase("import")
-	j.app.beginSnapshot("", 0, sweep)
-	go func() {
-		select {
-		case <-stopCtx.Done():
-			j.stopping.Store(true)
-		case <-ctx.Done():
-		}
-	}()
-	if err := j.snapshot(ctx, f, -1); err != nil {
-		if j.stopping.Load() {
-			return errors.New("import interrupted")
-		}
-		return fmt.Errorf("%s: %w", j.c.RDB, err)
-	}
-	if err := j.app.out.flush(ctx); err != nil {
-		return err
-	}
-	if err := j.drain(ctx); err != nil {
-		return err
-	}
-	if j.app.sweep != nil {
-		return j.sweep(ctx, j.app.sweep)
-	}
-	return nil
-}
-
 // finish flushes and acknowledges everything, and for runs that end (migrate,
 // import) removes the marker: the target then holds exactly the data.
 func (j *job) finish(ctx context.Context, removeMarker bool) error {
-	if j.app != nil {
-		j.app.out.dropUnit()
-		if err := j.app.out.flush(ctx); err != nil {
+	for _, s := range j.parts() {
+		s.app.out.dropUnit()
+		if err := s.app.out.flush(ctx); err != nil {
 			return err
 		}
 	}
@@ -719,36 +638,70 @@ func (j *job) finish(ctx context.Context, removeMarker bool) error {
 	return nil
 }
 
-// caughtUp closes its channel once the snapshot is live and the target has
-// applied every write the source had at that moment.
-func (j *job) caughtUp(ctx context.Context, live chan struct{}, src dial.Options) <-chan struct{} {
+// caughtUp closes its channel once every stream's snapshot is live and the
+// target has applied every write its shard had at that moment.
+func (j *job) caughtUp(ctx context.Context, streams []*stream) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
-		select {
-		case <-live:
-		case <-ctx.Done():
-			return
+		var wg sync.WaitGroup
+		for _, s := range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.waitCaughtUp(ctx)
+			}()
 		}
-		ctl := newCtl(src)
-		defer ctl.Close()
-		var target int64 = -1
-		for ctx.Err() == nil {
-			if target < 0 {
-				if off, err := masterOffset(ctx, ctl); err == nil {
-					target = off
-				}
-			}
-			if target >= 0 && j.appliedOffset() >= target {
-				close(done)
-				return
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
+		wg.Wait()
+		if ctx.Err() == nil {
+			close(done)
 		}
 	}()
 	return done
+}
+
+func (s *stream) waitCaughtUp(ctx context.Context) {
+	select {
+	case <-s.live:
+	case <-ctx.Done():
+		return
+	}
+	var target int64 = -1
+	for ctx.Err() == nil {
+		if target < 0 {
+			if off, err := s.sourceOffset(ctx); err == nil {
+				target = off
+			}
+		}
+		if target >= 0 && s.applied() >= target {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sourceOffset reads the replication offset of the node the stream reads.
+func (s *stream) sourceOffset(ctx context.Context) (int64, error) {
+	d, err := s.sh.resolve(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ctl := newCtl(d)
+	defer ctl.Close()
+	return masterOffset(ctx, ctl)
+}
+
+// idle is called when the stream's consumer is about to wait for the
+// source: what is batched goes out now, so that latency stays low under a
+// light load.
+func (s *stream) idle(ctx context.Context) {
+	if !s.app.inTx {
+		if err := s.app.out.flush(ctx); err != nil {
+			s.app.log.Debug().Err(err).Msg("idle flush")
+		}
+	}
 }
 
 // spoolWriter is where the reader writes: a spool past its disk limit is a
@@ -764,12 +717,4 @@ func (s *spoolWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("the spool reached spool_max_disk (%d bytes): the target cannot keep up with the source", s.max)
 	}
 	return n, err
-}
-
-// Phase is the job's phase for status lines.
-func (j *job) Phase() string {
-	if p := j.phase.Load(); p != nil {
-		return *p
-	}
-	return ""
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"ferry/dial"
-	"ferry/reader"
-	"ferry/writer"
 )
 
 func newCtl(o dial.Options) *redis.Client {
@@ -72,7 +70,7 @@ func (l *lagClock) seconds(applied int64) float64 {
 	return time.Since(l.samples[i].at).Seconds()
 }
 
-// progress logs a line every progress_interval and samples the lag clock.
+// progress logs a line every progress_interval and samples the lag clocks.
 func (j *job) progress(ctx context.Context) error {
 	every := j.c.ProgressInterval
 	sample := time.NewTicker(100 * time.Millisecond)
@@ -90,31 +88,32 @@ func (j *job) progress(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-sample.C:
-			_, _, ps := j.parts()
-			if ps != nil {
-				j.lag.observe(ps.Stats().Received)
+			for _, s := range j.parts() {
+				if s.ps != nil {
+					s.lag.observe(s.ps.Stats().Received)
+				}
 			}
 		case <-logC:
-			app, writers, ps := j.parts()
+			st := j.state()
 			ops := int64(0)
-			for _, w := range writers {
-				ops += w.Stats().Ops
+			for _, w := range st.Writers {
+				ops += w.Stats.Ops
 			}
 			rate := float64(ops-lastOps) / time.Since(lastAt).Seconds()
 			lastOps, lastAt = ops, time.Now()
-			ev := j.log.Info().Str("phase", j.Phase()).Float64("ops_per_s", round1(rate))
-			if app != nil {
-				ev = ev.Int64("keys", app.keys.Load()).Int64("commands", app.commands.Load())
+			ev := j.log.Info().Str("phase", st.Phase).Float64("ops_per_s", round1(rate)).
+				Int64("keys", st.Keys).Int64("commands", st.Commands)
+			if st.Phase == "rdb" || st.Phase == "import" {
+				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", bytesHuman(st.RDBParsed), bytesHuman(st.RDBSize)))
 			}
-			if size := j.rdbSize.Load(); j.Phase() == "rdb" || j.Phase() == "import" {
-				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", bytesHuman(j.rdbOff.Load()), bytesHuman(size)))
+			var lagBytes int64
+			var lagS float64
+			for _, sh := range st.Shards {
+				lagBytes += sh.LagBytes
+				lagS = max(lagS, sh.LagSeconds)
 			}
-			if ps != nil {
-				st := ps.Stats()
-				applied := j.appliedOffset()
-				if applied > 0 {
-					ev = ev.Int64("lag_bytes", max(st.Received-applied, 0)).Float64("lag_s", round1(j.lag.seconds(applied)))
-				}
+			if len(st.Shards) > 0 {
+				ev = ev.Int64("lag_bytes", lagBytes).Float64("lag_s", round1(lagS))
 			}
 			ev.Msg("progress")
 		}
@@ -122,6 +121,8 @@ func (j *job) progress(ctx context.Context) error {
 }
 
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
+
+func sinceSeconds(t time.Time) float64 { return time.Since(t).Seconds() }
 
 func bytesHuman(n int64) string {
 	switch {
@@ -135,16 +136,4 @@ func bytesHuman(n int64) string {
 		return fmt.Sprintf("%.1fKB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%dB", n)
-}
-
-// parts returns the current attempt's components.
-func (j *job) parts() (*applier, []*writer.Writer, *reader.PSync) {
-	j.mu.Lock()
-	app, tgt, ps := j.app, j.tgt, j.psync
-	j.mu.Unlock()
-	var ws []*writer.Writer
-	if tgt != nil {
-		ws = tgt.writers()
-	}
-	return app, ws, ps
 }

@@ -2,8 +2,10 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"ferry/writer"
@@ -14,15 +16,17 @@ import (
 type target interface {
 	// writers are the target's writers, one per master.
 	writers() []*writer.Writer
-	// markers says whether ferry's markers of this job were found, and the
-	// position a restarted job can resume the source from (ok=false: a full
-	// resync is needed).
-	markers() (found bool, resume writer.Position, ok bool)
+	// found says whether markers of this job are on the target.
+	found() bool
+	// resumeFor is where stream i, whose source node continues the
+	// replication histories id and id2, can resume (ok=false: it cannot,
+	// a full resync of that shard follows).
+	resumeFor(i int, id, id2 string) (writer.Position, bool)
 	// maxSeq is the highest unit number found in the markers.
 	maxSeq() uint64
 	// nodes are the masters' control connections.
 	nodes() []*node
-	// newSink returns where the applier's commands go.
+	// newSink returns where an applier's commands go.
 	newSink(app *applier) sink
 	// start launches the writers (and anything that watches them) in g.
 	start(ctx context.Context, g *errgroup.Group)
@@ -31,32 +35,61 @@ type target interface {
 	close()
 }
 
-// standaloneTarget is one Redis server with one writer.
+// maxStreams bounds the source shards of one job (and the markers a restart
+// looks for).
+const maxStreams = 64
+
+// standaloneTarget is one Redis server with one writer, and one marker per
+// source stream.
 type standaloneTarget struct {
-	n         *node
-	w         *writer.Writer
-	markerKey string
-	pos       writer.Position
-	found     bool
+	j       *job
+	n       *node
+	w       *writer.Writer
+	markers map[string]writer.Position // found at start
 }
 
 const markerDB = 0
+
+// streamMarkerKey is the marker of stream i on a standalone target.
+func streamMarkerKey(job string, i int) string {
+	if i == 0 {
+		return writer.MarkerKey(job)
+	}
+	return fmt.Sprintf("%s:%d", writer.MarkerKey(job), i)
+}
 
 func (j *job) openStandalone(ctx context.Context, n *node) (*standaloneTarget, error) {
 	c := j.c
 	if err := n.probe(ctx, ownPrefix+c.Name+":probe"); err != nil {
 		return nil, err
 	}
-	t := &standaloneTarget{n: n, markerKey: writer.MarkerKey(c.Name)}
-	var err error
-	if t.pos, t.found, err = n.readMarker(ctx, t.markerKey, markerDB); err != nil {
-		return nil, err
+	t := &standaloneTarget{j: j, n: n, markers: map[string]writer.Position{}}
+	p := n.ctl.Pipeline()
+	cmds := make([]*redis.StringCmd, maxStreams)
+	for i := range cmds {
+		cmds[i] = p.Get(ctx, streamMarkerKey(c.Name, i))
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("target %s: read markers: %w", n.addr.Addr, err)
+	}
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("target %s: read marker: %w", n.addr.Addr, err)
+		}
+		pos, err := writer.ParsePosition(v)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", n.addr.Addr, err)
+		}
+		t.markers[streamMarkerKey(c.Name, i)] = pos
 	}
 	t.w = writer.New(j.writerConfig(0, n, writer.Config{
-		MarkerKey:  t.markerKey,
-		MarkerDB:   markerDB,
-		Start:      t.pos,
-		StartFound: t.found,
+		MarkerKey: writer.MarkerKey(c.Name),
+		MarkerDB:  markerDB,
+		Found:     t.markers,
 	}))
 	return t, nil
 }
@@ -74,23 +107,59 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.OnError = errorPolicy(c.OnError)
 	cfg.Log = j.log
 	cfg.Throttle = j.o.Throttle
-	cfg.Low = j.appliedOffset
+	cfg.Low = j.low
 	return cfg
+}
+
+// low is stream i's global low watermark: every unit of the stream up to it
+// is applied on every master.
+func (j *job) low(i int) int64 {
+	for _, s := range j.parts() {
+		if s.i == i {
+			return s.applied()
+		}
+	}
+	return -1
 }
 
 func (t *standaloneTarget) writers() []*writer.Writer { return []*writer.Writer{t.w} }
 func (t *standaloneTarget) nodes() []*node            { return []*node{t.n} }
-func (t *standaloneTarget) maxSeq() uint64            { return t.pos.Seq }
 func (t *standaloneTarget) close()                    { t.n.close() }
+func (t *standaloneTarget) found() bool               { return len(t.markers) > 0 }
 
-func (t *standaloneTarget) markers() (bool, writer.Position, bool) {
-	ok := t.found && t.pos.State == writer.StateLive && t.pos.ReplID != ""
-	return t.found, t.pos, ok
+func (t *standaloneTarget) maxSeq() uint64 {
+	var m uint64
+	for _, p := range t.markers {
+		m = max(m, p.Seq)
+	}
+	return m
+}
+
+// resumeFor picks, among the markers of the shard's replication history, the
+// most recent one. Any marker not live means the job stopped in a snapshot
+// or after a refused batch: a full resync.
+func (t *standaloneTarget) resumeFor(i int, id, id2 string) (writer.Position, bool) {
+	var best writer.Position
+	ok := false
+	for _, p := range t.markers {
+		if p.ReplID == "" || (p.ReplID != id && p.ReplID != id2) {
+			continue
+		}
+		if p.State != writer.StateLive {
+			return writer.Position{}, false
+		}
+		if !ok || p.Seq > best.Seq {
+			best, ok = p, true
+		}
+	}
+	return best, ok
 }
 
 func (t *standaloneTarget) newSink(app *applier) sink {
-	c := app.job.c
-	return &single{b: newBatcher(t.w, c.BatchMaxOps, c.BatchMaxBytes)}
+	c := t.j.c
+	b := newBatcher(t.w, c.BatchMaxOps, c.BatchMaxBytes)
+	b.stream, b.markerKey = app.stream, streamMarkerKey(c.Name, app.stream)
+	return &single{b: b}
 }
 
 func (t *standaloneTarget) start(ctx context.Context, g *errgroup.Group) {
@@ -98,7 +167,11 @@ func (t *standaloneTarget) start(ctx context.Context, g *errgroup.Group) {
 }
 
 func (t *standaloneTarget) removeMarkers(ctx context.Context) error {
-	return t.n.deleteMarker(ctx, t.markerKey, markerDB)
+	keys := make([]string, 0, maxStreams)
+	for i := 0; i < maxStreams; i++ {
+		keys = append(keys, streamMarkerKey(t.j.c.Name, i))
+	}
+	return t.n.ctl.Unlink(ctx, keys...).Err()
 }
 
 // single is the sink of a standalone target: one batcher, dbs as they come.

@@ -38,7 +38,10 @@ type Config struct {
 	// the master with REPLCONF ACK (the master shows it as the replica's
 	// offset, and WAIT counts it). 0 means nothing applied yet.
 	Acked func() int64
-	Log   zerolog.Logger
+	// Resolve, if set, says where to connect before each attempt: the
+	// shard's master now (after a failover), or the replica to read from.
+	Resolve func(ctx context.Context) (dial.Options, error)
+	Log     zerolog.Logger
 }
 
 // Start says where to begin: an empty ReplID asks for a full resync.
@@ -49,6 +52,7 @@ type Start struct {
 
 // Stats describe the link for status and metrics.
 type Stats struct {
+	Addr         string // the node read from
 	Phase        string // connecting, handshake, waiting-bgsave, rdb, streaming
 	ReplID       string
 	Received     int64 // offset of the last byte received
@@ -92,7 +96,7 @@ func NewPSync(cfg Config, out io.Writer) *PSync {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 60 * time.Second
 	}
-	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1)}
+	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1), stats: Stats{Addr: cfg.Dial.Addr}}
 }
 
 // Stats returns a snapshot of the link's state.
@@ -165,8 +169,23 @@ func (p *PSync) frame(kind byte, payload []byte) error {
 
 // link runs one connection: handshake, PSYNC, snapshot if any, stream.
 func (p *PSync) link(ctx context.Context) error {
-	addr := p.cfg.Dial.Addr
 	p.update(func(s *Stats) { s.Phase = "connecting" })
+	if p.cfg.Resolve != nil {
+		d, err := p.cfg.Resolve(ctx)
+		if err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		if d.Addr != p.cfg.Dial.Addr {
+			if p.cfg.Dial.Addr != "" {
+				p.cfg.Log.Info().Str("old", p.cfg.Dial.Addr).Str("new", d.Addr).Msg("source shard is served by another node now; continuing there")
+			}
+			p.mu.Lock()
+			p.cfg.Dial = d
+			p.stats.Addr = d.Addr
+			p.mu.Unlock()
+		}
+	}
+	addr := p.cfg.Dial.Addr
 	c, err := dial.Open(ctx, p.cfg.Dial, p.cfg.Name, 1<<20)
 	if err != nil {
 		err = fmt.Errorf("source %w", err)

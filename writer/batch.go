@@ -29,7 +29,10 @@ type Batch struct {
 	// default). Several source shards writing into one standalone target
 	// each keep their own marker.
 	MarkerKey string
-	marked    int // ops[:marked] have their unit set
+	// Stream is the source shard the batch comes from: positions are kept
+	// per stream, since offsets of different shards do not compare.
+	Stream int
+	marked int // ops[:marked] have their unit set
 }
 
 type opRef struct {
@@ -54,6 +57,7 @@ func (b *Batch) reset() {
 	b.ops = b.ops[:0]
 	b.Pos = Position{}
 	b.MarkerKey = ""
+	b.Stream = 0
 	b.marked = 0
 }
 
@@ -179,11 +183,13 @@ func (b *Batch) Describe(i int) string {
 // Op is one command taken out of a batch to be routed again (after a
 // MOVED): its encoding and where it came from.
 type Op struct {
-	Enc  []byte
-	DB   int
-	Slot int
-	Seq  uint64
-	Off  int64
+	Enc    []byte
+	DB     int
+	Slot   int
+	Seq    uint64
+	Off    int64
+	Stream int
+	Pos    Position // the position of the batch it came from (replid, state)
 }
 
 // Args decodes the command.
@@ -194,7 +200,7 @@ func (o Op) Args() [][]byte {
 
 func (b *Batch) takeOp(i int) Op {
 	o := b.ops[i]
-	return Op{Enc: append([]byte(nil), b.op(i)...), DB: int(o.db), Slot: int(o.slot), Seq: o.seq, Off: o.off}
+	return Op{Enc: append([]byte(nil), b.op(i)...), DB: int(o.db), Slot: int(o.slot), Seq: o.seq, Off: o.off, Stream: b.Stream, Pos: b.Pos}
 }
 
 // AddOp appends an op taken from another batch, keeping its unit.
@@ -222,6 +228,7 @@ func (b *Batch) without(drop func(i int) bool) *Batch {
 	nb.marked = len(nb.ops)
 	nb.Pos = b.Pos
 	nb.MarkerKey = b.MarkerKey
+	nb.Stream = b.Stream
 	return nb
 }
 

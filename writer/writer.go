@@ -51,23 +51,26 @@ type Config struct {
 	MarkerKey string // standalone: the default marker (a batch may name its own)
 	MarkerDB  int
 	// Slotted: the target is a cluster master. Commands carry slots, groups
-	// are per slot and SlotMarker names each slot's marker key. HomeSlot, a
-	// slot this master owns, holds the position of keyless commands and idle
-	// position updates.
-	Slotted    bool
-	SlotMarker func(slot int) string
-	HomeSlot   int
+	// are per slot and SlotMarker names each slot's marker key. StreamMarker
+	// names, per source stream, a key in a slot this master owns: it holds
+	// the stream's position for keyless commands and idle position updates
+	// (a slot's own marker belongs to the one source shard that writes it).
+	Slotted      bool
+	SlotMarker   func(slot int) string
+	StreamMarker func(stream int) string
 	// Fence applies every group in MULTI/EXEC together with its marker, so a
 	// replay after a drop never repeats a write. Without it a replay may
 	// repeat the writes that were in flight when the link dropped (harmless
 	// for SET/DEL/RESTORE, wrong for INCR/LPUSH/APPEND…).
 	Fence bool
-	// Low, if set, is the job's global low watermark (every unit at or below
-	// it is applied everywhere), recorded in every marker for restarts.
-	Low func() int64
-	// Start is the marker as the job found it before starting (standalone).
-	Start      Position
-	StartFound bool
+	// Low, if set, is a stream's global low watermark (every unit of the
+	// stream at or below it is applied on every master), recorded in every
+	// marker for restarts.
+	Low func(stream int) int64
+	// Found are the markers the job found on the target before starting
+	// (standalone: one per source stream), so that a target that later
+	// loses them is noticed.
+	Found map[string]Position
 
 	MaxInflight       int64         // bytes sent and not yet acknowledged (default 32 MiB)
 	MaxQueued         int64         // bytes submitted and not yet sent (default 64 MiB)
@@ -142,7 +145,8 @@ type Writer struct {
 	inflight      []*flight
 	inflightBytes int64
 	sending       int // batches taken off the queue and not yet in flight
-	applied       Position
+	applied       map[int]Position  // stream → position of its last batch acknowledged
+	streamKey     map[int]string    // standalone: stream → its marker key
 	acked         map[string]uint64 // marker key → last unit acknowledged under it
 	redirected    []Op
 	injected      map[*Batch]bool // batches of re-routed ops not yet applied
@@ -160,11 +164,13 @@ type Writer struct {
 // New returns a writer; call Run to connect.
 func New(cfg Config) *Writer {
 	cfg.defaults()
-	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{}, injected: map[*Batch]bool{}}
+	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{},
+		injected: map[*Batch]bool{}, applied: map[int]Position{}, streamKey: map[int]string{}}
 	w.cond = sync.NewCond(&w.qmu)
-	if cfg.StartFound && !cfg.Slotted {
-		w.acked[cfg.MarkerKey] = cfg.Start.Seq
-		w.applied = cfg.Start
+	if !cfg.Slotted {
+		for k, p := range cfg.Found {
+			w.acked[k] = p.Seq
+		}
 	}
 	return w
 }
@@ -230,9 +236,11 @@ func (w *Writer) Inject(ops []Op) {
 		b.AddOp(o)
 	}
 	w.qmu.Lock()
-	b.Pos = w.applied
-	b.Pos.Seq = ops[len(ops)-1].Seq
-	b.Pos.Offset = ops[len(ops)-1].Off
+	last := ops[len(ops)-1]
+	b.Stream = last.Stream
+	b.Pos = last.Pos
+	b.Pos.Seq = last.Seq
+	b.Pos.Offset = last.Off
 	w.injected[b] = true
 	w.queue = append([]*Batch{b}, w.queue...)
 	w.queuedBytes += int64(b.Size())
@@ -297,22 +305,27 @@ func (w *Writer) Drain(ctx context.Context) error {
 // Addr is the target server's address.
 func (w *Writer) Addr() string { return w.dialOpts().Addr }
 
-// Applied is the position of the last batch the target acknowledged. While
-// redirected or injected commands are outstanding, its offset stays below
-// theirs.
-func (w *Writer) Applied() Position {
+// Applied is the position of the stream's last batch the target
+// acknowledged (ok=false: none yet). While redirected or injected commands
+// of the stream are outstanding, its offset stays below theirs.
+func (w *Writer) Applied(stream int) (Position, bool) {
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
-	p := w.applied
+	p, ok := w.applied[stream]
 	for _, o := range w.redirected {
-		p.Offset = min(p.Offset, o.Off-1)
+		if o.Stream == stream {
+			p.Offset = min(p.Offset, o.Off-1)
+		}
 	}
 	for b := range w.injected {
+		if b.Stream != stream {
+			continue
+		}
 		for i := range b.ops {
 			p.Offset = min(p.Offset, b.ops[i].off-1)
 		}
 	}
-	return p
+	return p, ok
 }
 
 // Err is the writer's fatal error, if it has one.
@@ -412,23 +425,36 @@ func (w *Writer) Run(ctx context.Context) error {
 // markDirty records on the target that it is not consistent with any source
 // position, so that a restart does a full resync instead of resuming.
 func (w *Writer) markDirty(ctx context.Context) {
+	fail := func(err error) {
+		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
+	}
 	c, err := dial.Open(ctx, w.dialOpts(), w.cfg.Name, 4096)
 	if err != nil {
-		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
+		fail(err)
 		return
 	}
 	defer c.Close()
-	p := w.Applied()
-	p.State = StateDirty
-	key := w.cfg.MarkerKey
-	if w.cfg.Slotted {
-		key = w.cfg.SlotMarker(w.cfg.HomeSlot)
-	} else if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
-		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
-		return
+	if !w.cfg.Slotted {
+		if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			fail(err)
+			return
+		}
 	}
-	if _, err := c.Do("SET", key, p.Encode()); err != nil {
-		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
+	w.qmu.Lock()
+	marks := map[string]Position{}
+	for stream, p := range w.applied {
+		key := w.streamKey[stream]
+		if w.cfg.Slotted {
+			key = w.cfg.StreamMarker(stream)
+		}
+		p.State = StateDirty
+		marks[key] = p
+	}
+	w.qmu.Unlock()
+	for key, p := range marks {
+		if _, err := c.Do("SET", key, p.Encode()); err != nil {
+			fail(err)
+		}
 	}
 }
 
@@ -668,18 +694,23 @@ func (w *Writer) resume(c *resp.Conn) error {
 	return nil
 }
 
+func (w *Writer) markerOf(b *Batch) string {
+	if b.MarkerKey != "" {
+		return b.MarkerKey
+	}
+	return w.cfg.MarkerKey
+}
+
 // ackBatchLocked records that every command of b is applied.
 func (w *Writer) ackBatchLocked(b *Batch) {
 	if !w.injected[b] {
-		w.applied = b.Pos
+		w.applied[b.Stream] = b.Pos
 	}
 	delete(w.injected, b)
 	if !w.cfg.Slotted {
-		key := b.MarkerKey
-		if key == "" {
-			key = w.cfg.MarkerKey
-		}
+		key := w.markerOf(b)
 		w.acked[key] = max(w.acked[key], b.Pos.Seq)
+		w.streamKey[b.Stream] = key
 	}
 	w.batches.Add(1)
 	w.ops.Add(int64(b.Len()))
@@ -851,39 +882,61 @@ var (
 func (s *session) plan(bs []*Batch) *flight {
 	w := s.w
 	f := &flight{batches: bs}
-	low := int64(-1)
-	if w.cfg.Low != nil {
-		low = w.cfg.Low()
+	lows := map[int]int64{}
+	low := func(stream int) int64 {
+		if w.cfg.Low == nil {
+			return -1
+		}
+		l, ok := lows[stream]
+		if !ok {
+			l = w.cfg.Low(stream)
+			lows[stream] = l
+		}
+		return l
 	}
-	marker := func(pos Position, seq uint64, off int64) string {
+	marker := func(b *Batch, seq uint64, off int64) string {
+		pos := b.Pos
 		pos.Seq, pos.Offset = seq, off
-		pos.Low = low
+		pos.Low = low(b.Stream)
 		return pos.Encode()
 	}
-	last := bs[len(bs)-1]
 	if !w.cfg.Slotted {
 		// Standalone: one group per batch (a flight holds one batch).
 		b := bs[0]
-		key := b.MarkerKey
-		if key == "" {
-			key = w.cfg.MarkerKey
-		}
-		g := group{marker: key, value: marker(b.Pos, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq, multi: w.cfg.Fence && b.Len() > 0}
+		g := group{marker: w.markerOf(b), value: marker(b, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq, multi: w.cfg.Fence && b.Len() > 0}
 		for i := range b.ops {
 			g.ops = append(g.ops, opAt{0, int32(i)})
 		}
 		f.groups = []group{g}
 		return f
 	}
+	// Position updates: the last batch of each stream in the flight.
+	var streams []int
+	lastOf := map[int]*Batch{}
+	for _, b := range bs {
+		if _, ok := lastOf[b.Stream]; !ok {
+			streams = append(streams, b.Stream)
+		}
+		lastOf[b.Stream] = b
+	}
+	positions := func() {
+		for _, st := range streams {
+			b := lastOf[st]
+			f.groups = append(f.groups, group{marker: w.cfg.StreamMarker(st), value: marker(b, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq})
+		}
+	}
 	if !w.cfg.Fence {
-		// Unfenced: everything in order, one marker update at the end.
-		g := group{marker: w.cfg.SlotMarker(w.cfg.HomeSlot), value: marker(last.Pos, last.Pos.Seq, last.Pos.Offset), seq: last.Pos.Seq}
+		// Unfenced: everything in order, then the position updates.
+		g := group{}
 		for bi, b := range bs {
 			for i := range b.ops {
 				g.ops = append(g.ops, opAt{int32(bi), int32(i)})
 			}
 		}
-		f.groups = []group{g}
+		if len(g.ops) > 0 {
+			f.groups = append(f.groups, g)
+		}
+		positions()
 		return f
 	}
 	// Cluster, fenced: one transaction per slot. Keyless commands (slot -1)
@@ -902,8 +955,8 @@ func (s *session) plan(bs []*Batch) *flight {
 			at := opAt{int32(bi), int32(i)}
 			if o.slot < 0 {
 				flushSeg()
-				f.groups = append(f.groups, group{ops: []opAt{at}, marker: w.cfg.SlotMarker(w.cfg.HomeSlot),
-					value: marker(b.Pos, o.seq, o.off), seq: o.seq, multi: true})
+				f.groups = append(f.groups, group{ops: []opAt{at}, marker: w.cfg.StreamMarker(b.Stream),
+					value: marker(b, o.seq, o.off), seq: o.seq, multi: true})
 				continue
 			}
 			gi, ok := bySlot[o.slot]
@@ -915,13 +968,12 @@ func (s *session) plan(bs []*Batch) *flight {
 			g := &seg[gi]
 			g.ops = append(g.ops, at)
 			g.seq = o.seq
-			g.value = marker(b.Pos, o.seq, o.off)
+			g.value = marker(b, o.seq, o.off)
 		}
 	}
 	flushSeg()
 	if len(f.groups) == 0 {
-		// Only position updates: record the latest on the home slot.
-		f.groups = []group{{marker: w.cfg.SlotMarker(w.cfg.HomeSlot), value: marker(last.Pos, last.Pos.Seq, last.Pos.Offset), seq: last.Pos.Seq}}
+		positions()
 	}
 	return f
 }
@@ -972,8 +1024,10 @@ func (s *session) write(bs []*Batch) error {
 			g.items = append(g.items, itemInternal)
 			s.curDB = w.cfg.MarkerDB
 		}
-		items = append(items, out{resp.AppendCommandStrings(nil, "SET", g.marker, g.value), true})
-		g.items = append(g.items, itemInternal)
+		if g.marker != "" {
+			items = append(items, out{resp.AppendCommandStrings(nil, "SET", g.marker, g.value), true})
+			g.items = append(g.items, itemInternal)
+		}
 		for _, it := range items {
 			size += int64(len(it.enc))
 		}

@@ -23,11 +23,15 @@ import (
 	"ferry/internal/redistest"
 )
 
-// jobFile writes a job file that keeps ferry's own files in a temp dir and
-// logs as JSON, plus extra settings (top-level keys only).
+// jobFile writes a job file that keeps ferry's own files in a temp dir,
+// logs as JSON and serves no status (unless extra sets status_addr), plus
+// extra settings (top-level keys only).
 func jobFile(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
+	if !strings.Contains(extra, "status_addr") {
+		extra = "status_addr = \"off\"\n" + extra
+	}
 	return writeFile(t, dir, "job.toml", fmt.Sprintf("data_dir = %q\nprogress_interval = \"0s\"\nlog_format = \"json\"\n%s\n",
 		filepath.Join(dir, "data"), extra))
 }
@@ -392,5 +396,27 @@ func TestSyncSIGTERM(t *testing.T) {
 	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
 	if !markerExists(t, dst, "term") {
 		t.Errorf("sync did not keep its resume marker __ferry:term:pos on the target")
+	}
+}
+
+// TestMigrateInterrupted: a migrate stopped by SIGTERM before the target
+// caught up is not a success: exit 1, and no "migrated" line.
+func TestMigrateInterrupted(t *testing.T) {
+	t.Parallel()
+	// The source holds its snapshot back for 30 s: the migrate is stopped
+	// while it waits.
+	src := redistest.Start(t, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "30")
+	dst := redistest.Start(t)
+	src.Do(t, "SET", "k", "v")
+	p := startFerry(t, "migrate", "--source", src.URL(), "--target", dst.URL(), "--job", "cut", "-c", jobFile(t, ""))
+	redistest.WaitFor(t, 30*time.Second, func() bool { return len(src.ClientsNamed(t, "ferry-reader-0")) == 1 }, "ferry's replica link on the source")
+	time.Sleep(200 * time.Millisecond)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := p.wait(t, 20*time.Second)
+	checkFailure(t, code, out, errs, exitFailure, "migrate interrupted")
+	if out != "" {
+		t.Errorf("an interrupted migrate printed a result: %q", out)
 	}
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,7 +119,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"Usage:", "Commands:", "sync", "migrate", "config", "version", "Exit codes"}},
+		{[]string{"--help"}, []string{"Usage:", "Commands:", "sync", "migrate", "verify", "run", "config", "version", "Exit codes"}},
 		{[]string{"-h"}, []string{"Usage:", "Commands:"}},
 		{[]string{"help"}, []string{"Usage:", "Commands:"}},
 		{[]string{"sync", "--help"}, []string{"Usage: ferry sync", "-source", "-target", "-rdb", "-c string", "-job", "-log-level", "SIGTERM"}},
@@ -128,6 +129,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"config", "--help"}, []string{"Usage: ferry config check -c FILE"}},
 		{[]string{"config", "check", "--help"}, []string{"Usage: ferry config check", "-c string", "***"}},
 		{[]string{"version", "--help"}, []string{"Usage: ferry version"}},
+		{[]string{"run", "--help"}, []string{"Usage: ferry run -c FILE", "max_parallel", "fail_fast", "-log-level"}},
+		{[]string{"help", "run"}, []string{"Usage: ferry run"}},
 		// Help wins over the other flags, even invalid values.
 		{[]string{"sync", "--target", "nope://x", "--help"}, []string{"Usage: ferry sync"}},
 	} {
@@ -313,5 +316,67 @@ func TestNotBuiltSettings(t *testing.T) {
 		if code, _, errs := ferryRun("config", "check", "-c", p); code != exitOK {
 			t.Errorf("%s: config check: exit %d: %s", c.name, code, errs)
 		}
+	}
+}
+
+// TestStatusAddrBusy: a status_addr the user chose and that cannot be bound
+// is a configuration error (exit 2) naming the address, before anything is
+// copied; for run as for sync and migrate.
+func TestStatusAddrBusy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	dir := t.TempDir()
+	job := writeFile(t, dir, "job.toml", fmt.Sprintf("status_addr = %q\ndata_dir = %q\n", addr, dir))
+	batch := writeFile(t, dir, "jobs.toml", fmt.Sprintf("[defaults]\nstatus_addr = %q\ndata_dir = %q\n[[job]]\nname = \"a\"\nmode = \"migrate\"\nsource = \"redis://127.0.0.1:1\"\ntarget = \"redis://127.0.0.1:2\"\n", addr, dir))
+	for _, args := range [][]string{
+		{"sync", "-c", job, "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2"},
+		{"migrate", "-c", job, "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2"},
+		{"run", "-c", batch},
+	} {
+		code, out, errs := ferryRun(args...)
+		last := checkFailure(t, code, out, errs, exitUsage, "status_addr", addr, "address already in use", "off")
+		if !strings.HasPrefix(last, "ferry: config: ") {
+			t.Errorf("%s: %q", args[0], last)
+		}
+	}
+}
+
+// TestRunUsage: bad command lines and batch files are exit 2 with one line.
+func TestRunUsage(t *testing.T) {
+	dir := t.TempDir()
+	const ends = "source = \"redis://127.0.0.1:1\"\ntarget = \"redis://127.0.0.1:2\"\n"
+	for _, c := range []struct {
+		name string
+		args []string
+		file string // batch file content, passed with -c
+		want []string
+	}{
+		{"no-file", []string{"run"}, "", []string{"run -c jobs.toml"}},
+		{"extra-arg", []string{"run", "jobs.toml"}, "", []string{"unexpected argument", "jobs.toml"}},
+		{"bad-flag", []string{"run", "--bogus"}, "", []string{"-bogus", "ferry run --help"}},
+		{"bad-level", []string{"run", "--log-level", "loud"}, "[[job]]\nname = \"a\"\nmode = \"migrate\"\n" + ends, []string{"log-level", "loud"}},
+		{"missing", []string{"run", "-c", filepath.Join(dir, "nope.toml")}, "", []string{"nope.toml", "no such file"}},
+		{"no-jobs", []string{"run"}, "max_parallel = 2\n", []string{"no [[job]] tables"}},
+		{"single-job-file", []string{"run"}, "job = \"x\"\n" + ends, []string{"single-job file"}},
+		{"no-mode", []string{"run"}, "[[job]]\nname = \"a\"\n" + ends, []string{"job[a].mode", "required"}},
+		{"bad-parallel", []string{"run"}, "max_parallel = 0\n[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends, []string{"max_parallel"}},
+		{"refused", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends + "[job.filter]\nprefixes = [\"x:\"]\n", []string{"job[a].filter.prefixes", "not supported"}},
+		{"per-job-status", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\nstatus_addr = \"127.0.0.1:1\"\n" + ends, []string{"status_addr"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := c.args
+			if c.file != "" {
+				args = append(args, "-c", writeFile(t, dir, c.name+".toml", c.file))
+			}
+			code, out, errs := ferryRun(args...)
+			checkFailure(t, code, out, errs, exitUsage, c.want...)
+			if strings.Count(errs, "\n") != 1 || out != "" {
+				t.Errorf("want one line on stderr and nothing on stdout; stdout:\n%s\nstderr:\n%s", out, errs)
+			}
+		})
 	}
 }

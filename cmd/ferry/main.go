@@ -23,6 +23,7 @@ import (
 	"ferry/conf"
 	"ferry/job"
 	"ferry/rdb"
+	"ferry/status"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -61,6 +62,7 @@ var commands = []command{
 	{"migrate", "like sync, but exit once the target has caught up with the source",
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, true) }},
 	{"verify", "compare the source with the target, key by key", cmdVerify},
+	{"run", "run the jobs of a batch file (run -c jobs.toml), several at once", cmdRun},
 	{"config", "config check -c FILE: validate a config file and print it, secrets redacted", cmdConfig},
 	{"version", "print the version", cmdVersion},
 }
@@ -254,23 +256,31 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 	return j, nil
 }
 
+// newLogger is the log of one job, its lines tagged with the job's name.
 func newLogger(j conf.Job, stderr io.Writer) zerolog.Logger {
-	level, err := zerolog.ParseLevel(j.LogLevel)
-	if err != nil {
+	log, _ := baseLogger(j.LogLevel, j.LogFormat, stderr)
+	return log.With().Str("job", j.Name).Logger()
+}
+
+// baseLogger is the process's log on stderr, and stderr as shared by the
+// log and a progress bar.
+func baseLogger(levelName, format string, stderr io.Writer) (zerolog.Logger, *console) {
+	level, err := zerolog.ParseLevel(levelName)
+	if err != nil || levelName == "" {
 		level = zerolog.InfoLevel
 	}
-	format := j.LogFormat
 	if format == "" || format == "auto" {
 		format = "json"
 		if isTerminal(stderr) {
 			format = "console"
 		}
 	}
-	var w io.Writer = stderr
+	con := &console{w: stderr}
+	var w io.Writer = con
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}
+		w = zerolog.ConsoleWriter{Out: con, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Str("job", j.Name).Logger()
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), con
 }
 
 func isTerminal(w io.Writer) bool {
@@ -301,11 +311,20 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		}
 		return err
 	}
-	if err := notBuilt(jc); err != nil {
+	if err := notBuilt(jc, ""); err != nil {
 		return err
 	}
-	log := newLogger(jc, stderr)
+	base, con := baseLogger(jc.LogLevel, jc.LogFormat, stderr)
+	log := base.With().Str("job", jc.Name).Logger()
 	redisLogger.Store(&log)
+
+	srv, stopStatus, err := statusServer(jc.StatusAddr, base)
+	if err != nil {
+		return err
+	}
+	defer stopStatus()
+	js := newJobStatus(jc, "")
+	srv.Register(jc.Name, js.source)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -314,10 +333,26 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		stop() // a second signal ends the process at once
 	}()
 
-	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log})
-	if err != nil {
-		return explain(err)
+	var progressDone chan struct{}
+	progressCtx, stopProgress := context.WithCancel(context.Background())
+	defer stopProgress()
+	if isTerminal(stderr) {
+		progressDone = make(chan struct{})
+		go func() {
+			defer close(progressDone)
+			showProgress(progressCtx, js, con)
+		}()
 	}
+	sum, err := runJob(ctx, jc, log, js)
+	stopProgress()
+	if progressDone != nil {
+		<-progressDone
+	}
+	if err != nil {
+		js.finish(status.PhaseFailed, err)
+		return err
+	}
+	js.finish(phaseDone, nil)
 	secs := sum.Elapsed.Seconds()
 	switch {
 	case jc.RDB != "":
@@ -333,11 +368,25 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	return nil
 }
 
+// runJob runs a sync, migrate or import job (jc.Mode); js shows its live
+// state meanwhile (the caller finishes it).
+func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus) (job.Summary, error) {
+	migrate := jc.Mode == conf.ModeMigrate
+	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe})
+	if err == nil && migrate && jc.RDB == "" && !sum.CaughtUp {
+		// Stopped by a signal: the run ended, but not because the target
+		// caught up.
+		err = fmt.Errorf("migrate %w", errInterrupted)
+	}
+	return sum, explain(err)
+}
+
 // notBuilt refuses settings that conf accepts but this build's sync and
 // migrate do not implement yet: ignoring them would copy data the user meant
 // to leave out, write into another db than asked, or skip a throttle or a
 // hook. Remove an entry here when its feature lands.
-func notBuilt(j conf.Job) error {
+// prefix goes before the key in the message ("job[orders].").
+func notBuilt(j conf.Job, prefix string) error {
 	f := j.Filter
 	for _, c := range []struct {
 		key string
@@ -363,7 +412,7 @@ func notBuilt(j conf.Job) error {
 		{"target.addr", j.Target.DB != 0, `a /db in the target address is not supported; map databases with db_map = { "0" = N }`},
 	} {
 		if c.set {
-			return usageError{fmt.Errorf("config: %s: not supported by this build of ferry (%s); remove it", c.key, c.why)}
+			return usageError{fmt.Errorf("config: %s%s: not supported by this build of ferry (%s); remove it", prefix, c.key, c.why)}
 		}
 	}
 	return nil

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"ferry/conf"
@@ -37,15 +36,6 @@ func (e errDiffer) Error() string {
 		noun = "difference"
 	}
 	return fmt.Sprintf("source and target differ: %d %s (%s)", n, noun, strings.Join(parts, ", "))
-}
-
-// verifyRedisLog sends go-redis's own log lines (dial retries, pool
-// messages) to the debug log instead of stderr, so that a failure shows as
-// one clear line.
-type verifyRedisLog struct{ log zerolog.Logger }
-
-func (l verifyRedisLog) Printf(_ context.Context, format string, v ...any) {
-	l.log.Debug().Msgf("go-redis: "+format, v...)
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
@@ -116,14 +106,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 
 	log := newLogger(jc, stderr)
-	redis.SetLogger(verifyRedisLog{log})
+	redisLogger.Store(&log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	res, err := verify.Run(ctx, verify.Options{
-		Source:       jc.Source,
-		Target:       jc.Target,
-		DBMap:        jc.DBMap,
+	res, err := runVerify(ctx, jc, verify.Options{
 		Mode:         m,
 		Sample:       *sample,
 		Rounds:       *rounds,
@@ -133,14 +120,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		Workers:      *workers,
 		Batch:        *batch,
 		MaxDiffs:     *maxDiffs,
-		Progress:     jc.ProgressInterval,
-		Log:          log,
-	})
+	}, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return errors.New("verify interrupted")
-		}
-		return fmt.Errorf("verify: %w", err)
+		return err
 	}
 	if err := res.WriteSummary(stdout); err != nil {
 		return err
@@ -154,6 +136,23 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return errDiffer{res}
 	}
 	return nil
+}
+
+// runVerify compares jc's source and target with the comparison settings
+// of o (Mode, Rounds…; zero values are verify's defaults); the endpoints, the
+// db map, the progress interval and the log come from jc. It is used by
+// ferry verify and by the verify jobs of ferry run.
+func runVerify(ctx context.Context, jc conf.Job, o verify.Options, log zerolog.Logger) (verify.Result, error) {
+	o.Source, o.Target, o.DBMap = jc.Source, jc.Target, jc.DBMap
+	o.Progress, o.Log = jc.ProgressInterval, log
+	res, err := verify.Run(ctx, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, errors.New("verify interrupted")
+		}
+		return res, fmt.Errorf("verify: %w", err)
+	}
+	return res, nil
 }
 
 func writeVerifyReport(path string, res verify.Result) error {

@@ -1,0 +1,438 @@
+// Command lagwatch times replication, whatever does it (ferry, a Redis
+// replica, another tool), from the outside: it writes keys to the source and
+// watches for them on the target.
+//
+//	lagwatch wait  -src A -dst B [-timeout 1h]
+//	    until the target holds at least as many keys as the source and a
+//	    sentinel written after that showed up on every (source master, target
+//	    master) path: the target has the snapshot and the stream flows.
+//	lagwatch lag   -src A -dst B [-interval 100ms] [-poll 2ms] [-csv F] [-load-out F] -- LOAD CMD...
+//	    runs the load command; meanwhile writes a heartbeat (a sequence number)
+//	    to the source every interval and polls the target every poll; each
+//	    heartbeat's lag is the time from just before its write until the target
+//	    first shows it (or a later one). After the load: one last heartbeat,
+//	    and catchup_s is the time until it shows. The source's commands come
+//	    from INFO commandstats deltas (-cmds), heartbeats taken out; the apply
+//	    rate is those commands over the time from the load's start until the
+//	    target caught up.
+//	lagwatch drain -src A -dst B [-cmds N] [-timeout 1h] -- SYNC TOOL CMD...
+//	    writes a sentinel on every path, starts the tool, and times until every
+//	    sentinel shows on the target: the time the tool takes to apply what
+//	    the source holds for it (a backlog) — then sends it SIGTERM and waits.
+//
+// Output: one line of name=value pairs on stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"ferry/bench/internal/rk"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "wait":
+		err = cmdWait(os.Args[2:])
+	case "lag":
+		err = cmdLag(os.Args[2:])
+	case "drain":
+		err = cmdDrain(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lagwatch:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: lagwatch wait|lag|drain -src HOST:PORT -dst HOST:PORT [flags] [-- command...]")
+	os.Exit(2)
+}
+
+// path is one sentinel key: a slot shared by a source master and a target
+// master, with a client on each.
+type path struct {
+	key      string
+	src, dst *redis.Client
+}
+
+type endpoints struct {
+	srcT, dstT rk.Topology
+	paths      []path
+	clients    []*redis.Client
+}
+
+func connect(ctx context.Context, src, dst, prefix string) (*endpoints, error) {
+	e := &endpoints{}
+	var err error
+	if e.srcT, err = rk.Discover(ctx, src); err != nil {
+		return nil, err
+	}
+	if e.dstT, err = rk.Discover(ctx, dst); err != nil {
+		return nil, err
+	}
+	by := map[string]*redis.Client{}
+	cl := func(side, addr string) *redis.Client {
+		if by[side+addr] == nil {
+			by[side+addr] = rk.Client(addr, 0, 2)
+			e.clients = append(e.clients, by[side+addr])
+		}
+		return by[side+addr]
+	}
+	for _, p := range rk.Pairs(e.srcT, e.dstT) {
+		e.paths = append(e.paths, path{key: prefix + "{" + rk.Tag(p.Slot) + "}", src: cl("s", p.Src), dst: cl("d", p.Dst)})
+	}
+	if len(e.paths) == 0 {
+		return nil, errors.New("source and target share no slot")
+	}
+	return e, nil
+}
+
+func (e *endpoints) close() {
+	for _, c := range e.clients {
+		c.Close()
+	}
+}
+
+// write sets every sentinel to v on the source.
+func (e *endpoints) write(ctx context.Context, v string) error {
+	for _, p := range e.paths {
+		if err := p.src.Set(ctx, p.key, v, 0).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seen reports whether every sentinel on the target satisfies ok.
+func (e *endpoints) seen(ctx context.Context, ok func(string) bool) bool {
+	for _, p := range e.paths {
+		v, err := p.dst.Get(ctx, p.key).Result()
+		if err != nil || !ok(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func parse(fs *flag.FlagSet, args []string) {
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2)
+	}
+}
+
+func cmdWait(args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
+	src := fs.String("src", "", "source: server or any cluster node")
+	dst := fs.String("dst", "", "target: server or any cluster node")
+	timeout := fs.Duration("timeout", time.Hour, "give up after")
+	parse(fs, args)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	e, err := connect(ctx, *src, *dst, "__bench:sync:")
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	t0 := time.Now()
+	var seq, armed int64
+	var countsAt time.Duration
+	for ctx.Err() == nil {
+		seq++
+		if err := e.write(ctx, strconv.FormatInt(seq, 10)); err != nil {
+			return err
+		}
+		if armed == 0 {
+			s, err1 := rk.TotalKeys(ctx, e.srcT)
+			d, err2 := rk.TotalKeys(ctx, e.dstT)
+			if err1 == nil && err2 == nil && d >= s {
+				armed, countsAt = seq, time.Since(t0)
+			}
+		} else if e.seen(ctx, func(v string) bool { n, _ := strconv.ParseInt(v, 10, 64); return n >= armed }) {
+			fmt.Printf("synced_s=%.3f counts_equal_s=%.3f\n", time.Since(t0).Seconds(), countsAt.Seconds())
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("target not in sync after %s", *timeout)
+}
+
+// cmdStats sums the calls of the given commands in INFO commandstats.
+func cmdStats(ctx context.Context, c *redis.Client, cmds []string) (int64, error) {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, name := range cmds {
+		v := rk.Field(info, "cmdstat_"+name)
+		if calls, ok := strings.CutPrefix(strings.Split(v, ",")[0], "calls="); ok {
+			n, _ := strconv.ParseInt(calls, 10, 64)
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
+func totalCommands(ctx context.Context, c *redis.Client) int64 {
+	info, _ := c.Info(ctx, "stats").Result()
+	n, _ := strconv.ParseInt(rk.Field(info, "total_commands_processed"), 10, 64)
+	return n
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func cmdLag(args []string) error {
+	fs := flag.NewFlagSet("lag", flag.ContinueOnError)
+	src := fs.String("src", "", "source server (standalone)")
+	dst := fs.String("dst", "", "target server (standalone)")
+	interval := fs.Duration("interval", 100*time.Millisecond, "heartbeat interval")
+	poll := fs.Duration("poll", 2*time.Millisecond, "target poll interval")
+	csvOut := fs.String("csv", "", "write one line per heartbeat: seq,sent_s,lag_ms")
+	loadOut := fs.String("load-out", "", "the load command's output (default: discarded)")
+	cmdList := fs.String("cmds", "set,lpush,incr,hset", "the load's commands, counted in the source's INFO commandstats")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up waiting for the target after the load")
+	parse(fs, args)
+	if fs.NArg() == 0 {
+		return errors.New("lag: no load command after --")
+	}
+	ctx := context.Background()
+	sc, dc := rk.Client(*src, 0, 2), rk.Client(*dst, 0, 2)
+	defer sc.Close()
+	defer dc.Close()
+	cmds := strings.Split(*cmdList, ",")
+	const hb = "__bench:hb"
+	before, err := cmdStats(ctx, sc, cmds)
+	if err != nil {
+		return err
+	}
+	tgtBefore := totalCommands(ctx, dc)
+
+	load := exec.Command(fs.Arg(0), fs.Args()[1:]...)
+	if *loadOut != "" {
+		f, err := os.Create(*loadOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		load.Stdout, load.Stderr = f, f
+	}
+	var mu sync.Mutex
+	sent := map[int64]time.Time{}
+	lags := map[int64]float64{}
+	var lastSeen, polls int64
+	var lastSeenAt time.Time
+
+	t0 := time.Now()
+	if err := load.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- load.Wait() }()
+
+	stopPoll := make(chan struct{})
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		tk := time.NewTicker(*poll)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopPoll:
+				return
+			case <-tk.C:
+			}
+			v, err := dc.Get(ctx, hb).Result()
+			now := time.Now()
+			mu.Lock()
+			polls++
+			if n, _ := strconv.ParseInt(v, 10, 64); err == nil && n > lastSeen {
+				for s := lastSeen + 1; s <= n; s++ {
+					if at, ok := sent[s]; ok {
+						lags[s] = now.Sub(at).Seconds() * 1000
+					}
+				}
+				lastSeen, lastSeenAt = n, now
+			}
+			mu.Unlock()
+		}
+	}()
+	var seq int64
+	beat := func() (int64, error) {
+		seq++
+		mu.Lock()
+		sent[seq] = time.Now()
+		mu.Unlock()
+		return seq, sc.Set(ctx, hb, strconv.FormatInt(seq, 10), 0).Err()
+	}
+	tk := time.NewTicker(*interval)
+	var loadErr error
+loop:
+	for {
+		select {
+		case loadErr = <-done:
+			break loop
+		case <-tk.C:
+			if _, err := beat(); err != nil {
+				return err
+			}
+		}
+	}
+	tk.Stop()
+	tEnd := time.Now()
+	duringLoad := seq
+	after, err := cmdStats(ctx, sc, cmds)
+	if err != nil {
+		return err
+	}
+	final, err := beat()
+	if err != nil {
+		return err
+	}
+	var caught time.Time
+	deadline := time.Now().Add(*timeout)
+	for {
+		mu.Lock()
+		if lastSeen >= final {
+			caught = lastSeenAt
+		}
+		mu.Unlock()
+		if !caught.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stopPoll)
+			return fmt.Errorf("target did not catch up within %s after the load", *timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stopPoll)
+	<-pollDone
+	tgtAfter := totalCommands(ctx, dc)
+
+	var ls []float64
+	var lines []string
+	for s := int64(1); s <= final; s++ {
+		l, ok := lags[s]
+		if !ok {
+			continue
+		}
+		if s <= duringLoad {
+			ls = append(ls, l)
+		}
+		lines = append(lines, fmt.Sprintf("%d,%.3f,%.2f", s, sent[s].Sub(t0).Seconds(), l))
+	}
+	if *csvOut != "" {
+		_ = os.WriteFile(*csvOut, []byte("seq,sent_s,lag_ms\n"+strings.Join(lines, "\n")+"\n"), 0o644)
+	}
+	slices.Sort(ls)
+	srcCmds := after - before - duringLoad // heartbeats are SETs too
+	loadS := tEnd.Sub(t0).Seconds()
+	applyS := caught.Sub(t0).Seconds()
+	tgtCmds := tgtAfter - tgtBefore - polls - 1
+	fmt.Printf("load_s=%.3f src_cmds=%d write_rate=%.0f apply_s=%.3f apply_rate=%.0f lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f catchup_s=%.3f heartbeats=%d tgt_cmds=%d load_exit=%v\n",
+		loadS, srcCmds, float64(srcCmds)/loadS, applyS, float64(srcCmds)/applyS,
+		percentile(ls, 0.5), percentile(ls, 0.99), percentile(ls, 1), caught.Sub(tEnd).Seconds(), len(ls), tgtCmds, loadErr == nil)
+	return nil
+}
+
+func cmdDrain(args []string) error {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	src := fs.String("src", "", "source: server or any cluster node")
+	dst := fs.String("dst", "", "target: server or any cluster node")
+	cmds := fs.Int64("cmds", 0, "commands in the backlog (for the rate)")
+	timeout := fs.Duration("timeout", time.Hour, "give up after")
+	stopWait := fs.Duration("stop-wait", 2*time.Minute, "how long the tool may take to stop after SIGTERM")
+	toolOut := fs.String("tool-out", "", "the tool's stdout and stderr (default: lagwatch's stderr)")
+	parse(fs, args)
+	if fs.NArg() == 0 {
+		return errors.New("drain: no command after --")
+	}
+	ctx := context.Background()
+	e, err := connect(ctx, *src, *dst, "__bench:drain:")
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	token := strconv.FormatInt(time.Now().UnixNano(), 10)
+	if err := e.write(ctx, token); err != nil {
+		return err
+	}
+	tool := exec.Command(fs.Arg(0), fs.Args()[1:]...)
+	tool.Stdout, tool.Stderr = os.Stderr, os.Stderr
+	if *toolOut != "" {
+		f, err := os.Create(*toolOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		tool.Stdout, tool.Stderr = f, f
+	}
+	t0 := time.Now()
+	if err := tool.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- tool.Wait() }()
+	deadline := t0.Add(*timeout)
+	var drain time.Duration
+	for {
+		if e.seen(ctx, func(v string) bool { return v == token }) {
+			drain = time.Since(t0)
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the tool exited before the target caught up: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = tool.Process.Kill()
+			return fmt.Errorf("target did not catch up within %s", *timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = tool.Process.Signal(syscall.SIGTERM)
+	var exitErr error
+	select {
+	case exitErr = <-exited:
+	case <-time.After(*stopWait):
+		_ = tool.Process.Kill()
+		exitErr = errors.New("killed: did not stop after SIGTERM")
+		<-exited
+	}
+	rate := 0.0
+	if *cmds > 0 {
+		rate = float64(*cmds) / drain.Seconds()
+	}
+	fmt.Printf("drain_s=%.3f cmds=%d apply_rate=%.0f paths=%d tool_exit_ok=%v\n", drain.Seconds(), *cmds, rate, len(e.paths), exitErr == nil)
+	if exitErr != nil {
+		fmt.Fprintln(os.Stderr, "lagwatch: tool stop:", exitErr)
+	}
+	return nil
+}

@@ -1,0 +1,539 @@
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Certs is a throwaway PKI for TLS tests, written as PEM files in a temp
+// dir: a CA, a server certificate for 127.0.0.1, ::1, localhost and
+// redis.test, and a client certificate, both signed by the CA. Two calls
+// make two unrelated CAs.
+type Certs struct {
+	Dir string
+	// CAFile is the CA certificate; ServerCert/ServerKey and
+	// ClientCert/ClientKey are the key pairs it signed.
+	CAFile                string
+	ServerCert, ServerKey string
+	ClientCert, ClientKey string
+	ServerNames           []string // the DNS names of the server certificate
+	pool                  *x509.CertPool
+	client                tls.Certificate
+	caTmpl                *x509.Certificate
+	caKey                 *ecdsa.PrivateKey
+	serialMu              sync.Mutex
+	serial                int64
+}
+
+// NewCerts makes a CA and the server and client key pairs (ECDSA P-256,
+// valid from an hour ago for a day) in a new dir under t.TempDir().
+func NewCerts(t testing.TB) *Certs {
+	t.Helper()
+	c, err := newCerts(t.TempDir())
+	if err != nil {
+		t.Fatalf("redistest: certificates: %v", err)
+	}
+	return c
+}
+
+func newCerts(dir string) (*Certs, error) {
+	c := &Certs{Dir: dir, ServerNames: []string{"localhost", "redis.test"}}
+	var err error
+	if c.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, err
+	}
+	c.caTmpl = &x509.Certificate{
+		SerialNumber:          c.nextSerial(),
+		Subject:               pkix.Name{CommonName: "redistest CA " + filepath.Base(dir)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, c.caTmpl, c.caTmpl, &c.caKey.PublicKey, c.caKey)
+	if err != nil {
+		return nil, err
+	}
+	if c.caTmpl, err = x509.ParseCertificate(caDER); err != nil {
+		return nil, err
+	}
+	c.pool = x509.NewCertPool()
+	c.pool.AddCert(c.caTmpl)
+	if c.CAFile, err = writePEM(dir, "ca.crt", "CERTIFICATE", caDER); err != nil {
+		return nil, err
+	}
+	c.ServerCert, c.ServerKey, _, err = c.issue("server", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "redistest server"},
+		DNSNames:    c.ServerNames,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.ClientCert, c.ClientKey, c.client, err = c.issue("client", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "redistest client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Certs) nextSerial() *big.Int {
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
+	c.serial++
+	return big.NewInt(c.serial)
+}
+
+// issue signs tmpl with the CA and writes name.crt and name.key.
+func (c *Certs) issue(name string, tmpl *x509.Certificate) (certFile, keyFile string, pair tls.Certificate, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", pair, err
+	}
+	tmpl.SerialNumber = c.nextSerial()
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.caTmpl, &key.PublicKey, c.caKey)
+	if err != nil {
+		return "", "", pair, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", pair, err
+	}
+	if certFile, err = writePEM(c.Dir, name+".crt", "CERTIFICATE", der); err != nil {
+		return "", "", pair, err
+	}
+	if keyFile, err = writePEM(c.Dir, name+".key", "PRIVATE KEY", keyDER); err != nil {
+		return "", "", pair, err
+	}
+	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
+	return certFile, keyFile, pair, err
+}
+
+func writePEM(dir, name, typ string, der []byte) (string, error) {
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+// ClientTLS is a client configuration that trusts the CA and presents the
+// client certificate (servers started by StartTLS require one unless given
+// --tls-auth-clients no|optional). The server name is left to the dialer
+// (the host dialed: 127.0.0.1 is in the certificate).
+func (c *Certs) ClientTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		RootCAs:      c.pool,
+		Certificates: []tls.Certificate{c.client},
+	}
+}
+
+// tlsServers remembers the Certs of every server StartTLS started, so the
+// helpers that take a *Server know how to reach it.
+var tlsServers sync.Map // *Server → *Certs
+
+// CertsOf returns the Certs a server was started with, nil for a plain one.
+func CertsOf(s *Server) *Certs {
+	if c, ok := tlsServers.Load(s); ok {
+		return c.(*Certs)
+	}
+	return nil
+}
+
+// tlsManaged are directives StartTLS owns, on top of the harness's.
+var tlsManaged = map[string]bool{"tls-port": true}
+
+func tlsDefaultArgs(c *Certs) []string {
+	return []string{
+		"--tls-cert-file", c.ServerCert,
+		"--tls-key-file", c.ServerKey,
+		"--tls-ca-cert-file", c.CAFile,
+	}
+}
+
+// StartTLS starts a redis-server that speaks TLS only (--port 0, --tls-port
+// on a free loopback port) with the server certificate of certs, trusting its
+// CA for client certificates. Redis requires a client certificate by
+// default; pass "--tls-auth-clients", "optional" (or "no") to allow clients
+// without one. args override the defaults as for Start; --tls-port is
+// managed too.
+//
+// The server's Addr and Port are the TLS ones; use TLSURL for a rediss://
+// address. Do, Info, ClientsNamed and KillClients work (their shared
+// connection is TLS); Client does not — use TLSClient. Restart does not
+// either — use RestartTLS. AssertSameDataTLS compares TLS servers.
+func StartTLS(t testing.TB, certs *Certs, args ...string) *Server {
+	t.Helper()
+	Require(t)
+	s, err := startTLS(t, t.TempDir(), certs, args)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return s
+}
+
+func startTLS(t testing.TB, parent string, certs *Certs, args []string) (*Server, error) {
+	if err := checkManaged(args); err != nil {
+		return nil, err
+	}
+	ds, err := splitDirectives(args)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		if tlsManaged[directiveName(d)] {
+			return nil, fmt.Errorf("%s is managed by StartTLS and cannot be passed", d[0])
+		}
+	}
+	base, err := mergeArgs(defaultArgs(), tlsDefaultArgs(certs))
+	if err != nil {
+		return nil, err
+	}
+	userArgs, err := mergeArgs(base, args)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePortPair()
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(parent, fmt.Sprintf("redis-tls-%d", port))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t}
+		tlsServers.Store(s, certs)
+		err = s.launchTLS(certs, userArgs)
+		if err == nil {
+			t.Cleanup(s.cleanup)
+			t.Cleanup(func() { tlsServers.Delete(s) })
+			return s, nil
+		}
+		tlsServers.Delete(s)
+		lastErr = err
+		if !errors.Is(err, errPortTaken) {
+			return nil, err
+		}
+		os.RemoveAll(dir)
+	}
+	return nil, fmt.Errorf("could not start a TLS redis-server on a free port after 5 attempts: %w", lastErr)
+}
+
+// RestartTLS is Restart for a server started by StartTLS.
+func RestartTLS(t testing.TB, s *Server, extraArgs ...string) {
+	t.Helper()
+	certs := CertsOf(s)
+	if certs == nil {
+		t.Fatalf("redistest: RestartTLS: %s was not started by StartTLS", s.Addr)
+	}
+	if err := s.stop(true); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	if err := checkManaged(extraArgs); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s.mu.Lock()
+	prev := s.Args
+	s.mu.Unlock()
+	args, err := mergeArgs(prev, extraArgs)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if lastErr = s.launchTLS(certs, args); lastErr == nil {
+			return
+		}
+		if !errors.Is(lastErr, errPortTaken) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("redistest: restart %s: %v", s.Addr, lastErr)
+}
+
+// launchTLS is launch for a TLS-only server: the process gets --port 0
+// --tls-port Port, readiness is checked over TLS, and the shared client
+// (Do, Info ...) speaks TLS.
+func (s *Server) launchTLS(certs *Certs, userArgs []string) error {
+	full := append([]string{
+		"--port", "0",
+		"--tls-port", strconv.Itoa(s.Port),
+		"--dir", s.Dir,
+		"--logfile", filepath.Join(s.Dir, "redis.log"),
+		"--pidfile", filepath.Join(s.Dir, "redis.pid"),
+		"--daemonize", "no",
+	}, userArgs...)
+	cmd := exec.Command(serverBinary(), full...)
+	cmd.Dir = s.Dir
+	out, err := os.OpenFile(filepath.Join(s.Dir, "redis.stdout"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = sysProcAttr()
+	logStart := logSize(s.Dir)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", serverBinary(), err)
+	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.done, s.stopped, s.waitErr = cmd, done, false, nil
+	s.PID = cmd.Process.Pid
+	s.Args = userArgs
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(done)
+	}()
+	if err := s.waitReadyTLS(certs.ClientTLS(), cmd.Process.Pid, done); err != nil {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		s.signalAndWait(syscall.SIGKILL, 5*time.Second)
+		tail := logTail(s.Dir, logStart, 15)
+		if strings.Contains(tail, "Address already in use") || errors.Is(err, errPortTaken) {
+			return fmt.Errorf("%w: %s: %v", errPortTaken, s.Addr, err)
+		}
+		stdout, _ := os.ReadFile(filepath.Join(s.Dir, "redis.stdout"))
+		return fmt.Errorf("TLS redis-server on %s (args %q): %v\n--- output ---\n%s--- redis.log ---\n%s",
+			s.Addr, userArgs, err, stdout, tail)
+	}
+	s.mu.Lock()
+	s.client = redis.NewClient(tlsClientOptions(s.Addr, certs.ClientTLS()))
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) waitReadyTLS(cfg *tls.Config, pid int, done <-chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server exited during startup (%v)", s.exitErr())
+		default:
+		}
+		got, err := tlsInfoPID(s.Addr, cfg)
+		if err == nil {
+			if got != pid {
+				return fmt.Errorf("%w: port answered by pid %d, not ours (%d)", errPortTaken, got, pid)
+			}
+			return nil
+		}
+		last = err
+		time.Sleep(15 * time.Millisecond)
+	}
+	return fmt.Errorf("no PONG over TLS within %v (last error: %v)", startTimeout, last)
+}
+
+// tlsInfoPID is rawInfoPID over TLS.
+func tlsInfoPID(addr string, cfg *tls.Config) (int, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("PING\r\nINFO server\r\n")); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return 0, fmt.Errorf("PING: %s", strings.TrimSpace(line))
+	}
+	if line, err = r.ReadString('\n'); err != nil {
+		return 0, err
+	}
+	if !strings.HasPrefix(line, "$") {
+		return 0, fmt.Errorf("INFO: %s", strings.TrimSpace(line))
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, n+2)
+	if _, err := ioReadFull(r, buf); err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(buf), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server without process_id")
+}
+
+func tlsClientOptions(addr string, cfg *tls.Config) *redis.Options {
+	o := newClientOptions(addr)
+	o.TLSConfig = cfg
+	return o
+}
+
+// TLSURL is the rediss:// address of a server started by StartTLS.
+func TLSURL(s *Server) string { return "rediss://" + s.Addr }
+
+// TLSClient is Client for a server started by StartTLS: a go-redis client
+// over TLS with the client certificate, closed when the test ends.
+func TLSClient(t testing.TB, s *Server) *redis.Client {
+	t.Helper()
+	certs := CertsOf(s)
+	if certs == nil {
+		t.Fatalf("redistest: TLSClient: %s was not started by StartTLS", s.Addr)
+	}
+	c := redis.NewClient(tlsClientOptions(s.Addr, certs.ClientTLS()))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// AnyClient is TLSClient for a server started by StartTLS and Client for
+// any other.
+func AnyClient(t testing.TB, s *Server) *redis.Client {
+	t.Helper()
+	if CertsOf(s) != nil {
+		return TLSClient(t, s)
+	}
+	return s.Client(t)
+}
+
+// TakeDigestOf is TakeDigest of one standalone server, plain or TLS.
+func TakeDigestOf(ctx context.Context, s *Server) (*Digest, error) {
+	var cfg *tls.Config
+	if certs := CertsOf(s); certs != nil {
+		cfg = certs.ClientTLS()
+	}
+	keys, funcs, err := digestNodeTLS(ctx, s.Addr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("digest %s: %w", s.Addr, err)
+	}
+	d := &Digest{Keys: map[string]KeyDigest{}, Functions: funcs, TakenAt: time.Now()}
+	if d.Functions == nil {
+		d.Functions = map[string]string{}
+	}
+	for _, k := range keys {
+		d.Keys[digestKey(k.DB, k.Key)] = k
+	}
+	d.finish()
+	return d, nil
+}
+
+// digestNodeTLS is digestNode (standalone, all dbs) with a TLS config.
+func digestNodeTLS(ctx context.Context, addr string, cfg *tls.Config) ([]KeyDigest, map[string]string, error) {
+	ctl := redis.NewClient(tlsClientOptions(addr, cfg))
+	defer ctl.Close()
+	dbs, err := dbsWithKeys(ctx, ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	funcs, err := functionList(ctx, ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	absTTL := ctl.Do(ctx, "PEXPIRETIME", "__ferry:probe").Err() == nil
+	var out []KeyDigest
+	for _, db := range dbs {
+		opt := tlsClientOptions(addr, cfg)
+		opt.DB = db
+		opt.PoolSize = workers + 1
+		cl := redis.NewClient(opt)
+		keys, err := digestDB(ctx, cl, db, absTTL)
+		cl.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("db%d: %w", db, err)
+		}
+		out = append(out, keys...)
+	}
+	return out, funcs, nil
+}
+
+// AssertSameDataTLS is AssertSameDataOpts for two standalone servers either
+// of which may have been started by StartTLS (opt's cluster flags must be
+// false).
+func AssertSameDataTLS(t testing.TB, src, dst *Server, opt CompareOptions) {
+	t.Helper()
+	if opt.SrcCluster || opt.DstCluster {
+		t.Fatalf("redistest: AssertSameDataTLS compares standalone servers only")
+	}
+	tol := opt.TTLTolerance
+	if tol == 0 {
+		tol = 2 * time.Second
+	}
+	deadline := time.Now().Add(opt.Wait)
+	for {
+		ctx := context.Background()
+		sd, err := TakeDigestOf(ctx, src)
+		var dd *Digest
+		if err == nil {
+			dd, err = TakeDigestOf(ctx, dst)
+		}
+		var diffs []string
+		if err == nil {
+			if opt.DBMap != nil {
+				sd, err = sd.MapDBs(opt.DBMap)
+			}
+			if err == nil {
+				if opt.IgnoreFunctions {
+					sd.Functions, dd.Functions = nil, nil
+				}
+				diffs = sd.Diff(dd, tol)
+				if len(diffs) == 0 {
+					return
+				}
+			}
+		}
+		if time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("redistest: compare %s → %s: %v", src.Addr, dst.Addr, err)
+		}
+		shown := diffs
+		if len(shown) > 20 {
+			shown = shown[:20]
+		}
+		t.Fatalf("redistest: target %s differs from source %s: %d differences; first %d:\n  %s\nsource: %d keys: %s\ntarget: %d keys: %s",
+			dst.Addr, src.Addr, len(diffs), len(shown), strings.Join(shown, "\n  "),
+			sd.Total(), sd.CountsString(), dd.Total(), dd.CountsString())
+	}
+}

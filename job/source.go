@@ -1,0 +1,281 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"ferry/conf"
+	"ferry/dial"
+	"ferry/router"
+	"ferry/topology"
+)
+
+// shard is one replication stream of the source: the master of a standalone
+// deployment, or one master of a cluster with its slots.
+type shard struct {
+	name  string   // ferry-reader-<i>
+	slots [][2]int // cluster: the shard's slots when ferry found it; nil: all
+	home  int      // cluster: a slot of the shard, to find it again after a failover; -1 otherwise
+	// resolve says which node to read the shard from now: its master, or
+	// with read_from = "replica" its most advanced replica.
+	resolve func(ctx context.Context) (dial.Options, error)
+	fixed   bool // one address, nothing to resolve on reconnect
+}
+
+// owns reports whether a key belongs to the shard (for the sweep after the
+// shard alone resynced).
+func (s *shard) owns(key string) bool {
+	if s.slots == nil {
+		return true
+	}
+	slot := router.SlotString(key)
+	for _, r := range s.slots {
+		if slot >= r[0] && slot <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// source is what ferry reads: one shard for a standalone source, one per
+// master for a cluster.
+type source struct {
+	cluster bool
+	shards  []*shard
+}
+
+// openSource finds the source's shards. A cluster is detected with INFO
+// cluster; a sentinel:// address is asked for its master; several addresses
+// of a standalone deployment are searched for the one that is master now.
+func (j *job) openSource(ctx context.Context) (*source, error) {
+	e := j.c.Source
+	replica := e.ReadFrom == "replica"
+	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
+	if e.Scheme == "sentinel" {
+		sh := &shard{name: "ferry-reader-0", home: -1}
+		sh.resolve = func(ctx context.Context) (dial.Options, error) {
+			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
+			if err != nil {
+				return dial.Options{}, err
+			}
+			if replica {
+				if addr, err = bestReplica(ctx, opts, addr); err != nil {
+					return dial.Options{}, err
+				}
+			}
+			return opts(addr)
+		}
+		if _, err := sh.resolve(ctx); err != nil {
+			return nil, fmt.Errorf("source %w", err)
+		}
+		return &source{shards: []*shard{sh}}, nil
+	}
+
+	first, err := opts(e.Hosts[0])
+	if err != nil {
+		return nil, err
+	}
+	ctl := newCtl(first)
+	cl, err := isCluster(ctx, ctl)
+	ctl.Close()
+	if err != nil && len(e.Hosts) == 1 {
+		return nil, fmt.Errorf("source %w", describeCtlErr(first.Addr, err))
+	}
+	if cl {
+		return j.openClusterSource(ctx, replica)
+	}
+	sh := &shard{name: "ferry-reader-0", home: -1}
+	hosts := e.Hosts
+	sh.resolve = func(ctx context.Context) (dial.Options, error) {
+		addr := hosts[0]
+		if len(hosts) > 1 {
+			var err error
+			if addr, err = findMaster(ctx, opts, hosts); err != nil {
+				return dial.Options{}, err
+			}
+		}
+		if replica {
+			var err error
+			if addr, err = bestReplica(ctx, opts, addr); err != nil {
+				return dial.Options{}, err
+			}
+		}
+		return opts(addr)
+	}
+	if len(hosts) == 1 && !replica {
+		sh.resolve = func(context.Context) (dial.Options, error) { return first, nil }
+		sh.fixed = true
+	}
+	return &source{shards: []*shard{sh}}, nil
+}
+
+func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, error) {
+	e := j.c.Source
+	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
+	discover := func(ctx context.Context) (*topology.Map, error) {
+		return topology.Discover(ctx, e.Hosts, func(addr string) *redis.Options {
+			o, _ := opts(addr)
+			return redisOptions(o, "ferry-ctl-0", 0)
+		})
+	}
+	m, err := discover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source cluster: %w", err)
+	}
+	src := &source{cluster: true}
+	for i, sh := range m.Shards {
+		if len(sh.Slots) == 0 {
+			continue
+		}
+		s := &shard{name: fmt.Sprintf("ferry-reader-%d", len(src.shards)), slots: sh.Slots, home: sh.Slots[0][0]}
+		_ = i
+		s.resolve = func(ctx context.Context) (dial.Options, error) {
+			m, err := discover(ctx)
+			if err != nil {
+				return dial.Options{}, err
+			}
+			k, ok := m.Owner(s.home)
+			if !ok {
+				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.home)
+			}
+			sh := m.Shards[k]
+			addr := sh.Master.Addr
+			if replica {
+				// The replica with the highest offset, compared as numbers;
+				// only one whose link to the master is up is in sync.
+				best := int64(-1)
+				for _, r := range sh.Replicas {
+					if off, up := replicaOffset(ctx, opts, r.Addr); up && off > best {
+						best, addr = off, r.Addr
+					}
+				}
+				if best < 0 {
+					return dial.Options{}, fmt.Errorf("source cluster: the shard of slot %d has no replica in sync to read from (read_from = \"replica\")", s.home)
+				}
+			}
+			return opts(addr)
+		}
+		src.shards = append(src.shards, s)
+	}
+	return src, nil
+}
+
+// replicaOffset reads a replica's offset and whether its link is up.
+func replicaOffset(ctx context.Context, opts func(string) (dial.Options, error), addr string) (int64, bool) {
+	o, err := opts(addr)
+	if err != nil {
+		return 0, false
+	}
+	c := newCtl(o)
+	defer c.Close()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil || infoField(info, "role") != "slave" || infoField(info, "master_link_status") != "up" {
+		return 0, false
+	}
+	off, err := strconv.ParseInt(infoField(info, "slave_repl_offset"), 10, 64)
+	return off, err == nil
+}
+
+// bestReplica picks the in-sync replica of master with the highest offset.
+func bestReplica(ctx context.Context, opts func(string) (dial.Options, error), master string) (string, error) {
+	o, err := opts(master)
+	if err != nil {
+		return "", err
+	}
+	c := newCtl(o)
+	info, err := c.Info(ctx, "replication").Result()
+	c.Close()
+	if err != nil {
+		return "", describeCtlErr(master, err)
+	}
+	best, addr := int64(-1), ""
+	for i := 0; ; i++ {
+		v := infoField(info, "slave"+strconv.Itoa(i))
+		if v == "" {
+			break
+		}
+		f := map[string]string{}
+		for _, kv := range strings.Split(v, ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok {
+				f[k] = val
+			}
+		}
+		if f["state"] != "online" || f["port"] == "0" {
+			continue // ferry's own links show up here too, with port 0
+		}
+		cand := net.JoinHostPort(f["ip"], f["port"])
+		if off, up := replicaOffset(ctx, opts, cand); up && off > best {
+			best, addr = off, cand
+		}
+	}
+	if addr == "" {
+		return "", fmt.Errorf("%s has no replica in sync to read from (read_from = \"replica\")", master)
+	}
+	return addr, nil
+}
+
+// findMaster returns the address among hosts whose role is master.
+func findMaster(ctx context.Context, opts func(string) (dial.Options, error), hosts []string) (string, error) {
+	var errs []string
+	for _, h := range hosts {
+		o, err := opts(h)
+		if err != nil {
+			return "", err
+		}
+		c := newCtl(o)
+		info, err := c.Info(ctx, "replication").Result()
+		c.Close()
+		if err != nil {
+			errs = append(errs, describeCtlErr(h, err).Error())
+			continue
+		}
+		if infoField(info, "role") == "master" {
+			return h, nil
+		}
+	}
+	if len(errs) > 0 {
+		return "", fmt.Errorf("no master among %s (%s)", strings.Join(hosts, ", "), strings.Join(errs, "; "))
+	}
+	return "", fmt.Errorf("no master among %s", strings.Join(hosts, ", "))
+}
+
+// sentinelMaster asks the sentinels where the master is now.
+func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error) {
+	e := c.Source
+	var errs []string
+	for _, h := range e.Hosts {
+		s := redis.NewSentinelClient(&redis.Options{
+			Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword,
+			DialTimeout: e.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: 1,
+		})
+		addr, err := s.GetMasterAddrByName(ctx, name).Result()
+		s.Close()
+		if err == nil && len(addr) == 2 {
+			return net.JoinHostPort(addr[0], addr[1]), nil
+		}
+		if err == nil {
+			err = errors.New("no such master")
+		}
+		errs = append(errs, h+": "+err.Error())
+	}
+	return "", fmt.Errorf("sentinel: master %q not found (%s)", name, strings.Join(errs, "; "))
+}
+
+// replIDs reads the replication ids a node continues: its own and the one
+// it inherited in a failover (with the last offset of that history).
+func replIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, err error) {
+	c := newCtl(o)
+	defer c.Close()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", "", 0, describeCtlErr(o.Addr, err)
+	}
+	off2, _ = strconv.ParseInt(infoField(info, "second_repl_offset"), 10, 64)
+	return infoField(info, "master_replid"), infoField(info, "master_replid2"), off2, nil
+}

@@ -1,0 +1,255 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"ferry/rdb"
+	"ferry/reader"
+	"ferry/resp"
+	"ferry/spool"
+	"ferry/writer"
+)
+
+// stream is one source shard's way to the target: its PSYNC reader, its
+// spool, and the applier that turns what it spools into the target's
+// commands. Streams run side by side; each keeps its own order.
+type stream struct {
+	j   *job
+	i   int
+	sh  *shard // nil for an RDB import
+	ps  *reader.PSync
+	sp  *spool.Spool
+	app *applier
+	lag lagClock
+	// startAt is where the reader begins: a position recorded on the
+	// target, or nothing (a full resync).
+	startAt reader.Start
+
+	live    chan struct{} // closed once the first snapshot is applied (or the stream resumed)
+	sweep   bool          // the next snapshot must sweep what earlier data left behind
+	rdbSize atomic.Int64
+	rdbOff  atomic.Int64
+	phase   atomic.Pointer[string]
+}
+
+func (s *stream) setPhase(p string) { s.phase.Store(&p) }
+
+func (s *stream) Phase() string {
+	if p := s.phase.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (s *stream) markLive() {
+	select {
+	case <-s.live:
+	default:
+		close(s.live)
+	}
+}
+
+// consume applies what the reader spooled, until the spool closes.
+func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
+	j, app := s.j, s.app
+	for {
+		if j.stopping.Load() {
+			return nil
+		}
+		ev, err := frames.Next()
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		switch ev.Kind {
+		case reader.FullSync:
+			s.setPhase("rdb")
+			s.rdbSize.Store(ev.RDBSize)
+			app.beginSnapshot(ev.ReplID, ev.Offset, s.sweep)
+			err := s.snapshot(ctx, frames.RDB())
+			if errors.Is(err, reader.ErrEndOfData) {
+				// The link dropped mid-snapshot; a new one follows and must
+				// sweep what this one left behind.
+				app.log.Warn().Msg("snapshot cut off; waiting for a new one")
+				app.out.dropUnit()
+				s.sweep = true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.endSnapshot(ctx); err != nil {
+				return err
+			}
+			s.sweep = true // any later full resync follows this one's data
+			s.markLive()
+		case reader.Continue:
+			app.replid = ev.ReplID
+			s.setPhase("streaming")
+			s.markLive()
+		case reader.Stream:
+			s.setPhase("streaming")
+			if err := s.stream(ctx, frames); err != nil && !errors.Is(err, reader.ErrEndOfData) {
+				if j.stopping.Load() {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+// stream applies the command stream until a full resync interrupts it.
+func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
+	j, app := s.j, s.app
+	rr := resp.NewReader(frames.Stream(), 1<<20)
+	base := app.offset
+	for {
+		if j.stopping.Load() {
+			app.out.dropUnit()
+			return nil
+		}
+		args, err := rr.ReadCommand()
+		if err != nil {
+			app.out.dropUnit()
+			app.inTx = false
+			if errors.Is(err, reader.ErrEndOfData) {
+				return err
+			}
+			if j.stopping.Load() || errors.Is(err, spool.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("%s: replication stream at offset %d: %w", s.name(), base+rr.Consumed(), err)
+		}
+		if len(args) == 0 {
+			continue
+		}
+		end := base + rr.Consumed()
+		if id, ok := frames.ReplIDAt(rr.Consumed()); ok {
+			app.replid = id
+		}
+		if err := app.command(ctx, args, end); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *stream) name() string {
+	if s.sh != nil {
+		return s.sh.name
+	}
+	return "import"
+}
+
+// snapshot applies one RDB as it arrives.
+func (s *stream) snapshot(ctx context.Context, r io.Reader) error {
+	j, app := s.j, s.app
+	rr := rdb.NewReader(r, rdb.Options{SpillDir: j.c.JobDir()})
+	defer rr.Close()
+	defer func() { j.addRDB(rr.Offset()) }()
+	for {
+		if j.stopping.Load() {
+			return context.Canceled
+		}
+		rec, err := rr.Next()
+		if err == io.EOF {
+			s.rdbOff.Store(rr.Offset())
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, reader.ErrEndOfData) {
+				return reader.ErrEndOfData
+			}
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		s.rdbOff.Store(rr.Offset())
+		err = app.record(ctx, rec, rr.Version())
+		rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// endSnapshot makes the applied snapshot the target's state: everything is
+// flushed and acknowledged, stale keys are swept when needed, and the
+// stream's position turns live.
+func (s *stream) endSnapshot(ctx context.Context) error {
+	j, app := s.j, s.app
+	if err := app.out.flush(ctx); err != nil {
+		return err
+	}
+	if err := j.drain(ctx); err != nil {
+		return err
+	}
+	if app.sweep != nil {
+		s.setPhase("sweeping")
+		if err := j.sweep(ctx, app.sweep, s.sh); err != nil {
+			return err
+		}
+		app.sweep = nil
+	}
+	app.snapshot = false
+	if err := app.out.endUnit(ctx, app.livePos()); err != nil {
+		return err
+	}
+	if err := app.out.flush(ctx); err != nil {
+		return err
+	}
+	s.setPhase("streaming")
+	app.log.Info().Int64("keys", app.keys.Load()).Float64("elapsed_s", round1(sinceSeconds(j.start))).Msg("snapshot applied")
+	return nil
+}
+
+// importFile applies an RDB file as the snapshot.
+func (s *stream) importFile(ctx, stopCtx context.Context) error {
+	j := s.j
+	f, err := os.Open(j.c.RDB)
+	if err != nil {
+		return fmt.Errorf("rdb file: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		s.rdbSize.Store(st.Size())
+	}
+	s.setPhase("import")
+	s.app.beginSnapshot("", 0, s.sweep)
+	stop := context.AfterFunc(stopCtx, func() { j.stopping.Store(true) })
+	defer stop()
+	if err := s.snapshot(ctx, f); err != nil {
+		if j.stopping.Load() {
+			return errors.New("import interrupted")
+		}
+		return fmt.Errorf("%s: %w", j.c.RDB, err)
+	}
+	if err := s.app.out.flush(ctx); err != nil {
+		return err
+	}
+	if err := j.drain(ctx); err != nil {
+		return err
+	}
+	if s.app.sweep != nil {
+		return j.sweep(ctx, s.app.sweep, nil)
+	}
+	return nil
+}
+
+// applied is the stream's source offset the target has applied on every
+// master, 0 before the stream's first snapshot is complete.
+func (s *stream) applied() int64 {
+	off := int64(-1)
+	for _, w := range s.j.writers() {
+		p, ok := w.Applied(s.i)
+		if !ok || p.State != writer.StateLive {
+			return 0
+		}
+		if off < 0 || p.Offset < off {
+			off = p.Offset
+		}
+	}
+	return max(off, 0)
+}
