@@ -142,7 +142,9 @@ func runCounters(ctx context.Context, t *testing.T, c *redis.Client) *counters {
 	cs.wg.Add(1)
 	go func() {
 		defer cs.wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
+		stop := ctx
+		ctx := context.Background() // a pipeline cut off by its context could be applied uncounted
+		for i := 0; stop.Err() == nil; i++ {
 			k := strconv.Itoa(i % 40)
 			p := c.Pipeline()
 			p.Incr(ctx, "ctr:"+k)

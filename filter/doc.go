@@ -46,9 +46,11 @@
 //     that is).
 //   - FLUSHALL: refused when a db rule is set, since it would also empty the
 //     target's dbs that the job does not copy into; list "flushall" in
-//     block_commands to ignore it. Without db rules it is applied: the
-//     target then holds what the source holds, the filtered keys of nothing.
-//     (FLUSHDB with key rules is applied for the same reason.)
+//     block_commands to ignore it. Without db rules it is applied.
+//
+// FLUSHDB and FLUSHALL empty whole target dbs, key rules or not: keys the
+// filter does not copy go too (as without a filter, keys that only the
+// target has are lost). Block them when a target db also holds other data.
 //
 // A command with one key is applied when the key is copied, dropped when not.
 // Commands with several keys on both sides of the filter:

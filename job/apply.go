@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"ferry/filter"
 	"ferry/rdb"
 	"ferry/resp"
 	"ferry/writer"
@@ -33,10 +34,12 @@ type applier struct {
 	job    *job
 	stream int // the source shard this applier serves
 	out    sink
-	log zerolog.Logger
+	log    zerolog.Logger
 
 	dbMap    map[int]int
-	restore  string // auto | always | never
+	filter   *filter.Filter // nil: copy everything
+	skipErr  bool           // on_error = skip (a command the filter refuses)
+	restore  string         // auto | always | never
 	fenced   bool
 	tgtRDB   int   // target's RDB version (0: unknown)
 	maxBulk  int64 // target's proto-max-bulk-len
@@ -63,8 +66,12 @@ type applier struct {
 	db     int   // db the stream has selected
 	inTx   bool
 
-	keys, expired, commands, skipped atomic.Int64
-	warnedModuleAux                  bool
+	// dataEnd is the end offset of the last stream command that changed
+	// data (not a PING, PUBLISH, REPLCONF or SELECT).
+	dataEnd atomic.Int64
+
+	keys, expired, commands, skipped, filtered atomic.Int64
+	warnedModuleAux                            bool
 }
 
 // mapDB applies db_map; a source db not in a non-empty map keeps its number.
@@ -79,6 +86,7 @@ func (a *applier) mapDB(db int) int {
 func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
 	a.resumed = false
+	a.dataEnd.Store(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
 	a.srcRDB = 0
 	a.sweep = nil
@@ -115,8 +123,15 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 	}
 	switch rec.Kind {
 	case rdb.KindKey:
+		if !a.filter.Record(rec.DB, rec.Key, rdb.TypeName(rec.Type)) {
+			a.filtered.Add(1)
+			return nil
+		}
 		return a.key(ctx, rec, version)
 	case rdb.KindFunction:
+		if !a.filter.Functions() {
+			return nil
+		}
 		if err := a.out.add(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
 			return err
 		}
@@ -238,9 +253,25 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 			}
 		}
 	default:
-		a.commands.Add(1)
-		if err := a.out.add(ctx, a.dbOf(name), a.mapArgs(args)); err != nil {
-			return err
+		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
+			a.dataEnd.Store(end)
+		}
+		out, d, why := a.filter.Rewrite(a.db, args)
+		switch d {
+		case filter.Drop:
+			a.filtered.Add(1)
+		case filter.Refuse:
+			if !a.skipErr {
+				return fmt.Errorf("stream at offset %d: filter: %s", end, why)
+			}
+			if n := a.skipped.Add(1); n <= 10 || n%1000 == 0 {
+				a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused by the filter; skipped (on_error = skip)")
+			}
+		default:
+			a.commands.Add(1)
+			if err := a.out.add(ctx, a.dbOf(out[0]), a.mapArgs(out)); err != nil {
+				return err
+			}
 		}
 	}
 	if a.inTx {

@@ -23,8 +23,9 @@ import (
 // slot's data when the cluster reshards, and replicates with it when a
 // master fails over).
 type clusterTarget struct {
-	j     *job
-	seeds []string
+	j      *job
+	seedMu sync.Mutex
+	seeds  []string
 
 	mu    sync.Mutex // guards ws, ns, homes and topo against status readers
 	topo  *topology.Map
@@ -117,24 +118,20 @@ func (t *clusterTarget) discover(ctx context.Context) error {
 }
 
 func (t *clusterTarget) topology(ctx context.Context) (*topology.Map, error) {
-	m, err := topology.Discover(ctx, t.seeds, func(addr string) *redis.Options {
+	t.seedMu.Lock()
+	seeds := slices.Clone(t.seeds)
+	t.seedMu.Unlock()
+	m, err := topology.Discover(ctx, seeds, func(addr string) *redis.Options {
 		o, _ := t.dialFor(addr)
 		return redisOptions(o, "ferry-ctl-0", 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("target cluster: %w", err)
 	}
-	// Later discoveries may start from any master ferry knows.
-	seen := map[string]bool{}
-	for _, s := range t.seeds {
-		seen[s] = true
-	}
-	for _, n := range m.Masters() {
-		if !seen[n.Addr] {
-			t.seeds = append(t.seeds, n.Addr)
-			seen[n.Addr] = true
-		}
-	}
+	// Later discoveries may start from any node ferry has seen.
+	t.seedMu.Lock()
+	t.seeds = mergeSeeds(t.seeds, m)
+	t.seedMu.Unlock()
 	return m, nil
 }
 

@@ -136,20 +136,7 @@ func TestClusterKillStorm(t *testing.T) {
 // checkClusterCounters is checkCounters against a cluster.
 func checkClusterCounters(t *testing.T, dst *redistest.Cluster, l *load) {
 	t.Helper()
-	ctx := context.Background()
-	cc := dst.Client(t)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, want := range l.counters {
-		if got, err := cc.Get(ctx, k).Int64(); err != nil || got != want {
-			t.Errorf("counter %s: target %d (%v), source incremented %d times", k, got, err, want)
-		}
-	}
-	for k, want := range l.lists {
-		if got := cc.LLen(ctx, k).Val(); got != want {
-			t.Errorf("list %s: target length %d, source pushed %d", k, got, want)
-		}
-	}
+	checkCounters(t, dst.Client(t), l)
 }
 
 func TestClusterTargetResharded(t *testing.T) {

@@ -19,8 +19,10 @@ import (
 
 	"ferry/conf"
 	"ferry/dial"
+	"ferry/filter"
 	"ferry/reader"
 	"ferry/spool"
+	"ferry/throttle"
 	"ferry/writer"
 )
 
@@ -83,7 +85,7 @@ type Summary struct {
 	Elapsed      time.Duration
 	FullSyncs    int64
 	PartialSyncs int64
-	Swept        int64 // stale keys deleted after a full resync
+	Swept        int64           // stale keys deleted after a full resync
 	Applied      writer.Position // the first stream's position on the target
 	Lag          int64           // source bytes received and not applied at the end (all shards)
 	Shards       int
@@ -103,6 +105,8 @@ type job struct {
 
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
+	filter   *filter.Filter
+	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	caught   atomic.Bool   // migrate: every stream caught up
 	seq      atomic.Uint64 // unit numbers (see applier.seq)
@@ -120,6 +124,26 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	j := &job{o: o, c: o.Conf, log: o.Log, start: time.Now()}
 	if j.o.DrainTimeout <= 0 {
 		j.o.DrainTimeout = 60 * time.Second
+	}
+	var err error
+	if j.filter, err = filter.New(o.Conf.Filter); err != nil {
+		return Summary{}, err
+	}
+	// One budget for all writers of the job.
+	lim := throttle.New(o.Conf.MaxOpsPerSecond, o.Conf.MaxBytesPerSecond)
+	switch {
+	case lim != nil && o.Throttle != nil:
+		extra := o.Throttle
+		j.throttle = func(ctx context.Context, ops, bytes int) error {
+			if err := lim.Wait(ctx, ops, bytes); err != nil {
+				return err
+			}
+			return extra(ctx, ops, bytes)
+		}
+	case lim != nil:
+		j.throttle = lim.Wait
+	default:
+		j.throttle = o.Throttle
 	}
 	j.setPhase("connecting")
 	if o.Observe != nil {
@@ -285,6 +309,8 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		stream:  i,
 		log:     j.log,
 		dbMap:   c.DBMap,
+		filter:  j.filter,
+		skipErr: c.OnError == "skip",
 		restore: c.Restore,
 		fenced:  c.Fence != "off",
 		seq:     &j.seq,
@@ -449,6 +475,8 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		if pos, ok := tgt.resumeFor(i, id, id2); ok {
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
+			s.app.dataEnd.Store(pos.Offset)
+			s.processed.Store(pos.Offset)
 			s.app.resumed = true
 			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
 		} else {
@@ -470,6 +498,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		Log:     s.app.log,
 		Acked:   s.applied,
 		Resolve: resolve,
+		Rewind:  s.rewind,
 	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
 	s.app.ackNow = s.ps.AckNow
 	return s, nil
@@ -485,7 +514,7 @@ func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
 		return fmt.Errorf("source %w", describeCtlErr(src.Addr, err))
 	}
 	for db, n := range ks {
-		if n == 0 || db == 0 {
+		if n == 0 || db == 0 || !j.filter.DB(db) {
 			continue
 		}
 		if t, ok := j.c.DBMap[db]; ok && t == 0 {
@@ -585,9 +614,27 @@ func (j *job) addRDB(n int64) {
 // have, on every master: for a shard of a cluster source, only keys of the
 // shard's slots (the other shards' keys are theirs).
 func (j *job) sweep(ctx context.Context, keep *keySet, sh *shard) error {
-	owned := func(int, string) bool { return true }
-	if sh != nil {
-		owned = func(_ int, key string) bool { return sh.owns(key) }
+	// A target key is the job's to delete only if some source db mapped to
+	// its db copies it (a filtered-out or foreign key is left alone), and,
+	// for one shard of a cluster source, if the key is in that shard.
+	srcDBs := map[int][]int{}
+	for db := 0; db < 256; db++ {
+		t := db
+		if m, ok := j.c.DBMap[db]; ok {
+			t = m
+		}
+		srcDBs[t] = append(srcDBs[t], db)
+	}
+	owned := func(tdb int, key string) bool {
+		if sh != nil && !sh.owns(key) {
+			return false
+		}
+		for _, db := range srcDBs[tdb] {
+			if j.filter.Key(db, []byte(key)) {
+				return true
+			}
+		}
+		return false
 	}
 	var deleted int64
 	for _, n := range j.tgt.nodes() {
@@ -613,24 +660,46 @@ func (j *job) drain(ctx context.Context) error {
 	return nil
 }
 
-// finish flushes and acknowledges everything, and for runs that end (migrate,
-// import) removes the marker: the target then holds exactly the data.
-func (j *job) finish(ctx context.Context, removeMarker bool) error {
+// finish ends a run. A complete one (an import, a migrate that caught up)
+// flushes and acknowledges everything and removes the markers: the target
+// then holds exactly the data. A stopped one only waits for what is on the
+// wire: the markers record where the target stands, and what was not sent
+// yet is read from the source again by the next start.
+func (j *job) finish(ctx context.Context, complete bool) error {
+	dctx, cancel := context.WithTimeout(ctx, j.o.DrainTimeout)
+	defer cancel()
 	for _, s := range j.parts() {
 		s.app.out.dropUnit()
 		if err := s.app.out.flush(ctx); err != nil {
 			return err
 		}
 	}
-	dctx, cancel := context.WithTimeout(ctx, j.o.DrainTimeout)
-	defer cancel()
-	if err := j.drain(dctx); err != nil {
+	var err error
+	if complete {
+		err = j.drain(dctx)
+	} else {
+		// A stop applies what ferry holds if that is quick (the usual
+		// case), and otherwise (a rate limit, a slow target) leaves it to
+		// the next start rather than keep the operator waiting.
+		qctx, qcancel := context.WithTimeout(ctx, min(j.o.DrainTimeout, 10*time.Second))
+		err = j.drain(qctx)
+		qcancel()
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("in-flight writes not acknowledged within %s; the target's marker records what was applied", j.o.DrainTimeout)
+			j.log.Warn().Msg("stopping without applying everything received: the rest is read from the source again on the next start")
+			for _, w := range j.writers() {
+				if err = w.Settle(dctx); err != nil {
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("in-flight writes not acknowledged within %s; the target's markers record what was applied", j.o.DrainTimeout)
 		}
 		return err
 	}
-	if removeMarker {
+	if complete {
 		if err := j.tgt.removeMarkers(ctx); err != nil {
 			return fmt.Errorf("remove markers: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -118,11 +119,24 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, error) {
 	e := j.c.Source
 	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
+	// Every node ever seen is a seed for later discoveries: the configured
+	// address may be the master that just died.
+	var seedMu sync.Mutex
+	seeds := append([]string(nil), e.Hosts...)
 	discover := func(ctx context.Context) (*topology.Map, error) {
-		return topology.Discover(ctx, e.Hosts, func(addr string) *redis.Options {
+		seedMu.Lock()
+		list := append([]string(nil), seeds...)
+		seedMu.Unlock()
+		m, err := topology.Discover(ctx, list, func(addr string) *redis.Options {
 			o, _ := opts(addr)
 			return redisOptions(o, "ferry-ctl-0", 0)
 		})
+		if err == nil {
+			seedMu.Lock()
+			seeds = mergeSeeds(seeds, m)
+			seedMu.Unlock()
+		}
+		return m, err
 	}
 	m, err := discover(ctx)
 	if err != nil {
@@ -278,4 +292,21 @@ func replIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, e
 	}
 	off2, _ = strconv.ParseInt(infoField(info, "second_repl_offset"), 10, 64)
 	return infoField(info, "master_replid"), infoField(info, "master_replid2"), off2, nil
+}
+
+// mergeSeeds adds every node of m (masters and replicas) to seeds.
+func mergeSeeds(seeds []string, m *topology.Map) []string {
+	seen := map[string]bool{}
+	for _, s := range seeds {
+		seen[s] = true
+	}
+	for _, sh := range m.Shards {
+		for _, n := range append([]topology.Node{sh.Master}, sh.Replicas...) {
+			if !seen[n.Addr] {
+				seen[n.Addr] = true
+				seeds = append(seeds, n.Addr)
+			}
+		}
+	}
+	return seeds
 }

@@ -106,7 +106,7 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.MaxConnAge = c.MaxConnAge
 	cfg.OnError = errorPolicy(c.OnError)
 	cfg.Log = j.log
-	cfg.Throttle = j.o.Throttle
+	cfg.Throttle = j.throttle
 	cfg.Low = j.low
 	return cfg
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"ferry/rdb"
 	"ferry/reader"
@@ -30,11 +31,23 @@ type stream struct {
 	// target, or nothing (a full resync).
 	startAt reader.Start
 
-	live    chan struct{} // closed once the first snapshot is applied (or the stream resumed)
-	sweep   bool          // the next snapshot must sweep what earlier data left behind
-	rdbSize atomic.Int64
-	rdbOff  atomic.Int64
-	phase   atomic.Pointer[string]
+	live      chan struct{} // closed once the first snapshot is applied (or the stream resumed)
+	sweep     bool          // the next snapshot must sweep what earlier data left behind
+	rdbSize   atomic.Int64
+	rdbOff    atomic.Int64
+	processed atomic.Int64 // offset of the last stream command the applier took
+	phase     atomic.Pointer[string]
+}
+
+// rewind reports whether everything the stream received after offset to
+// left the data alone (see reader.Config.Rewind). It first lets the applier
+// take all that was received.
+func (s *stream) rewind(ctx context.Context, to int64) bool {
+	received := s.ps.Stats().Received
+	for i := 0; i < 500 && s.processed.Load() < received && ctx.Err() == nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.processed.Load() >= received && s.app.dataEnd.Load() <= to
 }
 
 func (s *stream) setPhase(p string) { s.phase.Store(&p) }
@@ -67,6 +80,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 		}
 		switch ev.Kind {
 		case reader.FullSync:
+			s.processed.Store(ev.Offset)
 			s.setPhase("rdb")
 			s.rdbSize.Store(ev.RDBSize)
 			app.beginSnapshot(ev.ReplID, ev.Offset, s.sweep)
@@ -89,6 +103,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 			s.markLive()
 		case reader.Continue:
 			app.replid = ev.ReplID
+			s.processed.Store(ev.Offset)
 			s.setPhase("streaming")
 			s.markLive()
 		case reader.Stream:
@@ -128,13 +143,15 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		if len(args) == 0 {
 			continue
 		}
-		end := base + rr.Consumed()
-		if id, ok := frames.ReplIDAt(rr.Consumed()); ok {
-			app.replid = id
+		if sw, ok := frames.SwitchAt(rr.Consumed()); ok {
+			app.replid = sw.ReplID
+			base = sw.Offset - sw.Pos
 		}
+		end := base + rr.Consumed()
 		if err := app.command(ctx, args, end); err != nil {
 			return err
 		}
+		s.processed.Store(end)
 	}
 }
 

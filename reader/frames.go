@@ -72,7 +72,7 @@ type Frames struct {
 	pending func() int64
 
 	delivered int64 // stream bytes handed out since Stream()
-	switches  []replSwitch
+	switches  []Switch
 }
 
 // NewFrames reads frames from r. pending reports how many bytes are
@@ -188,23 +188,27 @@ func (f *Frames) Stream() io.Reader {
 	return readerFunc(f.readData(frameStream))
 }
 
-// ReplIDAt reports the replication id that holds for the stream byte at
-// position pos (bytes since Stream was called), if it changed since the last
-// call: a source that failed over continues its old master's offsets under a
-// new id.
-func (f *Frames) ReplIDAt(pos int64) (string, bool) {
-	var id string
-	found := false
-	for len(f.switches) > 0 && f.switches[0].pos <= pos {
-		id, found = f.switches[0].replid, true
-		f.switches = f.switches[1:]
-	}
-	return id, found
+// Switch is where a partial resync continued the stream: from stream
+// position Pos (bytes since Stream was called) on, the bytes belong to
+// ReplID and follow source offset Offset. A source that failed over
+// continues its old master's offsets under a new id; after a rewind to a
+// branch point the offset goes back.
+type Switch struct {
+	Pos    int64
+	ReplID string
+	Offset int64
 }
 
-type replSwitch struct {
-	pos    int64
-	replid string
+// SwitchAt returns the last switch at or before stream position pos that was
+// not returned yet.
+func (f *Frames) SwitchAt(pos int64) (Switch, bool) {
+	var sw Switch
+	found := false
+	for len(f.switches) > 0 && f.switches[0].Pos <= pos {
+		sw, found = f.switches[0], true
+		f.switches = f.switches[1:]
+	}
+	return sw, found
 }
 
 func (f *Frames) readData(want byte) func([]byte) (int, error) {
@@ -224,8 +228,8 @@ func (f *Frames) readData(want byte) func([]byte) (int, error) {
 				if _, err := io.ReadFull(f.r, buf); err != nil {
 					return 0, err
 				}
-				if len(buf) >= 40 {
-					f.switches = append(f.switches, replSwitch{pos: f.delivered, replid: trimID(buf[:40])})
+				if len(buf) >= 48 {
+					f.switches = append(f.switches, Switch{Pos: f.delivered, ReplID: trimID(buf[:40]), Offset: int64(binary.LittleEndian.Uint64(buf[40:48]))})
 				}
 				continue
 			case kind != want:

@@ -41,7 +41,13 @@ type Config struct {
 	// Resolve, if set, says where to connect before each attempt: the
 	// shard's master now (after a failover), or the replica to read from.
 	Resolve func(ctx context.Context) (dial.Options, error)
-	Log     zerolog.Logger
+	// Rewind, if set, is asked when the node to continue on branched off
+	// ferry's history before ferry's offset (a failover, after which the
+	// old master still sent ferry a PING or a PUBLISH): it reports whether
+	// everything ferry received after offset to changed no data, so that
+	// ferry may continue from to instead of taking a new snapshot.
+	Rewind func(ctx context.Context, to int64) bool
+	Log    zerolog.Logger
 }
 
 // Start says where to begin: an empty ReplID asks for a full resync.
@@ -206,6 +212,9 @@ func (p *PSync) link(ctx context.Context) error {
 	if _, err := c.Do("REPLCONF", "capa", "eof", "capa", "psync2"); err != nil {
 		return handshakeErr(addr, "REPLCONF capa", err)
 	}
+	if p.linked && p.cfg.Rewind != nil {
+		p.branchPoint(ctx)
+	}
 	replid, from := "?", "-1"
 	if p.linked {
 		replid, from = p.replid, strconv.FormatInt(p.offset+1, 10)
@@ -285,6 +294,46 @@ func (p *PSync) link(ctx context.Context) error {
 		err = aerr
 	}
 	return err
+}
+
+// branchPoint checks whether the node continues ferry's history only up to an
+// offset before ferry's — it was promoted while its old master went on
+// sending ferry bytes — and if those bytes changed no data, moves ferry's
+// offset back to the branch point so that PSYNC can continue there.
+func (p *PSync) branchPoint(ctx context.Context) {
+	c, err := dial.Open(ctx, p.cfg.Dial, "", 4096)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	v, err := c.Do("INFO", "replication")
+	if err != nil {
+		return
+	}
+	info := string(v.Str)
+	field := func(name string) string {
+		for _, l := range strings.Split(info, "\n") {
+			if val, ok := strings.CutPrefix(strings.TrimSpace(l), name+":"); ok {
+				return val
+			}
+		}
+		return ""
+	}
+	if field("master_replid2") != p.replid {
+		return
+	}
+	second, err := strconv.ParseInt(field("second_repl_offset"), 10, 64)
+	if err != nil || second <= 0 || second-1 >= p.offset {
+		return
+	}
+	to := second - 1
+	if !p.cfg.Rewind(ctx, to) {
+		p.cfg.Log.Info().Int64("offset", p.offset).Int64("branch", to).Msg("the new master's history branched off before ferry's position, and ferry applied writes past the branch: a full resync follows")
+		return
+	}
+	p.cfg.Log.Info().Int64("offset", p.offset).Int64("branch", to).Msg("the new master's history branched off before ferry's position, past which ferry received no data changes: continuing at the branch")
+	p.offset = to
+	p.update(func(s *Stats) { s.Received = to })
 }
 
 // readLine reads one reply line, skipping the bare newlines a master sends

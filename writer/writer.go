@@ -144,7 +144,7 @@ type Writer struct {
 	queuedBytes   int64
 	inflight      []*flight
 	inflightBytes int64
-	sending       int // batches taken off the queue and not yet in flight
+	sending       int               // batches taken off the queue and not yet in flight
 	applied       map[int]Position  // stream → position of its last batch acknowledged
 	streamKey     map[int]string    // standalone: stream → its marker key
 	acked         map[string]uint64 // marker key → last unit acknowledged under it
@@ -300,6 +300,23 @@ func (w *Writer) Drain(ctx context.Context) error {
 		return w.fatal
 	}
 	return ctx.Err()
+}
+
+// Settle drops what was submitted but not sent yet and waits until
+// everything sent is acknowledged: a stopping sync records where the target
+// stands without first applying a backlog (a restart reads it from the
+// source again).
+func (w *Writer) Settle(ctx context.Context) error {
+	w.qmu.Lock()
+	for _, b := range w.queue {
+		w.queuedBytes -= int64(b.Size())
+		delete(w.injected, b)
+		b.Release()
+	}
+	w.queue = nil
+	w.cond.Broadcast()
+	w.qmu.Unlock()
+	return w.Drain(ctx)
 }
 
 // Addr is the target server's address.
@@ -826,6 +843,11 @@ func (s *session) send(ctx context.Context) error {
 			for _, b := range bs {
 				ops += b.Len()
 				size += b.Size()
+			}
+			// What is buffered goes out before the throttle may sleep.
+			if err := s.flush(); err != nil {
+				w.requeueFront(bs)
+				return err
 			}
 			if err := w.cfg.Throttle(ctx, ops, size); err != nil {
 				w.requeueFront(bs)

@@ -532,4 +532,3 @@ func hashBig(ctx context.Context, c *redis.Client, typ, key string, n int64, put
 	}
 	return nil
 }
-

@@ -20,6 +20,11 @@
 //	    sentinel shows on the target: the time the tool takes to apply what
 //	    the source holds for it (a backlog) — then sends it SIGTERM and waits.
 //
+//	lagwatch up -addr A [-timeout 10m] [-pid P]
+//	    until the server answers PING with PONG (not LOADING): polls every
+//	    5 ms on one connection, cheaper than a redis-cli per poll. Fails at
+//	    once when process P is gone.
+//
 // Output: one line of name=value pairs on stdout.
 package main
 
@@ -54,6 +59,8 @@ func main() {
 		err = cmdLag(os.Args[2:])
 	case "drain":
 		err = cmdDrain(os.Args[2:])
+	case "up":
+		err = cmdUp(os.Args[2:])
 	default:
 		usage()
 	}
@@ -145,6 +152,7 @@ func cmdWait(args []string) error {
 	src := fs.String("src", "", "source: server or any cluster node")
 	dst := fs.String("dst", "", "target: server or any cluster node")
 	timeout := fs.Duration("timeout", time.Hour, "give up after")
+	replicaOf := fs.Bool("replicaof", false, "send REPLICAOF <src> to the target first (a native replica), and also wait for master_link_status:up and master_sync_in_progress:0")
 	parse(fs, args)
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -154,20 +162,40 @@ func cmdWait(args []string) error {
 	}
 	defer e.close()
 	t0 := time.Now()
+	var dc *redis.Client
+	linkUp := func() bool { return true }
+	if *replicaOf {
+		if e.srcT.Cluster || e.dstT.Cluster {
+			return errors.New("-replicaof: standalone source and target only")
+		}
+		host, port, _ := strings.Cut(*src, ":")
+		dc = rk.Client(*dst, 0, 1)
+		defer dc.Close()
+		linkUp = func() bool {
+			info, err := dc.Info(ctx, "replication").Result()
+			return err == nil && rk.Field(info, "master_link_status") == "up" && rk.Field(info, "master_sync_in_progress") == "0"
+		}
+		if err := dc.Do(ctx, "replicaof", host, port).Err(); err != nil {
+			return err
+		}
+	}
+	// Values carry a token of this run: sentinels left by an earlier run
+	// (and copied with the data) never count.
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	var seq, armed int64
 	var countsAt time.Duration
 	for ctx.Err() == nil {
 		seq++
-		if err := e.write(ctx, strconv.FormatInt(seq, 10)); err != nil {
+		if err := e.write(ctx, token+strconv.FormatInt(seq, 10)); err != nil {
 			return err
 		}
 		if armed == 0 {
 			s, err1 := rk.TotalKeys(ctx, e.srcT)
 			d, err2 := rk.TotalKeys(ctx, e.dstT)
-			if err1 == nil && err2 == nil && d >= s {
+			if err1 == nil && err2 == nil && d >= s && linkUp() {
 				armed, countsAt = seq, time.Since(t0)
 			}
-		} else if e.seen(ctx, func(v string) bool { n, _ := strconv.ParseInt(v, 10, 64); return n >= armed }) {
+		} else if e.seen(ctx, func(v string) bool { return seqOf(v, token) >= armed }) {
 			fmt.Printf("synced_s=%.3f counts_equal_s=%.3f\n", time.Since(t0).Seconds(), countsAt.Seconds())
 			return nil
 		}
@@ -177,6 +205,20 @@ func cmdWait(args []string) error {
 }
 
 // cmdStats sums the calls of the given commands in INFO commandstats.
+// seqOf returns the sequence number in v when v belongs to this run's
+// token, else -1.
+func seqOf(v, token string) int64 {
+	rest, ok := strings.CutPrefix(v, token)
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 func cmdStats(ctx context.Context, c *redis.Client, cmds []string) (int64, error) {
 	info, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
@@ -227,6 +269,7 @@ func cmdLag(args []string) error {
 	defer dc.Close()
 	cmds := strings.Split(*cmdList, ",")
 	const hb = "__bench:hb"
+	token := strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	before, err := cmdStats(ctx, sc, cmds)
 	if err != nil {
 		return err
@@ -271,7 +314,7 @@ func cmdLag(args []string) error {
 			now := time.Now()
 			mu.Lock()
 			polls++
-			if n, _ := strconv.ParseInt(v, 10, 64); err == nil && n > lastSeen {
+			if n := seqOf(v, token); err == nil && n > lastSeen {
 				for s := lastSeen + 1; s <= n; s++ {
 					if at, ok := sent[s]; ok {
 						lags[s] = now.Sub(at).Seconds() * 1000
@@ -288,7 +331,7 @@ func cmdLag(args []string) error {
 		mu.Lock()
 		sent[seq] = time.Now()
 		mu.Unlock()
-		return seq, sc.Set(ctx, hb, strconv.FormatInt(seq, 10), 0).Err()
+		return seq, sc.Set(ctx, hb, token+strconv.FormatInt(seq, 10), 0).Err()
 	}
 	tk := time.NewTicker(*interval)
 	var loadErr error
@@ -435,4 +478,49 @@ func cmdDrain(args []string) error {
 		fmt.Fprintln(os.Stderr, "lagwatch: tool stop:", exitErr)
 	}
 	return nil
+}
+
+func cmdUp(args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	addr := fs.String("addr", "", "server address")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after")
+	pid := fs.Int("pid", 0, "the server's process: fail when it is gone, or when another server answers")
+	parse(fs, args)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: *addr, Protocol: 2, DisableIdentity: true, PoolSize: 1,
+		DialTimeout: time.Second, ReadTimeout: 10 * time.Second, MaxRetries: -1})
+	defer c.Close()
+	t0 := time.Now()
+	for time.Since(t0) < *timeout {
+		if v, err := c.Ping(ctx).Result(); err == nil && v == "PONG" {
+			up := time.Since(t0)
+			if *pid > 0 {
+				info, err := c.Info(ctx, "server").Result()
+				if err != nil {
+					return err
+				}
+				if got := rk.Field(info, "process_id"); got != strconv.Itoa(*pid) {
+					return fmt.Errorf("%s: answered by another server (process %s, not %d)", *addr, got, *pid)
+				}
+			}
+			fmt.Printf("up_s=%.3f\n", up.Seconds())
+			return nil
+		}
+		if *pid > 0 && gone(*pid) {
+			return fmt.Errorf("%s: process %d is gone", *addr, *pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: no PONG within %s", *addr, *timeout)
+}
+
+// gone reports whether a process has exited (a zombie counts as gone).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) != nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
 }

@@ -300,12 +300,8 @@ func TestNotBuiltSettings(t *testing.T) {
 		name, content string
 		want          []string
 	}{
-		{"filter", ends + "[filter]\nprefixes = [\"user:\"]\n", []string{"filter.prefixes", "not supported"}},
-		{"block-commands", ends + "[filter]\nblock_commands = [\"flushall\"]\n", []string{"filter.block_commands"}},
-		{"rate", "max_ops_per_second = 1000\n" + ends, []string{"max_ops_per_second"}},
 		{"hook", "cutover_hook = \"true\"\n" + ends, []string{"cutover_hook"}},
 		{"target-db", "[source]\naddr = \"redis://127.0.0.1:6379\"\n[target]\naddr = \"redis://127.0.0.1:6380/3\"\n", []string{"target.addr", "db_map"}},
-		{"sentinel", "[source]\naddr = \"sentinel://127.0.0.1:26379/mymaster\"\n[target]\naddr = \"redis://127.0.0.1:6380\"\n", []string{"source.addr", "sentinel"}},
 	} {
 		p := writeFile(t, dir, c.name+".toml", c.content)
 		for _, cmd := range []string{"sync", "migrate"} {
@@ -364,7 +360,7 @@ func TestRunUsage(t *testing.T) {
 		{"single-job-file", []string{"run"}, "job = \"x\"\n" + ends, []string{"single-job file"}},
 		{"no-mode", []string{"run"}, "[[job]]\nname = \"a\"\n" + ends, []string{"job[a].mode", "required"}},
 		{"bad-parallel", []string{"run"}, "max_parallel = 0\n[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends, []string{"max_parallel"}},
-		{"refused", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends + "[job.filter]\nprefixes = [\"x:\"]\n", []string{"job[a].filter.prefixes", "not supported"}},
+		{"refused", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends + "cutover_hook = \"true\"\n", []string{"job[a].cutover_hook", "not supported"}},
 		{"per-job-status", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\nstatus_addr = \"127.0.0.1:1\"\n" + ends, []string{"status_addr"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

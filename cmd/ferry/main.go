@@ -387,26 +387,12 @@ func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus)
 // hook. Remove an entry here when its feature lands.
 // prefix goes before the key in the message ("job[orders].").
 func notBuilt(j conf.Job, prefix string) error {
-	f := j.Filter
 	for _, c := range []struct {
 		key string
 		set bool
 		why string
 	}{
-		{"filter.dbs", len(f.DBs) > 0, "filters are planned"},
-		{"filter.block_dbs", len(f.BlockDBs) > 0, "filters are planned"},
-		{"filter.prefixes", len(f.Prefixes) > 0, "filters are planned"},
-		{"filter.block_prefixes", len(f.BlockPrefixes) > 0, "filters are planned"},
-		{"filter.regex", len(f.Regex) > 0, "filters are planned"},
-		{"filter.block_regex", len(f.BlockRegex) > 0, "filters are planned"},
-		{"filter.types", len(f.Types) > 0, "filters are planned"},
-		{"filter.block_types", len(f.BlockTypes) > 0, "filters are planned"},
-		{"filter.commands", len(f.Commands) > 0, "filters are planned"},
-		{"filter.block_commands", len(f.BlockCommands) > 0, "filters are planned"},
-		{"max_ops_per_second", j.MaxOpsPerSecond != 0, "rate limits are planned"},
-		{"max_bytes_per_second", j.MaxBytesPerSecond != 0, "rate limits are planned"},
 		{"cutover_hook", j.CutoverHook != "", "cutover is planned"},
-		{"source.addr", j.Source.Scheme == "sentinel", "sentinel:// is planned; give the master's redis:// address"},
 		{"target.addr", j.Target.Scheme == "sentinel", "sentinel:// is planned; give the master's redis:// address"},
 		{"source.addr", j.Source.DB != 0, "ferry replicates every db of the source; a /db in the address is not supported"},
 		{"target.addr", j.Target.DB != 0, `a /db in the target address is not supported; map databases with db_map = { "0" = N }`},

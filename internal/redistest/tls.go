@@ -167,6 +167,20 @@ func CertsOf(s *Server) *Certs {
 	return nil
 }
 
+// certsForAddr is CertsOf by address (host:port), for code that has only the
+// address (newClientOptions, the digest); nil for a plain server.
+func certsForAddr(addr string) *Certs {
+	var found *Certs
+	tlsServers.Range(func(k, v any) bool {
+		if k.(*Server).Addr == addr {
+			found = v.(*Certs)
+			return false
+		}
+		return true
+	})
+	return found
+}
+
 // tlsManaged are directives StartTLS owns, on top of the harness's.
 var tlsManaged = map[string]bool{"tls-port": true}
 

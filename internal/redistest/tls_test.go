@@ -61,6 +61,9 @@ func TestStartTLS(t *testing.T) {
 	if AnyClient(t, s).Ping(ctx).Err() != nil {
 		t.Fatal("AnyClient")
 	}
+	if certsForAddr(s.Addr) != certs || certsForAddr("127.0.0.1:1") != nil {
+		t.Fatal("certsForAddr")
+	}
 	if !strings.HasPrefix(TLSURL(s), "rediss://127.0.0.1:") {
 		t.Fatalf("TLSURL %s", TLSURL(s))
 	}
