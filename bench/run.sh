@@ -47,6 +47,7 @@ done
 mkdir -p "$OUT" "$LOGS" "$WORK" "$BIN"
 : >"$SUM"
 : >"$LOGS/quiet.log"
+: >"$LOGS/steps.log"
 
 # ---------------------------------------------------------------- helpers
 
@@ -54,7 +55,7 @@ say() { echo "$*" | tee -a "$SUM"; }
 log() { echo "$(date -u +%T) $*" | tee -a "$LOGS/run.log" >&2; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
-median() { printf '%s\n' "$@" | grep . | sort -g | awk '{v[NR]=$1} END{if (NR==0) {print "n/a"; exit} m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; if (m == int(m)) printf "%d\n", m; else printf "%.3f\n", m}'; }
+median() { printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{v[NR]=$1} END{if (NR==0) {print "n/a"; exit} m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; if (m == int(m)) printf "%d\n", m; else printf "%.3f\n", m}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "n/a" || b == "n/a" || b+0 == 0) print "n/a"; else printf "%.2f", a/b}'; }
 # bar VALUE OP LIMIT: PASS or FAIL (or "not measured")
 bar() { awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN{if (v == "n/a" || v == "") {print "not measured"; exit} ok = (op == "<=") ? v+0 <= l : (op == "<") ? v+0 < l : v+0 >= l; print ok ? "PASS" : "FAIL"}'; }
@@ -188,10 +189,21 @@ wait_quiet() {
 		sleep 2
 	done
 }
-quiet_note() { # tally of $LOGS/quiet.log lines since line $1
-	awk -v from="$1" 'NR>from {if ($1=="quiet") q++; else n++} END{printf "%d of %d timed steps quiet", q, q+n}' "$LOGS/quiet.log" 2>/dev/null
+# step_log T0 QUIET: records a timed step that started at T0 (after wait_quiet
+# said QUIET): how much CPU other people's processes used meanwhile, from
+# the sampler's $LOGS/cpu-others.log. Prints the note for the step's log line.
+step_log() {
+	local q=quiet
+	case "$2" in quiet) ;; *) q=NOT-quiet ;; esac
+	local o
+	o=$(awk -v a="$1" -v b="$(now)" '$1 >= a && $1 - 1 <= b {s += $2; n++; if ($2 > m) m = $2} END{if (n == 0) print "- -"; else printf "%.0f %.0f", s/n, m}' "$LOGS/cpu-others.log" 2>/dev/null)
+	echo "$q $o" >>"$LOGS/steps.log"
+	echo "$2; others used avg ${o% *}% max ${o#* }% of a core during the step"
 }
-quiet_mark() { wc -l <"$LOGS/quiet.log" 2>/dev/null || echo 0; }
+quiet_note() { # summary of the steps logged since line $1 of $LOGS/steps.log
+	awk -v from="$1" 'NR > from {n++; if ($1 == "quiet") q++; if ($2 != "-") {s += $2; k++; if ($2 > w) w = $2}} END{printf "%d of %d timed steps started quiet", q, n; if (k) printf "; other processes used avg %.0f%% of a core during them (worst step %.0f%%)", s/k, w}' "$LOGS/steps.log" 2>/dev/null
+}
+quiet_mark() { wc -l <"$LOGS/steps.log" 2>/dev/null || echo 0; }
 
 # ferry_conf NAME [FENCE]: a job file for one job; prints its path.
 ferry_conf() {
@@ -227,6 +239,12 @@ same_data() {
 
 log "building the bench tools into $BIN"
 go build -o "$BIN/" ./bench/gen ./bench/digest ./bench/lagwatch ./bench/runstat
+# Measure a private copy: a 'make build' elsewhere must not swap the binary mid-run.
+cp "$FERRY" "$BIN/ferry"
+FERRY=$BIN/ferry
+# CPU used by everything that is not this run, sampled every second.
+"$BIN/lagwatch" cpu -root $$ >"$LOGS/cpu-others.log" 2>/dev/null &
+PIDS+=("$!")
 
 cores=$(nproc)
 say "# ferry bench $TS: $("$FERRY" version 2>/dev/null | head -1); $(redis-server --version | awk '{print $1, $3}'); $(go version | awk '{print $3}')"
@@ -274,11 +292,12 @@ section_import() {
 		mkdir -p "$WORK/srv/load"
 		ln -f "$WORK/dump.rdb" "$WORK/srv/load/dump.rdb"
 		s=$(wait_quiet)
+		ST0=$(now)
 		t0=$(now)
 		srv_start load --dbfilename dump.rdb
 		starts+=("$(since "$t0")")
 		loads+=("$(grep -o 'DB loaded from disk: [0-9.]* seconds' "$WORK/srv/load/redis.log" | tail -1 | awk '{print $5}')")
-		echo "anchor run $r: start_to_ping_s=${starts[-1]} log_loaded_s=${loads[-1]} keys=$(keys_of "${PORT[load]}") ($s)" >>"$LOGS/import.log"
+		echo "anchor run $r: start_to_ping_s=${starts[-1]} log_loaded_s=${loads[-1]} keys=$(keys_of "${PORT[load]}") ($(step_log "$ST0" "$s"))" >>"$LOGS/import.log"
 		srv_stop load
 	done
 
@@ -288,6 +307,7 @@ section_import() {
 	for ((r = 1; r <= RUNS; r++)); do
 		srv_start imp
 		s=$(wait_quiet)
+		ST0=$(now)
 		"$BIN/runstat" -o "$LOGS/import-ferry-$r.stats" -- "$FERRY" sync -c "$conf" --rdb "$WORK/dump.rdb" \
 			--target "redis://127.0.0.1:${PORT[imp]}" >"$LOGS/import-ferry-$r.out" 2>"$LOGS/import-ferry-$r.log" || {
 			say "[import] ferry FAILED (run $r, exit $(kv "$LOGS/import-ferry-$r.stats" exit)): $(tail -1 "$LOGS/import-ferry-$r.log")"
@@ -298,7 +318,7 @@ section_import() {
 		rss+=("$(kv "$LOGS/import-ferry-$r.stats" maxrss_mb)")
 		local k
 		k=$(keys_of "${PORT[imp]}")
-		echo "ferry run $r: $(cat "$LOGS/import-ferry-$r.stats" | tr -d '\n') keys=$k/$SRC_KEYS; $(cat "$LOGS/import-ferry-$r.out") ($s)" >>"$LOGS/import.log"
+		echo "ferry run $r: $(cat "$LOGS/import-ferry-$r.stats" | tr -d '\n') keys=$k/$SRC_KEYS; $(cat "$LOGS/import-ferry-$r.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/import.log"
 		[ "$k" = "$SRC_KEYS" ] || check+="run $r: target has $k keys, source $SRC_KEYS; "
 		if [ "$r" = "$RUNS" ]; then check+="digest $(same_data source "${PORT[src]}" import-target "${PORT[imp]}")"; fi
 		srv_stop imp
@@ -326,13 +346,15 @@ section_fullsync() {
 		for mode in disabled on-empty-db; do
 			srv_start rep --repl-diskless-load "$mode"
 			s=$(wait_quiet)
+			ST0=$(now)
 			"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[rep]}" >"$LOGS/fullsync-native-$mode-$r.txt"
 			times[$mode]+="$(kv "$LOGS/fullsync-native-$mode-$r.txt" counts_equal_s) "
-			echo "native repl-diskless-load=$mode run $r: $(cat "$LOGS/fullsync-native-$mode-$r.txt") ($s)" >>"$LOGS/fullsync.log"
+			echo "native repl-diskless-load=$mode run $r: $(cat "$LOGS/fullsync-native-$mode-$r.txt") ($(step_log "$ST0" "$s"))" >>"$LOGS/fullsync.log"
 			srv_stop rep
 		done
 		srv_start fs
 		s=$(wait_quiet)
+		ST0=$(now)
 		"$BIN/runstat" -o "$LOGS/fullsync-ferry-$r.stats" -- "$FERRY" migrate -c "$conf" --source "redis://127.0.0.1:${PORT[src]}" \
 			--target "redis://127.0.0.1:${PORT[fs]}" >"$LOGS/fullsync-ferry-$r.out" 2>"$LOGS/fullsync-ferry-$r.log" || {
 			say "[fullsync] ferry FAILED (run $r, exit $(kv "$LOGS/fullsync-ferry-$r.stats" exit)): $(tail -1 "$LOGS/fullsync-ferry-$r.log")"
@@ -343,7 +365,7 @@ section_fullsync() {
 		ferry_rss+=("$(kv "$LOGS/fullsync-ferry-$r.stats" maxrss_mb)")
 		local k sk
 		k=$(keys_of "${PORT[fs]}"); sk=$(keys_of "${PORT[src]}")
-		echo "ferry run $r: $(tr -d '\n' <"$LOGS/fullsync-ferry-$r.stats") keys=$k/$sk; $(cat "$LOGS/fullsync-ferry-$r.out") ($s)" >>"$LOGS/fullsync.log"
+		echo "ferry run $r: $(tr -d '\n' <"$LOGS/fullsync-ferry-$r.stats") keys=$k/$sk; $(cat "$LOGS/fullsync-ferry-$r.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/fullsync.log"
 		[ "$k" = "$sk" ] || check+="run $r: target has $k keys, source $sk; "
 		if [ "$r" = "$RUNS" ]; then
 			rm -f "$SRC_DIGEST" # the native runs' sentinel keys changed the source
@@ -368,12 +390,13 @@ steady_runs() {
 	local who=$1 dst=$2 r s
 	for ((r = 1; r <= RUNS; r++)); do
 		s=$(wait_quiet)
+		ST0=$(now)
 		"$BIN/lagwatch" lag -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
 			-load-out "$LOGS/steady-$who-$r.bench" -- \
 			redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
 		local rps
 		rps=$(tr '\r' '\n' <"$LOGS/steady-$who-$r.bench" | awk -F': ' '/requests per second/{split($2, a, " "); printf "%s=%.0f ", $1, a[1]}')
-		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($s)" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
+		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
 	done
 }
 steady_med() { # WHO KEY: median over the runs
@@ -423,6 +446,22 @@ section_steady() {
 
 # ---------------------------------------------------------------- 5. fence
 
+rates_of() { # KIND MODE: the valid drain rates, space-separated
+	awk -v m="$2" '{for (i = 1; i <= NF; i++) if (split($i, a, "=") == 2 && a[1] == m) printf "%s ", a[2]}' "$LOGS/fence-$1.rates" | sed 's/ $//'
+}
+
+# fence_attach CONF TARGET_PORT LOGNAME: run ferry sync until the target is in
+# sync with the fence source, then stop it (it keeps its resume point).
+fence_attach() {
+	local fp
+	"$FERRY" sync -c "$1" --source "redis://127.0.0.1:${PORT[fsrc]}" --target "redis://127.0.0.1:$2" \
+		>"$LOGS/$3.out" 2>"$LOGS/$3.log" &
+	fp=$!
+	PIDS+=("$fp")
+	echo "$3: $("$BIN/lagwatch" wait -timeout 30m -src "127.0.0.1:${PORT[fsrc]}" -dst "127.0.0.1:$2")" >>"$LOGS/fence.log"
+	stop_pid "$fp" 120
+}
+
 # fence_kind KIND: KIND = standalone | cluster. Targets A (fence multi) and B
 # (fence off) follow the same source; per run: both stopped, one load builds a
 # backlog on the source, then each ferry restarts alone and drains it.
@@ -440,12 +479,7 @@ fence_kind() {
 	declare -A tgt=([multi]=$ta [off]=$tb) conf=([multi]=$confa [off]=$confb)
 	# attach both (full sync of what the source holds), then stop them
 	for m in multi off; do
-		"$FERRY" sync -c "${conf[$m]}" --source "redis://127.0.0.1:${PORT[fsrc]}" --target "redis://127.0.0.1:${tgt[$m]}" \
-			>"$LOGS/fence-$kind-$m-attach.out" 2>"$LOGS/fence-$kind-$m-attach.log" &
-		local fp=$!
-		PIDS+=("$fp")
-		"$BIN/lagwatch" wait -timeout 30m -src "127.0.0.1:${PORT[fsrc]}" -dst "127.0.0.1:${tgt[$m]}" >>"$LOGS/fence.log"
-		stop_pid "$fp" 120
+		fence_attach "${conf[$m]}" "${tgt[$m]}" "fence-$kind-$m-attach"
 	done
 	local backlog
 	backlog=$(rcli "${PORT[fsrc]}" config get repl-backlog-size | tail -1)
@@ -467,6 +501,7 @@ fence_kind() {
 		[ $((r % 2)) = 0 ] && order="off multi"
 		for m in $order; do
 			s=$(wait_quiet)
+			ST0=$(now)
 			f0=$(info_field "${PORT[fsrc]}" stats sync_full)
 			"$BIN/lagwatch" drain -timeout 60m -src "127.0.0.1:${PORT[fsrc]}" -dst "127.0.0.1:${tgt[$m]}" -cmds "$cmds" \
 				-tool-out "$LOGS/fence-$kind-$m-$r.log" -- \
@@ -476,23 +511,24 @@ fence_kind() {
 			valid=1 note="partial resync"
 			f1=$(info_field "${PORT[fsrc]}" stats sync_full)
 			[ "$f1" = "$f0" ] || { valid=0; note="INVALID: the restarted ferry did a full resync instead of a partial one ($(grep -o '"message":"[^"]*resync[^"]*"' "$LOGS/fence-$kind-$m-$r.log" | head -1))"; }
-			echo "$kind fence=$m run $r: $(cat "$LOGS/fence-$kind-$m-$r.txt") $(tr -d '\n' <"$LOGS/fence-$kind-$m-$r.stats"); $note ($s)" >>"$LOGS/fence.log"
+			echo "$kind fence=$m run $r: $(cat "$LOGS/fence-$kind-$m-$r.txt") $(tr -d '\n' <"$LOGS/fence-$kind-$m-$r.stats"); $note ($(step_log "$ST0" "$s"))" >>"$LOGS/fence.log"
 			if [ $valid = 1 ]; then
 				echo " $m=$(kv "$LOGS/fence-$kind-$m-$r.txt" apply_rate)" >>"$LOGS/fence-$kind.rates"
 			else
 				FENCE_WARN+="$kind fence=$m run $r: $note; "
+				# the drain was cut short inside a snapshot: let it finish
+				fence_attach "${conf[$m]}" "${tgt[$m]}" "fence-$kind-$m-$r-reattach"
 			fi
 		done
 	done
 	touch "$LOGS/fence-$kind.rates"
-	local fm fo
-	# shellcheck disable=SC2046
-	fm=$(median $(grep -o ' multi=[0-9.]*' "$LOGS/fence-$kind.rates" | sed 's/.*=//'))
-	# shellcheck disable=SC2046
-	fo=$(median $(grep -o ' off=[0-9.]*' "$LOGS/fence-$kind.rates" | sed 's/.*=//'))
-	local label="standalone target" ports
+	local fm fo rates_m rates_o
+	rates_m=$(rates_of "$kind" multi); rates_o=$(rates_of "$kind" off)
+	# shellcheck disable=SC2086
+	fm=$(median $rates_m); fo=$(median $rates_o)
+	local label="standalone target"
 	[ "$kind" = cluster ] && label="3-master cluster target"
-	say "[fence] $label: fenced (multi) drain rate=$fm cmds/s [$(grep -o ' multi=[0-9.]*' "$LOGS/fence-$kind.rates" | sed 's/.*=//' | tr '\n' ' ')], anchor fence=off=$fo cmds/s [$(grep -o ' off=[0-9.]*' "$LOGS/fence-$kind.rates" | sed 's/.*=//' | tr '\n' ' ')]"
+	say "[fence] $label: fenced (multi) drain rate=$fm cmds/s [${rates_m:-no valid run}], anchor fence=off: $fo cmds/s [${rates_o:-no valid run}]"
 	local rr
 	rr=$(ratio "$fm" "$fo")
 	say "[fence] $label: ratio fenced/unfenced = ${rr}x (bar: >= 0.80: $(bar "$rr" ">=" 0.8))"
@@ -538,12 +574,13 @@ section_cluster_source() {
 	conf=$(ferry_conf clustersource)
 	srv_start ct1
 	s=$(wait_quiet)
+	ST0=$(now)
 	local rc=0
 	"$BIN/runstat" -o "$LOGS/cluster-source-ferry.stats" -- "$FERRY" migrate -c "$conf" --source "redis://127.0.0.1:${PORT[csrc-0]}" \
 		--target "redis://127.0.0.1:${PORT[ct1]}" >"$LOGS/cluster-source-ferry.out" 2>"$LOGS/cluster-source-ferry.log" || rc=$?
 	local k
 	k=$(keys_of "${PORT[ct1]}")
-	echo "cluster source: rc=$rc keys=$k/$ck $(cat "$LOGS/cluster-source-ferry.stats" 2>/dev/null) $(cat "$LOGS/cluster-source-ferry.out") ($s)" >>"$LOGS/cluster-source.log"
+	echo "cluster source: rc=$rc keys=$k/$ck $(cat "$LOGS/cluster-source-ferry.stats" 2>/dev/null) $(cat "$LOGS/cluster-source-ferry.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster-source.log"
 	if [ "$rc" != 0 ]; then
 		say "[cluster-source] SKIPPED: not supported by this build (ferry exit $rc: $(tail -1 "$LOGS/cluster-source-ferry.log" | cut -c1-300))"
 		srv_stop ct1; srv_stop c1src; cluster_stop csrc 3
@@ -561,9 +598,10 @@ section_cluster_source() {
 
 	srv_start ct2
 	s=$(wait_quiet)
+	ST0=$(now)
 	"$BIN/runstat" -o "$LOGS/cluster-source-single.stats" -- "$FERRY" migrate -c "$conf" --source "redis://127.0.0.1:${PORT[c1src]}" \
 		--target "redis://127.0.0.1:${PORT[ct2]}" >"$LOGS/cluster-source-single.out" 2>"$LOGS/cluster-source-single.log"
-	echo "single source: $(cat "$LOGS/cluster-source-single.stats") $(cat "$LOGS/cluster-source-single.out") ($s)" >>"$LOGS/cluster-source.log"
+	echo "single source: $(cat "$LOGS/cluster-source-single.stats") $(cat "$LOGS/cluster-source-single.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster-source.log"
 	local one_t
 	one_t=$(kv "$LOGS/cluster-source-single.stats" wall_s)
 	srv_stop ct2

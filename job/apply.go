@@ -38,6 +38,7 @@ type applier struct {
 
 	dbMap    map[int]int
 	filter   *filter.Filter // nil: copy everything
+	moves    *moves         // cluster source: slot migrations between streams
 	skipErr  bool           // on_error = skip (a command the filter refuses)
 	restore  string         // auto | always | never
 	fenced   bool
@@ -62,8 +63,9 @@ type applier struct {
 
 	// stream state
 	replid string
-	offset int64 // last byte of the stream processed
-	db     int   // db the stream has selected
+	offset int64     // last byte of the stream processed
+	recv   time.Time // when ferry received the command at hand
+	db     int       // db the stream has selected
 	inTx   bool
 
 	// dataEnd is the end offset of the last stream command that changed
@@ -255,6 +257,11 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	default:
 		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
 			a.dataEnd.Store(end)
+		}
+		args = a.moves.filterMoved(a.stream, args, a.recv)
+		if args == nil {
+			a.filtered.Add(1) // history of a key that moved to another shard
+			break
 		}
 		out, d, why := a.filter.Rewrite(a.db, args)
 		switch d {

@@ -106,6 +106,7 @@ type job struct {
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
 	filter   *filter.Filter
+	moves    *moves // cluster source: see moves.go
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	caught   atomic.Bool   // migrate: every stream caught up
@@ -310,6 +311,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		log:     j.log,
 		dbMap:   c.DBMap,
 		filter:  j.filter,
+		moves:   j.moves,
 		skipErr: c.OnError == "skip",
 		restore: c.Restore,
 		fenced:  c.Fence != "off",
@@ -376,6 +378,9 @@ func (j *job) attempt(ctx context.Context) error {
 	src, err := j.openSource(ctx)
 	if err != nil {
 		return err
+	}
+	if src.cluster {
+		j.moves = newMoves(len(src.shards))
 	}
 	var streams []*stream
 	for i, sh := range src.shards {
@@ -766,6 +771,8 @@ func (s *stream) sourceOffset(ctx context.Context) (int64, error) {
 // source: what is batched goes out now, so that latency stays low under a
 // light load.
 func (s *stream) idle(ctx context.Context) {
+	// Nothing is waiting: everything received is applied.
+	s.app.moves.applied(s.i, time.Now())
 	if !s.app.inTx {
 		if err := s.app.out.flush(ctx); err != nil {
 			s.app.log.Debug().Err(err).Msg("idle flush")

@@ -235,3 +235,33 @@ func mergeLoads(a, b *load) *load {
 	}
 	return out
 }
+
+// TestClusterSourceResharded moves slots between the source's shards while
+// ferry follows them under load: every key ends up on the target exactly as
+// on the source, even though each moved key appears as a RESTORE in one
+// shard's stream and a DEL in another's, applied with independent lags.
+func TestClusterSourceResharded(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 0)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Seed: 36})
+	c := testConf(t, "redis://"+src.Masters[0].Addr, dst.URL())
+	stop := runSync(t, Options{Conf: c, Log: testLog(t)})
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	var ids []string
+	for _, m := range src.Masters {
+		ids = append(ids, m.Do(t, "CLUSTER", "MYID").(string))
+	}
+	reshard(t, src.Masters[0].Addr, ids[0], ids[1], 2000)
+	reshard(t, src.Masters[1].Addr, ids[1], ids[2], 1000)
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 60 * time.Second})
+	checkCounters(t, dst.Client(t), l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -148,10 +148,12 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 			base = sw.Offset - sw.Pos
 		}
 		end := base + rr.Consumed()
+		app.recv = frames.TimeAt(rr.Consumed())
 		if err := app.command(ctx, args, end); err != nil {
 			return err
 		}
 		s.processed.Store(end)
+		app.moves.applied(s.i, app.recv)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // The PSYNC reader drains the source's socket into a spool as a sequence of
@@ -18,7 +19,7 @@ const (
 	frameRDB      = 2 // RDB bytes
 	frameRDBEnd   = 3 // the RDB is complete
 	frameContinue = 4 // replid(40) | offset int64: the stream continues after offset
-	frameStream   = 5 // bytes of the command stream
+	frameStream   = 5 // receive time int64 (unix ns) | bytes of the command stream
 )
 
 const frameHeader = 5
@@ -73,6 +74,8 @@ type Frames struct {
 
 	delivered int64 // stream bytes handed out since Stream()
 	switches  []Switch
+	times     []stamp // receive times of stream frames not yet passed
+	lastTime  time.Time
 }
 
 // NewFrames reads frames from r. pending reports how many bytes are
@@ -185,7 +188,25 @@ func (f *Frames) RDB() io.Reader { return readerFunc(f.readData(frameRDB)) }
 func (f *Frames) Stream() io.Reader {
 	f.delivered = 0
 	f.switches = f.switches[:0]
+	f.times = f.times[:0]
 	return readerFunc(f.readData(frameStream))
+}
+
+type stamp struct {
+	pos int64
+	at  time.Time
+}
+
+// TimeAt is when ferry received the stream byte just before position pos
+// (a command's receive time, given its end): ferry's readers take every
+// shard's stream as it comes, so this orders commands of different shards
+// as they happened, to within the network's delay.
+func (f *Frames) TimeAt(pos int64) time.Time {
+	for len(f.times) > 0 && f.times[0].pos < pos {
+		f.lastTime = f.times[0].at
+		f.times = f.times[1:]
+	}
+	return f.lastTime
 }
 
 // Switch is where a partial resync continued the stream: from stream
@@ -237,6 +258,14 @@ func (f *Frames) readData(want byte) func([]byte) (int, error) {
 			}
 			f.peeked = false
 			f.left = n
+			if kind == frameStream {
+				var ts [8]byte
+				if _, err := io.ReadFull(f.r, ts[:]); err != nil {
+					return 0, err
+				}
+				f.left -= 8
+				f.times = append(f.times, stamp{pos: f.delivered, at: time.Unix(0, int64(binary.LittleEndian.Uint64(ts[:])))})
+			}
 		}
 		if len(p) > f.left {
 			p = p[:f.left]

@@ -7,6 +7,7 @@ package reader
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -166,9 +167,15 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 	}
 }
 
-func (p *PSync) frame(kind byte, payload []byte) error {
-	buf := appendFrameHeader(make([]byte, 0, frameHeader+len(payload)), kind, len(payload))
-	buf = append(buf, payload...)
+func (p *PSync) frame(kind byte, parts ...[]byte) error {
+	n := 0
+	for _, b := range parts {
+		n += len(b)
+	}
+	buf := appendFrameHeader(make([]byte, 0, frameHeader+n), kind, n)
+	for _, b := range parts {
+		buf = append(buf, b...)
+	}
 	_, err := p.out.Write(buf)
 	return err
 }
@@ -417,7 +424,7 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 				}
 				if len(rest) > 0 {
 					p.offset += int64(len(rest))
-					return p.frame(frameStream, rest)
+					return p.frame(frameStream, binary.LittleEndian.AppendUint64(nil, uint64(time.Now().UnixNano())), rest)
 				}
 				return nil
 			}
@@ -456,22 +463,22 @@ func (p *PSync) emit(kind byte, buf, data []byte) error {
 }
 
 func binaryAppendInt64(dst []byte, v int64) []byte {
-	var b [8]byte
-	for i := 0; i < 8; i++ {
-		b[i] = byte(uint64(v) >> (8 * i))
-	}
-	return append(dst, b[:]...)
+	return binary.LittleEndian.AppendUint64(dst, uint64(v))
 }
 
-// stream copies the command stream into the spool as it arrives.
+// stream copies the command stream into the spool as it arrives, each
+// chunk stamped with the time it was received.
 func (p *PSync) stream(c *resp.Conn) error {
 	br := c.R.Bufio()
-	buf := make([]byte, frameHeader+256<<10)
+	const head = frameHeader + 8
+	buf := make([]byte, head+256<<10)
 	for {
 		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
-		n, err := br.Read(buf[frameHeader:])
+		n, err := br.Read(buf[head:])
 		if n > 0 {
-			if werr := p.emit(frameStream, buf, buf[frameHeader:frameHeader+n]); werr != nil {
+			appendFrameHeader(buf[:0], frameStream, 8+n)
+			binary.LittleEndian.PutUint64(buf[frameHeader:], uint64(time.Now().UnixNano()))
+			if _, werr := p.out.Write(buf[:head+n]); werr != nil {
 				return fmt.Errorf("spool: %w", werr)
 			}
 			p.offset += int64(n)

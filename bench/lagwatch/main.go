@@ -2,10 +2,13 @@
 // replica, another tool), from the outside: it writes keys to the source and
 // watches for them on the target.
 //
-//	lagwatch wait  -src A -dst B [-timeout 1h]
-//	    until the target holds at least as many keys as the source and a
-//	    sentinel written after that showed up on every (source master, target
-//	    master) path: the target has the snapshot and the stream flows.
+//	lagwatch wait  -src A -dst B [-timeout 1h] [-replicaof]
+//	    until every source master has a replica attached and online (its
+//	    snapshot sent), the target holds at least as many keys as the source,
+//	    and a sentinel written after that showed up on every (source master,
+//	    target master) path: written after the snapshot, it arrives through
+//	    the stream, so the target has applied the snapshot and the stream
+//	    flows.
 //	lagwatch lag   -src A -dst B [-interval 100ms] [-poll 2ms] [-csv F] [-load-out F] -- LOAD CMD...
 //	    runs the load command; meanwhile writes a heartbeat (a sequence number)
 //	    to the source every interval and polls the target every poll; each
@@ -24,6 +27,11 @@
 //	    until the server answers PING with PONG (not LOADING): polls every
 //	    5 ms on one connection, cheaper than a redis-cli per poll. Fails at
 //	    once when process P is gone.
+//	lagwatch cpu -root PID [-interval 1s] >FILE
+//	    every interval, one line "unix_seconds others_pct top": the CPU used
+//	    by processes that are not PID or its descendants (other people's
+//	    work on a shared machine), in % of one core, and the busiest of them.
+//	    Runs until PID is gone.
 //
 // Output: one line of name=value pairs on stdout.
 package main
@@ -61,6 +69,8 @@ func main() {
 		err = cmdDrain(os.Args[2:])
 	case "up":
 		err = cmdUp(os.Args[2:])
+	case "cpu":
+		err = cmdCPU(os.Args[2:])
 	default:
 		usage()
 	}
@@ -192,7 +202,7 @@ func cmdWait(args []string) error {
 		if armed == 0 {
 			s, err1 := rk.TotalKeys(ctx, e.srcT)
 			d, err2 := rk.TotalKeys(ctx, e.dstT)
-			if err1 == nil && err2 == nil && d >= s && linkUp() {
+			if err1 == nil && err2 == nil && d >= s && linkUp() && replicasOnline(ctx, e.srcT) {
 				armed, countsAt = seq, time.Since(t0)
 			}
 		} else if e.seen(ctx, func(v string) bool { return seqOf(v, token) >= armed }) {
@@ -205,6 +215,29 @@ func cmdWait(args []string) error {
 }
 
 // cmdStats sums the calls of the given commands in INFO commandstats.
+// replicasOnline reports whether every master has at least one replica and
+// all its replicas are online (past the snapshot transfer).
+func replicasOnline(ctx context.Context, t rk.Topology) bool {
+	for _, m := range t.Masters {
+		c := rk.Client(m.Addr, 0, 1)
+		info, err := c.Info(ctx, "replication").Result()
+		c.Close()
+		if err != nil {
+			return false
+		}
+		n, _ := strconv.Atoi(rk.Field(info, "connected_slaves"))
+		if n == 0 {
+			return false
+		}
+		for i := range n {
+			if !strings.Contains(rk.Field(info, "slave"+strconv.Itoa(i)), "state=online") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // seqOf returns the sequence number in v when v belongs to this run's
 // token, else -1.
 func seqOf(v, token string) int64 {
@@ -523,4 +556,80 @@ func gone(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
+
+type procStat struct {
+	ppid  int
+	ticks int64
+	comm  string
+}
+
+// procs reads pid, parent, CPU ticks (user+system) and name of every process.
+func procs() map[int]procStat {
+	out := map[int]procStat{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[pid] = procStat{ppid: ppid, ticks: ut + st, comm: s[open+1 : close]}
+	}
+	return out
+}
+
+func cmdCPU(args []string) error {
+	fs := flag.NewFlagSet("cpu", flag.ContinueOnError)
+	root := fs.Int("root", 0, "our process tree's root")
+	interval := fs.Duration("interval", time.Second, "sampling interval")
+	parse(fs, args)
+	const hz = 100 // USER_HZ on Linux
+	mine := func(ps map[int]procStat, pid int) bool {
+		for i := 0; pid > 1 && i < 64; i++ {
+			if pid == *root {
+				return true
+			}
+			pid = ps[pid].ppid
+		}
+		return false
+	}
+	prev, at := procs(), time.Now()
+	self := os.Getpid()
+	for !gone(*root) {
+		time.Sleep(*interval)
+		cur, now := procs(), time.Now()
+		secs := now.Sub(at).Seconds()
+		var total float64
+		top, topPct := "", 0.0
+		for pid, p := range cur {
+			q, ok := prev[pid]
+			if !ok || pid == self || mine(cur, pid) {
+				continue
+			}
+			pct := float64(p.ticks-q.ticks) / hz / secs * 100
+			total += pct
+			if pct > topPct {
+				top, topPct = fmt.Sprintf("%s(pid %d, %.0f%%)", strings.ReplaceAll(p.comm, " ", "_"), pid, pct), pct
+			}
+		}
+		fmt.Printf("%.1f %.0f %s\n", float64(now.UnixNano())/1e9, total, top)
+		prev, at = cur, now
+	}
+	return nil
 }
