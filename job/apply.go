@@ -36,11 +36,20 @@ type applier struct {
 	out    sink
 	log    zerolog.Logger
 
-	dbMap    map[int]int
-	filter   *filter.Filter // nil: copy everything
-	moves    *moves         // cluster source: slot migrations between streams
-	skipErr  bool           // on_error = skip (a command the filter refuses)
-	restore  string         // auto | always | never
+	dbMap  map[int]int
+	filter *filter.Filter // nil: copy everything
+	moves  *moves         // cluster source: slot migrations between streams
+	// waitApplied waits until stream's units up to seq are applied on the
+	// target (see moves).
+	waitApplied func(ctx context.Context, stream int, seq uint64) error
+	// lastSeq is the number of the last unit this applier ended; flushed is
+	// how far its batches are submitted; flushReq asks it to submit all it
+	// holds at its next unit boundary (another stream waits for it).
+	lastSeq  uint64
+	flushed  atomic.Uint64
+	flushReq atomic.Bool
+	skipErr  bool   // on_error = skip (a command the filter refuses)
+	restore  string // auto | always | never
 	fenced   bool
 	tgtRDB   int   // target's RDB version (0: unknown)
 	maxBulk  int64 // target's proto-max-bulk-len
@@ -98,11 +107,22 @@ func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 }
 
 func (a *applier) snapshotPos() writer.Position {
-	return writer.Position{Seq: a.seq.Add(1), State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
+	a.lastSeq = a.seq.Add(1)
+	return writer.Position{Seq: a.lastSeq, State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
 }
 
 func (a *applier) livePos() writer.Position {
-	return writer.Position{Seq: a.seq.Add(1), State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
+	a.lastSeq = a.seq.Add(1)
+	return writer.Position{Seq: a.lastSeq, State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
+}
+
+// flush submits everything the applier holds, at a unit boundary.
+func (a *applier) flush(ctx context.Context) error {
+	if err := a.out.flush(ctx); err != nil {
+		return err
+	}
+	a.flushed.Store(a.lastSeq)
+	return nil
 }
 
 // record applies one snapshot record.
@@ -258,6 +278,18 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
 			a.dataEnd.Store(end)
 		}
+		if from := a.moves.restoreFrom(a.stream, args); from >= 0 {
+			// The key moves here from stream from: what that stream
+			// already routed for the slot must be applied first. Flush
+			// first: two streams waiting for each other must not also hold
+			// back what the other waits for.
+			if err := a.flush(ctx); err != nil {
+				return err
+			}
+			if err := a.waitApplied(ctx, from, a.moves.routed(from, args[1])); err != nil {
+				return err
+			}
+		}
 		args = a.moves.filterMoved(a.stream, args, a.recv)
 		if args == nil {
 			a.filtered.Add(1) // history of a key that moved to another shard
@@ -284,7 +316,15 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	if a.inTx {
 		return nil
 	}
-	return a.out.endUnit(ctx, a.livePos())
+	pos := a.livePos()
+	a.moves.note(a.stream, args, pos.Seq)
+	if err := a.out.endUnit(ctx, pos); err != nil {
+		return err
+	}
+	if a.flushReq.Swap(false) {
+		return a.flush(ctx)
+	}
+	return nil
 }
 
 // dbOf is the target db a command runs in; -1 for commands that do not

@@ -43,6 +43,9 @@ type Options struct {
 	// Observe, if set, is called once at the start with a function that
 	// returns the job's live state (for status pages, metrics and tests).
 	Observe func(state func() State)
+	// Cutover, with Migrate, ends the migration with a cutover (see
+	// Cutover).
+	Cutover *Cutover
 }
 
 // State is a job's live state.
@@ -306,12 +309,15 @@ func (j *job) openTarget(ctx context.Context) (target, error) {
 func (j *job) newApplier(i int, tgt target) *applier {
 	c := j.c
 	app := &applier{
-		job:     j,
-		stream:  i,
-		log:     j.log,
-		dbMap:   c.DBMap,
-		filter:  j.filter,
-		moves:   j.moves,
+		job:    j,
+		stream: i,
+		log:    j.log,
+		dbMap:  c.DBMap,
+		filter: j.filter,
+		moves:  j.moves,
+		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
+			return j.waitApplied(ctx, stream, seq)
+		},
 		skipErr: c.OnError == "skip",
 		restore: c.Restore,
 		fenced:  c.Fence != "off",
@@ -380,7 +386,11 @@ func (j *job) attempt(ctx context.Context) error {
 		return err
 	}
 	if src.cluster {
-		j.moves = newMoves(len(src.shards))
+		slots := make([][][2]int, len(src.shards))
+		for i, sh := range src.shards {
+			slots[i] = sh.slots
+		}
+		j.moves = newMoves(slots)
 	}
 	var streams []*stream
 	for i, sh := range src.shards {
@@ -437,6 +447,11 @@ func (j *job) attempt(ctx context.Context) error {
 	})
 	var caughtUp <-chan struct{} // nil: sync runs until stopped
 	if j.o.Migrate {
+		if j.o.Cutover != nil {
+			if err := j.checkCutover(ctx, streams); err != nil {
+				return err
+			}
+		}
 		caughtUp = j.caughtUp(gctx, streams)
 	}
 	g.Go(func() error {
@@ -446,8 +461,13 @@ func (j *job) attempt(ctx context.Context) error {
 		case <-gctx.Done():
 			return nil
 		case <-caughtUp:
-			j.caught.Store(true)
 			j.log.Info().Msg("caught up with the source")
+			if j.o.Cutover != nil {
+				if err := j.cutover(gctx, streams); err != nil {
+					return err
+				}
+			}
+			j.caught.Store(true)
 		}
 		stop()
 		return nil
@@ -507,6 +527,45 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
 	s.app.ackNow = s.ps.AckNow
 	return s, nil
+}
+
+// waitApplied waits until stream's units up to seq are submitted (the
+// stream is asked to flush) and every writer acknowledged them.
+func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
+	var s *stream
+	for _, st := range j.parts() {
+		if st.i == i {
+			s = st
+		}
+	}
+	if s == nil {
+		return nil
+	}
+	for s.app.flushed.Load() < seq {
+		s.app.flushReq.Store(true)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	for {
+		done := true
+		for _, w := range j.writers() {
+			if p, ok := w.Applied(i); (!ok || p.Seq < seq) && w.Pending(i) {
+				done = false
+				break
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // checkSourceDBs refuses, before anything is written, a source with keys in
@@ -774,7 +833,7 @@ func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
 	s.app.moves.applied(s.i, time.Now())
 	if !s.app.inTx {
-		if err := s.app.out.flush(ctx); err != nil {
+		if err := s.app.flush(ctx); err != nil {
 			s.app.log.Debug().Err(err).Msg("idle flush")
 		}
 	}

@@ -12,54 +12,67 @@ import (
 //
 // When the source moves a key from shard A to shard B (MIGRATE, as
 // `redis-cli --cluster reshard` does), B's replication stream carries a
-// RESTORE of the key and A's stream a DEL of it — in that order in time, on
-// two nodes. ferry applies the streams independently, each with its own lag,
-// so A's commands on the key could reach the target after B's RESTORE: A's
-// migration DEL would delete the key for good, A's writes from before the
-// move would be applied twice.
+// RESTORE of the key and A's stream a DEL of it. ferry applies the streams
+// independently, each with its own lag, so A's commands on the key can reach
+// the target after B's RESTORE: A's move DEL would delete the key for good,
+// and A's writes from just before the move — MIGRATE blocks A while it runs,
+// so they even reach ferry after the RESTORE — would be applied twice.
 //
-// ferry's readers take every shard's stream as it arrives, so the time a
-// command was received orders commands of different shards roughly as they
-// happened. Roughly: MIGRATE blocks the old master while it runs, so A's
-// writes from just before a move reach ferry just after B's RESTORE (by the
-// command's duration, milliseconds), and a busy reader adds its own delay.
-// A RESTORE from stream B received at T makes B the key's owner. A command
-// on the key from another stream is then:
-//   - a DEL: A's move DEL (A cannot delete a key it no longer holds):
-//     dropped, and the entry ends — A has nothing left to say on the key;
-//   - anything else received before T + moveWindow: A's history from
-//     before the move, already in the RESTORE's payload: dropped;
-//   - anything later: that stream owns the key now (its slot moved on
-//     while the key did not exist, so no RESTORE came): applied, and it
-//     becomes the owner.
+// So ferry tracks which stream each slot belongs to: first from the source's
+// topology, then from what the streams show. A RESTORE from stream B of a
+// key whose slot belonged to stream A records that the key moved from A to
+// B. Until A's DEL of the key — its last word on it — a command on the key
+// is then:
+//   - from B (its owner): applied;
+//   - from A: history from before the move, already in the RESTORE's
+//     payload: dropped (its DEL ends the record);
+//   - from a third stream: the slot moved on (the key did not exist then,
+//     so no RESTORE came): applied, and that stream owns the key now.
 //
 // A DEL from A applied before B's RESTORE is harmless: the RESTORE recreates
-// the key.
+// the key; the record it leaves is forgotten once A has applied everything
+// it received until well after it.
 //
-// Entries are forgotten once every stream has applied everything it received
-// before them. A migration during the initial snapshot is not covered: two
-// snapshots taken at different times may both hold the key. Do not reshard
-// the source while ferry takes its first snapshot.
+// A migration during the initial snapshot is not covered: two snapshots
+// taken at different times may both hold the key. Do not reshard the source
+// while ferry takes its first snapshot.
 type moves struct {
-	mu       sync.Mutex
-	owner    map[string]moveEntry
-	n        atomic.Int64 // entries, read without the lock on the hot path
+	mu   sync.Mutex
+	slot [router.SlotCount]int32 // slot → stream that owns it (-1: unknown)
+	// last[stream][slot] is the unit number of the stream's last command on
+	// the slot: a RESTORE moving a key away from a stream waits until that
+	// is applied, so that nothing the old owner routed before the move can
+	// reach the target after it.
+	last     [][router.SlotCount]atomic.Uint64
+	keys     map[string]moved
+	n        atomic.Int64 // records, read without the lock on the hot path
 	progress []atomic.Int64
 	inserts  int
 }
 
-type moveEntry struct {
-	stream int
-	at     time.Time
+type moved struct {
+	owner, from int
+	at          time.Time // receive time of the RESTORE
 }
 
-// moveWindow bounds how late, after the RESTORE, the old owner's writes
-// from before a move can reach ferry: MIGRATE's own duration plus a
-// reader's scheduling delay, with a wide margin.
-const moveWindow = time.Second
+// moveForget is how long after the RESTORE a record whose DEL never came
+// (it came first) is kept once the old owner applied past it.
+const moveForget = time.Minute
 
-func newMoves(streams int) *moves {
-	return &moves{owner: map[string]moveEntry{}, progress: make([]atomic.Int64, streams)}
+// newMoves starts from the source's shards: stream i owns slots[i].
+func newMoves(slots [][][2]int) *moves {
+	m := &moves{keys: map[string]moved{}, progress: make([]atomic.Int64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
+	for i := range m.slot {
+		m.slot[i] = -1
+	}
+	for i, rs := range slots {
+		for _, r := range rs {
+			for s := r[0]; s <= r[1]; s++ {
+				m.slot[s] = int32(i)
+			}
+		}
+	}
+	return m
 }
 
 // applied records that stream has applied everything it received up to at.
@@ -69,69 +82,100 @@ func (m *moves) applied(stream int, at time.Time) {
 	}
 }
 
-func (m *moves) set(key []byte, e moveEntry) {
-	if _, ok := m.owner[string(key)]; !ok {
-		m.n.Add(1)
-	}
-	m.owner[string(key)] = e
-	m.inserts++
-	if m.inserts%1024 == 0 {
-		m.forget()
-	}
-}
-
 func (m *moves) drop(key []byte) {
-	if _, ok := m.owner[string(key)]; ok {
-		delete(m.owner, string(key))
+	if _, ok := m.keys[string(key)]; ok {
+		delete(m.keys, string(key))
 		m.n.Add(-1)
 	}
 }
 
-// forget drops entries no stream can still contradict: every stream applied
-// all it received until well after them. Called with m.mu held.
+// forget drops records whose old owner applied everything it received until
+// well after them. Called with m.mu held.
 func (m *moves) forget() {
-	oldest := int64(-1)
-	for i := range m.progress {
-		if p := m.progress[i].Load(); oldest < 0 || p < oldest {
-			oldest = p
-		}
-	}
-	limit := time.Unix(0, oldest).Add(-moveWindow)
-	for k, e := range m.owner {
-		if e.at.Before(limit) {
-			delete(m.owner, k)
+	for k, e := range m.keys {
+		if e.from < len(m.progress) && time.Unix(0, m.progress[e.from].Load()).After(e.at.Add(moveForget)) {
+			delete(m.keys, k)
 			m.n.Add(-1)
 		}
 	}
 }
 
-// keep decides one key of a command from stream received at recv.
-func (m *moves) keep(stream int, key []byte, recv time.Time, isDel bool) bool {
-	e, ok := m.owner[string(key)]
+// note records the unit number of a command a stream routed.
+func (m *moves) note(stream int, args [][]byte, seq uint64) {
+	if m == nil || len(args) < 2 || stream >= len(m.last) {
+		return
+	}
+	if slot, _, err := router.SlotOf(args); err == nil && slot >= 0 {
+		m.last[stream][slot].Store(seq)
+	}
+}
+
+// restoreFrom returns the stream a RESTORE takes its key from (-1: it does
+// not move a key between streams).
+func (m *moves) restoreFrom(stream int, args [][]byte) int {
+	if m == nil || len(args) < 2 || !(eq(args[0], "RESTORE-ASKING") || eq(args[0], "RESTORE")) {
+		return -1
+	}
+	m.mu.Lock()
+	from := int(m.slot[router.Slot(args[1])])
+	m.mu.Unlock()
+	if from == stream || from >= len(m.last) {
+		return -1
+	}
+	return from
+}
+
+// routed is the unit number of stream's last command on key's slot.
+func (m *moves) routed(stream int, key []byte) uint64 {
+	return m.last[stream][router.Slot(key)].Load()
+}
+
+// restored handles a RESTORE of key from stream.
+func (m *moves) restored(stream int, key []byte, recv time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := router.Slot(key)
+	from := int(m.slot[s])
+	m.slot[s] = int32(stream)
+	if from < 0 || from == stream {
+		return // not a move between streams (or one ferry cannot place)
+	}
+	if _, ok := m.keys[string(key)]; !ok {
+		m.n.Add(1)
+	}
+	m.keys[string(key)] = moved{owner: stream, from: from, at: recv}
+	if m.inserts++; m.inserts%1024 == 0 {
+		m.forget()
+	}
+}
+
+// keep decides one key of a command from stream. Called with m.mu held.
+func (m *moves) keep(stream int, key []byte, isDel bool) bool {
+	e, ok := m.keys[string(key)]
 	switch {
-	case !ok || e.stream == stream:
+	case !ok || e.owner == stream:
 		return true
-	case isDel:
-		m.drop(key)
-		return false
-	case recv.Before(e.at.Add(moveWindow)):
+	case e.from == stream:
+		if isDel {
+			m.drop(key)
+		}
 		return false
 	}
-	m.set(key, moveEntry{stream: stream, at: recv})
+	e.owner = stream // the slot moved on
+	m.keys[string(key)] = e
+	m.slot[router.Slot(key)] = int32(stream)
 	return true
 }
 
-// filterMoved applies the ownership rule to one stream command received at
-// recv. It returns the command to apply (nil: drop it). RESTOREs are made
-// REPLACE: on the source the key did not exist on its new shard, but on the
-// target it may still be there from the old one.
+// filterMoved applies the ownership rule to one stream command. It returns
+// the command to apply (nil: drop it). RESTOREs are made REPLACE: on the
+// source the key did not exist on its new shard, but on the target it may
+// still be there from the old one.
 func (m *moves) filterMoved(stream int, args [][]byte, recv time.Time) [][]byte {
 	name := args[0]
 	if eq(name, "RESTORE-ASKING") || eq(name, "RESTORE") {
 		if m != nil && len(args) > 1 {
-			m.mu.Lock()
-			m.set(args[1], moveEntry{stream: stream, at: recv})
-			m.mu.Unlock()
+			m.restored(stream, args[1], recv)
 		}
 		return restoreReplace(args)
 	}
@@ -148,7 +192,7 @@ func (m *moves) filterMoved(stream int, args [][]byte, recv time.Time) [][]byte 
 	kept := make([]bool, len(keys))
 	n := 0
 	for i, k := range keys {
-		if m.keep(stream, args[k], recv, isDel) {
+		if m.keep(stream, args[k], isDel) {
 			kept[i] = true
 			n++
 		}

@@ -27,6 +27,9 @@ type shard struct {
 	// with read_from = "replica" its most advanced replica.
 	resolve func(ctx context.Context) (dial.Options, error)
 	fixed   bool // one address, nothing to resolve on reconnect
+	// master is the shard's master now, wherever ferry reads from (cutover
+	// pauses it).
+	master func(ctx context.Context) (dial.Options, error)
 }
 
 // owns reports whether a key belongs to the shard (for the sweep after the
@@ -60,6 +63,13 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
 	if e.Scheme == "sentinel" {
 		sh := &shard{name: "ferry-reader-0", home: -1}
+		sh.master = func(ctx context.Context) (dial.Options, error) {
+			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
+			if err != nil {
+				return dial.Options{}, err
+			}
+			return opts(addr)
+		}
 		sh.resolve = func(ctx context.Context) (dial.Options, error) {
 			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
 			if err != nil {
@@ -93,6 +103,16 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	}
 	sh := &shard{name: "ferry-reader-0", home: -1}
 	hosts := e.Hosts
+	sh.master = func(ctx context.Context) (dial.Options, error) {
+		if len(hosts) == 1 {
+			return first, nil
+		}
+		addr, err := findMaster(ctx, opts, hosts)
+		if err != nil {
+			return dial.Options{}, err
+		}
+		return opts(addr)
+	}
 	sh.resolve = func(ctx context.Context) (dial.Options, error) {
 		addr := hosts[0]
 		if len(hosts) > 1 {
@@ -149,6 +169,17 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 		}
 		s := &shard{name: fmt.Sprintf("ferry-reader-%d", len(src.shards)), slots: sh.Slots, home: sh.Slots[0][0]}
 		_ = i
+		s.master = func(ctx context.Context) (dial.Options, error) {
+			m, err := discover(ctx)
+			if err != nil {
+				return dial.Options{}, err
+			}
+			n, ok := m.MasterOf(s.home)
+			if !ok {
+				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.home)
+			}
+			return opts(n.Addr)
+		}
 		s.resolve = func(ctx context.Context) (dial.Options, error) {
 			m, err := discover(ctx)
 			if err != nil {

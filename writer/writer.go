@@ -319,6 +319,44 @@ func (w *Writer) Settle(ctx context.Context) error {
 	return w.Drain(ctx)
 }
 
+// Confirm makes a round trip on the connection — it records the first
+// stream's position again and waits for the acknowledgement — so that a
+// connection that died unnoticed is found (and replaced) now.
+func (w *Writer) Confirm(ctx context.Context) error {
+	w.qmu.Lock()
+	p, ok := w.applied[0]
+	key := w.streamKey[0]
+	w.qmu.Unlock()
+	if ok {
+		b := NewBatch()
+		b.Pos, b.MarkerKey = p, key
+		if err := w.Submit(ctx, b); err != nil {
+			return err
+		}
+	}
+	return w.Drain(ctx)
+}
+
+// Pending reports whether batches of the stream are submitted and not yet
+// acknowledged.
+func (w *Writer) Pending(stream int) bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	for _, b := range w.queue {
+		if b.Stream == stream {
+			return true
+		}
+	}
+	for _, f := range w.inflight {
+		for _, b := range f.batches {
+			if b.Stream == stream {
+				return true
+			}
+		}
+	}
+	return w.sending > 0
+}
+
 // Addr is the target server's address.
 func (w *Writer) Addr() string { return w.dialOpts().Addr }
 
