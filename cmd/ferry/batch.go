@@ -207,7 +207,11 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		}
 	} else {
 		var sum job.Summary
-		sum, err = runJob(ctx, jc, log, js)
+		var co *job.Cutover
+		if jc.CutoverHook != "" && jc.Mode == conf.ModeMigrate {
+			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook}
+		}
+		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys
 		if jc.RDB == "" && (err == nil || sum.Applied.Offset > 0) {
 			r.lag = sum.Lag

@@ -24,6 +24,7 @@ import (
 	"ferry/job"
 	"ferry/rdb"
 	"ferry/status"
+	"ferry/verify"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -303,6 +304,12 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	}
 	f := newJobFlags(name, summary, stderr)
 	f.stdout = stdout
+	var cut cutoverFlags
+	if migrate {
+		f.fs.BoolVar(&cut.on, "cutover", false, "once caught up: pause the source's writes (CLIENT PAUSE … WRITE, at most cutover_pause_max), wait until the target has applied everything, run cutover_hook, report \"cutover ready\"")
+		f.fs.BoolVar(&cut.unpause, "unpause", false, "with --cutover: unpause the source at the end instead of letting the pause run out")
+		f.fs.BoolVar(&cut.verify, "verify", false, "with --cutover: verify the frozen source against the target before the pause ends")
+	}
 	jc, err := f.load(args, name)
 	if err != nil {
 		if pe := missingRDB(err); pe != nil {
@@ -312,6 +319,9 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		return err
 	}
 	if err := notBuilt(jc, ""); err != nil {
+		return err
+	}
+	if err := cut.check(jc); err != nil {
 		return err
 	}
 	base, con := baseLogger(jc.LogLevel, jc.LogFormat, stderr)
@@ -343,7 +353,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 			showProgress(progressCtx, js, con)
 		}()
 	}
-	sum, err := runJob(ctx, jc, log, js)
+	sum, err := runJob(ctx, jc, log, js, cut.options(jc, log, stdout))
 	stopProgress()
 	if progressDone != nil {
 		<-progressDone
@@ -370,9 +380,9 @@ the source had when the snapshot was applied. The marker key is removed at the e
 
 // runJob runs a sync, migrate or import job (jc.Mode); js shows its live
 // state meanwhile (the caller finishes it).
-func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus) (job.Summary, error) {
+func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
-	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe})
+	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co})
 	if err == nil && migrate && jc.RDB == "" && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
@@ -392,7 +402,6 @@ func notBuilt(j conf.Job, prefix string) error {
 		set bool
 		why string
 	}{
-		{"cutover_hook", j.CutoverHook != "", "cutover is planned"},
 		{"target.addr", j.Target.Scheme == "sentinel", "sentinel:// is planned; give the master's redis:// address"},
 		{"source.addr", j.Source.DB != 0, "ferry replicates every db of the source; a /db in the address is not supported"},
 		{"target.addr", j.Target.DB != 0, `a /db in the target address is not supported; map databases with db_map = { "0" = N }`},
@@ -478,4 +487,49 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// cutoverFlags are migrate's cutover options.
+type cutoverFlags struct{ on, unpause, verify bool }
+
+func (c cutoverFlags) check(jc conf.Job) error {
+	switch {
+	case !c.on && (c.unpause || c.verify):
+		return usageError{errors.New("--unpause and --verify go with --cutover")}
+	case c.on && jc.RDB != "":
+		return usageError{errors.New("--cutover needs a live source, not --rdb")}
+	case !c.on && jc.CutoverHook != "":
+		return usageError{errors.New("config: cutover_hook is set: run migrate with --cutover (or remove it)")}
+	}
+	return nil
+}
+
+// options builds the job's cutover; nil without --cutover.
+func (c cutoverFlags) options(jc conf.Job, log zerolog.Logger, stdout io.Writer) *job.Cutover {
+	if !c.on {
+		return nil
+	}
+	co := &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, Unpause: c.unpause}
+	co.Ready = func(r job.CutoverReport) {
+		until := "until " + r.Until.Format(time.TimeOnly)
+		if c.unpause {
+			until = "until ferry ends"
+		}
+		fmt.Fprintf(stdout, "cutover ready: the target holds every write of the paused source (waited %s); source paused %s\n",
+			r.Wait.Round(time.Millisecond), until)
+	}
+	if c.verify {
+		co.Verify = func(ctx context.Context) error {
+			res, err := runVerify(ctx, jc, verify.Options{}, log)
+			if err != nil {
+				return err
+			}
+			if !res.Equal() {
+				return fmt.Errorf("source and target differ after the cutover: %d differences", len(res.Diffs))
+			}
+			fmt.Fprintf(stdout, "verified: %d keys equal\n", res.Compared)
+			return nil
+		}
+	}
+	return co
 }
