@@ -360,7 +360,7 @@ func TestRunUsage(t *testing.T) {
 		{"single-job-file", []string{"run"}, "job = \"x\"\n" + ends, []string{"single-job file"}},
 		{"no-mode", []string{"run"}, "[[job]]\nname = \"a\"\n" + ends, []string{"job[a].mode", "required"}},
 		{"bad-parallel", []string{"run"}, "max_parallel = 0\n[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends, []string{"max_parallel"}},
-		{"refused", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\n" + ends + "cutover_hook = \"true\"\n", []string{"job[a].cutover_hook", "not supported"}},
+		{"refused", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\nsource = \"redis://127.0.0.1:1\"\ntarget = \"redis://127.0.0.1:2/3\"\n", []string{"job[a].target.addr", "not supported"}},
 		{"per-job-status", []string{"run"}, "[[job]]\nname = \"a\"\nmode = \"sync\"\nstatus_addr = \"127.0.0.1:1\"\n" + ends, []string{"status_addr"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
