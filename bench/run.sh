@@ -85,7 +85,9 @@ stop_pid() { # PID [grace seconds]: SIGTERM, SIGKILL after the grace period, rea
 	if alive "$pid"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < grace * 20; i++)); do alive "$pid" || break; sleep 0.05; done
-		if alive "$pid"; then
+		# (a process on its way out may look alive again for a moment: only the
+		# timeout counts)
+		if [ "$i" -ge $((grace * 20)) ]; then
 			log "pid $pid ignored SIGTERM for ${grace}s: SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi

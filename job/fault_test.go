@@ -166,7 +166,7 @@ func TestSlowTargetSpoolAbsorbsLag(t *testing.T) {
 	slow.Store(true)
 	throttle := func(ctx context.Context, ops, bytes int) error {
 		if slow.Load() {
-			time.Sleep(20 * time.Millisecond) // ~3k ops/s: far slower than the load
+			time.Sleep(50 * time.Millisecond) // ~1.3k ops/s: far slower than the load
 		}
 		return nil
 	}

@@ -72,8 +72,11 @@ type Config struct {
 	// loses them is noticed.
 	Found map[string]Position
 
-	MaxInflight       int64         // bytes sent and not yet acknowledged (default 32 MiB)
-	MaxQueued         int64         // bytes submitted and not yet sent (default 64 MiB)
+	MaxInflight int64 // bytes sent and not yet acknowledged (default 32 MiB)
+	// MaxQueued bounds the bytes submitted and not yet sent (default 8 MiB):
+	// a small buffer in front of the connection. A backlog belongs in the
+	// spool, which spills to disk, not in memory per target master.
+	MaxQueued         int64
 	MaxSendOps        int           // slotted: commands coalesced into one flight (default 20000)
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
@@ -94,7 +97,7 @@ func (c *Config) defaults() {
 		c.MaxInflight = 32 << 20
 	}
 	if c.MaxQueued <= 0 {
-		c.MaxQueued = 64 << 20
+		c.MaxQueued = 8 << 20
 	}
 	if c.MaxSendOps <= 0 {
 		c.MaxSendOps = 20000
