@@ -164,7 +164,7 @@ func runCounters(ctx context.Context, t *testing.T, c *redis.Client) *counters {
 
 func (cs *counters) wait() { cs.wg.Wait() }
 
-func (cs *counters) check(t *testing.T, dst *redis.Client) {
+func (cs *counters) check(t *testing.T, dst redis.UniversalClient) {
 	t.Helper()
 	ctx := context.Background()
 	for k, want := range cs.incr {
@@ -186,4 +186,46 @@ func writeConf(t *testing.T, dataDir string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestKill9ClusterTargetResumes: the same with a cluster target, where the
+// position lives in per-slot markers.
+func TestKill9ClusterTargetResumes(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, Seed: 12})
+	args := []string{"sync", "--source", src.URL(), "--target", "redis://" + dst.Masters[0].Addr, "--job", "e2e",
+		"--log-format", "json", "-c", writeConf(t, t.TempDir())}
+	f := startFerry(t, args...)
+	var addrs []string
+	for _, m := range dst.Masters {
+		addrs = append(addrs, m.Addr)
+	}
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, addrs, redistest.CompareOptions{DstCluster: true, Wait: 30 * time.Second})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	counts := runCounters(ctx, t, sc)
+	time.Sleep(800 * time.Millisecond)
+	f.cmd.Process.Signal(syscall.SIGKILL)
+	<-f.done
+	fullBefore := infoInt(t, src, "stats", "sync_full")
+	time.Sleep(500 * time.Millisecond)
+
+	f2 := startFerry(t, args...)
+	time.Sleep(800 * time.Millisecond)
+	cancel()
+	counts.wait()
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, addrs, redistest.CompareOptions{DstCluster: true, Wait: 30 * time.Second})
+	counts.check(t, dst.Client(t))
+	if got := infoInt(t, src, "stats", "sync_full"); got != fullBefore {
+		t.Errorf("restart did a full resync (sync_full %d → %d)", fullBefore, got)
+	}
+	f2.cmd.Process.Signal(syscall.SIGTERM)
+	<-f2.done
+	if !f2.exitOK {
+		t.Errorf("ferry did not exit 0 on SIGTERM")
+	}
 }

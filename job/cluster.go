@@ -274,36 +274,54 @@ func (t *clusterTarget) found() bool { return len(t.slotMarks)+len(t.streamMarks
 // resumeFor: every marker of the stream's replication history records the
 // stream's global low watermark when it was written; the highest is where
 // the stream resumes. Units above it are filtered per slot by the slot
-// markers (see newSink). A marker not live means a full resync.
+// markers (see newSink). A slot written only during the snapshot keeps a
+// snapshot marker, which is fine once a live marker came after it (the
+// snapshot completed); a snapshot marker newer than every live one means
+// the snapshot was cut off, and a dirty one that the target is not at any
+// position: a full resync either way.
 func (t *clusterTarget) resumeFor(i int, id, id2 string) (writer.Position, bool) {
-	best := writer.Position{Low: -1}
-	ok := false
-	consider := func(p writer.Position) bool {
-		if p.ReplID == "" || (p.ReplID != id && p.ReplID != id2) {
-			return true
-		}
-		if p.State != writer.StateLive {
-			return false
-		}
-		if p.Low > best.Low {
-			best, ok = p, true
-		}
-		return true
-	}
+	all := make([]writer.Position, 0, len(t.slotMarks)+len(t.streamMarks))
 	for _, p := range t.slotMarks {
-		if !consider(p) {
-			return writer.Position{}, false
-		}
+		all = append(all, p)
 	}
 	for _, p := range t.streamMarks {
-		if !consider(p) {
-			return writer.Position{}, false
-		}
+		all = append(all, p)
 	}
+	best, ok := resumable(all, id, id2, func(a, b writer.Position) bool { return a.Low > b.Low })
 	if !ok || best.Low < 0 {
 		return writer.Position{}, false
 	}
 	best.Offset, best.DB = best.Low, 0
+	return best, true
+}
+
+// resumable picks, among the markers of a replication history (id or id2),
+// the best live one by better. A snapshot marker newer than every live one
+// means the snapshot was cut off, and a dirty one that the target is at no
+// position: no resume either way. Older snapshot markers are fine: the
+// snapshot completed after them.
+func resumable(markers []writer.Position, id, id2 string, better func(a, b writer.Position) bool) (writer.Position, bool) {
+	var best writer.Position
+	var lastSnap, lastLive uint64
+	for _, p := range markers {
+		if p.ReplID == "" || (p.ReplID != id && p.ReplID != id2) {
+			continue
+		}
+		switch p.State {
+		case writer.StateLive:
+			if lastLive == 0 || better(p, best) {
+				best = p
+			}
+			lastLive = max(lastLive, p.Seq)
+		case writer.StateSnapshot:
+			lastSnap = max(lastSnap, p.Seq)
+		default:
+			return writer.Position{}, false
+		}
+	}
+	if lastLive == 0 || lastSnap > lastLive {
+		return writer.Position{}, false
+	}
 	return best, true
 }
 

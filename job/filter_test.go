@@ -100,3 +100,28 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDBMapStandalone: source dbs land in the target dbs db_map names,
+// from the snapshot and from the stream (MOVE and SWAPDB included).
+func TestDBMapStandalone(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 3, 4}, Seed: 61})
+	c := testConf(t, src.URL(), dst.URL())
+	c.DBMap = map[int]int{3: 0, 4: 7}
+	stop := runSync(t, Options{Conf: c, Log: testLog(t)})
+	ctx := context.Background()
+	c3 := redis.NewClient(&redis.Options{Addr: src.Addr, DB: 3})
+	defer c3.Close()
+	c3.Set(ctx, "db3:live", "1", 0)
+	c3.Set(ctx, "db3:moving", "2", 0)
+	c3.Move(ctx, "db3:moving", 4) // lands in target db 7
+	sc.Set(ctx, "last", "1", 0)
+	redistest.WaitFor(t, 20*time.Second, func() bool { return dst.Client(t).Exists(ctx, "last").Val() == 1 }, "the last write")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{DBMap: map[int]int{0: 0, 3: 0, 4: 7}})
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

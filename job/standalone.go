@@ -136,24 +136,14 @@ func (t *standaloneTarget) maxSeq() uint64 {
 	return m
 }
 
-// resumeFor picks, among the markers of the shard's replication history, the
-// most recent one. Any marker not live means the job stopped in a snapshot
-// or after a refused batch: a full resync.
+// resumeFor picks the most recent live marker of the shard's replication
+// history (see resumable).
 func (t *standaloneTarget) resumeFor(i int, id, id2 string) (writer.Position, bool) {
-	var best writer.Position
-	ok := false
+	all := make([]writer.Position, 0, len(t.markers))
 	for _, p := range t.markers {
-		if p.ReplID == "" || (p.ReplID != id && p.ReplID != id2) {
-			continue
-		}
-		if p.State != writer.StateLive {
-			return writer.Position{}, false
-		}
-		if !ok || p.Seq > best.Seq {
-			best, ok = p, true
-		}
+		all = append(all, p)
 	}
-	return best, ok
+	return resumable(all, id, id2, func(a, b writer.Position) bool { return a.Seq > b.Seq })
 }
 
 func (t *standaloneTarget) newSink(app *applier) sink {
