@@ -105,7 +105,7 @@ trap 'echo "bench: error at line $LINENO: $BASH_COMMAND" >&2' ERR
 declare -A PORT PID
 USED_PORTS=" "
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
+pick_port() { # sets PICKED (not echoed: a $(…) subshell would forget USED_PORTS)
 	local p
 	while :; do
 		p=$((12000 + RANDOM % 10000))
@@ -113,7 +113,7 @@ pick_port() {
 		listening "$p" || listening $((p + 10000)) || break
 	done
 	USED_PORTS+="$p "
-	echo "$p"
+	PICKED=$p
 }
 
 # srv_start NAME [redis-server args...]: a server on a free loopback port, its
@@ -124,7 +124,8 @@ srv_start() {
 	shift
 	mkdir -p "$dir"
 	for try in 1 2 3 4 5; do
-		p=$(pick_port)
+		pick_port
+		p=$PICKED
 		redis-server --port "$p" --bind 127.0.0.1 --protected-mode no --dir "$dir" \
 			--logfile "$dir/redis.log" --save '' --appendonly no --repl-diskless-sync-delay 0 "$@" &
 		pid=$!

@@ -1,0 +1,87 @@
+package reader
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+func streamFrame(at time.Time, data string) []byte {
+	b := appendFrameHeader(nil, frameStream, 8+len(data))
+	b = binary.LittleEndian.AppendUint64(b, uint64(at.UnixNano()))
+	return append(b, data...)
+}
+
+func TestFrames(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var spool bytes.Buffer
+	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
+	spool.Write(binaryAppendInt64(appendPos(nil, "id1", 100), -1))
+	spool.Write(appendFrameHeader(nil, frameRDB, 3))
+	spool.WriteString("rdb")
+	spool.Write(appendFrameHeader(nil, frameRDBEnd, 0))
+	spool.Write(streamFrame(t0, "abc"))
+	// A partial resync in the middle of the stream: it does not interrupt
+	// it, but switches the id (and here rewinds the offset).
+	spool.Write(appendFrameHeader(nil, frameContinue, 48))
+	spool.Write(appendPos(nil, "id2", 90))
+	spool.Write(streamFrame(t0.Add(time.Second), "def"))
+	// A full resync interrupts it.
+	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
+	spool.Write(binaryAppendInt64(appendPos(nil, "id3", 500), 7))
+
+	f := NewFrames(&spool, nil, nil)
+	ev, err := f.Next()
+	if err != nil || ev.Kind != FullSync || ev.ReplID != "id1" || ev.Offset != 100 || ev.RDBSize != -1 {
+		t.Fatalf("first event %+v %v", ev, err)
+	}
+	rdb, _ := io.ReadAll(f.RDB())
+	if string(rdb) != "rdb" {
+		t.Fatalf("rdb %q", rdb)
+	}
+	if ev, err = f.Next(); err != nil || ev.Kind != Stream {
+		t.Fatalf("%+v %v", ev, err)
+	}
+	s := f.Stream()
+	buf := make([]byte, 10)
+	var got []byte
+	for {
+		n, err := s.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, ErrEndOfData) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(got) != "abcdef" {
+		t.Fatalf("stream %q", got)
+	}
+	if at := f.TimeAt(2); !at.Equal(t0) {
+		t.Errorf("byte 2 received at %v", at)
+	}
+	if sw, ok := f.SwitchAt(3); !ok || sw.ReplID != "id2" || sw.Offset != 90 || sw.Pos != 3 {
+		t.Errorf("switch %+v %v", sw, ok)
+	}
+	if at := f.TimeAt(5); !at.Equal(t0.Add(time.Second)) {
+		t.Errorf("byte 5 received at %v", at)
+	}
+	if ev, err = f.Next(); err != nil || ev.Kind != FullSync || ev.ReplID != "id3" || ev.RDBSize != 7 {
+		t.Fatalf("%+v %v", ev, err)
+	}
+}
+
+func TestFramesRejectCorruption(t *testing.T) {
+	f := NewFrames(bytes.NewReader(appendFrameHeader(nil, 99, 1)), nil, nil)
+	if _, err := f.Next(); err == nil {
+		t.Error("unknown frame kind accepted")
+	}
+	f = NewFrames(bytes.NewReader(appendFrameHeader(nil, frameStream, 1<<30)), nil, nil)
+	if _, err := f.Next(); err == nil {
+		t.Error("oversized frame accepted")
+	}
+}

@@ -1,0 +1,114 @@
+package resp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestCommandRoundTrip(t *testing.T) {
+	args := [][]byte{[]byte("SET"), []byte("k\r\nwith crlf"), {}, []byte(strings.Repeat("v", 5000))}
+	enc := AppendCommand(nil, args...)
+	r := NewReader(bytes.NewReader(enc), 64)
+	got, err := r.ReadCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(args) {
+		t.Fatalf("%d args", len(got))
+	}
+	for i := range args {
+		if !bytes.Equal(got[i], args[i]) {
+			t.Errorf("arg %d differs", i)
+		}
+	}
+	if r.Consumed() != int64(len(enc)) {
+		t.Errorf("consumed %d of %d bytes", r.Consumed(), len(enc))
+	}
+}
+
+// The replication offset of a command is the bytes before it: every byte,
+// keepalive newlines included, must be counted.
+func TestConsumedCountsEveryByte(t *testing.T) {
+	stream := "\n\n" + string(AppendCommandStrings(nil, "PING")) + string(AppendCommandStrings(nil, "SELECT", "3"))
+	r := NewReader(strings.NewReader(stream), 16)
+	var n int
+	for {
+		args, err := r.ReadCommand()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(args) > 0 {
+			n++
+		}
+	}
+	if n != 2 || r.Consumed() != int64(len(stream)) {
+		t.Fatalf("%d commands, consumed %d of %d", n, r.Consumed(), len(stream))
+	}
+}
+
+func TestReadStatus(t *testing.T) {
+	in := "+OK\r\n:5\r\n$3\r\nabc\r\n-ERR wrong\r\n*3\r\n+OK\r\n-WRONGTYPE x\r\n:1\r\n*-1\r\n"
+	r := NewReader(strings.NewReader(in), 32)
+	kinds := []Kind{SimpleString, Integer, Bulk, Error, Array, Array}
+	var elemErrs []string
+	for i, want := range kinds {
+		k, msg, err := r.ReadStatus(func(i int, m string) { elemErrs = append(elemErrs, m) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != want {
+			t.Errorf("reply %d: kind %q, want %q", i, k, want)
+		}
+		if i == 3 && msg != "ERR wrong" {
+			t.Errorf("error message %q", msg)
+		}
+		if i == 5 && msg != "null" {
+			t.Errorf("null array reported as %q", msg)
+		}
+	}
+	if len(elemErrs) != 1 || elemErrs[0] != "WRONGTYPE x" {
+		t.Errorf("element errors %v", elemErrs)
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	for _, in := range []string{"?what\r\n", "$abc\r\n", "*2\r\n$1\r\nx\r\n:1\r\n", "+no crlf\n", "$5\r\nab"} {
+		r := NewReader(strings.NewReader(in), 16)
+		_, err := r.ReadCommand()
+		if err == nil {
+			t.Errorf("%q: no error", in)
+			continue
+		}
+		if !errors.Is(err, ErrProtocol) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	args, err := ParseCommand(AppendCommandStrings(nil, "HSET", "h", "f", "v"))
+	if err != nil || len(args) != 4 || string(args[3]) != "v" {
+		t.Fatalf("%q %v", args, err)
+	}
+}
+
+func BenchmarkReadCommand(b *testing.B) {
+	one := AppendCommandStrings(nil, "SET", "key:000123", strings.Repeat("x", 100))
+	buf := bytes.Repeat(one, 1000)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r := NewReader(bytes.NewReader(buf), 64<<10)
+		for {
+			if _, err := r.ReadCommand(); err != nil {
+				break
+			}
+		}
+	}
+}
