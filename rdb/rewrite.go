@@ -534,27 +534,7 @@ func (w *rewriter) listpackElems(b []byte, group int) error {
 	if err != nil {
 		return err
 	}
-	k := 0
-	for {
-		e, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		w.addElem(e)
-		if k++; k == group {
-			k = 0
-			if err := w.endElem(); err != nil {
-				return err
-			}
-		}
-	}
-	if k != 0 {
-		return corrupt("listpack has an odd number of elements")
-	}
-	return nil
+	return w.groupedElems(&it, group, "listpack")
 }
 
 func (w *rewriter) ziplistElems(b []byte, group int) error {
@@ -562,6 +542,15 @@ func (w *rewriter) ziplistElems(b []byte, group int) error {
 	if err != nil {
 		return err
 	}
+	return w.groupedElems(&it, group, "ziplist")
+}
+
+// elemIter is a listpack or ziplist iterator.
+type elemIter interface {
+	next() (elem, bool, error)
+}
+
+func (w *rewriter) groupedElems(it elemIter, group int, what string) error {
 	k := 0
 	for {
 		e, ok, err := it.next()
@@ -580,7 +569,7 @@ func (w *rewriter) ziplistElems(b []byte, group int) error {
 		}
 	}
 	if k != 0 {
-		return corrupt("ziplist has an odd number of elements")
+		return corrupt("%s has an odd number of elements", what)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -210,7 +211,7 @@ func startServer(t testing.TB, parent string, args []string) (*Server, error) {
 			return nil, err
 		}
 		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t}
-		err = s.launch(userArgs)
+		err = s.launch(userArgs, nil)
 		if err == nil {
 			t.Cleanup(s.cleanup)
 			return s, nil
@@ -227,15 +228,23 @@ func startServer(t testing.TB, parent string, args []string) (*Server, error) {
 var errPortTaken = errors.New("port taken")
 
 // launch starts the process with userArgs (already merged with the defaults) on
-// s.Port / s.Dir and waits for PING. On failure the process is gone.
-func (s *Server) launch(userArgs []string) error {
-	full := append([]string{
-		"--port", strconv.Itoa(s.Port),
+// s.Port / s.Dir and waits for PING. With certs the server listens with TLS
+// only (--port 0 --tls-port Port), readiness is checked over TLS and the
+// shared client (Do, Info…) speaks TLS. On failure the process is gone.
+func (s *Server) launch(userArgs []string, certs *Certs) error {
+	ports := []string{"--port", strconv.Itoa(s.Port)}
+	var tlsCfg *tls.Config
+	kind := ""
+	if certs != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
+		tlsCfg, kind = certs.ClientTLS(), "TLS "
+	}
+	full := append(append(ports,
 		"--dir", s.Dir,
 		"--logfile", filepath.Join(s.Dir, "redis.log"),
 		"--pidfile", filepath.Join(s.Dir, "redis.pid"),
 		"--daemonize", "no",
-	}, userArgs...)
+	), userArgs...)
 	cmd := exec.Command(serverBinary(), full...)
 	cmd.Dir = s.Dir
 	// Config errors are printed to stdout/stderr before the logfile is opened.
@@ -263,7 +272,7 @@ func (s *Server) launch(userArgs []string) error {
 		s.mu.Unlock()
 		close(done)
 	}()
-	if err := s.waitReady(cmd.Process.Pid, done); err != nil {
+	if err := s.waitReady(tlsCfg, cmd.Process.Pid, done); err != nil {
 		s.mu.Lock()
 		s.stopped = true
 		s.mu.Unlock()
@@ -273,15 +282,20 @@ func (s *Server) launch(userArgs []string) error {
 			return fmt.Errorf("%w: %s: %v", errPortTaken, s.Addr, err)
 		}
 		stdout, _ := os.ReadFile(filepath.Join(s.Dir, "redis.stdout"))
-		return fmt.Errorf("redis-server on %s (args %q): %v\n--- output ---\n%s--- redis.log ---\n%s",
-			s.Addr, userArgs, err, stdout, tail)
+		return fmt.Errorf("%sredis-server on %s (args %q): %v\n--- output ---\n%s--- redis.log ---\n%s",
+			kind, s.Addr, userArgs, err, stdout, tail)
+	}
+	if tlsCfg != nil {
+		s.mu.Lock()
+		s.client = redis.NewClient(tlsClientOptions(s.Addr, tlsCfg))
+		s.mu.Unlock()
 	}
 	return nil
 }
 
 // waitReady polls PING until PONG (not LOADING) and checks the server answering
 // is our process (another test binary may have taken the port in between).
-func (s *Server) waitReady(pid int, done <-chan struct{}) error {
+func (s *Server) waitReady(tlsCfg *tls.Config, pid int, done <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -291,6 +305,9 @@ func (s *Server) waitReady(pid int, done <-chan struct{}) error {
 		default:
 		}
 		got, err := rawInfoPID(s.Addr)
+		if tlsCfg != nil {
+			got, err = tlsInfoPID(s.Addr, tlsCfg)
+		}
 		if err == nil {
 			if got != pid {
 				return fmt.Errorf("%w: port answered by pid %d, not ours (%d)", errPortTaken, got, pid)
@@ -464,7 +481,7 @@ func (s *Server) Restart(t testing.TB, extraArgs ...string) {
 	var lastErr error
 	// The port was ours a moment ago; a short retry covers TIME_WAIT-free rebind races.
 	for attempt := 0; attempt < 3; attempt++ {
-		if lastErr = s.launch(args); lastErr == nil {
+		if lastErr = s.launch(args, nil); lastErr == nil {
 			return
 		}
 		if !errors.Is(lastErr, errPortTaken) {

@@ -15,12 +15,10 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -246,7 +244,7 @@ func startTLS(t testing.TB, parent string, certs *Certs, args []string) (*Server
 		}
 		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t}
 		tlsServers.Store(s, certs)
-		err = s.launchTLS(certs, userArgs)
+		err = s.launch(userArgs, certs)
 		if err == nil {
 			t.Cleanup(s.cleanup)
 			t.Cleanup(func() { tlsServers.Delete(s) })
@@ -284,7 +282,7 @@ func RestartTLS(t testing.TB, s *Server, extraArgs ...string) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if lastErr = s.launchTLS(certs, args); lastErr == nil {
+		if lastErr = s.launch(args, certs); lastErr == nil {
 			return
 		}
 		if !errors.Is(lastErr, errPortTaken) {
@@ -293,85 +291,6 @@ func RestartTLS(t testing.TB, s *Server, extraArgs ...string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("redistest: restart %s: %v", s.Addr, lastErr)
-}
-
-// launchTLS is launch for a TLS-only server: the process gets --port 0
-// --tls-port Port, readiness is checked over TLS, and the shared client
-// (Do, Info ...) speaks TLS.
-func (s *Server) launchTLS(certs *Certs, userArgs []string) error {
-	full := append([]string{
-		"--port", "0",
-		"--tls-port", strconv.Itoa(s.Port),
-		"--dir", s.Dir,
-		"--logfile", filepath.Join(s.Dir, "redis.log"),
-		"--pidfile", filepath.Join(s.Dir, "redis.pid"),
-		"--daemonize", "no",
-	}, userArgs...)
-	cmd := exec.Command(serverBinary(), full...)
-	cmd.Dir = s.Dir
-	out, err := os.OpenFile(filepath.Join(s.Dir, "redis.stdout"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	logStart := logSize(s.Dir)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", serverBinary(), err)
-	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done, s.stopped, s.waitErr = cmd, done, false, nil
-	s.PID = cmd.Process.Pid
-	s.Args = userArgs
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
-	if err := s.waitReadyTLS(certs.ClientTLS(), cmd.Process.Pid, done); err != nil {
-		s.mu.Lock()
-		s.stopped = true
-		s.mu.Unlock()
-		s.signalAndWait(syscall.SIGKILL, 5*time.Second)
-		tail := logTail(s.Dir, logStart, 15)
-		if strings.Contains(tail, "Address already in use") || errors.Is(err, errPortTaken) {
-			return fmt.Errorf("%w: %s: %v", errPortTaken, s.Addr, err)
-		}
-		stdout, _ := os.ReadFile(filepath.Join(s.Dir, "redis.stdout"))
-		return fmt.Errorf("TLS redis-server on %s (args %q): %v\n--- output ---\n%s--- redis.log ---\n%s",
-			s.Addr, userArgs, err, stdout, tail)
-	}
-	s.mu.Lock()
-	s.client = redis.NewClient(tlsClientOptions(s.Addr, certs.ClientTLS()))
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *Server) waitReadyTLS(cfg *tls.Config, pid int, done <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited during startup (%v)", s.exitErr())
-		default:
-		}
-		got, err := tlsInfoPID(s.Addr, cfg)
-		if err == nil {
-			if got != pid {
-				return fmt.Errorf("%w: port answered by pid %d, not ours (%d)", errPortTaken, got, pid)
-			}
-			return nil
-		}
-		last = err
-		time.Sleep(15 * time.Millisecond)
-	}
-	return fmt.Errorf("no PONG over TLS within %v (last error: %v)", startTimeout, last)
 }
 
 // tlsInfoPID is rawInfoPID over TLS.
