@@ -199,7 +199,13 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 	}
 	i := len(t.ws)
 	job := t.j.c.Name
+	cfg := t.j.writerConfig(i, n, writer.Config{})
+	// A cluster master's queue is where a backlog's commands are coalesced
+	// into per-slot transactions: a deeper one makes bigger groups and a
+	// cheaper fence under load.
+	cfg.MaxQueued = max(cfg.MaxQueued, 32<<20)
 	w := writer.New(t.j.writerConfig(i, n, writer.Config{
+		MaxQueued:    cfg.MaxQueued,
 		Slotted:      true,
 		SlotMarker:   func(slot int) string { return slotMarker(job, slot) },
 		StreamMarker: func(stream int) string { return streamMarker(job, home, stream) },

@@ -113,6 +113,7 @@ type job struct {
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	caught   atomic.Bool   // migrate: every stream caught up
+	shards   int           // source shards of the current attempt
 	seq      atomic.Uint64 // unit numbers (see applier.seq)
 
 	mu      sync.Mutex
@@ -191,9 +192,18 @@ func (j *job) Phase() string {
 		return p
 	}
 	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "import": 3, "sweeping": 4, "streaming": 5}
+	streams := j.parts()
+	if len(streams) == 0 {
+		// Between the target's handshake and the first stream: nothing is
+		// streaming yet, whatever the ranks below would say.
+		return "connecting"
+	}
 	best := "streaming"
-	for _, s := range j.parts() {
+	for _, s := range streams {
 		sp := s.Phase()
+		if sp == "" {
+			sp = "connecting"
+		}
 		if s.ps != nil {
 			if rp := s.ps.Stats().Phase; rank[rp] < rank[sp] {
 				sp = rp
@@ -393,6 +403,7 @@ func (j *job) attempt(ctx context.Context) error {
 		j.moves = newMoves(slots)
 	}
 	var streams []*stream
+	j.shards = len(src.shards)
 	for i, sh := range src.shards {
 		s, err := j.openStream(ctx, i, sh, tgt, cluster, found)
 		if err != nil {
@@ -509,7 +520,11 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		}
 	}
 	s.app.out = tgt.newSink(s.app)
-	s.sp, err = spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool", fmt.Sprint(i)), MemLimit: c.SpoolMemory, MaxDisk: c.SpoolMaxDisk})
+	// spool_memory and spool_max_disk are the job's: each shard gets its
+	// share.
+	shards := int64(max(1, j.shards))
+	s.sp, err = spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool", fmt.Sprint(i)),
+		MemLimit: max(c.SpoolMemory/shards, 1<<20), MaxDisk: c.SpoolMaxDisk / shards})
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

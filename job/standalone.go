@@ -101,7 +101,7 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.Dial = n.addr
 	cfg.Fence = c.Fence != "off"
 	cfg.MaxInflight = c.MaxInflightBytes
-	cfg.MaxQueued = max(8<<20, 2*c.BatchMaxBytes)
+	cfg.MaxQueued = max(cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
 	cfg.IOTimeout = j.o.IOTimeout
 	cfg.KeepaliveFallback = c.KeepaliveInterval
 	cfg.MaxConnAge = c.MaxConnAge

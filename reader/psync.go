@@ -492,14 +492,24 @@ func (p *PSync) stream(c *resp.Conn) error {
 }
 
 func (p *PSync) ackLoop(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
+	// A diskless master starts the command stream on the first ACK it gets
+	// after it reaped its fork child; an ACK sent before that (ferry read the
+	// snapshot's last byte first) is ignored. ACK often for a moment, so the
+	// stream does not wait for the next one-second tick.
+	start := time.Now()
+	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	slow := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-p.ackNow:
+		}
+		if !slow && time.Since(start) > time.Second {
+			t.Reset(time.Second)
+			slow = true
 		}
 		if err := p.ack(); err != nil {
 			return err

@@ -258,13 +258,18 @@ func (r *Reader) readFull(b []byte) error {
 }
 
 func (r *Reader) crlf() error {
-	var b [2]byte
-	if err := r.readFull(b[:]); err != nil {
+	b, err := r.br.Peek(2)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return err
 	}
 	if b[0] != '\r' || b[1] != '\n' {
 		return fmt.Errorf("%w: bulk string not followed by CRLF", ErrProtocol)
 	}
+	r.br.Discard(2)
+	r.n += 2
 	return nil
 }
 

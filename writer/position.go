@@ -46,7 +46,15 @@ func (p Position) Encode() string {
 	if replid == "" {
 		replid = "-"
 	}
-	return fmt.Sprintf("%s %d %s %s %d %d %d", markerVersion, p.Seq, p.State, replid, p.Offset, p.DB, p.Low)
+	b := make([]byte, 0, 96)
+	b = append(b, markerVersion...)
+	b = append(append(b, ' '), strconv.FormatUint(p.Seq, 10)...)
+	b = append(append(b, ' '), p.State...)
+	b = append(append(b, ' '), replid...)
+	b = strconv.AppendInt(append(b, ' '), p.Offset, 10)
+	b = strconv.AppendInt(append(b, ' '), int64(p.DB), 10)
+	b = strconv.AppendInt(append(b, ' '), p.Low, 10)
+	return string(b)
 }
 
 // ParsePosition decodes a marker value.

@@ -100,7 +100,9 @@ func (c *Config) defaults() {
 		c.MaxQueued = 8 << 20
 	}
 	if c.MaxSendOps <= 0 {
-		c.MaxSendOps = 20000
+		// Under load, the more is coalesced the bigger each slot's group and
+		// the cheaper the fence.
+		c.MaxSendOps = 200000
 	}
 	if c.IOTimeout <= 0 {
 		c.IOTimeout = 20 * time.Second
@@ -138,6 +140,7 @@ type Writer struct {
 	// while they write, so a PING never lands inside a MULTI block.
 	mu        sync.Mutex
 	lastWrite time.Time
+	slotKeys  []string   // sender goroutine only
 	conn      *resp.Conn // the current connection (guarded by mu)
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
@@ -795,6 +798,7 @@ type group struct {
 	seq    uint64
 	multi  bool
 	status groupStatus
+	set    [2]int // the marker's SET in the flight's arena
 
 	got       int
 	queueErrs map[int]string
@@ -805,6 +809,7 @@ type group struct {
 type flight struct {
 	batches       []*Batch
 	groups        []group
+	arena         []byte // encoded marker SETs
 	size          int64
 	cur           int                     // group being answered
 	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
@@ -830,7 +835,7 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 		if len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
 			if w.cfg.Slotted {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/4 {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
 					ops += w.queue[n].Len()
 					size += w.queue[n].Size()
 					n++
@@ -941,6 +946,19 @@ var (
 	cmdAsking = resp.AppendCommandStrings(nil, "ASKING")
 )
 
+// slotKey is the slot's marker key (built once per slot).
+func (w *Writer) slotKey(slot int) string {
+	if w.slotKeys == nil {
+		w.slotKeys = make([]string, 16384)
+	}
+	if k := w.slotKeys[slot]; k != "" {
+		return k
+	}
+	k := w.cfg.SlotMarker(slot)
+	w.slotKeys[slot] = k
+	return k
+}
+
 // plan builds the groups of a flight.
 func (s *session) plan(bs []*Batch) *flight {
 	w := s.w
@@ -1007,9 +1025,20 @@ func (s *session) plan(bs []*Batch) *flight {
 	// them must run before and everything after them after.
 	bySlot := map[int32]int{}
 	var seg []group
+	type last struct {
+		b   *Batch
+		seq uint64
+		off int64
+	}
+	var lasts []last
 	flushSeg := func() {
+		for i := range seg {
+			l := lasts[i]
+			seg[i].seq = l.seq
+			seg[i].value = marker(l.b, l.seq, l.off)
+		}
 		f.groups = append(f.groups, seg...)
-		seg = nil
+		seg, lasts = seg[:0:0], lasts[:0]
 		clear(bySlot)
 	}
 	for bi, b := range bs {
@@ -1026,12 +1055,11 @@ func (s *session) plan(bs []*Batch) *flight {
 			if !ok {
 				gi = len(seg)
 				bySlot[o.slot] = gi
-				seg = append(seg, group{marker: w.cfg.SlotMarker(int(o.slot)), multi: true})
+				seg = append(seg, group{marker: w.slotKey(int(o.slot)), multi: true})
+				lasts = append(lasts, last{})
 			}
-			g := &seg[gi]
-			g.ops = append(g.ops, at)
-			g.seq = o.seq
-			g.value = marker(b, o.seq, o.off)
+			seg[gi].ops = append(seg[gi].ops, at)
+			lasts[gi] = last{b, o.seq, o.off}
 		}
 	}
 	flushSeg()
@@ -1047,6 +1075,41 @@ func (s *session) write(bs []*Batch) error {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// First the items of every group are laid out and the flight queued —
+	// before any byte can reach the server, so that the reply reader always
+	// finds what it reads for — then the bytes go out.
+	curDB := s.curDB
+	var size int64
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		g.items = make([]int32, 0, len(g.ops)+3)
+		if g.multi {
+			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
+		}
+		for k, o := range g.ops {
+			ref := bs[o.b].ops[o.i]
+			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != curDB {
+				g.items = append(g.items, itemInternal)
+				curDB = int(ref.db)
+				size += 24
+			}
+			g.items = append(g.items, int32(k))
+			size += int64(ref.end - ref.start)
+		}
+		if !w.cfg.Slotted && curDB != w.cfg.MarkerDB {
+			g.items = append(g.items, itemInternal)
+			curDB = w.cfg.MarkerDB
+		}
+		if g.marker != "" {
+			g.items = append(g.items, itemInternal)
+			start := len(f.arena)
+			f.arena = resp.AppendCommandStrings(f.arena, "SET", g.marker, g.value)
+			g.set = [2]int{start, len(f.arena)}
+		}
+	}
+	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
+	s.push(f)
+
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	var err error
@@ -1055,61 +1118,33 @@ func (s *session) write(bs []*Batch) error {
 			_, err = c.W.Write(p)
 		}
 	}
-	// Items are laid out first and the flight queued before any byte can
-	// reach the server, so the reply reader always finds what it reads for.
 	var sel []byte
-	var size int64
-	type out struct {
-		enc      []byte
-		internal bool
-	}
-	var wire [][]out
 	for gi := range f.groups {
 		g := &f.groups[gi]
-		var items []out
 		if g.multi {
-			s.curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
+			put(cmdMulti)
+			s.curDB = -2
 		}
-		for k, o := range g.ops {
+		for _, o := range g.ops {
 			b := bs[o.b]
-			ref := b.ops[o.i]
-			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != s.curDB {
-				sel = appendSelect(nil, int(ref.db))
-				items = append(items, out{sel, true})
-				g.items = append(g.items, itemInternal)
-				s.curDB = int(ref.db)
+			if d := int(b.ops[o.i].db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
+				sel = appendSelect(sel[:0], d)
+				put(sel)
+				s.curDB = d
 			}
-			items = append(items, out{b.op(int(o.i)), false})
-			g.items = append(g.items, int32(k))
+			put(b.op(int(o.i)))
 		}
 		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
-			items = append(items, out{appendSelect(nil, w.cfg.MarkerDB), true})
-			g.items = append(g.items, itemInternal)
+			put(appendSelect(sel[:0], w.cfg.MarkerDB))
 			s.curDB = w.cfg.MarkerDB
 		}
 		if g.marker != "" {
-			items = append(items, out{resp.AppendCommandStrings(nil, "SET", g.marker, g.value), true})
-			g.items = append(g.items, itemInternal)
+			put(f.arena[g.set[0]:g.set[1]])
 		}
-		for _, it := range items {
-			size += int64(len(it.enc))
-		}
-		wire = append(wire, items)
-	}
-	f.size = size + int64(32*len(f.groups))
-	s.push(f)
-	for gi := range f.groups {
-		if f.groups[gi].multi {
-			put(cmdMulti)
-		}
-		for _, it := range wire[gi] {
-			put(it.enc)
-		}
-		if f.groups[gi].multi {
+		if g.multi {
 			put(cmdExec)
 		}
 	}
-	_ = sel
 	w.lastWrite = time.Now()
 	return err
 }
@@ -1180,6 +1215,7 @@ func (s *session) receive() error {
 		}
 		execErrs[i] = msg
 	}
+	var f *flight
 	for {
 		// Only arrays call onElemErr, and the only arrays ferry expects are
 		// EXEC results, so errors collected here belong to the reply at hand.
@@ -1188,16 +1224,19 @@ func (s *session) receive() error {
 		if err != nil {
 			return err
 		}
-		// The flight is looked up after the reply arrives: a PING may have
-		// been queued while this goroutine was blocked reading.
-		w.qmu.Lock()
-		var f *flight
-		if len(w.inflight) > 0 {
-			f = w.inflight[0]
-		}
-		w.qmu.Unlock()
+		// The flight is looked up after the reply arrives (a PING may have
+		// been queued while this goroutine was blocked reading), and kept
+		// until it is complete: only this goroutine removes the head of the
+		// queue, so it does not take the lock for every reply.
 		if f == nil {
-			return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
+			w.qmu.Lock()
+			if len(w.inflight) > 0 {
+				f = w.inflight[0]
+			}
+			w.qmu.Unlock()
+			if f == nil {
+				return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
+			}
 		}
 		g := &f.groups[f.cur]
 		done, err := s.feed(f, g, kind, msg, execErrs)
@@ -1208,6 +1247,7 @@ func (s *session) receive() error {
 			f.cur++
 			if f.cur == len(f.groups) {
 				s.complete(f)
+				f = nil
 			}
 		}
 	}
