@@ -16,6 +16,8 @@
 #   BENCH_WORK [$BENCH_OUT/work]  servers' dirs, RDB files, spool (removed at the end)
 #   BENCH_KEEP [0]        1 = keep BENCH_WORK
 #   BENCH_DIGEST [1]      0 = skip the data digests (faster; no equality check)
+#   BENCH_FENCE_KINDS [standalone cluster]  targets of the fence section
+#   BENCH_FERRY_CONF []   extra lines for every ferry config (e.g. 'max_inflight_bytes = "64MiB"')
 set -euo pipefail
 set -E
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -218,6 +220,7 @@ ferry_conf() {
 		progress_interval = "1s"
 		log_format = "json"
 		fence = "${2:-multi}"
+		${BENCH_FERRY_CONF:-}
 	EOF
 	echo "$f"
 }
@@ -547,8 +550,10 @@ section_fence() {
 	# the whole load must stay in the source's backlog: ~70 bytes per command
 	need=$(((LOAD_N * 4 * 70 * 3 / 2 / 1048576 + 64) * 1048576))
 	srv_start fsrc --repl-backlog-size "$need"
-	fence_kind standalone
-	fence_kind cluster
+	local kind
+	for kind in ${BENCH_FENCE_KINDS:-standalone cluster}; do
+		fence_kind "$kind"
+	done
 	say "[fence] method: drain rate = commands of one redis-benchmark load (commandstats delta) / time from restarting a stopped 'ferry sync' (resume with PSYNC continue) until sentinels written after the load show on every target master; fenced and unfenced drain the same backlog, alternating order"
 	say "[fence] check: ${FENCE_WARN}${FENCE_CHECK}$(quiet_note "$q0")"
 	srv_stop fsrc

@@ -15,6 +15,7 @@ import (
 	"ferry/filter"
 	"ferry/rdb"
 	"ferry/resp"
+	"ferry/router"
 	"ferry/writer"
 )
 
@@ -76,6 +77,10 @@ type applier struct {
 	recv   time.Time // when ferry received the command at hand
 	db     int       // db the stream has selected
 	inTx   bool
+	// routing: a unit is between moves.enter and moves.exit; unitSlots are
+	// the slots its commands touched, noted at its end.
+	routing   bool
+	unitSlots []int
 
 	// dataEnd is the end offset of the last stream command that changed
 	// data (not a PING, PUBLISH, REPLCONF or SELECT).
@@ -99,6 +104,7 @@ func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.resumed = false
 	a.dataEnd.Store(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
+	a.endRouting(0)
 	a.srcRDB = 0
 	a.sweep = nil
 	if sweep {
@@ -278,16 +284,32 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
 			a.dataEnd.Store(end)
 		}
-		if from := a.moves.restoreFrom(a.stream, args); from >= 0 {
+		if from := a.moves.restoreFrom(a.stream, args); from >= 0 && !a.inTx {
 			// The key moves here from stream from: what that stream
 			// already routed for the slot must be applied first. Flush
 			// first: two streams waiting for each other must not also hold
-			// back what the other waits for.
+			// back what the other waits for. The move is recorded before
+			// the wait, so that from's later commands on the key are
+			// dropped, and the wait covers the unit from may be routing
+			// right now.
 			if err := a.flush(ctx); err != nil {
+				return err
+			}
+			a.moves.restored(a.stream, args[1], a.recv)
+			if err := a.moves.settle(ctx, from); err != nil {
 				return err
 			}
 			if err := a.waitApplied(ctx, from, a.moves.routed(from, args[1])); err != nil {
 				return err
+			}
+		}
+		if a.moves != nil {
+			if !a.routing {
+				a.moves.enter(a.stream)
+				a.routing = true
+			}
+			if slot, _, err := router.SlotOf(args); err == nil && slot >= 0 {
+				a.unitSlots = append(a.unitSlots, slot)
 			}
 		}
 		args = a.moves.filterMoved(a.stream, args, a.recv)
@@ -317,14 +339,28 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		return nil
 	}
 	pos := a.livePos()
-	a.moves.note(a.stream, args, pos.Seq)
-	if err := a.out.endUnit(ctx, pos); err != nil {
+	err := a.out.endUnit(ctx, pos)
+	a.endRouting(pos.Seq)
+	if err != nil {
 		return err
 	}
 	if a.flushReq.Swap(false) {
 		return a.flush(ctx)
 	}
 	return nil
+}
+
+// endRouting ends the unit being routed: its slots' last unit is seq.
+func (a *applier) endRouting(seq uint64) {
+	if !a.routing {
+		return
+	}
+	for _, slot := range a.unitSlots {
+		a.moves.note(a.stream, slot, seq)
+	}
+	a.unitSlots = a.unitSlots[:0]
+	a.moves.exit(a.stream)
+	a.routing = false
 }
 
 // dbOf is the target db a command runs in; -1 for commands that do not

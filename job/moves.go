@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,13 +22,12 @@ import (
 // So ferry tracks which stream each slot belongs to: first from the source's
 // topology, then from what the streams show. A RESTORE from stream B of a
 // key whose slot belonged to stream A records that the key moved from A to
-// B. Until A's DEL of the key — its last word on it — a command on the key
-// is then:
-//   - from B (its owner): applied;
-//   - from A: history from before the move, already in the RESTORE's
-//     payload: dropped (its DEL ends the record);
-//   - from a third stream: the slot moved on (the key did not exist then,
-//     so no RESTORE came): applied, and that stream owns the key now.
+// B; the slot's later RESTOREs on B come from A too (a slot moves one key at
+// a time, and A keeps the keys not moved yet). Until A's DEL of the key — its
+// last word on it — A's commands on the key are history from before the
+// move, already in the RESTORE's payload: dropped. Any other stream's are
+// applied. A key that moves on (B to C) before A's DEL came waits for both
+// A's and B's.
 //
 // A DEL from A applied before B's RESTORE is harmless: the RESTORE recreates
 // the key; the record it leaves is forgotten once A has applied everything
@@ -39,20 +39,27 @@ import (
 type moves struct {
 	mu   sync.Mutex
 	slot [router.SlotCount]int32 // slot → stream that owns it (-1: unknown)
+	// prev[slot] is the slot's owner before the stream that restored into it
+	// last (-1: none): keys move one MIGRATE at a time, so the slot's keys
+	// restored after its first still come from there.
+	prev [router.SlotCount]int32
 	// last[stream][slot] is the unit number of the stream's last command on
 	// the slot: a RESTORE moving a key away from a stream waits until that
 	// is applied, so that nothing the old owner routed before the move can
 	// reach the target after it.
 	last     [][router.SlotCount]atomic.Uint64
-	keys     map[string]moved
-	n        atomic.Int64 // records, read without the lock on the hot path
+	keys     map[string][]moved // key → the streams it moved away from, until their DEL
+	n        atomic.Int64       // records, read without the lock on the hot path
 	progress []atomic.Int64
 	inserts  int
+	// entered[s] and exited[s] count the units stream s started and
+	// finished routing: a move's wait covers the unit in between.
+	entered, exited []atomic.Uint64
 }
 
 type moved struct {
-	owner, from int
-	at          time.Time // receive time of the RESTORE
+	from int
+	at   time.Time // receive time of the RESTORE
 }
 
 // moveForget is how long after the RESTORE a record whose DEL never came
@@ -61,9 +68,10 @@ const moveForget = time.Minute
 
 // newMoves starts from the source's shards: stream i owns slots[i].
 func newMoves(slots [][][2]int) *moves {
-	m := &moves{keys: map[string]moved{}, progress: make([]atomic.Int64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
+	m := &moves{keys: map[string][]moved{}, progress: make([]atomic.Int64, len(slots)),
+		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
 	for i := range m.slot {
-		m.slot[i] = -1
+		m.slot[i], m.prev[i] = -1, -1
 	}
 	for i, rs := range slots {
 		for _, r := range rs {
@@ -82,32 +90,74 @@ func (m *moves) applied(stream int, at time.Time) {
 	}
 }
 
-func (m *moves) drop(key []byte) {
-	if _, ok := m.keys[string(key)]; ok {
-		delete(m.keys, string(key))
-		m.n.Add(-1)
+// drop removes key's record for stream from. Called with m.mu held.
+func (m *moves) drop(key []byte, from int) {
+	m.dropIf(string(key), func(e moved) bool { return e.from == from })
+}
+
+func (m *moves) dropIf(key string, gone func(moved) bool) {
+	es := m.keys[key]
+	kept := es[:0]
+	for _, e := range es {
+		if !gone(e) {
+			kept = append(kept, e)
+		}
+	}
+	m.n.Add(int64(len(kept) - len(es)))
+	if len(kept) == 0 {
+		delete(m.keys, key)
+	} else {
+		m.keys[key] = kept
 	}
 }
 
 // forget drops records whose old owner applied everything it received until
 // well after them. Called with m.mu held.
 func (m *moves) forget() {
-	for k, e := range m.keys {
-		if e.from < len(m.progress) && time.Unix(0, m.progress[e.from].Load()).After(e.at.Add(moveForget)) {
-			delete(m.keys, k)
-			m.n.Add(-1)
-		}
+	for k := range m.keys {
+		m.dropIf(k, func(e moved) bool {
+			return e.from < len(m.progress) && time.Unix(0, m.progress[e.from].Load()).After(e.at.Add(moveForget))
+		})
 	}
 }
 
-// note records the unit number of a command a stream routed.
-func (m *moves) note(stream int, args [][]byte, seq uint64) {
-	if m == nil || len(args) < 2 || stream >= len(m.last) {
-		return
-	}
-	if slot, _, err := router.SlotOf(args); err == nil && slot >= 0 {
+// note records that stream's unit seq had a command on slot.
+func (m *moves) note(stream, slot int, seq uint64) {
+	if stream < len(m.last) {
 		m.last[stream][slot].Store(seq)
 	}
+}
+
+// enter and exit bracket a unit a stream routes (from before its commands
+// are checked against the moves until their slots are noted).
+func (m *moves) enter(stream int) {
+	if stream < len(m.entered) {
+		m.entered[stream].Add(1)
+	}
+}
+
+func (m *moves) exit(stream int) {
+	if stream < len(m.exited) {
+		m.exited[stream].Add(1)
+	}
+}
+
+// settle waits until stream finished the unit it was routing, if any: a
+// command it checked before a move was recorded is noted by then, and one
+// checked after sees the record.
+func (m *moves) settle(ctx context.Context, stream int) error {
+	if stream >= len(m.entered) {
+		return nil
+	}
+	n := m.entered[stream].Load()
+	for m.exited[stream].Load() < n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+	return nil
 }
 
 // restoreFrom returns the stream a RESTORE takes its key from (-1: it does
@@ -117,12 +167,31 @@ func (m *moves) restoreFrom(stream int, args [][]byte) int {
 		return -1
 	}
 	m.mu.Lock()
-	from := int(m.slot[router.Slot(args[1])])
+	from := m.fromOf(stream, router.Slot(args[1]))
 	m.mu.Unlock()
-	if from == stream || from >= len(m.last) {
+	if from < 0 || from >= len(m.last) {
 		return -1
 	}
 	return from
+}
+
+// fromOf is the stream a key of slot s restored by stream comes from (-1:
+// none known). Called with m.mu held.
+func (m *moves) fromOf(stream, s int) int {
+	if o := int(m.slot[s]); o != stream {
+		return o
+	}
+	if p := int(m.prev[s]); p != stream {
+		return p
+	}
+	return -1
+}
+
+// own records that stream owns slot s now. Called with m.mu held.
+func (m *moves) own(stream, s int) {
+	if o := m.slot[s]; o != int32(stream) {
+		m.prev[s], m.slot[s] = o, int32(stream)
+	}
 }
 
 // routed is the unit number of stream's last command on key's slot.
@@ -135,35 +204,34 @@ func (m *moves) restored(stream int, key []byte, recv time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := router.Slot(key)
-	from := int(m.slot[s])
-	m.slot[s] = int32(stream)
-	if from < 0 || from == stream {
+	from := m.fromOf(stream, s)
+	m.own(stream, s)
+	// Whatever this stream said before about the key ended with its DEL
+	// when the key left it: it owns the key now.
+	m.drop(key, stream)
+	if from < 0 {
 		return // not a move between streams (or one ferry cannot place)
 	}
-	if _, ok := m.keys[string(key)]; !ok {
-		m.n.Add(1)
-	}
-	m.keys[string(key)] = moved{owner: stream, from: from, at: recv}
+	m.drop(key, from)
+	m.keys[string(key)] = append(m.keys[string(key)], moved{from: from, at: recv})
+	m.n.Add(1)
 	if m.inserts++; m.inserts%1024 == 0 {
 		m.forget()
 	}
 }
 
-// keep decides one key of a command from stream. Called with m.mu held.
+// keep decides one key of a command from stream: false while the key has
+// moved away from the stream and the stream's DEL of it has not come.
+// Called with m.mu held.
 func (m *moves) keep(stream int, key []byte, isDel bool) bool {
-	e, ok := m.keys[string(key)]
-	switch {
-	case !ok || e.owner == stream:
-		return true
-	case e.from == stream:
-		if isDel {
-			m.drop(key)
+	for _, e := range m.keys[string(key)] {
+		if e.from == stream {
+			if isDel {
+				m.drop(key, stream)
+			}
+			return false
 		}
-		return false
 	}
-	e.owner = stream // the slot moved on
-	m.keys[string(key)] = e
-	m.slot[router.Slot(key)] = int32(stream)
 	return true
 }
 

@@ -329,6 +329,13 @@ func AppendBulk(dst, b []byte) []byte {
 	return append(dst, '\r', '\n')
 }
 
+// AppendBulkString appends s as a bulk string.
+func AppendBulkString(dst []byte, s string) []byte {
+	dst = AppendBulkHeader(dst, int64(len(s)))
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}
+
 // AppendBulkInt appends an integer as a bulk string.
 func AppendBulkInt(dst []byte, n int64) []byte {
 	var tmp [20]byte

@@ -8,6 +8,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"slices"
 	"strings"
@@ -84,6 +85,11 @@ func New(addr string, explicit bool, log zerolog.Logger) (*Server, error) {
 		ErrorLog:      errLog,
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	// Profiles of a running job, for a slow sync: go tool pprof
+	// http://<status_addr>/debug/pprof/profile?seconds=10
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

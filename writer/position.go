@@ -41,20 +41,22 @@ const (
 const markerVersion = "ferry1"
 
 // Encode is the marker value.
-func (p Position) Encode() string {
+func (p Position) Encode() string { return string(p.AppendEncode(make([]byte, 0, 96))) }
+
+// AppendEncode appends the marker value to b.
+func (p Position) AppendEncode(b []byte) []byte {
 	replid := p.ReplID
 	if replid == "" {
 		replid = "-"
 	}
-	b := make([]byte, 0, 96)
 	b = append(b, markerVersion...)
-	b = append(append(b, ' '), strconv.FormatUint(p.Seq, 10)...)
+	b = strconv.AppendUint(append(b, ' '), p.Seq, 10)
 	b = append(append(b, ' '), p.State...)
 	b = append(append(b, ' '), replid...)
 	b = strconv.AppendInt(append(b, ' '), p.Offset, 10)
 	b = strconv.AppendInt(append(b, ' '), int64(p.DB), 10)
 	b = strconv.AppendInt(append(b, ' '), p.Low, 10)
-	return string(b)
+	return b
 }
 
 // ParsePosition decodes a marker value.

@@ -524,6 +524,13 @@ type session struct {
 	c        *resp.Conn
 	curDB    int
 	deadline time.Time // last read deadline set (guarded by w.qmu)
+
+	// plan's scratch (sender goroutine only): a slot belongs to the
+	// current segment when slotGen[slot] == gen, as group slotGroup[slot].
+	slotGen   []uint32
+	slotGroup []int32
+	gen       uint32
+	scratch   []byte
 }
 
 func (w *Writer) session(ctx context.Context) error {
@@ -794,7 +801,6 @@ type group struct {
 	ops    []opAt
 	items  []int32 // per command sent: index into ops, or -1 (SELECT, marker)
 	marker string
-	value  string
 	seq    uint64
 	multi  bool
 	status groupStatus
@@ -940,6 +946,7 @@ func (w *Writer) requeueFront(bs []*Batch) {
 }
 
 var (
+	cmdSet    = []byte("SET")
 	cmdMulti  = resp.AppendCommandStrings(nil, "MULTI")
 	cmdExec   = resp.AppendCommandStrings(nil, "EXEC")
 	cmdPing   = resp.AppendCommandStrings(nil, "PING")
@@ -959,110 +966,172 @@ func (w *Writer) slotKey(slot int) string {
 	return k
 }
 
-// plan builds the groups of a flight.
+// plan builds the groups of a flight, with their marker SETs encoded in the
+// flight's arena.
 func (s *session) plan(bs []*Batch) *flight {
 	w := s.w
 	f := &flight{batches: bs}
-	lows := map[int]int64{}
+	var lows map[int]int64
 	low := func(stream int) int64 {
 		if w.cfg.Low == nil {
 			return -1
 		}
 		l, ok := lows[stream]
 		if !ok {
+			if lows == nil {
+				lows = map[int]int64{}
+			}
 			l = w.cfg.Low(stream)
 			lows[stream] = l
 		}
 		return l
 	}
-	marker := func(b *Batch, seq uint64, off int64) string {
+	// setMarker encodes group gi's marker SET, recording unit seq at source
+	// offset off of b's stream.
+	setMarker := func(gi int, b *Batch, seq uint64, off int64) {
+		g := &f.groups[gi]
 		pos := b.Pos
-		pos.Seq, pos.Offset = seq, off
-		pos.Low = low(b.Stream)
-		return pos.Encode()
+		pos.Seq, pos.Offset, pos.Low = seq, off, low(b.Stream)
+		g.seq = seq
+		s.scratch = pos.AppendEncode(s.scratch[:0])
+		start := len(f.arena)
+		f.arena = resp.AppendArrayHeader(f.arena, 3)
+		f.arena = resp.AppendBulk(f.arena, cmdSet)
+		f.arena = resp.AppendBulkString(f.arena, g.marker)
+		f.arena = resp.AppendBulk(f.arena, s.scratch)
+		g.set = [2]int{start, len(f.arena)}
 	}
+	total := 0
+	for _, b := range bs {
+		total += len(b.ops)
+	}
+	flat := make([]opAt, 0, total) // every group's ops, group after group
 	if !w.cfg.Slotted {
 		// Standalone: one group per batch (a flight holds one batch).
 		b := bs[0]
-		g := group{marker: w.markerOf(b), value: marker(b, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq, multi: w.cfg.Fence && b.Len() > 0}
 		for i := range b.ops {
-			g.ops = append(g.ops, opAt{0, int32(i)})
+			flat = append(flat, opAt{0, int32(i)})
 		}
-		f.groups = []group{g}
+		f.groups = []group{{ops: flat, marker: w.markerOf(b), multi: w.cfg.Fence && b.Len() > 0}}
+		setMarker(0, b, b.Pos.Seq, b.Pos.Offset)
 		return f
 	}
 	// Position updates: the last batch of each stream in the flight.
-	var streams []int
-	lastOf := map[int]*Batch{}
-	for _, b := range bs {
-		if _, ok := lastOf[b.Stream]; !ok {
-			streams = append(streams, b.Stream)
-		}
-		lastOf[b.Stream] = b
-	}
 	positions := func() {
-		for _, st := range streams {
-			b := lastOf[st]
-			f.groups = append(f.groups, group{marker: w.cfg.StreamMarker(st), value: marker(b, b.Pos.Seq, b.Pos.Offset), seq: b.Pos.Seq})
+		lastOf := map[int]int{}
+		for i, b := range bs {
+			lastOf[b.Stream] = i
+		}
+		for i, b := range bs {
+			if lastOf[b.Stream] == i {
+				f.groups = append(f.groups, group{marker: w.cfg.StreamMarker(b.Stream)})
+				setMarker(len(f.groups)-1, b, b.Pos.Seq, b.Pos.Offset)
+			}
 		}
 	}
 	if !w.cfg.Fence {
 		// Unfenced: everything in order, then the position updates.
-		g := group{}
 		for bi, b := range bs {
 			for i := range b.ops {
-				g.ops = append(g.ops, opAt{int32(bi), int32(i)})
+				flat = append(flat, opAt{int32(bi), int32(i)})
 			}
 		}
-		if len(g.ops) > 0 {
-			f.groups = append(f.groups, g)
+		if len(flat) > 0 {
+			f.groups = append(f.groups, group{ops: flat})
 		}
 		positions()
 		return f
 	}
 	// Cluster, fenced: one transaction per slot. Keyless commands (slot -1)
 	// run alone and split the flight into segments, since everything before
-	// them must run before and everything after them after.
-	bySlot := map[int32]int{}
-	var seg []group
+	// them must run before and everything after them after. A segment's ops
+	// are counted per slot first, then placed, so that each group's ops are
+	// one run of flat.
+	if s.slotGen == nil {
+		s.slotGen = make([]uint32, 16384)
+		s.slotGroup = make([]int32, 16384)
+	}
 	type last struct {
-		b   *Batch
+		b   int32
 		seq uint64
 		off int64
 	}
-	var lasts []last
-	flushSeg := func() {
-		for i := range seg {
-			l := lasts[i]
-			seg[i].seq = l.seq
-			seg[i].value = marker(l.b, l.seq, l.off)
+	var (
+		segFrom   opAt // first op of the segment
+		segGroups = 0  // groups of the segment so far (f.groups[base:])
+		base      = 0  // index in f.groups of the segment's first group
+		counts    []int32
+		lasts     []last
+	)
+	newSeg := func() {
+		s.gen++
+		if s.gen == 0 {
+			clear(s.slotGen)
+			s.gen = 1
 		}
-		f.groups = append(f.groups, seg...)
-		seg, lasts = seg[:0:0], lasts[:0]
-		clear(bySlot)
+		base, segGroups = len(f.groups), 0
+		counts, lasts = counts[:0], lasts[:0]
 	}
+	flushSeg := func(to opAt) {
+		if segGroups == 0 {
+			return
+		}
+		// Each group's run of flat starts where the previous one ends.
+		at := int32(len(flat))
+		for gi, n := range counts {
+			f.groups[base+gi].ops = flat[at : at : at+n]
+			at += n
+		}
+		flat = flat[:at]
+		for bi := segFrom.b; bi <= to.b && int(bi) < len(bs); bi++ {
+			ops := bs[bi].ops
+			i0, i1 := int32(0), int32(len(ops))
+			if bi == segFrom.b {
+				i0 = segFrom.i
+			}
+			if bi == to.b {
+				i1 = to.i
+			}
+			for i := i0; i < i1; i++ {
+				slot := ops[i].slot
+				gi := s.slotGroup[slot]
+				g := &f.groups[base+int(gi)]
+				g.ops = append(g.ops, opAt{bi, i})
+			}
+		}
+		for gi := range segGroups {
+			l := lasts[gi]
+			setMarker(base+gi, bs[l.b], l.seq, l.off)
+		}
+	}
+	newSeg()
 	for bi, b := range bs {
 		for i := range b.ops {
-			o := b.ops[i]
-			at := opAt{int32(bi), int32(i)}
+			o := &b.ops[i]
 			if o.slot < 0 {
-				flushSeg()
-				f.groups = append(f.groups, group{ops: []opAt{at}, marker: w.cfg.StreamMarker(b.Stream),
-					value: marker(b, o.seq, o.off), seq: o.seq, multi: true})
+				flushSeg(opAt{int32(bi), int32(i)})
+				flat = append(flat, opAt{int32(bi), int32(i)})
+				n := len(flat)
+				f.groups = append(f.groups, group{ops: flat[n-1 : n : n], marker: w.cfg.StreamMarker(b.Stream), multi: true})
+				setMarker(len(f.groups)-1, b, o.seq, o.off)
+				newSeg()
+				segFrom = opAt{int32(bi), int32(i + 1)}
 				continue
 			}
-			gi, ok := bySlot[o.slot]
-			if !ok {
-				gi = len(seg)
-				bySlot[o.slot] = gi
-				seg = append(seg, group{marker: w.slotKey(int(o.slot)), multi: true})
+			if s.slotGen[o.slot] != s.gen {
+				s.slotGen[o.slot] = s.gen
+				s.slotGroup[o.slot] = int32(segGroups)
+				segGroups++
+				f.groups = append(f.groups, group{marker: w.slotKey(int(o.slot)), multi: true})
+				counts = append(counts, 0)
 				lasts = append(lasts, last{})
 			}
-			seg[gi].ops = append(seg[gi].ops, at)
-			lasts[gi] = last{b, o.seq, o.off}
+			gi := s.slotGroup[o.slot]
+			counts[gi]++
+			lasts[gi] = last{int32(bi), o.seq, o.off}
 		}
 	}
-	flushSeg()
+	flushSeg(opAt{int32(len(bs) - 1), int32(len(bs[len(bs)-1].ops))})
 	if len(f.groups) == 0 {
 		positions()
 	}
@@ -1080,9 +1149,16 @@ func (s *session) write(bs []*Batch) error {
 	// finds what it reads for — then the bytes go out.
 	curDB := s.curDB
 	var size int64
+	nops := 0
+	for gi := range f.groups {
+		nops += len(f.groups[gi].ops)
+	}
+	// One array holds every group's items (a standalone batch that switches
+	// dbs often may outgrow it: the groups already laid out keep theirs).
+	items := make([]int32, 0, nops+2*len(f.groups))
 	for gi := range f.groups {
 		g := &f.groups[gi]
-		g.items = make([]int32, 0, len(g.ops)+3)
+		g.items = items[len(items):len(items)]
 		if g.multi {
 			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
 		}
@@ -1102,10 +1178,9 @@ func (s *session) write(bs []*Batch) error {
 		}
 		if g.marker != "" {
 			g.items = append(g.items, itemInternal)
-			start := len(f.arena)
-			f.arena = resp.AppendCommandStrings(f.arena, "SET", g.marker, g.value)
-			g.set = [2]int{start, len(f.arena)}
 		}
+		n := len(g.items)
+		items, g.items = g.items[n:], g.items[:n:n]
 	}
 	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
 	s.push(f)
