@@ -6,6 +6,7 @@ package resp
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,25 @@ func (r *Reader) line() ([]byte, error) {
 		return nil, fmt.Errorf("%w: line not terminated by CRLF: %q", ErrProtocol, clip(b))
 	}
 	return b[:len(b)-2], nil
+}
+
+// SkipRepeated consumes up to max consecutive copies of line (a whole
+// reply, CRLF included) from what is already buffered, without reading from
+// the connection, and returns how many it consumed. A pipelined
+// transaction's +QUEUED replies are skipped this way in bulk.
+func (r *Reader) SkipRepeated(line []byte, max int) int {
+	k := min(max, r.br.Buffered()/len(line))
+	if k <= 0 {
+		return 0
+	}
+	b, _ := r.br.Peek(k * len(line))
+	n := 0
+	for n < k && bytes.Equal(b[n*len(line):(n+1)*len(line)], line) {
+		n++
+	}
+	r.br.Discard(n * len(line))
+	r.n += int64(n * len(line))
+	return n
 }
 
 // ReadValue reads one complete reply. Strings are copied: the Value stays valid.

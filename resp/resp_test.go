@@ -112,3 +112,28 @@ func BenchmarkReadCommand(b *testing.B) {
 		}
 	}
 }
+
+func TestSkipRepeated(t *testing.T) {
+	in := "+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n-ERR no\r\n+QUEUED\r\n"
+	r := NewReader(strings.NewReader(in), 64)
+	if _, err := r.br.Peek(1); err != nil { // fill the buffer
+		t.Fatal(err)
+	}
+	q := []byte("+QUEUED\r\n")
+	if n := r.SkipRepeated(q, 2); n != 2 {
+		t.Fatalf("skipped %d, want 2 (the max)", n)
+	}
+	if n := r.SkipRepeated(q, 10); n != 1 {
+		t.Fatalf("skipped %d, want 1 (up to the error)", n)
+	}
+	if n := r.SkipRepeated(q, 0); n != 0 {
+		t.Fatalf("skipped %d with max 0", n)
+	}
+	k, msg, err := r.ReadStatus(nil)
+	if err != nil || k != Error || msg != "ERR no" {
+		t.Fatalf("after the skips: %v %q %v", k, msg, err)
+	}
+	if n := r.SkipRepeated(q, 10); n != 1 || r.Consumed() != int64(len(in)) {
+		t.Fatalf("skipped %d, consumed %d of %d", n, r.Consumed(), len(in))
+	}
+}

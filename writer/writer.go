@@ -946,11 +946,12 @@ func (w *Writer) requeueFront(bs []*Batch) {
 }
 
 var (
-	cmdSet    = []byte("SET")
-	cmdMulti  = resp.AppendCommandStrings(nil, "MULTI")
-	cmdExec   = resp.AppendCommandStrings(nil, "EXEC")
-	cmdPing   = resp.AppendCommandStrings(nil, "PING")
-	cmdAsking = resp.AppendCommandStrings(nil, "ASKING")
+	cmdSet      = []byte("SET")
+	replyQueued = []byte("+QUEUED\r\n")
+	cmdMulti    = resp.AppendCommandStrings(nil, "MULTI")
+	cmdExec     = resp.AppendCommandStrings(nil, "EXEC")
+	cmdPing     = resp.AppendCommandStrings(nil, "PING")
+	cmdAsking   = resp.AppendCommandStrings(nil, "ASKING")
 )
 
 // slotKey is the slot's marker key (built once per slot).
@@ -1315,6 +1316,11 @@ func (s *session) receive() error {
 		}
 		g := &f.groups[f.cur]
 		done, err := s.feed(f, g, kind, msg, execErrs)
+		if err == nil && !done && g.multi && g.got >= 1 {
+			// Inside a transaction: the +QUEUED replies that are already
+			// buffered are taken in one go.
+			g.got += s.c.R.SkipRepeated(replyQueued, len(g.items)+1-g.got)
+		}
 		if err != nil {
 			return err
 		}
