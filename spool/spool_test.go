@@ -156,8 +156,15 @@ func TestFIFORandom(t *testing.T) {
 				return
 			}
 			off += int64(n)
-			if rng.IntN(200) == 0 { // let the consumer catch up: back to memory
-				time.Sleep(time.Duration(1+rng.IntN(20)) * time.Millisecond)
+			if rng.IntN(200) == 0 {
+				// Let the consumer catch up — back to memory — however slow
+				// this machine is.
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+					if st := s.Stats(); st.Written == st.Read {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
 			}
 		}
 		copy(prodSum[:], h.Sum(nil))
