@@ -104,6 +104,7 @@ func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.resumed = false
 	a.dataEnd.Store(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
+	a.unitSlots = a.unitSlots[:0] // the unfinished unit is dropped: nothing of it to note
 	a.endRouting(0)
 	a.srcRDB = 0
 	a.sweep = nil
