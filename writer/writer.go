@@ -1201,15 +1201,33 @@ func (s *session) write(bs []*Batch) error {
 			put(cmdMulti)
 			s.curDB = -2
 		}
+		// Commands that follow each other in their batch's buffer go out
+		// in one write.
+		var runB *Batch
+		runStart, runEnd := 0, 0
+		flushRun := func() {
+			if runB != nil {
+				put(runB.buf[runStart:runEnd])
+				runB = nil
+			}
+		}
 		for _, o := range g.ops {
 			b := bs[o.b]
-			if d := int(b.ops[o.i].db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
+			ref := b.ops[o.i]
+			if d := int(ref.db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
+				flushRun()
 				sel = appendSelect(sel[:0], d)
 				put(sel)
 				s.curDB = d
 			}
-			put(b.op(int(o.i)))
+			if b == runB && ref.start == runEnd {
+				runEnd = ref.end
+				continue
+			}
+			flushRun()
+			runB, runStart, runEnd = b, ref.start, ref.end
 		}
+		flushRun()
 		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
 			put(appendSelect(sel[:0], w.cfg.MarkerDB))
 			s.curDB = w.cfg.MarkerDB
