@@ -465,31 +465,39 @@ func (s *Server) Kill(t testing.TB) {
 // server is stopped gracefully first.
 func (s *Server) Restart(t testing.TB, extraArgs ...string) {
 	t.Helper()
-	if err := s.stop(true); err != nil {
+	if err := s.restart(nil, extraArgs); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
+}
+
+// restart stops s and starts it again with its arguments merged with
+// extraArgs (and certs for a TLS server).
+func (s *Server) restart(certs *Certs, extraArgs []string) error {
+	if err := s.stop(true); err != nil {
+		return err
+	}
 	if err := checkManaged(extraArgs); err != nil {
-		t.Fatalf("redistest: %v", err)
+		return err
 	}
 	s.mu.Lock()
 	prev := s.Args
 	s.mu.Unlock()
 	args, err := mergeArgs(prev, extraArgs)
 	if err != nil {
-		t.Fatalf("redistest: %v", err)
+		return err
 	}
 	var lastErr error
 	// The port was ours a moment ago; a short retry covers TIME_WAIT-free rebind races.
 	for attempt := 0; attempt < 3; attempt++ {
-		if lastErr = s.launch(args, nil); lastErr == nil {
-			return
+		if lastErr = s.launch(args, certs); lastErr == nil {
+			return nil
 		}
 		if !errors.Is(lastErr, errPortTaken) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("redistest: restart %s: %v", s.Addr, lastErr)
+	return fmt.Errorf("restart %s: %w", s.Addr, lastErr)
 }
 
 func (s *Server) cleanup() {

@@ -267,30 +267,9 @@ func RestartTLS(t testing.TB, s *Server, extraArgs ...string) {
 	if certs == nil {
 		t.Fatalf("redistest: RestartTLS: %s was not started by StartTLS", s.Addr)
 	}
-	if err := s.stop(true); err != nil {
+	if err := s.restart(certs, extraArgs); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	if err := checkManaged(extraArgs); err != nil {
-		t.Fatalf("redistest: %v", err)
-	}
-	s.mu.Lock()
-	prev := s.Args
-	s.mu.Unlock()
-	args, err := mergeArgs(prev, extraArgs)
-	if err != nil {
-		t.Fatalf("redistest: %v", err)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		if lastErr = s.launch(args, certs); lastErr == nil {
-			return
-		}
-		if !errors.Is(lastErr, errPortTaken) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("redistest: restart %s: %v", s.Addr, lastErr)
 }
 
 // tlsInfoPID is rawInfoPID over TLS.
