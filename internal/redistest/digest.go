@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -93,7 +94,7 @@ func TakeDigest(ctx context.Context, addrs []string, cluster bool) (*Digest, err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			keys, fl, err := digestNode(ctx, addr, cluster)
+			keys, fl, err := digestNode(ctx, addr, cluster, nil)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -276,8 +277,8 @@ func dbsWithKeys(ctx context.Context, cl *redis.Client) ([]int, error) {
 }
 
 // digestNode reads one node: all dbs with keys (cluster: db 0) and the functions.
-func digestNode(ctx context.Context, addr string, cluster bool) ([]KeyDigest, map[string]string, error) {
-	ctl := redis.NewClient(newClientOptions(addr))
+func digestNode(ctx context.Context, addr string, cluster bool, tlsCfg *tls.Config) ([]KeyDigest, map[string]string, error) {
+	ctl := redis.NewClient(tlsClientOptions(addr, tlsCfg))
 	defer ctl.Close()
 	dbs := []int{0}
 	if !cluster {
@@ -294,7 +295,7 @@ func digestNode(ctx context.Context, addr string, cluster bool) ([]KeyDigest, ma
 	absTTL := ctl.Do(ctx, "PEXPIRETIME", "__ferry:probe").Err() == nil
 	var out []KeyDigest
 	for _, db := range dbs {
-		opt := newClientOptions(addr)
+		opt := tlsClientOptions(addr, tlsCfg)
 		opt.DB = db
 		opt.PoolSize = workers + 1
 		cl := redis.NewClient(opt)

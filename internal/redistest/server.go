@@ -327,6 +327,12 @@ func rawInfoPID(addr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return infoPID(c)
+}
+
+// infoPID sends PING and INFO server over c, closes it and returns
+// process_id.
+func infoPID(c net.Conn) (int, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write([]byte("PING\r\nINFO server\r\n")); err != nil {

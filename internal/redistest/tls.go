@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -281,41 +280,10 @@ func tlsInfoPID(addr string, cfg *tls.Config) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("PING\r\nINFO server\r\n")); err != nil {
-		return 0, err
-	}
-	r := bufio.NewReader(c)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return 0, err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return 0, fmt.Errorf("PING: %s", strings.TrimSpace(line))
-	}
-	if line, err = r.ReadString('\n'); err != nil {
-		return 0, err
-	}
-	if !strings.HasPrefix(line, "$") {
-		return 0, fmt.Errorf("INFO: %s", strings.TrimSpace(line))
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	if err != nil {
-		return 0, err
-	}
-	buf := make([]byte, n+2)
-	if _, err := ioReadFull(r, buf); err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(buf), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO server without process_id")
+	return infoPID(c)
 }
 
+// tlsClientOptions are the client options for addr, over TLS when cfg is set.
 func tlsClientOptions(addr string, cfg *tls.Config) *redis.Options {
 	o := newClientOptions(addr)
 	o.TLSConfig = cfg
@@ -354,7 +322,7 @@ func TakeDigestOf(ctx context.Context, s *Server) (*Digest, error) {
 	if certs := CertsOf(s); certs != nil {
 		cfg = certs.ClientTLS()
 	}
-	keys, funcs, err := digestNodeTLS(ctx, s.Addr, cfg)
+	keys, funcs, err := digestNode(ctx, s.Addr, false, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("digest %s: %w", s.Addr, err)
 	}
@@ -367,35 +335,6 @@ func TakeDigestOf(ctx context.Context, s *Server) (*Digest, error) {
 	}
 	d.finish()
 	return d, nil
-}
-
-// digestNodeTLS is digestNode (standalone, all dbs) with a TLS config.
-func digestNodeTLS(ctx context.Context, addr string, cfg *tls.Config) ([]KeyDigest, map[string]string, error) {
-	ctl := redis.NewClient(tlsClientOptions(addr, cfg))
-	defer ctl.Close()
-	dbs, err := dbsWithKeys(ctx, ctl)
-	if err != nil {
-		return nil, nil, err
-	}
-	funcs, err := functionList(ctx, ctl)
-	if err != nil {
-		return nil, nil, err
-	}
-	absTTL := ctl.Do(ctx, "PEXPIRETIME", "__ferry:probe").Err() == nil
-	var out []KeyDigest
-	for _, db := range dbs {
-		opt := tlsClientOptions(addr, cfg)
-		opt.DB = db
-		opt.PoolSize = workers + 1
-		cl := redis.NewClient(opt)
-		keys, err := digestDB(ctx, cl, db, absTTL)
-		cl.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("db%d: %w", db, err)
-		}
-		out = append(out, keys...)
-	}
-	return out, funcs, nil
 }
 
 // AssertSameDataTLS is AssertSameDataOpts for two standalone servers either
