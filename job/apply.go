@@ -285,6 +285,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
 			a.dataEnd.Store(end)
 		}
+		recorded := false
 		if from := a.moves.restoreFrom(a.stream, args); from >= 0 && !a.inTx {
 			// The key moves here from stream from: what that stream
 			// already routed for the slot must be applied first. Flush
@@ -297,6 +298,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 				return err
 			}
 			a.moves.restored(a.stream, args[1], a.recv)
+			recorded = true
 			if err := a.moves.settle(ctx, from); err != nil {
 				return err
 			}
@@ -313,7 +315,11 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 				a.unitSlots = append(a.unitSlots, slot)
 			}
 		}
-		args = a.moves.filterMoved(a.stream, args, a.recv)
+		if recorded {
+			args = restoreReplace(args)
+		} else {
+			args = a.moves.filterMoved(a.stream, args, a.recv)
+		}
 		if args == nil {
 			a.filtered.Add(1) // history of a key that moved to another shard
 			break
