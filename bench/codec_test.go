@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"testing"
 
-	"ferry/resp"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // stream returns n commands shaped like redis-benchmark's set,lpush,incr,hset

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // Options say how to reach one server.

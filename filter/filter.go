@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"ferry/conf"
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // Decision is what becomes of one stream command.

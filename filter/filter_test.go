@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"ferry/conf"
-	"ferry/router"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // cmd splits a sample on spaces; the token "" stands for an empty argument.

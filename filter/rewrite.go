@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"ferry/rdb"
-	"ferry/router"
+	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // Rewrite decides what becomes of one stream command run in source db db

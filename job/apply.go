@@ -12,11 +12,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/filter"
-	"ferry/rdb"
-	"ferry/resp"
-	"ferry/router"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/filter"
+	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // sink receives the applier's commands and cuts them into batches for the

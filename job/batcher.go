@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // batcher cuts one writer's commands into batches. A batch ends only at a

@@ -12,10 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/dial"
-	"ferry/router"
-	"ferry/topology"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/topology"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // clusterTarget is a Redis Cluster: one writer per master, commands routed by

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 func infoInt(t *testing.T, s *redistest.Server, section, field string) int64 {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"ferry/conf"
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // TestFilteredSync: with db, prefix and type rules, the target ends up with

@@ -17,13 +17,13 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/conf"
-	"ferry/dial"
-	"ferry/filter"
-	"ferry/reader"
-	"ferry/spool"
-	"ferry/throttle"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/filter"
+	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/spool"
+	"github.com/ferry-dev/ferry/throttle"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // Options configure a run.

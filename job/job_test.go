@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"ferry/conf"
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // testConf is a job from src to dst (src "" for an RDB import).

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ferry/router"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // moves keeps a cluster source's slot migrations in order across streams.

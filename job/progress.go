@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"ferry/dial"
+	"github.com/ferry-dev/ferry/dial"
 )
 
 func newCtl(o dial.Options) *redis.Client {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"ferry/conf"
-	"ferry/dial"
-	"ferry/router"
-	"ferry/topology"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/topology"
 )
 
 // shard is one replication stream of the source: the master of a standalone

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // masterAddrs lists a cluster's masters (as they are now).

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // target is the deployment ferry writes into: one standalone server, or the

@@ -1,7 +1,7 @@
 package job
 
 import (
-	"ferry/status"
+	"github.com/ferry-dev/ferry/status"
 )
 
 // Status maps a job's state to what the status server shows.

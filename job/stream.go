@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ferry/rdb"
-	"ferry/reader"
-	"ferry/resp"
-	"ferry/spool"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/spool"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // stream is one source shard's way to the target: its PSYNC reader, its

@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"ferry/dial"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // ownPrefix marks keys that belong to ferry itself on a target.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"ferry/conf"
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // tlsEndpoint sets e's TLS files from certs: the CA, and with mutual the

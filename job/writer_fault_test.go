@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // TestMaxConnAge retires the writer's connection every second under load:

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // Bounds of the ping interval. The floor keeps a pathological timeout from

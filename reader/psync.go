@@ -20,8 +20,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/dial"
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // Config configures a PSync reader.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/router"
+	"github.com/ferry-dev/ferry/router"
 
 	"github.com/redis/go-redis/v9"
 )

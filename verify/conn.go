@@ -17,7 +17,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"golang.org/x/time/rate"
 
-	"ferry/conf"
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // ownPrefix marks the keys ferry itself owns on a target; verify ignores them

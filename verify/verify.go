@@ -27,7 +27,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/conf"
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // Mode is how much is compared.

@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"ferry/conf"
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 func endpoint(t *testing.T, addr string) conf.Endpoint {

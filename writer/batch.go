@@ -6,7 +6,7 @@ import (
 	"strings"
 	"sync"
 
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // Batch is what a producer hands a writer: commands already encoded as RESP,

@@ -9,9 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/dial"
-	"ferry/internal/redistest"
-	"ferry/router"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // BenchmarkFence applies the bench's load mix (SET, LPUSH, INCR, HSET on

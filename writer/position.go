@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // Position is what the target has applied, as recorded in the marker key on

@@ -28,9 +28,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/dial"
-	"ferry/keepalive"
-	"ferry/resp"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/keepalive"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // ErrorPolicy says what to do when the target refuses a command.

@@ -26,7 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"ferry/bench/internal/rk"
+	"github.com/ferry-dev/ferry/bench/internal/rk"
 )
 
 type options struct {

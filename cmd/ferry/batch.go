@@ -20,10 +20,10 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"ferry/conf"
-	"ferry/job"
-	"ferry/status"
-	"ferry/verify"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/status"
+	"github.com/ferry-dev/ferry/verify"
 )
 
 const runSummary = `Run the jobs of a batch file: [[job]] tables, each a full job (name, mode = migrate |

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // batchFile writes a batch file: top (top-level keys), a [defaults] table

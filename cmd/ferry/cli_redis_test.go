@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // jobFile writes a job file that keeps ferry's own files in a temp dir,

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // TestMigrateCutoverRecipe: the README's migration recipe in one command —

@@ -20,11 +20,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"ferry/conf"
-	"ferry/job"
-	"ferry/rdb"
-	"ferry/status"
-	"ferry/verify"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/status"
+	"github.com/ferry-dev/ferry/verify"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -14,9 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/conf"
-	"ferry/job"
-	"ferry/status"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/status"
 )
 
 // Phases the CLI sets itself, besides those the job reports.

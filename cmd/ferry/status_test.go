@@ -24,12 +24,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"ferry/conf"
-	"ferry/internal/redistest"
-	"ferry/job"
-	"ferry/reader"
-	"ferry/status"
-	"ferry/writer"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/status"
+	"github.com/ferry-dev/ferry/writer"
 )
 
 // freeStatusAddr is a loopback address with a free port, for status_addr.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/conf"
-	"ferry/verify"
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/verify"
 )
 
 // errDiffer is returned by cmdVerify when source and target differ: exit 1,

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
 // verifyCLI runs `ferry verify args...` as main would and returns the exit
