@@ -82,13 +82,13 @@ func moduleRoot() (string, error) {
 	for {
 		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
 			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-			if strings.TrimSpace(first) == "module ferry" {
+			if strings.TrimSpace(first) == "module github.com/ferry-dev/ferry" {
 				return dir, nil
 			}
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
-			return "", errors.New("go.mod of module ferry not found above the working directory")
+			return "", errors.New("go.mod of module github.com/ferry-dev/ferry not found above the working directory")
 		}
 		dir = up
 	}
