@@ -3,7 +3,6 @@ package job
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferry-dev/ferry/dial"
-	"github.com/ferry-dev/ferry/writer"
 )
 
 // ownPrefix marks keys that belong to ferry itself on a target.
@@ -271,34 +269,4 @@ func (n *node) sweep(ctx context.Context, keep *keySet, owned func(db int, key s
 		}
 	}
 	return deleted, nil
-}
-
-// readMarker reads the job's marker through the control connection.
-func (n *node) readMarker(ctx context.Context, key string, db int) (writer.Position, bool, error) {
-	c := n.ctl
-	if db != 0 {
-		c = redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
-		defer c.Close()
-	}
-	v, err := c.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
-		return writer.Position{}, false, nil
-	}
-	if err != nil {
-		return writer.Position{}, false, fmt.Errorf("target %s: read marker: %w", n.addr.Addr, err)
-	}
-	p, err := writer.ParsePosition(v)
-	if err != nil {
-		return writer.Position{}, false, fmt.Errorf("target %s: %w", n.addr.Addr, err)
-	}
-	return p, true, nil
-}
-
-func (n *node) deleteMarker(ctx context.Context, key string, db int) error {
-	c := n.ctl
-	if db != 0 {
-		c = redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
-		defer c.Close()
-	}
-	return c.Del(ctx, key).Err()
 }

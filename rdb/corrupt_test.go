@@ -260,10 +260,6 @@ func TestRecordsIndependent(t *testing.T) {
 		e.key(TypeHashListpack, "h"+itoa(int64(i))).bstr(buildLP("f", i, "g", "x"))
 	}
 	data := e.finish()
-	type item struct {
-		rec  *Record
-		want []byte
-	}
 	// expected payloads from a sequential pass
 	want := map[string][]byte{}
 	frameAll(t, data, Options{}, func(rec *Record) {

@@ -20,13 +20,6 @@ func (e elem) appendTo(dst []byte) []byte {
 	return append(dst, e.s...)
 }
 
-func (e elem) size() int {
-	if e.isInt {
-		return 20
-	}
-	return len(e.s)
-}
-
 // int returns the element as an integer (strings are parsed).
 func (e elem) int() (int64, bool) {
 	if e.isInt {

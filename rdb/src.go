@@ -32,8 +32,6 @@ type src struct {
 }
 
 const (
-	// the longest contiguous read the parsers ask for (a length or an int).
-	maxPeek = 16
 	// limits of decoded strings; longer ones are corrupt input.
 	maxKeyLen    = 512 << 20
 	maxStringLen = 1 << 40

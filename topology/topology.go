@@ -417,6 +417,7 @@ func usable(n Node) bool {
 // readSlots reads CLUSTER SLOTS: per slot range its master then its
 // replicas (failed replicas are not listed; health is not given).
 func readSlots(ctx context.Context, c *redis.Client, at seedInfo) (*Map, error) {
+	//lint:ignore SA1019 CLUSTER SLOTS is the fallback for servers older than 7.0
 	slots, err := c.ClusterSlots(ctx).Result()
 	if err != nil {
 		return nil, err

@@ -951,7 +951,6 @@ var (
 	cmdMulti    = resp.AppendCommandStrings(nil, "MULTI")
 	cmdExec     = resp.AppendCommandStrings(nil, "EXEC")
 	cmdPing     = resp.AppendCommandStrings(nil, "PING")
-	cmdAsking   = resp.AppendCommandStrings(nil, "ASKING")
 )
 
 // slotKey is the slot's marker key (built once per slot).
@@ -1159,7 +1158,7 @@ func (s *session) write(bs []*Batch) error {
 	items := make([]int32, 0, nops+2*len(f.groups))
 	for gi := range f.groups {
 		g := &f.groups[gi]
-		g.items = items[len(items):len(items)]
+		g.items = items[len(items):]
 		if g.multi {
 			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
 		}

@@ -235,7 +235,7 @@ func TestConfigCheck(t *testing.T) {
 	pwFile := writeFile(t, dir, "pw", "file-Pa55wd\n")
 	rdbFile := writeFile(t, dir, "dump.rdb", "REDIS0011")
 	t.Setenv("FERRY_TEST_TARGET_PW", "env-Pa55wd")
-	p := writeFile(t, dir, "job.toml", fmt.Sprintf(`job = "orders"
+	p := writeFile(t, dir, "job.toml", `job = "orders"
 restore = "never"
 batch_max_bytes = "2MiB"
 [source]
@@ -243,7 +243,7 @@ addr = "redis://app:s3cret-Pa55@127.0.0.1:6379"
 [target]
 addr = "redis://127.0.0.1:6380"
 password = "${FERRY_TEST_TARGET_PW}"
-`))
+`)
 	code, out, errs := ferryRun("config", "check", "-c", p)
 	if code != exitOK || errs != "" {
 		t.Fatalf("exit %d\nstderr:\n%s", code, errs)

@@ -228,6 +228,7 @@ func clusterMasters(ctx context.Context, seeds []string) ([]string, error) {
 	var lastErr error
 	for _, seed := range seeds {
 		cl := redis.NewClient(newClientOptions(seed))
+		//lint:ignore SA1019 CLUSTER SLOTS is the fallback for servers older than 7.0
 		slots, err := cl.ClusterSlots(ctx).Result()
 		cl.Close()
 		if err != nil {
@@ -376,7 +377,6 @@ func digestDB(ctx context.Context, cl *redis.Client, db int, absTTL bool) ([]Key
 // keyRead is the state of one key while its batch is read.
 type keyRead struct {
 	kd     KeyDigest
-	gone   bool
 	first  *redis.Cmd // first page of the value (or the whole string)
 	xinfo  *redis.Cmd // XINFO STREAM
 	xgrps  *redis.Cmd // XINFO GROUPS

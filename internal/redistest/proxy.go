@@ -13,11 +13,10 @@ import (
 type Proxy struct {
 	Addr string
 
-	ln      net.Listener
-	target  string
-	mu      sync.Mutex
-	links   []*proxyLink
-	stalled bool
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	links  []*proxyLink
 }
 
 type proxyLink struct {
