@@ -1,6 +1,8 @@
 # ferry — build, test, demo, bench, lint.
 GO      ?= go
 BIN     ?= bin/ferry
+# staticcheck runs from its module at a pinned version, so a fresh machine needs nothing installed.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build test test-short demo bench lint fuzz clean
@@ -28,6 +30,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 fuzz:
 	$(GO) test ./rdb -run '^$$' -fuzz FuzzReader -fuzztime 60s
