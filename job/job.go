@@ -56,6 +56,7 @@ type State struct {
 	Writers   []WriterState
 	Keys      int64 // snapshot keys written so far
 	Expired   int64 // snapshot keys skipped: already expired
+	Empty     int64 // snapshot keys skipped: empty collections
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -83,6 +84,7 @@ type WriterState struct {
 type Summary struct {
 	Keys         int64 // snapshot keys written
 	Expired      int64 // snapshot keys skipped because already expired
+	Empty        int64 // snapshot keys skipped because empty collections (Redis skips them too)
 	Commands     int64 // stream commands applied
 	RDBBytes     int64
 	Elapsed      time.Duration
@@ -237,6 +239,7 @@ func (j *job) state() State {
 	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
+	st.Empty = j.sum.Empty
 	streams := j.streams
 	j.mu.Unlock()
 	sizeKnown := true
@@ -245,6 +248,7 @@ func (j *job) state() State {
 		st.Keys += s.app.keys.Load()
 		st.Commands += s.app.commands.Load()
 		st.Expired += s.app.expired.Load()
+		st.Empty += s.app.empty.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {
@@ -624,6 +628,7 @@ func (j *job) wait(g *errgroup.Group) error {
 		}
 		sum.Keys += s.app.keys.Swap(0)
 		sum.Expired += s.app.expired.Swap(0)
+		sum.Empty += s.app.empty.Swap(0)
 		sum.Commands += s.app.commands.Swap(0)
 	}
 	j.mu.Lock()
@@ -633,6 +638,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.PartialSyncs += sum.PartialSyncs
 	j.sum.Keys += sum.Keys
 	j.sum.Expired += sum.Expired
+	j.sum.Empty += sum.Empty
 	j.sum.Commands += sum.Commands
 	j.mu.Unlock()
 	return err
