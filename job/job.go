@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/aof"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
@@ -97,6 +98,9 @@ type Summary struct {
 	// CaughtUp: a migrate reached the source's offsets (it was not
 	// interrupted before).
 	CaughtUp bool
+	// AOFTruncated: an AOF import whose last file was cut off (applied up
+	// to there, like redis-server with aof-load-truncated yes).
+	AOFTruncated *aof.Truncation
 }
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -377,7 +381,7 @@ func (j *job) attempt(ctx context.Context) error {
 	g.Go(func() error { return j.progress(gctx) })
 	j.setPhase("running")
 
-	if c.RDB != "" {
+	if c.RDB != "" || c.AOF != "" {
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
 		s.rdbSize.Store(-1)
 		s.app = j.newApplier(0, tgt)
@@ -387,7 +391,11 @@ func (j *job) attempt(ctx context.Context) error {
 		j.mu.Unlock()
 		g.Go(func() error {
 			defer cancelRun()
-			if err := s.importFile(gctx, ctx); err != nil {
+			imp := s.importFile
+			if c.AOF != "" {
+				imp = s.importAOF
+			}
+			if err := imp(gctx, ctx); err != nil {
 				return err
 			}
 			return j.finish(gctx, true)
