@@ -139,7 +139,7 @@ func TestImportAOF(t *testing.T) {
 			if preamble == "yes" && m[1] == "0" {
 				t.Errorf("no keys from the RDB base: %q", out)
 			}
-			assertImported(t, src, dst, "ferry", "")
+			assertImported(t, src, dst, "default", "")
 
 			// A rerun onto the target it filled: refused, nothing written.
 			code, out, errs = importAOF(t, dir, dst.URL(), "")
@@ -152,7 +152,7 @@ func TestImportAOF(t *testing.T) {
 			if code != exitOK {
 				t.Fatalf("rerun with flush: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 			}
-			assertImported(t, src, dst, "ferry", "")
+			assertImported(t, src, dst, "default", "")
 
 			// The same files as one legacy appendonly.aof (base + incremental:
 			// with or without an RDB preamble).
@@ -164,7 +164,7 @@ func TestImportAOF(t *testing.T) {
 			if code != exitOK || aofSummaryRE.FindString(out) == "" {
 				t.Fatalf("single file: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 			}
-			assertImported(t, src, dst2, "ferry", "")
+			assertImported(t, src, dst2, "default", "")
 
 			if preamble == "yes" {
 				// --rdb on an AOF with an RDB preamble: refused before
@@ -218,7 +218,7 @@ func TestImportAOFTruncated(t *testing.T) {
 			if !strings.Contains(out, want) || aofSummaryRE.FindString(out) == "" {
 				t.Fatalf("stdout %q lacks %q", out, want)
 			}
-			assertImported(t, src, dst, "ferry", "")
+			assertImported(t, src, dst, "default", "")
 		})
 	}
 }
@@ -254,4 +254,31 @@ func TestImportAOFCluster(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	redistest.AssertSameData(t, []string{src.Addr}, cl.Addrs(), false, true)
+}
+
+// TestImportAOFRerunAfterStop: an import killed (SIGKILL) while it applies
+// the AOF's commands leaves its marker; the rerun starts over (base again, the keys
+// the base does not hold swept), so the non-idempotent commands (INCR,
+// RPUSH…) end up applied once: the target equals the server.
+func TestImportAOFRerunAfterStop(t *testing.T) {
+	src := aofSource(t, "yes", []int{0, 1}, false)
+	dir := copyAOFDir(t, src)
+	dst := redistest.Start(t)
+	p := startFerry(t, "sync", "--aof", dir, "--target", dst.URL(), "-c", jobFile(t, "max_ops_per_second = 300"))
+	redistest.WaitFor(t, time.Minute, func() bool {
+		return dst.Do(t, "EXISTS", "{t}counter:0").(int64) == 1
+	}, "the import's commands reach the target")
+	must(t, p.cmd.Process.Kill())
+	p.wait(t, time.Minute)
+	if !markerExists(t, dst, "default") {
+		t.Fatal("the killed import left no marker")
+	}
+	if n := dst.Do(t, "GET", "{t}counter:0"); n == "29" {
+		t.Fatal("the killed import had applied everything already")
+	}
+	code, out, errs := importAOF(t, dir, dst.URL(), "")
+	if code != exitOK {
+		t.Fatalf("rerun: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	assertImported(t, src, dst, "default", "")
 }
