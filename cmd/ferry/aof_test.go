@@ -282,3 +282,31 @@ func TestImportAOFRerunAfterStop(t *testing.T) {
 	}
 	assertImported(t, src, dst, "default", "")
 }
+
+// TestImportEmptyCollections: an RDB holding empty collections of every
+// encoding (rdb/testdata/empty-collections.rdb, built by the rdb tests)
+// imports like redis-server loads it: the target equals a server started
+// on the same file, exit 0, and the summary counts the skipped keys.
+func TestImportEmptyCollections(t *testing.T) {
+	b := readFile(t, filepath.Join("..", "..", "rdb", "testdata", "empty-collections.rdb"))
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "empty.rdb"), b, 0o644))
+	path := filepath.Join(dir, "empty.rdb")
+	loaded := redistest.Start(t, "--dbfilename", "empty.rdb")
+	loaded.Stop(t)
+	must(t, os.WriteFile(filepath.Join(loaded.Dir, "empty.rdb"), b, 0o644))
+	loaded.Restart(t)
+	if n := keyCount(t, loaded); n == 0 {
+		t.Fatal("redis-server loaded no key")
+	}
+	dst := redistest.Start(t)
+	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--rdb", path, "--target", dst.URL(), "-c", jobFile(t, ""))
+	checkClean(t, out, errs)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "; 28 empty collections skipped, as redis-server skips them\n") {
+		t.Errorf("summary %q does not count 28 empty collections", out)
+	}
+	assertImported(t, loaded, dst, "default", "")
+}
