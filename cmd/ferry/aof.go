@@ -26,8 +26,11 @@ func (f *jobFlags) applyAOF(j *conf.Job) {
 // aofSummary is the last line of an AOF import.
 func aofSummary(sum job.Summary) string {
 	secs := sum.Elapsed.Seconds()
-	s := fmt.Sprintf("imported %d keys (%s of RDB) and %d commands from the AOF in %.1f s%s",
-		sum.Keys, human(sum.RDBBytes), sum.Commands, secs, emptyNote(sum))
+	s := "imported "
+	if sum.RDBBytes > 0 { // the AOF's base is an RDB
+		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, human(sum.RDBBytes))
+	}
+	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum))
 	if tr := sum.AOFTruncated; tr != nil {
 		s += fmt.Sprintf("; warning: %s was cut off at offset %d: the last %d bytes were left out, as redis-server does with aof-load-truncated yes",
 			tr.File, tr.Offset, tr.Size-tr.Offset)

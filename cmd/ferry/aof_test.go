@@ -104,7 +104,8 @@ func aofFiles(t *testing.T, dir string) (base, incr string) {
 	return base, incr
 }
 
-var aofSummaryRE = regexp.MustCompile(`^imported (\d+) keys \(\d+(\.\d)? (B|KB|MB|GB) of RDB\) and (\d+) commands from the AOF in \d+\.\d s(;.*)?\n$`)
+// aofSummaryRE: [1] keys (with an RDB base), [2] commands.
+var aofSummaryRE = regexp.MustCompile(`^imported (?:(\d+) keys \(\d+(?:\.\d)? (?:B|KB|MB|GB) of RDB\) and )?(\d+) commands from the AOF in \d+\.\d s(?:;.*)?\n$`)
 
 func importAOF(t *testing.T, path, target, extra string) (int, string, string) {
 	t.Helper()
@@ -133,7 +134,7 @@ func TestImportAOF(t *testing.T) {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 			}
 			m := aofSummaryRE.FindStringSubmatch(out)
-			if m == nil || m[4] == "0" {
+			if m == nil || m[2] == "0" || (m[1] != "") != (preamble == "yes") {
 				t.Fatalf("stdout is not one summary line with commands: %q", out)
 			}
 			if preamble == "yes" && m[1] == "0" {
@@ -309,4 +310,60 @@ func TestImportEmptyCollections(t *testing.T) {
 		t.Errorf("summary %q does not count 28 empty collections", out)
 	}
 	assertImported(t, loaded, dst, "default", "")
+}
+
+// TestMeasureAOFImport (FERRY_MEASURE_AOF=1; not a timed test: it asserts
+// equality and logs both durations) imports an AOF of 100k keys (RDB base)
+// plus 400k commands, and has redis-server load the same directory at start
+// (its own "DB loaded from append only file" time) as the anchor.
+func TestMeasureAOFImport(t *testing.T) {
+	if os.Getenv("FERRY_MEASURE_AOF") == "" {
+		t.Skip("set FERRY_MEASURE_AOF=1 to measure")
+	}
+	for _, preamble := range []string{"yes", "no"} {
+		src := redistest.Start(t, "--appendonly", "yes", "--aof-use-rdb-preamble", preamble)
+		c := src.Client(t)
+		redistest.FillAllTypes(t, c, redistest.FillOptions{Keys: 100000, Seed: 3})
+		src.Do(t, "BGREWRITEAOF")
+		redistest.WaitFor(t, time.Minute, func() bool {
+			p := src.Info(t, "persistence")
+			return p["aof_rewrite_in_progress"] == "0" && p["aof_rewrite_scheduled"] == "0"
+		}, "AOF rewrite")
+		ctx := context.Background()
+		for b := 0; b < 400; b++ {
+			p := c.Pipeline()
+			for i := 0; i < 250; i++ {
+				n := b*250 + i
+				p.Set(ctx, fmt.Sprintf("m:s:%d", n), n, 0)
+				p.Incr(ctx, fmt.Sprintf("m:c:%d", n%1000))
+				p.RPush(ctx, fmt.Sprintf("m:l:%d", n%500), n)
+				p.HSet(ctx, fmt.Sprintf("m:h:%d", n%700), n, n)
+			}
+			_, err := p.Exec(ctx)
+			must(t, err)
+		}
+		src.Do(t, "CONFIG", "SET", "appendfsync", "always")
+		src.Do(t, "SET", "m:last", "1") // flushed with the rest
+		dir := copyAOFDir(t, src)
+
+		dst := redistest.Start(t)
+		start := time.Now()
+		code, out, errs := importAOF(t, dir, dst.URL(), "")
+		took := time.Since(start)
+		if code != exitOK {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+		}
+		assertImported(t, src, dst, "default", "")
+
+		loader := redistest.Start(t)
+		loader.Stop(t)
+		must(t, os.Rename(dir, filepath.Join(loader.Dir, "appendonlydir")))
+		loader.Restart(t, "--appendonly", "yes", "--aof-use-rdb-preamble", preamble)
+		m := regexp.MustCompile(`DB loaded from append only file: ([0-9.]+) seconds`).FindStringSubmatch(loader.Log())
+		if m == nil {
+			t.Fatalf("no load time in the log:\n%s", loader.Log())
+		}
+		redistest.AssertSameData(t, []string{src.Addr}, []string{loader.Addr}, false, false)
+		t.Logf("preamble %s: ferry import %.2f s (%s); redis-server loading the same AOF: %s s", preamble, took.Seconds(), strings.TrimSpace(out), m[1])
+	}
 }
