@@ -341,7 +341,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		fenced:  c.Fence != "off",
 		seq:     &j.seq,
 	}
-	if i > 0 || j.c.RDB == "" {
+	if i > 0 || !j.c.Import() {
 		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
 	}
 	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
