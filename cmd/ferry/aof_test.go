@@ -23,7 +23,9 @@ import (
 // INCR, RPUSH, transactions, SELECT, EXPIRE, DEL and a FUNCTION LOAD.
 func aofSource(t *testing.T, preamble string, dbs []int, cluster bool) *redistest.Server {
 	t.Helper()
-	src := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", preamble)
+	// Without the preamble, timestamp annotations (#TS:…) are on too.
+	src := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", preamble,
+		"--aof-timestamp-enabled", map[string]string{"yes": "no", "no": "yes"}[preamble])
 	c := src.Client(t)
 	redistest.FillAllTypes(t, c, redistest.FillOptions{Keys: 300, DBs: dbs, TTLPct: 20, Seed: 7})
 	redistest.LoadFunctionLibrary(t, c)
@@ -242,6 +244,17 @@ func TestImportAOFDamaged(t *testing.T) {
 	want := fmt.Sprintf("ferry: error: aof: %s at offset %d: expected '*' (a command), found 'X'", incr, off)
 	if code != exitFailure || lastLine(errs) != want {
 		t.Fatalf("exit %d, want %d and last line %q\nstdout:\n%s\nstderr:\n%s", code, exitFailure, want, out, errs)
+	}
+
+	// A cut-off RDB base is damage too (Redis refuses it as well).
+	src2 := aofSource(t, "yes", []int{0}, false)
+	dir = copyAOFDir(t, src2)
+	base, _ := aofFiles(t, dir)
+	b = readFile(t, base)
+	must(t, os.WriteFile(base, b[:len(b)/2], 0o644))
+	code, out, errs = importAOF(t, dir, redistest.Start(t).URL(), "")
+	if code != exitFailure || !strings.HasPrefix(lastLine(errs), "ferry: error: aof: "+base+": snapshot: rdb: offset ") {
+		t.Fatalf("cut base: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
 

@@ -58,7 +58,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"sync", "copy the source (or an RDB file) to the target, then follow its writes until stopped",
+	{"sync", "copy the source (or an RDB or AOF file) to the target, then follow its writes until stopped",
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, false) }},
 	{"migrate", "like sync, but exit once the target has caught up with the source",
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, true) }},
@@ -297,10 +297,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 func cmdSync(args []string, stdout, stderr io.Writer, migrate bool) error {
-	name, summary := "sync", `Copy the source (or an RDB file given with --rdb) to the target, then follow the
+	name, summary := "sync", `Copy the source (or an RDB file given with --rdb, an AOF with --aof) to the target, then follow the
 source's writes until SIGINT or SIGTERM. On a stop, in-flight writes are flushed and
 the resume point is kept on the target (key __ferry:<job>:pos): the next run with
-the same job name resumes there. An RDB import ends when the file is applied.`
+the same job name resumes there. An RDB or AOF import ends when the file is applied.`
 	if migrate {
 		name, summary = "migrate", `Copy the source to the target and exit 0 once the target has applied every write
 the source had when the snapshot was applied. The marker key is removed at the end.`
