@@ -44,6 +44,10 @@ type Options struct {
 	// MaxArg bounds one argument of a command (a corrupt length must not
 	// make the reader allocate). Default 512 MiB, Redis's proto-max-bulk-len.
 	MaxArg int64
+	// MaxCommand bounds all arguments of one command together. Default
+	// the larger of 1 GiB (Redis's client-query-buffer-limit: no client
+	// could send a bigger command) and 2*MaxArg.
+	MaxCommand int64
 	// BufSize is the read buffer. Default 256 KiB.
 	BufSize int
 }
@@ -89,6 +93,9 @@ type Reader struct {
 func NewReader(src *Source, opt Options) *Reader {
 	if opt.MaxArg <= 0 {
 		opt.MaxArg = 512 << 20
+	}
+	if opt.MaxCommand <= 0 {
+		opt.MaxCommand = max(1<<30, 2*opt.MaxArg)
 	}
 	if opt.BufSize <= 0 {
 		opt.BufSize = 256 << 10
@@ -382,6 +389,9 @@ func (r *Reader) command(start int64) (*Command, error) {
 		}
 		if n > r.opt.MaxArg {
 			return nil, r.formatErr(start, "argument %d of %d bytes exceeds the limit of %d", i+1, n, r.opt.MaxArg)
+		}
+		if int64(len(r.arena))+n > r.opt.MaxCommand {
+			return nil, r.formatErr(start, "command of more than %d bytes (argument %d)", r.opt.MaxCommand, i+1)
 		}
 		if err := r.readN(n); err != nil {
 			return nil, err

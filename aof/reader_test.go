@@ -148,6 +148,18 @@ func TestMaxArg(t *testing.T) {
 	}
 }
 
+func TestMaxCommand(t *testing.T) {
+	p := write(t, t.TempDir(), "a.aof", enc("MSET", "a", strings.Repeat("v", 40), "b", strings.Repeat("w", 40)))
+	src, _ := Open(p)
+	r := NewReader(src, Options{MaxArg: 50, MaxCommand: 70})
+	defer r.Close()
+	r.RDB()
+	_, err := r.Next()
+	if err == nil || !strings.Contains(err.Error(), "offset 0: command of more than 70 bytes (argument 5)") {
+		t.Fatalf("err %v", err)
+	}
+}
+
 func TestManifest(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "appendonly.aof.1.base.aof", enc("SET", "base", "1"))
