@@ -34,6 +34,7 @@ lint:
 
 fuzz:
 	$(GO) test ./rdb -run '^$$' -fuzz FuzzReader -fuzztime 60s
+	$(GO) test ./aof -run '^$$' -fuzz FuzzReader -fuzztime 60s
 
 clean:
 	rm -rf bin

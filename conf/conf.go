@@ -59,6 +59,7 @@ type Job struct {
 	Mode    string
 	DataDir string // spool segments, temp files, checkpoints; see JobDir
 	RDB     string // import this RDB file instead of a live source
+	AOF     string // import this AOF (appendonlydir or appendonly.aof) instead of a live source
 
 	Source Endpoint
 	Target Endpoint

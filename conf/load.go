@@ -611,6 +611,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	}
 	t.str("data_dir", &j.DataDir)
 	t.str("rdb", &j.RDB)
+	t.str("aof", &j.AOF)
 	t.endpoint("source", &j.Source, true)
 	t.endpoint("target", &j.Target, false)
 	t.str("target_nonempty", &j.TargetNonempty)

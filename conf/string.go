@@ -23,6 +23,9 @@ func (j Job) String() string {
 	w("job", quote(j.Name))
 	w("data_dir", quote(j.DataDir))
 	w("rdb", quote(j.RDB))
+	if j.AOF != "" {
+		w("aof", quote(j.AOF))
+	}
 	w("target_nonempty", quote(j.TargetNonempty))
 	w("restore", quote(j.Restore))
 	w("fence", quote(j.Fence))

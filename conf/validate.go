@@ -139,6 +139,9 @@ func (j *Job) validate(full bool) error {
 
 func (j *Job) checkPresence() error {
 	src := j.Source.IsSet()
+	if err := j.checkAOF(src); err != nil {
+		return err
+	}
 	if j.Mode == ModeVerify {
 		if j.RDB != "" {
 			return errf("rdb", "not used by verify, which compares a live source with the target")
@@ -150,7 +153,7 @@ func (j *Job) checkPresence() error {
 		if j.RDB != "" && src {
 			return errf("rdb", "rdb and source exclude each other: import a file or read a live source, not both")
 		}
-		if j.RDB == "" && !src {
+		if j.RDB == "" && j.AOF == "" && !src {
 			return errf("source", `required (or rdb = "path/to/dump.rdb" to import a file)`)
 		}
 	}

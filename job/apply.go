@@ -87,6 +87,7 @@ type applier struct {
 	dataEnd atomic.Int64
 
 	keys, expired, commands, skipped, filtered atomic.Int64
+	empty                                      atomic.Int64 // empty collections skipped
 	warnedModuleAux                            bool
 }
 
@@ -175,6 +176,13 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 }
 
 func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
+	if rec.Empty() {
+		// Redis skips these when it loads an RDB, and refuses their RESTORE.
+		if n := a.empty.Add(1); n <= 10 {
+			a.log.Warn().Int("db", rec.DB).Str("key", clip(rec.Key)).Msg("skipping an empty collection, as Redis does when it loads an RDB")
+		}
+		return nil
+	}
 	if rec.ExpireMs > 0 && rec.ExpireMs <= time.Now().UnixMilli() {
 		a.expired.Add(1)
 		return nil

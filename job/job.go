@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/aof"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
@@ -56,6 +57,7 @@ type State struct {
 	Writers   []WriterState
 	Keys      int64 // snapshot keys written so far
 	Expired   int64 // snapshot keys skipped: already expired
+	Empty     int64 // snapshot keys skipped: empty collections
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -83,6 +85,7 @@ type WriterState struct {
 type Summary struct {
 	Keys         int64 // snapshot keys written
 	Expired      int64 // snapshot keys skipped because already expired
+	Empty        int64 // snapshot keys skipped because empty collections (Redis skips them too)
 	Commands     int64 // stream commands applied
 	RDBBytes     int64
 	Elapsed      time.Duration
@@ -95,6 +98,9 @@ type Summary struct {
 	// CaughtUp: a migrate reached the source's offsets (it was not
 	// interrupted before).
 	CaughtUp bool
+	// AOFTruncated: an AOF import whose last file was cut off (applied up
+	// to there, like redis-server with aof-load-truncated yes).
+	AOFTruncated *aof.Truncation
 }
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -237,6 +243,7 @@ func (j *job) state() State {
 	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
+	st.Empty = j.sum.Empty
 	streams := j.streams
 	j.mu.Unlock()
 	sizeKnown := true
@@ -245,6 +252,7 @@ func (j *job) state() State {
 		st.Keys += s.app.keys.Load()
 		st.Commands += s.app.commands.Load()
 		st.Expired += s.app.expired.Load()
+		st.Empty += s.app.empty.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {
@@ -333,7 +341,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		fenced:  c.Fence != "off",
 		seq:     &j.seq,
 	}
-	if i > 0 || j.c.RDB == "" {
+	if i > 0 || !j.c.Import() {
 		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
 	}
 	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
@@ -373,7 +381,7 @@ func (j *job) attempt(ctx context.Context) error {
 	g.Go(func() error { return j.progress(gctx) })
 	j.setPhase("running")
 
-	if c.RDB != "" {
+	if c.RDB != "" || c.AOF != "" {
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
 		s.rdbSize.Store(-1)
 		s.app = j.newApplier(0, tgt)
@@ -383,7 +391,11 @@ func (j *job) attempt(ctx context.Context) error {
 		j.mu.Unlock()
 		g.Go(func() error {
 			defer cancelRun()
-			if err := s.importFile(gctx, ctx); err != nil {
+			imp := s.importFile
+			if c.AOF != "" {
+				imp = s.importAOF
+			}
+			if err := imp(gctx, ctx); err != nil {
 				return err
 			}
 			return j.finish(gctx, true)
@@ -624,6 +636,7 @@ func (j *job) wait(g *errgroup.Group) error {
 		}
 		sum.Keys += s.app.keys.Swap(0)
 		sum.Expired += s.app.expired.Swap(0)
+		sum.Empty += s.app.empty.Swap(0)
 		sum.Commands += s.app.commands.Swap(0)
 	}
 	j.mu.Lock()
@@ -633,6 +646,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.PartialSyncs += sum.PartialSyncs
 	j.sum.Keys += sum.Keys
 	j.sum.Expired += sum.Expired
+	j.sum.Empty += sum.Empty
 	j.sum.Commands += sum.Commands
 	j.mu.Unlock()
 	return err

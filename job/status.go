@@ -13,6 +13,7 @@ func (s State) Status(name, mode string) status.Job {
 		StartedAt:       s.StartedAt,
 		KeysWritten:     s.Keys,
 		KeysExpired:     s.Expired,
+		KeysEmpty:       s.Empty,
 		KeysSwept:       s.Swept,
 		CommandsApplied: s.Commands,
 	}

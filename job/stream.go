@@ -227,6 +227,9 @@ func (s *stream) endSnapshot(ctx context.Context) error {
 // importFile applies an RDB file as the snapshot.
 func (s *stream) importFile(ctx, stopCtx context.Context) error {
 	j := s.j
+	if err := j.checkRDBOnly(j.c.RDB); err != nil {
+		return err
+	}
 	f, err := os.Open(j.c.RDB)
 	if err != nil {
 		return fmt.Errorf("rdb file: %w", err)
@@ -244,6 +247,9 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 			return errors.New("import interrupted")
 		}
 		return fmt.Errorf("%s: %w", j.c.RDB, err)
+	}
+	if err := notRDBOnly(j.c.RDB, s.rdbOff.Load(), s.rdbSize.Load()); err != nil {
+		return err
 	}
 	if err := s.app.out.flush(ctx); err != nil {
 		return err

@@ -27,6 +27,7 @@ var (
 	dStarted      = desc("ferry_job_start_time_seconds", "When the job started, in Unix seconds.", lJob)
 	dKeys         = desc("ferry_keys_written_total", "Snapshot keys written to the target.", lJob)
 	dKeysExpired  = desc("ferry_keys_expired_total", "Snapshot keys skipped because they had already expired.", lJob)
+	dKeysEmpty    = desc("ferry_keys_empty_total", "Snapshot keys skipped because they are empty collections (Redis skips them when loading).", lJob)
 	dKeysSwept    = desc("ferry_keys_swept_total", "Stale keys deleted from the target after a full resync.", lJob)
 	dCommands     = desc("ferry_commands_applied_total", "Replication stream commands applied to the target.", lJob)
 	dReconnects   = desc("ferry_reconnects_total", "Reconnections, by connection (conn=source|writer).", lJob, "conn", lShard, lWriter)
@@ -55,7 +56,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dUp, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysSwept, dCommands, dReconnects,
+	dUp, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
 	dSourceInfo, dSourcePhase, dRecvOffset, dApplOffset, dLagBytes, dLagSeconds, dRDB,
 	dFullSyncs, dPartialSyncs, dSpool,
 	dWriterInfo, dConnected, dBatches, dOps, dBytes, dSkipped, dPings, dInflight, dQueued,
@@ -106,6 +107,7 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 	}
 	counter(dKeys, float64(j.KeysWritten), n)
 	counter(dKeysExpired, float64(j.KeysExpired), n)
+	counter(dKeysEmpty, float64(j.KeysEmpty), n)
 	counter(dKeysSwept, float64(j.KeysSwept), n)
 	counter(dCommands, float64(j.CommandsApplied), n)
 

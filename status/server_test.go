@@ -41,7 +41,7 @@ func sampleJob(name string) Job {
 			InflightBytes: 512, QueuedBytes: 256, ConnAgeSeconds: 12.5, KeepaliveIntervalSeconds: 30,
 			AppliedReplID: "8f1e", AppliedOffset: 4000, AppliedState: "live",
 		}},
-		KeysWritten: 42, KeysExpired: 3, KeysSwept: 5, CommandsApplied: 77, OpsPerSecond: 12.5,
+		KeysWritten: 42, KeysExpired: 3, KeysEmpty: 2, KeysSwept: 5, CommandsApplied: 77, OpsPerSecond: 12.5,
 		LastError: "dial redis://:s3cret@10.0.0.1:6379: refused",
 	}
 }
@@ -125,13 +125,13 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := raw.Jobs[1]
-	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_swept", "commands_applied", "ops_per_second", "last_error"} {
+	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_empty", "keys_swept", "commands_applied", "ops_per_second", "last_error"} {
 		if _, ok := j[k]; !ok {
 			t.Errorf("job field %q missing", k)
 		}
 	}
-	if len(j) != 12 {
-		t.Errorf("job has %d fields, want 12: %v", len(j), j)
+	if len(j) != 13 {
+		t.Errorf("job has %d fields, want 13: %v", len(j), j)
 	}
 	sh := j["shards"].([]any)[0].(map[string]any)
 	for _, k := range []string{"name", "addr", "phase", "replid", "received_offset", "applied_offset", "lag_bytes", "lag_seconds", "rdb_bytes_total", "rdb_bytes_received", "rdb_bytes_applied", "full_syncs", "partial_syncs", "reconnects", "spool_memory_bytes", "spool_disk_bytes", "last_error"} {
@@ -309,6 +309,7 @@ func TestMetrics(t *testing.T) {
 		{"ferry_job_start_time_seconds", o, float64(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Unix()), dto.MetricType_GAUGE},
 		{"ferry_keys_written_total", o, 42, dto.MetricType_COUNTER},
 		{"ferry_keys_expired_total", o, 3, dto.MetricType_COUNTER},
+		{"ferry_keys_empty_total", o, 2, dto.MetricType_COUNTER},
 		{"ferry_keys_swept_total", o, 5, dto.MetricType_COUNTER},
 		{"ferry_commands_applied_total", o, 77, dto.MetricType_COUNTER},
 		{"ferry_source_info", with(with(sh, "addr", "redis://admin:***@10.0.0.1:6379"), "replid", "8f1e"), 1, dto.MetricType_GAUGE},

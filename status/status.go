@@ -32,6 +32,7 @@ type Job struct {
 
 	KeysWritten     int64   `json:"keys_written"`     // snapshot keys written
 	KeysExpired     int64   `json:"keys_expired"`     // snapshot keys skipped: already expired
+	KeysEmpty       int64   `json:"keys_empty"`       // snapshot keys skipped: empty collections (as Redis skips them)
 	KeysSwept       int64   `json:"keys_swept"`       // stale keys deleted after a full resync
 	CommandsApplied int64   `json:"commands_applied"` // stream commands applied
 	OpsPerSecond    float64 `json:"ops_per_second"`

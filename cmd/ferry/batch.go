@@ -213,7 +213,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		}
 		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys
-		if jc.RDB == "" && (err == nil || sum.Applied.Offset > 0) {
+		if !jc.Import() && (err == nil || sum.Applied.Offset > 0) {
 			r.lag = sum.Lag
 		}
 	}

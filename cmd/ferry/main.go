@@ -58,7 +58,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"sync", "copy the source (or an RDB file) to the target, then follow its writes until stopped",
+	{"sync", "copy the source (or an RDB or AOF file) to the target, then follow its writes until stopped",
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, false) }},
 	{"migrate", "like sync, but exit once the target has caught up with the source",
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, true) }},
@@ -173,6 +173,7 @@ type jobFlags struct {
 	stdout              io.Writer // where --help goes; nil: stderr
 	config              string
 	source, target, rdb string
+	aof                 string
 	jobName             string
 	logLevel, logFormat string
 }
@@ -188,6 +189,7 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 	f.fs.StringVar(&f.source, "source", "", "source address: redis://[user:pass@]host:port, rediss://… for TLS, or host:port (overrides the file)")
 	f.fs.StringVar(&f.target, "target", "", "target address, same forms (overrides the file)")
 	f.fs.StringVar(&f.rdb, "rdb", "", "import this RDB file (a dump.rdb) instead of reading a live source")
+	f.fs.StringVar(&f.aof, "aof", "", "import this AOF instead of reading a live source: a Redis 7 appendonlydir or one appendonly.aof")
 	f.fs.StringVar(&f.jobName, "job", "", "job name: tags the logs and names the marker key __ferry:<job>:pos (overrides the file)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug | info | warn | error (default info)")
 	f.fs.StringVar(&f.logFormat, "log-format", "", "auto | console | json (default auto: console on a terminal, JSON otherwise)")
@@ -241,6 +243,7 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 			j.Source = conf.Endpoint{}
 		}
 	}
+	f.applyAOF(&j)
 	if f.jobName != "" {
 		j.Name = f.jobName
 	}
@@ -294,10 +297,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 func cmdSync(args []string, stdout, stderr io.Writer, migrate bool) error {
-	name, summary := "sync", `Copy the source (or an RDB file given with --rdb) to the target, then follow the
+	name, summary := "sync", `Copy the source (or an RDB file given with --rdb, an AOF with --aof) to the target, then follow the
 source's writes until SIGINT or SIGTERM. On a stop, in-flight writes are flushed and
 the resume point is kept on the target (key __ferry:<job>:pos): the next run with
-the same job name resumes there. An RDB import ends when the file is applied.`
+the same job name resumes there. An RDB or AOF import ends when the file is applied.`
 	if migrate {
 		name, summary = "migrate", `Copy the source to the target and exit 0 once the target has applied every write
 the source had when the snapshot was applied. The marker key is removed at the end.`
@@ -312,6 +315,9 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	}
 	jc, err := f.load(args, name)
 	if err != nil {
+		if pe := missingAOF(err); pe != nil {
+			return fmt.Errorf("cannot read AOF %s: %v", pe.Path, pe.Err)
+		}
 		if pe := missingRDB(err); pe != nil {
 			// The input file is data, not configuration: a runtime failure.
 			return fmt.Errorf("cannot read RDB file %s: %v", pe.Path, pe.Err)
@@ -365,9 +371,11 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	js.finish(phaseDone, nil)
 	secs := sum.Elapsed.Seconds()
 	switch {
+	case jc.AOF != "":
+		fmt.Fprint(stdout, aofSummary(sum))
 	case jc.RDB != "":
-		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s\n",
-			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3))
+		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s%s\n",
+			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), emptyNote(sum))
 	case migrate:
 		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)\n",
 			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag)
@@ -383,7 +391,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
 	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co})
-	if err == nil && migrate && jc.RDB == "" && !sum.CaughtUp {
+	if err == nil && migrate && !jc.Import() && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
 		err = fmt.Errorf("migrate %w", errInterrupted)
@@ -496,8 +504,8 @@ func (c cutoverFlags) check(jc conf.Job) error {
 	switch {
 	case !c.on && (c.unpause || c.verify):
 		return usageError{errors.New("--unpause and --verify go with --cutover")}
-	case c.on && jc.RDB != "":
-		return usageError{errors.New("--cutover needs a live source, not --rdb")}
+	case c.on && jc.Import():
+		return usageError{errors.New("--cutover needs a live source, not --rdb or --aof")}
 	case !c.on && jc.CutoverHook != "":
 		return usageError{errors.New("config: cutover_hook is set: run migrate with --cutover (or remove it)")}
 	}

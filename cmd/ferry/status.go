@@ -54,7 +54,7 @@ func statusServer(addr string, log zerolog.Logger) (*status.Server, func(), erro
 // statusMode is the mode a job shows in its status: import, migrate, sync
 // or verify.
 func statusMode(j conf.Job) string {
-	if j.RDB != "" && j.Mode != conf.ModeVerify {
+	if j.Import() && j.Mode != conf.ModeVerify {
 		return "import"
 	}
 	return j.Mode

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/job"
+)
+
+// applyAOF applies --aof: like --rdb, it replaces a live source (and an
+// rdb of the file), and --source or --rdb replace an aof of the file.
+func (f *jobFlags) applyAOF(j *conf.Job) {
+	switch {
+	case f.aof != "":
+		j.AOF, j.RDB = f.aof, ""
+		if f.source == "" {
+			j.Source = conf.Endpoint{}
+		}
+	case f.source != "" || f.rdb != "":
+		j.AOF = ""
+	}
+}
+
+// aofSummary is the last line of an AOF import.
+func aofSummary(sum job.Summary) string {
+	secs := sum.Elapsed.Seconds()
+	s := "imported "
+	if sum.RDBBytes > 0 { // the AOF's base is an RDB
+		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, human(sum.RDBBytes))
+	}
+	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum))
+	if tr := sum.AOFTruncated; tr != nil {
+		s += fmt.Sprintf("; warning: %s was cut off at offset %d: the last %d bytes were left out, as redis-server does with aof-load-truncated yes",
+			tr.File, tr.Offset, tr.Size-tr.Offset)
+	}
+	return s + "\n"
+}
+
+// emptyNote tells how many empty collections an import skipped.
+func emptyNote(sum job.Summary) string {
+	if sum.Empty == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d empty collections skipped, as redis-server skips them", sum.Empty)
+}
+
+// missingAOF is missingRDB for the aof setting.
+func missingAOF(err error) *fs.PathError {
+	var ce *conf.Error
+	var pe *fs.PathError
+	if errors.As(err, &ce) && ce.Field == "aof" && errors.As(err, &pe) &&
+		(errors.Is(pe, fs.ErrNotExist) || errors.Is(pe, fs.ErrPermission)) {
+		return pe
+	}
+	return nil
+}
