@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -137,12 +136,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 func cmdVersion(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		if isHelp(args[0]) {
-			fmt.Fprintln(stdout, "Usage: ferry version\n\nPrint ferry's version, the Go version it was built with, and the platform.")
+			fmt.Fprintln(stdout, "Usage: ferry version\n\nPrint ferry's version, the VCS revision and Go version it was built with, and the platform.")
 			return nil
 		}
 		return usageError{fmt.Errorf("version: unexpected argument %q", args[0])}
 	}
-	fmt.Fprintf(stdout, "ferry %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(stdout, versionLine(buildInfo()))
 	return nil
 }
 
