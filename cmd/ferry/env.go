@@ -110,3 +110,14 @@ func isZeroDefault(f *flag.Flag) bool {
 	}
 	return false
 }
+
+// anyEnv reports whether the variable of some flag of fs is set.
+func anyEnv(fs *flag.FlagSet, lookup lookupEnv) bool {
+	found := false
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := lookup(envName(f.Name)); ok && v != "" && envFlag(f.Name) {
+			found = true
+		}
+	})
+	return found
+}

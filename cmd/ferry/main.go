@@ -516,11 +516,11 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	if args[0] != "check" {
 		return usageError{fmt.Errorf("config: unknown subcommand %q (%s)", args[0], usage)}
 	}
-	if len(args) == 1 {
-		return usageError{errors.New("config check: no configuration given (" + usage + ")")}
-	}
 	f := newJobFlags("config check", configCheckSummary, stderr)
 	f.stdout = stdout
+	if len(args) == 1 && !anyEnv(f.fs, f.getenv) {
+		return usageError{errors.New("config check: no configuration given (" + usage + ")")}
+	}
 	jc, err := f.load(args[1:], "")
 	if err != nil {
 		return err
