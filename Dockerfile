@@ -15,7 +15,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN sh deploy/build.sh /out/ferry "$VERSION" && mkdir -p /out/data
+ARG REVISION=
+RUN REVISION="$REVISION" sh deploy/build.sh /out/ferry "$VERSION" && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ferry /usr/local/bin/ferry

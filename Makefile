@@ -3,17 +3,18 @@ GO      ?= go
 BIN     ?= bin/ferry
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 IMAGE   ?= ferry:$(VERSION)
 
 .PHONY: build image chart-test test test-short demo bench lint fuzz clean
 
 # A static binary; deploy/build.sh is the one recipe (the Dockerfile uses it too).
 build:
-	GO=$(GO) sh deploy/build.sh $(BIN) $(VERSION)
+	GO=$(GO) REVISION=$(REVISION) sh deploy/build.sh $(BIN) $(VERSION)
 
 # The container image (Dockerfile): the static binary in distroless, non-root.
 image:
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 # helm lint + helm template of deploy/helm/ferry with the manifests checked;
 # builds the helm CLI from its Go module once (slow the first time).

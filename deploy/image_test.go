@@ -55,11 +55,15 @@ func readDockerfile(t *testing.T) dockerfile {
 	return d
 }
 
+// testRevision is the VCS revision the tests stamp (as make image does).
+const testRevision = "0123456789abcdef0123456789abcdef01234567"
+
 // buildStatic builds ferry as the Dockerfile does (deploy/build.sh).
 func buildStatic(t *testing.T, version string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "ferry")
 	cmd := exec.Command("sh", "build.sh", out, version)
+	cmd.Env = append(os.Environ(), "REVISION="+testRevision)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sh deploy/build.sh: %v\n%s", err, b)
 	}
@@ -71,7 +75,7 @@ func buildStatic(t *testing.T, version string) string {
 // configuration from the environment over a file.
 func TestImageContract(t *testing.T) {
 	d := readDockerfile(t)
-	if !strings.Contains(d.text, "RUN sh deploy/build.sh ") {
+	if !regexp.MustCompile(`(?m)^RUN .*\bsh deploy/build.sh `).MatchString(d.text) {
 		t.Errorf("the Dockerfile does not build with deploy/build.sh")
 	}
 	if d.user == "" || d.user == "root" || strings.HasPrefix(d.user, "0") {
@@ -130,7 +134,7 @@ func TestImageContract(t *testing.T) {
 		}
 		return code, string(out)
 	}
-	if code, out := run(nil, "version"); code != 0 || !strings.HasPrefix(out, "ferry v0.0.0-image-test (") {
+	if code, out := run(nil, "version"); code != 0 || !strings.HasPrefix(out, "ferry v0.0.0-image-test (rev 0123456789ab, go") {
 		t.Errorf("ferry version: exit %d: %q", code, out)
 	}
 	if code, out := run(nil, "--help"); code != 0 || !strings.Contains(out, "Usage:") {

@@ -55,15 +55,14 @@ func applyEnv(fs *flag.FlagSet, aliases map[string]string, lookup lookupEnv) (ma
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
-			err = usageError{fmt.Errorf("%s: invalid value for --%s: %v", envName(f.Name), f.Name, scrubValue(e, v))}
+			msg := e.Error()
+			if strings.Contains(msg, v) {
+				msg = "not accepted"
+			}
+			err = usageError{fmt.Errorf("%s: invalid value for --%s: %s", envName(f.Name), f.Name, msg)}
 		}
 	})
 	return fromArgs, err
-}
-
-// scrubValue is a flag parse error without the value itself.
-func scrubValue(err error, v string) string {
-	return strings.ReplaceAll(err.Error(), v, "…")
 }
 
 // envOnly are variables that have no flag: secrets, which would be visible

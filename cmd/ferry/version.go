@@ -11,6 +11,10 @@ import (
 // buildInfo is what this binary knows about its build: the version set
 // with -ldflags "-X main.version=…" or else the module's version, and the
 // VCS revision Go stamped into it (go build in a git checkout).
+// revision is set at build time with -ldflags "-X main.revision=…" where Go
+// cannot stamp it (a container build without .git, a git worktree).
+var revision = ""
+
 func buildInfo() status.BuildInfo {
 	bi, _ := debug.ReadBuildInfo()
 	return buildInfoFrom(version, bi)
@@ -19,7 +23,7 @@ func buildInfo() status.BuildInfo {
 // buildInfoFrom is buildInfo from the -ldflags version and what Go
 // recorded (nil when nothing).
 func buildInfoFrom(version string, bi *debug.BuildInfo) status.BuildInfo {
-	b := status.BuildInfo{Version: version, GoVersion: runtime.Version()}
+	b := status.BuildInfo{Version: version, GoVersion: runtime.Version(), Revision: revision}
 	if bi == nil {
 		return b
 	}
