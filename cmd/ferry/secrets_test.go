@@ -35,6 +35,13 @@ func requirePass(t *testing.T, s *redistest.Server, pw string) *redis.Client {
 	return c
 }
 
+// userKeys is the number of keys of db 0 that are not ferry's own.
+func userKeys(c *redis.Client) int64 {
+	ctx := context.Background()
+	own, _ := c.Eval(ctx, `return #redis.call("KEYS", "__ferry:*")`, nil).Int64()
+	return c.DBSize(ctx).Val() - own
+}
+
 // cmdline is the argument list of a running process, as other users of the
 // host see it.
 func cmdline(t *testing.T, pid int) string {
@@ -56,8 +63,14 @@ func TestPasswordsWithoutArgv(t *testing.T) {
 	src := redistest.Start(t)
 	sc := src.Client(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0}, Seed: 3})
-	sc.Set(context.Background(), "last", "1", 0)
+	want := sc.DBSize(context.Background()).Val()
 	srcAuth := requirePass(t, src, srcPw)
+	// An ACL user besides the default one, for the _USERNAME variables.
+	const user, userPw = "ferry-u", "hunter2-xyz"
+	aclUser := []any{"ACL", "SETUSER", user, "on", ">" + userPw, "~*", "&*", "+@all"}
+	if err := srcAuth.Do(context.Background(), aclUser...).Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	srcFile := writeFile(t, dir, "src.pw", srcPw+"\n")
@@ -87,11 +100,17 @@ func TestPasswordsWithoutArgv(t *testing.T) {
 			[]string{"-c", wrongFile, "--source-password-file", srcFile, "--target-password-file", dstFile}},
 		// The password file flags as variables.
 		{"file-vars", []string{"FERRY_SOURCE_PASSWORD_FILE=" + srcFile, "FERRY_TARGET_PASSWORD_FILE=" + dstFile}, nil},
+		// ACL users from the environment, over a file that names none.
+		{"user-vars", []string{"FERRY_SOURCE_USERNAME=" + user, "FERRY_SOURCE_PASSWORD=" + userPw,
+			"FERRY_TARGET_USERNAME=" + user, "FERRY_TARGET_PASSWORD=" + userPw}, []string{"-c", wrongFile}},
 	} {
 		dst := redistest.Start(t) // compared with the source at the end
 		targets = append(targets, dst)
 		t.Run(c.name, func(t *testing.T) {
 			dc := requirePass(t, dst, dstPw)
+			if err := dc.Do(context.Background(), aclUser...).Err(); err != nil {
+				t.Fatal(err)
+			}
 			args := append([]string{"sync", "--source", src.URL(), "--target", dst.URL()}, c.args...)
 			p := startFerryEnv(t, append(base(c.name), c.env...), args...)
 			redistest.WaitFor(t, time.Minute, func() bool {
@@ -100,8 +119,8 @@ func TestPasswordsWithoutArgv(t *testing.T) {
 					return true
 				default:
 				}
-				return dc.Exists(context.Background(), "last").Val() == 1
-			}, "the source's keys on the target")
+				return userKeys(dc) == want
+			}, "the source's %d keys on the target", want)
 			argv := cmdline(t, p.cmd.Process.Pid)
 			for _, pw := range []string{srcPw, dstPw} {
 				if strings.Contains(argv, pw) {
