@@ -5,10 +5,23 @@ BIN     ?= bin/ferry
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short demo bench lint fuzz clean
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE   ?= ferry:$(VERSION)
 
+.PHONY: build image chart-test test test-short demo bench lint fuzz clean
+
+# A static binary; deploy/build.sh is the one recipe (the Dockerfile uses it too).
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
+	GO=$(GO) REVISION=$(REVISION) sh deploy/build.sh $(BIN) $(VERSION)
+
+# The container image (Dockerfile): the static binary in distroless, non-root.
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+
+# helm lint + helm template of deploy/helm/ferry with the manifests checked;
+# builds the helm CLI from its Go module once (slow the first time).
+chart-test:
+	FERRY_HELM_TEST=1 $(GO) test -count=1 -run TestChart ./deploy/
 
 # The whole suite against real redis-server processes, with the race detector.
 test: lint

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: a local source and target, a filled source, a live sync under
-# write load, and the proof that both sides hold the same data.
+# write load, and the proof that both sides hold the same data (ferry verify).
+# DEMO_PORT (default 26379) is the first port tried; DEMO_KEYS sizes the data.
+# Everything, ferry's own files included, lives in a temp dir removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY:-bin/ferry}
@@ -28,7 +30,7 @@ start() { # PORT NAME
 	for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.05; done
 	echo "redis-server on $1 did not start" >&2; exit 1
 }
-SRC=$(free_port 26379); start "$SRC" source
+SRC=$(free_port "${DEMO_PORT:-26379}"); start "$SRC" source
 TGT=$(free_port $((SRC + 1))); start "$TGT" target
 echo "== source 127.0.0.1:$SRC, target 127.0.0.1:$TGT (in $dir)"
 
@@ -53,9 +55,12 @@ redis-cli -p "$SRC" info keyspace | grep '^db'
 
 echo "== ferry sync, while redis-benchmark writes to the source"
 "$FERRY" sync --source "redis://127.0.0.1:$SRC" --target "redis://127.0.0.1:$TGT" --job demo \
-	--log-format console 2>"$dir/ferry.log" &
+	--data-dir "$dir/data" --status-addr off --progress off --log-format console \
+	>"$dir/ferry.out" 2>"$dir/ferry.log" &
 ferry_pid=$!
-redis-benchmark -p "$SRC" -q -n 200000 -r 50000 -P 16 -t set,incr,lpush,hset 2>/dev/null | tr '\r' '\n' | grep -v '^$' | sed 's/^/   /'
+# Only redis-benchmark's final line per test, not its progress updates.
+redis-benchmark -p "$SRC" -q -n 200000 -r 50000 -P 16 -t set,incr,lpush,hset 2>/dev/null |
+	tr '\r' '\n' | grep 'requests per second' | sed 's/^/   /' || true
 
 echo "== waiting until the target has applied everything the source wrote"
 want=$(redis-cli -p "$SRC" info replication | awk -F: '/^master_repl_offset/{print $2}' | tr -d '\r')
@@ -68,7 +73,7 @@ done
 echo "   target at offset ${off:-?}, source at $want"
 kill -TERM "$ferry_pid"; wait "$ferry_pid" || { cat "$dir/ferry.log"; exit 1; }
 ferry_pid=
-sed 's/^/   ferry: /' "$dir/ferry.log" | tail -6
+sed 's/^/   ferry: /' "$dir/ferry.out"
 
 # ferry keeps its resume point on the target; it is not user data.
 redis-cli -p "$TGT" del __ferry:demo:pos >/dev/null
@@ -77,4 +82,9 @@ printf '   %-8s %s\n' source "$(redis-cli -p "$SRC" info keyspace | grep '^db' |
 printf '   %-8s %s\n' target "$(redis-cli -p "$TGT" info keyspace | grep '^db' | tr -d '\r' | tr '\n' ' ')"
 a=$(redis-cli -p "$SRC" debug digest); b=$(redis-cli -p "$TGT" debug digest)
 printf '   DEBUG DIGEST source %s\n   DEBUG DIGEST target %s\n' "$a" "$b"
-if [ "$a" = "$b" ]; then echo "== equal: every key, value and TTL arrived"; else echo "== DIFFERENT"; exit 1; fi
+[ "$a" = "$b" ] || { echo "== DIFFERENT"; exit 1; }
+
+echo "== ferry verify: every key compared, value and TTL"
+"$FERRY" verify --source "redis://127.0.0.1:$SRC" --target "redis://127.0.0.1:$TGT" --job demo \
+	--data-dir "$dir/data" --log-level warn --log-format console 2>&1 | sed 's/^/   /'
+echo "== equal: every key, value and TTL arrived"

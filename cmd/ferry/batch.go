@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"slices"
 	"strings"
@@ -58,14 +59,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: ferry run -c FILE [flags]\n\n%s\n\nFlags:\n", runSummary)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+			printFlags(stdout, fs, false)
 			return err
 		}
 		return usageError{fmt.Errorf("run: %v (see 'ferry run --help')", err)}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("run: unexpected argument %q (flags start with -, see 'ferry run --help')", fs.Arg(0))}
+	}
+	if _, err := applyEnv(fs, map[string]string{"config": "c"}, os.LookupEnv); err != nil {
+		return err
 	}
 	if path == "" {
 		return usageError{errors.New("run: no batch file given (usage: ferry run -c jobs.toml)")}

@@ -71,8 +71,17 @@ type ferryProc struct {
 // when the test ends if it is still running.
 func startFerry(t *testing.T, args ...string) *ferryProc {
 	t.Helper()
+	return startFerryEnv(t, nil, args...)
+}
+
+// startFerryEnv is startFerry with env added to the environment.
+func startFerryEnv(t *testing.T, env []string, args ...string) *ferryProc {
+	t.Helper()
 	p := &ferryProc{done: make(chan struct{}), description: "ferry " + strings.Join(args, " ")}
 	p.cmd = exec.Command(redistest.FerryBinary(t), args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -137,12 +136,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 func cmdVersion(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		if isHelp(args[0]) {
-			fmt.Fprintln(stdout, "Usage: ferry version\n\nPrint ferry's version, the Go version it was built with, and the platform.")
+			fmt.Fprintln(stdout, "Usage: ferry version\n\nPrint ferry's version, the VCS revision and Go version it was built with, and the platform.")
 			return nil
 		}
 		return usageError{fmt.Errorf("version: unexpected argument %q", args[0])}
 	}
-	fmt.Fprintf(stdout, "ferry %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(stdout, versionLine(buildInfo()))
 	return nil
 }
 
@@ -176,6 +175,18 @@ type jobFlags struct {
 	aof                 string
 	jobName             string
 	logLevel, logFormat string
+	dataDir             string
+	credFlags           [2]struct{ username, passwordFile string } // source, target
+	run                 *runFlags                                  // nil for verify
+
+	getenv   lookupEnv       // os.LookupEnv
+	fromArgs map[string]bool // flags given on the command line (not from the environment)
+	warnings []string        // for the log, once it exists
+}
+
+// runFlags are the flags of the commands that run a job.
+type runFlags struct {
+	statusAddr, targetNonempty, progress string
 }
 
 func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
@@ -193,15 +204,25 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 	f.fs.StringVar(&f.jobName, "job", "", "job name: tags the logs and names the marker key __ferry:<job>:pos (overrides the file)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug | info | warn | error (default info)")
 	f.fs.StringVar(&f.logFormat, "log-format", "", "auto | console | json (default auto: console on a terminal, JSON otherwise)")
+	f.fs.StringVar(&f.dataDir, "data-dir", "", "directory of ferry's own files (spool, checkpoints), data_dir of the file (default ferry-data)")
+	for i, side := range []string{"source", "target"} {
+		f.fs.StringVar(&f.credFlags[i].username, side+"-username", "", "the "+side+"'s ACL user (overrides the file and the address)")
+		f.fs.StringVar(&f.credFlags[i].passwordFile, side+"-password-file", "", "file holding the "+side+"'s password, one trailing newline trimmed (overrides the file, $"+envName(side+"-password")+" and the address)")
+	}
+	if name != "verify" {
+		f.run = &runFlags{}
+		f.fs.StringVar(&f.run.statusAddr, "status-addr", "", "status server address host:port (/status, /metrics), or off; status_addr of the file (default 127.0.0.1:9121)")
+		f.fs.StringVar(&f.run.targetNonempty, "target-nonempty", "", "refuse | overwrite | flush: what to do when the target already holds keys (default refuse)")
+		f.fs.StringVar(&f.run.progress, "progress", "auto", "auto | bar | line | off: a progress bar (auto: on a terminal), only the periodic progress log lines, or neither")
+	}
+	f.getenv = os.LookupEnv
 	return f
 }
 
 // usage prints the command's help to w.
 func (f *jobFlags) usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: ferry %s [-c FILE] [flags]\n\n%s\n\nFlags:\n", f.name, f.summary)
-	f.fs.SetOutput(w)
-	f.fs.PrintDefaults()
-	f.fs.SetOutput(io.Discard)
+	printFlags(w, f.fs, true)
 }
 
 // load builds the job configuration: the file (if any), then the flags.
@@ -221,9 +242,19 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 	if f.fs.NArg() > 0 {
 		return conf.Job{}, usageError{fmt.Errorf("%s: unexpected argument %q (flags start with -, see 'ferry %s --help')", f.name, f.fs.Arg(0), f.name)}
 	}
+	var err error
+	if f.fromArgs, err = applyEnv(f.fs, map[string]string{"config": "c"}, f.getenv); err != nil {
+		return conf.Job{}, err
+	}
+	if f.run != nil {
+		switch f.run.progress = strings.ToLower(strings.TrimSpace(f.run.progress)); f.run.progress {
+		case "auto", "bar", "line", "off":
+		default:
+			return conf.Job{}, usageError{fmt.Errorf("--progress %q is not one of auto, bar, line, off", f.run.progress)}
+		}
+	}
 	j := conf.Default()
 	if f.config != "" {
-		var err error
 		if j, err = conf.LoadJob(f.config); err != nil {
 			return conf.Job{}, usageError{err}
 		}
@@ -253,11 +284,46 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 	if f.logFormat != "" {
 		j.LogFormat = f.logFormat
 	}
+	if f.dataDir != "" {
+		j.DataDir = f.dataDir
+	}
+	if r := f.run; r != nil {
+		if r.statusAddr != "" {
+			j.StatusAddr = r.statusAddr
+		}
+		if r.targetNonempty != "" {
+			j.TargetNonempty = r.targetNonempty
+		}
+		if r.progress == "off" {
+			j.ProgressInterval = 0
+		}
+	}
+	f.credentials(&j.Source, "source", f.source, f.credFlags[0].username, f.credFlags[0].passwordFile)
+	f.credentials(&j.Target, "target", f.target, f.credFlags[1].username, f.credFlags[1].passwordFile)
 	j.Mode = mode
 	if err := j.Validate(); err != nil {
 		return conf.Job{}, usageError{err}
 	}
+	f.warnings = append(f.warnings, passwordFileWarnings(j)...)
 	return j, nil
+}
+
+// showBar reports whether sync and migrate draw the progress bar on stderr.
+func (f *jobFlags) showBar(stderr io.Writer) bool {
+	switch f.run.progress {
+	case "bar":
+		return true
+	case "auto":
+		return isTerminal(stderr)
+	}
+	return false
+}
+
+// logWarnings logs the warnings of loading the configuration.
+func (f *jobFlags) logWarnings(log zerolog.Logger) {
+	for _, w := range f.warnings {
+		log.Warn().Msg(w)
+	}
 }
 
 // newLogger is the log of one job, its lines tagged with the job's name.
@@ -333,6 +399,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	base, con := baseLogger(jc.LogLevel, jc.LogFormat, stderr)
 	log := base.With().Str("job", jc.Name).Logger()
 	redisLogger.Store(&log)
+	f.logWarnings(log)
 
 	srv, stopStatus, err := statusServer(jc.StatusAddr, base)
 	if err != nil {
@@ -352,7 +419,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	var progressDone chan struct{}
 	progressCtx, stopProgress := context.WithCancel(context.Background())
 	defer stopProgress()
-	if isTerminal(stderr) {
+	if f.showBar(stderr) {
 		progressDone = make(chan struct{})
 		go func() {
 			defer close(progressDone)
@@ -457,14 +524,17 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	if args[0] != "check" {
 		return usageError{fmt.Errorf("config: unknown subcommand %q (%s)", args[0], usage)}
 	}
-	if len(args) == 1 {
-		return usageError{errors.New("config check: no configuration given (" + usage + ")")}
-	}
 	f := newJobFlags("config check", configCheckSummary, stderr)
 	f.stdout = stdout
+	if len(args) == 1 && !anyEnv(f.fs, f.getenv) {
+		return usageError{errors.New("config check: no configuration given (" + usage + ")")}
+	}
 	jc, err := f.load(args[1:], "")
 	if err != nil {
 		return err
+	}
+	for _, w := range f.warnings {
+		fmt.Fprintf(stderr, "ferry: warning: %s\n", w)
 	}
 	fmt.Fprint(stdout, jc.String())
 	return nil

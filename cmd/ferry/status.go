@@ -37,6 +37,7 @@ func statusServer(addr string, log zerolog.Logger) (*status.Server, func(), erro
 	if err != nil {
 		return nil, nil, usageError{fmt.Errorf("config: %v (choose another status_addr, or \"off\" to disable it)", err)}
 	}
+	srv.SetBuildInfo(buildInfo())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -107,6 +107,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 
 	log := newLogger(jc, stderr)
 	redisLogger.Store(&log)
+	f.logWarnings(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
