@@ -80,8 +80,10 @@ Commands:
 		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
 	b.WriteString(`
-Run 'ferry <command> --help' for a command's flags. Configuration reference:
-the README and conf/example.toml.
+Run 'ferry <command> --help' for a command's flags. Every flag --foo-bar can
+also be set as the environment variable FERRY_FOO_BAR (a flag wins over it, it
+wins over the config file). Configuration reference: the README and
+conf/example.toml.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 `)
