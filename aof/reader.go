@@ -34,8 +34,9 @@ type Truncation struct {
 	Offset int64  // offset of the first byte not applied
 	Size   int64  // the file's size: Size-Offset bytes were left out
 	// Multi: the cut fell inside a MULTI/EXEC transaction (or the file ends
-	// after a MULTI without its EXEC); the transaction's commands were not
-	// applied.
+	// after a MULTI without its EXEC). Offset is then the MULTI's: Next has
+	// already returned the MULTI and the commands after it, and the caller
+	// must drop them, as redis-server reverts such a transaction.
 	Multi bool
 }
 
