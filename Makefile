@@ -48,6 +48,7 @@ lint:
 fuzz:
 	$(GO) test ./rdb -run '^$$' -fuzz FuzzReader -fuzztime 60s
 	$(GO) test ./aof -run '^$$' -fuzz FuzzReader -fuzztime 60s
+	$(GO) test ./aof -run '^$$' -fuzz FuzzManifest -fuzztime 30s
 
 clean:
 	rm -rf bin

@@ -34,8 +34,9 @@ type Truncation struct {
 	Offset int64  // offset of the first byte not applied
 	Size   int64  // the file's size: Size-Offset bytes were left out
 	// Multi: the cut fell inside a MULTI/EXEC transaction (or the file ends
-	// after a MULTI without its EXEC); the transaction's commands were not
-	// applied.
+	// after a MULTI without its EXEC). Offset is then the MULTI's: Next has
+	// already returned the MULTI and the commands after it, and the caller
+	// must drop them, as redis-server reverts such a transaction.
 	Multi bool
 }
 
@@ -164,7 +165,7 @@ func (r *Reader) SkipRDB(n int64) error {
 	if _, err := r.f.Seek(n, io.SeekStart); err != nil {
 		return r.ioErr(err)
 	}
-	r.br.Reset(r.f)
+	r.br.Reset(io.LimitReader(r.f, r.size-n))
 	r.off = n
 	return nil
 }
@@ -183,10 +184,14 @@ func (r *Reader) open(i int) error {
 		return fmt.Errorf("aof: %w", err)
 	}
 	r.f, r.size, r.off = f, st.Size(), 0
+	// A file is read as it was when opened: a server still appending to its
+	// last file does not make a command half-read (it ends there instead,
+	// like a file cut off at that size).
+	lr := io.LimitReader(f, r.size)
 	if r.br == nil {
-		r.br = bufio.NewReaderSize(f, r.opt.BufSize)
+		r.br = bufio.NewReaderSize(lr, r.opt.BufSize)
 	} else {
-		r.br.Reset(f)
+		r.br.Reset(lr)
 	}
 	r.inMulti = false
 	return nil

@@ -1,6 +1,7 @@
 package aof
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -136,6 +137,31 @@ func TestDamaged(t *testing.T) {
 	}
 }
 
+// TestGrowingFile: a file is read as it was when opened; what a server
+// appends meanwhile is not read, and a command it was writing is a cut.
+func TestGrowingFile(t *testing.T) {
+	p := write(t, t.TempDir(), "a.aof", enc("SET", "a", "1")+enc("SET", "b", "2")[:10])
+	src, _ := Open(p)
+	r := NewReader(src, Options{BufSize: 16})
+	defer r.Close()
+	r.RDB()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(enc("SET", "b", "2")[10:] + enc("SET", "c", "3"))
+	f.Close()
+	if c, err := r.Next(); err != nil || string(c.Args[1]) != "a" {
+		t.Fatalf("%v %v", c, err)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatal(err)
+	}
+	if tr := r.Truncated(); tr == nil || tr.Offset != int64(len(enc("SET", "a", "1"))) {
+		t.Fatalf("truncation %+v", tr)
+	}
+}
+
 func TestMaxArg(t *testing.T) {
 	p := write(t, t.TempDir(), "a.aof", enc("SET", "k", strings.Repeat("v", 100)))
 	src, _ := Open(p)
@@ -251,6 +277,24 @@ func TestRDBPreamble(t *testing.T) {
 	if _, err := r.Next(); err != io.EOF {
 		t.Fatal(err)
 	}
+}
+
+// FuzzManifest: any manifest text parses into files or an error; never a
+// panic, and never a file name that leaves the directory.
+func FuzzManifest(f *testing.F) {
+	f.Add([]byte("file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n"))
+	f.Add([]byte("file \"a\\x41 b\" seq 2 type h\n# c\nfile 'x\\'y' seq 3 type i\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		files, err := ParseManifest(bytes.NewReader(data), "m")
+		if err != nil {
+			return
+		}
+		for i, fl := range files {
+			if fl.Name == "" || strings.ContainsAny(fl.Name, "/\\") || fl.Name == ".." || (fl.Type != Base && fl.Type != Incr) || (fl.Type == Base && i != 0) {
+				t.Fatalf("file %+v", fl)
+			}
+		}
+	})
 }
 
 // FuzzReader: any bytes as a single AOF file give commands, then io.EOF or a

@@ -159,6 +159,8 @@ func TestBatchErrors(t *testing.T) {
 		{"job not tables", "job = [1, 2]\n", `config: job: must be [[job]] tables`},
 		{"single-job file", "job = \"x\"\n" + ok, `config: jobs.toml: this is a single-job file (job = "..."), not a batch file with [[job]] tables: run it with ferry sync|migrate|verify -c`},
 		{"syntax", "[[job]\nname = \"a\"", `config: jobs.toml:2:6: expected end of table array name delimiter ']'`},
+		{"aof and default source", "[defaults]\nsource = \"s\"\n[[job]]\nname = \"a\"\nmode = \"sync\"\ntarget = \"t\"\naof = \"x\"", `config: job[a].aof: aof and source exclude each other`},
+		{"verify aof", "[[job]]\nname = \"a\"\nmode = \"verify\"\ntarget = \"t\"\naof = \"x\"", `config: job[a].aof: not used by verify`},
 		{"rdb and default source", "[defaults]\nsource = \"s\"\n[[job]]\nname = \"a\"\nmode = \"sync\"\ntarget = \"t\"\nrdb = \"x.rdb\"", `config: job[a].rdb: rdb and source exclude each other`},
 		{"ambiguous merged password", "[defaults.source]\npassword = \"x\"\n[[job]]\nname = \"a\"\nmode = \"sync\"\ntarget = \"t\"\nsource = \"redis://:y@s\"", `config: job[a].source.password: given both in addr and as password (ambiguous): keep one`},
 	}

@@ -15,10 +15,16 @@ func (rec *Record) Empty() bool {
 	if rec == nil || rec.Kind != KindKey || rec.Value == nil {
 		return false
 	}
+	switch TypeName(rec.Type) {
+	case "list", "set", "zset", "hash":
+	default:
+		return false
+	}
 	p := rec.Value
 	var s *src
 	if p.file == nil {
-		s = newMemSrc(p.mem[:p.n])
+		ms := src{buf: p.mem[:p.n], w: int(p.n), fixed: true}
+		s = &ms
 	} else {
 		s = &src{rd: p.Open(), buf: make([]byte, 4<<10)}
 	}

@@ -194,3 +194,18 @@ func TestEmptyCollectionsLikeRedis(t *testing.T) {
 		t.Errorf("redis.log does not mention the skipped keys:\n%s", log)
 	}
 }
+
+func BenchmarkRecordEmpty(b *testing.B) {
+	e := newRDB(10)
+	e.key(TypeHashListpack, "h").lzfStr(buildLP(strings.Repeat("f", 30), strings.Repeat("v", 30)))
+	e.key(TypeString, "s").str("value")
+	r := NewReader(bytes.NewReader(e.finish()), Options{})
+	h, _ := r.Next()
+	s, _ := r.Next()
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.Empty() || s.Empty() {
+			b.Fatal("empty")
+		}
+	}
+}

@@ -380,3 +380,22 @@ func TestMeasureAOFImport(t *testing.T) {
 		t.Logf("preamble %s: ferry import %.2f s (%s); redis-server loading the same AOF: %s s", preamble, took.Seconds(), strings.TrimSpace(out), m[1])
 	}
 }
+
+// TestImportAOFOverwrite: with target_nonempty = "overwrite" the AOF is
+// applied over a target holding other keys: they stay, and every key of the
+// AOF ends as the server holds it.
+func TestImportAOFOverwrite(t *testing.T) {
+	src := aofSource(t, "no", []int{0}, false)
+	dir := copyAOFDir(t, src)
+	dst := redistest.Start(t)
+	dst.Do(t, "SET", "foreign", "stays")
+	code, out, errs := importAOF(t, dir, dst.URL(), `target_nonempty = "overwrite"`)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if v := dst.Do(t, "GET", "foreign"); v != "stays" {
+		t.Fatalf("foreign key: %v", v)
+	}
+	dst.Do(t, "DEL", "foreign")
+	assertImported(t, src, dst, "default", "")
+}
