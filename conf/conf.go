@@ -76,6 +76,7 @@ type Job struct {
 	SpoolMemory       int64         // > 0
 	SpoolMaxDisk      int64         // 0 = unlimited
 	StatusAddr        string        // host:port; "" = disabled (Validate turns "off" into "")
+	Pprof             bool          // serve /debug/pprof/ on the status address
 	LogLevel          string        // debug | info | warn | error
 	LogFormat         string        // auto | console | json
 	ProgressInterval  time.Duration // 0 = no progress lines
@@ -83,6 +84,7 @@ type Job struct {
 	MaxBytesPerSecond int64         // 0 = unlimited
 	CutoverPauseMax   time.Duration // > 0
 	CutoverHook       string        // command run at cutover; "" = none
+	CutoverHookEnv    []string      // names of variables passed through to the hook
 
 	Filter Filter
 }

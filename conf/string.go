@@ -40,6 +40,7 @@ func (j Job) String() string {
 		status = "off"
 	}
 	w("status_addr", quote(status))
+	w("pprof", strconv.FormatBool(j.Pprof))
 	w("log_level", quote(j.LogLevel))
 	w("log_format", quote(j.LogFormat))
 	w("progress_interval", dur(j.ProgressInterval))
@@ -47,6 +48,7 @@ func (j Job) String() string {
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
 	w("cutover_hook", quote(j.CutoverHook))
+	w("cutover_hook_env", strList(j.CutoverHookEnv))
 	if j.Source.IsSet() {
 		j.Source.write(&b, "source", true)
 	}
