@@ -25,12 +25,15 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 		timeout = 5 * time.Second
 	}
 	return &redis.Options{
-		Addr:            o.Addr,
-		Username:        o.Username,
-		Password:        o.Password,
-		DB:              db,
-		TLSConfig:       o.TLS,
-		DialTimeout:     timeout,
+		Addr:        o.Addr,
+		Username:    o.Username,
+		Password:    o.Password,
+		DB:          db,
+		TLSConfig:   o.TLS,
+		DialTimeout: timeout,
+		// ferry's own dial: a TLS handshake that gets no TLS answer fails
+		// within the timeout with a message that says what to check.
+		Dialer:          dial.RedisDialer(o.TLS, timeout),
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		Protocol:        2,
