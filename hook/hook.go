@@ -97,7 +97,10 @@ func Run(ctx context.Context, s Spec) error {
 	// only sh (exec.CommandContext would kill sh alone).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := ctx.Err(); err != nil {
-		return stopped(s.Name, ctx, 0)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s: not run: no time left", s.Name)
+		}
+		return fmt.Errorf("%s: not run: ferry is stopping", s.Name)
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: cannot start /bin/sh: %w", s.Name, unwrapPath(err))

@@ -219,3 +219,14 @@ func TestParseStat(t *testing.T) {
 		t.Errorf("parseStat = %d %c %v", pg, st, ok)
 	}
 }
+
+func TestNoTimeLeft(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	err := Run(ctx, Spec{Name: "cutover_hook", Command: "touch " + dir + "/ran"})
+	checkErr(t, err, "touch", "not run")
+	if _, serr := os.Stat(filepath.Join(dir, "ran")); serr == nil {
+		t.Error("the hook ran")
+	}
+}

@@ -208,6 +208,9 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		err := runHook(hctx, co, j.c.Name, rep, grace)
 		cancel()
 		if err != nil {
+			if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				return fmt.Errorf("%w (it must end within cutover_pause_max %s)", err, co.PauseMax)
+			}
 			return err
 		}
 	}

@@ -169,6 +169,7 @@ func TestCutoverHookEnded(t *testing.T) {
 		t.Fatalf("want a cutover failure, got %v", err)
 	}
 	msg := err.Error()
+	t.Logf("cutover error: %v", msg)
 	for _, w := range []string{"cutover_hook", "timed out", "unpaused"} {
 		if !strings.Contains(msg, w) {
 			t.Errorf("error %q does not say %q", msg, w)

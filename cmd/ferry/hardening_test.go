@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,5 +151,37 @@ func checkInsecureWarnings(t *testing.T, cmd, log string) {
 		if n != 1 {
 			t.Errorf("%s: %d warnings about the %s's insecure_skip_verify, want 1:\n%s", cmd, n, role, log)
 		}
+	}
+}
+
+// TestCutoverHookOutlivingSh: a hook whose child outlives sh and would
+// switch the application after the pause: migrate fails with one line
+// naming cutover_hook (not its command), and the child never acts.
+func TestCutoverHookOutlivingSh(t *testing.T) {
+	redistest.Require(t)
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 50, Seed: 52})
+	dir := t.TempDir()
+	hook := "(sleep 5; touch " + dir + "/switched) & echo $! > " + dir + "/pid; wait"
+	cfg := jobFile(t, fmt.Sprintf("cutover_pause_max = \"2s\"\ncutover_hook = %q\n", hook))
+	code, out, errs := ferryRunWithin(t, 60*time.Second, "migrate", "-c", cfg, "--source", src.URL(), "--target", dst.URL(), "--cutover")
+	last := checkFailure(t, code, out, errs, exitFailure, "cutover_hook: timed out", "unpaused")
+	if strings.Contains(errs, "sleep") {
+		t.Errorf("the hook's command is shown:\n%s", errs)
+	}
+	t.Log(last)
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		t.Fatalf("the hook did not run: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] != 'Z' {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("the hook's child %d still runs after migrate returned", pid)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "switched")); err == nil {
+		t.Error("the hook's child switched the application")
 	}
 }
