@@ -86,6 +86,10 @@ type Job struct {
 	CutoverHook       string        // command run at cutover; "" = none
 	CutoverHookEnv    []string      // names of variables passed through to the hook
 
+	// CutoverHookTimeout bounds the hook's run; 0 = until shortly before
+	// cutover_pause_max runs out (which also caps a longer value).
+	CutoverHookTimeout time.Duration
+
 	Filter Filter
 }
 

@@ -638,6 +638,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
 	t.str("cutover_hook", &j.CutoverHook)
 	t.strs("cutover_hook_env", &j.CutoverHookEnv)
+	t.duration("cutover_hook_timeout", &j.CutoverHookTimeout)
 	if v, ok := t.get("filter"); ok {
 		if fm, ok := v.(map[string]any); ok {
 			ft := t.child("filter", fm, kindFilter)

@@ -49,6 +49,7 @@ func (j Job) String() string {
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
 	w("cutover_hook", quote(j.CutoverHook))
 	w("cutover_hook_env", strList(j.CutoverHookEnv))
+	w("cutover_hook_timeout", dur(j.CutoverHookTimeout))
 	if j.Source.IsSet() {
 		j.Source.write(&b, "source", true)
 	}

@@ -109,6 +109,7 @@ func (j *Job) validate(full bool) error {
 		{"max_conn_age", j.MaxConnAge, false},
 		{"progress_interval", j.ProgressInterval, false},
 		{"cutover_pause_max", j.CutoverPauseMax, true},
+		{"cutover_hook_timeout", j.CutoverHookTimeout, false},
 	} {
 		if err := checkDuration(d.field, d.v, d.positive); err != nil {
 			return err

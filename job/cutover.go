@@ -28,6 +28,8 @@ type Cutover struct {
 	// FERRY_CUTOVER_WAIT_MS and the variables HookEnv names.
 	Hook    string
 	HookEnv []string
+	// HookTimeout, if > 0, ends the hook sooner than the pause would.
+	HookTimeout time.Duration
 	// Unpause lifts the pause on the source at the end instead of letting it
 	// run out (the application now writes to the target).
 	Unpause bool
@@ -204,12 +206,16 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		// runs out by itself: once the source takes writes again, a late
 		// switch of the application would lose them.
 		grace := hookGrace(co.PauseMax)
-		hctx, cancel := context.WithDeadline(ctx, until.Add(-2*grace))
+		deadline, bound := until.Add(-2*grace), "cutover_pause_max "+co.PauseMax.String()
+		if co.HookTimeout > 0 && time.Now().Add(co.HookTimeout).Before(deadline) {
+			deadline, bound = time.Now().Add(co.HookTimeout), "cutover_hook_timeout "+co.HookTimeout.String()
+		}
+		hctx, cancel := context.WithDeadline(ctx, deadline)
 		err := runHook(hctx, co, j.c.Name, rep, grace)
 		cancel()
 		if err != nil {
 			if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-				return fmt.Errorf("%w (it must end within cutover_pause_max %s)", err, co.PauseMax)
+				return fmt.Errorf("%w (it must end within %s)", err, bound)
 			}
 			return err
 		}

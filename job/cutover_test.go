@@ -222,3 +222,25 @@ func processRuns(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
 }
+
+// TestCutoverHookTimeout: cutover_hook_timeout ends a hung hook long
+// before the pause would run out, and the source is unpaused then.
+func TestCutoverHookTimeout(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 20, Seed: 44})
+	co := &Cutover{PauseMax: 60 * time.Second, HookTimeout: time.Second, Hook: "sleep 120 & wait"}
+	var pausedAt time.Time
+	co.paused = func() { pausedAt = time.Now() }
+	_, err := Run(context.Background(), Options{Conf: testConf(t, src.URL(), dst.URL()), Migrate: true, Cutover: co, Log: testLog(t)})
+	if !errors.Is(err, ErrCutover) || !strings.Contains(err.Error(), "cutover_hook: timed out") || !strings.Contains(err.Error(), "cutover_hook_timeout 1s") {
+		t.Fatalf("want a cutover_hook timeout naming cutover_hook_timeout, got %v", err)
+	}
+	if d := time.Since(pausedAt); d > 30*time.Second {
+		t.Errorf("the source stayed paused %s: the hook ran to the pause's end", d)
+	}
+	if !writable(t, src, time.Second) {
+		t.Error("the source stayed paused after the hook timed out")
+	}
+}

@@ -209,7 +209,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		var sum job.Summary
 		var co *job.Cutover
 		if jc.CutoverHook != "" && jc.Mode == conf.ModeMigrate {
-			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv}
+			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout}
 		}
 		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys

@@ -511,7 +511,7 @@ func (c cutoverFlags) options(jc conf.Job, log zerolog.Logger, stdout io.Writer)
 	if !c.on {
 		return nil
 	}
-	co := &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, Unpause: c.unpause}
+	co := &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout, Unpause: c.unpause}
 	co.Ready = func(r job.CutoverReport) {
 		until := "until " + r.Until.Format(time.TimeOnly)
 		if c.unpause {
