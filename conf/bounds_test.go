@@ -90,3 +90,22 @@ func TestConfigBounds(t *testing.T) {
 		t.Errorf("a valid nested batch file: %v", err)
 	}
 }
+
+// TestPprofSetting: pprof is off by default and, in a batch file, a
+// process-wide setting of [defaults].
+func TestPprofSetting(t *testing.T) {
+	if Default().Pprof {
+		t.Fatal("pprof on by default")
+	}
+	j, err := ParseJob([]byte("pprof = true\n"), "job.toml")
+	if err != nil || !j.Pprof {
+		t.Fatalf("pprof = true: %v %v", j.Pprof, err)
+	}
+	job := "[[job]]\nname = \"a\"\nmode = \"sync\"\nsource = \"redis://a:1\"\ntarget = \"redis://b:1\"\n"
+	b, err := ParseBatch([]byte("[defaults]\npprof = true\n"+job), "b.toml")
+	if err != nil || !b.Pprof {
+		t.Fatalf("[defaults] pprof = true: %v %v", b.Pprof, err)
+	}
+	_, err = ParseBatch([]byte(job+"pprof = true\n"), "b.toml")
+	wantErr(t, err, "job[a].pprof: applies to the whole batch run")
+}
