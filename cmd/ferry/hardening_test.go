@@ -185,3 +185,11 @@ func TestCutoverHookOutlivingSh(t *testing.T) {
 		t.Error("the hook's child switched the application")
 	}
 }
+
+// TestVerifyReportDirectory: a directory at --report is refused before the
+// comparison.
+func TestVerifyReportDirectory(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := verifyCLI("--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2", "--report", dir)
+	checkFailure(t, code, out, errs, exitUsage, "--report "+dir+": is a directory")
+}

@@ -103,6 +103,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		if st, err := os.Stat(filepath.Dir(*reportPath)); err != nil || !st.IsDir() {
 			return usageError{fmt.Errorf("--report %s: no such directory %s", *reportPath, filepath.Dir(*reportPath))}
 		}
+		if st, err := os.Lstat(*reportPath); err == nil && st.IsDir() {
+			return usageError{fmt.Errorf("--report %s: is a directory", *reportPath)}
+		}
 	}
 
 	log := newLogger(jc, stderr)
