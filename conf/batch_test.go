@@ -141,7 +141,7 @@ func TestBatchErrors(t *testing.T) {
 		{"job key in job", "[[job]]\njob = \"a\"\n" + ok, `unknown key "job[#1].job" (in a [[job]] table the job's name is name = "...")`},
 		{"name in defaults", "[defaults]\nname = \"x\"\n[[job]]\nname = \"a\"\n" + ok, `unknown key "defaults.name" (a name belongs in each [[job]], not in [defaults])`},
 		{"no name", "[[job]]\n" + ok, `config: job[#1].name: required: every [[job]] needs a unique name`},
-		{"bad name", "[[job]]\nname = \"a b\"\n" + ok, `config: job[#1].name: "a b" is not a valid job name (1 to 64 of a-z A-Z 0-9 _ . -)`},
+		{"bad name", "[[job]]\nname = \"a b\"\n" + ok, `config: job[#1].name: "a b" is not a valid job name (1 to 64 of a-z A-Z 0-9 _ . -, starting with a letter or digit)`},
 		{"duplicate name", "[[job]]\nname = \"a\"\n" + ok + "[[job]]\nname = \"a\"\n" + ok, `config: job[a].name: "a" is the name of an earlier job: names must be unique`},
 		{"no mode", "[[job]]\nname = \"a\"\nsource = \"s\"\ntarget = \"t\"", `config: job[a].mode: required: one of migrate, sync, verify (in the [[job]] or in [defaults])`},
 		{"bad mode", "[[job]]\nname = \"a\"\nsource = \"s\"\ntarget = \"t\"\nmode = \"copy\"", `config: job[a].mode: "copy" is not one of migrate, sync, verify`},

@@ -77,6 +77,7 @@ type Job struct {
 	SpoolMemory       int64         // > 0
 	SpoolMaxDisk      int64         // 0 = unlimited
 	StatusAddr        string        // host:port; "" = disabled (Validate turns "off" into "")
+	Pprof             bool          // serve /debug/pprof/ on the status address
 	LogLevel          string        // debug | info | warn | error
 	LogFormat         string        // auto | console | json
 	ProgressInterval  time.Duration // 0 = no progress lines
@@ -84,6 +85,11 @@ type Job struct {
 	MaxBytesPerSecond int64         // 0 = unlimited
 	CutoverPauseMax   time.Duration // > 0
 	CutoverHook       string        // command run at cutover; "" = none
+	CutoverHookEnv    []string      // names of variables passed through to the hook
+
+	// CutoverHookTimeout bounds the hook's run; 0 = until shortly before
+	// cutover_pause_max runs out (which also caps a longer value).
+	CutoverHookTimeout time.Duration
 
 	Filter Filter
 }

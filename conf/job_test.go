@@ -257,7 +257,7 @@ func TestBadValues(t *testing.T) {
 		{"log_level", "+log_level = \"trace\"", `config: log_level: "trace" is not one of debug, info, warn, error`},
 		{"log_format", "+log_format = \"xml\"", `config: log_format: "xml" is not one of auto, console, json`},
 		{"restore type", "+restore = 1", `config: restore: must be a string, not an integer (quote it)`},
-		{"job name", "+job = \"bad name!\"", `config: job: "bad name!" is not a valid job name (1 to 64 of a-z A-Z 0-9 _ . -)`},
+		{"job name", "+job = \"bad name!\"", `config: job: "bad name!" is not a valid job name (1 to 64 of a-z A-Z 0-9 _ . -, starting with a letter or digit)`},
 		{"job name colon", "+job = \"a:b\"", `config: job: "a:b" is not a valid job name`},
 		{"job name empty", "+job = \"\"", `config: job: "" is not a valid job name`},
 		{"job name long", "+job = \"" + strings.Repeat("x", 65) + "\"", `is not a valid job name`},

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -20,9 +19,9 @@ import (
 // a target, read password_file or TLS files: call Validate after applying
 // command-line flags.
 func LoadJob(path string) (Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
-		return Job{}, &Error{Msg: err.Error(), Err: err}
+		return Job{}, err
 	}
 	return ParseJob(data, path)
 }
@@ -55,6 +54,7 @@ type Batch struct {
 	// Process-wide settings, taken from [defaults] (a [[job]] may not set
 	// them): one status server and one log for the whole run.
 	StatusAddr string
+	Pprof      bool
 	LogLevel   string
 	LogFormat  string
 	Jobs       []BatchJob // in file order
@@ -77,15 +77,15 @@ const DefaultMaxParallel = 4
 // by field, arrays and db_map replace. Every job is validated (as Validate
 // does); errors name the job: "config: job[orders].restore: ...".
 func LoadBatch(path string) (Batch, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
-		return Batch{}, &Error{Msg: err.Error(), Err: err}
+		return Batch{}, err
 	}
 	return ParseBatch(data, path)
 }
 
 // processWide are the job settings that a batch file takes from [defaults] only.
-var processWide = []string{"status_addr", "log_level", "log_format"}
+var processWide = []string{"status_addr", "pprof", "log_level", "log_format"}
 
 // ParseBatch is LoadBatch on the contents of a file; name is used in messages.
 func ParseBatch(data []byte, name string) (Batch, error) {
@@ -164,7 +164,7 @@ func ParseBatch(data []byte, name string) (Batch, error) {
 			return Batch{}, err
 		}
 		if !nameRE.MatchString(j.Name) {
-			return Batch{}, errf(label+".name", "%q is not a valid job name (%s)", j.Name, nameRule)
+			return Batch{}, errf(label+".name", "%s is not a valid job name (%s)", echo(j.Name), nameRule)
 		}
 		if seen[j.Name] {
 			return Batch{}, errf(label+".name", "%q is the name of an earlier job: names must be unique", j.Name)
@@ -179,13 +179,16 @@ func ParseBatch(data []byte, name string) (Batch, error) {
 		b.Jobs = append(b.Jobs, BatchJob{Mode: j.Mode, Job: j})
 	}
 	first := b.Jobs[0].Job
-	b.StatusAddr, b.LogLevel, b.LogFormat = first.StatusAddr, first.LogLevel, first.LogFormat
+	b.StatusAddr, b.Pprof, b.LogLevel, b.LogFormat = first.StatusAddr, first.Pprof, first.LogLevel, first.LogFormat
 	return b, nil
 }
 
 // parseTOML parses data into a generic map. Syntax errors keep line and
 // column; their text is scrubbed of values where a value may be a secret.
 func parseTOML(data []byte, name string) (map[string]any, error) {
+	if err := checkBounds(data, name); err != nil {
+		return nil, err
+	}
 	var m map[string]any
 	_, err := toml.Decode(string(data), &m)
 	if err == nil {
@@ -627,6 +630,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.size("spool_memory", &j.SpoolMemory)
 	t.size("spool_max_disk", &j.SpoolMaxDisk)
 	t.str("status_addr", &j.StatusAddr)
+	t.boolean("pprof", &j.Pprof)
 	t.str("log_level", &j.LogLevel)
 	t.str("log_format", &j.LogFormat)
 	t.duration("progress_interval", &j.ProgressInterval)
@@ -634,6 +638,8 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
 	t.str("cutover_hook", &j.CutoverHook)
+	t.strs("cutover_hook_env", &j.CutoverHookEnv)
+	t.duration("cutover_hook_timeout", &j.CutoverHookTimeout)
 	if v, ok := t.get("filter"); ok {
 		if fm, ok := v.(map[string]any); ok {
 			ft := t.child("filter", fm, kindFilter)

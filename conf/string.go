@@ -43,6 +43,7 @@ func (j Job) String() string {
 		status = "off"
 	}
 	w("status_addr", quote(status))
+	w("pprof", strconv.FormatBool(j.Pprof))
 	w("log_level", quote(j.LogLevel))
 	w("log_format", quote(j.LogFormat))
 	w("progress_interval", dur(j.ProgressInterval))
@@ -50,6 +51,8 @@ func (j Job) String() string {
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
 	w("cutover_hook", quote(j.CutoverHook))
+	w("cutover_hook_env", strList(j.CutoverHookEnv))
+	w("cutover_hook_timeout", dur(j.CutoverHookTimeout))
 	if j.Source.IsSet() {
 		j.Source.write(&b, "source", true)
 	}

@@ -11,9 +11,26 @@ import (
 	"time"
 )
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
+// nameRE: a job name is a directory name under data_dir and a label in
+// status and logs: it starts with a letter or digit (so never "." or
+// ".."), and holds no path separator.
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 
-const nameRule = "1 to 64 of a-z A-Z 0-9 _ . -"
+// envNameRE is a variable name cutover_hook_env may pass through.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+const nameRule = "1 to 64 of a-z A-Z 0-9 _ . -, starting with a letter or digit"
+
+// maxEcho is how much of a refused value an error message shows.
+const maxEcho = 40
+
+// echo quotes s for an error message, cut to its first maxEcho bytes.
+func echo(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxEcho]) + fmt.Sprintf("… (%d bytes)", len(s))
+}
 
 // Validate checks the whole job after command-line flags were applied, and
 // completes it:
@@ -34,7 +51,12 @@ func (j *Job) Validate() error { return j.validate(true) }
 // validate(true) checks everything.
 func (j *Job) validate(full bool) error {
 	if !nameRE.MatchString(j.Name) {
-		return errf("job", "%q is not a valid job name (%s)", j.Name, nameRule)
+		return errf("job", "%s is not a valid job name (%s)", echo(j.Name), nameRule)
+	}
+	for i, n := range j.CutoverHookEnv {
+		if !envNameRE.MatchString(n) {
+			return errf(fmt.Sprintf("cutover_hook_env[%d]", i), "%s is not a variable name (A-Z a-z 0-9 _, not starting with a digit)", echo(n))
+		}
 	}
 	if j.Mode != "" {
 		if err := oneOf("mode", &j.Mode, Modes); err != nil {
@@ -87,6 +109,7 @@ func (j *Job) validate(full bool) error {
 		{"max_conn_age", j.MaxConnAge, false},
 		{"progress_interval", j.ProgressInterval, false},
 		{"cutover_pause_max", j.CutoverPauseMax, true},
+		{"cutover_hook_timeout", j.CutoverHookTimeout, false},
 	} {
 		if err := checkDuration(d.field, d.v, d.positive); err != nil {
 			return err

@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,9 +55,92 @@ func Conn(ctx context.Context, o Options) (net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, fmt.Errorf("tls handshake with %s: %w", o.Addr, ctx.Err())
+		}
+		// A deadline of ctx (go-redis sets its DialTimeout on it) is no
+		// answer in time, like our own timeout.
+		if notTLS(err) {
+			return nil, &HandshakeError{Addr: o.Addr, Err: err}
+		}
 		return nil, fmt.Errorf("tls handshake with %s: %s", o.Addr, describeTLSErr(err))
 	}
 	return tc, nil
+}
+
+// ErrTLSHandshake is wrapped by a HandshakeError.
+var ErrTLSHandshake = errors.New("TLS handshake failed")
+
+// HandshakeError is a TLS handshake that got no TLS answer: no reply within
+// the dial timeout, a reply that is not TLS, or the connection closed — what
+// a server without TLS does with a ClientHello. Certificate problems are
+// other errors.
+type HandshakeError struct {
+	Addr string
+	Err  error // what the handshake saw; not in the message, which says what to check
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("%v — is TLS enabled on %s?", ErrTLSHandshake, e.Addr)
+}
+
+func (e *HandshakeError) Unwrap() []error { return []error{ErrTLSHandshake, e.Err} }
+
+// notTLS reports whether a failed handshake means the peer does not speak
+// TLS (as opposed to a certificate or protocol version refused by a TLS
+// server).
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	switch {
+	case errors.As(err, &rh):
+		return true // "first record does not look like a TLS handshake": a plain server's error reply
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return true // a plain Redis waits for the end of the "inline command" that the ClientHello is to it
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return true
+	}
+	return false
+}
+
+// RedisDialer is a go-redis Options.Dialer for ferry's control-plane
+// clients: TCP, and with tlsCfg the TLS handshake, each within timeout,
+// with Conn's errors. go-redis retries a failed dial (DialerRetries) and each
+// retry of a handshake that gets no answer would wait the whole timeout
+// again: after a HandshakeError the dialer fails at once for the same
+// address during one more timeout.
+func RedisDialer(tlsCfg *tls.Config, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	var (
+		mu     sync.Mutex
+		failed = map[string]failure{}
+	)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		f, ok := failed[addr]
+		if ok && time.Since(f.at) >= timeout {
+			delete(failed, addr)
+			ok = false
+		}
+		mu.Unlock()
+		if ok {
+			return nil, f.err
+		}
+		c, err := Conn(ctx, Options{Addr: addr, TLS: tlsCfg, Timeout: timeout})
+		var he *HandshakeError
+		if errors.As(err, &he) {
+			mu.Lock()
+			failed[addr] = failure{err: err, at: time.Now()}
+			mu.Unlock()
+		}
+		return c, err
+	}
+}
+
+type failure struct {
+	err error
+	at  time.Time
 }
 
 // Open dials, authenticates and names the connection. name may be "" to skip

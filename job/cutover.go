@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/hook"
 )
 
 // Cutover configures the end of a migration: once the target caught up, the
@@ -21,9 +22,14 @@ type Cutover struct {
 	// resumes by itself if ferry dies in the middle.
 	PauseMax time.Duration
 	// Hook, if set, is run once with sh -c when the target is ready (to
-	// switch the application's configuration, say). It sees FERRY_JOB,
-	// FERRY_CUTOVER_OFFSETS and FERRY_CUTOVER_WAIT_MS.
-	Hook string
+	// switch the application's configuration, say), in a process group of
+	// its own that is ended before the source is unpaused (package hook).
+	// Its environment: PATH, HOME, FERRY_JOB, FERRY_CUTOVER_OFFSETS,
+	// FERRY_CUTOVER_WAIT_MS and the variables HookEnv names.
+	Hook    string
+	HookEnv []string
+	// HookTimeout, if > 0, ends the hook sooner than the pause would.
+	HookTimeout time.Duration
 	// Unpause lifts the pause on the source at the end instead of letting it
 	// run out (the application now writes to the target).
 	Unpause bool
@@ -196,11 +202,22 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	}
 
 	if co.Hook != "" {
-		hctx, cancel := context.WithDeadline(ctx, until)
-		err := runHook(hctx, co.Hook, j.c.Name, rep)
+		// The hook must be over, its processes ended, before the pause
+		// runs out by itself: once the source takes writes again, a late
+		// switch of the application would lose them.
+		grace := hookGrace(co.PauseMax)
+		deadline, bound := until.Add(-2*grace), "cutover_pause_max "+co.PauseMax.String()
+		if co.HookTimeout > 0 && time.Now().Add(co.HookTimeout).Before(deadline) {
+			deadline, bound = time.Now().Add(co.HookTimeout), "cutover_hook_timeout "+co.HookTimeout.String()
+		}
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := runHook(hctx, co, j.c.Name, rep, grace)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("cutover_hook: %w", err)
+			if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				return fmt.Errorf("%w (it must end within %s)", err, bound)
+			}
+			return err
 		}
 	}
 	if co.Verify != nil {
@@ -225,20 +242,30 @@ func (j *job) reconnects() int64 {
 	return n
 }
 
-func runHook(ctx context.Context, hook, job string, rep CutoverReport) error {
-	cmd := exec.CommandContext(ctx, "sh", "-c", hook)
+// hookGrace is the time between SIGTERM and SIGKILL for the hook's
+// processes: short against the pause, at most hook.DefaultGrace.
+func hookGrace(pauseMax time.Duration) time.Duration {
+	return min(max(pauseMax/20, 50*time.Millisecond), hook.DefaultGrace)
+}
+
+// runHook runs the cutover hook; it returns once none of its processes is
+// left.
+func runHook(ctx context.Context, co *Cutover, job string, rep CutoverReport, grace time.Duration) error {
 	offs := make([]string, len(rep.Offsets))
 	for i, o := range rep.Offsets {
 		offs[i] = strconv.FormatInt(o, 10)
 	}
-	cmd.Env = append(os.Environ(),
-		"FERRY_JOB="+job,
-		"FERRY_CUTOVER_OFFSETS="+strings.Join(offs, ","),
-		"FERRY_CUTOVER_WAIT_MS="+strconv.FormatInt(rep.Wait.Milliseconds(), 10),
-	)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%q: %w", hook, err)
-	}
-	return nil
+	return hook.Run(ctx, hook.Spec{
+		Name:    "cutover_hook",
+		Command: co.Hook,
+		Vars: []string{
+			"FERRY_JOB=" + job,
+			"FERRY_CUTOVER_OFFSETS=" + strings.Join(offs, ","),
+			"FERRY_CUTOVER_WAIT_MS=" + strconv.FormatInt(rep.Wait.Milliseconds(), 10),
+		},
+		Pass:   co.HookEnv,
+		Stdout: os.Stderr,
+		Stderr: os.Stderr,
+		Grace:  grace,
+	})
 }

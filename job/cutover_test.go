@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,5 +141,106 @@ func TestPauseSupported(t *testing.T) {
 		if got := pauseSupported(v); got != want {
 			t.Errorf("pauseSupported(%q) = %v", v, got)
 		}
+	}
+}
+
+// TestCutoverHookEnded: a hook whose child outlives sh and would switch the
+// application after the pause ran out fails the cutover, and the child is
+// gone before the source is unpaused: the switch never happens. The hook
+// sees only the documented environment, even when ferry's own holds
+// passwords.
+func TestCutoverHookEnded(t *testing.T) {
+	redistest.Require(t)
+	t.Setenv("FERRY_TARGET_PASSWORD", "hunter2-xyz")
+	t.Setenv("FERRY_SOURCE_PASSWORD", "s3cret-Pa55")
+	t.Setenv("SOME_TOKEN", "nope")
+	t.Setenv("PASSED_ON", "yes")
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 50, Seed: 43})
+	dir := t.TempDir()
+	co := &Cutover{
+		PauseMax: 3 * time.Second,
+		Hook:     "env > " + dir + "/env; (sleep 6; touch " + dir + "/switched) & echo $! > " + dir + "/pid; wait",
+		HookEnv:  []string{"PASSED_ON"},
+	}
+	_, err := Run(context.Background(), Options{Conf: testConf(t, src.URL(), dst.URL()), Migrate: true, Cutover: co, Log: testLog(t)})
+	if !errors.Is(err, ErrCutover) {
+		t.Fatalf("want a cutover failure, got %v", err)
+	}
+	msg := err.Error()
+	t.Logf("cutover error: %v", msg)
+	for _, w := range []string{"cutover_hook", "timed out", "unpaused"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not say %q", msg, w)
+		}
+	}
+	if strings.Contains(msg, "sleep") {
+		t.Errorf("error %q shows the command", msg)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		t.Fatalf("the hook did not run: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 || processRuns(pid) {
+		t.Errorf("the hook's child %d still runs after the cutover failed", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "switched")); err == nil {
+		t.Error("the hook's child switched the application")
+	}
+	if !writable(t, src, time.Second) {
+		t.Error("the source stayed paused after a failed cutover")
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"PATH": true, "HOME": true, "PASSED_ON": true, "FERRY_JOB": true,
+		"FERRY_CUTOVER_OFFSETS": true, "FERRY_CUTOVER_WAIT_MS": true,
+		"PWD": true, "OLDPWD": true, "SHLVL": true, "_": true} // the last four: set by the shell itself
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if k, _, _ := strings.Cut(line, "="); !allowed[k] {
+			t.Errorf("the hook sees %q, outside the documented set", line)
+		}
+	}
+	if !strings.Contains(string(b), "PASSED_ON=yes\n") || !strings.Contains(string(b), "FERRY_JOB=default\n") {
+		t.Errorf("the hook's environment lacks PASSED_ON or FERRY_JOB:\n%s", b)
+	}
+}
+
+// processRuns reports whether pid runs (a zombie nobody reaps does not).
+func processRuns(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
+}
+
+// TestCutoverHookTimeout: cutover_hook_timeout ends a hung hook long
+// before the pause would run out, and the source is unpaused then.
+func TestCutoverHookTimeout(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 20, Seed: 44})
+	co := &Cutover{PauseMax: 60 * time.Second, HookTimeout: time.Second, Hook: "sleep 120 & wait"}
+	var pausedAt time.Time
+	co.paused = func() { pausedAt = time.Now() }
+	_, err := Run(context.Background(), Options{Conf: testConf(t, src.URL(), dst.URL()), Migrate: true, Cutover: co, Log: testLog(t)})
+	if !errors.Is(err, ErrCutover) || !strings.Contains(err.Error(), "cutover_hook: timed out") || !strings.Contains(err.Error(), "cutover_hook_timeout 1s") {
+		t.Fatalf("want a cutover_hook timeout naming cutover_hook_timeout, got %v", err)
+	}
+	if d := time.Since(pausedAt); d > 30*time.Second {
+		t.Errorf("the source stayed paused %s: the hook ran to the pause's end", d)
+	}
+	if !writable(t, src, time.Second) {
+		t.Error("the source stayed paused after the hook timed out")
 	}
 }

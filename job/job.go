@@ -156,6 +156,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	default:
 		j.throttle = o.Throttle
 	}
+	warnInsecure(j.log, "source", o.Conf.Source)
+	warnInsecure(j.log, "target", o.Conf.Target)
 	j.setPhase("connecting")
 	if o.Observe != nil {
 		o.Observe(j.state)
@@ -283,6 +285,14 @@ func (j *job) state() State {
 		st.Writers = append(st.Writers, ws)
 	}
 	return st
+}
+
+// warnInsecure says, once per endpoint, that its TLS certificate is not
+// checked: the setting is easy to leave on after a test.
+func warnInsecure(log zerolog.Logger, role string, e conf.Endpoint) {
+	if e.IsSet() && e.TLSOn() && e.TLS.InsecureSkipVerify {
+		log.Warn().Str(role, e.Redacted()).Msgf("%s: insecure_skip_verify is on: the server's TLS certificate is not checked, anyone on the network path can pose as it and read the data and password", role)
+	}
 }
 
 func dialOptions(e conf.Endpoint, host string) (dial.Options, error) {

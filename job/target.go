@@ -22,6 +22,8 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	// Dialer: ferry's own dial, so that a TLS handshake that gets no TLS
+	// answer fails within the timeout with a message that says what to check.
 	return &redis.Options{
 		Addr:            o.Addr,
 		Username:        o.Username,
@@ -29,6 +31,7 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 		DB:              db,
 		TLSConfig:       o.TLS,
 		DialTimeout:     timeout,
+		Dialer:          dial.RedisDialer(o.TLS, timeout),
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		Protocol:        2,

@@ -30,6 +30,7 @@ const shutdownGrace = 2 * time.Second
 //	GET /status/<job>  one Job, or 404
 //	GET /metrics       Prometheus text format
 //	GET /healthz       200 "ok", or 503 naming the failed jobs
+//	GET /debug/pprof/  Go profiles, only with WithPprof(true)
 //
 // A disabled Server (no address, or the default address was busy) accepts
 // registrations and serves nothing.
@@ -39,6 +40,8 @@ type Server struct {
 	srv  *http.Server
 	reg  *prometheus.Registry
 	addr string
+
+	pprof bool
 
 	mu      sync.RWMutex
 	sources map[string]Source
@@ -52,8 +55,11 @@ type Server struct {
 // false (addr is the default, not something the user configured; another
 // ferry may run on this host) New logs a warning and returns a disabled
 // Server; when explicit is true it returns an error naming the address.
-func New(addr string, explicit bool, log zerolog.Logger) (*Server, error) {
+func New(addr string, explicit bool, log zerolog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{log: log, sources: map[string]Source{}}
+	for _, o := range opts {
+		o(s)
+	}
 	if addr == "" {
 		return s, nil
 	}
@@ -85,11 +91,17 @@ func New(addr string, explicit bool, log zerolog.Logger) (*Server, error) {
 		ErrorLog:      errLog,
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	// Profiles of a running job, for a slow sync: go tool pprof
-	// http://<status_addr>/debug/pprof/profile?seconds=10
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if s.pprof {
+		// Profiles of a running job, for a slow sync: go tool pprof
+		// http://<status_addr>/debug/pprof/profile?seconds=10. Off by
+		// default: profiles show memory contents (keys, values).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	if !isLoopback(ln.Addr()) {
+		log.Warn().Str("status_addr", s.addr).Msgf("the status server listens on a non-loopback address: %s served without authentication to anyone who can reach it", s.served())
+	}
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -100,6 +112,28 @@ func New(addr string, explicit bool, log zerolog.Logger) (*Server, error) {
 		ErrorLog:          errLog,
 	}
 	return s, nil
+}
+
+// Option is an option of New.
+type Option func(*Server)
+
+// WithPprof serves /debug/pprof/ when on.
+func WithPprof(on bool) Option { return func(s *Server) { s.pprof = on } }
+
+// served lists what the server serves, for logs.
+func (s *Server) served() string {
+	l := "/status, /metrics, /healthz"
+	if s.pprof {
+		l += ", /debug/pprof/"
+	}
+	return l
+}
+
+// isLoopback reports whether a bound address is reachable from this host
+// only (an unspecified address, 0.0.0.0 or ::, is every interface).
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // listenCause strips "listen tcp 127.0.0.1:9121: bind:" from a Listen
@@ -159,7 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case 2:
 		return nil
 	}
-	s.log.Info().Str("status_addr", s.addr).Msg("status server listening (/status, /metrics, /healthz)")
+	s.log.Info().Str("status_addr", s.addr).Msgf("status server listening (%s)", s.served())
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Serve(s.ln) }()
 	select {
@@ -236,6 +270,9 @@ func (s *Server) job(name string) (Job, bool) {
 func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprint(w, "ferry\n\n/status        all jobs (JSON)\n/status/<job>  one job (JSON)\n/metrics       Prometheus metrics\n/healthz       200 unless a job failed\n")
+	if s.pprof {
+		fmt.Fprint(w, "/debug/pprof/  Go profiles\n")
+	}
 }
 
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/dial"
 )
 
 // ownPrefix marks the keys ferry itself owns on a target; verify ignores them
@@ -144,6 +145,7 @@ func (s *side) options(addr string, db int) *redis.Options {
 		DB:                       db,
 		TLSConfig:                s.tls,
 		DialTimeout:              dialTimeout(s.ep),
+		Dialer:                   dial.RedisDialer(s.tls, dialTimeout(s.ep)),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,
@@ -168,6 +170,7 @@ func (s *side) clusterOptions(seeds []string) *redis.ClusterOptions {
 		Password:                 s.ep.Password,
 		TLSConfig:                s.tls,
 		DialTimeout:              dialTimeout(s.ep),
+		Dialer:                   dial.RedisDialer(s.tls, dialTimeout(s.ep)),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,

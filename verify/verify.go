@@ -162,6 +162,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err := o.fill(); err != nil {
 		return Result{}, err
 	}
+	for _, s := range []struct {
+		role string
+		ep   conf.Endpoint
+	}{{"source", o.Source}, {"target", o.Target}} {
+		if s.ep.TLSOn() && s.ep.TLS.InsecureSkipVerify {
+			o.Log.Warn().Str(s.role, s.ep.Redacted()).Msgf("verify: %s: insecure_skip_verify is on: the server's TLS certificate is not checked, anyone on the network path can pose as it and read the data and password", s.role)
+		}
+	}
 	src, err := openSide(ctx, "source", o.Source, o.MaxOps, o.Workers+2)
 	if err != nil {
 		return Result{}, err

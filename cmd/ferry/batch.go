@@ -100,7 +100,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 	base, _ := baseLogger(b.LogLevel, b.LogFormat, stderr)
 	redisLogger.Store(&base)
-	srv, stopStatus, err := statusServer(b.StatusAddr, base)
+	srv, stopStatus, err := statusServer(b.StatusAddr, b.Pprof, base)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		var sum job.Summary
 		var co *job.Cutover
 		if jc.CutoverHook != "" && jc.Mode == conf.ModeMigrate {
-			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook}
+			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout}
 		}
 		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys

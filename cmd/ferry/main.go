@@ -376,6 +376,8 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	f := newJobFlags(name, summary, stderr)
 	f.stdout = stdout
 	var cut cutoverFlags
+	var pprofFlag bool
+	f.fs.BoolVar(&pprofFlag, "pprof", false, "serve Go profiles at /debug/pprof/ on the status address (pprof in the file; off by default)")
 	if migrate {
 		f.fs.BoolVar(&cut.on, "cutover", false, "once caught up: pause the source's writes (CLIENT PAUSE … WRITE, at most cutover_pause_max), wait until the target has applied everything, run cutover_hook, report \"cutover ready\"")
 		f.fs.BoolVar(&cut.unpause, "unpause", false, "with --cutover: unpause the source at the end instead of letting the pause run out")
@@ -403,7 +405,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	redisLogger.Store(&log)
 	f.logWarnings(log)
 
-	srv, stopStatus, err := statusServer(jc.StatusAddr, base)
+	srv, stopStatus, err := statusServer(jc.StatusAddr, jc.Pprof || pprofFlag, base)
 	if err != nil {
 		return err
 	}
@@ -589,7 +591,7 @@ func (c cutoverFlags) options(jc conf.Job, log zerolog.Logger, stdout io.Writer)
 	if !c.on {
 		return nil
 	}
-	co := &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, Unpause: c.unpause}
+	co := &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout, Unpause: c.unpause}
 	co.Ready = func(r job.CutoverReport) {
 		until := "until " + r.Until.Format(time.TimeOnly)
 		if c.unpause {

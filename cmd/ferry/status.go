@@ -31,9 +31,9 @@ const (
 // returned stop function is called (stop waits for it to shut down).
 // addr "" disables it. A busy address is a configuration error when the
 // user chose it, and only a warning when it is the default.
-func statusServer(addr string, log zerolog.Logger) (*status.Server, func(), error) {
+func statusServer(addr string, pprof bool, log zerolog.Logger) (*status.Server, func(), error) {
 	explicit := addr != conf.Default().StatusAddr
-	srv, err := status.New(addr, explicit, log)
+	srv, err := status.New(addr, explicit, log, status.WithPprof(pprof))
 	if err != nil {
 		return nil, nil, usageError{fmt.Errorf("config: %v (choose another status_addr, or \"off\" to disable it)", err)}
 	}

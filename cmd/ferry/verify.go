@@ -103,6 +103,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		if st, err := os.Stat(filepath.Dir(*reportPath)); err != nil || !st.IsDir() {
 			return usageError{fmt.Errorf("--report %s: no such directory %s", *reportPath, filepath.Dir(*reportPath))}
 		}
+		if st, err := os.Lstat(*reportPath); err == nil && st.IsDir() {
+			return usageError{fmt.Errorf("--report %s: is a directory", *reportPath)}
+		}
 	}
 
 	log := newLogger(jc, stderr)
@@ -156,16 +159,25 @@ func runVerify(ctx context.Context, jc conf.Job, o verify.Options, log zerolog.L
 	return res, nil
 }
 
+// writeVerifyReport writes the report readable by its owner only (it holds
+// values of both sides) to a new file beside path, then renames it over
+// path: a symlink or a file someone else prepared at path is replaced, never
+// followed or written through.
 func writeVerifyReport(path string, res verify.Result) error {
-	fh, err := os.Create(path)
+	fh, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if err := res.WriteJSON(fh); err != nil {
-		fh.Close()
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
-	if err := fh.Close(); err != nil {
+	tmp := fh.Name()
+	err = res.WriteJSON(fh)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return nil
