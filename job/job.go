@@ -567,6 +567,9 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 	for {
 		done := true
 		for _, w := range j.writers() {
+			if err := w.Err(); err != nil {
+				return err
+			}
 			if p, ok := w.Applied(i); (!ok || p.Seq < seq) && w.Pending(i) {
 				done = false
 				break

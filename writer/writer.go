@@ -157,7 +157,11 @@ type Writer struct {
 	redirected    []Op
 	injected      map[*Batch]bool // batches of re-routed ops not yet applied
 	fatal         error
-	dirty         bool // a fatal refusal happened with later groups pipelined past it
+	// dirty: after a refusal the target is at no source position (a group
+	// ran without a refused command, or groups ran past one that did not
+	// run). Reply reader only, then Run.
+	dirty     bool
+	dirtyDone atomic.Bool // the dirty mark is on the target
 
 	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
 	connected                                                          atomic.Bool
@@ -449,21 +453,25 @@ func (w *Writer) Run(ctx context.Context) error {
 		start := time.Now()
 		err := w.session(ctx)
 		established := w.connected.Swap(false)
-		if ctx.Err() != nil {
-			return nil
-		}
 		if errors.Is(err, errRetire) {
 			w.log.Info().Dur("age", time.Since(start)).Msg("connection retired by max_conn_age; reconnecting")
 			w.reconnects.Add(1)
 			continue
 		}
+		if fe := w.Err(); fe != nil {
+			// A refusal halted the session (see session.halt).
+			if w.dirty && !w.dirtyDone.Load() {
+				w.markDirty(ctx)
+			}
+			return fe
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 		var fe *FatalError
 		var re *RewoundError
 		if errors.As(err, &fe) || errors.As(err, &re) {
 			w.setFatal(err)
-			if w.dirty {
-				w.markDirty(ctx)
-			}
 			return err
 		}
 		msg := err.Error()
@@ -484,11 +492,16 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // markDirty records on the target that it is not consistent with any source
-// position, so that a restart does a full resync instead of resuming.
+// position, so that a restart does a full resync instead of resuming. The
+// reply reader does it on the writer's own connection (finishHalt); this is
+// the fallback for when that connection died first, after which the server
+// runs nothing more of what it carried.
 func (w *Writer) markDirty(ctx context.Context) {
 	fail := func(err error) {
 		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	c, err := dial.Open(ctx, w.dialOpts(), w.cfg.Name, 4096)
 	if err != nil {
 		fail(err)
@@ -501,7 +514,18 @@ func (w *Writer) markDirty(ctx context.Context) {
 			return
 		}
 	}
+	for key, p := range w.dirtyMarks() {
+		if _, err := c.Do("SET", key, p.Encode()); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// dirtyMarks are the dirty markers to write: each stream's last position
+// acknowledged in order.
+func (w *Writer) dirtyMarks() map[string]Position {
 	w.qmu.Lock()
+	defer w.qmu.Unlock()
 	marks := map[string]Position{}
 	for stream, p := range w.applied {
 		key := w.streamKey[stream]
@@ -511,15 +535,15 @@ func (w *Writer) markDirty(ctx context.Context) {
 		p.State = StateDirty
 		marks[key] = p
 	}
-	w.qmu.Unlock()
-	for key, p := range marks {
-		if _, err := c.Do("SET", key, p.Encode()); err != nil {
-			fail(err)
-		}
-	}
+	return marks
 }
 
 type session struct {
+	// halted is the refusal that stopped the sender; hole: a group past it
+	// did not run (reply reader only).
+	halted error
+	hole   bool
+
 	w        *Writer
 	c        *resp.Conn
 	curDB    int
@@ -888,6 +912,11 @@ func (s *session) send(ctx context.Context) error {
 		}
 		bs, err := s.next(ctx)
 		if err != nil {
+			if s.w.Err() != nil {
+				// Halted by a refusal: the reply reader still reads what
+				// was sent and ends the session.
+				return nil
+			}
 			return err
 		}
 		if w.cfg.Throttle != nil {
@@ -907,6 +936,9 @@ func (s *session) send(ctx context.Context) error {
 			}
 		}
 		if err := s.write(bs); err != nil {
+			if w.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -1184,7 +1216,12 @@ func (s *session) write(bs []*Batch) error {
 		items, g.items = g.items[n:], g.items[:n:n]
 	}
 	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
-	s.push(f)
+	if err := s.push(f); err != nil {
+		w.qmu.Lock()
+		w.sending -= len(bs)
+		w.qmu.Unlock()
+		return err
+	}
 
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
@@ -1249,17 +1286,22 @@ func appendSelect(dst []byte, db int) []byte {
 	return resp.AppendBulkInt(dst, int64(db))
 }
 
-// push queues f as in flight and arms the read deadline if it is the only one.
-func (s *session) push(f *flight) {
+// push queues f as in flight and arms the read deadline if it is the only
+// one. After a refusal nothing more goes out: push returns the error.
+func (s *session) push(f *flight) error {
 	w := s.w
 	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.fatal != nil {
+		return w.fatal
+	}
 	w.inflight = append(w.inflight, f)
 	w.inflightBytes += f.size
 	w.sending -= len(f.batches)
 	if len(w.inflight) == 1 {
 		s.armDeadline(true)
 	}
-	w.qmu.Unlock()
+	return nil
 }
 
 // armDeadline sets the read deadline while requests are outstanding and
@@ -1290,7 +1332,9 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	if time.Since(w.lastWrite) < idle {
 		return nil
 	}
-	s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))})
+	if s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}) != nil {
+		return nil // halted: the reply reader ends the session
+	}
 	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	if _, err := s.c.W.Write(cmdPing); err != nil {
 		return err
@@ -1311,11 +1355,19 @@ func (s *session) receive() error {
 	}
 	var f *flight
 	for {
+		if s.halted != nil && f == nil && w.idleInflight() {
+			return s.finishHalt()
+		}
 		// Only arrays call onElemErr, and the only arrays ferry expects are
 		// EXEC results, so errors collected here belong to the reply at hand.
 		execErrs = nil
 		kind, msg, err := s.c.R.ReadStatus(onElemErr)
 		if err != nil {
+			if s.halted != nil {
+				// The refusal is what the job must hear about; Run records
+				// the dirty mark on a new connection if this one died first.
+				return s.halted
+			}
 			return err
 		}
 		// The flight is looked up after the reply arrives (a PING may have
@@ -1352,33 +1404,82 @@ func (s *session) receive() error {
 	}
 }
 
+// idleInflight reports whether nothing is in flight.
+func (w *Writer) idleInflight() bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.inflight) == 0
+}
+
+// halt records a refusal as the writer's fatal error — before any flight
+// answered by the same reply is acknowledged, so that whoever wakes up
+// (Drain, a caught-up check, a stop) sees the error and not an idle
+// writer — and stops the sender: nothing is sent after it. What was
+// already sent is still answered and accounted (the target runs it
+// whatever ferry does) so that the markers can record where the target
+// ended up; the reply reader then writes them and ends the session.
+func (s *session) halt(err error) {
+	if s.halted != nil {
+		return
+	}
+	w := s.w
+	s.halted = err
+	w.qmu.Lock()
+	if w.fatal == nil {
+		w.fatal = err
+	}
+	w.cond.Broadcast()
+	w.qmu.Unlock()
+	// Flights pushed before the error was recorded must reach the server
+	// for their replies to come; none is pushed after it.
+	w.mu.Lock()
+	if s.c.W.Buffered() > 0 {
+		s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
+		s.c.W.Flush()
+	}
+	w.mu.Unlock()
+}
+
+// finishHalt runs once every flight sent before a refusal is answered: if
+// the target is not at any source position (the refused command's group
+// ran without it, or later groups ran past a group that did not), the
+// markers say so (state dirty, at the last position acknowledged in
+// order). They are written on this connection, after everything it
+// carried: a marker written on another connection could land before a
+// group still queued on this one and be overwritten by it.
+func (s *session) finishHalt() error {
+	w := s.w
+	if !w.dirty {
+		return s.halted
+	}
+	marks := w.dirtyMarks()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.cfg.Slotted {
+		if _, err := s.c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	for key, p := range marks {
+		if _, err := s.c.Do("SET", key, p.Encode()); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	w.dirtyDone.Store(true)
+	return s.halted
+}
+
 // feed accounts one reply to group g of f. It returns done once g is fully
-// answered.
+// answered. A refusal does not end the reading: it halts the writer (see
+// halt) and the replies of what was already sent are read on.
 func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs map[int]string) (bool, error) {
 	w := s.w
 	g.got++
 	if !g.multi {
-		item := g.items[g.got-1]
-		if kind == resp.Error && transient(prefix(msg)) {
-			// Nothing is known applied past here; the markers sort it out
-			// after the reconnect.
-			return false, fmt.Errorf("%s: %s, will retry", w.Addr(), msg)
-		}
 		if kind == resp.Error {
-			if item == itemInternal {
-				if f.batches == nil {
-					return false, fmt.Errorf("%s: PING: %s", w.Addr(), msg)
-				}
-				if redirect(prefix(msg)) {
-					// The home slot left this master: the marker update is
-					// lost, which only delays a position record.
-					return g.got == len(g.items), nil
-				}
-				return false, s.refusal(f, g, -1, msg)
-			}
-			if redirect(prefix(msg)) {
-				s.redirectOps(f, g, []int{int(item)})
-			} else if err := s.opError(f, g, int(item), msg); err != nil {
+			if err := s.itemError(f, g, g.items[g.got-1], msg); err != nil {
 				return false, err
 			}
 		}
@@ -1393,7 +1494,13 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	switch {
 	case g.got == 1: // MULTI
 		if kind == resp.Error {
-			return false, &FatalError{fmt.Errorf("%s: MULTI refused: %s", w.Addr(), msg)}
+			if s.halted == nil && transient(prefix(msg)) {
+				return false, fmt.Errorf("%s: MULTI: %s, will retry", w.Addr(), msg)
+			}
+			// The group's commands now run one by one, outside any
+			// transaction: the target is at no source position.
+			w.dirty = true
+			s.halt(&FatalError{fmt.Errorf("target %s refused MULTI: %s", w.Addr(), msg)})
 		}
 		return false, nil
 	case g.got <= len(g.items)+1: // +QUEUED or an error while queueing
@@ -1410,29 +1517,70 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 		return s.aborted(f, g, msg)
 	}
 	if msg == "null" {
-		return false, &FatalError{fmt.Errorf("%s: EXEC returned no result", w.Addr())}
+		s.halt(&FatalError{fmt.Errorf("%s: EXEC returned no result", w.Addr())})
+		return true, nil
 	}
 	g.status = statusApplied
 	for i, m := range execErrs {
 		if i >= len(g.items) {
 			continue
 		}
+		var err error
 		if g.items[i] < 0 {
-			return false, &FatalError{fmt.Errorf("%s: ferry's marker write failed: %s", w.Addr(), m)}
+			err = &FatalError{fmt.Errorf("target %s: ferry's marker write failed: %s", w.Addr(), m)}
+		} else {
+			err = s.opError(f, g, int(g.items[i]), m)
 		}
-		if err := s.opError(f, g, int(g.items[i]), m); err != nil {
-			// The group is applied (EXEC ran); the flight is acknowledged
-			// up to here before the writer stops.
-			s.completePartial(f)
-			return false, err
+		if err != nil {
+			// The group ran without this command (or its marker).
+			w.dirty = true
+			s.halt(err)
 		}
 	}
 	return true, nil
 }
 
+// itemError handles an error reply to one command of an unfenced group.
+func (s *session) itemError(f *flight, g *group, item int32, msg string) error {
+	w := s.w
+	code := prefix(msg)
+	switch {
+	case f.batches == nil: // a keepalive PING
+		if s.halted != nil {
+			return nil
+		}
+		return fmt.Errorf("%s: PING: %s", w.Addr(), msg)
+	case s.halted != nil:
+		// Past a refusal, whatever fails here leaves a hole.
+		w.dirty = true
+	case transient(code):
+		// Nothing is known applied past here; the markers sort it out
+		// after the reconnect.
+		return fmt.Errorf("%s: %s, will retry", w.Addr(), msg)
+	case redirect(code) && item == itemInternal:
+		// The home slot left this master: the marker update is lost,
+		// which only delays a position record.
+	case redirect(code):
+		s.redirectOps(f, g, []int{int(item)})
+	case item == itemInternal:
+		w.dirty = true
+		s.halt(s.refusal(f, g, -1, msg))
+	default:
+		if err := s.opError(f, g, int(item), msg); err != nil {
+			// The rest of the group runs without it.
+			w.dirty = true
+			s.halt(err)
+		}
+	}
+	return nil
+}
+
 // aborted handles EXECABORT: nothing of the group ran.
 func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 	w := s.w
+	if s.halted != nil {
+		return true, nil // not applied: complete sees the hole
+	}
 	first, firstMsg := -1, execMsg
 	for i := 0; i < len(g.items); i++ {
 		if m, ok := g.queueErrs[i]; ok {
@@ -1457,7 +1605,8 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 	if first >= 0 {
 		op = int(g.items[first])
 	}
-	return false, s.refusal(f, g, op, firstMsg)
+	s.halt(s.refusal(f, g, op, firstMsg))
+	return true, nil
 }
 
 // redirectOps takes commands of g out for routing again.
@@ -1486,22 +1635,14 @@ func (s *session) redirectOps(f *flight, g *group, idx []int) {
 	}
 }
 
-// refusal stops the writer because the target refused a command while
-// queueing it (unknown command, wrong arity, ACL, OOM…): the group did not
-// run, but later groups may already be pipelined behind it and run, so the
-// target is no longer at any source position.
+// refusal is the error for a command the target refused while queueing it
+// (unknown command, wrong arity, ACL, OOM…): its group did not run.
 func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 	w := s.w
 	what := "ferry's own command"
 	if op >= 0 {
 		at := g.ops[op]
 		what = f.batches[at.b].Describe(int(at.i))
-	}
-	w.qmu.Lock()
-	later := len(w.inflight) > 1 || f.cur < len(f.groups)-1
-	w.qmu.Unlock()
-	if later {
-		w.dirty = true
 	}
 	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
 }
@@ -1521,7 +1662,9 @@ func (s *session) opError(f *flight, g *group, op int, msg string) error {
 	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
 }
 
-// complete acknowledges a fully answered flight.
+// complete acknowledges a fully answered flight. After a refusal (halt),
+// only what ran in order is acknowledged: a group that did not run leaves
+// a hole, and a group that ran after a hole makes the target dirty.
 func (s *session) complete(f *flight) {
 	w := s.w
 	w.qmu.Lock()
@@ -1532,40 +1675,32 @@ func (s *session) complete(f *flight) {
 	w.inflight[0] = nil
 	w.inflight = w.inflight[1:]
 	w.inflightBytes -= f.size
-	for i := range f.groups {
-		g := &f.groups[i]
-		if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
-			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+	ack := true
+	if s.halted != nil {
+		for i := range f.groups {
+			switch g := &f.groups[i]; {
+			case g.status == statusPending && (len(g.ops) > 0 || g.marker != ""):
+				s.hole = true
+				ack = false
+			case g.status == statusApplied && s.hole:
+				w.dirty = true
+			}
 		}
+		ack = ack && !s.hole
 	}
-	w.groups.Add(int64(len(f.groups)))
-	for _, b := range f.batches {
-		w.ackBatchLocked(b)
-	}
-	s.armDeadline(len(w.inflight) > 0)
-	w.cond.Broadcast()
-}
-
-// completePartial is for a flight whose current group ran but whose writer
-// must stop: the groups up to it are acknowledged, the rest stay in flight
-// for the next start to sort out through the markers.
-func (s *session) completePartial(f *flight) {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for i := 0; i <= f.cur && i < len(f.groups); i++ {
-		g := &f.groups[i]
-		if g.status == statusApplied && g.marker != "" {
-			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+	if ack {
+		for i := range f.groups {
+			g := &f.groups[i]
+			if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
+				w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+			}
 		}
-	}
-	if len(f.groups) == 1 && len(w.inflight) > 0 && w.inflight[0] == f {
-		w.inflight = w.inflight[1:]
-		w.inflightBytes -= f.size
+		w.groups.Add(int64(len(f.groups)))
 		for _, b := range f.batches {
 			w.ackBatchLocked(b)
 		}
 	}
+	s.armDeadline(len(w.inflight) > 0)
 	w.cond.Broadcast()
 }
 
