@@ -82,6 +82,13 @@ type Job struct {
 	MaxOpsPerSecond   int           // 0 = unlimited
 	MaxBytesPerSecond int64         // 0 = unlimited
 	CutoverPauseMax   time.Duration // > 0
+	// RetryTimeout: migrate, run and imports give up (exit 1) once a peer
+	// has been unreachable this long; sync keeps trying and reports
+	// itself unready. 0 = never give up.
+	RetryTimeout time.Duration
+	// StopTimeout bounds a graceful stop (SIGINT/SIGTERM): past it ferry
+	// exits whatever the peers do. > 0.
+	StopTimeout time.Duration
 	CutoverHook       string        // command run at cutover; "" = none
 
 	Filter Filter
@@ -175,6 +182,8 @@ func Default() Job {
 		LogFormat:         "auto",
 		ProgressInterval:  5 * time.Second,
 		CutoverPauseMax:   30 * time.Second,
+		RetryTimeout:      5 * time.Minute,
+		StopTimeout:       30 * time.Second,
 	}
 }
 

@@ -632,6 +632,8 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.integer("max_ops_per_second", &j.MaxOpsPerSecond)
 	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
+	t.duration("retry_timeout", &j.RetryTimeout)
+	t.duration("stop_timeout", &j.StopTimeout)
 	t.str("cutover_hook", &j.CutoverHook)
 	if v, ok := t.get("filter"); ok {
 		if fm, ok := v.(map[string]any); ok {

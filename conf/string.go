@@ -46,6 +46,8 @@ func (j Job) String() string {
 	w("max_ops_per_second", strconv.Itoa(j.MaxOpsPerSecond))
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
+	w("retry_timeout", dur(j.RetryTimeout))
+	w("stop_timeout", dur(j.StopTimeout))
 	w("cutover_hook", quote(j.CutoverHook))
 	if j.Source.IsSet() {
 		j.Source.write(&b, "source", true)

@@ -87,6 +87,8 @@ func (j *Job) validate(full bool) error {
 		{"max_conn_age", j.MaxConnAge, false},
 		{"progress_interval", j.ProgressInterval, false},
 		{"cutover_pause_max", j.CutoverPauseMax, true},
+		{"retry_timeout", j.RetryTimeout, false},
+		{"stop_timeout", j.StopTimeout, true},
 	} {
 		if err := checkDuration(d.field, d.v, d.positive); err != nil {
 			return err

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/keepalive"
 	"github.com/ferry-dev/ferry/resp"
 )
@@ -81,6 +81,9 @@ type Config struct {
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
 	MaxConnAge        time.Duration // retire the connection after this long (0: never)
+	// RetryTimeout: give up (a fatal error) once the target has been
+	// unreachable this long (0: keep trying).
+	RetryTimeout time.Duration
 	OnError           ErrorPolicy
 	Log               zerolog.Logger
 	// Throttle, if set, is called before each flight is sent with the number
@@ -115,6 +118,7 @@ func (c *Config) defaults() {
 // Stats are counters for status and metrics.
 type Stats struct {
 	Connected      bool
+	Down           time.Duration // how long the target has been unreachable (0: connected or never tried)
 	Reconnects     int64
 	Batches        int64
 	Ops            int64
@@ -166,6 +170,7 @@ type Writer struct {
 	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
 	connected                                                          atomic.Bool
 	born                                                               atomic.Int64 // unix ns of the current connection
+	downSince                                                          atomic.Int64 // unix ns since when the target is unreachable; 0: up
 	kaEvery                                                            atomic.Int64
 	lastErr                                                            atomic.Pointer[string]
 	warned                                                             sync.Once
@@ -211,6 +216,10 @@ func (e *RewoundError) Error() string {
 }
 
 var errRetire = errors.New("connection retired (max_conn_age)")
+
+// haltGrace is how long a halted session may go on reading the replies of
+// what it sent after the job is told to stop.
+const haltGrace = 5 * time.Second
 
 // Submit queues b. It blocks while too many bytes are queued and returns the
 // writer's fatal error, if any. The writer owns b from now on.
@@ -422,6 +431,9 @@ func (w *Writer) Stats() Stats {
 	if s.Connected {
 		s.ConnAge = time.Since(time.Unix(0, w.born.Load()))
 	}
+	if d := w.downSince.Load(); d != 0 {
+		s.Down = time.Since(time.Unix(0, d))
+	}
 	if e := w.lastErr.Load(); e != nil {
 		s.LastError = *e
 	}
@@ -449,6 +461,7 @@ func (w *Writer) setFatal(err error) {
 // restart the source from the markers.
 func (w *Writer) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
+	var readonlySince time.Time
 	for {
 		start := time.Now()
 		err := w.session(ctx)
@@ -470,18 +483,60 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		var fe *FatalError
 		var re *RewoundError
-		if errors.As(err, &fe) || errors.As(err, &re) {
+		if errors.As(err, &re) {
 			w.setFatal(err)
 			return err
+		}
+		if errors.As(err, &fe) || fault.IsPermanent(err) {
+			if fe == nil {
+				err = &FatalError{fault.New("target "+w.Addr(), "", err)}
+			}
+			w.setFatal(err)
+			return err
+		}
+		// Transient: retry with capped backoff, logged when the state
+		// changes (down, back up), not per attempt.
+		now := time.Now()
+		if fault.Readonly(err) {
+			if readonlySince.IsZero() {
+				readonlySince = now
+			} else if now.Sub(readonlySince) > fault.ReadonlyFor {
+				err = &FatalError{fault.PermanentErr("target "+w.Addr(), "", "the address is a replica: give the master's address", fmt.Errorf("still READONLY after %s: %w", fault.ReadonlyFor, err))}
+				w.setFatal(err)
+				return err
+			}
+		} else {
+			readonlySince = time.Time{}
 		}
 		msg := err.Error()
 		w.lastErr.Store(&msg)
 		w.reconnects.Add(1)
+		down := w.downSince.Load()
+		if down == 0 {
+			down = now.UnixNano()
+			w.downSince.Store(down)
+			if established {
+				w.log.Warn().Err(err).Msg("target connection lost; reconnecting")
+			} else {
+				w.log.Warn().Err(err).Msg("target unreachable; retrying")
+			}
+		} else {
+			w.log.Debug().Err(err).Msg("target still unreachable")
+		}
+		if rt := w.cfg.RetryTimeout; rt > 0 && now.Sub(time.Unix(0, down)) >= rt {
+			err = &FatalError{fault.PermanentErr("target "+w.Addr(), "", "bring the target back, or raise retry_timeout",
+				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", now.Sub(time.Unix(0, down)).Round(time.Second), err))}
+			w.setFatal(err)
+			return err
+		}
 		if established {
 			backoff = 50 * time.Millisecond // the connection worked: a new drop, retry fast
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		w.log.Warn().Err(err).Dur("retry_in", d).Msg("target connection lost; reconnecting")
+		if rt := w.cfg.RetryTimeout; rt > 0 {
+			// The last attempt comes when the timeout runs out, not after.
+			d = min(d, max(time.Until(time.Unix(0, down).Add(rt)), time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -541,8 +596,9 @@ func (w *Writer) dirtyMarks() map[string]Position {
 type session struct {
 	// halted is the refusal that stopped the sender; hole: a group past it
 	// did not run (reply reader only).
-	halted error
-	hole   bool
+	halted  error
+	hole    bool
+	halting atomic.Bool // halted is set (read by the session's closer)
 
 	w        *Writer
 	c        *resp.Conn
@@ -561,8 +617,8 @@ func (w *Writer) session(ctx context.Context) error {
 	d := w.dialOpts()
 	c, err := dial.Open(ctx, d, w.cfg.Name, 256<<10)
 	if err != nil {
-		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{err}
+		if fault.IsPermanent(err) || errors.Is(err, dial.ErrAuth) {
+			return &FatalError{fmt.Errorf("target %w", err)}
 		}
 		return err
 	}
@@ -605,13 +661,29 @@ func (w *Writer) session(ctx context.Context) error {
 	w.mu.Unlock()
 	w.born.Store(time.Now().UnixNano())
 	w.connected.Store(true)
+	if down := w.downSince.Swap(0); down != 0 {
+		w.log.Info().Dur("down_for", time.Since(time.Unix(0, down)).Round(time.Millisecond)).Msg("target connection back up")
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.send(gctx) })
-	g.Go(func() error { return s.receive() })
+	received := make(chan struct{})
+	g.Go(func() error {
+		defer close(received)
+		return s.receive()
+	})
 	g.Go(func() error { return keepalive.Run(gctx, s, interval) })
 	g.Go(func() error {
 		<-gctx.Done()
+		if s.halting.Load() {
+			// After a refusal the job stops, but the replies of what was
+			// sent still say what the target applied, for the marker: they
+			// get a short while to come (the read deadline bounds it too).
+			select {
+			case <-received:
+			case <-time.After(haltGrace):
+			}
+		}
 		c.Close() // unblocks receive
 		w.wake()  // unblocks send
 		return nil
@@ -628,10 +700,10 @@ func (w *Writer) session(ctx context.Context) error {
 func classify(addr string, err error) error {
 	var re *resp.ReplyError
 	if errors.As(err, &re) {
-		if transient(re.Prefix()) {
+		if !fault.IsPermanent(err) {
 			return fmt.Errorf("%s: %w", addr, err)
 		}
-		return &FatalError{fmt.Errorf("%s: %w", addr, err)}
+		return &FatalError{fault.New("target "+addr, re.Cmd, err)}
 	}
 	return err
 }
@@ -1424,6 +1496,7 @@ func (s *session) halt(err error) {
 	}
 	w := s.w
 	s.halted = err
+	s.halting.Store(true)
 	w.qmu.Lock()
 	if w.fatal == nil {
 		w.fatal = err
@@ -1494,8 +1567,8 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	switch {
 	case g.got == 1: // MULTI
 		if kind == resp.Error {
-			if s.halted == nil && transient(prefix(msg)) {
-				return false, fmt.Errorf("%s: MULTI: %s, will retry", w.Addr(), msg)
+			if s.halted == nil && transient(msg) {
+				return false, fmt.Errorf("%s: will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "MULTI", Msg: msg})
 			}
 			// The group's commands now run one by one, outside any
 			// transaction: the target is at no source position.
@@ -1543,7 +1616,6 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 // itemError handles an error reply to one command of an unfenced group.
 func (s *session) itemError(f *flight, g *group, item int32, msg string) error {
 	w := s.w
-	code := prefix(msg)
 	switch {
 	case f.batches == nil: // a keepalive PING
 		if s.halted != nil {
@@ -1553,14 +1625,14 @@ func (s *session) itemError(f *flight, g *group, item int32, msg string) error {
 	case s.halted != nil:
 		// Past a refusal, whatever fails here leaves a hole.
 		w.dirty = true
-	case transient(code):
+	case transient(msg):
 		// Nothing is known applied past here; the markers sort it out
 		// after the reconnect.
-		return fmt.Errorf("%s: %s, will retry", w.Addr(), msg)
-	case redirect(code) && item == itemInternal:
+		return fmt.Errorf("%s: will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "reply", Msg: msg})
+	case redirect(msg) && item == itemInternal:
 		// The home slot left this master: the marker update is lost,
 		// which only delays a position record.
-	case redirect(code):
+	case redirect(msg):
 		s.redirectOps(f, g, []int{int(item)})
 	case item == itemInternal:
 		w.dirty = true
@@ -1588,9 +1660,8 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 			break
 		}
 	}
-	code := prefix(firstMsg)
 	switch {
-	case redirect(code):
+	case redirect(firstMsg):
 		// The slot is elsewhere (or moving): the job routes these again.
 		idx := make([]int, len(g.ops))
 		for k := range idx {
@@ -1598,8 +1669,8 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 		}
 		s.redirectOps(f, g, idx)
 		return true, nil
-	case transient(code):
-		return false, fmt.Errorf("%s: transaction aborted, will retry: %s", w.Addr(), firstMsg)
+	case transient(firstMsg):
+		return false, fmt.Errorf("%s: transaction aborted, will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "EXEC", Msg: firstMsg})
 	}
 	op := -1
 	if first >= 0 {
@@ -1644,7 +1715,14 @@ func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 		at := g.ops[op]
 		what = f.batches[at.b].Describe(int(at.i))
 	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
+	return refused(w.Addr(), what, msg)
+}
+
+// refused is the fatal error for a command the target refused: one line
+// naming the server, the command, the reply and the fix.
+func refused(addr, what, msg string) error {
+	_, fix := fault.Reply(msg)
+	return &FatalError{fault.PermanentErr("target "+addr, "refused "+what, fix, errors.New(msg))}
 }
 
 // opError applies the error policy to a command that failed while running.
@@ -1659,7 +1737,7 @@ func (s *session) opError(f *flight, g *group, op int, msg string) error {
 		}
 		return nil
 	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
+	return refused(w.Addr(), what, msg)
 }
 
 // complete acknowledges a fully answered flight. After a refusal (halt),
@@ -1704,29 +1782,10 @@ func (s *session) complete(f *flight) {
 	w.cond.Broadcast()
 }
 
-func prefix(msg string) string {
-	if i := strings.IndexByte(msg, ' '); i > 0 {
-		return msg[:i]
-	}
-	return msg
-}
-
-// transient reports whether an error code means "try again later": the
+// transient reports whether an error reply means "try again later": the
 // server is loading, busy, not a master right now, or mid-failover.
-func transient(code string) bool {
-	switch code {
-	case "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "UNBLOCKED":
-		return true
-	}
-	return false
-}
+func transient(msg string) bool { return fault.Retry(msg) }
 
-// redirect reports whether an error code means the command's slot is served
-// elsewhere, now or soon.
-func redirect(code string) bool {
-	switch code {
-	case "MOVED", "ASK", "TRYAGAIN":
-		return true
-	}
-	return false
-}
+// redirect reports whether an error reply means the command's slot is
+// served elsewhere, now or soon.
+func redirect(msg string) bool { return fault.Redirect(msg) }
