@@ -89,7 +89,7 @@ type Job struct {
 	// StopTimeout bounds a graceful stop (SIGINT/SIGTERM): past it ferry
 	// exits whatever the peers do. > 0.
 	StopTimeout time.Duration
-	CutoverHook       string        // command run at cutover; "" = none
+	CutoverHook string // command run at cutover; "" = none
 
 	Filter Filter
 }

@@ -84,8 +84,8 @@ type Config struct {
 	// RetryTimeout: give up (a fatal error) once the target has been
 	// unreachable this long (0: keep trying).
 	RetryTimeout time.Duration
-	OnError           ErrorPolicy
-	Log               zerolog.Logger
+	OnError      ErrorPolicy
+	Log          zerolog.Logger
 	// Throttle, if set, is called before each flight is sent with the number
 	// of commands and bytes in it; it blocks until they may go.
 	Throttle func(ctx context.Context, ops, bytes int) error
