@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
 )
 
@@ -69,6 +70,9 @@ type Stats struct {
 	PartialSyncs int64
 	Reconnects   int64
 	LastError    string
+	// DownSince: the link has been down since then (zero while it is up
+	// or before the first link).
+	DownSince time.Time
 }
 
 // PSync is a replica client of one master.
@@ -149,15 +153,30 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 			// configuration problem the user must see now, not a retry loop.
 			return &FatalError{err}
 		}
+		if fault.IsPermanent(err) {
+			return &FatalError{err}
+		}
 		msg := err.Error()
-		p.update(func(s *Stats) { s.Reconnects++; s.LastError = msg; s.Phase = "connecting" })
+		wasDown := false
+		p.update(func(s *Stats) {
+			s.Reconnects++
+			s.LastError = msg
+			s.Phase = "connecting"
+			if wasDown = !s.DownSince.IsZero(); !wasDown {
+				s.DownSince = time.Now()
+			}
+		})
 		if p.established {
 			// The link worked: this is a new drop, not a retry of a failed
 			// connect, so come back fast.
 			backoff = 100 * time.Millisecond
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		p.cfg.Log.Warn().Err(err).Dur("retry_in", d).Int64("offset", p.offset).Msg("source link lost; reconnecting")
+		if wasDown {
+			p.cfg.Log.Debug().Err(err).Dur("retry_in", d).Msg("source still unreachable")
+		} else {
+			p.cfg.Log.Warn().Err(err).Int64("offset", p.offset).Msg("source link lost; reconnecting")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -239,6 +258,11 @@ func (p *PSync) link(ctx context.Context) error {
 	}
 	p.connectedOnce.Store(true)
 	p.established = true
+	var downSince time.Time
+	p.update(func(s *Stats) { downSince, s.DownSince = s.DownSince, time.Time{} })
+	if !downSince.IsZero() {
+		p.cfg.Log.Info().Dur("down_for", time.Since(downSince).Round(time.Millisecond)).Msg("source link back up")
+	}
 	switch {
 	case strings.HasPrefix(line, "+FULLRESYNC"):
 		f := strings.Fields(line)

@@ -10,11 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -336,12 +334,8 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	js := newJobStatus(jc, "")
 	srv.Register(jc.Name, js.source)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signalContext(stderr, jc.StopTimeout)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal ends the process at once
-	}()
 
 	var progressDone chan struct{}
 	progressCtx, stopProgress := context.WithCancel(context.Background())
@@ -382,7 +376,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 // state meanwhile (the caller finishes it).
 func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
-	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co})
+	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co, StopTimeout: jc.StopTimeout})
 	if err == nil && migrate && jc.RDB == "" && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
