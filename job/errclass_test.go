@@ -59,3 +59,118 @@ func TestPermanentTargetErrorsStopAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// notReady is what /readyz would say about the job now.
+func notReady(state func() State) []string {
+	return state().Status("default", "sync").NotReady()
+}
+
+// TestTargetDownUnreadyThenResumes: a target that goes away is a transient
+// fault: the sync keeps trying (one log line per state change), reports
+// itself not ready once the writer has been down longer than the
+// threshold, naming the writer and why, and resumes without loss when the
+// target is back.
+func TestTargetDownUnreadyThenResumes(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t, "--appendonly", "yes")
+	sc := src.Client(t)
+	c := testConf(t, src.URL(), dst.URL())
+	var state func() State
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f }})
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	if why := notReady(state); len(why) != 0 {
+		t.Fatalf("not ready while streaming: %v", why)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoadOpts(ctx, t, sc, true)
+	time.Sleep(200 * time.Millisecond)
+	dst.Stop(t)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return len(notReady(state)) > 0 }, "the sync to report the writer unready")
+	why := strings.Join(notReady(state), "; ")
+	if !strings.Contains(why, "ferry-writer-0") || !strings.Contains(why, "disconnected for") || !strings.Contains(why, "connection refused") {
+		t.Errorf("readiness says %q; want the writer, how long and why", why)
+	}
+	dst.Restart(t)
+	cancel()
+	redistest.WaitFor(t, 30*time.Second, func() bool { return len(notReady(state)) == 0 }, "the sync to be ready again")
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	checkCounters(t, dst.Client(t), l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTargetDebugSleepIsTransient: a target that stops answering for a
+// while (DEBUG SLEEP) longer than the reply deadline is reconnected to and
+// the sync goes on without loss.
+func TestTargetDebugSleepIsTransient(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	c := testConf(t, src.URL(), dst.URL())
+	c.Target.DialTimeout = time.Second
+	var state func() State
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), IOTimeout: time.Second, Observe: func(f func() State) { state = f }})
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runLoad(ctx, t, sc)
+	time.Sleep(200 * time.Millisecond)
+	dst.Do(t, "DEBUG", "SLEEP", "3")
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	checkCounters(t, dst.Client(t), l)
+	if st := state(); st.Writers[0].Stats.Reconnects < 1 {
+		t.Errorf("writer reconnects = %d; the 3 s sleep should have outlasted the 1 s reply deadline", st.Writers[0].Stats.Reconnects)
+	}
+	if why := notReady(state); len(why) != 0 {
+		t.Errorf("not ready after the target woke up: %v", why)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTargetNeverAnswersRetryTimeout: a target that accepts connections
+// and never answers is a transient fault for retry_timeout, then a migrate
+// gives up with one line naming the target and the setting.
+func TestTargetNeverAnswersRetryTimeout(t *testing.T) {
+	redistest.Require(t)
+	// The source holds its snapshot back, so the migrate is still running
+	// when the target freezes.
+	src := redistest.Start(t, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "20")
+	src.Do(t, "SET", "k", "v")
+	dst := redistest.Start(t)
+	px := redistest.NewProxy(t, dst.Addr)
+	c := testConf(t, src.URL(), px.URL())
+	c.Target.DialTimeout = 500 * time.Millisecond
+	c.KeepaliveInterval = 200 * time.Millisecond
+	c.RetryTimeout = 2 * time.Second
+	ended := make(chan error, 1)
+	var state func() State
+	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), IOTimeout: 500 * time.Millisecond, Observe: func(f func() State) { state = f }}, ended)
+	redistest.WaitFor(t, 10*time.Second, func() bool { return len(dst.ClientsNamed(t, "ferry-writer-")) == 1 }, "the writer's connection")
+	px.Freeze()
+	start := time.Now()
+	var err error
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the migrate did not give up on a target that never answers")
+	}
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "retry_timeout") || !strings.Contains(err.Error(), px.Addr) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want one line naming the target and retry_timeout, got %v", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("gave up after %s with retry_timeout 2s", took)
+	}
+	if st := state(); st.Phase != "failed" {
+		t.Errorf("phase %q", st.Phase)
+	}
+	t.Logf("gave up after %s: %v", took.Round(time.Millisecond), err)
+}
