@@ -121,9 +121,9 @@ type job struct {
 	// what it can but never waits longer.
 	hard        context.Context
 	stopExpired atomic.Bool
-	caught   atomic.Bool   // migrate: every stream caught up
-	shards   int           // source shards of the current attempt
-	seq      atomic.Uint64 // unit numbers (see applier.seq)
+	caught      atomic.Bool   // migrate: every stream caught up
+	shards      int           // source shards of the current attempt
+	seq         atomic.Uint64 // unit numbers (see applier.seq)
 
 	mu      sync.Mutex
 	sum     Summary
