@@ -452,6 +452,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The same checks as sync and migrate: a file that passes here runs.
+	if err := notBuilt(jc, ""); err != nil {
+		return err
+	}
 	fmt.Fprint(stdout, jc.String())
 	return nil
 }
