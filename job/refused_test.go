@@ -238,3 +238,46 @@ func readMarker(t *testing.T, c *redis.Client) (writer.Position, bool) {
 	}
 	return p, true
 }
+
+// TestSkipWithFence: on_error = "skip" with the fence on: a command the
+// target refuses while queueing (ACL: no SETRANGE) aborts its transaction;
+// the rest of the group and the marker are applied, the refused command is
+// counted as skipped (every time it comes), and nothing else is lost or
+// doubled, under a load of non-idempotent commands.
+func TestSkipWithFence(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	sc, dc := src.Client(t), dst.Client(t)
+	ctx := context.Background()
+	aclUser(t, dst, "nosetrange", []string{"+@all", "-setrange"})
+	c := testConf(t, src.URL(), dst.URL())
+	withUser(&c.Target, "nosetrange")
+	c.OnError = "skip"
+	var state func() State
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f }})
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	lctx, cancel := context.WithCancel(ctx)
+	l := runLoad(lctx, t, sc)
+	const refused = 30
+	for i := range refused {
+		sc.Set(ctx, fmt.Sprint("before", i), i, 0)
+		sc.SetRange(ctx, "ranged", int64(i), "x")
+		sc.Set(ctx, fmt.Sprint("after", i), i, 0)
+		sc.Incr(ctx, "incremented")
+	}
+	cancel()
+	sc.Del(ctx, "ranged") // the one key the target cannot hold
+	waitCaughtUp(t, src, dst, "default", 30*time.Second)
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	checkCounters(t, dc, l)
+	if n := state().Writers[0].Stats.Skipped; n != refused {
+		t.Errorf("skipped = %d, want %d", n, refused)
+	}
+	if p, ok := readMarker(t, dc); !ok || p.State != writer.StateLive {
+		t.Errorf("marker %+v, %v", p, ok)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

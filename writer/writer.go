@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +168,10 @@ type Writer struct {
 	// run). Reply reader only, then Run.
 	dirty     bool
 	dirtyDone atomic.Bool // the dirty mark is on the target
+	// skipFenced: command names the target refused while queueing (and
+	// why), and names it has taken (guarded by qmu).
+	refusedNames map[string]string
+	takenNames   map[string]bool
 
 	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
 	connected                                                          atomic.Bool
@@ -593,7 +599,76 @@ func (w *Writer) dirtyMarks() map[string]Position {
 	return marks
 }
 
+// skipFenced: on_error = skip with the fence on a standalone target, where a
+// command refused while queueing (unknown command, ACL) aborts its whole
+// group: the group is sent again without it (see aborted).
+func (w *Writer) skipFenced() bool {
+	return w.cfg.OnError == Skip && w.cfg.Fence && !w.cfg.Slotted
+}
+
+// skipProbeLocked prepares the head of the queue for skipFenced: commands
+// the target refused before are taken out and counted as skipped, and it
+// reports whether the batch holds a command the target has not taken yet.
+// Such a batch goes out with nothing pipelined behind it, so that if the
+// target refuses it, nothing after it has run and the batch can be sent
+// again without the refused command, in order. Once every command name in
+// the stream has been taken, batches are pipelined as usual. w.qmu held.
+func (w *Writer) skipProbeLocked() bool {
+	b := w.queue[0]
+	if w.refusedNames == nil {
+		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
+	}
+	var drop map[int]bool
+	probe := false
+	for i := range b.ops {
+		name := commandName(b.op(i))
+		if why, ok := w.refusedNames[name]; ok {
+			if drop == nil {
+				drop = map[int]bool{}
+			}
+			drop[i] = true
+			w.noteSkipped(b.Describe(i), why)
+			continue
+		}
+		if !w.takenNames[name] {
+			probe = true
+		}
+	}
+	if drop != nil {
+		nb := b.without(func(i int) bool { return drop[i] })
+		w.queuedBytes += int64(nb.Size() - b.Size())
+		if w.injected[b] {
+			delete(w.injected, b)
+			w.injected[nb] = true
+		}
+		b.Release()
+		w.queue[0] = nb
+	}
+	return probe
+}
+
+// noteSkipped counts a command refused by the target and skipped.
+func (w *Writer) noteSkipped(what, why string) {
+	n := w.skipped.Add(1)
+	if n <= 10 || n%1000 == 0 {
+		w.log.Warn().Str("command", what).Str("error", why).Int64("skipped_total", n).Msg("target refused a command; skipped (on_error = skip)")
+	}
+}
+
+// commandName is the upper-cased name of an encoded command.
+func commandName(enc []byte) string {
+	args, err := resp.ParseCommand(enc)
+	if err != nil || len(args) == 0 {
+		return ""
+	}
+	return strings.ToUpper(string(args[0]))
+}
+
 type session struct {
+	// probing: the last flight holds a command the target has not taken
+	// yet; nothing is sent until it is answered (skipFenced).
+	probing bool
+
 	// halted is the refusal that stopped the sender; hole: a group past it
 	// did not run (reply reader only).
 	halted  error
@@ -915,6 +990,7 @@ type flight struct {
 	size          int64
 	cur           int                     // group being answered
 	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
+	resent        bool                    // its batch went back to the queue (see resend)
 }
 
 const itemInternal = -1
@@ -934,7 +1010,13 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
+		// After a batch with a command the target has not taken yet,
+		// nothing goes out until it is answered (see skipProbeLocked).
+		held := s.probing && len(w.inflight) > 0
+		if !held && len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
+			if w.skipFenced() {
+				s.probing = w.skipProbeLocked()
+			}
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
 			if w.cfg.Slotted {
 				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
@@ -1672,12 +1754,69 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 	case transient(firstMsg):
 		return false, fmt.Errorf("%s: transaction aborted, will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "EXEC", Msg: firstMsg})
 	}
+	if w.skipFenced() && s.resend(f, g) {
+		return true, nil
+	}
 	op := -1
 	if first >= 0 {
 		op = int(g.items[first])
 	}
 	s.halt(s.refusal(f, g, op, firstMsg))
 	return true, nil
+}
+
+// resend handles a fenced group aborted because the target refused some of
+// its commands while queueing, under on_error = skip: if nothing was sent
+// after it, the group's batch goes back to the head of the queue without
+// the refused commands, which are counted as skipped (and dropped from
+// later batches before they are sent). false: it cannot be (a refused
+// marker or SELECT, or later groups already ran), the refusal stands.
+func (s *session) resend(f *flight, g *group) bool {
+	w := s.w
+	if len(f.batches) != 1 || len(f.groups) != 1 {
+		return false
+	}
+	b := f.batches[0]
+	drop := map[int]bool{}
+	why := map[int]string{}
+	for i, msg := range g.queueErrs {
+		if i >= len(g.items) || g.items[i] < 0 {
+			return false // ferry's own SELECT or marker
+		}
+		k := int(g.ops[g.items[i]].i)
+		drop[k], why[k] = true, msg
+	}
+	if len(drop) == 0 {
+		return false
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	at := slices.Index(w.inflight, f)
+	if at < 0 {
+		return false
+	}
+	for _, later := range w.inflight[at+1:] {
+		if later.batches != nil {
+			return false
+		}
+	}
+	if w.refusedNames == nil {
+		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
+	}
+	for k := range drop {
+		w.refusedNames[commandName(b.op(k))] = why[k]
+		w.noteSkipped(b.Describe(k), why[k])
+	}
+	nb := b.without(func(i int) bool { return drop[i] })
+	if w.injected[b] {
+		delete(w.injected, b)
+		w.injected[nb] = true
+	}
+	w.queue = append([]*Batch{nb}, w.queue...)
+	w.queuedBytes += int64(nb.Size())
+	f.resent = true
+	w.cond.Broadcast()
+	return true
 }
 
 // redirectOps takes commands of g out for routing again.
@@ -1753,6 +1892,19 @@ func (s *session) complete(f *flight) {
 	w.inflight[0] = nil
 	w.inflight = w.inflight[1:]
 	w.inflightBytes -= f.size
+	if f.resent {
+		f.batches[0].Release()
+		s.armDeadline(len(w.inflight) > 0)
+		w.cond.Broadcast()
+		return
+	}
+	if w.skipFenced() && w.takenNames != nil && len(f.batches) == 1 {
+		// The group ran: the target takes these commands.
+		b := f.batches[0]
+		for i := range b.ops {
+			w.takenNames[commandName(b.op(i))] = true
+		}
+	}
 	ack := true
 	if s.halted != nil {
 		for i := range f.groups {
