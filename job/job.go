@@ -99,6 +99,9 @@ type Summary struct {
 	// CaughtUp: a migrate reached the source's offsets (it was not
 	// interrupted before).
 	CaughtUp bool
+	// Skipped: commands the target refused and that were skipped
+	// (on_error = skip); the target does not hold them.
+	Skipped int64
 }
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -670,6 +673,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	var sum Summary
 	first := true
 	for _, w := range j.writers() {
+		sum.Skipped += w.Stats().Skipped
 		if p, ok := w.Applied(0); ok && (first || p.Offset < sum.Applied.Offset) {
 			sum.Applied, first = p, false
 		}
@@ -695,6 +699,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.Keys += sum.Keys
 	j.sum.Expired += sum.Expired
 	j.sum.Commands += sum.Commands
+	j.sum.Skipped += sum.Skipped
 	j.mu.Unlock()
 	return err
 }

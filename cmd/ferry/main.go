@@ -358,16 +358,21 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	}
 	js.finish(phaseDone, nil)
 	secs := sum.Elapsed.Seconds()
+	// A skip is a write the target does not hold: the summary says so.
+	skipped := ""
+	if sum.Skipped > 0 {
+		skipped = fmt.Sprintf("; %d commands refused by the target and skipped (on_error = skip)", sum.Skipped)
+	}
 	switch {
 	case jc.RDB != "":
-		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s\n",
-			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3))
+		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s%s\n",
+			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), skipped)
 	case migrate:
-		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)\n",
-			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag)
+		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)%s\n",
+			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag, skipped)
 	default:
-		fmt.Fprintf(stdout, "stopped after %.1f s: %d keys, %d commands applied; resume point %s:%d saved on the target\n",
-			secs, sum.Keys, sum.Commands, sum.Applied.ReplID, sum.Applied.Offset)
+		fmt.Fprintf(stdout, "stopped after %.1f s: %d keys, %d commands applied; resume point %s:%d saved on the target%s\n",
+			secs, sum.Keys, sum.Commands, sum.Applied.ReplID, sum.Applied.Offset, skipped)
 	}
 	return nil
 }
