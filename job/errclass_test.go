@@ -174,3 +174,39 @@ func TestTargetNeverAnswersRetryTimeout(t *testing.T) {
 	}
 	t.Logf("gave up after %s: %v", took.Round(time.Millisecond), err)
 }
+
+// TestSourceDownRetryTimeout: a source that goes away during a migrate is
+// retried for retry_timeout, then the migrate gives up naming the source.
+func TestSourceDownRetryTimeout(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	src.Do(t, "SET", "k", "v")
+	dst := redistest.Start(t)
+	c := testConf(t, src.URL(), dst.URL())
+	c.RetryTimeout = 2 * time.Second
+	ended := make(chan error, 1)
+	// A target that takes nothing: the migrate cannot catch up before the
+	// source goes.
+	hold := func(ctx context.Context, ops, bytes int) error { <-ctx.Done(); return ctx.Err() }
+	states := make(chan func() State, 1)
+	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), Throttle: hold, Observe: func(f func() State) { states <- f }}, ended)
+	state := <-states
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "ferry's replica link to stream")
+	src.Kill(t)
+	start := time.Now()
+	var err error
+	select {
+	case err = <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the migrate did not give up on a source that is gone")
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("gave up after %s with retry_timeout 2s", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "retry_timeout") || !strings.Contains(err.Error(), src.Addr) {
+		t.Fatalf("want an error naming the source and retry_timeout, got %v", err)
+	}
+}

@@ -600,6 +600,8 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		Acked:   s.applied,
 		Resolve: resolve,
 		Rewind:  s.rewind,
+		// A sync keeps trying; a migrate gives up (see retryTimeout).
+		RetryTimeout: j.retryTimeout(),
 	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
 	s.app.ackNow = s.ps.AckNow
 	return s, nil

@@ -49,7 +49,10 @@ type Config struct {
 	// everything ferry received after offset to changed no data, so that
 	// ferry may continue from to instead of taking a new snapshot.
 	Rewind func(ctx context.Context, to int64) bool
-	Log    zerolog.Logger
+	// RetryTimeout: give up (a FatalError) once the source has been
+	// unreachable this long (0: keep trying).
+	RetryTimeout time.Duration
+	Log          zerolog.Logger
 }
 
 // Start says where to begin: an empty ReplID asks for a full resync.
@@ -158,6 +161,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		}
 		msg := err.Error()
 		wasDown := false
+		var downSince time.Time
 		p.update(func(s *Stats) {
 			s.Reconnects++
 			s.LastError = msg
@@ -165,7 +169,12 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 			if wasDown = !s.DownSince.IsZero(); !wasDown {
 				s.DownSince = time.Now()
 			}
+			downSince = s.DownSince
 		})
+		if rt := p.cfg.RetryTimeout; rt > 0 && time.Since(downSince) >= rt {
+			return &FatalError{fault.PermanentErr("source "+p.cfg.Dial.Addr, "", "bring the source back, or raise retry_timeout",
+				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", time.Since(downSince).Round(time.Second), err))}
+		}
 		if p.established {
 			// The link worked: this is a new drop, not a retry of a failed
 			// connect, so come back fast.
