@@ -1634,6 +1634,12 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	g.got++
 	if !g.multi {
 		if kind == resp.Error {
+			if item := g.items[g.got-1]; item == itemInternal && f.batches != nil && s.halted == nil && redirect(msg) {
+				// The home slot left this master: the marker update is
+				// lost (the group is not applied), which only delays a
+				// position record.
+				return g.got == len(g.items), nil
+			}
 			if err := s.itemError(f, g, g.items[g.got-1], msg); err != nil {
 				return false, err
 			}
@@ -1712,8 +1718,7 @@ func (s *session) itemError(f *flight, g *group, item int32, msg string) error {
 		// after the reconnect.
 		return fmt.Errorf("%s: will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "reply", Msg: msg})
 	case redirect(msg) && item == itemInternal:
-		// The home slot left this master: the marker update is lost,
-		// which only delays a position record.
+		// handled by feed
 	case redirect(msg):
 		s.redirectOps(f, g, []int{int(item)})
 	case item == itemInternal:
