@@ -84,8 +84,15 @@ type Job struct {
 	MaxOpsPerSecond   int           // 0 = unlimited
 	MaxBytesPerSecond int64         // 0 = unlimited
 	CutoverPauseMax   time.Duration // > 0
-	CutoverHook       string        // command run at cutover; "" = none
-	CutoverHookEnv    []string      // names of variables passed through to the hook
+	// RetryTimeout: migrate, run and imports give up (exit 1) once a peer
+	// has been unreachable this long; sync keeps trying and reports
+	// itself unready. 0 = never give up.
+	RetryTimeout time.Duration
+	// StopTimeout bounds a graceful stop (SIGINT/SIGTERM): past it ferry
+	// exits whatever the peers do. > 0.
+	StopTimeout    time.Duration
+	CutoverHook    string   // command run at cutover; "" = none
+	CutoverHookEnv []string // names of variables passed through to the hook
 
 	// CutoverHookTimeout bounds the hook's run; 0 = until shortly before
 	// cutover_pause_max runs out (which also caps a longer value).
@@ -182,6 +189,8 @@ func Default() Job {
 		LogFormat:         "auto",
 		ProgressInterval:  5 * time.Second,
 		CutoverPauseMax:   30 * time.Second,
+		RetryTimeout:      5 * time.Minute,
+		StopTimeout:       30 * time.Second,
 	}
 }
 

@@ -637,6 +637,8 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.integer("max_ops_per_second", &j.MaxOpsPerSecond)
 	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
+	t.duration("retry_timeout", &j.RetryTimeout)
+	t.duration("stop_timeout", &j.StopTimeout)
 	t.str("cutover_hook", &j.CutoverHook)
 	t.strs("cutover_hook_env", &j.CutoverHookEnv)
 	t.duration("cutover_hook_timeout", &j.CutoverHookTimeout)

@@ -50,6 +50,8 @@ func (j Job) String() string {
 	w("max_ops_per_second", strconv.Itoa(j.MaxOpsPerSecond))
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
+	w("retry_timeout", dur(j.RetryTimeout))
+	w("stop_timeout", dur(j.StopTimeout))
 	w("cutover_hook", quote(j.CutoverHook))
 	w("cutover_hook_env", strList(j.CutoverHookEnv))
 	w("cutover_hook_timeout", dur(j.CutoverHookTimeout))

@@ -110,6 +110,8 @@ func (j *Job) validate(full bool) error {
 		{"progress_interval", j.ProgressInterval, false},
 		{"cutover_pause_max", j.CutoverPauseMax, true},
 		{"cutover_hook_timeout", j.CutoverHookTimeout, false},
+		{"retry_timeout", j.RetryTimeout, false},
+		{"stop_timeout", j.StopTimeout, true},
 	} {
 		if err := checkDuration(d.field, d.v, d.positive); err != nil {
 			return err

@@ -21,14 +21,6 @@ import (
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
-// notYetExported are metrics the dashboard queries that this build does
-// not export yet: ferry_dropped_total (commands dropped by the filter or
-// refused, by reason) is being added with the drop accounting. Remove an
-// entry when its metric lands; the test then checks it like the others.
-var notYetExported = map[string]bool{
-	"ferry_dropped_total": true,
-}
-
 // dashboardQueries returns every PromQL expression of the dashboard, with
 // the panel (or variable) it belongs to.
 func dashboardQueries(t *testing.T) map[string]string {
@@ -181,11 +173,7 @@ func TestDashboardMetrics(t *testing.T) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		switch {
-		case notYetExported[n] && have[n]:
-			t.Errorf("%s is exported now: remove it from notYetExported", n)
-		case notYetExported[n]:
-		case !have[n]:
+		if !have[n] {
 			t.Errorf("%s queries %s, which /metrics of a running sync does not have", used[n], n)
 		}
 	}

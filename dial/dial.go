@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
 )
 
@@ -62,6 +63,10 @@ func Conn(ctx context.Context, o Options) (net.Conn, error) {
 		// answer in time, like our own timeout.
 		if notTLS(err) {
 			return nil, &HandshakeError{Addr: o.Addr, Err: err}
+		}
+		if fault.IsPermanent(err) {
+			return nil, &fault.Error{Class: fault.Permanent, Server: o.Addr, Command: "TLS handshake",
+				Fix: "check tls_ca_file, tls_server_name and the server's certificate", Err: errors.New(describeTLSErr(err))}
 		}
 		return nil, fmt.Errorf("tls handshake with %s: %s", o.Addr, describeTLSErr(err))
 	}
@@ -181,7 +186,9 @@ func Handshake(c *resp.Conn, o Options, name string) error {
 				return fmt.Errorf("%s: %w", o.Addr, err)
 			}
 			if p := re.Prefix(); p == "NOAUTH" {
-				return fmt.Errorf("%s: %w: the server requires a password and none is configured", o.Addr, ErrAuth)
+				return &fault.Error{Class: fault.Permanent, Server: o.Addr, Command: "CLIENT SETNAME",
+					Fix: "give the server's password in the address (redis://user:pass@host:port)",
+					Err: fmt.Errorf("%w: the server requires a password and none is configured", ErrAuth)}
 			}
 		}
 	}
@@ -194,19 +201,28 @@ func authError(o Options, err error) error {
 		user = "default"
 	}
 	var re *resp.ReplyError
-	if errors.As(err, &re) {
-		switch re.Prefix() {
-		case "WRONGPASS", "ERR":
-			if strings.Contains(re.Msg, "without any password configured") {
-				return fmt.Errorf("%s: AUTH refused: the server has no password set, but one is configured", o.Addr)
-			}
-			return fmt.Errorf("%s: %w: wrong password or user %q (%s)", o.Addr, ErrAuth, user, re.Msg)
-		case "NOPERM":
-			return fmt.Errorf("%s: %w: user %q: %s", o.Addr, ErrAuth, user, re.Msg)
-		}
-		return fmt.Errorf("%s: AUTH as %q: %s", o.Addr, user, re.Msg)
+	if !errors.As(err, &re) {
+		return fmt.Errorf("%s: AUTH: %w", o.Addr, err) // the link failed: transient
 	}
-	return fmt.Errorf("%s: AUTH: %w", o.Addr, err)
+	class, fix := fault.Reply(re.Msg)
+	if class == fault.Transient {
+		return &fault.Error{Class: class, Server: o.Addr, Command: "AUTH", Err: re}
+	}
+	e := &fault.Error{Class: fault.Permanent, Server: o.Addr, Command: "AUTH", Fix: fix}
+	switch re.Prefix() {
+	case "WRONGPASS", "ERR":
+		if strings.Contains(re.Msg, "without any password configured") {
+			e.Err = fmt.Errorf("%w: refused: the server has no password set, but one is configured", ErrAuth)
+			return e
+		}
+		e.Err = fmt.Errorf("%w: wrong password or user %q (%s)", ErrAuth, user, re.Msg)
+		e.Fix = "correct the user name or password in the address"
+	case "NOPERM":
+		e.Err = fmt.Errorf("%w: user %q: %s", ErrAuth, user, re.Msg)
+	default:
+		e.Err = fmt.Errorf("%w: as %q: %s", ErrAuth, user, re.Msg)
+	}
+	return e
 }
 
 func describeNetErr(err error) string {

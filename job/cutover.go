@@ -168,6 +168,11 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	deadline := start.Add(co.PauseMax * 8 / 10)
 	for i, s := range streams {
 		for s.applied() < offsets[i] {
+			for _, w := range j.writers() {
+				if err := w.Err(); err != nil {
+					return err // a refusal: the target will not catch up
+				}
+			}
 			if r := j.reconnects(); r != reconnects {
 				return fmt.Errorf("a connection dropped during the cutover")
 			}

@@ -39,8 +39,12 @@ type Options struct {
 	Throttle func(ctx context.Context, ops, bytes int) error
 	// IOTimeout overrides the writers' reply deadline (tests).
 	IOTimeout time.Duration
-	// DrainTimeout bounds the graceful stop (default 60 s).
+	// DrainTimeout bounds the final flush of a complete run (default 60 s).
 	DrainTimeout time.Duration
+	// StopTimeout bounds a stop once ctx is cancelled (default 30 s): past
+	// it everything is cancelled, whatever the peers do, and Run returns
+	// an error saying what was not flushed.
+	StopTimeout time.Duration
 	// Observe, if set, is called once at the start with a function that
 	// returns the job's live state (for status pages, metrics and tests).
 	Observe func(state func() State)
@@ -101,6 +105,9 @@ type Summary struct {
 	// AOFTruncated: an AOF import whose last file was cut off (applied up
 	// to there, like redis-server with aof-load-truncated yes).
 	AOFTruncated *aof.Truncation
+	// Skipped: commands the target refused and that were skipped
+	// (on_error = skip); the target does not hold them.
+	Skipped int64
 }
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -118,9 +125,14 @@ type job struct {
 	moves    *moves // cluster source: see moves.go
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
-	caught   atomic.Bool   // migrate: every stream caught up
-	shards   int           // source shards of the current attempt
-	seq      atomic.Uint64 // unit numbers (see applier.seq)
+	// hard is cancelled StopTimeout after the caller's context (or when
+	// Run returns): the machinery runs under it, so that a stop flushes
+	// what it can but never waits longer.
+	hard        context.Context
+	stopExpired atomic.Bool
+	caught      atomic.Bool   // migrate: every stream caught up
+	shards      int           // source shards of the current attempt
+	seq         atomic.Uint64 // unit numbers (see applier.seq)
 
 	mu      sync.Mutex
 	sum     Summary
@@ -136,6 +148,27 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if j.o.DrainTimeout <= 0 {
 		j.o.DrainTimeout = 60 * time.Second
 	}
+	if j.o.StopTimeout <= 0 {
+		j.o.StopTimeout = 30 * time.Second
+	}
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	j.hard = hard
+	go func() {
+		select {
+		case <-hard.Done():
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(j.o.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-hard.Done():
+		case <-t.C:
+			j.stopExpired.Store(true)
+			cancelHard()
+		}
+	}()
 	var err error
 	if j.filter, err = filter.New(o.Conf.Filter); err != nil {
 		return Summary{}, err
@@ -174,6 +207,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			}
 			continue
 		}
+		if j.stopExpired.Load() {
+			err = j.unflushed()
+		}
 		if err == nil {
 			j.setPhase("done")
 		} else {
@@ -188,6 +224,31 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 }
 
 func (j *job) setPhase(p string) { j.phase.Store(&p) }
+
+// unflushed is the error of a stop that ran out of stop_timeout: what the
+// writers still held, and what happens to it.
+func (j *job) unflushed() error {
+	var parts []string
+	for _, w := range j.writers() {
+		st := w.Stats()
+		if n := st.Queued + st.Inflight; n > 0 || !st.Connected {
+			p := fmt.Sprintf("%d bytes of writes not acknowledged by target %s", n, w.Addr())
+			if st.Down > 0 {
+				p += fmt.Sprintf(" (unreachable for %s: %s)", st.Down.Round(time.Second), st.LastError)
+			}
+			parts = append(parts, p)
+		}
+	}
+	what := "the stop did not finish"
+	if len(parts) > 0 {
+		what = strings.Join(parts, "; ")
+	}
+	rerun := "the next start resumes from them"
+	if j.c.RDB != "" {
+		rerun = "a rerun imports the file again"
+	}
+	return fmt.Errorf("stopped after stop_timeout %s: %s; the markers on the target record what was applied, %s", j.o.StopTimeout, what, rerun)
+}
 
 // Phase is the job's phase: the phase of its least advanced stream while it
 // runs.
@@ -384,7 +445,7 @@ func (j *job) attempt(ctx context.Context) error {
 	j.tgt, j.streams = tgt, nil
 	j.mu.Unlock()
 
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	runCtx, cancelRun := context.WithCancel(j.hard)
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	tgt.start(gctx, g)
@@ -561,6 +622,8 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		Acked:   s.applied,
 		Resolve: resolve,
 		Rewind:  s.rewind,
+		// A sync keeps trying; a migrate gives up (see retryTimeout).
+		RetryTimeout: j.retryTimeout(),
 	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
 	s.app.ackNow = s.ps.AckNow
 	return s, nil
@@ -589,6 +652,9 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 	for {
 		done := true
 		for _, w := range j.writers() {
+			if err := w.Err(); err != nil {
+				return err
+			}
 			if p, ok := w.Applied(i); (!ok || p.Seq < seq) && w.Pending(i) {
 				done = false
 				break
@@ -631,6 +697,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	var sum Summary
 	first := true
 	for _, w := range j.writers() {
+		sum.Skipped += w.Stats().Skipped
 		if p, ok := w.Applied(0); ok && (first || p.Offset < sum.Applied.Offset) {
 			sum.Applied, first = p, false
 		}
@@ -658,6 +725,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.Expired += sum.Expired
 	j.sum.Empty += sum.Empty
 	j.sum.Commands += sum.Commands
+	j.sum.Skipped += sum.Skipped
 	j.mu.Unlock()
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -105,11 +106,22 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.IOTimeout = j.o.IOTimeout
 	cfg.KeepaliveFallback = c.KeepaliveInterval
 	cfg.MaxConnAge = c.MaxConnAge
+	cfg.RetryTimeout = j.retryTimeout()
 	cfg.OnError = errorPolicy(c.OnError)
 	cfg.Log = j.log
 	cfg.Throttle = j.throttle
 	cfg.Low = j.low
 	return cfg
+}
+
+// retryTimeout is how long a writer retries an unreachable target: a sync
+// of a live source keeps trying (and reports itself unready); a job that
+// is meant to end gives up after retry_timeout.
+func (j *job) retryTimeout() time.Duration {
+	if !j.o.Migrate && j.c.RDB == "" {
+		return 0
+	}
+	return j.c.RetryTimeout
 }
 
 // low is stream i's global low watermark: every unit of the stream up to it

@@ -1,6 +1,8 @@
 package job
 
 import (
+	"time"
+
 	"github.com/ferry-dev/ferry/status"
 )
 
@@ -37,6 +39,12 @@ func (s State) Status(name, mode string) status.Job {
 			SpoolMemoryBytes: sh.Spool.InMemory,
 			SpoolDiskBytes:   sh.Spool.OnDisk,
 			LastError:        r.LastError,
+			DisconnectedSeconds: func() float64 {
+				if r.DownSince.IsZero() {
+					return 0
+				}
+				return time.Since(r.DownSince).Seconds()
+			}(),
 		})
 	}
 	for _, w := range s.Writers {
@@ -45,6 +53,7 @@ func (s State) Status(name, mode string) status.Job {
 			Name:                     w.Name,
 			Addr:                     w.Addr,
 			Connected:                st.Connected,
+			DisconnectedSeconds:      st.Down.Seconds(),
 			Reconnects:               st.Reconnects,
 			Batches:                  st.Batches,
 			Ops:                      st.Ops,

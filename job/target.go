@@ -3,14 +3,18 @@ package job
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 )
 
 // ownPrefix marks keys that belong to ferry itself on a target.
@@ -74,19 +78,22 @@ func (n *node) redial(o dial.Options) {
 	old.Close()
 }
 
-// describeCtlErr turns go-redis connection errors into one clear line.
+// describeCtlErr turns go-redis connection errors into one clear line,
+// classified (see package fault).
 func describeCtlErr(addr string, err error) error {
-	msg := err.Error()
+	if what := fault.Credentials(err); what != "" {
+		fe := fault.New(addr, "AUTH", err)
+		fe.Err = fmt.Errorf("%w: %s (%v)", dial.ErrAuth, what, err)
+		return fe
+	}
+	if fault.IsPermanent(err) {
+		return fault.New(addr, "", err)
+	}
+	var ne net.Error
 	switch {
-	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
-		return fmt.Errorf("%s: %w: wrong password or user (%s)", addr, dial.ErrAuth, msg)
-	case strings.Contains(msg, "NOAUTH"):
-		return fmt.Errorf("%s: %w: the server requires a password and none is configured", addr, dial.ErrAuth)
-	case strings.Contains(msg, "without any password configured"):
-		return fmt.Errorf("%s: AUTH refused: the server has no password set, but one is configured", addr)
-	case strings.Contains(msg, "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("connect %s: connection refused (is the server running and listening on that port?)", addr)
-	case strings.Contains(msg, "i/o timeout"):
+	case errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("connect %s: timed out", addr)
 	}
 	return fmt.Errorf("%s: %w", addr, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
 )
 
@@ -48,7 +49,10 @@ type Config struct {
 	// everything ferry received after offset to changed no data, so that
 	// ferry may continue from to instead of taking a new snapshot.
 	Rewind func(ctx context.Context, to int64) bool
-	Log    zerolog.Logger
+	// RetryTimeout: give up (a FatalError) once the source has been
+	// unreachable this long (0: keep trying).
+	RetryTimeout time.Duration
+	Log          zerolog.Logger
 }
 
 // Start says where to begin: an empty ReplID asks for a full resync.
@@ -69,6 +73,9 @@ type Stats struct {
 	PartialSyncs int64
 	Reconnects   int64
 	LastError    string
+	// DownSince: the link has been down since then (zero while it is up
+	// or before the first link).
+	DownSince time.Time
 }
 
 // PSync is a replica client of one master.
@@ -149,15 +156,36 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 			// configuration problem the user must see now, not a retry loop.
 			return &FatalError{err}
 		}
+		if fault.IsPermanent(err) {
+			return &FatalError{err}
+		}
 		msg := err.Error()
-		p.update(func(s *Stats) { s.Reconnects++; s.LastError = msg; s.Phase = "connecting" })
+		wasDown := false
+		var downSince time.Time
+		p.update(func(s *Stats) {
+			s.Reconnects++
+			s.LastError = msg
+			s.Phase = "connecting"
+			if wasDown = !s.DownSince.IsZero(); !wasDown {
+				s.DownSince = time.Now()
+			}
+			downSince = s.DownSince
+		})
+		if rt := p.cfg.RetryTimeout; rt > 0 && time.Since(downSince) >= rt {
+			return &FatalError{fault.PermanentErr("source "+p.cfg.Dial.Addr, "", "bring the source back, or raise retry_timeout",
+				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", time.Since(downSince).Round(time.Second), err))}
+		}
 		if p.established {
 			// The link worked: this is a new drop, not a retry of a failed
 			// connect, so come back fast.
 			backoff = 100 * time.Millisecond
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		p.cfg.Log.Warn().Err(err).Dur("retry_in", d).Int64("offset", p.offset).Msg("source link lost; reconnecting")
+		if wasDown {
+			p.cfg.Log.Debug().Err(err).Dur("retry_in", d).Msg("source still unreachable")
+		} else {
+			p.cfg.Log.Warn().Err(err).Int64("offset", p.offset).Msg("source link lost; reconnecting")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -239,6 +267,11 @@ func (p *PSync) link(ctx context.Context) error {
 	}
 	p.connectedOnce.Store(true)
 	p.established = true
+	var downSince time.Time
+	p.update(func(s *Stats) { downSince, s.DownSince = s.DownSince, time.Time{} })
+	if !downSince.IsZero() {
+		p.cfg.Log.Info().Dur("down_for", time.Since(downSince).Round(time.Millisecond)).Msg("source link back up")
+	}
 	switch {
 	case strings.HasPrefix(line, "+FULLRESYNC"):
 		f := strings.Fields(line)

@@ -21,7 +21,11 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	// Job.
-	dUp           = desc("ferry_up", "1 unless the job failed.", lJob)
+	dUp           = desc("ferry_up", "1 while the job is ready (as /readyz): not failed, and no source link or target connection down longer than 10 s.", lJob)
+	dDropped      = desc("ferry_dropped_total", "Writes the target does not hold, by reason (skipped: refused by the target under on_error = skip).", lJob, "reason")
+	dSrcConnected = desc("ferry_source_connected", "1 while the link to the source shard is up.", lJob, lShard)
+	dSrcDown      = desc("ferry_source_disconnected_seconds", "How long the link to the source shard has been down (0 while up).", lJob, lShard)
+	dWriterDown   = desc("ferry_writer_disconnected_seconds", "How long the writer's target has been unreachable (0 while connected).", lJob, lWriter)
 	dJobInfo      = desc("ferry_job_info", "Always 1; the job's mode as a label.", lJob, "mode")
 	dPhase        = desc("ferry_phase", "1 for the job's current phase, 0 for the other known phases.", lJob, "phase")
 	dStarted      = desc("ferry_job_start_time_seconds", "When the job started, in Unix seconds.", lJob)
@@ -56,7 +60,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dUp, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
+	dUp, dDropped, dSrcConnected, dSrcDown, dWriterDown, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
 	dSourceInfo, dSourcePhase, dRecvOffset, dApplOffset, dLagBytes, dLagSeconds, dRDB,
 	dFullSyncs, dPartialSyncs, dSpool,
 	dWriterInfo, dConnected, dBatches, dOps, dBytes, dSkipped, dPings, dInflight, dQueued,
@@ -99,7 +103,10 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 	}
 
 	n := j.Name
-	gauge(dUp, b2f(j.Phase != PhaseFailed), n)
+	gauge(dUp, b2f(len(j.NotReady()) == 0), n)
+	for reason, v := range j.Dropped {
+		counter(dDropped, float64(v), n, reason)
+	}
 	gauge(dJobInfo, 1, n, j.Mode)
 	phases(dPhase, j.Phase, n)
 	if !j.StartedAt.IsZero() {
@@ -131,12 +138,15 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 		counter(dReconnects, float64(s.Reconnects), n, "source", sh, "")
 		gauge(dSpool, float64(s.SpoolMemoryBytes), n, sh, "memory")
 		gauge(dSpool, float64(s.SpoolDiskBytes), n, sh, "disk")
+		gauge(dSrcConnected, b2f(s.DisconnectedSeconds == 0 && s.Phase != "connecting"), n, sh)
+		gauge(dSrcDown, s.DisconnectedSeconds, n, sh)
 	}
 
 	for _, w := range j.Writers {
 		wr := w.Name
 		gauge(dWriterInfo, 1, n, wr, w.Addr)
 		gauge(dConnected, b2f(w.Connected), n, wr)
+		gauge(dWriterDown, w.DisconnectedSeconds, n, wr)
 		counter(dReconnects, float64(w.Reconnects), n, "writer", "", wr)
 		counter(dBatches, float64(w.Batches), n, wr)
 		counter(dOps, float64(w.Ops), n, wr)

@@ -30,6 +30,10 @@ const shutdownGrace = 2 * time.Second
 //	GET /status/<job>  one Job, or 404
 //	GET /metrics       Prometheus text format
 //	GET /healthz       200 "ok", or 503 naming the failed jobs
+//	GET /livez         200 "ok" while the process serves (Kubernetes liveness)
+//	GET /readyz        200 "ok", or 503 naming each job part that is not
+//	                   ready and why: a failed job, or a source link or
+//	                   target connection down longer than UnreadyAfter
 //	GET /debug/pprof/  Go profiles, only with WithPprof(true)
 //
 // A disabled Server (no address, or the default address was busy) accepts
@@ -87,6 +91,8 @@ func New(addr string, explicit bool, log zerolog.Logger, opts ...Option) (*Serve
 	mux.HandleFunc("GET /status", s.serveStatus)
 	mux.HandleFunc("GET /status/{job}", s.serveJob)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.HandleFunc("GET /livez", s.serveLive)
+	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		ErrorLog:      errLog,
 		ErrorHandling: promhttp.ContinueOnError,
@@ -309,6 +315,29 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if len(failed) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, strings.Join(failed, "\n"))
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	var lines []string
+	for _, j := range s.jobs() {
+		for _, why := range j.NotReady() {
+			lines = append(lines, "job "+j.Name+": "+why)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(lines) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
 		return
 	}
 	fmt.Fprintln(w, "ok")

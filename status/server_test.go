@@ -108,6 +108,7 @@ func TestStatusJSON(t *testing.T) {
 	want.Name = "b-job"
 	want.Shards[0].Addr = "redis://admin:***@10.0.0.1:6379"
 	want.LastError = "dial redis://:***@10.0.0.1:6379: refused"
+	want.Dropped = map[string]int64{"skipped": 1}
 	wb, _ := json.Marshal(want)
 	gb, _ := json.Marshal(got)
 	if !bytes.Equal(wb, gb) {
@@ -125,7 +126,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := raw.Jobs[1]
-	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_empty", "keys_swept", "commands_applied", "ops_per_second", "last_error"} {
+	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_empty", "keys_swept", "commands_applied", "ops_per_second", "dropped", "last_error"} {
 		if _, ok := j[k]; !ok {
 			t.Errorf("job field %q missing", k)
 		}
@@ -134,13 +135,13 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("job has %d fields, want 13: %v", len(j), j)
 	}
 	sh := j["shards"].([]any)[0].(map[string]any)
-	for _, k := range []string{"name", "addr", "phase", "replid", "received_offset", "applied_offset", "lag_bytes", "lag_seconds", "rdb_bytes_total", "rdb_bytes_received", "rdb_bytes_applied", "full_syncs", "partial_syncs", "reconnects", "spool_memory_bytes", "spool_disk_bytes", "last_error"} {
+	for _, k := range []string{"name", "addr", "phase", "replid", "received_offset", "applied_offset", "lag_bytes", "lag_seconds", "rdb_bytes_total", "rdb_bytes_received", "rdb_bytes_applied", "full_syncs", "partial_syncs", "reconnects", "spool_memory_bytes", "spool_disk_bytes", "disconnected_seconds", "last_error"} {
 		if _, ok := sh[k]; !ok {
 			t.Errorf("shard field %q missing", k)
 		}
 	}
 	wr := j["writers"].([]any)[0].(map[string]any)
-	for _, k := range []string{"name", "addr", "connected", "reconnects", "batches", "ops", "bytes", "skipped", "pings", "inflight_bytes", "queued_bytes", "conn_age_seconds", "keepalive_interval_seconds", "applied_replid", "applied_offset", "applied_state", "last_error"} {
+	for _, k := range []string{"name", "addr", "connected", "disconnected_seconds", "reconnects", "batches", "ops", "bytes", "skipped", "pings", "inflight_bytes", "queued_bytes", "conn_age_seconds", "keepalive_interval_seconds", "applied_replid", "applied_offset", "applied_state", "last_error"} {
 		if _, ok := wr[k]; !ok {
 			t.Errorf("writer field %q missing", k)
 		}
@@ -615,5 +616,48 @@ func TestCloseWithoutRun(t *testing.T) {
 	ln.Close()
 	if err := s.Run(context.Background()); err != nil {
 		t.Errorf("Run after Close: %v", err)
+	}
+}
+
+// TestReadyz: /livez is always ok; /readyz and ferry_up follow readiness —
+// a failed job, or a connection down longer than UnreadyAfter, makes the
+// job unready, and the body says which part and why.
+func TestReadyz(t *testing.T) {
+	s, base := start(t)
+	var down atomic.Int64 // writer's seconds down
+	s.Register("a", func() Job {
+		return Job{Phase: "streaming",
+			Shards: []Shard{{Name: "s0", Addr: "10.0.0.1:6379"}},
+			Writers: []Writer{{Name: "ferry-writer-0", Addr: "10.0.0.2:6379", Connected: down.Load() == 0,
+				DisconnectedSeconds: float64(down.Load()), LastError: "connect 10.0.0.2:6379: connection refused"}}}
+	})
+	up := func() float64 {
+		_, body, _ := get(t, base+"/metrics")
+		v, _ := value(t, parseMetrics(t, body), "ferry_up", map[string]string{"ferry_job": "a"})
+		return v
+	}
+	if code, body, _ := get(t, base+"/readyz"); code != 200 || body != "ok\n" || up() != 1 {
+		t.Errorf("ready: %d %q up=%v", code, body, up())
+	}
+	down.Store(3) // a routine reconnect
+	if code, _, _ := get(t, base+"/readyz"); code != 200 || up() != 1 {
+		t.Errorf("down 3 s: /readyz %d, ferry_up %v; want ready", code, up())
+	}
+	down.Store(12)
+	code, body, _ := get(t, base+"/readyz")
+	want := "job a: writer ferry-writer-0 (10.0.0.2:6379) disconnected for 12 s: connect 10.0.0.2:6379: connection refused\n"
+	if code != 503 || body != want || up() != 0 {
+		t.Errorf("down 12 s: %d %q up=%v, want 503 %q up=0", code, body, up(), want)
+	}
+	_, mbody, _ := get(t, base+"/metrics")
+	if v, ok := value(t, parseMetrics(t, mbody), "ferry_writer_disconnected_seconds", map[string]string{"ferry_job": "a"}); !ok || v != 12 {
+		t.Errorf("ferry_writer_disconnected_seconds = %v, %v", v, ok)
+	}
+	if code, body, _ := get(t, base+"/livez"); code != 200 || body != "ok\n" {
+		t.Errorf("/livez: %d %q", code, body)
+	}
+	s.Register("b", func() Job { return Job{Phase: PhaseFailed, LastError: "target x: refused"} })
+	if code, body, _ := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "job b: failed: target x: refused") {
+		t.Errorf("failed job: %d %q", code, body)
 	}
 }

@@ -36,7 +36,10 @@ type Job struct {
 	KeysSwept       int64   `json:"keys_swept"`       // stale keys deleted after a full resync
 	CommandsApplied int64   `json:"commands_applied"` // stream commands applied
 	OpsPerSecond    float64 `json:"ops_per_second"`
-	LastError       string  `json:"last_error"`
+	// Dropped counts writes the target does not hold, by reason
+	// ("skipped": refused by the target under on_error = "skip").
+	Dropped   map[string]int64 `json:"dropped"`
+	LastError string           `json:"last_error"`
 }
 
 // Shard is the state of one source shard: its replication link, how far
@@ -63,6 +66,10 @@ type Shard struct {
 	SpoolMemoryBytes int64 `json:"spool_memory_bytes"`
 	SpoolDiskBytes   int64 `json:"spool_disk_bytes"`
 
+	// DisconnectedSeconds is how long the link to the source has been
+	// down (0 while it is up).
+	DisconnectedSeconds float64 `json:"disconnected_seconds"`
+
 	LastError string `json:"last_error"`
 }
 
@@ -71,6 +78,9 @@ type Writer struct {
 	Name      string `json:"name"`
 	Addr      string `json:"addr"`
 	Connected bool   `json:"connected"`
+	// DisconnectedSeconds is how long the target has been unreachable (0
+	// while connected).
+	DisconnectedSeconds float64 `json:"disconnected_seconds"`
 
 	Reconnects int64 `json:"reconnects"`
 	Batches    int64 `json:"batches"`
@@ -101,6 +111,44 @@ type Source func() Job
 // reports such jobs.
 const PhaseFailed = "failed"
 
+// UnreadyAfter is how long a connection may be down before its job is not
+// ready (/readyz 503, ferry_up 0): a reconnect within it is routine.
+const UnreadyAfter = 10 * time.Second
+
+// NotReady says why the job is not ready, one reason per part ("" parts:
+// it is ready): it failed, or a source link or target connection has been
+// down longer than UnreadyAfter.
+func (j Job) NotReady() []string {
+	var why []string
+	if j.Phase == PhaseFailed {
+		line := "failed"
+		if j.LastError != "" {
+			line += ": " + oneLine(j.LastError)
+		}
+		why = append(why, line)
+	}
+	down := UnreadyAfter.Seconds()
+	for _, s := range j.Shards {
+		if s.DisconnectedSeconds > down {
+			line := fmt.Sprintf("source %s (%s) disconnected for %.0f s", s.Name, s.Addr, s.DisconnectedSeconds)
+			if s.LastError != "" {
+				line += ": " + oneLine(s.LastError)
+			}
+			why = append(why, line)
+		}
+	}
+	for _, w := range j.Writers {
+		if w.DisconnectedSeconds > down {
+			line := fmt.Sprintf("writer %s (%s) disconnected for %.0f s", w.Name, w.Addr, w.DisconnectedSeconds)
+			if w.LastError != "" {
+				line += ": " + oneLine(w.LastError)
+			}
+			why = append(why, line)
+		}
+	}
+	return why
+}
+
 // Phases are the known phases, in the order a job usually goes through
 // them. ferry_phase reports each of them (0 or 1) so that a dashboard sees
 // a phase end, not just stop being reported.
@@ -130,6 +178,7 @@ func snapshot(name string, src Source) (j Job) {
 		s.Addr = scrubAddr(s.Addr)
 		s.LastError = scrubText(s.LastError)
 		s.LagSeconds = finite(s.LagSeconds)
+		s.DisconnectedSeconds = finite(s.DisconnectedSeconds)
 		s.Name = uniqueName(seen, s.Name, s.Addr, i)
 	}
 	writers := make([]Writer, len(j.Writers))
@@ -140,10 +189,20 @@ func snapshot(name string, src Source) (j Job) {
 		w.Addr = scrubAddr(w.Addr)
 		w.LastError = scrubText(w.LastError)
 		w.ConnAgeSeconds = finite(w.ConnAgeSeconds)
+		w.DisconnectedSeconds = finite(w.DisconnectedSeconds)
 		w.KeepaliveIntervalSeconds = finite(w.KeepaliveIntervalSeconds)
 		w.Name = uniqueName(seen, w.Name, w.Addr, i)
 	}
 	j.Shards, j.Writers = shards, writers
+	// Skips are counted by the writers; the job's drops add them up.
+	dropped := map[string]int64{"skipped": 0}
+	for k, v := range j.Dropped {
+		dropped[k] = v
+	}
+	for _, w := range writers {
+		dropped["skipped"] += w.Skipped
+	}
+	j.Dropped = dropped
 	return j
 }
 

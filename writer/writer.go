@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/keepalive"
 	"github.com/ferry-dev/ferry/resp"
 )
@@ -81,8 +83,11 @@ type Config struct {
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
 	MaxConnAge        time.Duration // retire the connection after this long (0: never)
-	OnError           ErrorPolicy
-	Log               zerolog.Logger
+	// RetryTimeout: give up (a fatal error) once the target has been
+	// unreachable this long (0: keep trying).
+	RetryTimeout time.Duration
+	OnError      ErrorPolicy
+	Log          zerolog.Logger
 	// Throttle, if set, is called before each flight is sent with the number
 	// of commands and bytes in it; it blocks until they may go.
 	Throttle func(ctx context.Context, ops, bytes int) error
@@ -115,6 +120,7 @@ func (c *Config) defaults() {
 // Stats are counters for status and metrics.
 type Stats struct {
 	Connected      bool
+	Down           time.Duration // how long the target has been unreachable (0: connected or never tried)
 	Reconnects     int64
 	Batches        int64
 	Ops            int64
@@ -157,11 +163,20 @@ type Writer struct {
 	redirected    []Op
 	injected      map[*Batch]bool // batches of re-routed ops not yet applied
 	fatal         error
-	dirty         bool // a fatal refusal happened with later groups pipelined past it
+	// dirty: after a refusal the target is at no source position (a group
+	// ran without a refused command, or groups ran past one that did not
+	// run). Reply reader only, then Run.
+	dirty     bool
+	dirtyDone atomic.Bool // the dirty mark is on the target
+	// skipFenced: command names the target refused while queueing (and
+	// why), and names it has taken (guarded by qmu).
+	refusedNames map[string]string
+	takenNames   map[string]bool
 
 	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
 	connected                                                          atomic.Bool
 	born                                                               atomic.Int64 // unix ns of the current connection
+	downSince                                                          atomic.Int64 // unix ns since when the target is unreachable; 0: up
 	kaEvery                                                            atomic.Int64
 	lastErr                                                            atomic.Pointer[string]
 	warned                                                             sync.Once
@@ -207,6 +222,10 @@ func (e *RewoundError) Error() string {
 }
 
 var errRetire = errors.New("connection retired (max_conn_age)")
+
+// haltGrace is how long a halted session may go on reading the replies of
+// what it sent after the job is told to stop.
+const haltGrace = 5 * time.Second
 
 // Submit queues b. It blocks while too many bytes are queued and returns the
 // writer's fatal error, if any. The writer owns b from now on.
@@ -418,6 +437,9 @@ func (w *Writer) Stats() Stats {
 	if s.Connected {
 		s.ConnAge = time.Since(time.Unix(0, w.born.Load()))
 	}
+	if d := w.downSince.Load(); d != 0 {
+		s.Down = time.Since(time.Unix(0, d))
+	}
 	if e := w.lastErr.Load(); e != nil {
 		s.LastError = *e
 	}
@@ -445,35 +467,82 @@ func (w *Writer) setFatal(err error) {
 // restart the source from the markers.
 func (w *Writer) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
+	var readonlySince time.Time
 	for {
 		start := time.Now()
 		err := w.session(ctx)
 		established := w.connected.Swap(false)
-		if ctx.Err() != nil {
-			return nil
-		}
 		if errors.Is(err, errRetire) {
 			w.log.Info().Dur("age", time.Since(start)).Msg("connection retired by max_conn_age; reconnecting")
 			w.reconnects.Add(1)
 			continue
 		}
-		var fe *FatalError
-		var re *RewoundError
-		if errors.As(err, &fe) || errors.As(err, &re) {
-			w.setFatal(err)
-			if w.dirty {
+		if fe := w.Err(); fe != nil {
+			// A refusal halted the session (see session.halt).
+			if w.dirty && !w.dirtyDone.Load() {
 				w.markDirty(ctx)
 			}
+			return fe
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fe *FatalError
+		var re *RewoundError
+		if errors.As(err, &re) {
+			w.setFatal(err)
 			return err
+		}
+		if errors.As(err, &fe) || fault.IsPermanent(err) {
+			if fe == nil {
+				err = &FatalError{fault.New("target "+w.Addr(), "", err)}
+			}
+			w.setFatal(err)
+			return err
+		}
+		// Transient: retry with capped backoff, logged when the state
+		// changes (down, back up), not per attempt.
+		now := time.Now()
+		if fault.Readonly(err) {
+			if readonlySince.IsZero() {
+				readonlySince = now
+			} else if now.Sub(readonlySince) > fault.ReadonlyFor {
+				err = &FatalError{fault.PermanentErr("target "+w.Addr(), "", "the address is a replica: give the master's address", fmt.Errorf("still READONLY after %s: %w", fault.ReadonlyFor, err))}
+				w.setFatal(err)
+				return err
+			}
+		} else {
+			readonlySince = time.Time{}
 		}
 		msg := err.Error()
 		w.lastErr.Store(&msg)
 		w.reconnects.Add(1)
+		down := w.downSince.Load()
+		if down == 0 {
+			down = now.UnixNano()
+			w.downSince.Store(down)
+			if established {
+				w.log.Warn().Err(err).Msg("target connection lost; reconnecting")
+			} else {
+				w.log.Warn().Err(err).Msg("target unreachable; retrying")
+			}
+		} else {
+			w.log.Debug().Err(err).Msg("target still unreachable")
+		}
+		if rt := w.cfg.RetryTimeout; rt > 0 && now.Sub(time.Unix(0, down)) >= rt {
+			err = &FatalError{fault.PermanentErr("target "+w.Addr(), "", "bring the target back, or raise retry_timeout",
+				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", now.Sub(time.Unix(0, down)).Round(time.Second), err))}
+			w.setFatal(err)
+			return err
+		}
 		if established {
 			backoff = 50 * time.Millisecond // the connection worked: a new drop, retry fast
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		w.log.Warn().Err(err).Dur("retry_in", d).Msg("target connection lost; reconnecting")
+		if rt := w.cfg.RetryTimeout; rt > 0 {
+			// The last attempt comes when the timeout runs out, not after.
+			d = min(d, max(time.Until(time.Unix(0, down).Add(rt)), time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -484,11 +553,16 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // markDirty records on the target that it is not consistent with any source
-// position, so that a restart does a full resync instead of resuming.
+// position, so that a restart does a full resync instead of resuming. The
+// reply reader does it on the writer's own connection (finishHalt); this is
+// the fallback for when that connection died first, after which the server
+// runs nothing more of what it carried.
 func (w *Writer) markDirty(ctx context.Context) {
 	fail := func(err error) {
 		w.log.Error().Err(err).Msg("could not mark the target position dirty; the next start must not resume")
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	c, err := dial.Open(ctx, w.dialOpts(), w.cfg.Name, 4096)
 	if err != nil {
 		fail(err)
@@ -501,7 +575,18 @@ func (w *Writer) markDirty(ctx context.Context) {
 			return
 		}
 	}
+	for key, p := range w.dirtyMarks() {
+		if _, err := c.Do("SET", key, p.Encode()); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// dirtyMarks are the dirty markers to write: each stream's last position
+// acknowledged in order.
+func (w *Writer) dirtyMarks() map[string]Position {
 	w.qmu.Lock()
+	defer w.qmu.Unlock()
 	marks := map[string]Position{}
 	for stream, p := range w.applied {
 		key := w.streamKey[stream]
@@ -511,15 +596,85 @@ func (w *Writer) markDirty(ctx context.Context) {
 		p.State = StateDirty
 		marks[key] = p
 	}
-	w.qmu.Unlock()
-	for key, p := range marks {
-		if _, err := c.Do("SET", key, p.Encode()); err != nil {
-			fail(err)
+	return marks
+}
+
+// skipFenced: on_error = skip with the fence on a standalone target, where a
+// command refused while queueing (unknown command, ACL) aborts its whole
+// group: the group is sent again without it (see aborted).
+func (w *Writer) skipFenced() bool {
+	return w.cfg.OnError == Skip && w.cfg.Fence && !w.cfg.Slotted
+}
+
+// skipProbeLocked prepares the head of the queue for skipFenced: commands
+// the target refused before are taken out and counted as skipped, and it
+// reports whether the batch holds a command the target has not taken yet.
+// Such a batch goes out with nothing pipelined behind it, so that if the
+// target refuses it, nothing after it has run and the batch can be sent
+// again without the refused command, in order. Once every command name in
+// the stream has been taken, batches are pipelined as usual. w.qmu held.
+func (w *Writer) skipProbeLocked() bool {
+	b := w.queue[0]
+	if w.refusedNames == nil {
+		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
+	}
+	var drop map[int]bool
+	probe := false
+	for i := range b.ops {
+		name := commandName(b.op(i))
+		if why, ok := w.refusedNames[name]; ok {
+			if drop == nil {
+				drop = map[int]bool{}
+			}
+			drop[i] = true
+			w.noteSkipped(b.Describe(i), why)
+			continue
 		}
+		if !w.takenNames[name] {
+			probe = true
+		}
+	}
+	if drop != nil {
+		nb := b.without(func(i int) bool { return drop[i] })
+		w.queuedBytes += int64(nb.Size() - b.Size())
+		if w.injected[b] {
+			delete(w.injected, b)
+			w.injected[nb] = true
+		}
+		b.Release()
+		w.queue[0] = nb
+	}
+	return probe
+}
+
+// noteSkipped counts a command refused by the target and skipped.
+func (w *Writer) noteSkipped(what, why string) {
+	n := w.skipped.Add(1)
+	if n <= 10 || n%1000 == 0 {
+		w.log.Warn().Str("command", what).Str("error", why).Int64("skipped_total", n).Msg("target refused a command; skipped (on_error = skip)")
 	}
 }
 
+// commandName is the upper-cased name of an encoded command.
+func commandName(enc []byte) string {
+	args, err := resp.ParseCommand(enc)
+	if err != nil || len(args) == 0 {
+		return ""
+	}
+	return strings.ToUpper(string(args[0]))
+}
+
 type session struct {
+	// probing: the last flight holds a command the target has not taken
+	// yet; nothing is sent until it is answered (skipFenced).
+	probing bool
+
+	// halted is the refusal that stopped the sender; hole: a group past it
+	// did not run (reply reader only).
+	halted  error
+	hole    bool
+	halting atomic.Bool // halted is set (read by the session's closer)
+
 	w        *Writer
 	c        *resp.Conn
 	curDB    int
@@ -537,8 +692,8 @@ func (w *Writer) session(ctx context.Context) error {
 	d := w.dialOpts()
 	c, err := dial.Open(ctx, d, w.cfg.Name, 256<<10)
 	if err != nil {
-		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{err}
+		if fault.IsPermanent(err) || errors.Is(err, dial.ErrAuth) {
+			return &FatalError{fmt.Errorf("target %w", err)}
 		}
 		return err
 	}
@@ -581,13 +736,29 @@ func (w *Writer) session(ctx context.Context) error {
 	w.mu.Unlock()
 	w.born.Store(time.Now().UnixNano())
 	w.connected.Store(true)
+	if down := w.downSince.Swap(0); down != 0 {
+		w.log.Info().Dur("down_for", time.Since(time.Unix(0, down)).Round(time.Millisecond)).Msg("target connection back up")
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.send(gctx) })
-	g.Go(func() error { return s.receive() })
+	received := make(chan struct{})
+	g.Go(func() error {
+		defer close(received)
+		return s.receive()
+	})
 	g.Go(func() error { return keepalive.Run(gctx, s, interval) })
 	g.Go(func() error {
 		<-gctx.Done()
+		if s.halting.Load() {
+			// After a refusal the job stops, but the replies of what was
+			// sent still say what the target applied, for the marker: they
+			// get a short while to come (the read deadline bounds it too).
+			select {
+			case <-received:
+			case <-time.After(haltGrace):
+			}
+		}
 		c.Close() // unblocks receive
 		w.wake()  // unblocks send
 		return nil
@@ -604,10 +775,10 @@ func (w *Writer) session(ctx context.Context) error {
 func classify(addr string, err error) error {
 	var re *resp.ReplyError
 	if errors.As(err, &re) {
-		if transient(re.Prefix()) {
+		if !fault.IsPermanent(err) {
 			return fmt.Errorf("%s: %w", addr, err)
 		}
-		return &FatalError{fmt.Errorf("%s: %w", addr, err)}
+		return &FatalError{fault.New("target "+addr, re.Cmd, err)}
 	}
 	return err
 }
@@ -819,6 +990,7 @@ type flight struct {
 	size          int64
 	cur           int                     // group being answered
 	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
+	resent        bool                    // its batch went back to the queue (see resend)
 }
 
 const itemInternal = -1
@@ -838,7 +1010,13 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
+		// After a batch with a command the target has not taken yet,
+		// nothing goes out until it is answered (see skipProbeLocked).
+		held := s.probing && len(w.inflight) > 0
+		if !held && len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
+			if w.skipFenced() {
+				s.probing = w.skipProbeLocked()
+			}
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
 			if w.cfg.Slotted {
 				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
@@ -888,6 +1066,11 @@ func (s *session) send(ctx context.Context) error {
 		}
 		bs, err := s.next(ctx)
 		if err != nil {
+			if s.w.Err() != nil {
+				// Halted by a refusal: the reply reader still reads what
+				// was sent and ends the session.
+				return nil
+			}
 			return err
 		}
 		if w.cfg.Throttle != nil {
@@ -907,6 +1090,9 @@ func (s *session) send(ctx context.Context) error {
 			}
 		}
 		if err := s.write(bs); err != nil {
+			if w.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -1183,7 +1369,12 @@ func (s *session) write(bs []*Batch) error {
 		items, g.items = g.items[n:], g.items[:n:n]
 	}
 	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
-	s.push(f)
+	if err := s.push(f); err != nil {
+		w.qmu.Lock()
+		w.sending -= len(bs)
+		w.qmu.Unlock()
+		return err
+	}
 
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
@@ -1248,17 +1439,22 @@ func appendSelect(dst []byte, db int) []byte {
 	return resp.AppendBulkInt(dst, int64(db))
 }
 
-// push queues f as in flight and arms the read deadline if it is the only one.
-func (s *session) push(f *flight) {
+// push queues f as in flight and arms the read deadline if it is the only
+// one. After a refusal nothing more goes out: push returns the error.
+func (s *session) push(f *flight) error {
 	w := s.w
 	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.fatal != nil {
+		return w.fatal
+	}
 	w.inflight = append(w.inflight, f)
 	w.inflightBytes += f.size
 	w.sending -= len(f.batches)
 	if len(w.inflight) == 1 {
 		s.armDeadline(true)
 	}
-	w.qmu.Unlock()
+	return nil
 }
 
 // armDeadline sets the read deadline while requests are outstanding and
@@ -1289,7 +1485,9 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	if time.Since(w.lastWrite) < idle {
 		return nil
 	}
-	s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))})
+	if s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}) != nil {
+		return nil // halted: the reply reader ends the session
+	}
 	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	if _, err := s.c.W.Write(cmdPing); err != nil {
 		return err
@@ -1310,11 +1508,19 @@ func (s *session) receive() error {
 	}
 	var f *flight
 	for {
+		if s.halted != nil && f == nil && w.idleInflight() {
+			return s.finishHalt()
+		}
 		// Only arrays call onElemErr, and the only arrays ferry expects are
 		// EXEC results, so errors collected here belong to the reply at hand.
 		execErrs = nil
 		kind, msg, err := s.c.R.ReadStatus(onElemErr)
 		if err != nil {
+			if s.halted != nil {
+				// The refusal is what the job must hear about; Run records
+				// the dirty mark on a new connection if this one died first.
+				return s.halted
+			}
 			return err
 		}
 		// The flight is looked up after the reply arrives (a PING may have
@@ -1351,33 +1557,89 @@ func (s *session) receive() error {
 	}
 }
 
+// idleInflight reports whether nothing is in flight.
+func (w *Writer) idleInflight() bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.inflight) == 0
+}
+
+// halt records a refusal as the writer's fatal error — before any flight
+// answered by the same reply is acknowledged, so that whoever wakes up
+// (Drain, a caught-up check, a stop) sees the error and not an idle
+// writer — and stops the sender: nothing is sent after it. What was
+// already sent is still answered and accounted (the target runs it
+// whatever ferry does) so that the markers can record where the target
+// ended up; the reply reader then writes them and ends the session.
+func (s *session) halt(err error) {
+	if s.halted != nil {
+		return
+	}
+	w := s.w
+	s.halted = err
+	s.halting.Store(true)
+	w.qmu.Lock()
+	if w.fatal == nil {
+		w.fatal = err
+	}
+	w.cond.Broadcast()
+	w.qmu.Unlock()
+	// Flights pushed before the error was recorded must reach the server
+	// for their replies to come; none is pushed after it.
+	w.mu.Lock()
+	if s.c.W.Buffered() > 0 {
+		s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
+		s.c.W.Flush()
+	}
+	w.mu.Unlock()
+}
+
+// finishHalt runs once every flight sent before a refusal is answered: if
+// the target is not at any source position (the refused command's group
+// ran without it, or later groups ran past a group that did not), the
+// markers say so (state dirty, at the last position acknowledged in
+// order). They are written on this connection, after everything it
+// carried: a marker written on another connection could land before a
+// group still queued on this one and be overwritten by it.
+func (s *session) finishHalt() error {
+	w := s.w
+	if !w.dirty {
+		return s.halted
+	}
+	marks := w.dirtyMarks()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.cfg.Slotted {
+		if _, err := s.c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	for key, p := range marks {
+		if _, err := s.c.Do("SET", key, p.Encode()); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	w.dirtyDone.Store(true)
+	return s.halted
+}
+
 // feed accounts one reply to group g of f. It returns done once g is fully
-// answered.
+// answered. A refusal does not end the reading: it halts the writer (see
+// halt) and the replies of what was already sent are read on.
 func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs map[int]string) (bool, error) {
 	w := s.w
 	g.got++
 	if !g.multi {
-		item := g.items[g.got-1]
-		if kind == resp.Error && transient(prefix(msg)) {
-			// Nothing is known applied past here; the markers sort it out
-			// after the reconnect.
-			return false, fmt.Errorf("%s: %s, will retry", w.Addr(), msg)
-		}
 		if kind == resp.Error {
-			if item == itemInternal {
-				if f.batches == nil {
-					return false, fmt.Errorf("%s: PING: %s", w.Addr(), msg)
-				}
-				if redirect(prefix(msg)) {
-					// The home slot left this master: the marker update is
-					// lost, which only delays a position record.
-					return g.got == len(g.items), nil
-				}
-				return false, s.refusal(f, g, -1, msg)
+			if item := g.items[g.got-1]; item == itemInternal && f.batches != nil && s.halted == nil && redirect(msg) {
+				// The home slot left this master: the marker update is
+				// lost (the group is not applied), which only delays a
+				// position record.
+				return g.got == len(g.items), nil
 			}
-			if redirect(prefix(msg)) {
-				s.redirectOps(f, g, []int{int(item)})
-			} else if err := s.opError(f, g, int(item), msg); err != nil {
+			if err := s.itemError(f, g, g.items[g.got-1], msg); err != nil {
 				return false, err
 			}
 		}
@@ -1392,7 +1654,13 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 	switch {
 	case g.got == 1: // MULTI
 		if kind == resp.Error {
-			return false, &FatalError{fmt.Errorf("%s: MULTI refused: %s", w.Addr(), msg)}
+			if s.halted == nil && transient(msg) {
+				return false, fmt.Errorf("%s: will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "MULTI", Msg: msg})
+			}
+			// The group's commands now run one by one, outside any
+			// transaction: the target is at no source position.
+			w.dirty = true
+			s.halt(&FatalError{fmt.Errorf("target %s refused MULTI: %s", w.Addr(), msg)})
 		}
 		return false, nil
 	case g.got <= len(g.items)+1: // +QUEUED or an error while queueing
@@ -1409,29 +1677,68 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 		return s.aborted(f, g, msg)
 	}
 	if msg == "null" {
-		return false, &FatalError{fmt.Errorf("%s: EXEC returned no result", w.Addr())}
+		s.halt(&FatalError{fmt.Errorf("%s: EXEC returned no result", w.Addr())})
+		return true, nil
 	}
 	g.status = statusApplied
 	for i, m := range execErrs {
 		if i >= len(g.items) {
 			continue
 		}
+		var err error
 		if g.items[i] < 0 {
-			return false, &FatalError{fmt.Errorf("%s: ferry's marker write failed: %s", w.Addr(), m)}
+			err = &FatalError{fmt.Errorf("target %s: ferry's marker write failed: %s", w.Addr(), m)}
+		} else {
+			err = s.opError(f, g, int(g.items[i]), m)
 		}
-		if err := s.opError(f, g, int(g.items[i]), m); err != nil {
-			// The group is applied (EXEC ran); the flight is acknowledged
-			// up to here before the writer stops.
-			s.completePartial(f)
-			return false, err
+		if err != nil {
+			// The group ran without this command (or its marker).
+			w.dirty = true
+			s.halt(err)
 		}
 	}
 	return true, nil
 }
 
+// itemError handles an error reply to one command of an unfenced group.
+func (s *session) itemError(f *flight, g *group, item int32, msg string) error {
+	w := s.w
+	switch {
+	case f.batches == nil: // a keepalive PING
+		if s.halted != nil {
+			return nil
+		}
+		return fmt.Errorf("%s: PING: %s", w.Addr(), msg)
+	case s.halted != nil:
+		// Past a refusal, whatever fails here leaves a hole.
+		w.dirty = true
+	case transient(msg):
+		// Nothing is known applied past here; the markers sort it out
+		// after the reconnect.
+		return fmt.Errorf("%s: will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "reply", Msg: msg})
+	case redirect(msg) && item == itemInternal:
+		// handled by feed
+	case redirect(msg):
+		s.redirectOps(f, g, []int{int(item)})
+	case item == itemInternal:
+		w.dirty = true
+		s.halt(s.refusal(f, g, -1, msg))
+	default:
+		if err := s.opError(f, g, int(item), msg); err != nil {
+			// The rest of the group runs without it.
+			w.dirty = true
+			s.halt(err)
+		}
+	}
+	return nil
+}
+
 // aborted handles EXECABORT: nothing of the group ran.
 func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 	w := s.w
+	if s.halted != nil {
+		return true, nil // not applied: complete sees the hole
+	}
 	first, firstMsg := -1, execMsg
 	for i := 0; i < len(g.items); i++ {
 		if m, ok := g.queueErrs[i]; ok {
@@ -1439,9 +1746,8 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 			break
 		}
 	}
-	code := prefix(firstMsg)
 	switch {
-	case redirect(code):
+	case redirect(firstMsg):
 		// The slot is elsewhere (or moving): the job routes these again.
 		idx := make([]int, len(g.ops))
 		for k := range idx {
@@ -1449,14 +1755,72 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 		}
 		s.redirectOps(f, g, idx)
 		return true, nil
-	case transient(code):
-		return false, fmt.Errorf("%s: transaction aborted, will retry: %s", w.Addr(), firstMsg)
+	case transient(firstMsg):
+		return false, fmt.Errorf("%s: transaction aborted, will retry: %w", w.Addr(), &resp.ReplyError{Cmd: "EXEC", Msg: firstMsg})
+	}
+	if w.skipFenced() && s.resend(f, g) {
+		return true, nil
 	}
 	op := -1
 	if first >= 0 {
 		op = int(g.items[first])
 	}
-	return false, s.refusal(f, g, op, firstMsg)
+	s.halt(s.refusal(f, g, op, firstMsg))
+	return true, nil
+}
+
+// resend handles a fenced group aborted because the target refused some of
+// its commands while queueing, under on_error = skip: if nothing was sent
+// after it, the group's batch goes back to the head of the queue without
+// the refused commands, which are counted as skipped (and dropped from
+// later batches before they are sent). false: it cannot be (a refused
+// marker or SELECT, or later groups already ran), the refusal stands.
+func (s *session) resend(f *flight, g *group) bool {
+	w := s.w
+	if len(f.batches) != 1 || len(f.groups) != 1 {
+		return false
+	}
+	b := f.batches[0]
+	drop := map[int]bool{}
+	why := map[int]string{}
+	for i, msg := range g.queueErrs {
+		if i >= len(g.items) || g.items[i] < 0 {
+			return false // ferry's own SELECT or marker
+		}
+		k := int(g.ops[g.items[i]].i)
+		drop[k], why[k] = true, msg
+	}
+	if len(drop) == 0 {
+		return false
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	at := slices.Index(w.inflight, f)
+	if at < 0 {
+		return false
+	}
+	for _, later := range w.inflight[at+1:] {
+		if later.batches != nil {
+			return false
+		}
+	}
+	if w.refusedNames == nil {
+		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
+	}
+	for k := range drop {
+		w.refusedNames[commandName(b.op(k))] = why[k]
+		w.noteSkipped(b.Describe(k), why[k])
+	}
+	nb := b.without(func(i int) bool { return drop[i] })
+	if w.injected[b] {
+		delete(w.injected, b)
+		w.injected[nb] = true
+	}
+	w.queue = append([]*Batch{nb}, w.queue...)
+	w.queuedBytes += int64(nb.Size())
+	f.resent = true
+	w.cond.Broadcast()
+	return true
 }
 
 // redirectOps takes commands of g out for routing again.
@@ -1485,10 +1849,8 @@ func (s *session) redirectOps(f *flight, g *group, idx []int) {
 	}
 }
 
-// refusal stops the writer because the target refused a command while
-// queueing it (unknown command, wrong arity, ACL, OOM…): the group did not
-// run, but later groups may already be pipelined behind it and run, so the
-// target is no longer at any source position.
+// refusal is the error for a command the target refused while queueing it
+// (unknown command, wrong arity, ACL, OOM…): its group did not run.
 func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 	w := s.w
 	what := "ferry's own command"
@@ -1496,13 +1858,14 @@ func (s *session) refusal(f *flight, g *group, op int, msg string) error {
 		at := g.ops[op]
 		what = f.batches[at.b].Describe(int(at.i))
 	}
-	w.qmu.Lock()
-	later := len(w.inflight) > 1 || f.cur < len(f.groups)-1
-	w.qmu.Unlock()
-	if later {
-		w.dirty = true
-	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
+	return refused(w.Addr(), what, msg)
+}
+
+// refused is the fatal error for a command the target refused: one line
+// naming the server, the command, the reply and the fix.
+func refused(addr, what, msg string) error {
+	_, fix := fault.Reply(msg)
+	return &FatalError{fault.PermanentErr("target "+addr, "refused "+what, fix, errors.New(msg))}
 }
 
 // opError applies the error policy to a command that failed while running.
@@ -1517,10 +1880,12 @@ func (s *session) opError(f *flight, g *group, op int, msg string) error {
 		}
 		return nil
 	}
-	return &FatalError{fmt.Errorf("target %s refused %s: %s", w.Addr(), what, msg)}
+	return refused(w.Addr(), what, msg)
 }
 
-// complete acknowledges a fully answered flight.
+// complete acknowledges a fully answered flight. After a refusal (halt),
+// only what ran in order is acknowledged: a group that did not run leaves
+// a hole, and a group that ran after a hole makes the target dirty.
 func (s *session) complete(f *flight) {
 	w := s.w
 	w.qmu.Lock()
@@ -1531,66 +1896,52 @@ func (s *session) complete(f *flight) {
 	w.inflight[0] = nil
 	w.inflight = w.inflight[1:]
 	w.inflightBytes -= f.size
-	for i := range f.groups {
-		g := &f.groups[i]
-		if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
-			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+	if f.resent {
+		f.batches[0].Release()
+		s.armDeadline(len(w.inflight) > 0)
+		w.cond.Broadcast()
+		return
+	}
+	if w.skipFenced() && w.takenNames != nil && len(f.batches) == 1 {
+		// The group ran: the target takes these commands.
+		b := f.batches[0]
+		for i := range b.ops {
+			w.takenNames[commandName(b.op(i))] = true
 		}
 	}
-	w.groups.Add(int64(len(f.groups)))
-	for _, b := range f.batches {
-		w.ackBatchLocked(b)
+	ack := true
+	if s.halted != nil {
+		for i := range f.groups {
+			switch g := &f.groups[i]; {
+			case g.status == statusPending && (len(g.ops) > 0 || g.marker != ""):
+				s.hole = true
+				ack = false
+			case g.status == statusApplied && s.hole:
+				w.dirty = true
+			}
+		}
+		ack = ack && !s.hole
+	}
+	if ack {
+		for i := range f.groups {
+			g := &f.groups[i]
+			if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
+				w.acked[g.marker] = max(w.acked[g.marker], g.seq)
+			}
+		}
+		w.groups.Add(int64(len(f.groups)))
+		for _, b := range f.batches {
+			w.ackBatchLocked(b)
+		}
 	}
 	s.armDeadline(len(w.inflight) > 0)
 	w.cond.Broadcast()
 }
 
-// completePartial is for a flight whose current group ran but whose writer
-// must stop: the groups up to it are acknowledged, the rest stay in flight
-// for the next start to sort out through the markers.
-func (s *session) completePartial(f *flight) {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for i := 0; i <= f.cur && i < len(f.groups); i++ {
-		g := &f.groups[i]
-		if g.status == statusApplied && g.marker != "" {
-			w.acked[g.marker] = max(w.acked[g.marker], g.seq)
-		}
-	}
-	if len(f.groups) == 1 && len(w.inflight) > 0 && w.inflight[0] == f {
-		w.inflight = w.inflight[1:]
-		w.inflightBytes -= f.size
-		for _, b := range f.batches {
-			w.ackBatchLocked(b)
-		}
-	}
-	w.cond.Broadcast()
-}
-
-func prefix(msg string) string {
-	if i := strings.IndexByte(msg, ' '); i > 0 {
-		return msg[:i]
-	}
-	return msg
-}
-
-// transient reports whether an error code means "try again later": the
+// transient reports whether an error reply means "try again later": the
 // server is loading, busy, not a master right now, or mid-failover.
-func transient(code string) bool {
-	switch code {
-	case "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "UNBLOCKED":
-		return true
-	}
-	return false
-}
+func transient(msg string) bool { return fault.Retry(msg) }
 
-// redirect reports whether an error code means the command's slot is served
-// elsewhere, now or soon.
-func redirect(code string) bool {
-	switch code {
-	case "MOVED", "ASK", "TRYAGAIN":
-		return true
-	}
-	return false
-}
+// redirect reports whether an error reply means the command's slot is
+// served elsewhere, now or soon.
+func redirect(msg string) bool { return fault.Redirect(msg) }

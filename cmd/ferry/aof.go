@@ -30,7 +30,7 @@ func aofSummary(sum job.Summary) string {
 	if sum.RDBBytes > 0 { // the AOF's base is an RDB
 		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, human(sum.RDBBytes))
 	}
-	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum))
+	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum)+skippedNote(sum))
 	if tr := sum.AOFTruncated; tr != nil {
 		s += fmt.Sprintf("; warning: %s was cut off at offset %d: the last %d bytes were left out, as redis-server does with aof-load-truncated yes",
 			tr.File, tr.Offset, tr.Size-tr.Offset)
@@ -44,6 +44,15 @@ func emptyNote(sum job.Summary) string {
 		return ""
 	}
 	return fmt.Sprintf("; %d empty collections skipped, as redis-server skips them", sum.Empty)
+}
+
+// skippedNote tells how many writes on_error = skip dropped: each is a write
+// the target does not hold, so the summary never leaves it out.
+func skippedNote(sum job.Summary) string {
+	if sum.Skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d commands refused by the target and skipped (on_error = skip)", sum.Skipped)
 }
 
 // missingAOF is missingRDB for the aof setting.

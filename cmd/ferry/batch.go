@@ -10,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -111,12 +109,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		srv.Register(bj.Job.Name, statuses[i].source)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	var stopTimeout time.Duration
+	for _, bj := range b.Jobs {
+		stopTimeout = max(stopTimeout, bj.Job.StopTimeout)
+	}
+	ctx, stop := signalContext(stderr, stopTimeout)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal ends the process at once
-	}()
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	var (

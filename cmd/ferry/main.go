@@ -10,10 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -413,12 +411,8 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	js := newJobStatus(jc, "")
 	srv.Register(jc.Name, js.source)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signalContext(stderr, jc.StopTimeout)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal ends the process at once
-	}()
 
 	var progressDone chan struct{}
 	progressCtx, stopProgress := context.WithCancel(context.Background())
@@ -441,18 +435,19 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	}
 	js.finish(phaseDone, nil)
 	secs := sum.Elapsed.Seconds()
+	skipped := skippedNote(sum)
 	switch {
 	case jc.AOF != "":
 		fmt.Fprint(stdout, aofSummary(sum))
 	case jc.RDB != "":
-		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s%s\n",
-			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), emptyNote(sum))
+		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s%s%s\n",
+			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), emptyNote(sum), skipped)
 	case migrate:
-		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)\n",
-			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag)
+		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)%s\n",
+			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag, skipped)
 	default:
-		fmt.Fprintf(stdout, "stopped after %.1f s: %d keys, %d commands applied; resume point %s:%d saved on the target\n",
-			secs, sum.Keys, sum.Commands, sum.Applied.ReplID, sum.Applied.Offset)
+		fmt.Fprintf(stdout, "stopped after %.1f s: %d keys, %d commands applied; resume point %s:%d saved on the target%s\n",
+			secs, sum.Keys, sum.Commands, sum.Applied.ReplID, sum.Applied.Offset, skipped)
 	}
 	return nil
 }
@@ -461,7 +456,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 // state meanwhile (the caller finishes it).
 func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
-	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co})
+	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co, StopTimeout: jc.StopTimeout})
 	if err == nil && migrate && !jc.Import() && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
@@ -539,6 +534,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, w := range f.warnings {
 		fmt.Fprintf(stderr, "ferry: warning: %s\n", w)
+	}
+	// The same checks as sync and migrate: a file that passes here runs.
+	if err := notBuilt(jc, ""); err != nil {
+		return err
 	}
 	fmt.Fprint(stdout, jc.String())
 	return nil

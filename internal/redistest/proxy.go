@@ -13,10 +13,11 @@ import (
 type Proxy struct {
 	Addr string
 
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	links  []*proxyLink
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	links   []*proxyLink
+	stalled bool // Freeze: links made from now on are black holes too
 }
 
 type proxyLink struct {
@@ -57,8 +58,12 @@ func (p *Proxy) accept() {
 			continue
 		}
 		l := &proxyLink{client: c, server: s, gate: make(chan struct{})}
-		close(l.gate)
 		p.mu.Lock()
+		if p.stalled {
+			l.blocked = true // frozen: new links are black holes too
+		} else {
+			close(l.gate)
+		}
 		p.links = append(p.links, l)
 		p.mu.Unlock()
 		go l.pipe(c, s)
@@ -104,7 +109,16 @@ func (p *Proxy) Stall() {
 	}
 }
 
-// KillAll closes every connection.
+// Freeze black-holes every connection, open now or made later: a server
+// that accepts connections and never answers. KillAll ends it.
+func (p *Proxy) Freeze() {
+	p.Stall()
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// KillAll closes every connection (and ends a Freeze).
 func (p *Proxy) KillAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -119,4 +133,5 @@ func (p *Proxy) KillAll() {
 		l.mu.Unlock()
 	}
 	p.links = nil
+	p.stalled = false
 }
