@@ -71,11 +71,55 @@ func Open(ctx context.Context, o Options, name string, bufSize int) (*resp.Conn,
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Second
 	}
-	if err := Handshake(c, o, name); err != nil {
+	// A stop must not wait for a peer that stalls the handshake.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	err = Handshake(c, o, name)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		nc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", o.Addr, ctx.Err())
+		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// Guarded returns a dialer for go-redis (Options.Dialer) that connects like
+// Conn — TCP, TLS when tlsCfg is set — and checks every reply against lim as
+// it arrives (resp.Guard): go-redis itself allocates whatever a reply
+// declares and recurses into any nesting.
+func Guarded(timeout time.Duration, tlsCfg *tls.Config, lim resp.Limits) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	// Errors read like go-redis's own dialer's, which callers already
+	// describe (see job.describeCtlErr).
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tlsCfg != nil {
+			cfg := tlsCfg
+			if cfg.ServerName == "" {
+				cfg = cfg.Clone()
+				cfg.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			tc := tls.Client(c, cfg)
+			hctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			c = tc
+		}
+		return resp.Guard(c, lim), nil
+	}
 }
 
 // Handshake runs AUTH and CLIENT SETNAME on an open connection.

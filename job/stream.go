@@ -138,7 +138,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 			if j.stopping.Load() || errors.Is(err, spool.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("%s: replication stream at offset %d: %w", s.name(), base+rr.Consumed(), err)
+			return fmt.Errorf("%s: replication stream of %s at offset %d: %w", s.name(), s.ps.Stats().Addr, base+rr.Consumed(), err)
 		}
 		if len(args) == 0 {
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -31,6 +32,9 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 		DB:              db,
 		TLSConfig:       o.TLS,
 		DialTimeout:     timeout,
+		// Replies are checked as they arrive: a hostile or broken peer
+		// cannot make go-redis allocate or recurse without bound.
+		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits),
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		Protocol:        2,

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // ownPrefix marks the keys ferry itself owns on a target; verify ignores them
@@ -144,6 +146,8 @@ func (s *side) options(addr string, db int) *redis.Options {
 		DB:                       db,
 		TLSConfig:                s.tls,
 		DialTimeout:              dialTimeout(s.ep),
+		// Values of any size, but checked as they arrive (see resp.Guard).
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,
@@ -168,6 +172,8 @@ func (s *side) clusterOptions(seeds []string) *redis.ClusterOptions {
 		Password:                 s.ep.Password,
 		TLSConfig:                s.tls,
 		DialTimeout:              dialTimeout(s.ep),
+		// Values of any size, but checked as they arrive (see resp.Guard).
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,

@@ -459,6 +459,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		var fe *FatalError
 		var re *RewoundError
+		if errors.Is(err, resp.ErrProtocol) && !errors.As(err, &fe) {
+			// The target sent what no Redis sends, or more than ferry
+			// accepts: reconnecting would read the same again.
+			if !strings.Contains(err.Error(), w.Addr()) {
+				err = fmt.Errorf("target %s: %w", w.Addr(), err)
+			}
+			err = &FatalError{err}
+		}
 		if errors.As(err, &fe) || errors.As(err, &re) {
 			w.setFatal(err)
 			if w.dirty {
@@ -576,6 +584,9 @@ func (w *Writer) session(ctx context.Context) error {
 	}
 
 	s := &session{w: w, c: c, curDB: w.cfg.MarkerDB}
+	// Replies to replicated commands are discarded as they are read; a
+	// bulk one may be as long as any value.
+	c.R.SetLimits(resp.StreamLimits)
 	w.mu.Lock()
 	w.lastWrite = time.Now()
 	w.mu.Unlock()
