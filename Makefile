@@ -29,8 +29,14 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Each fuzz target for a short time (FUZZTIME); go test -fuzz takes one
+# target per run.
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./rdb -run '^$$' -fuzz FuzzReader -fuzztime 60s
+	$(GO) test ./rdb -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	for f in FuzzReadValue FuzzReadStatus FuzzReadCommand FuzzGuard; do \
+	  $(GO) test ./resp -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 clean:
 	rm -rf bin

@@ -72,6 +72,9 @@ func (s *Scanner) Scan(p []byte) error {
 		c := p[0]
 		p = p[1:]
 		if !s.inLine {
+			if !isKind(c) {
+				return fmt.Errorf("%w: unexpected reply type %q", ErrProtocol, c)
+			}
 			s.inLine, s.kind, s.lineLen, s.num, s.neg, s.digits = true, c, 1, 0, false, 0
 			continue
 		}
@@ -82,11 +85,13 @@ func (s *Scanner) Scan(p []byte) error {
 		if c != '\n' {
 			if isLengthKind(s.kind) {
 				switch {
-				case c >= '0' && c <= '9' && s.digits < 19:
+				case c >= '0' && c <= '9' && s.digits < 18:
 					s.num = s.num*10 + int64(c-'0')
-					s.digits++
-				case c == '-' && s.digits == 0 && !s.neg:
-					s.neg = true
+					if s.num > 0 {
+						s.digits++ // leading zeros do not count
+					}
+				case (c == '-' || c == '+') && s.lineLen == 2:
+					s.neg = c == '-'
 				case c == '\r':
 				default:
 					return fmt.Errorf("%w: bad length in a %q header", ErrProtocol, s.kind)
@@ -100,6 +105,15 @@ func (s *Scanner) Scan(p []byte) error {
 		}
 	}
 	return nil
+}
+
+// isKind reports whether k starts a RESP2 or RESP3 value.
+func isKind(k byte) bool {
+	switch k {
+	case '+', '-', ':', '_', ',', '#', '(', '.':
+		return true
+	}
+	return isLengthKind(k)
 }
 
 func isLengthKind(k byte) bool {

@@ -251,7 +251,7 @@ func (r *Reader) readValue(depth int) (Value, error) {
 		for i := int64(0); i < n; i++ {
 			e, err := r.readValue(depth + 1)
 			if err != nil {
-				return Value{}, err
+				return Value{}, midReply(err)
 			}
 			elems = append(elems, e)
 		}
@@ -377,6 +377,15 @@ func (r *Reader) readLarge(n int) error {
 		r.arena = r.arena[:k]
 	}
 	return nil
+}
+
+// midReply turns the end of the stream inside a reply into
+// io.ErrUnexpectedEOF.
+func midReply(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func grow(b []byte, n int) []byte {
@@ -561,7 +570,7 @@ func (r *Reader) readStatus(elemErr func(i int, msg string), depth int) (Kind, s
 		for i := int64(0); i < n; i++ {
 			ek, msg, err := r.readStatus(nil, depth+1)
 			if err != nil {
-				return 0, "", err
+				return 0, "", midReply(err)
 			}
 			if ek == Error && elemErr != nil {
 				elemErr(int(i), msg)
