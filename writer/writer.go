@@ -462,7 +462,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		if errors.Is(err, resp.ErrProtocol) && !errors.As(err, &fe) {
 			// The target sent what no Redis sends, or more than ferry
 			// accepts: reconnecting would read the same again.
-			if !strings.Contains(err.Error(), w.Addr()) {
+			if strings.Contains(err.Error(), w.Addr()) {
+				err = fmt.Errorf("target: %w", err)
+			} else {
 				err = fmt.Errorf("target %s: %w", w.Addr(), err)
 			}
 			err = &FatalError{err}
