@@ -26,12 +26,12 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 		timeout = 5 * time.Second
 	}
 	return &redis.Options{
-		Addr:            o.Addr,
-		Username:        o.Username,
-		Password:        o.Password,
-		DB:              db,
-		TLSConfig:       o.TLS,
-		DialTimeout:     timeout,
+		Addr:        o.Addr,
+		Username:    o.Username,
+		Password:    o.Password,
+		DB:          db,
+		TLSConfig:   o.TLS,
+		DialTimeout: timeout,
 		// Replies are checked as they arrive: a hostile or broken peer
 		// cannot make go-redis allocate or recurse without bound.
 		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits),

@@ -140,12 +140,12 @@ func (s *side) connName() string {
 func (s *side) options(addr string, db int) *redis.Options {
 	name := s.connName()
 	return &redis.Options{
-		Addr:                     addr,
-		Username:                 s.ep.Username,
-		Password:                 s.ep.Password,
-		DB:                       db,
-		TLSConfig:                s.tls,
-		DialTimeout:              dialTimeout(s.ep),
+		Addr:        addr,
+		Username:    s.ep.Username,
+		Password:    s.ep.Password,
+		DB:          db,
+		TLSConfig:   s.tls,
+		DialTimeout: dialTimeout(s.ep),
 		// Values of any size, but checked as they arrive (see resp.Guard).
 		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
 		ReadTimeout:              30 * time.Second,
@@ -167,11 +167,11 @@ func (s *side) options(addr string, db int) *redis.Options {
 func (s *side) clusterOptions(seeds []string) *redis.ClusterOptions {
 	name := s.connName()
 	return &redis.ClusterOptions{
-		Addrs:                    seeds,
-		Username:                 s.ep.Username,
-		Password:                 s.ep.Password,
-		TLSConfig:                s.tls,
-		DialTimeout:              dialTimeout(s.ep),
+		Addrs:       seeds,
+		Username:    s.ep.Username,
+		Password:    s.ep.Password,
+		TLSConfig:   s.tls,
+		DialTimeout: dialTimeout(s.ep),
 		// Values of any size, but checked as they arrive (see resp.Guard).
 		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
 		ReadTimeout:              30 * time.Second,
