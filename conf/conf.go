@@ -75,6 +75,7 @@ type Job struct {
 	MaxInflightBytes  int64         // >= BatchMaxBytes
 	SpoolMemory       int64         // > 0
 	SpoolMaxDisk      int64         // 0 = unlimited
+	MaxBulkLen        int64         // > 0: longest argument accepted in the replication stream
 	StatusAddr        string        // host:port; "" = disabled (Validate turns "off" into "")
 	LogLevel          string        // debug | info | warn | error
 	LogFormat         string        // auto | console | json
@@ -170,6 +171,7 @@ func Default() Job {
 		BatchMaxBytes:     1 * MiB,
 		MaxInflightBytes:  16 * MiB,
 		SpoolMemory:       64 * MiB,
+		MaxBulkLen:        512 * MiB,
 		StatusAddr:        "127.0.0.1:9121",
 		LogLevel:          "info",
 		LogFormat:         "auto",

@@ -122,6 +122,11 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 	j, app := s.j, s.app
 	rr := resp.NewReader(frames.Stream(), 1<<20)
+	if j.c.MaxBulkLen > 0 {
+		lim := resp.StreamLimits
+		lim.MaxBulk = j.c.MaxBulkLen
+		rr.SetLimits(lim)
+	}
 	base := app.offset
 	for {
 		if j.stopping.Load() {

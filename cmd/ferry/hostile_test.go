@@ -163,10 +163,10 @@ func emptyRDB(t *testing.T, s *redistest.Server) []byte {
 // hostileRun runs a sync from src to dst and checks the hostile-peer
 // contract: exit 1 within a bound, one line on stderr that names peer, no
 // trace, a small peak RSS.
-func hostileRun(t *testing.T, src, dst, peer string, fired *atomic.Bool, extra ...string) {
+func hostileRun(t *testing.T, src, dst, peer string, fired *atomic.Bool, settings ...string) {
 	t.Helper()
-	args := append([]string{"sync", "--source", src, "--target", dst, "--job", "hostile",
-		"-c", jobFile(t, "log_level = \"error\"")}, extra...)
+	args := []string{"sync", "--source", src, "--target", dst, "--job", "hostile",
+		"-c", jobFile(t, "log_level = \"error\"\n"+strings.Join(settings, "\n"))}
 	p, peak := startMeasured(t, args...)
 	code, out, errs := p.wait(t, 90*time.Second)
 	checkClean(t, out, errs)
@@ -184,6 +184,7 @@ func hostileRun(t *testing.T, src, dst, peer string, fired *atomic.Bool, extra .
 		t.Errorf("the error line is %d bytes long", len(lines[0]))
 	}
 	checkRSS(t, peak())
+	t.Logf("peak RSS %d MB; %s", peak()>>20, clipOut(lines[0]))
 }
 
 // startMeasured starts the ferry binary under GNU time, which reports its
@@ -568,4 +569,21 @@ func TestStopWhilePeerSilent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaxBulkLen: an argument in the stream longer than max_bulk_len ends the
+// job with one line naming the source, before its data arrives.
+func TestMaxBulkLen(t *testing.T) {
+	dst := redistest.Start(t)
+	rdb := emptyRDB(t, dst)
+	var fired atomic.Bool
+	src := newFakePeer(t, func(c *peerConn, args []string) {
+		if strings.EqualFold(args[0], "PSYNC") && fired.CompareAndSwap(false, true) {
+			c.sendLast("+FULLRESYNC " + fakeReplID + " 0\r\n$" + strconv.Itoa(len(rdb)) + "\r\n" + string(rdb) +
+				"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2097152\r\n")
+			return
+		}
+		answer(c, args)
+	})
+	hostileRun(t, "redis://"+src.Addr, dst.URL(), src.Addr, &fired, `max_bulk_len = "1MiB"`)
 }
