@@ -335,14 +335,14 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n < 0 {
-			return nil, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
-		}
-		if n > r.lim.MaxBulk {
+		if uint64(n) > uint64(r.lim.MaxBulk) { // one compare for both bounds
+			if n < 0 {
+				return nil, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+			}
 			return nil, &LimitError{What: "bulk string", Size: n, Limit: r.lim.MaxBulk}
 		}
 		start := len(r.arena)
-		if n <= chunk || int64(cap(r.arena)-start) >= n {
+		if int64(cap(r.arena)-start) >= n || n <= chunk {
 			r.arena = grow(r.arena, int(n))
 			if err := r.readFull(r.arena[start:]); err != nil {
 				return nil, err
