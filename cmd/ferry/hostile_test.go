@@ -466,8 +466,10 @@ func appendValue(dst []byte, v resp.Value) []byte {
 // stopped in the middle of a reply — the source in the replica handshake,
 // in a snapshot it announced as 4 GiB and in a 500 MB command of the stream
 // (memory stays small: nothing is allocated ahead of the data) — and within
-// the writer's reply deadline (20 s) when the target stopped in the reply to
-// a batch: a stop first waits that long for the batch's acknowledgement.
+// a bound otherwise: the writer's reply deadline (20 s) when the target
+// stopped in the reply to a batch (a stop first waits that long for the
+// batch's acknowledgement), the control plane's read timeout (30 s) when the
+// source stopped in a reply to INFO.
 func TestStopWhilePeerSilent(t *testing.T) {
 	dst := redistest.Start(t)
 	src := redistest.Start(t)
@@ -481,6 +483,11 @@ func TestStopWhilePeerSilent(t *testing.T) {
 		// stall returns the partial reply to send before going silent.
 		stall func(c *peerConn, args []string) (string, bool)
 	}{
+		// go-redis, which ferry's control plane uses, does not abandon a
+		// read when its context ends: a stop waits for its read timeout.
+		{"source-info", true, 40 * time.Second, func(c *peerConn, args []string) (string, bool) {
+			return "$100\r\nabc", strings.EqualFold(args[0], "INFO")
+		}},
 		{"source-replconf", true, 10 * time.Second, func(c *peerConn, args []string) (string, bool) {
 			return "$100\r\nabc", strings.EqualFold(args[0], "REPLCONF")
 		}},
