@@ -78,18 +78,6 @@ func TestLimitErrors(t *testing.T) {
 	}
 }
 
-// countingReader counts the bytes handed out.
-type countingReader struct {
-	r io.Reader
-	n int
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += n
-	return n, err
-}
-
 // A declared length allocates at most one chunk ahead of the data that came.
 func TestMemoryFollowsData(t *testing.T) {
 	const declared = 256 << 20
