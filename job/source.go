@@ -299,7 +299,7 @@ func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error
 		s := redis.NewSentinelClient(&redis.Options{
 			Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword,
 			DialTimeout: e.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: 1,
-			Dialer: dial.Guarded(e.DialTimeout, nil, resp.ControlLimits),
+			Dialer: dial.Guarded(e.DialTimeout, nil, resp.ControlLimits()),
 		})
 		addr, err := s.GetMasterAddrByName(ctx, name).Result()
 		s.Close()

@@ -123,7 +123,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 	j, app := s.j, s.app
 	rr := resp.NewReader(frames.Stream(), 1<<20)
 	if j.c.MaxBulkLen > 0 {
-		lim := resp.StreamLimits
+		lim := resp.StreamLimits()
 		lim.MaxBulk = j.c.MaxBulkLen
 		rr.SetLimits(lim)
 	}

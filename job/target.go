@@ -34,7 +34,7 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 		DialTimeout: timeout,
 		// Replies are checked as they arrive: a hostile or broken peer
 		// cannot make go-redis allocate or recurse without bound.
-		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits),
+		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits()),
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		Protocol:        2,

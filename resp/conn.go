@@ -20,11 +20,11 @@ type Conn struct {
 }
 
 // NewConn wraps c with read and write buffers of the given size. Replies are
-// read with ReplyLimits; a caller that reads more (the writer's replies to
+// read with ReplyLimits(); a caller that reads more (the writer's replies to
 // replicated commands) sets its own with R.SetLimits.
 func NewConn(c net.Conn, bufSize int) *Conn {
 	r := NewReader(c, bufSize)
-	r.SetLimits(ReplyLimits)
+	r.SetLimits(ReplyLimits())
 	return &Conn{Conn: c, R: r, W: bufio.NewWriterSize(c, bufSize)}
 }
 

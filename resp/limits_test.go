@@ -34,7 +34,7 @@ func TestHostileReplies(t *testing.T) {
 				{"ReadCommand", func(r *Reader) error { _, err := r.ReadCommand(); return err }},
 			} {
 				r := NewReader(strings.NewReader(in), 1<<20)
-				r.SetLimits(ReplyLimits)
+				r.SetLimits(ReplyLimits())
 				err := read.fn(r)
 				if name == "negative array" && read.name != "ReadCommand" {
 					if err != nil {
@@ -112,7 +112,7 @@ func TestGuardScanner(t *testing.T) {
 	}
 	for _, in := range ok {
 		// Byte by byte and in one piece.
-		s := NewScanner(ReplyLimits)
+		s := NewScanner(ReplyLimits())
 		for i := range len(in) {
 			if err := s.Scan([]byte{in[i]}); err != nil {
 				t.Errorf("%q: %v", in, err)
@@ -121,7 +121,7 @@ func TestGuardScanner(t *testing.T) {
 		if len(s.stack) != 0 || s.inLine || s.body != 0 {
 			t.Errorf("%q: not at a reply boundary: %+v", in, s)
 		}
-		if err := NewScanner(ReplyLimits).Scan([]byte(in + in)); err != nil {
+		if err := NewScanner(ReplyLimits()).Scan([]byte(in + in)); err != nil {
 			t.Errorf("%q twice: %v", in, err)
 		}
 	}
@@ -129,7 +129,7 @@ func TestGuardScanner(t *testing.T) {
 		if name == "negative array" {
 			continue
 		}
-		if err := NewScanner(ReplyLimits).Scan([]byte(in)); !errors.Is(err, ErrProtocol) {
+		if err := NewScanner(ReplyLimits()).Scan([]byte(in)); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: %v, want a protocol error", name, err)
 		}
 	}

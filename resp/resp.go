@@ -74,22 +74,30 @@ type Limits struct {
 // clients and so propagates to its replicas.
 const DefaultMaxBulk = 512 << 20
 
-var (
-	// StreamLimits apply to the replication stream and to the replies of
-	// replicated commands (which ReadStatus discards without storing).
-	StreamLimits = Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 1 << 20}
-	// ReplyLimits apply to the replies of ferry's own commands on a Conn
-	// (AUTH, CLIENT SETNAME, REPLCONF, CONFIG GET, INFO, GET of a marker):
-	// all of them small.
-	ReplyLimits = Limits{MaxBulk: 4 << 20, MaxArray: 1 << 16, MaxDepth: 16, MaxLine: 64 << 10}
-	// ControlLimits apply to control-plane replies (INFO, CLUSTER SHARDS and
-	// NODES, SCAN, CONFIG GET): small next to data, but a SCAN page holds
-	// user key names and CLUSTER NODES of a large cluster runs to megabytes.
-	ControlLimits = Limits{MaxBulk: 32 << 20, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
-	// ValueLimits apply where ferry reads values (verify): any value the
-	// source may hold.
-	ValueLimits = Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
-)
+// StreamLimits apply to the replication stream and to the replies of
+// replicated commands (which ReadStatus discards without storing).
+func StreamLimits() Limits {
+	return Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 1 << 20}
+}
+
+// ReplyLimits apply to the replies of ferry's own commands on a Conn (AUTH,
+// CLIENT SETNAME, REPLCONF, CONFIG GET, INFO, GET of a marker): all small.
+func ReplyLimits() Limits {
+	return Limits{MaxBulk: 4 << 20, MaxArray: 1 << 16, MaxDepth: 16, MaxLine: 64 << 10}
+}
+
+// ControlLimits apply to control-plane replies (INFO, CLUSTER SHARDS and
+// NODES, SCAN, CONFIG GET): small next to data, but a SCAN page holds user
+// key names and CLUSTER NODES of a large cluster runs to megabytes.
+func ControlLimits() Limits {
+	return Limits{MaxBulk: 32 << 20, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
+}
+
+// ValueLimits apply where ferry reads values (verify): any value the source
+// may hold.
+func ValueLimits() Limits {
+	return Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
+}
 
 // chunk is how much a Reader allocates ahead of the bytes that arrived: a
 // declared length beyond it is allocated as the data comes in.
@@ -128,9 +136,9 @@ type Reader struct {
 }
 
 // NewReader returns a Reader over r with a buffer of size bytes and
-// StreamLimits.
+// StreamLimits().
 func NewReader(r io.Reader, size int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, size), lim: StreamLimits}
+	return &Reader{br: bufio.NewReaderSize(r, size), lim: StreamLimits()}
 }
 
 // SetLimits sets what the peer may declare from now on.
@@ -495,7 +503,7 @@ func AppendBulkInt(dst []byte, n int64) []byte {
 // back into its arguments. It is used off the hot path: to name the command
 // and key in an error message, or to re-route a command.
 func ParseCommand(b []byte) ([][]byte, error) {
-	r := &Reader{br: bufio.NewReaderSize(&sliceReader{b: b}, 64), lim: StreamLimits}
+	r := &Reader{br: bufio.NewReaderSize(&sliceReader{b: b}, 64), lim: StreamLimits()}
 	args, err := r.ReadCommand()
 	if err != nil {
 		return nil, err

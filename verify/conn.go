@@ -147,7 +147,7 @@ func (s *side) options(addr string, db int) *redis.Options {
 		TLSConfig:   s.tls,
 		DialTimeout: dialTimeout(s.ep),
 		// Values of any size, but checked as they arrive (see resp.Guard).
-		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits()),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,
@@ -173,7 +173,7 @@ func (s *side) clusterOptions(seeds []string) *redis.ClusterOptions {
 		TLSConfig:   s.tls,
 		DialTimeout: dialTimeout(s.ep),
 		// Values of any size, but checked as they arrive (see resp.Guard).
-		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits),
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits()),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,

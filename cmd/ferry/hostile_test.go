@@ -416,7 +416,7 @@ func relay(t *testing.T, addr string, hostile func(c *peerConn, args []string) (
 				return
 			}
 			u = resp.NewConn(nc, 64<<10)
-			u.R.SetLimits(resp.StreamLimits)
+			u.R.SetLimits(resp.StreamLimits())
 			upstream[c] = u
 		}
 		mu.Unlock()
