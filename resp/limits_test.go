@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 )
@@ -132,5 +133,26 @@ func TestGuardScanner(t *testing.T) {
 		if err := NewScanner(ReplyLimits()).Scan([]byte(in)); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: %v, want a protocol error", name, err)
 		}
+	}
+}
+
+// Guard passes a good reply through and refuses a hostile one, for good.
+func TestGuardConn(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	g := Guard(client, ReplyLimits())
+	go server.Write([]byte("+OK\r\n$4294967296\r\n"))
+	buf := make([]byte, 5)
+	if n, err := io.ReadFull(g, buf); err != nil || string(buf[:n]) != "+OK\r\n" {
+		t.Fatalf("%q %v", buf[:n], err)
+	}
+	_, err := g.Read(make([]byte, 64))
+	var le *LimitError
+	if !errors.As(err, &le) || le.What != "bulk string" {
+		t.Fatalf("%v, want a bulk string limit", err)
+	}
+	if _, err2 := g.Read(make([]byte, 64)); err2 != err {
+		t.Fatalf("after the violation: %v", err2)
 	}
 }
