@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"testing"
 )
 
@@ -124,7 +125,46 @@ func FuzzGuard(f *testing.F) {
 		if len(s.stack) > fuzzLimits.MaxDepth {
 			t.Fatalf("depth %d", len(s.stack))
 		}
+		// Through the Guard, read in small pieces: a prefix of the input
+		// comes out, all of it when it was accepted and no long bulk
+		// string is incomplete at the end.
+		g := newGuard(&chunkConn{b: in}, fuzzLimits, 8)
+		var out []byte
+		buf := make([]byte, 3)
+		var gerr error
+		for {
+			n, err := g.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				gerr = err
+				break
+			}
+		}
+		if !bytes.HasPrefix(in, out) {
+			t.Fatalf("%q came out of %q", out, in)
+		}
+		if whole == nil && !g.s.holding && !bytes.Equal(out, in) {
+			t.Fatalf("%q came out of %q (%v)", out, in, gerr)
+		}
+		if whole != nil && !errors.Is(gerr, ErrProtocol) {
+			t.Fatalf("the Guard ended with %v, the scanner with %v", gerr, whole)
+		}
 	})
+}
+
+// chunkConn is a net.Conn that reads b in pieces of up to 5 bytes.
+type chunkConn struct {
+	net.Conn
+	b []byte
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.b[:min(5, len(c.b))])
+	c.b = c.b[n:]
+	return n, nil
 }
 
 func checkErr(t *testing.T, err error) {

@@ -142,7 +142,10 @@ func TestGuardConn(t *testing.T) {
 	defer client.Close()
 	defer server.Close()
 	g := Guard(client, ReplyLimits())
-	go server.Write([]byte("+OK\r\n$4294967296\r\n"))
+	go func() {
+		server.Write([]byte("+OK\r\n"))
+		server.Write([]byte("$4294967296\r\n"))
+	}()
 	buf := make([]byte, 5)
 	if n, err := io.ReadFull(g, buf); err != nil || string(buf[:n]) != "+OK\r\n" {
 		t.Fatalf("%q %v", buf[:n], err)
@@ -154,5 +157,39 @@ func TestGuardConn(t *testing.T) {
 	}
 	if _, err2 := g.Read(make([]byte, 64)); err2 != err {
 		t.Fatalf("after the violation: %v", err2)
+	}
+}
+
+// A long bulk string reaches the reader behind the Guard only once all of
+// it arrived; everything else passes as it comes, byte for byte.
+func TestGuardHoldsLongBulk(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	g := Guard(client, ValueLimits())
+	body := bytes.Repeat([]byte("v"), 200<<10)
+	first := []byte("*2\r\n:1\r\n$204800\r\n")
+	go func() {
+		server.Write(first)
+		server.Write(body[:100<<10])
+		server.Write(body[100<<10:])
+		server.Write([]byte("\r\n+OK\r\n"))
+	}()
+	// Up to the header's '\n', not including it.
+	got := make([]byte, len(first)-1)
+	if _, err := io.ReadFull(g, got); err != nil || !bytes.Equal(got, first[:len(first)-1]) {
+		t.Fatalf("%q %v", got, err)
+	}
+	rest := make([]byte, 1+len(body)+2+5)
+	n, err := g.Read(rest)
+	if err != nil || n < 1+len(body)+2 {
+		t.Fatalf("first read after the header: %d bytes (%v), want the whole bulk string", n, err)
+	}
+	if _, err := io.ReadFull(g, rest[n:]); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte("\n"), body...), "\r\n+OK\r\n"...)
+	if !bytes.Equal(rest, want) {
+		t.Fatal("the bytes differ from what was sent")
 	}
 }
