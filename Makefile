@@ -45,10 +45,16 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# Each fuzz target for a short time (FUZZTIME); go test -fuzz takes one
+# target per run.
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./rdb -run '^$$' -fuzz FuzzReader -fuzztime 60s
-	$(GO) test ./aof -run '^$$' -fuzz FuzzReader -fuzztime 60s
-	$(GO) test ./aof -run '^$$' -fuzz FuzzManifest -fuzztime 30s
+	$(GO) test ./rdb -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./aof -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./aof -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME)
+	for f in FuzzReadValue FuzzReadStatus FuzzReadCommand FuzzGuard; do \
+	  $(GO) test ./resp -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 clean:
 	rm -rf bin

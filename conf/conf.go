@@ -76,6 +76,7 @@ type Job struct {
 	MaxInflightBytes  int64         // >= BatchMaxBytes
 	SpoolMemory       int64         // > 0
 	SpoolMaxDisk      int64         // 0 = unlimited
+	MaxBulkLen        int64         // > 0: longest argument accepted in the replication stream
 	StatusAddr        string        // host:port; "" = disabled (Validate turns "off" into "")
 	Pprof             bool          // serve /debug/pprof/ on the status address
 	LogLevel          string        // debug | info | warn | error
@@ -184,6 +185,7 @@ func Default() Job {
 		BatchMaxBytes:     1 * MiB,
 		MaxInflightBytes:  16 * MiB,
 		SpoolMemory:       64 * MiB,
+		MaxBulkLen:        512 * MiB,
 		StatusAddr:        "127.0.0.1:9121",
 		LogLevel:          "info",
 		LogFormat:         "auto",

@@ -629,6 +629,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.size("max_inflight_bytes", &j.MaxInflightBytes)
 	t.size("spool_memory", &j.SpoolMemory)
 	t.size("spool_max_disk", &j.SpoolMaxDisk)
+	t.size("max_bulk_len", &j.MaxBulkLen)
 	t.str("status_addr", &j.StatusAddr)
 	t.boolean("pprof", &j.Pprof)
 	t.str("log_level", &j.LogLevel)

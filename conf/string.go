@@ -38,6 +38,7 @@ func (j Job) String() string {
 	w("max_inflight_bytes", quote(FormatSize(j.MaxInflightBytes)))
 	w("spool_memory", quote(FormatSize(j.SpoolMemory)))
 	w("spool_max_disk", quote(FormatSize(j.SpoolMaxDisk)))
+	w("max_bulk_len", quote(FormatSize(j.MaxBulkLen)))
 	status := j.StatusAddr
 	if status == "" {
 		status = "off"

@@ -132,6 +132,7 @@ func (j *Job) validate(full bool) error {
 		{"max_inflight_bytes", j.MaxInflightBytes, true},
 		{"spool_memory", j.SpoolMemory, true},
 		{"spool_max_disk", j.SpoolMaxDisk, false},
+		{"max_bulk_len", j.MaxBulkLen, true},
 		{"max_bytes_per_second", j.MaxBytesPerSecond, false},
 	} {
 		if s.v < 0 {

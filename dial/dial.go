@@ -161,11 +161,34 @@ func Open(ctx context.Context, o Options, name string, bufSize int) (*resp.Conn,
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Second
 	}
-	if err := Handshake(c, o, name); err != nil {
+	// A stop must not wait for a peer that stalls the handshake.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	err = Handshake(c, o, name)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		nc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", o.Addr, ctx.Err())
+		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// Guarded is RedisDialer whose connections check every reply against lim as
+// it arrives (resp.Guard): go-redis itself allocates whatever a reply
+// declares and recurses into any nesting.
+func Guarded(timeout time.Duration, tlsCfg *tls.Config, lim resp.Limits) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := RedisDialer(tlsCfg, timeout)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Guard(c, lim), nil
+	}
 }
 
 // Handshake runs AUTH and CLIENT SETNAME on an open connection.

@@ -67,8 +67,10 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // ClassOf is the class of err: the class of the first *Error in its chain;
-// otherwise a Redis reply error is classified by its code and anything else
-// (network, timeout, EOF) is transient.
+// otherwise a Redis reply error is classified by its code, a protocol
+// violation (resp.ErrProtocol: what no Redis sends, or more than ferry
+// accepts) is permanent because reconnecting would read the same again, and
+// anything else (network, timeout, EOF) is transient.
 func ClassOf(err error) Class {
 	if err == nil {
 		return Transient
@@ -77,7 +79,7 @@ func ClassOf(err error) Class {
 	if errors.As(err, &fe) {
 		return fe.Class
 	}
-	if tlsVerify(err) {
+	if tlsVerify(err) || errors.Is(err, resp.ErrProtocol) {
 		return Permanent
 	}
 	if msg, ok := replyMessage(err); ok {

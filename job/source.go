@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/topology"
 )
@@ -298,6 +299,7 @@ func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error
 		s := redis.NewSentinelClient(&redis.Options{
 			Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword,
 			DialTimeout: e.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: 1,
+			Dialer: dial.Guarded(e.DialTimeout, nil, resp.ControlLimits()),
 		})
 		addr, err := s.GetMasterAddrByName(ctx, name).Result()
 		s.Close()

@@ -122,6 +122,11 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 	j, app := s.j, s.app
 	rr := resp.NewReader(frames.Stream(), 1<<20)
+	if j.c.MaxBulkLen > 0 {
+		lim := resp.StreamLimits()
+		lim.MaxBulk = j.c.MaxBulkLen
+		rr.SetLimits(lim)
+	}
 	base := app.offset
 	for {
 		if j.stopping.Load() {
@@ -138,7 +143,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 			if j.stopping.Load() || errors.Is(err, spool.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("%s: replication stream at offset %d: %w", s.name(), base+rr.Consumed(), err)
+			return fmt.Errorf("%s: replication stream of %s at offset %d: %w", s.name(), s.ps.Stats().Addr, base+rr.Consumed(), err)
 		}
 		if len(args) == 0 {
 			continue

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // ownPrefix marks keys that belong to ferry itself on a target.
@@ -29,13 +30,15 @@ func redisOptions(o dial.Options, name string, db int) *redis.Options {
 	// Dialer: ferry's own dial, so that a TLS handshake that gets no TLS
 	// answer fails within the timeout with a message that says what to check.
 	return &redis.Options{
-		Addr:            o.Addr,
-		Username:        o.Username,
-		Password:        o.Password,
-		DB:              db,
-		TLSConfig:       o.TLS,
-		DialTimeout:     timeout,
-		Dialer:          dial.RedisDialer(o.TLS, timeout),
+		Addr:        o.Addr,
+		Username:    o.Username,
+		Password:    o.Password,
+		DB:          db,
+		TLSConfig:   o.TLS,
+		DialTimeout: timeout,
+		// Replies are checked as they arrive: a hostile or broken peer
+		// cannot make go-redis allocate or recurse without bound.
+		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits()),
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		Protocol:        2,

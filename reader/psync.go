@@ -5,6 +5,7 @@
 package reader
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -151,6 +152,11 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		if errors.As(err, &fe) {
 			return err
 		}
+		if errors.Is(err, resp.ErrProtocol) {
+			// Bytes no Redis master sends (or more than ferry accepts from
+			// one): reconnecting would read the same again.
+			return &FatalError{err}
+		}
 		if !p.connectedOnce.Load() {
 			// Never got a link: a wrong address or a refused handshake is a
 			// configuration problem the user must see now, not a retry loop.
@@ -276,11 +282,11 @@ func (p *PSync) link(ctx context.Context) error {
 	case strings.HasPrefix(line, "+FULLRESYNC"):
 		f := strings.Fields(line)
 		if len(f) != 3 {
-			return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+			return fmt.Errorf("psync %s: %w: unexpected reply %q", addr, resp.ErrProtocol, clip(line))
 		}
 		off, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil {
-			return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+			return fmt.Errorf("psync %s: %w: unexpected reply %q", addr, resp.ErrProtocol, clip(line))
 		}
 		why := "first sync"
 		if p.linked {
@@ -305,9 +311,9 @@ func (p *PSync) link(ctx context.Context) error {
 		}
 		p.update(func(s *Stats) { s.PartialSyncs++; s.ReplID = p.replid })
 	case strings.HasPrefix(line, "-"):
-		return psyncRefused(addr, line[1:])
+		return psyncRefused(addr, clip(line[1:]))
 	default:
-		return fmt.Errorf("psync %s: unexpected reply %q", addr, line)
+		return fmt.Errorf("psync %s: %w: unexpected reply %q", addr, resp.ErrProtocol, clip(line))
 	}
 
 	p.wmu.Lock()
@@ -383,6 +389,9 @@ func (p *PSync) readLine(c *resp.Conn) (string, error) {
 	for {
 		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
 		b, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return "", &resp.LimitError{What: "line", Size: int64(len(b)), Limit: int64(br.Size())}
+		}
 		if err != nil {
 			return "", err
 		}
@@ -402,17 +411,17 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 		return fmt.Errorf("psync %s: waiting for the snapshot: %w", addr, err)
 	}
 	if !strings.HasPrefix(hdr, "$") {
-		return fmt.Errorf("psync %s: expected the snapshot, got %q", addr, hdr)
+		return fmt.Errorf("psync %s: %w: expected the snapshot, got %q", addr, resp.ErrProtocol, clip(hdr))
 	}
 	var mark []byte
 	size := int64(-1)
 	if m, ok := strings.CutPrefix(hdr, "$EOF:"); ok {
 		if len(m) != 40 {
-			return fmt.Errorf("psync %s: bad diskless EOF mark %q", addr, m)
+			return fmt.Errorf("psync %s: %w: bad diskless EOF mark %q", addr, resp.ErrProtocol, clip(m))
 		}
 		mark = []byte(m)
 	} else if size, err = strconv.ParseInt(hdr[1:], 10, 64); err != nil || size < 0 {
-		return fmt.Errorf("psync %s: bad snapshot length %q", addr, hdr)
+		return fmt.Errorf("psync %s: %w: bad snapshot length %q", addr, resp.ErrProtocol, clip(hdr))
 	}
 	if err := p.frame(frameFullSync, binaryAppendInt64(appendPos(nil, p.replid, p.offset), size)); err != nil {
 		return err
@@ -602,4 +611,12 @@ func psyncRefused(addr, msg string) error {
 		return &FatalError{fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg)}
 	}
 	return &FatalError{fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
+}
+
+// clip shortens what a peer sent for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }

@@ -19,9 +19,13 @@ type Conn struct {
 	Timeout time.Duration
 }
 
-// NewConn wraps c with read and write buffers of the given size.
+// NewConn wraps c with read and write buffers of the given size. Replies are
+// read with ReplyLimits(); a caller that reads more (the writer's replies to
+// replicated commands) sets its own with R.SetLimits.
 func NewConn(c net.Conn, bufSize int) *Conn {
-	return &Conn{Conn: c, R: NewReader(c, bufSize), W: bufio.NewWriterSize(c, bufSize)}
+	r := NewReader(c, bufSize)
+	r.SetLimits(ReplyLimits())
+	return &Conn{Conn: c, R: r, W: bufio.NewWriterSize(c, bufSize)}
 }
 
 // Do sends one command and reads its reply. An error reply is returned as a

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 )
 
@@ -57,13 +58,73 @@ func (v Value) Text() string {
 // not RESP: the connection cannot be trusted any further.
 var ErrProtocol = errors.New("protocol error")
 
-// Limits that protect ferry from a corrupt peer: Redis itself refuses bulk
-// strings above proto-max-bulk-len (512 MB default) and arrays above 1M... in
-// replies arrays can be bigger, so only the bulk limit is strict.
-const (
-	maxBulk  = 1 << 32
-	maxArray = 1 << 31
-)
+// Limits bound what a peer may declare on one connection, so that no byte
+// sequence can make ferry allocate more than the peer actually sent (plus
+// one small chunk), recurse without bound, or wait for gigabytes that a
+// declared length promises.
+type Limits struct {
+	MaxBulk  int64 // longest bulk string, in bytes
+	MaxArray int64 // most elements of one array (arguments of one command)
+	MaxDepth int   // deepest nesting of arrays; 1 allows a flat array
+	MaxLine  int   // longest simple-string, error or header line (Guard only; a Reader is bounded by its buffer)
+}
+
+// DefaultMaxBulk is the replication stream's bulk string cap: Redis's own
+// proto-max-bulk-len default, the largest argument a master accepts from its
+// clients and so propagates to its replicas.
+const DefaultMaxBulk = 512 << 20
+
+// StreamLimits apply to the replication stream and to the replies of
+// replicated commands (which ReadStatus discards without storing).
+func StreamLimits() Limits {
+	return Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 1 << 20}
+}
+
+// ReplyLimits apply to the replies of ferry's own commands on a Conn (AUTH,
+// CLIENT SETNAME, REPLCONF, CONFIG GET, INFO, GET of a marker): all small.
+func ReplyLimits() Limits {
+	return Limits{MaxBulk: 4 << 20, MaxArray: 1 << 16, MaxDepth: 16, MaxLine: 64 << 10}
+}
+
+// ControlLimits apply to control-plane replies (INFO, CLUSTER SHARDS and
+// NODES, SCAN, CONFIG GET): small next to data, but a SCAN page holds user
+// key names and CLUSTER NODES of a large cluster runs to megabytes.
+func ControlLimits() Limits {
+	return Limits{MaxBulk: 32 << 20, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
+}
+
+// ValueLimits apply where ferry reads values (verify): any value the source
+// may hold.
+func ValueLimits() Limits {
+	return Limits{MaxBulk: DefaultMaxBulk, MaxArray: 1 << 20, MaxDepth: 16, MaxLine: 64 << 10}
+}
+
+// chunk is how much a Reader allocates ahead of the bytes that arrived: a
+// declared length beyond it is allocated as the data comes in.
+const chunk = 64 << 10
+
+// LimitError means a peer declared more than the connection allows (or sent a
+// line longer than the buffer). It wraps ErrProtocol.
+type LimitError struct {
+	What  string // "bulk string", "array", "nesting", "line"
+	Size  int64  // what the peer declared (for nesting: the depth reached)
+	Limit int64
+}
+
+func (e *LimitError) Error() string {
+	switch e.What {
+	case "nesting":
+		return fmt.Sprintf("protocol error: arrays nested deeper than %d levels", e.Limit)
+	case "array":
+		return fmt.Sprintf("protocol error: an array of %d elements declared, over the limit of %d", e.Size, e.Limit)
+	case "line":
+		return fmt.Sprintf("protocol error: a line longer than %d bytes", e.Limit)
+	}
+	return fmt.Sprintf("protocol error: a %s of %d bytes declared, over the limit of %d", e.What, e.Size, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrProtocol) hold for a LimitError.
+func (e *LimitError) Is(target error) bool { return target == ErrProtocol }
 
 // Reader reads RESP from a buffered stream and counts the bytes it consumed.
 type Reader struct {
@@ -71,12 +132,20 @@ type Reader struct {
 	n     int64  // bytes consumed so far
 	arena []byte // backing store for the args of the last ReadCommand
 	args  [][]byte
+	lim   Limits
 }
 
-// NewReader returns a Reader over r with a buffer of size bytes.
+// NewReader returns a Reader over r with a buffer of size bytes and
+// StreamLimits().
 func NewReader(r io.Reader, size int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, size)}
+	return &Reader{br: bufio.NewReaderSize(r, size), lim: StreamLimits()}
 }
+
+// SetLimits sets what the peer may declare from now on.
+func (r *Reader) SetLimits(l Limits) { r.lim = l }
+
+// Limits returns what the peer may declare.
+func (r *Reader) Limits() Limits { return r.lim }
 
 // Consumed is the number of bytes read off the stream so far.
 func (r *Reader) Consumed() int64 { return r.n }
@@ -98,7 +167,7 @@ func (r *Reader) line() ([]byte, error) {
 	b, err := r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, r.br.Size())
+			return nil, &LimitError{What: "line", Size: int64(len(b)), Limit: int64(r.br.Size())}
 		}
 		if err == io.EOF && len(b) > 0 {
 			err = io.ErrUnexpectedEOF
@@ -131,8 +200,13 @@ func (r *Reader) SkipRepeated(line []byte, max int) int {
 	return n
 }
 
-// ReadValue reads one complete reply. Strings are copied: the Value stays valid.
-func (r *Reader) ReadValue() (Value, error) {
+// ReadValue reads one complete reply. Strings are copied: the Value stays
+// valid. Declared lengths are checked against the Reader's limits, and memory
+// grows with the bytes that arrive, not with what a header declares.
+func (r *Reader) ReadValue() (Value, error) { return r.readValue(1) }
+
+// readValue recurses once per array level, at most MaxDepth deep.
+func (r *Reader) readValue(depth int) (Value, error) {
 	line, err := r.line()
 	if err != nil {
 		return Value{}, err
@@ -157,14 +231,11 @@ func (r *Reader) ReadValue() (Value, error) {
 		if n < 0 {
 			return Value{Kind: Bulk, Null: true}, nil
 		}
-		if n > maxBulk {
-			return Value{}, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+		if n > r.lim.MaxBulk {
+			return Value{}, &LimitError{What: "bulk string", Size: n, Limit: r.lim.MaxBulk}
 		}
-		b := make([]byte, n)
-		if err := r.readFull(b); err != nil {
-			return Value{}, err
-		}
-		if err := r.crlf(); err != nil {
+		b, err := r.readBulk(int(n))
+		if err != nil {
 			return Value{}, err
 		}
 		return Value{Kind: Bulk, Str: b}, nil
@@ -176,20 +247,46 @@ func (r *Reader) ReadValue() (Value, error) {
 		if n < 0 {
 			return Value{Kind: Array, Null: true}, nil
 		}
-		if n > maxArray {
-			return Value{}, fmt.Errorf("%w: array length %d", ErrProtocol, n)
+		if n > r.lim.MaxArray {
+			return Value{}, &LimitError{What: "array", Size: n, Limit: r.lim.MaxArray}
 		}
-		elems := make([]Value, 0, min(n, 1024))
+		if n > 0 && depth > r.lim.MaxDepth {
+			return Value{}, &LimitError{What: "nesting", Size: int64(depth), Limit: int64(r.lim.MaxDepth)}
+		}
+		// Elements are appended as they arrive: a declared count reserves
+		// nothing beyond a few slots.
+		elems := make([]Value, 0, min(n, 16))
 		for i := int64(0); i < n; i++ {
-			e, err := r.ReadValue()
+			e, err := r.readValue(depth + 1)
 			if err != nil {
-				return Value{}, err
+				return Value{}, midReply(err)
 			}
 			elems = append(elems, e)
 		}
 		return Value{Kind: Array, Elems: elems}, nil
 	}
 	return Value{}, fmt.Errorf("%w: unexpected reply type %q", ErrProtocol, clip(line))
+}
+
+// readBulk reads a bulk string of n bytes (n within the limits) and its CRLF.
+// Beyond one chunk, the buffer doubles only as data fills it: a peer that
+// declares a length and stops costs at most what it sent.
+func (r *Reader) readBulk(n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, chunk))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), len(b)))
+		}
+		k := min(n, cap(b))
+		if err := r.readFull(b[len(b):k]); err != nil {
+			return nil, err
+		}
+		b = b[:k]
+	}
+	if err := r.crlf(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ReadCommand reads one command as a master sends it to a replica: an array of
@@ -200,7 +297,7 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 	line, err := r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, r.br.Size())
+			return nil, &LimitError{What: "line", Size: int64(len(line)), Limit: int64(r.br.Size())}
 		}
 		if err == io.EOF && len(line) > 0 {
 			err = io.ErrUnexpectedEOF
@@ -218,8 +315,15 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if argc < 1 || argc > 1<<20 {
+	if argc < 1 {
 		return nil, fmt.Errorf("%w: command with %d arguments", ErrProtocol, argc)
+	}
+	if argc > r.lim.MaxArray {
+		return nil, &LimitError{What: "array", Size: argc, Limit: r.lim.MaxArray}
+	}
+	if cap(r.arena) > 16<<20 {
+		// One huge command must not pin its arena for the rest of the run.
+		r.arena = nil
 	}
 	r.arena = r.arena[:0]
 	ends := r.args[:0]
@@ -239,12 +343,19 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n < 0 || n > maxBulk {
-			return nil, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+		if uint64(n) > uint64(r.lim.MaxBulk) { // one compare for both bounds
+			if n < 0 {
+				return nil, fmt.Errorf("%w: bulk length %d", ErrProtocol, n)
+			}
+			return nil, &LimitError{What: "bulk string", Size: n, Limit: r.lim.MaxBulk}
 		}
 		start := len(r.arena)
-		r.arena = grow(r.arena, int(n))
-		if err := r.readFull(r.arena[start:]); err != nil {
+		if int64(cap(r.arena)-start) >= n || n <= chunk {
+			r.arena = grow(r.arena, int(n))
+			if err := r.readFull(r.arena[start:]); err != nil {
+				return nil, err
+			}
+		} else if err := r.readLarge(int(n)); err != nil {
 			return nil, err
 		}
 		if err := r.crlf(); err != nil {
@@ -257,6 +368,32 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 	}
 	r.args = ends
 	return ends, nil
+}
+
+// readLarge appends n bytes to the arena (n beyond one chunk), growing it
+// only as data fills it.
+func (r *Reader) readLarge(n int) error {
+	end := len(r.arena) + n
+	for len(r.arena) < end {
+		if len(r.arena) == cap(r.arena) {
+			r.arena = slices.Grow(r.arena, min(end-len(r.arena), max(len(r.arena), chunk)))
+		}
+		k := min(end, cap(r.arena))
+		if err := r.readFull(r.arena[len(r.arena):k]); err != nil {
+			return err
+		}
+		r.arena = r.arena[:k]
+	}
+	return nil
+}
+
+// midReply turns the end of the stream inside a reply into
+// io.ErrUnexpectedEOF.
+func midReply(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func grow(b []byte, n int) []byte {
@@ -366,7 +503,7 @@ func AppendBulkInt(dst []byte, n int64) []byte {
 // back into its arguments. It is used off the hot path: to name the command
 // and key in an error message, or to re-route a command.
 func ParseCommand(b []byte) ([][]byte, error) {
-	r := &Reader{br: bufio.NewReaderSize(&sliceReader{b: b}, 64)}
+	r := &Reader{br: bufio.NewReaderSize(&sliceReader{b: b}, 64), lim: StreamLimits()}
 	args, err := r.ReadCommand()
 	if err != nil {
 		return nil, err
@@ -394,7 +531,15 @@ func (s *sliceReader) Read(p []byte) (int, error) {
 // reply's kind and, for an error reply, its message. For an array (the reply
 // of EXEC) it calls elemErr with the index and message of every element that
 // is an error. Nothing is allocated unless there is an error.
+//
+// Bulk lengths are checked against MaxBulk and nesting against MaxDepth; an
+// array's count is not limited, as its elements are read one by one and
+// nothing is kept (a reply to a replicated LPOP with a count can be long).
 func (r *Reader) ReadStatus(elemErr func(i int, msg string)) (Kind, string, error) {
+	return r.readStatus(elemErr, 1)
+}
+
+func (r *Reader) readStatus(elemErr func(i int, msg string), depth int) (Kind, string, error) {
 	line, err := r.line()
 	if err != nil {
 		return 0, "", err
@@ -413,6 +558,9 @@ func (r *Reader) ReadStatus(elemErr func(i int, msg string)) (Kind, string, erro
 		if err != nil {
 			return 0, "", err
 		}
+		if n > r.lim.MaxBulk {
+			return 0, "", &LimitError{What: "bulk string", Size: n, Limit: r.lim.MaxBulk}
+		}
 		if n >= 0 {
 			if err := r.discard(n + 2); err != nil {
 				return 0, "", err
@@ -424,10 +572,13 @@ func (r *Reader) ReadStatus(elemErr func(i int, msg string)) (Kind, string, erro
 		if err != nil {
 			return 0, "", err
 		}
+		if n > 0 && depth > r.lim.MaxDepth {
+			return 0, "", &LimitError{What: "nesting", Size: int64(depth), Limit: int64(r.lim.MaxDepth)}
+		}
 		for i := int64(0); i < n; i++ {
-			ek, msg, err := r.ReadStatus(nil)
+			ek, msg, err := r.readStatus(nil, depth+1)
 			if err != nil {
-				return 0, "", err
+				return 0, "", midReply(err)
 			}
 			if ek == Error && elemErr != nil {
 				elemErr(int(i), msg)

@@ -18,6 +18,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // SlotCount is the number of hash slots of a Redis Cluster.
@@ -279,6 +282,7 @@ func options(addr string, opt func(addr string) *redis.Options) *redis.Options {
 			Protocol:        2,
 			DisableIdentity: true,
 			DialTimeout:     5 * time.Second,
+			Dialer:          dial.Guarded(5*time.Second, nil, resp.ControlLimits()),
 			ReadTimeout:     5 * time.Second,
 			WriteTimeout:    5 * time.Second,
 			PoolSize:        1,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // ownPrefix marks the keys ferry itself owns on a target; verify ignores them
@@ -139,13 +140,14 @@ func (s *side) connName() string {
 func (s *side) options(addr string, db int) *redis.Options {
 	name := s.connName()
 	return &redis.Options{
-		Addr:                     addr,
-		Username:                 s.ep.Username,
-		Password:                 s.ep.Password,
-		DB:                       db,
-		TLSConfig:                s.tls,
-		DialTimeout:              dialTimeout(s.ep),
-		Dialer:                   dial.RedisDialer(s.tls, dialTimeout(s.ep)),
+		Addr:        addr,
+		Username:    s.ep.Username,
+		Password:    s.ep.Password,
+		DB:          db,
+		TLSConfig:   s.tls,
+		DialTimeout: dialTimeout(s.ep),
+		// Values of any size, but checked as they arrive (see resp.Guard).
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits()),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,
@@ -165,12 +167,13 @@ func (s *side) options(addr string, db int) *redis.Options {
 func (s *side) clusterOptions(seeds []string) *redis.ClusterOptions {
 	name := s.connName()
 	return &redis.ClusterOptions{
-		Addrs:                    seeds,
-		Username:                 s.ep.Username,
-		Password:                 s.ep.Password,
-		TLSConfig:                s.tls,
-		DialTimeout:              dialTimeout(s.ep),
-		Dialer:                   dial.RedisDialer(s.tls, dialTimeout(s.ep)),
+		Addrs:       seeds,
+		Username:    s.ep.Username,
+		Password:    s.ep.Password,
+		TLSConfig:   s.tls,
+		DialTimeout: dialTimeout(s.ep),
+		// Values of any size, but checked as they arrive (see resp.Guard).
+		Dialer:                   dial.Guarded(dialTimeout(s.ep), s.tls, resp.ValueLimits()),
 		ReadTimeout:              30 * time.Second,
 		WriteTimeout:             30 * time.Second,
 		Protocol:                 2,

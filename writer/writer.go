@@ -731,6 +731,9 @@ func (w *Writer) session(ctx context.Context) error {
 	}
 
 	s := &session{w: w, c: c, curDB: w.cfg.MarkerDB}
+	// Replies to replicated commands are discarded as they are read; a
+	// bulk one may be as long as any value.
+	c.R.SetLimits(resp.StreamLimits())
 	w.mu.Lock()
 	w.lastWrite = time.Now()
 	w.mu.Unlock()
