@@ -73,7 +73,7 @@ type Filter struct {
 	prefixes, blockPrefixes [][]byte
 	regex, blockRegex       []*regexp.Regexp
 	types                   router.DataType // allowed types (tAll when no rule)
-	typeAllow               bool  // a types allow list is set
+	typeAllow               bool            // a types allow list is set
 	cmds, blockCmds         map[string]bool
 
 	dbRules, keyRules, typeRules, cmdRules bool
