@@ -110,6 +110,9 @@ type job struct {
 	rewound  bool // a writer reported the target went back: resume from its marker
 	filter   *filter.Filter
 	moves    *moves // cluster source: see moves.go
+	// cmds: the command table (learned from the source) and the commands
+	// the target knows; see commands.go.
+	cmds commandInfo
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	caught   atomic.Bool   // migrate: every stream caught up
@@ -325,6 +328,8 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		dbMap:  c.DBMap,
 		filter: j.filter,
 		moves:  j.moves,
+		table:  j.cmds.table,
+		known:  j.cmds.known,
 		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
 			return j.waitApplied(ctx, stream, seq)
 		},
@@ -365,6 +370,7 @@ func (j *job) attempt(ctx context.Context) error {
 	j.mu.Lock()
 	j.tgt, j.streams = tgt, nil
 	j.mu.Unlock()
+	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
 
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
@@ -395,6 +401,7 @@ func (j *job) attempt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	j.cmds.table = j.sourceCommands(ctx, src)
 	if src.cluster {
 		slots := make([][][2]int, len(src.shards))
 		for i, sh := range src.shards {
