@@ -41,6 +41,8 @@ type applier struct {
 
 	dbMap  map[int]int
 	filter *filter.Filter // nil: copy everything
+	moves  *moves         // cluster source: slot migrations between streams
+
 	// table parses the commands: the built-in one, extended from the
 	// source's COMMAND when it answers; known are the target's commands
 	// (nil: not known, every command is sent).
@@ -49,7 +51,7 @@ type applier struct {
 	// cur is the stream command at hand, parsed once: the filter, the move
 	// registry and the sink all read it (none keeps it past its call).
 	cur router.Command
-	moves  *moves         // cluster source: slot migrations between streams
+
 	// waitApplied waits until stream's units up to seq are applied on the
 	// target (see moves).
 	waitApplied func(ctx context.Context, stream int, seq uint64) error

@@ -109,10 +109,8 @@ type job struct {
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
 	filter   *filter.Filter
-	moves    *moves // cluster source: see moves.go
-	// cmds: the command table (learned from the source) and the commands
-	// the target knows; see commands.go.
-	cmds commandInfo
+	moves    *moves      // cluster source: see moves.go
+	cmds     commandInfo // the command table (learned from the source), the target's commands: commands.go
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	caught   atomic.Bool   // migrate: every stream caught up
