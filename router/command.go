@@ -28,6 +28,8 @@ type Command struct {
 	slot      int32
 	slotKnown bool
 	slotErr   error
+	// one backs the Parts of a command in one slot: no allocation.
+	one [1]Part
 }
 
 // Has reports whether the command has every flag of f.
@@ -147,11 +149,14 @@ func (c *Command) computeSlot() (int, error) {
 //     The parts share the argument bytes with Args.
 //   - Any other command whose keys span slots is a *CrossSlotError.
 //
-// A command Parse refused returns its parse error.
+// A command Parse refused returns its parse error. The slice of a command in
+// one slot is held in c (Parts does not allocate then): read it before c
+// changes.
 func (c *Command) Parts() ([]Part, error) {
 	slot, err := c.Slot()
 	if err == nil {
-		return []Part{{Slot: slot, Args: c.Args}}, nil
+		c.one[0] = Part{Slot: slot, Args: c.Args}
+		return c.one[:], nil
 	}
 	if c.err != nil || c.Kind != KeyedSplittable {
 		return nil, err

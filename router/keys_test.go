@@ -385,6 +385,11 @@ func TestKeysDoNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { SlotOf(a) }); n != 0 {
 			t.Errorf("SlotOf(%s): %v allocations", sample, n)
 		}
+		// The applier's path: parsed once, its slot, its parts.
+		var c Command
+		if n := testing.AllocsPerRun(100, func() { c, _ = Parse(a); c.Slot(); c.Parts() }); n != 0 {
+			t.Errorf("Parse, Slot, Parts (%s): %v allocations", sample, n)
+		}
 	}
 }
 

@@ -58,7 +58,11 @@ func SplitBySlot(args [][]byte) ([]Part, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.Parts()
+	parts, err := c.Parts()
+	if len(parts) == 1 {
+		parts = []Part{parts[0]} // not c's, which goes out of scope
+	}
+	return parts, err
 }
 
 // split cuts a KeyedSplittable command whose keys run from Keys[0] to the end
