@@ -58,11 +58,15 @@ func SplitBySlot(args [][]byte) ([]Part, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts, err := c.Parts()
-	if len(parts) == 1 {
-		parts = []Part{parts[0]} // not c's, which goes out of scope
+	// Not c.Parts: its one-part slice lives in c, which would escape.
+	slot, err := c.Slot()
+	if err == nil {
+		return []Part{{Slot: slot, Args: args}}, nil
 	}
-	return parts, err
+	if c.Kind != KeyedSplittable {
+		return nil, err
+	}
+	return c.split(), nil
 }
 
 // split cuts a KeyedSplittable command whose keys run from Keys[0] to the end
