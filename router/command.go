@@ -174,33 +174,9 @@ func (c *Command) Parts() ([]Part, error) {
 // On error the Command returned still holds Args, Kind Invalid, the error
 // (Err) and, when the table knows the command, its Name and Flags.
 func (t *Table) Parse(args [][]byte) (Command, error) {
-	if len(args) == 0 {
-		return refused(args, nil, fmt.Errorf("%w: empty command", ErrMalformed))
-	}
-	s := lookup(t.cmds, args[0])
-	if s == nil {
-		return refused(args, nil, fmt.Errorf("%w %s", ErrUnknownCommand, quote(args[0])))
-	}
-	if s.subs != nil {
-		if len(args) < 2 {
-			return refused(args, s, fmt.Errorf("%w: %s needs a subcommand", ErrMalformed, s.name))
-		}
-		sub := lookup(s.subMap, args[1])
-		if sub == nil {
-			return refused(args, nil, fmt.Errorf("%w %s %s", ErrUnknownCommand, s.name, quote(args[1])))
-		}
-		s = sub
-	}
-	n := len(args)
-	if s.arity >= 0 && n != int(s.arity) || s.arity < 0 && n < -int(s.arity) {
-		return refused(args, s, fmt.Errorf("%w: wrong number of arguments for %s (%d)", ErrMalformed, s.name, n-1))
-	}
-	if s.find == findNone {
-		return refused(args, s, fmt.Errorf("%w %s: %v", ErrNoKeys, s.name, errNoKeySpec))
-	}
-	keys, err := s.keys(args)
+	s, keys, err := t.find(args)
 	if err != nil {
-		return refused(args, s, fmt.Errorf("%w: %s: %s", ErrMalformed, s.name, err))
+		return refused(args, s, err)
 	}
 	c := Command{Name: s.name, Args: args, Keys: keys, Flags: s.flags, spec: s}
 	switch {
@@ -212,6 +188,40 @@ func (t *Table) Parse(args [][]byte) (Command, error) {
 		c.Kind = KeyedSingle
 	}
 	return c, nil
+}
+
+// find looks the command up and finds its keys; with an error, the spec is
+// the command's when the table knows it.
+func (t *Table) find(args [][]byte) (*spec, []int, error) {
+	if len(args) == 0 {
+		return nil, nil, fmt.Errorf("%w: empty command", ErrMalformed)
+	}
+	s := t.idx.find(args[0])
+	if s == nil {
+		return nil, nil, fmt.Errorf("%w %s", ErrUnknownCommand, quote(args[0]))
+	}
+	if s.subs != nil {
+		if len(args) < 2 {
+			return s, nil, fmt.Errorf("%w: %s needs a subcommand", ErrMalformed, s.name)
+		}
+		sub := s.subIdx.find(args[1])
+		if sub == nil {
+			return nil, nil, fmt.Errorf("%w %s %s", ErrUnknownCommand, s.name, quote(args[1]))
+		}
+		s = sub
+	}
+	n := len(args)
+	if s.arity >= 0 && n != int(s.arity) || s.arity < 0 && n < -int(s.arity) {
+		return s, nil, fmt.Errorf("%w: wrong number of arguments for %s (%d)", ErrMalformed, s.name, n-1)
+	}
+	if s.find == findNone {
+		return s, nil, fmt.Errorf("%w %s: %v", ErrNoKeys, s.name, errNoKeySpec)
+	}
+	keys, err := s.keys(args)
+	if err != nil {
+		return s, nil, fmt.Errorf("%w: %s: %s", ErrMalformed, s.name, err)
+	}
+	return s, keys, nil
 }
 
 func refused(args [][]byte, s *spec, err error) (Command, error) {

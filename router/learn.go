@@ -121,15 +121,16 @@ func Learn(base *Table, reply []any) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{cmds: make(table, len(base.cmds)+len(learned)), learned: base.learned}
+	cmds := make(table, len(base.cmds)+len(learned))
 	for name, s := range base.cmds {
-		t.cmds[name] = s
+		cmds[name] = s
 	}
+	n := base.learned
 	for name, ls := range learned {
-		s, ok := t.cmds[name]
+		s, ok := cmds[name]
 		if !ok {
-			t.cmds[name] = ls
-			t.learned += 1 + len(ls.subs)
+			cmds[name] = ls
+			n += 1 + len(ls.subs)
 			continue
 		}
 		if s.subs == nil || ls.subs == nil {
@@ -151,16 +152,18 @@ func Learn(base *Table, reply []any) (*Table, error) {
 		for i := range c.subs {
 			c.subMap[c.subs[i].name[len(name)+1:]] = &c.subs[i]
 		}
-		t.cmds[name] = &c
-		t.learned += len(extra)
+		c.subIdx = newIndex(c.subMap)
+		cmds[name] = &c
+		n += len(extra)
 	}
-	return t, nil
+	return newTable(cmds, n), nil
 }
 
 // Known is the set of commands a server knows (from KnownCommands). The zero
 // value and nil know nothing of the server: Knows then says yes.
 type Known struct {
-	cmds table
+	idx index
+	n   int
 }
 
 // KnownCommands reads which commands a server knows from its reply to
@@ -171,24 +174,24 @@ func KnownCommands(reply []any) (*Known, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Known{cmds: t}, nil
+	return &Known{idx: newIndex(t), n: len(t)}, nil
 }
 
 // Knows reports whether the server knows the command c (its name, and its
 // subcommand when the server lists subcommands for it). A nil *Known knows
 // every command.
 func (k *Known) Knows(c *Command) bool {
-	if k == nil || k.cmds == nil || len(c.Args) == 0 {
+	if k == nil || k.n == 0 || len(c.Args) == 0 {
 		return true
 	}
-	s := lookup(k.cmds, c.Args[0])
+	s := k.idx.find(c.Args[0])
 	if s == nil {
 		return false
 	}
 	if len(s.subMap) == 0 || len(c.Args) < 2 {
 		return true
 	}
-	return lookup(s.subMap, c.Args[1]) != nil
+	return s.subIdx.find(c.Args[1]) != nil
 }
 
 // Len is the number of commands (not subcommands) the server knows.
@@ -196,7 +199,7 @@ func (k *Known) Len() int {
 	if k == nil {
 		return 0
 	}
-	return len(k.cmds)
+	return k.n
 }
 
 // readReply turns a COMMAND reply into table entries, subcommands included.
@@ -288,6 +291,7 @@ func readEntry(e any, parent string) (*spec, error) {
 			for i := range s.subs {
 				s.subMap[s.subs[i].name[len(name)+1:]] = &s.subs[i]
 			}
+			s.subIdx = newIndex(s.subMap)
 		}
 	}
 	return s, nil

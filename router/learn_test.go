@@ -34,7 +34,7 @@ func TestLearnFromServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := &Table{cmds: learned}
+	server := newTable(learned, 0)
 	samples := map[string][][]byte{}
 	for _, s := range corpus {
 		a := args(s)
@@ -275,5 +275,19 @@ func TestLearnSubcommandsAndErrors(t *testing.T) {
 	var k *Known
 	if c, _ := Parse(args("SET k v")); !k.Knows(&c) {
 		t.Error("a nil Known must know everything")
+	}
+}
+
+// Names past the 32 bytes of the lookup's stack buffer are found too.
+func TestLearnLongName(t *testing.T) {
+	name := "mod.a-command-name-longer-than-thirty-two-bytes"
+	reply := []any{[]any{name, int64(2), []any{"write", "module"}, int64(1), int64(1), int64(1)}}
+	lt, err := Learn(Builtin(), reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := lt.Parse(args(strings.ToUpper(name) + " k"))
+	if err != nil || c.Name != strings.ToUpper(name) || len(c.Keys) != 1 || !c.Has(Write|Learned) {
+		t.Fatalf("%+v %v", c, err)
 	}
 }

@@ -108,21 +108,111 @@ type spec struct {
 	ks     []keySpec
 	subs   []spec
 	subMap table
+	subIdx index
 }
 
 type table map[string]*spec
+
+// index is a read-only open-addressing hash table over a table's names: a
+// lookup hashes the name (FNV-1a) while it upper-cases it and probes a slot
+// or two, which costs about half of a map lookup, whose hash needs the
+// upper-cased copy first. Parse does one or two lookups per command.
+type index struct {
+	names []string // upper-case names; "" for an empty slot
+	specs []*spec
+	mask  uint32
+}
+
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+func newIndex(t table) index {
+	n := 8
+	for n < 2*len(t) { // at most half full: probes stay short
+		n *= 2
+	}
+	ix := index{names: make([]string, n), specs: make([]*spec, n), mask: uint32(n - 1)}
+	for name, s := range t {
+		h := uint32(fnvOffset)
+		for i := 0; i < len(name); i++ {
+			h = (h ^ uint32(name[i])) * fnvPrime
+		}
+		for i := h & ix.mask; ; i = (i + 1) & ix.mask {
+			if ix.names[i] == "" {
+				ix.names[i], ix.specs[i] = name, s
+				break
+			}
+		}
+	}
+	return ix
+}
+
+// find looks name up case-insensitively, without allocating for a name of
+// up to 32 bytes (every built-in name; a longer one, a module's, takes
+// findLong).
+func (ix *index) find(name []byte) *spec {
+	if len(name) > 32 {
+		return ix.findLong(name)
+	}
+	var buf [32]byte
+	h := uint32(fnvOffset)
+	for i, c := range name {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		buf[i] = c
+		h = (h ^ uint32(c)) * fnvPrime
+	}
+	return ix.probe(h, buf[:len(name)])
+}
+
+func (ix *index) findLong(name []byte) *spec {
+	up := make([]byte, len(name))
+	h := uint32(fnvOffset)
+	for i, c := range name {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up[i] = c
+		h = (h ^ uint32(c)) * fnvPrime
+	}
+	return ix.probe(h, up)
+}
+
+// probe finds the upper-case name up of hash h.
+func (ix *index) probe(h uint32, up []byte) *spec {
+	if len(ix.names) == 0 {
+		return nil
+	}
+	for i := h & ix.mask; ; i = (i + 1) & ix.mask {
+		n := ix.names[i]
+		if n == "" {
+			return nil
+		}
+		if n == string(up) {
+			return ix.specs[i]
+		}
+	}
+}
 
 // Table is a command table: the built-in one (Builtin), or one extended from
 // what a server says of its commands (Learn). It is read-only once built and
 // safe for concurrent use.
 type Table struct {
 	cmds    table
+	idx     index
 	learned int
 }
 
 // builtin is Redis 7.4's table plus the commands of later Redis and Valkey
 // versions listed in commands.go.
-var builtin = &Table{cmds: buildTable(commandTable)}
+var builtin = newTable(buildTable(commandTable), 0)
+
+func newTable(t table, learned int) *Table {
+	return &Table{cmds: t, idx: newIndex(t), learned: learned}
+}
 
 // Builtin returns the built-in table: the fallback when a server does not
 // tell its commands (COMMAND renamed or forbidden).
@@ -143,25 +233,8 @@ func buildTable(specs []spec) table {
 				sub := &s.subs[j]
 				s.subMap[sub.name[len(s.name)+1:]] = sub
 			}
+			s.subIdx = newIndex(s.subMap)
 		}
 	}
 	return t
-}
-
-// maxName is longer than any command or subcommand name.
-const maxName = 64
-
-// lookup finds name case-insensitively without allocating.
-func lookup(t table, name []byte) *spec {
-	if len(name) > maxName {
-		return nil
-	}
-	var buf [maxName]byte
-	for i, c := range name {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	return t[string(buf[:len(name)])]
 }
