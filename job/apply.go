@@ -366,6 +366,9 @@ func (a *applier) data(ctx context.Context, c *router.Command, end int64) error 
 		return nil
 	}
 	out, d, why := a.filter.RewriteCommand(a.db, c)
+	if d == filter.Refuse {
+		why = "filter: " + why
+	}
 	if d == filter.Apply && !a.known.Knows(out) {
 		name := cmdName(out)
 		d, why = filter.Refuse, fmt.Sprintf("the target does not know %s, which the source ran: upgrade the target or load the module that has it, "+
@@ -376,7 +379,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, end int64) error 
 		a.filtered.Add(1)
 	case filter.Refuse:
 		if !a.skipErr {
-			return fmt.Errorf("stream at offset %d: %s", end, refusal(why))
+			return fmt.Errorf("stream at offset %d: %s", end, why)
 		}
 		if n := a.skipped.Add(1); n <= 10 || n%1000 == 0 {
 			a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused; skipped (on_error = skip)")
@@ -391,16 +394,8 @@ func (a *applier) data(ctx context.Context, c *router.Command, end int64) error 
 	return nil
 }
 
-// refusal prefixes the filter's reasons with "filter: ", as before.
-func refusal(why string) string {
-	if strings.HasPrefix(why, "the target does not know") {
-		return why
-	}
-	return "filter: " + why
-}
-
-// cmdName names a command for a message: the table's name, or the first
-// argument's (and the second's when it looks like a subcommand is unknown).
+// cmdName names a command for a message: the table's name, or for a command
+// the table does not know its first argument, upper-cased.
 func cmdName(c *router.Command) string {
 	if c.Name != "" {
 		return c.Name
