@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
@@ -49,5 +51,44 @@ func TestTargetLacksCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestClusterKeylessByFlags: on a cluster target, keyless commands go where
+// the command table's flags say: FUNCTION LOAD and FLUSHALL to every master,
+// PUBLISH to one; SWAPDB, which names dbs, stops the job with an error
+// naming it.
+func TestClusterKeylessByFlags(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	ctx := context.Background()
+	o := clusterConf(t, src, dst)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, o, ended)
+	defer stop()
+	src.Do(t, "SET", "a", "1")
+	redistest.LoadFunctionLibrary(t, sc)
+	src.Do(t, "PUBLISH", "news", "hello")
+	src.Do(t, "SET", "b", "2")
+	masters := dst.Addrs()[:len(dst.Masters)]
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, masters, redistest.CompareOptions{DstCluster: true, Wait: 30 * time.Second})
+	for _, m := range dst.Masters {
+		if libs := m.Client(t).FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 1 {
+			t.Errorf("%s: %d function libraries, want the one FUNCTION LOAD brought to every master", m.Addr, len(libs))
+		}
+	}
+	src.Do(t, "FLUSHALL")
+	src.Do(t, "SET", "c", "3")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, masters, redistest.CompareOptions{DstCluster: true, Wait: 30 * time.Second})
+	src.Do(t, "SWAPDB", "0", "1")
+	select {
+	case err := <-ended:
+		if err == nil || !strings.Contains(err.Error(), "SWAPDB cannot be applied to a cluster target") {
+			t.Fatalf("want an error naming SWAPDB, got %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the job did not stop on SWAPDB")
 	}
 }
