@@ -168,7 +168,14 @@ func (ix *index) find(name []byte) *spec {
 	return ix.probe(h, buf[:len(name)])
 }
 
+// maxName bounds the names findLong copies: no command is named longer, and
+// a huge unknown first argument must not be copied.
+const maxName = 256
+
 func (ix *index) findLong(name []byte) *spec {
+	if len(name) > maxName {
+		return nil
+	}
 	up := make([]byte, len(name))
 	h := uint32(fnvOffset)
 	for i, c := range name {
