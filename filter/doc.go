@@ -10,7 +10,12 @@
 // before, or passed: they always Apply), with the source db the stream has
 // selected and before db_map rewrites any argument,
 //
-//	out, d, why := f.Rewrite(db, args)
+//	out, d, why := f.RewriteCommand(db, cmd) // cmd: the *router.Command parsed once
+//
+// (Rewrite does the same for raw arguments, parsing them with router's
+// built-in table.) What the filter knows of a command — the type it writes,
+// the types a store reads, how its keys relate (router.Shape), whether it
+// overwrites — is in router's command table, learned commands included.
 //
 // Apply sends out (args itself unless the command was rewritten), Drop skips
 // the command (count it), Refuse means the command cannot be applied to the
@@ -83,7 +88,10 @@
 // of its destination(s), which the source now holds as a type that is not
 // copied. A store that may read a type that is not copied into a type that is
 // (ZUNIONSTORE and friends read sets; SORT … STORE reads lists, sets and
-// zsets) is refused. Commands ferry does not know count as type "module".
+// zsets) is refused. Commands ferry does not know count as type "module";
+// a command learned from the source's COMMAND reply has the type of its ACL
+// category (@hash...), or "module" for a module's command, and its keys are
+// filtered like any other's.
 // Generic commands (DEL, EXPIRE, RENAME, COPY, MOVE …) carry no type: when
 // their key's type is not copied the target does not have the key, so they do
 // nothing there, except RENAME, which the target refuses ("no such key";

@@ -9,7 +9,28 @@ import (
 	"strings"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/router"
 )
+
+// Type bits: router's data types.
+const (
+	tModule = router.TypeModule
+	tAll    = router.TypeAll
+)
+
+// typeNames are the type names of conf and rdb.TypeName, in the order of
+// router's DataType bits.
+var typeNames = [...]string{"string", "list", "set", "zset", "hash", "stream", "module"}
+
+// typeBit is the bit of a type name; 0 for an unknown name.
+func typeBit(name string) router.DataType {
+	for i, n := range typeNames {
+		if n == name {
+			return 1 << i
+		}
+	}
+	return 0
+}
 
 // Decision is what becomes of one stream command.
 type Decision uint8
@@ -51,8 +72,8 @@ type Filter struct {
 	dbs, blockDBs           map[int]bool
 	prefixes, blockPrefixes [][]byte
 	regex, blockRegex       []*regexp.Regexp
-	types                   uint8 // allowed type bits (tAll when no rule)
-	typeAllow               bool  // a types allow list is set
+	types                   router.DataType // allowed types (tAll when no rule)
+	typeAllow               bool            // a types allow list is set
 	cmds, blockCmds         map[string]bool
 
 	dbRules, keyRules, typeRules, cmdRules bool

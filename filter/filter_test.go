@@ -384,26 +384,58 @@ func TestUnparsedCommands(t *testing.T) {
 	})
 }
 
-// TestTableNames checks that every command of the filter's table is a
-// canonical name of router's table.
-func TestTableNames(t *testing.T) {
-	samples := map[string]string{
-		"SORT": "SORT k STORE d", "GEORADIUS": "GEORADIUS k 0 0 1 km STORE d",
-		"GEORADIUSBYMEMBER": "GEORADIUSBYMEMBER k m 1 km STORE d",
+// TestLearnedCommand: a module command the source describes with key specs
+// is filtered by its keys and its type (module), not refused as unknown.
+func TestLearnedCommand(t *testing.T) {
+	reply := []any{[]any{"mod.set", int64(-3), []any{"write", "module"}, int64(1), int64(1), int64(1), []any{}, []any{},
+		[]any{[]any{"flags", []any{"RW"}, "begin_search", []any{"type", "index", "spec", []any{"index", int64(1)}},
+			"find_keys", []any{"type", "range", "spec", []any{"lastkey", int64(0), "keystep", int64(1), "limit", int64(0)}}}}}}
+	tab, err := router.Learn(router.Builtin(), reply)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name := range commands {
-		s, ok := samples[name]
-		if !ok {
-			s = name + strings.Repeat(" a", 12)
+	user := mustNew(t, conf.Filter{Prefixes: []string{"u:"}})
+	noMod := mustNew(t, conf.Filter{BlockTypes: []string{"module"}})
+	for _, tc := range []struct {
+		f    *Filter
+		in   string
+		want Decision
+		why  string
+	}{
+		{user, "MOD.SET u:1 v", Apply, ""},
+		{user, "MOD.SET x:1 v", Drop, WhyKey},
+		{noMod, "MOD.SET u:1 v", Drop, WhyType},
+	} {
+		c, err := tab.Parse(cmd(tc.in))
+		if err != nil {
+			t.Fatal(err)
 		}
-		c, err := router.Parse(cmd(s))
-		if err != nil && strings.Contains(err.Error(), "unknown command") {
-			t.Errorf("%s: %v", name, err)
-			continue
+		out, d, why := tc.f.RewriteCommand(0, &c)
+		if d != tc.want || why != tc.why || d == Apply && out != &c {
+			t.Errorf("%s: %v %q", tc.in, d, why)
 		}
-		if err == nil && c.Name != name {
-			t.Errorf("%s parses as %s", name, c.Name)
-		}
+	}
+	// Without its key specs the same command is unknown: refused with key rules.
+	if _, d, _ := user.Rewrite(0, cmd("MOD.SET u:1 v")); d != Refuse {
+		t.Errorf("unknown MOD.SET with key rules: %v", d)
+	}
+}
+
+// A rewrite is a new parsed command; anything else is the command itself.
+func TestRewriteCommandValue(t *testing.T) {
+	f := mustNew(t, conf.Filter{Prefixes: []string{"u:"}})
+	c, _ := router.Parse(cmd("DEL u:a x u:b"))
+	out, d, _ := f.RewriteCommand(0, &c)
+	if d != Apply || out == &c || out.Name != "DEL" || len(out.Keys) != 2 || str(out.Args) != "DEL u:a u:b" {
+		t.Fatalf("DEL u:a x u:b: %v %+v", d, out)
+	}
+	c, _ = router.Parse(cmd("RENAME u:a x"))
+	if out, d, _ := f.RewriteCommand(0, &c); d != Apply || str(out.Args) != "DEL u:a" || out.Kind != router.KeyedSplittable {
+		t.Fatalf("RENAME u:a x: %v %+v", d, out)
+	}
+	c, _ = router.Parse(cmd("SET u:a v"))
+	if out, d, _ := f.RewriteCommand(0, &c); d != Apply || out != &c {
+		t.Fatalf("SET u:a v: %v %+v", d, out)
 	}
 }
 

@@ -18,30 +18,61 @@ import (
 // Drop, one line naming the command, its keys and a remedy for Refuse. See
 // the package documentation for the rules.
 //
-// SELECT, MULTI, EXEC, PING and REPLCONF always Apply. Rewrite allocates
-// only to rewrite or refuse, or where router.Parse does.
+// Rewrite parses args with router's built-in table; the applier, which has
+// parsed the command already, calls RewriteCommand.
 func (f *Filter) Rewrite(db int, args [][]byte) ([][]byte, Decision, string) {
-	if f == nil || len(args) == 0 || control(args[0]) {
+	if f == nil || len(args) == 0 {
 		return args, Apply, ""
 	}
-	c, err := router.Parse(args)
+	c, _ := router.Parse(args)
+	return f.rewrite(db, &c)
+}
+
+// RewriteCommand is Rewrite for a command parsed already (with any table:
+// a learned command carries its type and flags). It returns c itself unless
+// the command was rewritten; a rewrite is a new command (DEL, SREM, SADD,
+// LPOP, RPOP, or c's command with some of its keys) parsed with router's
+// built-in table.
+//
+// SELECT, MULTI, EXEC, PING and REPLCONF (router.Control) always Apply.
+// RewriteCommand allocates only to rewrite or refuse.
+func (f *Filter) RewriteCommand(db int, c *router.Command) (*router.Command, Decision, string) {
+	if f == nil || len(c.Args) == 0 {
+		return c, Apply, ""
+	}
+	out, d, why := f.rewrite(db, c)
+	if d != Apply || len(out) == len(c.Args) && &out[0] == &c.Args[0] {
+		return c, d, why
+	}
+	rc, err := router.Parse(out)
 	if err != nil {
+		return nil, Refuse, fmt.Sprintf("%s rewritten by the filter: %v", c.Name, err)
+	}
+	return &rc, Apply, ""
+}
+
+func (f *Filter) rewrite(db int, c *router.Command) ([][]byte, Decision, string) {
+	args := c.Args
+	if c.Has(router.Control) {
+		return args, Apply, ""
+	}
+	if err := c.Err(); err != nil {
 		return f.unparsed(db, args, err)
 	}
 	if f.cmdRules && !f.commandAllowed(args, strings.IndexByte(c.Name, ' ') >= 0) {
 		return nil, Drop, WhyCommand
 	}
 	// The shard channel of SPUBLISH is no key of the keyspace.
-	if c.Kind == router.Keyless || c.Name == "SPUBLISH" {
-		return f.keyless(db, &c)
+	if c.Kind == router.Keyless || c.Has(router.Channel) {
+		return f.keyless(db, c)
 	}
 	if !f.dbRules && !f.keyRules && !f.typeRules {
 		return args, Apply, ""
 	}
 	if c.Name == "MOVE" {
-		return f.move(db, &c)
+		return f.move(db, c)
 	}
-	in := commands[c.Name]
+	in := infoOf(c)
 	if in.destLast && len(c.Keys) == 1 {
 		in = info{} // SORT or GEORADIUS without STORE: a read
 	}
@@ -52,11 +83,11 @@ func (f *Filter) Rewrite(db int, args [][]byte) ([][]byte, Decision, string) {
 		}
 		if typ != 0 && f.types&typ == 0 {
 			if overwrite {
-				return f.delDests(db, &c, in)
+				return f.delDests(db, c, in)
 			}
 			return nil, Drop, WhyType
 		}
-		if typ != 0 && in.shape == shapeStore && len(c.Keys) > 1 && in.in&^f.types != 0 {
+		if typ != 0 && in.shape == router.ShapeStore && len(c.Keys) > 1 && in.in&^f.types != 0 {
 			return nil, Refuse, fmt.Sprintf("%s may read %s keys, which the types filter does not copy, into a %s it copies: "+
 				"the target cannot compute it; copy %s keys too (types) or ignore %s (block_commands)",
 				c.Name, typeList(in.in&^f.types), typeList(typ), typeList(in.in&^f.types), lower(c.Name))
@@ -65,22 +96,20 @@ func (f *Filter) Rewrite(db int, args [][]byte) ([][]byte, Decision, string) {
 	if !f.dbRules && !f.keyRules {
 		return args, Apply, ""
 	}
-	return f.keys(db, &c, in)
+	return f.keys(db, c, in)
 }
 
-// control commands are the applier's, never filtered.
-func control(name []byte) bool {
-	switch len(name) {
-	case 4:
-		return eq(name, "PING") || eq(name, "EXEC")
-	case 5:
-		return eq(name, "MULTI")
-	case 6:
-		return eq(name, "SELECT")
-	case 8:
-		return eq(name, "REPLCONF")
-	}
-	return false
+// info is what the filter reads of a command's table entry.
+type info struct {
+	typ       router.DataType // the data type it writes; 0 = generic
+	in        router.DataType // stores: the types it may read
+	shape     router.Shape
+	destLast  bool // ShapeStore: the destinations are Keys[1:] (SORT, GEORADIUS), not Keys[0]
+	overwrite bool // it replaces its destination whatever that key's type
+}
+
+func infoOf(c *router.Command) info {
+	return info{typ: c.Type(), in: c.Reads(), shape: c.Shape(), destLast: c.Has(router.DestLast), overwrite: c.Has(router.Overwrite)}
 }
 
 // eq compares b with an upper-case ASCII word, case-insensitively.
@@ -185,7 +214,7 @@ func (f *Filter) keyless(db int, c *router.Command) ([][]byte, Decision, string)
 
 // restoreType reads the type of a RESTORE's payload (its first byte) and
 // whether it has REPLACE.
-func restoreType(args [][]byte) (typ uint8, replace bool) {
+func restoreType(args [][]byte) (typ router.DataType, replace bool) {
 	if len(args) < 4 || len(args[3]) == 0 {
 		return 0, false
 	}
@@ -202,9 +231,9 @@ func restoreType(args [][]byte) (typ uint8, replace bool) {
 // they held.
 func dests(c *router.Command, in info) (from, to int) {
 	switch {
-	case in.shape == shapeSplit:
+	case in.shape == router.ShapeSplit:
 		return 0, len(c.Keys)
-	case in.shape == shapeStore && in.destLast:
+	case in.shape == router.ShapeStore && in.destLast:
 		return 1, len(c.Keys)
 	}
 	return 0, 1
@@ -235,7 +264,7 @@ func (f *Filter) delDests(db int, c *router.Command, in info) ([][]byte, Decisio
 func (f *Filter) keys(db int, c *router.Command, in info) ([][]byte, Decision, string) {
 	dstDB := db
 	if c.Name == "COPY" {
-		dstDB = copyDB(c.Args, db)
+		dstDB = argDB(c, db)
 	}
 	ok := func(i int) bool {
 		if i == 1 && dstDB != db {
@@ -259,8 +288,8 @@ func (f *Filter) keys(db int, c *router.Command, in info) ([][]byte, Decision, s
 		return nil, Drop, WhyKey
 	}
 	switch in.shape {
-	case shapeSplit:
-		step := int(in.step)
+	case router.ShapeSplit:
+		step := c.Step()
 		first := c.Keys[0]
 		out := make([][]byte, 0, first+n*step)
 		out = append(out, c.Args[:first]...)
@@ -270,7 +299,7 @@ func (f *Filter) keys(db int, c *router.Command, in info) ([][]byte, Decision, s
 			}
 		}
 		return out, Apply, ""
-	case shapeStore:
+	case router.ShapeStore:
 		from, to := dests(c, in)
 		for i := from; i < to; i++ {
 			if ok(i) {
@@ -280,7 +309,7 @@ func (f *Filter) keys(db int, c *router.Command, in info) ([][]byte, Decision, s
 			}
 		}
 		return nil, Drop, WhyKey
-	case shapeMove:
+	case router.ShapeMove:
 		return f.moveKeys(c, ok(0), ok(1))
 	}
 	return nil, Refuse, fmt.Sprintf("%s on %s, which is copied, and %s, which is not: applying it, or part of it, would leave the target wrong; "+
@@ -342,11 +371,8 @@ func (f *Filter) moveKeys(c *router.Command, srcOK, dstOK bool) ([][]byte, Decis
 // move is MOVE key db: the key leaves db for another one.
 func (f *Filter) move(db int, c *router.Command) ([][]byte, Decision, string) {
 	key := c.Args[1]
-	to, err := strconv.Atoi(string(c.Args[2]))
+	to := argDB(c, db) // unreadable: the target refuses it as the source would have
 	srcOK := f.Key(db, key)
-	if err != nil {
-		to = db // the target refuses it as the source would have
-	}
 	dstOK := f.Key(to, key)
 	switch {
 	case srcOK && dstOK:
@@ -363,19 +389,18 @@ func (f *Filter) move(db int, c *router.Command) ([][]byte, Decision, string) {
 	return nil, Drop, WhyKey
 }
 
-// copyDB is the destination db of COPY src dst [DB n] [REPLACE].
-func copyDB(args [][]byte, db int) int {
-	for i := 3; i+1 < len(args); i++ {
-		if eq(args[i], "DB") {
-			if n, err := strconv.Atoi(string(args[i+1])); err == nil {
-				return n
-			}
+// argDB is the db a MOVE or COPY ... DB n names (router.Command.DBArgs),
+// db when it names none or an unreadable one.
+func argDB(c *router.Command, db int) int {
+	if p := c.DBArgs(); len(p) > 0 {
+		if n, err := strconv.Atoi(string(c.Args[p[0]])); err == nil {
+			return n
 		}
 	}
 	return db
 }
 
-func typeList(bits uint8) string {
+func typeList(bits router.DataType) string {
 	var s []string
 	for i, n := range typeNames {
 		if bits&(1<<i) != 0 {

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 // target's writers (one for a standalone target, one per master for a
 // cluster, routed by slot).
 type sink interface {
-	add(ctx context.Context, db int, args [][]byte) error
+	// add sends one parsed command to run in db (-1: any db).
+	add(ctx context.Context, db int, c *router.Command) error
 	addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
 	endUnit(ctx context.Context, pos writer.Position) error
 	dropUnit()
@@ -40,6 +42,16 @@ type applier struct {
 	dbMap  map[int]int
 	filter *filter.Filter // nil: copy everything
 	moves  *moves         // cluster source: slot migrations between streams
+
+	// table parses the commands: the built-in one, extended from the
+	// source's COMMAND when it answers; known are the target's commands
+	// (nil: not known, every command is sent).
+	table *router.Table
+	known *router.Known
+	// cur is the stream command at hand, parsed once: the filter, the move
+	// registry and the sink all read it (none keeps it past its call).
+	cur router.Command
+
 	// waitApplied waits until stream's units up to seq are applied on the
 	// target (see moves).
 	waitApplied func(ctx context.Context, stream int, seq uint64) error
@@ -162,7 +174,7 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 		if !a.filter.Functions() {
 			return nil
 		}
-		if err := a.out.add(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
+		if err := a.addArgs(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
 			return err
 		}
 		return a.out.endUnit(ctx, a.snapshotPos())
@@ -206,7 +218,7 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	// exactly even across a dropped connection.
 	opt := a.rewrite
 	err := rdb.Rewrite(rec, opt, func(args [][]byte) error {
-		if err := a.out.add(ctx, db, args); err != nil {
+		if err := a.addArgs(ctx, db, args); err != nil {
 			return err
 		}
 		return a.out.endUnit(ctx, a.snapshotPos())
@@ -254,19 +266,27 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 	return dst, nil
 }
 
+// addArgs parses and sends a command ferry made itself (a rewritten
+// snapshot key, a function library).
+func (a *applier) addArgs(ctx context.Context, db int, args [][]byte) error {
+	c, _ := a.table.Parse(args)
+	return a.out.add(ctx, db, &c)
+}
+
 // command applies one command of the replication stream; end is the offset
-// of its last byte.
+// of its last byte. The command is parsed here, once.
 func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	a.offset = end
-	name := args[0]
-	switch {
-	case eq(name, "PING"):
-	case eq(name, "REPLCONF"):
+	a.cur, _ = a.table.Parse(args)
+	c := &a.cur
+	switch c.Name {
+	case "PING":
+	case "REPLCONF":
 		if len(args) > 1 && eq(args[1], "GETACK") && a.ackNow != nil {
 			a.ackNow()
 		}
-	case eq(name, "SELECT"):
-		if len(args) != 2 {
+	case "SELECT":
+		if c.Err() != nil {
 			return fmt.Errorf("stream at offset %d: malformed SELECT", end)
 		}
 		db, err := strconv.Atoi(string(args[1]))
@@ -274,80 +294,24 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 			return fmt.Errorf("stream at offset %d: malformed SELECT %q", end, args[1])
 		}
 		a.db = db
-	case eq(name, "MULTI"):
+	case "MULTI":
 		a.inTx = true
 		if !a.fenced {
 			// Fenced batches are transactions already; unfenced ones keep
 			// the source's atomicity with their own MULTI/EXEC.
-			return a.out.add(ctx, -1, args)
+			return a.out.add(ctx, -1, c)
 		}
 		return nil
-	case eq(name, "EXEC"):
+	case "EXEC":
 		a.inTx = false
 		if !a.fenced {
-			if err := a.out.add(ctx, -1, args); err != nil {
+			if err := a.out.add(ctx, -1, c); err != nil {
 				return err
 			}
 		}
 	default:
-		if !eq(name, "PUBLISH") && !eq(name, "SPUBLISH") {
-			a.dataEnd.Store(end)
-		}
-		recorded := false
-		if from := a.moves.restoreFrom(a.stream, args); from >= 0 && !a.inTx {
-			// The key moves here from stream from: what that stream
-			// already routed for the slot must be applied first. Flush
-			// first: two streams waiting for each other must not also hold
-			// back what the other waits for. The move is recorded before
-			// the wait, so that from's later commands on the key are
-			// dropped, and the wait covers the unit from may be routing
-			// right now.
-			if err := a.flush(ctx); err != nil {
-				return err
-			}
-			a.moves.restored(a.stream, args[1], a.recv)
-			recorded = true
-			if err := a.moves.settle(ctx, from); err != nil {
-				return err
-			}
-			if err := a.waitApplied(ctx, from, a.moves.routed(from, args[1])); err != nil {
-				return err
-			}
-		}
-		if a.moves != nil {
-			if !a.routing {
-				a.moves.enter(a.stream)
-				a.routing = true
-			}
-			if slot, _, err := router.SlotOf(args); err == nil && slot >= 0 {
-				a.unitSlots = append(a.unitSlots, slot)
-			}
-		}
-		if recorded {
-			args = restoreReplace(args)
-		} else {
-			args = a.moves.filterMoved(a.stream, args, a.recv)
-		}
-		if args == nil {
-			a.filtered.Add(1) // history of a key that moved to another shard
-			break
-		}
-		out, d, why := a.filter.Rewrite(a.db, args)
-		switch d {
-		case filter.Drop:
-			a.filtered.Add(1)
-		case filter.Refuse:
-			if !a.skipErr {
-				return fmt.Errorf("stream at offset %d: filter: %s", end, why)
-			}
-			if n := a.skipped.Add(1); n <= 10 || n%1000 == 0 {
-				a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused by the filter; skipped (on_error = skip)")
-			}
-		default:
-			a.commands.Add(1)
-			if err := a.out.add(ctx, a.dbOf(out[0]), a.mapArgs(out)); err != nil {
-				return err
-			}
+		if err := a.data(ctx, c, end); err != nil {
+			return err
 		}
 	}
 	if a.inTx {
@@ -365,6 +329,91 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	return nil
 }
 
+// data applies a stream command that is not the applier's own (SELECT,
+// MULTI...): through the move registry, the filter, and the sink.
+func (a *applier) data(ctx context.Context, c *router.Command, end int64) error {
+	if !c.Has(router.PubSub) {
+		a.dataEnd.Store(end)
+	}
+	recorded := false
+	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
+		// The key moves here from stream from: what that stream already
+		// routed for the slot must be applied first. Flush first: two
+		// streams waiting for each other must not also hold back what the
+		// other waits for. The move is recorded before the wait, so that
+		// from's later commands on the key are dropped, and the wait covers
+		// the unit from may be routing right now.
+		if err := a.flush(ctx); err != nil {
+			return err
+		}
+		a.moves.restored(a.stream, c.Args[1], a.recv)
+		recorded = true
+		if err := a.moves.settle(ctx, from); err != nil {
+			return err
+		}
+		if err := a.waitApplied(ctx, from, a.moves.routed(from, c.Args[1])); err != nil {
+			return err
+		}
+	}
+	if a.moves != nil {
+		if !a.routing {
+			a.moves.enter(a.stream)
+			a.routing = true
+		}
+		if slot, err := c.Slot(); err == nil && slot >= 0 {
+			a.unitSlots = append(a.unitSlots, slot)
+		}
+	}
+	if recorded {
+		c = restoreReplace(c)
+	} else {
+		c = a.moves.filterMoved(a.stream, c, a.recv)
+	}
+	if c == nil {
+		a.filtered.Add(1) // history of a key that moved to another shard
+		return nil
+	}
+	out, d, why := a.filter.RewriteCommand(a.db, c)
+	if d == filter.Refuse {
+		why = "filter: " + why
+	}
+	if d == filter.Apply && !a.known.Knows(out) {
+		name := cmdName(out)
+		d, why = filter.Refuse, fmt.Sprintf("the target does not know %s, which the source ran: upgrade the target or load the module that has it, "+
+			"or ignore it with block_commands = [%q]", name, strings.ToLower(strings.ReplaceAll(name, " ", "|")))
+	}
+	switch d {
+	case filter.Drop:
+		a.filtered.Add(1)
+	case filter.Refuse:
+		if !a.skipErr {
+			return fmt.Errorf("stream at offset %d: %s", end, why)
+		}
+		if n := a.skipped.Add(1); n <= 10 || n%1000 == 0 {
+			a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused; skipped (on_error = skip)")
+		}
+	default:
+		a.commands.Add(1)
+		a.mapArgs(out)
+		if err := a.out.add(ctx, a.dbOf(out), out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cmdName names a command for a message: the table's name, or for a command
+// the table does not know its first argument, upper-cased.
+func cmdName(c *router.Command) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	if len(c.Args) == 0 {
+		return "(empty command)"
+	}
+	return strings.ToUpper(string(c.Args[0]))
+}
+
 // endRouting ends the unit being routed: its slots' last unit is seq.
 func (a *applier) endRouting(seq uint64) {
 	if !a.routing {
@@ -379,42 +428,25 @@ func (a *applier) endRouting(seq uint64) {
 }
 
 // dbOf is the target db a command runs in; -1 for commands that do not
-// depend on the selected db.
-func (a *applier) dbOf(name []byte) int {
-	if eq(name, "FLUSHALL") || eq(name, "SWAPDB") || eq(name, "FUNCTION") || eq(name, "SCRIPT") || eq(name, "PUBLISH") || eq(name, "SPUBLISH") {
+// depend on the selected db (router.AnyDB).
+func (a *applier) dbOf(c *router.Command) int {
+	if c.Has(router.AnyDB) {
 		return -1
 	}
 	return a.mapDB(a.db)
 }
 
-// mapArgs rewrites the db numbers inside commands that name a db (MOVE,
-// COPY … DB n, SWAPDB) when db_map is set.
-func (a *applier) mapArgs(args [][]byte) [][]byte {
+// mapArgs rewrites, in place, the db numbers inside commands that name a db
+// (MOVE, COPY … DB n, SWAPDB: router.Command.DBArgs) when db_map is set.
+func (a *applier) mapArgs(c *router.Command) {
 	if len(a.dbMap) == 0 {
-		return args
+		return
 	}
-	name := args[0]
-	mapAt := func(i int) {
-		if i < len(args) {
-			if db, err := strconv.Atoi(string(args[i])); err == nil {
-				args[i] = strconv.AppendInt(nil, int64(a.mapDB(db)), 10)
-			}
+	for _, i := range c.DBArgs() {
+		if db, err := strconv.Atoi(string(c.Args[i])); err == nil {
+			c.Args[i] = strconv.AppendInt(nil, int64(a.mapDB(db)), 10)
 		}
 	}
-	switch {
-	case eq(name, "MOVE"):
-		mapAt(2)
-	case eq(name, "SWAPDB"):
-		mapAt(1)
-		mapAt(2)
-	case eq(name, "COPY"):
-		for i := 3; i+1 < len(args); i++ {
-			if eq(args[i], "DB") {
-				mapAt(i + 1)
-			}
-		}
-	}
-	return args
 }
 
 func eq(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }

@@ -507,19 +507,19 @@ func (s *clusterSink) writerFor(slot int) (int, error) {
 	return int(i), nil
 }
 
-func (s *clusterSink) add(ctx context.Context, db int, args [][]byte) error {
+func (s *clusterSink) add(ctx context.Context, db int, c *router.Command) error {
 	s.enter()
 	if db > 0 {
 		return fmt.Errorf("a write to db %d cannot go to a cluster target (db 0 only): map it with db_map = {%d = 0} or filter it out", db, db)
 	}
-	parts, err := router.SplitBySlot(args)
+	parts, err := c.Parts()
 	if err != nil {
-		return fmt.Errorf("cannot apply to a cluster target: %w", err)
+		return fmt.Errorf("cannot apply %s to a cluster target: %w", cmdName(c), err)
 	}
 	off := s.app.offset
 	for _, p := range parts {
 		if p.Slot == router.NoSlot {
-			return s.addKeyless(args, off)
+			return s.addKeyless(c, off)
 		}
 		if s.app.resumed && off <= s.skip[p.Slot] {
 			continue
@@ -533,11 +533,18 @@ func (s *clusterSink) add(ctx context.Context, db int, args [][]byte) error {
 	return nil
 }
 
-// addKeyless sends a command that touches no key to every master (FLUSHALL,
-// FUNCTION LOAD…) or, for PUBLISH, to one: the cluster bus spreads it.
-func (s *clusterSink) addKeyless(args [][]byte, off int64) error {
-	if eq(args[0], "SWAPDB") || eq(args[0], "SELECT") || eq(args[0], "MOVE") {
-		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", args[0])
+// addKeyless sends a command that touches no key where its table flags say:
+// to every master (router.Broadcast: FLUSHALL, FUNCTION LOAD…) or, for a
+// publish (router.PubSub), to one: the cluster bus spreads it. A command
+// that names a db (SWAPDB, SELECT) has no place on a cluster, and neither
+// has one ferry cannot tell should run once or on every master (a module's
+// keyless command).
+func (s *clusterSink) addKeyless(c *router.Command, off int64) error {
+	switch {
+	case c.Has(router.DBArg):
+		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", cmdName(c))
+	case !c.Has(router.Broadcast) && !c.Has(router.PubSub):
+		return fmt.Errorf("cannot place %s on a cluster target: it has no key, and ferry does not know whether it belongs on one master or on all", cmdName(c))
 	}
 	job := s.t.j.c.Name
 	ws := s.t.writers()
@@ -550,8 +557,8 @@ func (s *clusterSink) addKeyless(args [][]byte, off int64) error {
 				continue
 			}
 		}
-		s.batcher(i).cur.AddSlot(-1, args...)
-		if eq(args[0], "PUBLISH") {
+		s.batcher(i).cur.AddSlot(-1, c.Args...)
+		if c.Has(router.PubSub) {
 			break
 		}
 	}

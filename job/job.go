@@ -122,7 +122,8 @@ type job struct {
 	start    time.Time
 	rewound  bool // a writer reported the target went back: resume from its marker
 	filter   *filter.Filter
-	moves    *moves // cluster source: see moves.go
+	moves    *moves      // cluster source: see moves.go
+	cmds     commandInfo // the command table (learned from the source), the target's commands: commands.go
 	throttle func(ctx context.Context, ops, bytes int) error
 	stopping atomic.Bool
 	// hard is cancelled StopTimeout after the caller's context (or when
@@ -404,6 +405,8 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		dbMap:  c.DBMap,
 		filter: j.filter,
 		moves:  j.moves,
+		table:  j.cmds.table,
+		known:  j.cmds.known,
 		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
 			return j.waitApplied(ctx, stream, seq)
 		},
@@ -444,6 +447,7 @@ func (j *job) attempt(ctx context.Context) error {
 	j.mu.Lock()
 	j.tgt, j.streams = tgt, nil
 	j.mu.Unlock()
+	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
 
 	runCtx, cancelRun := context.WithCancel(j.hard)
 	defer cancelRun()
@@ -478,6 +482,7 @@ func (j *job) attempt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	j.cmds.table = j.sourceCommands(ctx, src)
 	if src.cluster {
 		slots := make([][][2]int, len(src.shards))
 		for i, sh := range src.shards {

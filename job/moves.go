@@ -160,14 +160,20 @@ func (m *moves) settle(ctx context.Context, stream int) error {
 	return nil
 }
 
+// isRestore: RESTORE or RESTORE-ASKING, the commands a slot migration
+// replicates to the importing shard.
+func isRestore(c *router.Command) bool {
+	return c.Name == "RESTORE" || c.Name == "RESTORE-ASKING"
+}
+
 // restoreFrom returns the stream a RESTORE takes its key from (-1: it does
 // not move a key between streams).
-func (m *moves) restoreFrom(stream int, args [][]byte) int {
-	if m == nil || len(args) < 2 || !(eq(args[0], "RESTORE-ASKING") || eq(args[0], "RESTORE")) {
+func (m *moves) restoreFrom(stream int, c *router.Command) int {
+	if m == nil || len(c.Args) < 2 || !isRestore(c) {
 		return -1
 	}
 	m.mu.Lock()
-	from := m.fromOf(stream, router.Slot(args[1]))
+	from := m.fromOf(stream, router.Slot(c.Args[1]))
 	m.mu.Unlock()
 	if from < 0 || from >= len(m.last) {
 		return -1
@@ -235,26 +241,22 @@ func (m *moves) keep(stream int, key []byte, isDel bool) bool {
 	return true
 }
 
-// filterMoved applies the ownership rule to one stream command. It returns
-// the command to apply (nil: drop it). RESTOREs are made REPLACE: on the
-// source the key did not exist on its new shard, but on the target it may
-// still be there from the old one.
-func (m *moves) filterMoved(stream int, args [][]byte, recv time.Time) [][]byte {
-	name := args[0]
-	if eq(name, "RESTORE-ASKING") || eq(name, "RESTORE") {
-		if m != nil && len(args) > 1 {
-			m.restored(stream, args[1], recv)
+// filterMoved applies the ownership rule to one stream command, parsed. It
+// returns the command to apply (nil: drop it). RESTOREs are made REPLACE: on
+// the source the key did not exist on its new shard, but on the target it
+// may still be there from the old one.
+func (m *moves) filterMoved(stream int, c *router.Command, recv time.Time) *router.Command {
+	if isRestore(c) {
+		if m != nil && len(c.Args) > 1 {
+			m.restored(stream, c.Args[1], recv)
 		}
-		return restoreReplace(args)
+		return restoreReplace(c)
 	}
-	if m == nil || m.n.Load() == 0 {
-		return args
+	if m == nil || m.n.Load() == 0 || c.Err() != nil || len(c.Keys) == 0 {
+		return c
 	}
-	keys, kind, err := router.Keys(args)
-	if err != nil || len(keys) == 0 {
-		return args
-	}
-	isDel := eq(name, "DEL") || eq(name, "UNLINK")
+	args, keys := c.Args, c.Keys
+	isDel := c.Name == "DEL" || c.Name == "UNLINK"
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	kept := make([]bool, len(keys))
@@ -267,12 +269,12 @@ func (m *moves) filterMoved(stream int, args [][]byte, recv time.Time) [][]byte 
 	}
 	switch {
 	case n == len(keys):
-		return args
-	case n == 0 || kind != router.KeyedSplittable || !isDel:
+		return c
+	case n == 0 || c.Kind != router.KeyedSplittable || !isDel:
 		// Keys of one command share a slot, and slots move whole: a
 		// command that cannot be split goes with its first key's verdict.
 		if kept[0] {
-			return args
+			return c
 		}
 		return nil
 	}
@@ -282,22 +284,36 @@ func (m *moves) filterMoved(stream int, args [][]byte, recv time.Time) [][]byte 
 			out = append(out, args[k])
 		}
 	}
-	return out
+	return reparse(out)
+}
+
+// reparse parses a command ferry rewrote (RESTORE ... REPLACE, DEL of some
+// keys): always one of the built-in table.
+func reparse(args [][]byte) *router.Command {
+	c, _ := router.Parse(args)
+	return &c
 }
 
 // restoreReplace turns RESTORE-ASKING into RESTORE and makes sure REPLACE is
 // given.
-func restoreReplace(args [][]byte) [][]byte {
-	out := make([][]byte, 0, len(args)+1)
-	out = append(out, []byte("RESTORE"))
-	out = append(out, args[1:]...)
-	if len(args) < 4 {
-		return out // malformed: the target says so
-	}
-	for _, a := range args[4:] {
-		if eq(a, "REPLACE") {
-			return out
+func restoreReplace(c *router.Command) *router.Command {
+	args := c.Args
+	replace := false
+	if len(args) >= 4 {
+		for _, a := range args[4:] {
+			if eq(a, "REPLACE") {
+				replace = true
+			}
 		}
 	}
-	return append(out, []byte("REPLACE"))
+	if replace && c.Name == "RESTORE" {
+		return c
+	}
+	out := make([][]byte, 0, len(args)+1)
+	out = append(out, bRestore)
+	out = append(out, args[1:]...)
+	if len(args) >= 4 && !replace { // a malformed one: the target says so
+		out = append(out, bReplace)
+	}
+	return reparse(out)
 }

@@ -3,14 +3,18 @@ package job
 import (
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/router"
 )
 
-func cmd(args ...string) [][]byte {
+// cmd is a command parsed as the applier parses it.
+func cmd(args ...string) *router.Command {
 	out := make([][]byte, len(args))
 	for i, a := range args {
 		out[i] = []byte(a)
 	}
-	return out
+	c, _ := router.Parse(out)
+	return &c
 }
 
 // A slot migrates one key at a time: every key of the slot restored on the
@@ -20,13 +24,13 @@ func cmd(args ...string) [][]byte {
 func TestMovesKeyByKey(t *testing.T) {
 	m := newMoves([][][2]int{{{0, 16383}}, {}})
 	now := time.Now()
-	restore := func(key string) [][]byte { return cmd("RESTORE", key, "0", "payload") }
+	restore := func(key string) *router.Command { return cmd("RESTORE", key, "0", "payload") }
 	for _, k := range []string{"{t}a", "{t}b", "{t}c"} {
 		if from := m.restoreFrom(1, restore(k)); from != 0 {
 			t.Fatalf("RESTORE %s on stream 1 comes from stream %d, want 0", k, from)
 		}
-		if got := m.filterMoved(1, restore(k), now); len(got) != 5 || string(got[4]) != "REPLACE" {
-			t.Fatalf("RESTORE %s: %q", k, got)
+		if got := m.filterMoved(1, restore(k), now); got.Err() != nil || len(got.Args) != 5 || string(got.Args[4]) != "REPLACE" {
+			t.Fatalf("RESTORE %s: %q %v", k, got.Args, got.Err())
 		}
 	}
 	for _, k := range []string{"{t}a", "{t}b", "{t}c"} {

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -180,8 +181,8 @@ func (t *standaloneTarget) removeMarkers(ctx context.Context) error {
 // single is the sink of a standalone target: one batcher, dbs as they come.
 type single struct{ b *batcher }
 
-func (s *single) add(ctx context.Context, db int, args [][]byte) error {
-	s.b.cur.Add(db, args...)
+func (s *single) add(ctx context.Context, db int, c *router.Command) error {
+	s.b.cur.Add(db, c.Args...)
 	return nil
 }
 

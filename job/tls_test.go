@@ -164,9 +164,9 @@ func TestTLSInsecureSkipVerify(t *testing.T) {
 // and a target that already holds a key); TestACLEachPermission shows what
 // missing each one does.
 var (
-	sourceACL = []string{"+psync", "+replconf", "+info", "+client|setname"}
+	sourceACL = []string{"+psync", "+replconf", "+info", "+client|setname", "+command"}
 	targetACL = []string{"+@write", "+multi", "+exec", "+select", "+ping", "+info", "+get", "+scan", "+publish",
-		"+dump", "+config|get", "+client|setname"}
+		"+dump", "+config|get", "+client|setname", "+command"}
 )
 
 // aclUser creates user on s with perms. A source user needs no key or
@@ -294,7 +294,8 @@ func TestACLSourceWithoutPSYNC(t *testing.T) {
 // makes the job fail with an error naming the command; an optional one only
 // costs a feature (connection names; CONFIG GET: the keepalive interval and
 // proto-max-bulk-len fall back to defaults; DUMP: the target's RDB version is
-// read from INFO) and shows in ACL LOG. SCAN is needed when the target
+// read from INFO; COMMAND: the built-in command table, and no check that the
+// target knows each command) and shows in ACL LOG. SCAN is needed when the target
 // already holds keys (target_nonempty; and the sweep after a full resync),
 // PUBLISH when the source publishes: their cases do that.
 func TestACLEachPermission(t *testing.T) {
@@ -309,11 +310,11 @@ func TestACLEachPermission(t *testing.T) {
 	)
 	perms := []perm{
 		{"source", "+psync", "psync"}, {"source", "+replconf", "replconf"}, {"source", "+info", "info"},
-		{"source", "+client|setname", ""},
+		{"source", "+client|setname", ""}, {"source", "+command", ""},
 		{"target", "+@write", "set"}, {"target", "+multi", "multi"}, {"target", "+exec", "exec"},
 		{"target", "+select", "select"}, {"target", "+ping", "ping"}, {"target", "+info", "info"},
 		{"target", "+get", "get"}, {"target", scan, "scan"}, {"target", publish, "publish"}, {"target", "+dump", ""},
-		{"target", "+config|get", ""}, {"target", "+client|setname", ""},
+		{"target", "+config|get", ""}, {"target", "+client|setname", ""}, {"target", "+command", ""},
 	}
 	for _, p := range perms {
 		t.Run(p.side+"/"+p.name, func(t *testing.T) {

@@ -1,7 +1,17 @@
-// Package router finds the keys of a replicated Redis command and the hash
-// slot(s) they belong to, so that each command reaches the writer of the
-// target master that serves its slot. It is pure: no network, no state but a
-// read-only command table (Redis 7.4's) and a lazily built table of slot tags.
+// Package router holds all that ferry knows of Redis commands: one table with
+// flags per command (where its keys are, whether it writes, where it runs,
+// what a filter must know of it), and the parsed Command value that the
+// applier, the filter, the slot-move registry and the sinks all read, so a
+// replicated command is parsed once. It finds the keys of a command and the
+// hash slot(s) they belong to, so that each command reaches the writer of the
+// target master that serves its slot.
+//
+// The built-in table is Redis 7.4's plus the commands of later Redis and
+// Valkey versions; Learn extends it from a server's COMMAND reply (key
+// specifications and flags), so that a command ferry was not built with
+// (a module's, a newer server's) routes by its key specs. The package is
+// pure: no network, no state but read-only tables and a lazily built table of
+// slot tags.
 package router
 
 import (
@@ -44,82 +54,24 @@ func (k Kind) String() string {
 }
 
 // ErrUnknownCommand is wrapped by the error for a command (or subcommand)
-// that is not in Redis 7.4's command table, such as a module's command.
+// that is not in the table, such as a module's command the source did not
+// describe.
 var ErrUnknownCommand = errors.New("unknown command")
+
+// ErrNoKeys is wrapped by the error for a learned command whose key
+// specifications do not say where all its keys are (an "incomplete" or
+// "unknown" key spec): ferry cannot place it.
+var ErrNoKeys = errors.New("cannot find the keys of")
+
+var errNoKeySpec = errors.New("its key specifications do not say where all its keys are")
 
 // ErrMalformed is wrapped by the error for a known command whose arguments
 // do not fit it: wrong number of arguments, bad numkeys, a STORE without
 // its key...
 var ErrMalformed = errors.New("malformed command")
 
-// Command is the parsed view of one command's arguments.
-type Command struct {
-	// Name is the canonical upper-case name from the command table: "SET",
-	// or "XGROUP CREATE" for a subcommand. It is never a copy of Args.
-	Name string
-	Kind Kind
-	// Args are the arguments as given (not copied).
-	Args [][]byte
-	// Keys are the indexes into Args of the keys, ascending. The slice may
-	// be shared with other calls: read it, never write to it.
-	Keys []int
-	// Write: the command has the write flag in Redis 7.4; MayReplicate: it
-	// has the may-replicate flag (EVAL, FCALL, PUBLISH, PFCOUNT...).
-	Write, MayReplicate bool
-}
-
-// Key returns the i-th key (i indexes Keys, not Args).
-func (c *Command) Key(i int) []byte { return c.Args[c.Keys[i]] }
-
-// Parse looks args[0] (and args[1] for a subcommand) up in the command table
-// case-insensitively, checks the number of arguments, and finds the keys (the
-// shard channel of SPUBLISH counts as its key: a cluster routes it so). It
-// does not allocate for commands whose keys are a contiguous run or
-// every-other argument (which covers every command with a fixed key
-// position, DEL/UNLINK/EXISTS/TOUCH/MSET up to a few hundred keys...).
-func Parse(args [][]byte) (Command, error) {
-	if len(args) == 0 {
-		return Command{}, fmt.Errorf("%w: empty command", ErrMalformed)
-	}
-	s := lookup(commands, args[0])
-	if s == nil {
-		return Command{}, fmt.Errorf("%w %s", ErrUnknownCommand, quote(args[0]))
-	}
-	if s.subs != nil {
-		if len(args) < 2 {
-			return Command{}, fmt.Errorf("%w: %s needs a subcommand", ErrMalformed, s.name)
-		}
-		sub := lookup(s.subMap, args[1])
-		if sub == nil {
-			return Command{}, fmt.Errorf("%w %s %s", ErrUnknownCommand, s.name, quote(args[1]))
-		}
-		s = sub
-	}
-	n := len(args)
-	if s.arity >= 0 && n != int(s.arity) || s.arity < 0 && n < -int(s.arity) {
-		return Command{}, fmt.Errorf("%w: wrong number of arguments for %s (%d)", ErrMalformed, s.name, n-1)
-	}
-	c := Command{
-		Name:         s.name,
-		Args:         args,
-		Write:        s.flags&fWrite != 0,
-		MayReplicate: s.flags&fMayReplicate != 0,
-	}
-	keys, err := s.keys(args)
-	if err != nil {
-		return Command{}, fmt.Errorf("%w: %s: %s", ErrMalformed, s.name, err)
-	}
-	c.Keys = keys
-	switch {
-	case len(keys) == 0:
-		c.Kind = Keyless
-	case s.flags&fSplit != 0:
-		c.Kind = KeyedSplittable
-	default:
-		c.Kind = KeyedSingle
-	}
-	return c, nil
-}
+// Parse parses args with the built-in table (see Table.Parse).
+func Parse(args [][]byte) (Command, error) { return builtin.Parse(args) }
 
 // Keys returns the indexes into args of the keys of the command (ascending;
 // read-only, see Command.Keys) and its Kind. Unknown commands and malformed
@@ -130,76 +82,6 @@ func Keys(args [][]byte) (keys []int, kind Kind, err error) {
 		return nil, Invalid, err
 	}
 	return c.Keys, c.Kind, nil
-}
-
-// finder names how a command's keys are found.
-type finder uint8
-
-const (
-	findRange    finder = iota // args[first..last] by step; last < 0 counts from the end
-	findNumkeys                // a numkeys count at pos, the keys right after it, and store if not 0
-	findSort                   // SORT key [BY p] [LIMIT o c] [GET p]... [STORE dst]
-	findMigrate                // MIGRATE host port key|"" db timeout [...] [KEYS k...]
-	findGeoStore               // key at 1, and the key after STORE/STOREDIST from pos on
-	findStreams                // XREAD/XREADGROUP [options] STREAMS k1..kn id1..idn
-)
-
-const (
-	fWrite        = 1 << iota // Redis's write flag
-	fMayReplicate             // Redis's may-replicate flag
-	fSplit                    // KeyedSplittable
-	fZeroKeys                 // numkeys may be 0 (scripts, functions): then Keyless
-	fChannel                  // the "key" is a shard channel (SPUBLISH)
-)
-
-type spec struct {
-	name   string
-	arity  int16
-	flags  uint8
-	find   finder
-	first  int8 // findRange
-	last   int8 // findRange
-	step   int8 // findRange; 0 means 1
-	pos    int8 // findNumkeys: where numkeys is; findGeoStore: where options start
-	store  int8 // findNumkeys: the destination key, 0 for none
-	subs   []spec
-	subMap table
-}
-
-type table map[string]*spec
-
-var commands = func() table {
-	t := make(table, len(commandTable))
-	for i := range commandTable {
-		s := &commandTable[i]
-		t[s.name] = s
-		if s.subs != nil {
-			s.subMap = make(table, len(s.subs))
-			for j := range s.subs {
-				sub := &s.subs[j]
-				s.subMap[sub.name[len(s.name)+1:]] = sub
-			}
-		}
-	}
-	return t
-}()
-
-// maxName is longer than any command or subcommand name.
-const maxName = 32
-
-// lookup finds name case-insensitively without allocating.
-func lookup(t table, name []byte) *spec {
-	if len(name) > maxName {
-		return nil
-	}
-	var buf [maxName]byte
-	for i, c := range name {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	return t[string(buf[:len(name)])]
 }
 
 // seq[i] == i: key positions that form a run are a sub-slice of it.
@@ -232,6 +114,10 @@ func (s *spec) keys(args [][]byte) ([]int, error) {
 		return geoStoreKeys(args, int(s.pos))
 	case findStreams:
 		return streamsKeys(args)
+	case findSpecs:
+		return specKeys(s.ks, args)
+	case findNone:
+		return nil, errNoKeySpec
 	}
 	return nil, fmt.Errorf("no key finder %d", s.find)
 }
@@ -267,7 +153,8 @@ func (s *spec) rangeKeys(n int) ([]int, error) {
 	return keys, nil
 }
 
-// numkeysKeys: COMMAND [dst] numkeys key... [options].
+// numkeysKeys: COMMAND [dst] numkeys key... [options], or with step 2
+// COMMAND numkeys key value key value... (MSETEX).
 func (s *spec) numkeysKeys(args [][]byte) ([]int, error) {
 	p := int(s.pos)
 	num, ok := parseCount(args[p])
@@ -275,24 +162,25 @@ func (s *spec) numkeysKeys(args [][]byte) ([]int, error) {
 		return nil, fmt.Errorf("numkeys %s is not a count", quote(args[p]))
 	}
 	if num == 0 {
-		if s.flags&fZeroKeys != 0 {
+		if s.flags&ZeroKeys != 0 {
 			return nil, nil
 		}
 		return nil, errors.New("numkeys must be positive")
 	}
-	if num > len(args)-p-1 {
+	step := max(int(s.step), 1)
+	if num > (len(args)-p-1)/step {
 		return nil, fmt.Errorf("numkeys %d exceeds the %d arguments that follow it", num, len(args)-p-1)
 	}
 	first := p + 1
-	last := first + num - 1
-	if s.store == 0 && last < len(seq) {
+	last := first + (num-1)*step
+	if s.store == 0 && step == 1 && last < len(seq) {
 		return seq[first : last+1 : last+1], nil
 	}
 	keys := make([]int, 0, num+1)
 	if s.store != 0 {
 		keys = append(keys, int(s.store))
 	}
-	for i := first; i <= last; i++ {
+	for i := first; i <= last; i += step {
 		keys = append(keys, i)
 	}
 	return keys, nil

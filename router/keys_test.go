@@ -123,8 +123,18 @@ var corpusNewer = map[string][]string{
 	"HEXPIRETIME h1 FIELDS 1 f":              {"h1"},
 	"HPEXPIRETIME h1 FIELDS 1 f":             {"h1"},
 	"WAITAOF 1 0 0":                          nil,
-	"CLIENT NO-TOUCH ON":                     nil,
-	"CLUSTER MYSHARDID":                      nil,
+	// Redis 8.0-8.4 and Valkey 9 (key specs from their src/commands/*.json)
+	"HSETEX h1 FNX EX 10 FIELDS 1 f v": {"h1"},
+	"HGETEX h1 PERSIST FIELDS 2 f g":   {"h1"},
+	"HGETDEL h1 FIELDS 1 f":            {"h1"},
+	"XDELEX x1 ACKED IDS 1 1-0":        {"x1"},
+	"XACKDEL x1 grp KEEPREF IDS 1 1-0": {"x1"},
+	"DELEX k1 IFEQ v":                  {"k1"},
+	"DELIFEQ k1 v":                     {"k1"},
+	"DIGEST k1":                        {"k1"},
+	"MSETEX 2 k1 v1 k2 v2 NX PX 100":   {"k1", "k2"},
+	"CLIENT NO-TOUCH ON":               nil,
+	"CLUSTER MYSHARDID":                nil,
 	// A shard channel is routed like a key; COMMAND GETKEYS has no keys.
 	"SPUBLISH ch msg": {"ch"},
 }
@@ -138,7 +148,7 @@ var malformed = []string{
 	"EVAL s -1 k1", "BLMPOP 0 0 l1 LEFT", "SORT k1 STORE", "GEORADIUS g1 15 37 200 km STORE",
 	"XREAD STREAMS x1", "XREAD STREAMS x1 x2 0", "XREAD FOO STREAMS x1 0",
 	"XREADGROUP GROUP g c STREAMS x1", "MIGRATE h 1 k1 0 5000 KEYS k2",
-	`MIGRATE h 1 "" 0 5000 KEYS`, "HSET h1 f",
+	`MIGRATE h 1 "" 0 5000 KEYS`, "HSET h1 f", "MSETEX 2 k1 v1 k2", "MSETEX 0 k1 v1",
 }
 
 func names(a [][]byte, keys []int) []string {
@@ -220,8 +230,8 @@ func TestKeysMatchServer(t *testing.T) {
 	// Every command with keys, and every write or may-replicate one, has a sample.
 	for _, s := range allSpecs() {
 		hasKeys := s.find != findRange || s.first != 0
-		if (hasKeys || s.flags&(fWrite|fMayReplicate) != 0) && !covered[s.name] {
-			if s.flags&fChannel == 0 && strings.HasSuffix(s.name, "SUBSCRIBE") {
+		if (hasKeys || s.flags&(Write|MayReplicate) != 0) && !covered[s.name] {
+			if s.flags&Channel == 0 && strings.HasSuffix(s.name, "SUBSCRIBE") {
 				continue
 			}
 			t.Errorf("no sample of %s", s.name)
@@ -292,8 +302,8 @@ func TestTableMatchesServer(t *testing.T) {
 		first, last, step := e[3].(int64), e[4].(int64), e[5].(int64)
 		var s *spec
 		if parent == "" {
-			s = commands[name]
-		} else if p := commands[parent]; p != nil {
+			s = builtin.cmds[name]
+		} else if p := builtin.cmds[parent]; p != nil {
 			s = p.subMap[name[len(parent)+1:]]
 		}
 		if s == nil {
@@ -310,10 +320,10 @@ func TestTableMatchesServer(t *testing.T) {
 		if int64(s.arity) != arity {
 			t.Errorf("%s: arity %d, server %d", name, s.arity, arity)
 		}
-		if w := slices.Contains(flags, "write"); w != (s.flags&fWrite != 0) {
+		if w := slices.Contains(flags, "write"); w != (s.flags&Write != 0) {
 			t.Errorf("%s: write flag %v, server %v", name, !w, w)
 		}
-		if s.find == findRange && s.subs == nil && !strings.HasSuffix(name, "SUBSCRIBE") && s.flags&fChannel == 0 {
+		if s.find == findRange && s.subs == nil && !strings.HasSuffix(name, "SUBSCRIBE") && s.flags&Channel == 0 {
 			st := int64(s.step)
 			if st == 0 {
 				st = 1
@@ -355,7 +365,7 @@ func TestKindsAndNames(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.sample, err)
 		}
-		if c.Name != tc.name || c.Kind != tc.kind || c.Write != tc.write {
+		if c.Name != tc.name || c.Kind != tc.kind || c.Has(Write) != tc.write {
 			t.Errorf("%s: %+v", tc.sample, c)
 		}
 	}
@@ -374,6 +384,11 @@ func TestKeysDoNotAllocate(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(100, func() { SlotOf(a) }); n != 0 {
 			t.Errorf("SlotOf(%s): %v allocations", sample, n)
+		}
+		// The applier's path: parsed once, its slot, its parts.
+		var c Command
+		if n := testing.AllocsPerRun(100, func() { c, _ = Parse(a); c.Slot(); c.Parts() }); n != 0 {
+			t.Errorf("Parse, Slot, Parts (%s): %v allocations", sample, n)
 		}
 	}
 }

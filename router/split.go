@@ -14,14 +14,14 @@ type CrossSlotError struct {
 	Command    string    // canonical name, e.g. "RENAME"
 	Keys       [2][]byte // the first key, and the first key in another slot
 	Slots      [2]int    // their slots
-	Splittable bool      // SplitBySlot would split it (only SlotOf says so)
+	Splittable bool      // Parts would split it (only Slot says so)
 }
 
 func (e *CrossSlotError) Error() string {
 	why := "cannot apply atomically on a cluster"
 	switch {
 	case e.Splittable:
-		why = "needs one command per slot (SplitBySlot)"
+		why = "needs one command per slot (Parts)"
 	case e.Command == "MSETNX":
 		why = "cannot keep MSETNX all-or-nothing on a cluster"
 	}
@@ -38,60 +38,28 @@ type Part struct {
 }
 
 // SlotOf returns the one slot all keys of the command hash to, NoSlot for a
-// keyless command, and the command's Kind. When the keys span slots it
-// returns a *CrossSlotError; for a KeyedSplittable command its Splittable is
-// set, and SplitBySlot splits it. SlotOf allocates only when it fails, or
-// when Parse does.
+// keyless command, and the command's Kind (see Command.Slot). SlotOf
+// allocates only when it fails, or when Parse does.
 func SlotOf(args [][]byte) (slot int, kind Kind, err error) {
 	c, err := Parse(args)
 	if err != nil {
 		return NoSlot, Invalid, err
 	}
-	slot, err = c.slot()
+	slot, err = c.Slot()
 	if err != nil {
 		return NoSlot, Invalid, err
 	}
 	return slot, c.Kind, nil
 }
 
-// slot is the one slot of c's keys, or a *CrossSlotError.
-func (c *Command) slot() (int, error) {
-	if len(c.Keys) == 0 {
-		return NoSlot, nil
-	}
-	first := Slot(c.Args[c.Keys[0]])
-	for _, k := range c.Keys[1:] {
-		if s := Slot(c.Args[k]); s != first {
-			return NoSlot, &CrossSlotError{
-				Command:    c.Name,
-				Keys:       [2][]byte{c.Args[c.Keys[0]], c.Args[k]},
-				Slots:      [2]int{first, s},
-				Splittable: c.Kind == KeyedSplittable,
-			}
-		}
-	}
-	return first, nil
-}
-
-// SplitBySlot returns the command as one Part per slot of its keys.
-//
-//   - A keyless command is one Part with Slot NoSlot.
-//   - A command whose keys are all in one slot is one Part holding args
-//     itself (not a copy).
-//   - A KeyedSplittable command (DEL, UNLINK, TOUCH, EXISTS, MSET) whose keys
-//     span slots is one command per slot, in the order each slot first
-//     appears, every part keeping its keys (with MSET their values) in their
-//     original order: DEL a b c → DEL a c, DEL b when a and c share a slot.
-//     The parts share the argument bytes with args.
-//   - Any other command whose keys span slots is a *CrossSlotError.
-//
-// Unknown commands and malformed arguments are errors, as for Parse.
+// SplitBySlot parses args and returns its Parts.
 func SplitBySlot(args [][]byte) ([]Part, error) {
 	c, err := Parse(args)
 	if err != nil {
 		return nil, err
 	}
-	slot, err := c.slot()
+	// Not c.Parts: its one-part slice lives in c, which would escape.
+	slot, err := c.Slot()
 	if err == nil {
 		return []Part{{Slot: slot, Args: args}}, nil
 	}

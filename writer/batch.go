@@ -1,12 +1,14 @@
 package writer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 
 	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // Batch is what a producer hands a writer: commands already encoded as RESP,
@@ -170,14 +172,24 @@ func (b *Batch) Describe(i int) string {
 	if err != nil || len(args) == 0 {
 		return fmt.Sprintf("command #%d of a batch", i)
 	}
-	name := strings.ToUpper(string(args[0]))
-	if len(args) > 1 && !keyless(name) {
-		if b.ops[i].slot >= 0 {
-			return fmt.Sprintf("%s %q (slot %d)", name, clipKey(args[1]), b.ops[i].slot)
-		}
-		return fmt.Sprintf("%s %q (db %d)", name, clipKey(args[1]), b.ops[i].db)
+	c, err := router.Parse(args)
+	name := c.Name
+	if name == "" {
+		name = strings.ToUpper(string(args[0]))
 	}
-	return name
+	key := []byte(nil)
+	switch {
+	case err == nil && len(c.Keys) > 0:
+		key = c.Key(0)
+	case errors.Is(err, router.ErrUnknownCommand) && len(args) > 1:
+		key = args[1] // a module's command: its first argument is most likely the key
+	default:
+		return name
+	}
+	if b.ops[i].slot >= 0 {
+		return fmt.Sprintf("%s %q (slot %d)", name, clipKey(key), b.ops[i].slot)
+	}
+	return fmt.Sprintf("%s %q (db %d)", name, clipKey(key), b.ops[i].db)
 }
 
 // Op is one command taken out of a batch to be routed again (after a
@@ -230,14 +242,6 @@ func (b *Batch) without(drop func(i int) bool) *Batch {
 	nb.MarkerKey = b.MarkerKey
 	nb.Stream = b.Stream
 	return nb
-}
-
-func keyless(name string) bool {
-	switch name {
-	case "FLUSHALL", "FLUSHDB", "SWAPDB", "FUNCTION", "SCRIPT", "SELECT", "PING", "MULTI", "EXEC", "PUBLISH":
-		return true
-	}
-	return false
 }
 
 func clipKey(k []byte) string {
