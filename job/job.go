@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/throttle"
 	"github.com/ferry-dev/ferry/writer"
@@ -191,7 +192,7 @@ func (j *job) Phase() string {
 	if p != "running" {
 		return p
 	}
-	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "import": 3, "sweeping": 4, "streaming": 5}
+	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "scan": 3, "import": 3, "sweeping": 4, "streaming": 5}
 	streams := j.parts()
 	if len(streams) == 0 {
 		// Between the target's handshake and the first stream: nothing is
@@ -532,14 +533,30 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 	if sh.fixed {
 		resolve = nil
 	}
-	s.ps = reader.NewPSync(reader.Config{
-		Dial:    d,
-		Name:    sh.name,
-		Log:     s.app.log,
-		Acked:   s.applied,
-		Resolve: resolve,
-		Rewind:  s.rewind,
-	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
+	out := &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk}
+	var ps *reader.PSync
+	if c.Source.Reader != "scan" {
+		ps = reader.NewPSync(reader.Config{
+			Dial:    d,
+			Name:    sh.name,
+			Log:     s.app.log,
+			Acked:   s.applied,
+			Resolve: resolve,
+			Rewind:  s.rewind,
+		}, out)
+		s.ps = ps
+	}
+	if c.Source.Reader != "psync" {
+		tag := ""
+		if sh.home >= 0 {
+			tag = "{" + router.TagForSlot(sh.home) + "}"
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: resolve, KeyTag: tag, Log: s.app.log}, out)
+		s.ps = sc
+		if ps != nil {
+			s.ps = reader.NewAuto(ps, sc, s.app.log)
+		}
+	}
 	s.app.ackNow = s.ps.AckNow
 	return s, nil
 }
@@ -816,7 +833,11 @@ func (s *stream) waitCaughtUp(ctx context.Context) {
 	var target int64 = -1
 	for ctx.Err() == nil {
 		if target < 0 {
-			if off, err := s.sourceOffset(ctx); err == nil {
+			if off, ok, err := s.scanBarrier(ctx); ok {
+				if err == nil {
+					target = off
+				}
+			} else if off, err := s.sourceOffset(ctx); err == nil {
 				target = off
 			}
 		}

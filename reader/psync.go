@@ -69,6 +69,17 @@ type Stats struct {
 	PartialSyncs int64
 	Reconnects   int64
 	LastError    string
+
+	// Mode is how the source is read: "psync", or "scan" (SCAN + DUMP with
+	// keyspace notifications).
+	Mode string
+	// Scan reader only: passes over the keyspace after the first (gaps),
+	// changed keys waiting to be read again, keys read in the current pass
+	// and the keys the source had when it began (DBSIZE).
+	Rescans   int64
+	Queue     int64
+	ScanKeys  int64
+	ScanTotal int64
 }
 
 // PSync is a replica client of one master.
@@ -93,7 +104,12 @@ type PSync struct {
 
 // FatalError is an error reconnecting will not fix (credentials, ACL,
 // PSYNC disabled).
-type FatalError struct{ Err error }
+type FatalError struct {
+	Err error
+	// Refused: the source does not allow replication (PSYNC or REPLCONF
+	// unknown, renamed, forbidden); it may still be read by scanning.
+	Refused bool
+}
 
 func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
@@ -103,7 +119,7 @@ func NewPSync(cfg Config, out io.Writer) *PSync {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 60 * time.Second
 	}
-	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1), stats: Stats{Addr: cfg.Dial.Addr}}
+	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1), stats: Stats{Addr: cfg.Dial.Addr, Mode: "psync"}}
 }
 
 // Stats returns a snapshot of the link's state.
@@ -147,7 +163,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		if !p.connectedOnce.Load() {
 			// Never got a link: a wrong address or a refused handshake is a
 			// configuration problem the user must see now, not a retry loop.
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		msg := err.Error()
 		p.update(func(s *Stats) { s.Reconnects++; s.LastError = msg; s.Phase = "connecting" })
@@ -203,7 +219,7 @@ func (p *PSync) link(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("source %w", err)
 		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		return err
 	}
@@ -544,15 +560,15 @@ func handshakeErr(addr, step string, err error) error {
 	var re *resp.ReplyError
 	if errors.As(err, &re) {
 		if re.Prefix() == "NOPERM" {
-			return &FatalError{fmt.Errorf("source %s: %s refused: %s (the user needs +replconf and +psync, or +@admin)", addr, step, re.Msg)}
+			return &FatalError{Err: fmt.Errorf("source %s: %s refused: %s (the user needs +replconf and +psync, or +@admin)", addr, step, re.Msg), Refused: true}
 		}
-		if strings.Contains(re.Msg, "unknown command") {
-			return &FatalError{fmt.Errorf("source %s does not allow replication (%s: %s); is REPLCONF renamed or disabled?", addr, step, re.Msg)}
+		if strings.Contains(re.Msg, "unknown command") || strings.Contains(re.Msg, "not allowed") {
+			return &FatalError{Err: fmt.Errorf("source %s does not allow replication (%s: %s); is REPLCONF renamed or disabled?", addr, step, re.Msg), Refused: true}
 		}
 		if re.Prefix() == "LOADING" {
 			return fmt.Errorf("source %s: %s", addr, re.Msg)
 		}
-		return &FatalError{fmt.Errorf("source %s: %s: %s", addr, step, re.Msg)}
+		return &FatalError{Err: fmt.Errorf("source %s: %s: %s", addr, step, re.Msg)}
 	}
 	return fmt.Errorf("source %s: %s: %w", addr, step, err)
 }
@@ -563,10 +579,10 @@ func psyncRefused(addr, msg string) error {
 	case "NOMASTERLINK", "LOADING", "MASTERDOWN":
 		return fmt.Errorf("source %s cannot serve a sync right now: %s", addr, msg)
 	case "NOPERM":
-		return &FatalError{fmt.Errorf("source %s refused PSYNC: %s (the user needs +psync and +replconf)", addr, msg)}
+		return &FatalError{Err: fmt.Errorf("source %s refused PSYNC: %s (the user needs +psync and +replconf)", addr, msg), Refused: true}
 	}
-	if strings.Contains(msg, "unknown command") {
-		return &FatalError{fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg)}
+	if strings.Contains(msg, "unknown command") || strings.Contains(msg, "not allowed") || strings.Contains(msg, "disabled") {
+		return &FatalError{Err: fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg), Refused: true}
 	}
-	return &FatalError{fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
+	return &FatalError{Err: fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
 }

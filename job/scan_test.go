@@ -1,0 +1,93 @@
+package job
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// managedArgs make a server look like a managed service: no PSYNC, SYNC or
+// CONFIG, keyspace notifications on in its configuration.
+var managedArgs = []string{
+	"--rename-command", "PSYNC", "",
+	"--rename-command", "SYNC", "",
+	"--rename-command", "CONFIG", "",
+	"--notify-keyspace-events", "KEA",
+}
+
+// scanLoad writes the kinds of changes a scan reader must follow, in
+// several dbs, until ctx is done.
+func scanLoad(ctx context.Context, t *testing.T, c *redis.Client) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		c4 := redis.NewClient(&redis.Options{Addr: c.Options().Addr, DB: 4})
+		defer c4.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := strings.Repeat("k", 1+i%3) + ":" + string(rune('a'+i%20))
+			p := c.Pipeline()
+			p.Incr(bg, "ctr:"+k)
+			p.RPush(bg, "lst:"+k, i)
+			p.HSet(bg, "h:"+k, "f", i)
+			p.ZAdd(bg, "z:"+k, redis.Z{Score: float64(i), Member: i % 7})
+			p.XAdd(bg, &redis.XAddArgs{Stream: "xs:" + k, Values: []any{"i", i}})
+			p.Set(bg, "tmp:"+k, i, 0)
+			if i%5 == 0 {
+				p.Del(bg, "lst:"+k)
+				p.Expire(bg, "h:"+k, time.Hour)
+				p.PExpire(bg, "ctr:"+k, 3*time.Millisecond)
+			}
+			if i%7 == 0 {
+				p.Rename(bg, "tmp:"+k, "renamed:"+k)
+			}
+			if _, err := p.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+			p4 := c4.Pipeline()
+			p4.Set(bg, "db4:"+k, i, 0)
+			if i%300 == 150 {
+				p4.FlushDB(bg)
+			}
+			if _, err := p4.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+		}
+	}()
+	return done
+}
+
+func TestScanSourceSync(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, DBs: []int{0, 2, 3}, Big: true, TTLPct: 20, Seed: 3})
+
+	var state func() State
+	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { state = f }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := scanLoad(ctx, t, sc)
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	st := state()
+	if len(st.Shards) != 1 || st.Shards[0].Reader.Mode != "scan" {
+		t.Fatalf("shards %+v: want one read by scanning", st.Shards)
+	}
+	sum, err := stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Keys == 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
