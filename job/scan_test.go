@@ -71,8 +71,9 @@ func TestScanSourceSync(t *testing.T) {
 	sc := src.Client(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, DBs: []int{0, 2, 3}, Big: true, TTLPct: 20, Seed: 3})
 
-	var state func() State
-	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { state = f }})
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
 	ctx, cancel := context.WithCancel(context.Background())
 	done := scanLoad(ctx, t, sc)
 	time.Sleep(2 * time.Second)
@@ -89,5 +90,40 @@ func TestScanSourceSync(t *testing.T) {
 	}
 	if sum.Keys == 0 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// TestScanSubscriberKilled: the notification subscriber is killed during
+// the load; the reader makes a new pass and the target converges.
+func TestScanSubscriberKilled(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0, 1}, TTLPct: 20, Seed: 5})
+	c := testConf(t, src.URL(), dst.URL())
+	c.Source.Reader = "scan"
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := scanLoad(ctx, t, sc)
+	time.Sleep(500 * time.Millisecond)
+	if n := sc.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Val(); n != 1 {
+		t.Fatalf("killed %d pubsub clients, want 1", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if r := state().Shards[0].Reader; r.Rescans == 0 || r.Reconnects == 0 {
+		t.Errorf("reader %+v: want a rescan after the subscriber was killed", r)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
