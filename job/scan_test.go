@@ -127,3 +127,57 @@ func TestScanSubscriberKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestScanClusterSource: a 3-master cluster that refuses PSYNC is read by
+// one scanner per master while a load runs.
+func TestScanClusterSource(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 0, managedArgs...)
+	dst := redistest.Start(t)
+	cc := src.Client(t)
+	redistest.FillAllTypes(t, cc, redistest.FillOptions{Keys: 300, Big: true, TTLPct: 20, Seed: 9})
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: testConf(t, "redis://"+src.Addrs()[0], dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := "{" + string(rune('a'+i%26)) + "}"
+			p := cc.Pipeline()
+			p.Incr(bg, k+"ctr")
+			p.RPush(bg, k+"lst", i)
+			p.HSet(bg, k+"h", "f", i)
+			p.Set(bg, k+"tmp", i, 0)
+			if i%5 == 0 {
+				p.Del(bg, k+"lst")
+				p.Expire(bg, k+"h", time.Hour)
+			}
+			if i%7 == 0 {
+				p.Rename(bg, k+"tmp", k+"ren")
+			}
+			if _, err := p.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, src.Addrs(), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 30 * time.Second})
+	st := state()
+	if len(st.Shards) != 3 {
+		t.Fatalf("%d shards, want 3", len(st.Shards))
+	}
+	for _, sh := range st.Shards {
+		if sh.Reader.Mode != "scan" {
+			t.Errorf("shard %s read by %q, want scan", sh.Name, sh.Reader.Mode)
+		}
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
