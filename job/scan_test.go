@@ -70,6 +70,7 @@ func TestScanSourceSync(t *testing.T) {
 	dst := redistest.Start(t)
 	sc := src.Client(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, DBs: []int{0, 2, 3}, Big: true, TTLPct: 20, Seed: 3})
+	redistest.LoadFunctionLibrary(t, sc)
 
 	observed := make(chan func() State, 1)
 	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
@@ -177,6 +178,42 @@ func TestScanClusterSource(t *testing.T) {
 			t.Errorf("shard %s read by %q, want scan", sh.Name, sh.Reader.Mode)
 		}
 	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanLeastACL: the permissions the README lists for a scan source
+// are enough.
+func TestScanLeastACL(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 11})
+	redistest.LoadFunctionLibrary(t, sc)
+	src.Do(t, "ACL", "SETUSER", "ferry-scan", "on", ">pw", "-@all",
+		"+scan", "+dump", "+pttl", "+info", "+select", "+psubscribe", "+subscribe", "+ping",
+		"+client|id", "+client|tracking", "+client|setname", "+function|dump",
+		"+set", "+del", "+rpush", "+sadd", "+hset", "+zadd", "+xadd", "+exists",
+		"%R~*", "~__ferry:probe:*", "&__keyevent@*__:*", "&__redis__:invalidate")
+	c := testConf(t, "redis://ferry-scan:pw@"+src.Addr, dst.URL())
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	sc.Set(context.Background(), "live", "1", 0)
+	sc.Del(context.Background(), "fill:db0:s:1")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}

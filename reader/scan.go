@@ -42,10 +42,12 @@ type Scan struct {
 	replid string // synthetic: never a source's, so a restart starts a new pass
 	offset int64  // bytes of the synthetic stream emitted
 
-	setNotify  bool   // ferry changed notify-keyspace-events
-	oldNotify  string // the value to restore on exit
-	probed     bool
-	noTracking bool // CLIENT TRACKING refused: flushes cannot be seen
+	setNotify      bool   // ferry changed notify-keyspace-events
+	oldNotify      string // the value to restore on exit
+	kind           string // the pattern a probe found the source publishes
+	noTracking     bool   // CLIENT TRACKING refused: flushes cannot be seen
+	configReadable bool   // CONFIG GET notify-keyspace-events answered
+	noFunctions    bool   // FUNCTION DUMP refused (said once)
 
 	mu    sync.Mutex
 	stats Stats
@@ -192,12 +194,12 @@ func (s *Scan) session(ctx context.Context, why string) error {
 	stop := context.AfterFunc(gctx, func() { dc.Close(); subc.Close() })
 	defer stop()
 
-	pattern, err := s.checkNotify(dc)
+	patterns, err := s.checkNotify(dc)
 	if err != nil {
 		return err
 	}
 	sub := &subscriber{c: subc, dirty: newDirtySet(), pending: map[string]*barrier{}}
-	if err := s.subscribe(subc, pattern); err != nil {
+	if patterns, err = s.subscribe(subc, patterns); err != nil {
 		return err
 	}
 	s.connectedOnce.Store(true)
@@ -216,11 +218,13 @@ func (s *Scan) session(ctx context.Context, why string) error {
 	}()
 	g.Go(func() error { return sub.run(gctx) })
 	g.Go(func() error {
-		if !s.probed && pattern != "" && strings.HasPrefix(pattern, "__key*") {
-			if err := s.probeNotifications(gctx, dc, sub); err != nil {
+		if s.kind == "" && len(patterns) > 0 && !s.configReadable {
+			// CONFIG is unreadable: the probe finds out whether (and which
+			// kind) the source publishes; the other subscription is
+			// dropped.
+			if err := s.probeNotifications(gctx, dc, sub, patterns); err != nil {
 				return err
 			}
-			s.probed = true
 		}
 		return s.loop(gctx, dc, sub, why)
 	})
@@ -238,24 +242,34 @@ func subName(name string) string {
 	return name
 }
 
+// Patterns of the two kinds of keyspace notification.
+const (
+	patternEvent = "__keyevent@*__:*"
+	patternSpace = "__keyspace@*__:*"
+)
+
 // checkNotify makes sure the source publishes the notifications needed and
-// returns the pattern to subscribe to. When CONFIG cannot be read the
-// pattern covers both kinds of notification and a probe decides.
-func (s *Scan) checkNotify(c *resp.Conn) (string, error) {
+// returns the patterns to subscribe to. When CONFIG cannot be read both
+// kinds are subscribed and a probe decides.
+func (s *Scan) checkNotify(c *resp.Conn) ([]string, error) {
 	addr := s.cfg.Dial.Addr
 	flags, readable, err := notifyConfig(c)
 	if err != nil {
-		return "", fmt.Errorf("source %s: CONFIG GET: %w", addr, err)
+		return nil, fmt.Errorf("source %s: CONFIG GET: %w", addr, err)
 	}
+	s.configReadable = readable
 	if !readable {
-		return "__key*@*__:*", nil
+		if s.kind != "" {
+			return []string{s.kind}, nil // probed in an earlier session
+		}
+		return []string{patternEvent, patternSpace}, nil
 	}
 	missing, published := missingClasses(flags)
 	if missing == "" && published {
 		if strings.Contains(flags, "E") {
-			return "__keyevent@*__:*", nil
+			return []string{patternEvent}, nil
 		}
-		return "__keyspace@*__:*", nil
+		return []string{patternSpace}, nil
 	}
 	want := flags
 	for _, c := range "EA" {
@@ -264,20 +278,24 @@ func (s *Scan) checkNotify(c *resp.Conn) (string, error) {
 		}
 	}
 	if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", want); err != nil {
-		return "", &FatalError{Err: fmt.Errorf("source %s: keyspace notifications are off or incomplete (notify-keyspace-events is %q, missing %q) and ferry cannot change them (%v): set %s on the source (on a managed service: in its parameter group or console)", addr, flags, missing+map[bool]string{true: "", false: " and K or E"}[published], err, notifySetting)}
+		if !published {
+			missing += " and K or E"
+		}
+		return nil, &FatalError{Err: fmt.Errorf("source %s: keyspace notifications are off or incomplete (notify-keyspace-events is %q, missing %q) and ferry cannot change them (%v): set %s on the source (on a managed service: in its parameter group or console)", addr, flags, missing, err, notifySetting)}
 	}
 	if !s.setNotify {
 		s.setNotify, s.oldNotify = true, flags
 	}
 	s.cfg.Log.Warn().Str("was", flags).Str("now", want).Msg("set notify-keyspace-events on the source for the scan reader; it is restored on exit")
-	return "__keyevent@*__:*", nil
+	return []string{patternEvent}, nil
 }
 
-// subscribe puts the connection in subscribe mode: keyspace notifications,
-// and (through client tracking redirected to itself, in broadcast mode on a
-// prefix no key has) the invalidation a FLUSHDB or FLUSHALL sends, since
-// flushes publish no keyspace notification.
-func (s *Scan) subscribe(c *resp.Conn, pattern string) error {
+// subscribe puts the connection in subscribe mode: keyspace notifications
+// (the patterns the user's ACL allows), and (through client tracking
+// redirected to itself, in broadcast mode on a prefix no key has) the
+// invalidation a FLUSHDB or FLUSHALL sends, since flushes publish no
+// keyspace notification.
+func (s *Scan) subscribe(c *resp.Conn, patterns []string) ([]string, error) {
 	addr := s.cfg.Dial.Addr
 	c.Timeout = 10 * time.Second
 	id, err := c.Do("CLIENT", "ID")
@@ -290,19 +308,34 @@ func (s *Scan) subscribe(c *resp.Conn, pattern string) error {
 	if err != nil {
 		var re *resp.ReplyError
 		if !errors.As(err, &re) {
-			return fmt.Errorf("source %s: subscribe: %w", addr, err)
+			return nil, fmt.Errorf("source %s: subscribe: %w", addr, err)
 		}
 		if !s.noTracking {
 			s.noTracking = true
 			s.cfg.Log.Warn().Err(err).Msg("the source refuses client tracking: a FLUSHDB/FLUSHALL on it cannot be seen by the scan reader")
 		}
 	}
-	if _, err := c.Do("PSUBSCRIBE", pattern); err != nil {
-		return replyErr(addr, "PSUBSCRIBE", err)
+	var ok []string
+	var firstErr error
+	for _, p := range patterns {
+		if _, err := c.Do("PSUBSCRIBE", p); err != nil {
+			var re *resp.ReplyError
+			if !errors.As(err, &re) {
+				return nil, fmt.Errorf("source %s: PSUBSCRIBE: %w", addr, err)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		ok = append(ok, p)
+	}
+	if len(ok) == 0 {
+		return nil, replyErr(addr, "PSUBSCRIBE "+strings.Join(patterns, " "), firstErr)
 	}
 	c.Timeout = 0
 	c.SetDeadline(time.Time{})
-	return nil
+	return ok, nil
 }
 
 // loop makes a pass, then re-reads changed keys as they are notified,
@@ -371,6 +404,22 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 		return err
 	}
 	b := newRDBBuilder(&s.fo)
+	// Function libraries travel in the snapshot as in an RDB (changes to
+	// them later publish no notification: they are copied once a pass).
+	if v, err := c.Do("FUNCTION", "DUMP"); err == nil && !v.Null && len(v.Str) > dumpFooter {
+		if err := b.functions(v.Str); err != nil {
+			return fmt.Errorf("source %s: %w", addr, err)
+		}
+	} else if err != nil && !s.noFunctions {
+		var re *resp.ReplyError
+		if !errors.As(err, &re) {
+			return fmt.Errorf("source %s: FUNCTION DUMP: %w", addr, err)
+		}
+		s.noFunctions = true
+		if !strings.Contains(re.Msg, "unknown command") {
+			s.cfg.Log.Warn().Err(err).Msg("the source refuses FUNCTION DUMP: function libraries are not copied")
+		}
+	}
 	var done int64
 	for _, db := range dbs {
 		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {

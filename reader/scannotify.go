@@ -294,6 +294,11 @@ func (s *subscriber) notification(channel, msg []byte) {
 			s.pmu.Lock()
 			if s.probe != nil {
 				s.probe[string(event)] = true
+				if space {
+					s.probe[patternSpace] = true
+				} else {
+					s.probe[patternEvent] = true
+				}
 			}
 			s.pmu.Unlock()
 		}
@@ -339,7 +344,7 @@ func notifyConfig(c *resp.Conn) (flags string, readable bool, err error) {
 // probeNotifications checks, by writing short-lived keys of every type
 // under __ferry:probe:, that the source publishes the notifications the
 // reader needs. It is the only way to know when CONFIG is forbidden.
-func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subscriber) error {
+func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subscriber, patterns []string) error {
 	addr := sc.cfg.Dial.Addr
 	sub.pmu.Lock()
 	sub.probe = map[string]bool{}
@@ -392,6 +397,28 @@ func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subsc
 	if len(missing) > 0 {
 		return &FatalError{Err: fmt.Errorf("source %s does not publish the keyspace notifications the scan reader needs (no events of class %q; CONFIG is renamed or forbidden, so ferry cannot set them): set %s on the source (on a managed service: in its parameter group or console)", addr, strings.Join(missing, ""), notifySetting)}
 	}
-	sc.cfg.Log.Info().Msg("notify-keyspace-events cannot be read (CONFIG forbidden); a probe saw every needed event class (evictions, class e, cannot be probed)")
+	// Both kinds subscribed: keep one (events carry the key as the
+	// message, and one kind halves the traffic).
+	sc.kind = patternEvent
+	if !seen[patternEvent] {
+		sc.kind = patternSpace
+	}
+	other := patternSpace
+	if sc.kind == patternSpace {
+		other = patternEvent
+	}
+	if len(patterns) > 1 {
+		sub.wmu.Lock()
+		sub.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := sub.c.W.Write(resp.AppendCommandStrings(nil, "PUNSUBSCRIBE", other))
+		if err == nil {
+			err = sub.c.W.Flush()
+		}
+		sub.wmu.Unlock()
+		if err != nil {
+			return fmt.Errorf("source %s: PUNSUBSCRIBE: %w", addr, err)
+		}
+	}
+	sc.cfg.Log.Info().Str("pattern", sc.kind).Msg("notify-keyspace-events cannot be read (CONFIG forbidden); a probe saw every needed event class (evictions, class e, cannot be probed)")
 	return nil
 }

@@ -105,6 +105,21 @@ type rdbBuilder struct {
 
 func newRDBBuilder(f *frameOut) *rdbBuilder { return &rdbBuilder{f: f, db: -1} }
 
+// functions adds the function libraries of a FUNCTION DUMP payload (their
+// RDB records followed by the footer), which must come before any key.
+func (b *rdbBuilder) functions(payload []byte) error {
+	v, err := dumpVersion(payload)
+	if err != nil {
+		return fmt.Errorf("FUNCTION DUMP: %w", err)
+	}
+	if !b.header {
+		b.buf = fmt.Appendf(b.buf, "REDIS%04d", v)
+		b.header = true
+	}
+	b.buf = append(b.buf, payload[:len(payload)-dumpFooter]...)
+	return nil
+}
+
 // key adds one key: its db, its absolute expiry in unix ms (0: none) and its
 // DUMP payload.
 func (b *rdbBuilder) key(db int, key []byte, expireMs int64, payload []byte) error {
