@@ -249,6 +249,7 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 // command applies one command of the replication stream; end is the offset
 // of its last byte.
 func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
+	prev := a.offset
 	a.offset = end
 	name := args[0]
 	switch {
@@ -337,6 +338,12 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 			}
 		default:
 			a.commands.Add(1)
+			if done, err := a.rewriteRestore(ctx, out, prev); done || err != nil {
+				if err != nil {
+					return err
+				}
+				break
+			}
 			if err := a.out.add(ctx, a.dbOf(out[0]), a.mapArgs(out)); err != nil {
 				return err
 			}

@@ -2,6 +2,8 @@ package job
 
 import (
 	"context"
+	crand "crypto/rand"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,60 @@ func TestScanLeastACL(t *testing.T) {
 	}, "the first pass")
 	sc.Set(context.Background(), "live", "1", 0)
 	sc.Del(context.Background(), "fill:db0:s:1")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanBigValuesLive: values changed during the live phase whose DUMP
+// payload is past the target's proto-max-bulk-len are rewritten as plain
+// commands.
+func TestScanBigValuesLive(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t, "--proto-max-bulk-len", "1mb")
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, Seed: 12})
+	// Random bytes: DUMP compresses repeated ones.
+	noise := func(n int) string {
+		b := make([]byte, n)
+		crand.Read(b)
+		return string(b)
+	}
+	// (A string cannot be longer than proto-max-bulk-len on the target.)
+	before := make([]any, 0, 6000)
+	for j := 0; j < 3000; j++ {
+		before = append(before, strconv.Itoa(j), noise(1000))
+	}
+	sc.HSet(context.Background(), "big:before", before...)
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	ctx := context.Background()
+	p := sc.Pipeline()
+	for i := 0; i < 40; i++ {
+		fields := make([]any, 0, 200)
+		for j := 0; j < 100; j++ {
+			fields = append(fields, strconv.Itoa(i*100+j), noise(300))
+		}
+		p.HSet(ctx, "big:hash", fields...)
+		p.RPush(ctx, "big:list", noise(30000))
+	}
+	p.Expire(ctx, "big:hash", time.Hour)
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
 	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
