@@ -3,6 +3,7 @@ package reader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
@@ -34,7 +35,13 @@ func (a *Auto) Run(ctx context.Context, start Start) error {
 	}
 	a.log.Warn().Str("reason", fe.Err.Error()).Msg("the source refuses replication: reading it with SCAN + DUMP and keyspace notifications instead (reader = \"auto\")")
 	a.scan.Store(true)
-	return a.sc.Run(ctx, start)
+	serr := a.sc.Run(ctx, start)
+	if errors.As(serr, &fe) && a.sc.Stats().FullSyncs == 0 {
+		// Neither way works: say both, the PSYNC refusal first (with
+		// reader = "auto" it is what the user meant to use).
+		return &FatalError{Err: fmt.Errorf("%w; reading it by scanning instead failed too: %w", err, serr)}
+	}
+	return serr
 }
 
 // Stats are the active reader's.

@@ -217,6 +217,7 @@ func (s *Scan) session(ctx context.Context, why string) error {
 		}
 	}()
 	g.Go(func() error { return sub.run(gctx) })
+	g.Go(func() error { return sub.keepalive(gctx) })
 	g.Go(func() error {
 		if s.kind == "" && len(patterns) > 0 && !s.configReadable {
 			// CONFIG is unreadable: the probe finds out whether (and which

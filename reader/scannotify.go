@@ -197,23 +197,28 @@ var (
 	bPong     = []byte("pong")
 )
 
-// run reads until the connection fails. Keepalive PINGs make a silent dead
-// link show up as a read timeout.
-func (s *subscriber) run(ctx context.Context) error {
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if s.ping("ferry-keepalive") != nil {
-					return
+// keepalive PINGs the subscribed connection, so that a silent dead link
+// shows up as a read timeout in run.
+func (s *subscriber) keepalive(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.ping("ferry-keepalive"); err != nil {
+				if ctx.Err() != nil {
+					return nil
 				}
+				return fmt.Errorf("keyspace notification subscriber: %w", err)
 			}
 		}
-	}()
+	}
+}
+
+// run reads until the connection fails.
+func (s *subscriber) run(ctx context.Context) error {
 	for {
 		s.c.SetReadDeadline(time.Now().Add(45 * time.Second))
 		v, err := s.c.R.ReadValue()
