@@ -126,6 +126,9 @@ func TestScanSubscriberKilled(t *testing.T) {
 	if r := state().Shards[0].Reader; r.Rescans == 0 || r.Reconnects == 0 {
 		t.Errorf("reader %+v: want a rescan after the subscriber was killed", r)
 	}
+	if sh := state().Status("j", "sync").Shards[0]; sh.Reader != "scan" || sh.Rescans == 0 || sh.ScanKeysTotal == 0 {
+		t.Errorf("status shard %+v: want reader scan, rescans and the pass's key total", sh)
+	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}
