@@ -551,7 +551,14 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		if sh.home >= 0 {
 			tag = "{" + router.TagForSlot(sh.home) + "}"
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: resolve, KeyTag: tag, Log: s.app.log}, out)
+		// The scan reader reads masters (read_from = "replica" is for
+		// PSYNC): the cutover's barrier must see every write, and the probe
+		// writes.
+		var master func(ctx context.Context) (dial.Options, error)
+		if !sh.fixed {
+			master = sh.master
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log}, out)
 		s.ps = sc
 		if ps != nil {
 			s.ps = reader.NewAuto(ps, sc, s.app.log)

@@ -426,38 +426,44 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
 			return replyErr(addr, "SELECT", err)
 		}
-		cursor := "0"
+		count := strconv.Itoa(s.cfg.Count)
+		v, err := c.Do("SCAN", "0", "COUNT", count)
 		for {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			v, err := c.Do("SCAN", cursor, "COUNT", strconv.Itoa(s.cfg.Count))
 			if err != nil {
 				return replyErr(addr, "SCAN", err)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 			if len(v.Elems) != 2 {
 				return fmt.Errorf("source %s: unexpected SCAN reply", addr)
 			}
-			cursor = string(v.Elems[0].Str)
+			cursor := string(v.Elems[0].Str)
 			keys := make([][]byte, 0, len(v.Elems[1].Elems))
 			for _, k := range v.Elems[1].Elems {
 				if !strings.HasPrefix(string(k.Str), "__ferry:") {
 					keys = append(keys, k.Str)
 				}
 			}
-			err = s.fetch(c, db, keys, func(key, payload []byte, expireMs int64) error {
+			// The next SCAN rides in the same pipeline: one round trip a
+			// batch.
+			var next []string
+			if cursor != "0" {
+				next = []string{"SCAN", cursor, "COUNT", count}
+			}
+			v, err = s.fetch(c, db, keys, next, func(key, payload []byte, expireMs int64) error {
 				if payload == nil {
 					return nil // gone since SCAN saw it; a notification follows
 				}
 				done++
 				return b.key(db, key, expireMs, payload)
 			})
-			if err != nil {
+			if err != nil && (next == nil || !isReply(err)) {
 				return err
 			}
 			d, w := done, b.written
 			s.update(func(st *Stats) { st.ScanKeys = d; st.RDBReceived = w })
-			if cursor == "0" {
+			if next == nil {
 				break
 			}
 		}
@@ -504,7 +510,7 @@ func (s *Scan) reread(ctx context.Context, c *resp.Conn, keys []dirtyKey) error 
 			return replyErr(s.cfg.Dial.Addr, "SELECT", err)
 		}
 		buf = appendSelectCmd(buf, db)
-		err := s.fetch(c, db, batch, func(key, payload []byte, expireMs int64) error {
+		_, err := s.fetch(c, db, batch, nil, func(key, payload []byte, expireMs int64) error {
 			if payload == nil {
 				buf = appendDelCmd(buf, key)
 			} else {
@@ -527,10 +533,11 @@ func (s *Scan) reread(ctx context.Context, c *resp.Conn, keys []dirtyKey) error 
 
 // fetch reads keys of the selected db with pipelined DUMP and PTTL and
 // calls fn for each in order, with a nil payload for a key that is gone.
-// Only one payload is held at a time.
-func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, fn func(key, payload []byte, expireMs int64) error) error {
-	if len(keys) == 0 {
-		return nil
+// Only one payload is held at a time. A tail command, if given, is sent
+// after them and its reply returned (an error reply as a *resp.ReplyError).
+func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func(key, payload []byte, expireMs int64) error) (resp.Value, error) {
+	if len(keys) == 0 && tail == nil {
+		return resp.Value{}, nil
 	}
 	addr := s.cfg.Dial.Addr
 	var out []byte
@@ -538,23 +545,26 @@ func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, fn func(key, payload [
 		out = resp.AppendCommand(out, []byte("DUMP"), k)
 		out = resp.AppendCommand(out, []byte("PTTL"), k)
 	}
+	if tail != nil {
+		out = resp.AppendCommandStrings(out, tail...)
+	}
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.W.Write(out); err != nil {
-		return fmt.Errorf("source %s: %w", addr, err)
+		return resp.Value{}, fmt.Errorf("source %s: %w", addr, err)
 	}
 	if err := c.W.Flush(); err != nil {
-		return fmt.Errorf("source %s: %w", addr, err)
+		return resp.Value{}, fmt.Errorf("source %s: %w", addr, err)
 	}
 	var firstErr error
 	for _, k := range keys {
 		dump, err := c.R.ReadValue()
 		if err != nil {
-			return fmt.Errorf("source %s: DUMP: %w", addr, err)
+			return resp.Value{}, fmt.Errorf("source %s: DUMP: %w", addr, err)
 		}
 		ttl, err := c.R.ReadValue()
 		if err != nil {
-			return fmt.Errorf("source %s: PTTL: %w", addr, err)
+			return resp.Value{}, fmt.Errorf("source %s: PTTL: %w", addr, err)
 		}
 		now := time.Now().UnixMilli()
 		if firstErr != nil {
@@ -580,7 +590,24 @@ func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, fn func(key, payload [
 			firstErr = err
 		}
 	}
-	return firstErr
+	var v resp.Value
+	if tail != nil {
+		var err error
+		if v, err = c.R.ReadValue(); err != nil {
+			return resp.Value{}, fmt.Errorf("source %s: %s: %w", addr, tail[0], err)
+		}
+		if v.IsError() && firstErr == nil {
+			firstErr = &resp.ReplyError{Cmd: tail[0], Msg: string(v.Str)}
+		}
+	}
+	return v, firstErr
+}
+
+// isReply reports whether err is an error reply to the tail command of a
+// fetch (the keys' own errors are wrapped by replyErr).
+func isReply(err error) bool {
+	_, ok := err.(*resp.ReplyError)
+	return ok
 }
 
 // parseKeyspace returns the dbs that hold keys (INFO keyspace) and the
