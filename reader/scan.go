@@ -350,12 +350,26 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 		s.live = true
 		s.mu.Unlock()
 		s.update(func(st *Stats) { st.Phase = "streaming" })
+		var last time.Time
 		for why = ""; why == ""; {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-sub.dirty.wake:
 			}
+			// A hot key is read at most once per window: what changes
+			// meanwhile waits in the set, where repeated changes of a key
+			// are one entry.
+			if d := time.Until(last.Add(rereadWindow)); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+			last = time.Now()
 			keys, rescan, barriers := sub.dirty.take()
 			if rescan != "" {
 				// A pass covers every key; the barriers are answered after
@@ -377,6 +391,9 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 		}
 	}
 }
+
+// rereadWindow is the shortest time between two batches of re-reads.
+const rereadWindow = 5 * time.Millisecond
 
 // pass reads the whole keyspace into a snapshot.
 func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
