@@ -323,3 +323,40 @@ func TestScanClusterCutover(t *testing.T) {
 	}
 	redistest.AssertSameDataOpts(t, src.Addrs(), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true})
 }
+
+// TestScanClusterSourceFailover: a master of a cluster read by scanning is
+// killed under load; its shard is read again from the promoted replica (a
+// new pass) and the target converges.
+func TestScanClusterSourceFailover(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 1)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, Seed: 34})
+	c := testConf(t, "redis://"+src.Masters[0].Addr, dst.URL())
+	c.Source.Reader = "scan"
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 30 * time.Second})
+	replica := src.Replicas[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	runLoadOpts(ctx, t, sc, true)
+	time.Sleep(500 * time.Millisecond)
+	src.Masters[0].Kill(t)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return replica.Info(t, "replication")["role"] == "master" }, "the replica to take over")
+	time.Sleep(time.Second)
+	cancel()
+	src.Refresh(t)
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 60 * time.Second})
+	var rescans int64
+	for _, sh := range state().Shards {
+		rescans += sh.Reader.Rescans
+	}
+	if rescans == 0 {
+		t.Error("no rescan after the failover")
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
