@@ -345,7 +345,7 @@ section_fullsync() {
 	local q0 r mode s
 	q0=$(quiet_mark)
 	declare -A times
-	local conf ferry_t=() ferry_rss=() check=""
+	local conf ferry_t=() ferry_rss=() scan_t=() scan_rss=() check=""
 	conf=$(ferry_conf fullsync)
 	SRC_KEYS=$(keys_of "${PORT[src]}")
 	for ((r = 1; r <= RUNS; r++)); do
@@ -378,14 +378,37 @@ section_fullsync() {
 			check+="digest $(same_data source "${PORT[src]}" fullsync-target "${PORT[fs]}")"
 		fi
 		srv_stop fs
+		# The same migrate with the scan reader (SCAN + DUMP, as for a
+		# source that forbids PSYNC).
+		srv_start fs
+		s=$(wait_quiet)
+		ST0=$(now)
+		"$BIN/runstat" -o "$LOGS/fullsync-scan-$r.stats" -- "$FERRY" migrate -c "$conf" --reader scan --source "redis://127.0.0.1:${PORT[src]}" \
+			--target "redis://127.0.0.1:${PORT[fs]}" >"$LOGS/fullsync-scan-$r.out" 2>"$LOGS/fullsync-scan-$r.log" || {
+			say "[fullsync] ferry --reader scan FAILED (run $r, exit $(kv "$LOGS/fullsync-scan-$r.stats" exit)): $(tail -1 "$LOGS/fullsync-scan-$r.log")"
+			srv_stop fs
+			return 1
+		}
+		scan_t+=("$(kv "$LOGS/fullsync-scan-$r.stats" wall_s)")
+		scan_rss+=("$(kv "$LOGS/fullsync-scan-$r.stats" maxrss_mb)")
+		k=$(keys_of "${PORT[fs]}"); sk=$(keys_of "${PORT[src]}")
+		echo "ferry --reader scan run $r: $(tr -d '\n' <"$LOGS/fullsync-scan-$r.stats") keys=$k/$sk; $(cat "$LOGS/fullsync-scan-$r.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/fullsync.log"
+		[ "$k" = "$sk" ] || check+="scan run $r: target has $k keys, source $sk; "
+		if [ "$r" = "$RUNS" ]; then
+			check+=", scan digest $(same_data source "${PORT[src]}" fullsync-scan-target "${PORT[fs]}")"
+		fi
+		srv_stop fs
 	done
-	local nd nl fm
+	local nd nl fm fsc
 	# shellcheck disable=SC2086
 	nd=$(median ${times[disabled]}); nl=$(median ${times[on-empty-db]}); fm=$(median "${ferry_t[@]}")
 	say "[fullsync] anchor native replica, repl-diskless-load disabled: ${nd}s [${times[disabled]% }]"
 	say "[fullsync] anchor native replica, repl-diskless-load on-empty-db: ${nl}s [${times[on-empty-db]% }]"
 	say "[fullsync] ferry migrate: ${fm}s [${ferry_t[*]}], peak_rss_mb=$(printf '%s\n' "${ferry_rss[@]}" | sort -g | tail -1)"
 	say "[fullsync] ratio ferry/native-disk-load = $(ratio "$fm" "$nd")x, ferry/native-diskless-load = $(ratio "$fm" "$nl")x"
+	fsc=$(median "${scan_t[@]}")
+	say "[fullsync] ferry migrate --reader scan: ${fsc}s [${scan_t[*]}], peak_rss_mb=$(printf '%s\n' "${scan_rss[@]}" | sort -g | tail -1)"
+	say "[fullsync] ratio scan/psync = $(ratio "$fsc" "$fm")x, scan/native-disk-load = $(ratio "$fsc" "$nd")x"
 	say "[fullsync] check: ${check:-ok}; $(quiet_note "$q0")"
 }
 

@@ -36,6 +36,7 @@ var (
 	FenceModes     = []string{"multi", "off"}
 	OnErrorModes   = []string{"stop", "skip"}
 	ReadFromModes  = []string{"master", "replica"}
+	ReaderModes    = []string{"auto", "psync", "scan"}
 	LogLevels      = []string{"debug", "info", "warn", "error"}
 	LogFormats     = []string{"auto", "console", "json"}
 	KeyTypes       = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
@@ -132,7 +133,11 @@ type Endpoint struct {
 	SentinelUsername string
 	SentinelPassword string
 
-	ReadFrom    string // master | replica; source only ("" on a target)
+	ReadFrom string // master | replica; source only ("" on a target)
+	// Reader is how the source is read: psync, scan (SCAN + DUMP with
+	// keyspace notifications), or auto (psync, scan when the source refuses
+	// replication). Source only.
+	Reader      string
 	TLS         TLS
 	DialTimeout time.Duration
 }
@@ -171,6 +176,7 @@ func Default() Job {
 		DataDir: "ferry-data",
 		Source: Endpoint{
 			ReadFrom:    "master",
+			Reader:      "auto",
 			DialTimeout: 5 * time.Second,
 		},
 		Target: Endpoint{

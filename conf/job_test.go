@@ -149,6 +149,7 @@ addrs = ["10.0.0.2:7000", "redis://10.0.0.3", "10.0.0.1:7000"]
 username = "repl"
 password_file = "`+pwFile+`"
 read_from = "replica"
+reader = "scan"
 dial_timeout = "2s"
 `)
 	s := j.Source
@@ -162,6 +163,7 @@ dial_timeout = "2s"
 		Password:     "from-file",
 		PasswordFile: pwFile,
 		ReadFrom:     "replica",
+		Reader:       "scan",
 		DialTimeout:  2 * time.Second,
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -482,7 +484,7 @@ func TestExample(t *testing.T) {
 	}
 	// Every key ferry reads is documented in the example.
 	keys := append(jobKeys(), "addr", "addrs", "username", "password", "password_file",
-		"sentinel_username", "sentinel_password", "read_from", "dial_timeout",
+		"sentinel_username", "sentinel_password", "read_from", "reader", "dial_timeout",
 		"enabled", "ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify",
 		"dbs", "block_dbs", "prefixes", "block_prefixes", "regex", "block_regex",
 		"types", "block_types", "commands", "block_commands")

@@ -687,8 +687,10 @@ func (t *table) endpoint(k string, e *Endpoint, source bool) {
 		et.str("sentinel_password", &e.SentinelPassword)
 		if source {
 			et.str("read_from", &e.ReadFrom)
+			et.str("reader", &e.Reader)
 		} else {
 			et.hints["read_from"] = "read_from applies only to the source"
+			et.hints["reader"] = "reader applies only to the source"
 		}
 		et.duration("dial_timeout", &e.DialTimeout)
 		if tv, ok := et.get("tls"); ok {

@@ -109,6 +109,7 @@ func (e Endpoint) write(b *strings.Builder, name string, source bool) {
 	}
 	if source {
 		w("read_from", quote(e.ReadFrom))
+		w("reader", quote(e.Reader))
 	}
 	w("dial_timeout", dur(e.DialTimeout))
 	fmt.Fprintf(b, "\n[%s.tls]\n", name)

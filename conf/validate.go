@@ -290,8 +290,16 @@ func (e *Endpoint) check(source, full bool) error {
 		if err := oneOf("read_from", &e.ReadFrom, ReadFromModes); err != nil {
 			return err
 		}
+		if e.Reader == "" {
+			e.Reader = "auto"
+		}
+		if err := oneOf("reader", &e.Reader, ReaderModes); err != nil {
+			return err
+		}
 	} else if e.ReadFrom != "" {
 		return errf("read_from", "applies only to the source")
+	} else if e.Reader != "" {
+		return errf("reader", "applies only to the source")
 	}
 	if e.DialTimeout <= 0 {
 		return errf("dial_timeout", "must be more than 0")

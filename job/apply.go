@@ -276,6 +276,7 @@ func (a *applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 // command applies one command of the replication stream; end is the offset
 // of its last byte. The command is parsed here, once.
 func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
+	prev := a.offset
 	a.offset = end
 	a.cur, _ = a.table.Parse(args)
 	c := &a.cur
@@ -310,7 +311,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 			}
 		}
 	default:
-		if err := a.data(ctx, c, end); err != nil {
+		if err := a.data(ctx, c, prev, end); err != nil {
 			return err
 		}
 	}
@@ -331,7 +332,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 
 // data applies a stream command that is not the applier's own (SELECT,
 // MULTI...): through the move registry, the filter, and the sink.
-func (a *applier) data(ctx context.Context, c *router.Command, end int64) error {
+func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) error {
 	if !c.Has(router.PubSub) {
 		a.dataEnd.Store(end)
 	}
@@ -394,6 +395,9 @@ func (a *applier) data(ctx context.Context, c *router.Command, end int64) error 
 		}
 	default:
 		a.commands.Add(1)
+		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
+			return err
+		}
 		a.mapArgs(out)
 		if err := a.out.add(ctx, a.dbOf(out), out); err != nil {
 			return err

@@ -155,12 +155,17 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		co.paused()
 	}
 	for i, s := range streams {
-		off, err := masterOffset(ctx, paused[i])
+		// A scanned source has no replication offset: its reader's barrier
+		// (a PING through the subscription, which the pause lets through)
+		// says when every write before the pause has been read again.
+		off, ok, err := s.scanBarrier(ctx)
+		if !ok {
+			off, err = masterOffset(ctx, paused[i])
+		}
 		if err != nil {
 			return fmt.Errorf("source %s: %w", paused[i].Options().Addr, err)
 		}
 		offsets = append(offsets, off)
-		_ = s
 	}
 
 	// Wait for the target, leaving time to run the hook before the pause

@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/throttle"
 	"github.com/ferry-dev/ferry/writer"
@@ -261,7 +262,7 @@ func (j *job) Phase() string {
 	if p != "running" {
 		return p
 	}
-	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "import": 3, "sweeping": 4, "streaming": 5}
+	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "scan": 3, "import": 3, "sweeping": 4, "streaming": 5}
 	streams := j.parts()
 	if len(streams) == 0 {
 		// Between the target's handshake and the first stream: nothing is
@@ -620,16 +621,39 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 	if sh.fixed {
 		resolve = nil
 	}
-	s.ps = reader.NewPSync(reader.Config{
-		Dial:    d,
-		Name:    sh.name,
-		Log:     s.app.log,
-		Acked:   s.applied,
-		Resolve: resolve,
-		Rewind:  s.rewind,
-		// A sync keeps trying; a migrate gives up (see retryTimeout).
-		RetryTimeout: j.retryTimeout(),
-	}, &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk})
+	out := &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk}
+	var ps *reader.PSync
+	if c.Source.Reader != "scan" {
+		ps = reader.NewPSync(reader.Config{
+			Dial:    d,
+			Name:    sh.name,
+			Log:     s.app.log,
+			Acked:   s.applied,
+			Resolve: resolve,
+			Rewind:  s.rewind,
+			// A sync keeps trying; a migrate gives up (see retryTimeout).
+			RetryTimeout: j.retryTimeout(),
+		}, out)
+		s.ps = ps
+	}
+	if c.Source.Reader != "psync" {
+		tag := ""
+		if sh.home >= 0 {
+			tag = "{" + router.TagForSlot(sh.home) + "}"
+		}
+		// The scan reader reads masters (read_from = "replica" is for
+		// PSYNC): the cutover's barrier must see every write, and the probe
+		// writes.
+		var master func(ctx context.Context) (dial.Options, error)
+		if !sh.fixed {
+			master = sh.master
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout()}, out)
+		s.ps = sc
+		if ps != nil {
+			s.ps = reader.NewAuto(ps, sc, s.app.log)
+		}
+	}
 	s.app.ackNow = s.ps.AckNow
 	return s, nil
 }
@@ -913,7 +937,11 @@ func (s *stream) waitCaughtUp(ctx context.Context) {
 	var target int64 = -1
 	for ctx.Err() == nil {
 		if target < 0 {
-			if off, err := s.sourceOffset(ctx); err == nil {
+			if off, ok, err := s.scanBarrier(ctx); ok {
+				if err == nil {
+					target = off
+				}
+			} else if off, err := s.sourceOffset(ctx); err == nil {
 				target = off
 			}
 		}

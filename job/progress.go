@@ -81,7 +81,7 @@ func (j *job) progress(ctx context.Context) error {
 		defer t.Stop()
 		logC = t.C
 	}
-	var lastOps int64
+	var lastOps, lastScanned int64
 	lastAt := time.Now()
 	for {
 		select {
@@ -99,12 +99,30 @@ func (j *job) progress(ctx context.Context) error {
 			for _, w := range st.Writers {
 				ops += w.Stats.Ops
 			}
-			rate := float64(ops-lastOps) / time.Since(lastAt).Seconds()
-			lastOps, lastAt = ops, time.Now()
+			secs := time.Since(lastAt).Seconds()
+			rate := float64(ops-lastOps) / secs
+			// Scanned sources: keys read by the passes under way, out of
+			// the keys their sources had when the passes began.
+			var scanned, scanTotal int64
+			for _, sh := range st.Shards {
+				if sh.Reader.Mode == "scan" && sh.Reader.Phase == "scan" {
+					scanned += sh.Reader.ScanKeys
+					scanTotal += sh.Reader.ScanTotal
+				}
+			}
+			scanRate := float64(scanned-lastScanned) / secs
+			lastOps, lastScanned, lastAt = ops, scanned, time.Now()
 			ev := j.log.Info().Str("phase", st.Phase).Float64("ops_per_s", round1(rate)).
 				Int64("keys", st.Keys).Int64("commands", st.Commands)
 			if st.Phase == "rdb" || st.Phase == "import" {
 				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", bytesHuman(st.RDBParsed), bytesHuman(st.RDBSize)))
+			}
+			if scanTotal > 0 {
+				pct := min(100, 100*float64(scanned)/float64(scanTotal))
+				ev = ev.Str("scan", fmt.Sprintf("%d/%d keys (%.0f%%)", scanned, scanTotal, pct))
+				if scanRate > 0 && scanned < scanTotal {
+					ev = ev.Float64("scan_eta_s", round1(float64(scanTotal-scanned)/scanRate))
+				}
 			}
 			var lagBytes int64
 			var lagS float64

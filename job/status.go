@@ -26,6 +26,7 @@ func (s State) Status(name, mode string) status.Job {
 			Addr:             sh.Addr,
 			Phase:            r.Phase,
 			ReplID:           r.ReplID,
+			Reader:           r.Mode,
 			ReceivedOffset:   r.Received,
 			AppliedOffset:    sh.AppliedOffset,
 			LagBytes:         sh.LagBytes,
@@ -38,6 +39,10 @@ func (s State) Status(name, mode string) status.Job {
 			Reconnects:       r.Reconnects,
 			SpoolMemoryBytes: sh.Spool.InMemory,
 			SpoolDiskBytes:   sh.Spool.OnDisk,
+			Rescans:          r.Rescans,
+			RereadQueue:      r.Queue,
+			ScanKeys:         r.ScanKeys,
+			ScanKeysTotal:    r.ScanTotal,
 			LastError:        r.LastError,
 			DisconnectedSeconds: func() float64 {
 				if r.DownSince.IsZero() {

@@ -23,7 +23,7 @@ type stream struct {
 	j   *job
 	i   int
 	sh  *shard // nil for an RDB import
-	ps  *reader.PSync
+	ps  sourceReader
 	sp  *spool.Spool
 	app *applier
 	lag lagClock
@@ -37,6 +37,29 @@ type stream struct {
 	rdbOff    atomic.Int64
 	processed atomic.Int64 // offset of the last stream command the applier took
 	phase     atomic.Pointer[string]
+}
+
+// sourceReader reads one source shard into the stream's spool: a
+// *reader.PSync, a *reader.Scan, or a *reader.Auto (PSYNC, falling back to
+// scanning when the source refuses replication).
+type sourceReader interface {
+	Run(ctx context.Context, start reader.Start) error
+	Stats() reader.Stats
+	AckNow()
+}
+
+// scanBarrier is, when the stream reads its source by scanning, the stream
+// offset by which every change the source made before the call is emitted
+// (ok=false: the stream reads with PSYNC).
+func (s *stream) scanBarrier(ctx context.Context) (off int64, ok bool, err error) {
+	b, isScan := s.ps.(interface {
+		Barrier(ctx context.Context) (int64, error)
+	})
+	if !isScan || s.ps.Stats().Mode != "scan" {
+		return 0, false, nil
+	}
+	off, err = b.Barrier(ctx)
+	return off, true, err
 }
 
 // rewind reports whether everything the stream received after offset to

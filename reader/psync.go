@@ -77,6 +77,17 @@ type Stats struct {
 	// DownSince: the link has been down since then (zero while it is up
 	// or before the first link).
 	DownSince time.Time
+
+	// Mode is how the source is read: "psync", or "scan" (SCAN + DUMP with
+	// keyspace notifications).
+	Mode string
+	// Scan reader only: passes over the keyspace after the first (gaps),
+	// changed keys waiting to be read again, keys read in the current pass
+	// and the keys the source had when it began (DBSIZE).
+	Rescans   int64
+	Queue     int64
+	ScanKeys  int64
+	ScanTotal int64
 }
 
 // PSync is a replica client of one master.
@@ -101,7 +112,12 @@ type PSync struct {
 
 // FatalError is an error reconnecting will not fix (credentials, ACL,
 // PSYNC disabled).
-type FatalError struct{ Err error }
+type FatalError struct {
+	Err error
+	// Refused: the source does not allow replication (PSYNC or REPLCONF
+	// unknown, renamed, forbidden); it may still be read by scanning.
+	Refused bool
+}
 
 func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
@@ -111,7 +127,7 @@ func NewPSync(cfg Config, out io.Writer) *PSync {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 60 * time.Second
 	}
-	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1), stats: Stats{Addr: cfg.Dial.Addr}}
+	return &PSync{cfg: cfg, out: out, ackNow: make(chan struct{}, 1), stats: Stats{Addr: cfg.Dial.Addr, Mode: "psync"}}
 }
 
 // Stats returns a snapshot of the link's state.
@@ -155,15 +171,15 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		if errors.Is(err, resp.ErrProtocol) {
 			// Bytes no Redis master sends (or more than ferry accepts from
 			// one): reconnecting would read the same again.
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		if !p.connectedOnce.Load() {
 			// Never got a link: a wrong address or a refused handshake is a
 			// configuration problem the user must see now, not a retry loop.
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		if fault.IsPermanent(err) {
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		msg := err.Error()
 		wasDown := false
@@ -178,7 +194,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 			downSince = s.DownSince
 		})
 		if rt := p.cfg.RetryTimeout; rt > 0 && time.Since(downSince) >= rt {
-			return &FatalError{fault.PermanentErr("source "+p.cfg.Dial.Addr, "", "bring the source back, or raise retry_timeout",
+			return &FatalError{Err: fault.PermanentErr("source "+p.cfg.Dial.Addr, "", "bring the source back, or raise retry_timeout",
 				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", time.Since(downSince).Round(time.Second), err))}
 		}
 		if p.established {
@@ -237,7 +253,7 @@ func (p *PSync) link(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("source %w", err)
 		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{err}
+			return &FatalError{Err: err}
 		}
 		return err
 	}
@@ -586,15 +602,15 @@ func handshakeErr(addr, step string, err error) error {
 	var re *resp.ReplyError
 	if errors.As(err, &re) {
 		if re.Prefix() == "NOPERM" {
-			return &FatalError{fmt.Errorf("source %s: %s refused: %s (the user needs +replconf and +psync, or +@admin)", addr, step, re.Msg)}
+			return &FatalError{Err: fmt.Errorf("source %s: %s refused: %s (the user needs +replconf and +psync, or +@admin)", addr, step, re.Msg), Refused: true}
 		}
-		if strings.Contains(re.Msg, "unknown command") {
-			return &FatalError{fmt.Errorf("source %s does not allow replication (%s: %s); is REPLCONF renamed or disabled?", addr, step, re.Msg)}
+		if strings.Contains(re.Msg, "unknown command") || strings.Contains(re.Msg, "not allowed") {
+			return &FatalError{Err: fmt.Errorf("source %s does not allow replication (%s: %s); is REPLCONF renamed or disabled?", addr, step, re.Msg), Refused: true}
 		}
 		if re.Prefix() == "LOADING" {
 			return fmt.Errorf("source %s: %s", addr, re.Msg)
 		}
-		return &FatalError{fmt.Errorf("source %s: %s: %s", addr, step, re.Msg)}
+		return &FatalError{Err: fmt.Errorf("source %s: %s: %s", addr, step, re.Msg)}
 	}
 	return fmt.Errorf("source %s: %s: %w", addr, step, err)
 }
@@ -605,12 +621,12 @@ func psyncRefused(addr, msg string) error {
 	case "NOMASTERLINK", "LOADING", "MASTERDOWN":
 		return fmt.Errorf("source %s cannot serve a sync right now: %s", addr, msg)
 	case "NOPERM":
-		return &FatalError{fmt.Errorf("source %s refused PSYNC: %s (the user needs +psync and +replconf)", addr, msg)}
+		return &FatalError{Err: fmt.Errorf("source %s refused PSYNC: %s (the user needs +psync and +replconf)", addr, msg), Refused: true}
 	}
-	if strings.Contains(msg, "unknown command") {
-		return &FatalError{fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg)}
+	if strings.Contains(msg, "unknown command") || strings.Contains(msg, "not allowed") || strings.Contains(msg, "disabled") {
+		return &FatalError{Err: fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg), Refused: true}
 	}
-	return &FatalError{fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
+	return &FatalError{Err: fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
 }
 
 // clip shortens what a peer sent for an error message.

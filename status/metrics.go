@@ -45,6 +45,9 @@ var (
 	dFullSyncs    = desc("ferry_full_syncs_total", "Full resynchronisations with the source.", lJob, lShard)
 	dPartialSyncs = desc("ferry_partial_syncs_total", "Partial resynchronisations (PSYNC +CONTINUE) with the source.", lJob, lShard)
 	dSpool        = desc("ferry_spool_bytes", "Bytes waiting in the spool, where=memory|disk.", lJob, lShard, "where")
+	dRescans      = desc("ferry_scan_rescans_total", "Scan reader: passes over the source's keyspace after the first (notifications may have been lost).", lJob, lShard)
+	dRereadQueue  = desc("ferry_scan_reread_queue_keys", "Scan reader: changed keys waiting to be read again.", lJob, lShard)
+	dScanKeys     = desc("ferry_scan_keys", "Scan reader: keys read by the pass under way (kind=read) and the source's keys when it began (kind=total).", lJob, lShard, "kind")
 	dWriterInfo   = desc("ferry_writer_info", "Always 1; a writer's target address as a label.", lJob, lWriter, "addr")
 	dConnected    = desc("ferry_writer_connected", "1 while the writer is connected to its target.", lJob, lWriter)
 	dBatches      = desc("ferry_writer_batches_total", "Batches the target acknowledged.", lJob, lWriter)
@@ -62,7 +65,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	dUp, dDropped, dSrcConnected, dSrcDown, dWriterDown, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
 	dSourceInfo, dSourcePhase, dRecvOffset, dApplOffset, dLagBytes, dLagSeconds, dRDB,
-	dFullSyncs, dPartialSyncs, dSpool,
+	dFullSyncs, dPartialSyncs, dSpool, dRescans, dRereadQueue, dScanKeys,
 	dWriterInfo, dConnected, dBatches, dOps, dBytes, dSkipped, dPings, dInflight, dQueued,
 	dConnAge, dKeepalive, dWriterOffset,
 }
@@ -140,6 +143,12 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 		gauge(dSpool, float64(s.SpoolDiskBytes), n, sh, "disk")
 		gauge(dSrcConnected, b2f(s.DisconnectedSeconds == 0 && s.Phase != "connecting"), n, sh)
 		gauge(dSrcDown, s.DisconnectedSeconds, n, sh)
+		if s.Reader == "scan" {
+			counter(dRescans, float64(s.Rescans), n, sh)
+			gauge(dRereadQueue, float64(s.RereadQueue), n, sh)
+			gauge(dScanKeys, float64(s.ScanKeys), n, sh, "read")
+			gauge(dScanKeys, float64(s.ScanKeysTotal), n, sh, "total")
+		}
 	}
 
 	for _, w := range j.Writers {

@@ -131,8 +131,8 @@ func TestStatusJSON(t *testing.T) {
 			t.Errorf("job field %q missing", k)
 		}
 	}
-	if len(j) != 13 {
-		t.Errorf("job has %d fields, want 13: %v", len(j), j)
+	if len(j) != 14 {
+		t.Errorf("job has %d fields, want 14: %v", len(j), j)
 	}
 	sh := j["shards"].([]any)[0].(map[string]any)
 	for _, k := range []string{"name", "addr", "phase", "replid", "received_offset", "applied_offset", "lag_bytes", "lag_seconds", "rdb_bytes_total", "rdb_bytes_received", "rdb_bytes_applied", "full_syncs", "partial_syncs", "reconnects", "spool_memory_bytes", "spool_disk_bytes", "disconnected_seconds", "last_error"} {

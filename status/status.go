@@ -49,6 +49,9 @@ type Shard struct {
 	Addr   string `json:"addr"`
 	Phase  string `json:"phase"`
 	ReplID string `json:"replid"`
+	// Reader is how the shard is read: "psync", or "scan" (SCAN + DUMP with
+	// keyspace notifications; offsets are then ferry's own stream's).
+	Reader string `json:"reader"`
 
 	ReceivedOffset int64   `json:"received_offset"` // last source byte received
 	AppliedOffset  int64   `json:"applied_offset"`  // last source byte the target acknowledged
@@ -69,6 +72,14 @@ type Shard struct {
 	// DisconnectedSeconds is how long the link to the source has been
 	// down (0 while it is up).
 	DisconnectedSeconds float64 `json:"disconnected_seconds"`
+
+	// Scan reader: passes after the first (after a gap in the
+	// notifications), changed keys waiting to be read again, and the keys
+	// read by the current pass out of the source's DBSIZE at its start.
+	Rescans       int64 `json:"rescans,omitempty"`
+	RereadQueue   int64 `json:"reread_queue,omitempty"`
+	ScanKeys      int64 `json:"scan_keys,omitempty"`
+	ScanKeysTotal int64 `json:"scan_keys_total,omitempty"`
 
 	LastError string `json:"last_error"`
 }

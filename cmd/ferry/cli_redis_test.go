@@ -307,17 +307,19 @@ func TestSourceErrors(t *testing.T) {
 	for _, c := range []struct {
 		name, source string
 		want         []string
+		args         []string
 	}{
-		{"unreachable", fmt.Sprintf("redis://127.0.0.1:%d", port), []string{"source", "connection refused", strconv.Itoa(port)}},
-		{"wrong-password", "redis://:wr0ng-Pa55@" + authSrc.Addr, []string{"source", "wrong password", authSrc.Addr}},
-		{"no-password", authSrc.URL(), []string{"source", "requires a password", authSrc.Addr}},
-		{"psync-refused", noPsync.URL(), []string{"source", "PSYNC", noPsync.Addr}},
+		{"unreachable", fmt.Sprintf("redis://127.0.0.1:%d", port), []string{"source", "connection refused", strconv.Itoa(port)}, nil},
+		{"wrong-password", "redis://:wr0ng-Pa55@" + authSrc.Addr, []string{"source", "wrong password", authSrc.Addr}, nil},
+		{"no-password", authSrc.URL(), []string{"source", "requires a password", authSrc.Addr}, nil},
+		// reader = auto would read this source by scanning instead.
+		{"psync-refused", noPsync.URL(), []string{"source", "PSYNC", noPsync.Addr}, []string{"--reader", "psync"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			dst := redistest.Start(t)
 			start := time.Now()
-			code, out, errs := ferryExec(t, time.Minute, "sync", "--source", c.source, "--target", dst.URL(), "-c", jobFile(t, ""))
+			code, out, errs := ferryExec(t, time.Minute, append([]string{"sync", "--source", c.source, "--target", dst.URL(), "-c", jobFile(t, "")}, c.args...)...)
 			checkFailure(t, code, out, errs, exitFailure, c.want...)
 			if d := time.Since(start); d > 30*time.Second {
 				t.Errorf("took %v to give up", d)

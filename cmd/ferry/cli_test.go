@@ -174,6 +174,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"sync", "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:1"}, []string{"target", "also the source"}},
 		{[]string{"sync", "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2", "--log-level", "loud"}, []string{"log_level", "loud"}},
 		{[]string{"sync", "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2", "--job", "bad name"}, []string{"job", "bad name"}},
+		{[]string{"sync", "--source", "redis://127.0.0.1:1", "--target", "redis://127.0.0.1:2", "--reader", "bogus"}, []string{"source.reader", "auto, psync, scan"}},
 		// A password in a bad address is not echoed.
 		{[]string{"sync", "--source", "redis://:s3cret-Pa55@127.0.0.1:99999", "--target", "redis://127.0.0.1:2"}, []string{"source.addr", "port"}},
 	} {

@@ -174,6 +174,7 @@ type jobFlags struct {
 	source, target, rdb string
 	aof                 string
 	jobName             string
+	reader              string
 	logLevel, logFormat string
 	dataDir             string
 	credFlags           [2]struct{ username, passwordFile string } // source, target
@@ -201,6 +202,7 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 	f.fs.StringVar(&f.target, "target", "", "target address, same forms (overrides the file)")
 	f.fs.StringVar(&f.rdb, "rdb", "", "import this RDB file (a dump.rdb) instead of reading a live source")
 	f.fs.StringVar(&f.aof, "aof", "", "import this AOF instead of reading a live source: a Redis 7 appendonlydir or one appendonly.aof")
+	f.fs.StringVar(&f.reader, "reader", "", "how to read the source: auto (PSYNC, or SCAN + keyspace notifications when the source refuses PSYNC) | psync | scan (overrides the file)")
 	f.fs.StringVar(&f.jobName, "job", "", "job name: tags the logs and names the marker key __ferry:<job>:pos (overrides the file)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug | info | warn | error (default info)")
 	f.fs.StringVar(&f.logFormat, "log-format", "", "auto | console | json (default auto: console on a terminal, JSON otherwise)")
@@ -275,6 +277,9 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 		}
 	}
 	f.applyAOF(&j)
+	if f.reader != "" {
+		j.Source.Reader = f.reader
+	}
 	if f.jobName != "" {
 		j.Name = f.jobName
 	}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// managedSource starts a server that forbids PSYNC, SYNC and CONFIG, like a
+// managed service; notify says what its configuration sets for
+// notify-keyspace-events.
+func managedSource(t *testing.T, notify string) *redistest.Server {
+	return redistest.Start(t,
+		"--rename-command", "PSYNC", "",
+		"--rename-command", "SYNC", "",
+		"--rename-command", "CONFIG", "",
+		"--notify-keyspace-events", notify)
+}
+
+// writeLoad runs INCR/RPUSH/HSET/DEL/EXPIRE/RENAME and a rare FLUSHDB (db
+// 4) on the source until ctx is done. Errors after ctx is done are
+// ignored (a pause may hold the last pipeline).
+func writeLoad(ctx context.Context, t *testing.T, addr string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		c4 := redis.NewClient(&redis.Options{Addr: addr, DB: 4})
+		defer c4.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := strconv.Itoa(i % 40)
+			p := c.Pipeline()
+			p.Incr(bg, "ctr:"+k)
+			p.RPush(bg, "lst:"+k, i)
+			p.HSet(bg, "h:"+k, "f"+strconv.Itoa(i%5), i)
+			p.Set(bg, "tmp:"+k, i, 0)
+			if i%5 == 0 {
+				p.Del(bg, "lst:"+k)
+				p.Expire(bg, "h:"+k, time.Hour)
+			}
+			if i%7 == 0 {
+				p.Rename(bg, "tmp:"+k, "ren:"+k)
+			}
+			p4 := c4.Pipeline()
+			p4.Set(bg, "db4:"+k, i, 0)
+			if i%500 == 250 {
+				p4.FlushDB(bg)
+			}
+			_, err := p.Exec(bg)
+			if err == nil {
+				_, err = p4.Exec(bg)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Errorf("load: %v", err)
+				}
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// TestMigrateScanSourceCutover: a source that refuses PSYNC and CONFIG is
+// migrated in the default reader mode (auto falls back to scanning) while a
+// load runs; after the cutover the target equals the paused source.
+func TestMigrateScanSourceCutover(t *testing.T) {
+	redistest.Require(t)
+	src := managedSource(t, "KEA")
+	dst := redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 300, DBs: []int{0, 1, 3}, Big: true, TTLPct: 20, Seed: 61})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := writeLoad(ctx, t, src.Addr)
+	defer func() { cancel(); src.Do(t, "CLIENT", "UNPAUSE"); <-done }()
+	cfg := jobFile(t, "cutover_pause_max = \"30s\"\n")
+	code, out, errs := ferryRunWithin(t, 90*time.Second, "migrate", "-c", cfg, "--source", src.URL(), "--target", dst.URL(), "--cutover", "--verify")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{"cutover ready", "verified:", "migrated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "reading it with SCAN") {
+		t.Errorf("no log line about the fallback to scanning:\n%s", errs)
+	}
+	// The source is still paused: its data is frozen.
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+}
+
+// TestScanSourceWithoutNotifications: a source without keyspace
+// notifications that forbids CONFIG is refused with the setting to apply.
+func TestScanSourceWithoutNotifications(t *testing.T) {
+	redistest.Require(t)
+	src := managedSource(t, "")
+	dst := redistest.Start(t)
+	src.Do(t, "SET", "k", "v")
+	code, out, errs := ferryRunWithin(t, 60*time.Second, "migrate", "-c", jobFile(t, ""), "--source", src.URL(), "--target", dst.URL())
+	checkFailure(t, code, out, errs, exitFailure, `notify-keyspace-events "KEA"`)
+}
+
+// TestScanSetsNotifications: where CONFIG is allowed, the scan reader turns
+// the notifications it needs on, and puts the old setting back on exit.
+func TestScanSetsNotifications(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	src.Do(t, "SET", "k", "v")
+	p := startFerry(t, "sync", "-c", jobFile(t, ""), "--reader", "scan", "--source", src.URL(), "--target", dst.URL())
+	notify := func() string {
+		v := src.Do(t, "CONFIG", "GET", "notify-keyspace-events")
+		return v.([]any)[1].(string)
+	}
+	redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "k").(int64) == 1 }, "the key on the target")
+	if n := notify(); !strings.Contains(n, "E") || !strings.Contains(n, "A") && !strings.Contains(n, "g$lshzxe") {
+		t.Errorf("notify-keyspace-events during the sync = %q", n)
+	}
+	src.Do(t, "SET", "k2", "v2")
+	redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "k2").(int64) == 1 }, "a live change on the target")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := p.wait(t, 30*time.Second)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n := notify(); n != "" {
+		t.Errorf("notify-keyspace-events after the sync = %q, want it restored to \"\"", n)
+	}
+}
+
+// TestScanRestartAfterKill: ferry is killed during a scan sync; keys
+// deleted on the source meanwhile do not survive the restart.
+func TestScanRestartAfterKill(t *testing.T) {
+	redistest.Require(t)
+	src := managedSource(t, "KEA")
+	dst := redistest.Start(t)
+	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 300, DBs: []int{0, 2}, TTLPct: 20, Seed: 62})
+	src.Do(t, "SET", "doomed", "1")
+	cfg := jobFile(t, "")
+	args := []string{"sync", "-c", cfg, "--reader", "scan", "--source", src.URL(), "--target", dst.URL()}
+	p := startFerry(t, args...)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "doomed").(int64) == 1 }, "the first pass on the target")
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 10*time.Second)
+	src.Do(t, "DEL", "doomed")
+	src.Do(t, "SET", "born", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := writeLoad(ctx, t, src.Addr)
+	p = startFerry(t, args...)
+	time.Sleep(time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := p.wait(t, 30*time.Second); code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}

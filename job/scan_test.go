@@ -1,0 +1,362 @@
+package job
+
+import (
+	"context"
+	crand "crypto/rand"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// managedArgs make a server look like a managed service: no PSYNC, SYNC or
+// CONFIG, keyspace notifications on in its configuration.
+var managedArgs = []string{
+	"--rename-command", "PSYNC", "",
+	"--rename-command", "SYNC", "",
+	"--rename-command", "CONFIG", "",
+	"--notify-keyspace-events", "KEA",
+}
+
+// scanLoad writes the kinds of changes a scan reader must follow, in
+// several dbs, until ctx is done.
+func scanLoad(ctx context.Context, t *testing.T, c *redis.Client) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		c4 := redis.NewClient(&redis.Options{Addr: c.Options().Addr, DB: 4})
+		defer c4.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := strings.Repeat("k", 1+i%3) + ":" + string(rune('a'+i%20))
+			p := c.Pipeline()
+			p.Incr(bg, "ctr:"+k)
+			p.RPush(bg, "lst:"+k, i)
+			p.HSet(bg, "h:"+k, "f", i)
+			p.ZAdd(bg, "z:"+k, redis.Z{Score: float64(i), Member: i % 7})
+			p.XAdd(bg, &redis.XAddArgs{Stream: "xs:" + k, Values: []any{"i", i}})
+			p.Set(bg, "tmp:"+k, i, 0)
+			if i%5 == 0 {
+				p.Del(bg, "lst:"+k)
+				p.Expire(bg, "h:"+k, time.Hour)
+				p.PExpire(bg, "ctr:"+k, 3*time.Millisecond)
+			}
+			if i%7 == 0 {
+				p.Rename(bg, "tmp:"+k, "renamed:"+k)
+			}
+			if _, err := p.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+			p4 := c4.Pipeline()
+			p4.Set(bg, "db4:"+k, i, 0)
+			if i%300 == 150 {
+				p4.FlushDB(bg)
+			}
+			if _, err := p4.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+		}
+	}()
+	return done
+}
+
+func TestScanSourceSync(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, DBs: []int{0, 2, 3}, Big: true, TTLPct: 20, Seed: 3})
+	redistest.LoadFunctionLibrary(t, sc)
+
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	ctx, cancel := context.WithCancel(context.Background())
+	done := scanLoad(ctx, t, sc)
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	st := state()
+	if len(st.Shards) != 1 || st.Shards[0].Reader.Mode != "scan" {
+		t.Fatalf("shards %+v: want one read by scanning", st.Shards)
+	}
+	sum, err := stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Keys == 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// TestScanSubscriberKilled: the notification subscriber is killed during
+// the load; the reader makes a new pass and the target converges.
+func TestScanSubscriberKilled(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0, 1}, TTLPct: 20, Seed: 5})
+	c := testConf(t, src.URL(), dst.URL())
+	c.Source.Reader = "scan"
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := scanLoad(ctx, t, sc)
+	time.Sleep(500 * time.Millisecond)
+	if n := sc.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Val(); n != 1 {
+		t.Fatalf("killed %d pubsub clients, want 1", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if r := state().Shards[0].Reader; r.Rescans == 0 || r.Reconnects == 0 {
+		t.Errorf("reader %+v: want a rescan after the subscriber was killed", r)
+	}
+	if sh := state().Status("j", "sync").Shards[0]; sh.Reader != "scan" || sh.Rescans == 0 || sh.ScanKeysTotal == 0 {
+		t.Errorf("status shard %+v: want reader scan, rescans and the pass's key total", sh)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanClusterSource: a 3-master cluster that refuses PSYNC is read by
+// one scanner per master while a load runs.
+func TestScanClusterSource(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 0, managedArgs...)
+	dst := redistest.Start(t)
+	cc := src.Client(t)
+	redistest.FillAllTypes(t, cc, redistest.FillOptions{Keys: 300, Big: true, TTLPct: 20, Seed: 9})
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: testConf(t, "redis://"+src.Addrs()[0], dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := "{" + string(rune('a'+i%26)) + "}"
+			p := cc.Pipeline()
+			p.Incr(bg, k+"ctr")
+			p.RPush(bg, k+"lst", i)
+			p.HSet(bg, k+"h", "f", i)
+			p.Set(bg, k+"tmp", i, 0)
+			if i%5 == 0 {
+				p.Del(bg, k+"lst")
+				p.Expire(bg, k+"h", time.Hour)
+			}
+			if i%7 == 0 {
+				p.Rename(bg, k+"tmp", k+"ren")
+			}
+			if _, err := p.Exec(bg); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, src.Addrs(), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 30 * time.Second})
+	st := state()
+	if len(st.Shards) != 3 {
+		t.Fatalf("%d shards, want 3", len(st.Shards))
+	}
+	for _, sh := range st.Shards {
+		if sh.Reader.Mode != "scan" {
+			t.Errorf("shard %s read by %q, want scan", sh.Name, sh.Reader.Mode)
+		}
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanLeastACL: the permissions the README lists for a scan source
+// are enough.
+func TestScanLeastACL(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 11})
+	redistest.LoadFunctionLibrary(t, sc)
+	src.Do(t, "ACL", "SETUSER", "ferry-scan", "on", ">pw", "-@all",
+		"+scan", "+dump", "+pttl", "+info", "+select", "+psubscribe", "+subscribe", "+ping",
+		"+client|id", "+client|tracking", "+client|setname", "+function|dump",
+		"+set", "+del", "+rpush", "+sadd", "+hset", "+zadd", "+xadd", "+exists",
+		"%R~*", "~__ferry:probe:*", "&__keyevent@*__:*", "&__redis__:invalidate")
+	c := testConf(t, "redis://ferry-scan:pw@"+src.Addr, dst.URL())
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	sc.Set(context.Background(), "live", "1", 0)
+	sc.Del(context.Background(), "fill:db0:s:1")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanBigValuesLive: values changed during the live phase whose DUMP
+// payload is past the target's proto-max-bulk-len are rewritten as plain
+// commands.
+func TestScanBigValuesLive(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t, "--proto-max-bulk-len", "1mb")
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, Seed: 12})
+	// Random bytes: DUMP compresses repeated ones.
+	noise := func(n int) string {
+		b := make([]byte, n)
+		crand.Read(b)
+		return string(b)
+	}
+	// (A string cannot be longer than proto-max-bulk-len on the target.)
+	before := make([]any, 0, 6000)
+	for j := 0; j < 3000; j++ {
+		before = append(before, strconv.Itoa(j), noise(1000))
+	}
+	sc.HSet(context.Background(), "big:before", before...)
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	ctx := context.Background()
+	p := sc.Pipeline()
+	for i := 0; i < 40; i++ {
+		fields := make([]any, 0, 200)
+		for j := 0; j < 100; j++ {
+			fields = append(fields, strconv.Itoa(i*100+j), noise(300))
+		}
+		p.HSet(ctx, "big:hash", fields...)
+		p.RPush(ctx, "big:list", noise(30000))
+	}
+	p.Expire(ctx, "big:hash", time.Hour)
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanClusterCutover: a cutover from a 3-master cluster read by
+// scanning, under load: once ready, the target equals the paused source.
+func TestScanClusterCutover(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 0, managedArgs...)
+	dst := redistest.Start(t)
+	cc := src.Client(t)
+	redistest.FillAllTypes(t, cc, redistest.FillOptions{Keys: 200, TTLPct: 20, Seed: 13})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := "{" + string(rune('a'+i%26)) + "}"
+			p := cc.Pipeline()
+			p.Incr(bg, k+"ctr")
+			p.RPush(bg, k+"lst", i)
+			p.HSet(bg, k+"h", "f", i)
+			if i%5 == 0 {
+				p.Del(bg, k+"lst")
+			}
+			p.Exec(bg) // held back by the pause, then refused or not: the digest is the check
+		}
+	}()
+	defer func() {
+		cancel()
+		for _, n := range src.Nodes() {
+			n.Do(t, "CLIENT", "UNPAUSE")
+		}
+		<-done
+	}()
+	time.Sleep(300 * time.Millisecond) // the load is under way when the migrate starts
+	rctx, rcancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer rcancel()
+	co := &Cutover{PauseMax: 20 * time.Second}
+	sum, err := Run(rctx, Options{Conf: testConf(t, "redis://"+src.Addrs()[0], dst.URL()), Migrate: true, Cutover: co, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.CaughtUp {
+		t.Fatal("the cutover never got ready")
+	}
+	redistest.AssertSameDataOpts(t, src.Addrs(), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true})
+}
+
+// TestScanClusterSourceFailover: a master of a cluster read by scanning is
+// killed under load; its shard is read again from the promoted replica (a
+// new pass) and the target converges.
+func TestScanClusterSourceFailover(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.StartCluster(t, 3, 1)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, Seed: 34})
+	c := testConf(t, "redis://"+src.Masters[0].Addr, dst.URL())
+	c.Source.Reader = "scan"
+	observed := make(chan func() State, 1)
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	state := <-observed
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 30 * time.Second})
+	replica := src.Replicas[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	runLoadOpts(ctx, t, sc, true)
+	time.Sleep(500 * time.Millisecond)
+	src.Masters[0].Kill(t)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return replica.Info(t, "replication")["role"] == "master" }, "the replica to take over")
+	time.Sleep(time.Second)
+	cancel()
+	src.Refresh(t)
+	redistest.AssertSameDataOpts(t, masterAddrs(t, src), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: 60 * time.Second})
+	var rescans int64
+	for _, sh := range state().Shards {
+		rescans += sh.Reader.Rescans
+	}
+	if rescans == 0 {
+		t.Error("no rescan after the failover")
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

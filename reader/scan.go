@@ -1,0 +1,707 @@
+package reader
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
+	"github.com/ferry-dev/ferry/resp"
+)
+
+// Scan reads a source that does not allow PSYNC (managed services,
+// Redis-compatible servers): keyspace notifications are subscribed first,
+// then the keyspace is read with SCAN and pipelined DUMP + PTTL, and every
+// key the notifications name afterwards is read again whole. It writes the
+// same frames as PSync: each pass over the keyspace is a snapshot (a full
+// resync, after which the job sweeps what the pass did not see), the
+// re-reads are a command stream of RESTORE … REPLACE ABSTTL and DEL.
+//
+// Guarantees are per key: the target converges to the source key by key,
+// with no transaction spanning keys. Pub/sub is lossy; whenever a
+// notification may have been lost (the subscriber link dropped, its output
+// buffer overran, a FLUSHDB/FLUSHALL, too many keys waiting) the reader makes
+// a new pass.
+type Scan struct {
+	cfg ScanConfig
+	fo  frameOut
+
+	replid string // synthetic: never a source's, so a restart starts a new pass
+	offset int64  // bytes of the synthetic stream emitted
+
+	setNotify      bool   // ferry changed notify-keyspace-events
+	oldNotify      string // the value to restore on exit
+	kind           string // the pattern a probe found the source publishes
+	noTracking     bool   // CLIENT TRACKING refused: flushes cannot be seen
+	configReadable bool   // CONFIG GET notify-keyspace-events answered
+	noFunctions    bool   // FUNCTION DUMP refused (said once)
+
+	mu    sync.Mutex
+	stats Stats
+	sess  *subscriber // the live session's subscriber, nil between sessions
+	live  bool        // the session finished its first pass
+
+	connectedOnce atomic.Bool
+}
+
+// ScanConfig configures a Scan reader.
+type ScanConfig struct {
+	Dial dial.Options
+	Name string // CLIENT SETNAME of the data connection, e.g. ferry-reader-0
+	// Resolve, if set, says where to connect before each session.
+	Resolve func(ctx context.Context) (dial.Options, error)
+	// KeyTag is a hash tag ("{…}") that puts the probe keys in a slot of
+	// the node read (cluster sources).
+	KeyTag string
+	// RetryTimeout: give up (a FatalError) once the source has been
+	// unreachable this long; 0 = keep trying.
+	RetryTimeout time.Duration
+	// Count is the SCAN COUNT (default 1000).
+	Count int
+	Log   zerolog.Logger
+}
+
+// NewScan returns a scan reader that writes frames to out (a spool).
+func NewScan(cfg ScanConfig, out io.Writer) *Scan {
+	if cfg.Count <= 0 {
+		cfg.Count = 1000
+	}
+	var id [20]byte
+	crand.Read(id[:])
+	s := &Scan{cfg: cfg, fo: frameOut{out: out}, replid: hex.EncodeToString(id[:])}
+	s.stats = Stats{Addr: cfg.Dial.Addr, Mode: "scan", Phase: "connecting", ReplID: s.replid, RDBSize: -1}
+	return s
+}
+
+// Stats returns a snapshot of the reader's state.
+func (s *Scan) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	if s.sess != nil {
+		st.Queue = int64(s.sess.dirty.len())
+	}
+	return st
+}
+
+func (s *Scan) update(fn func(*Stats)) {
+	s.mu.Lock()
+	fn(&s.stats)
+	s.mu.Unlock()
+}
+
+// AckNow does nothing: a scan source has no replication link to ack.
+func (s *Scan) AckNow() {}
+
+// Run reads the source until ctx is done or a permanent error. Each session
+// (a subscriber and a data connection) starts with a full pass; a session
+// that breaks is followed by a new one, whose pass covers what the broken
+// subscription may have missed.
+func (s *Scan) Run(ctx context.Context, _ Start) error {
+	defer s.restoreNotify()
+	backoff := 100 * time.Millisecond
+	why := "first pass"
+	for {
+		started := time.Now()
+		err := s.session(ctx, why)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fe *FatalError
+		if errors.As(err, &fe) {
+			return err
+		}
+		if !s.connectedOnce.Load() || fault.IsPermanent(err) {
+			return &FatalError{Err: err}
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		why = "the session broke (" + err.Error() + ")"
+		msg := err.Error()
+		var downSince time.Time
+		s.update(func(st *Stats) {
+			st.Reconnects++
+			st.LastError = msg
+			st.Phase = "connecting"
+			if st.DownSince.IsZero() {
+				st.DownSince = time.Now()
+			}
+			downSince = st.DownSince
+		})
+		if rt := s.cfg.RetryTimeout; rt > 0 && time.Since(downSince) >= rt {
+			return &FatalError{Err: fault.PermanentErr("source "+s.cfg.Dial.Addr, "", "bring the source back, or raise retry_timeout",
+				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", time.Since(downSince).Round(time.Second), err))}
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		s.cfg.Log.Warn().Err(err).Dur("retry_in", d).Msg("scan source: notifications may have been lost; a new pass follows")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// restoreNotify puts back the notify-keyspace-events ferry changed.
+func (s *Scan) restoreNotify() {
+	if !s.setNotify {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dial.Open(ctx, s.cfg.Dial, "", 4096)
+	if err == nil {
+		_, err = c.Do("CONFIG", "SET", "notify-keyspace-events", s.oldNotify)
+		c.Close()
+	}
+	if err != nil {
+		s.cfg.Log.Warn().Err(err).Str("value", s.oldNotify).Msg("could not restore notify-keyspace-events on the source")
+		return
+	}
+	s.setNotify = false
+	s.cfg.Log.Info().Str("value", s.oldNotify).Msg("restored notify-keyspace-events on the source")
+}
+
+// session runs one subscriber and data connection: a pass, then re-reads.
+func (s *Scan) session(ctx context.Context, why string) error {
+	if s.cfg.Resolve != nil {
+		d, err := s.cfg.Resolve(ctx)
+		if err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		s.mu.Lock()
+		s.cfg.Dial = d
+		s.stats.Addr = d.Addr
+		s.mu.Unlock()
+	}
+	addr := s.cfg.Dial.Addr
+	s.update(func(st *Stats) { st.Phase = "connecting" })
+	dc, err := dial.Open(ctx, s.cfg.Dial, s.cfg.Name, 1<<20)
+	if err != nil {
+		err = fmt.Errorf("source %w", err)
+		if errors.Is(err, dial.ErrAuth) {
+			return &FatalError{Err: err}
+		}
+		return err
+	}
+	defer dc.Close()
+	dc.Timeout = 60 * time.Second
+	subc, err := dial.Open(ctx, s.cfg.Dial, subName(s.cfg.Name), 64<<10)
+	if err != nil {
+		return fmt.Errorf("source %w", err)
+	}
+	defer subc.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	stop := context.AfterFunc(gctx, func() { dc.Close(); subc.Close() })
+	defer stop()
+
+	patterns, err := s.checkNotify(dc)
+	if err != nil {
+		return err
+	}
+	sub := &subscriber{c: subc, dirty: newDirtySet(), pending: map[string]*barrier{}}
+	if patterns, err = s.subscribe(subc, patterns); err != nil {
+		return err
+	}
+	s.connectedOnce.Store(true)
+	s.update(func(st *Stats) { st.DownSince = time.Time{} })
+	s.mu.Lock()
+	s.sess, s.live = sub, false
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.sess, s.live = nil, false
+		s.mu.Unlock()
+		sub.failPending()
+		_, _, bs := sub.dirty.take()
+		for _, b := range bs {
+			b.done <- -1
+		}
+	}()
+	g.Go(func() error { return sub.run(gctx) })
+	g.Go(func() error { return sub.keepalive(gctx) })
+	g.Go(func() error {
+		if s.kind == "" && len(patterns) > 0 && !s.configReadable {
+			// CONFIG is unreadable: the probe finds out whether (and which
+			// kind) the source publishes; the other subscription is
+			// dropped.
+			if err := s.probeNotifications(gctx, dc, sub, patterns); err != nil {
+				return err
+			}
+		}
+		return s.loop(gctx, dc, sub, why)
+	})
+	err = g.Wait()
+	if err == nil && ctx.Err() == nil {
+		err = fmt.Errorf("source %s: session ended", addr)
+	}
+	return err
+}
+
+func subName(name string) string {
+	if strings.Contains(name, "reader") {
+		return strings.Replace(name, "reader", "subscriber", 1)
+	}
+	return name
+}
+
+// Patterns of the two kinds of keyspace notification.
+const (
+	patternEvent = "__keyevent@*__:*"
+	patternSpace = "__keyspace@*__:*"
+)
+
+// checkNotify makes sure the source publishes the notifications needed and
+// returns the patterns to subscribe to. When CONFIG cannot be read both
+// kinds are subscribed and a probe decides.
+func (s *Scan) checkNotify(c *resp.Conn) ([]string, error) {
+	addr := s.cfg.Dial.Addr
+	flags, readable, err := notifyConfig(c)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: CONFIG GET: %w", addr, err)
+	}
+	s.configReadable = readable
+	if !readable {
+		if s.kind != "" {
+			return []string{s.kind}, nil // probed in an earlier session
+		}
+		return []string{patternEvent, patternSpace}, nil
+	}
+	missing, published := missingClasses(flags)
+	if missing == "" && published {
+		if strings.Contains(flags, "E") {
+			return []string{patternEvent}, nil
+		}
+		return []string{patternSpace}, nil
+	}
+	want := flags
+	for _, c := range "EA" {
+		if !strings.ContainsRune(want, c) {
+			want += string(c)
+		}
+	}
+	if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", want); err != nil {
+		if !published {
+			missing += " and K or E"
+		}
+		return nil, &FatalError{Err: fmt.Errorf("source %s: keyspace notifications are off or incomplete (notify-keyspace-events is %q, missing %q) and ferry cannot change them (%v): set %s on the source (on a managed service: in its parameter group or console)", addr, flags, missing, err, notifySetting)}
+	}
+	if !s.setNotify {
+		s.setNotify, s.oldNotify = true, flags
+	}
+	s.cfg.Log.Warn().Str("was", flags).Str("now", want).Msg("set notify-keyspace-events on the source for the scan reader; it is restored on exit")
+	return []string{patternEvent}, nil
+}
+
+// subscribe puts the connection in subscribe mode: keyspace notifications
+// (the patterns the user's ACL allows), and (through client tracking
+// redirected to itself, in broadcast mode on a prefix no key has) the
+// invalidation a FLUSHDB or FLUSHALL sends, since flushes publish no
+// keyspace notification.
+func (s *Scan) subscribe(c *resp.Conn, patterns []string) ([]string, error) {
+	addr := s.cfg.Dial.Addr
+	c.Timeout = 10 * time.Second
+	id, err := c.Do("CLIENT", "ID")
+	if err == nil {
+		_, err = c.Do("CLIENT", "TRACKING", "on", "REDIRECT", strconv.FormatInt(id.Int, 10), "BCAST", "PREFIX", "__ferry:flush-watch:")
+	}
+	if err == nil {
+		_, err = c.Do("SUBSCRIBE", "__redis__:invalidate")
+	}
+	if err != nil {
+		var re *resp.ReplyError
+		if !errors.As(err, &re) {
+			return nil, fmt.Errorf("source %s: subscribe: %w", addr, err)
+		}
+		if !s.noTracking {
+			s.noTracking = true
+			s.cfg.Log.Warn().Err(err).Msg("the source refuses client tracking: a FLUSHDB/FLUSHALL on it cannot be seen by the scan reader")
+		}
+	}
+	var ok []string
+	var firstErr error
+	for _, p := range patterns {
+		if _, err := c.Do("PSUBSCRIBE", p); err != nil {
+			var re *resp.ReplyError
+			if !errors.As(err, &re) {
+				return nil, fmt.Errorf("source %s: PSUBSCRIBE: %w", addr, err)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		ok = append(ok, p)
+	}
+	if len(ok) == 0 {
+		return nil, replyErr(addr, "PSUBSCRIBE "+strings.Join(patterns, " "), firstErr)
+	}
+	c.Timeout = 0
+	c.SetDeadline(time.Time{})
+	return ok, nil
+}
+
+// loop makes a pass, then re-reads changed keys as they are notified,
+// making a new pass whenever notifications may have been lost.
+func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why string) error {
+	for {
+		if err := s.pass(ctx, c, why); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.live = true
+		s.mu.Unlock()
+		s.update(func(st *Stats) { st.Phase = "streaming" })
+		var last time.Time
+		for why = ""; why == ""; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-sub.dirty.wake:
+			}
+			// A hot key is read at most once per window: what changes
+			// meanwhile waits in the set, where repeated changes of a key
+			// are one entry.
+			if d := time.Until(last.Add(rereadWindow)); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+			last = time.Now()
+			keys, rescan, barriers := sub.dirty.take()
+			if rescan != "" {
+				// A pass covers every key; the barriers are answered after
+				// it.
+				sub.dirty.mu.Lock()
+				sub.dirty.barriers = append(barriers, sub.dirty.barriers...)
+				sub.dirty.mu.Unlock()
+				sub.dirty.signal()
+				why = rescan
+				break
+			}
+			if err := s.reread(ctx, c, keys); err != nil {
+				return err
+			}
+			for _, b := range barriers {
+				b.done <- s.offset
+			}
+			s.update(func(st *Stats) { st.Received = s.offset })
+		}
+	}
+}
+
+// rereadWindow is the shortest time between two batches of re-reads.
+const rereadWindow = 5 * time.Millisecond
+
+// pass reads the whole keyspace into a snapshot.
+func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
+	addr := s.cfg.Dial.Addr
+	first := s.Stats().FullSyncs == 0
+	s.update(func(st *Stats) {
+		st.Phase = "scan"
+		st.FullSyncs++
+		if !first {
+			st.Rescans++
+		}
+		st.ScanKeys, st.RDBReceived = 0, 0
+	})
+	if first {
+		s.cfg.Log.Info().Str("reason", why).Msg("scanning the source (SCAN + DUMP)")
+	} else {
+		s.cfg.Log.Warn().Str("reason", why).Msg("re-scanning the source")
+	}
+	v, err := c.Do("INFO", "keyspace")
+	if err != nil {
+		return replyErr(addr, "INFO keyspace", err)
+	}
+	dbs, total := parseKeyspace(string(v.Str))
+	s.update(func(st *Stats) { st.ScanTotal = total })
+	if err := s.fo.control(frameFullSync, binaryAppendInt64(appendPos(nil, s.replid, s.offset), -1)); err != nil {
+		return err
+	}
+	b := newRDBBuilder(&s.fo)
+	// Function libraries travel in the snapshot as in an RDB (changes to
+	// them later publish no notification: they are copied once a pass).
+	if v, err := c.Do("FUNCTION", "DUMP"); err == nil && !v.Null && len(v.Str) > dumpFooter {
+		if err := b.functions(v.Str); err != nil {
+			return fmt.Errorf("source %s: %w", addr, err)
+		}
+	} else if err != nil && !s.noFunctions {
+		var re *resp.ReplyError
+		if !errors.As(err, &re) {
+			return fmt.Errorf("source %s: FUNCTION DUMP: %w", addr, err)
+		}
+		s.noFunctions = true
+		if !strings.Contains(re.Msg, "unknown command") {
+			s.cfg.Log.Warn().Err(err).Msg("the source refuses FUNCTION DUMP: function libraries are not copied")
+		}
+	}
+	var done int64
+	for _, db := range dbs {
+		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
+			return replyErr(addr, "SELECT", err)
+		}
+		count := strconv.Itoa(s.cfg.Count)
+		v, err := c.Do("SCAN", "0", "COUNT", count)
+		for {
+			if err != nil {
+				return replyErr(addr, "SCAN", err)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if len(v.Elems) != 2 {
+				return fmt.Errorf("source %s: unexpected SCAN reply", addr)
+			}
+			cursor := string(v.Elems[0].Str)
+			keys := make([][]byte, 0, len(v.Elems[1].Elems))
+			for _, k := range v.Elems[1].Elems {
+				if !strings.HasPrefix(string(k.Str), "__ferry:") {
+					keys = append(keys, k.Str)
+				}
+			}
+			// The next SCAN rides in the same pipeline: one round trip a
+			// batch.
+			var next []string
+			if cursor != "0" {
+				next = []string{"SCAN", cursor, "COUNT", count}
+			}
+			v, err = s.fetch(c, db, keys, next, func(key, payload []byte, expireMs int64) error {
+				if payload == nil {
+					return nil // gone since SCAN saw it; a notification follows
+				}
+				done++
+				return b.key(db, key, expireMs, payload)
+			})
+			if err != nil && (next == nil || !isReply(err)) {
+				return err
+			}
+			d, w := done, b.written
+			s.update(func(st *Stats) { st.ScanKeys = d; st.RDBReceived = w })
+			if next == nil {
+				break
+			}
+		}
+	}
+	if err := b.end(); err != nil {
+		return err
+	}
+	s.cfg.Log.Info().Int64("keys", done).Int("dbs", len(dbs)).Msg("pass over the source complete")
+	return nil
+}
+
+// reread reads changed keys again and emits them as RESTORE (or DEL when
+// they are gone), db by db.
+func (s *Scan) reread(ctx context.Context, c *resp.Conn, keys []dirtyKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.SortFunc(keys, func(a, b dirtyKey) int { return a.db - b.db })
+	var buf []byte
+	emit := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := s.fo.stream(buf)
+		s.offset += int64(len(buf))
+		buf = buf[:0]
+		return err
+	}
+	for i := 0; i < len(keys); {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		db := keys[i].db
+		j := i
+		for j < len(keys) && keys[j].db == db && j-i < 256 {
+			j++
+		}
+		batch := make([][]byte, 0, j-i)
+		for _, k := range keys[i:j] {
+			batch = append(batch, []byte(k.key))
+		}
+		i = j
+		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
+			return replyErr(s.cfg.Dial.Addr, "SELECT", err)
+		}
+		buf = appendSelectCmd(buf, db)
+		_, err := s.fetch(c, db, batch, nil, func(key, payload []byte, expireMs int64) error {
+			if payload == nil {
+				buf = appendDelCmd(buf, key)
+			} else {
+				buf = appendRestoreCmd(buf, key, expireMs, payload)
+			}
+			if len(buf) >= chunk {
+				return emit()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := emit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetch reads keys of the selected db with pipelined DUMP and PTTL and
+// calls fn for each in order, with a nil payload for a key that is gone.
+// Only one payload is held at a time. A tail command, if given, is sent
+// after them and its reply returned (an error reply as a *resp.ReplyError).
+func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func(key, payload []byte, expireMs int64) error) (resp.Value, error) {
+	if len(keys) == 0 && tail == nil {
+		return resp.Value{}, nil
+	}
+	addr := s.cfg.Dial.Addr
+	var out []byte
+	for _, k := range keys {
+		out = resp.AppendCommand(out, []byte("DUMP"), k)
+		out = resp.AppendCommand(out, []byte("PTTL"), k)
+	}
+	if tail != nil {
+		out = resp.AppendCommandStrings(out, tail...)
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.W.Write(out); err != nil {
+		return resp.Value{}, fmt.Errorf("source %s: %w", addr, err)
+	}
+	if err := c.W.Flush(); err != nil {
+		return resp.Value{}, fmt.Errorf("source %s: %w", addr, err)
+	}
+	var firstErr error
+	for _, k := range keys {
+		dump, err := c.R.ReadValue()
+		if err != nil {
+			return resp.Value{}, fmt.Errorf("source %s: DUMP: %w", addr, err)
+		}
+		ttl, err := c.R.ReadValue()
+		if err != nil {
+			return resp.Value{}, fmt.Errorf("source %s: PTTL: %w", addr, err)
+		}
+		now := time.Now().UnixMilli()
+		if firstErr != nil {
+			continue // the pipeline's replies must still be read
+		}
+		if dump.IsError() {
+			firstErr = replyErr(addr, fmt.Sprintf("DUMP of db %d key %q", db, clipKey(k)), &resp.ReplyError{Cmd: "DUMP", Msg: string(dump.Str)})
+			continue
+		}
+		if ttl.IsError() {
+			firstErr = replyErr(addr, "PTTL", &resp.ReplyError{Cmd: "PTTL", Msg: string(ttl.Str)})
+			continue
+		}
+		var payload []byte
+		var exp int64
+		if !dump.Null && ttl.Int != -2 {
+			payload = dump.Str
+			if ttl.Int >= 0 {
+				exp = now + ttl.Int
+			}
+		}
+		if err := fn(k, payload, exp); err != nil {
+			firstErr = err
+		}
+	}
+	var v resp.Value
+	if tail != nil {
+		var err error
+		if v, err = c.R.ReadValue(); err != nil {
+			return resp.Value{}, fmt.Errorf("source %s: %s: %w", addr, tail[0], err)
+		}
+		if v.IsError() && firstErr == nil {
+			firstErr = &resp.ReplyError{Cmd: tail[0], Msg: string(v.Str)}
+		}
+	}
+	return v, firstErr
+}
+
+// isReply reports whether err is an error reply to the tail command of a
+// fetch (the keys' own errors are wrapped by replyErr).
+func isReply(err error) bool {
+	_, ok := err.(*resp.ReplyError)
+	return ok
+}
+
+// parseKeyspace returns the dbs that hold keys (INFO keyspace) and the
+// number of keys in all.
+func parseKeyspace(info string) ([]int, int64) {
+	var dbs []int
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db")
+		if !ok {
+			continue
+		}
+		n, stats, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		db, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(kv, "keys="); ok {
+				k, _ := strconv.ParseInt(v, 10, 64)
+				if k > 0 {
+					dbs = append(dbs, db)
+					total += k
+				}
+			}
+		}
+	}
+	slices.Sort(dbs)
+	return dbs, total
+}
+
+// Barrier returns a stream offset by which every change the source made
+// before the call has been read again and emitted: once the target applied
+// that offset, it holds every such change. It waits for the first pass.
+func (s *Scan) Barrier(ctx context.Context) (int64, error) {
+	for {
+		s.mu.Lock()
+		sub, live := s.sess, s.live
+		s.mu.Unlock()
+		if sub != nil && live {
+			b := sub.newBarrier()
+			if err := sub.ping(b.token); err == nil {
+				select {
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				case off := <-b.done:
+					if off >= 0 {
+						return off, nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
