@@ -93,7 +93,10 @@ func describeCtlErr(addr string, err error) error {
 		return fault.New(addr, "", err)
 	}
 	var ne net.Error
+	var he *dial.HandshakeError
 	switch {
+	case errors.As(err, &he):
+		return he // says what to check; its timeout is not the network's
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("connect %s: connection refused (is the server running and listening on that port?)", addr)
 	case errors.As(err, &ne) && ne.Timeout():
