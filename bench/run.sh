@@ -622,11 +622,19 @@ section_profile() {
 	say "[profile] target redis, commands in the window (calls, usec, share of its command time):"
 	awk 'FNR == 1 {f++} /^tgt_/ {c[$1] = c[$1]; if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}} END{for (k in b) {dc = b[k] - a[k]; du = w[k] - u[k]; if (dc > 0) {print k, dc, du; t += du}} print "TOTAL", 0, t}' \
 		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | sort -k3 -g -r | awk 'NR == 1 {t = $3; next} {printf "[profile]   %-14s calls=%d usec=%d (%.1f%%)\n", substr($1, 5), $2, $3, t ? 100 * $3 / t : 0}' | head -12 | tee -a "$SUM"
+	# EXEC's usec includes the commands it runs (Redis 7): what is left is the
+	# transaction's own cost plus call() bookkeeping of its commands.
+	awk 'FNR == 1 {f++} /^tgt_/ {if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}}
+		END{for (k in b) {du = w[k] - u[k]; if (k == "tgt_exec") ex = du; else if (k == "tgt_multi") mu = du; else if (k != "tgt_info" && k != "tgt_select") inner += du}
+			n = b["tgt_exec"] - a["tgt_exec"]
+			if (n > 0) printf "[profile] fence on the target: %d MULTI/EXEC; EXEC beyond its queued commands %.1f us per EXEC (%.0f%% of the target'"'"'s command time; includes call() bookkeeping of the queued commands), MULTI %.2f us\n", n, (ex - inner) / n, 100 * (ex - inner) / ex, mu / n}' \
+		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | tee -a "$SUM"
 	if [ -s "$LOGS/profile-strace.txt" ]; then
 		local sba
 		sba=$(delta c d batches)
-		say "[profile] strace -c -f over ${st_s}s ($sba flights; strace slows syscalls, counts only), calls per flight:"
-		awk -v b="$sba" '$1 ~ /^[0-9.]+$/ && NF >= 5 {n = $NF; calls = $4; if (b > 0) printf "[profile]   %-16s %8d calls  %.2f per flight\n", n, calls, calls / b}' "$LOGS/profile-strace.txt" | sort -k2 -g -r | head -10 | tee -a "$SUM"
+		say "[profile] strace -c -f over ${st_s}s ($sba flights; strace slows syscalls, counts only), calls per flight (errors: EAGAIN reads, futex timeouts):"
+		awk -v b="$sba" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {e = (NF == 6) ? $5 : 0; if (b > 0) printf "[profile]   %-16s %8d calls %6d errors  %.2f per flight\n", $NF, $4, e, $4 / b}' "$LOGS/profile-strace.txt" | sort -k3 -g -r | head -8 | tee -a "$SUM"
+		awk -v b="$sba" '$NF == "total" && b > 0 {printf "[profile]   all syscalls: %.1f per flight\n", $4 / b}' "$LOGS/profile-strace.txt" | tee -a "$SUM"
 	fi
 	# the CPU profile: top functions, and flat time grouped by package
 	go tool pprof -top -nodecount=40 "$LOGS/profile-cpu.pb.gz" >"$LOGS/profile-top.txt" 2>/dev/null || true
@@ -636,9 +644,10 @@ section_profile() {
 			v = $1; if (v ~ /ms$/) {sub(/ms$/, "", v); v /= 1000} else {sub(/s$/, "", v)}
 			fn = $6; for (i = 7; i <= NF; i++) fn = fn " " $i
 			pkg = fn; sub(/^github.com\/ferry-dev\/ferry\//, "", pkg); sub(/^github.com\/[^\/]*\/[^\/]*\//, "&", pkg)
-			if (match(pkg, /^[a-z0-9_\/.-]*\//)) {} 
 			n = split(pkg, parts, "."); p = parts[1]
+			sub(/^internal\//, "", p)
 			if (fn ~ /^(runtime|internal\/runtime)/) p = "runtime"
+			if (fn ~ /body$/ || fn ~ /^(internal\/bytealg|bytes\.)/) p = "bytes (IndexByte, memequal)"
 			if (fn ~ /^(syscall|internal\/poll|net\.)/ || fn ~ /^net$/) p = "syscall/net"
 			flat[p] += v; tot += v
 		}
@@ -647,6 +656,30 @@ section_profile() {
 	total=$(awk '$2 == "TOTAL" {print $1}' "$LOGS/profile-packages.txt")
 	say "[profile] pprof: $total s of ferry CPU sampled in ${PROFILE_SECONDS}s; flat CPU by package (top; full listing: $LOGS/profile-top*.txt):"
 	awk -v t="$total" '$2 != "TOTAL" && NR <= 14 {printf "[profile]   %-28s %5.1f%%\n", $2, t ? 100 * $1 / t : 0}' "$LOGS/profile-packages.txt" | tee -a "$SUM"
+	# where the live path spends ferry's CPU: cumulative shares of its stages
+	# (they overlap: parsing and the batch hand-off run inside the stream consumer)
+	go tool pprof -top -cum -nodecount=100000 "$LOGS/profile-cpu.pb.gz" 2>/dev/null >"$LOGS/profile-cum-all.txt" || true
+	say "[profile] stages (cumulative share of ferry's sampled CPU; nested stages overlap their parent):"
+	while IFS='|' read -r label re; do
+		awk -v l="$label" -v re="$re" '$5 ~ /%$/ && $6 ~ re {v = $5; sub(/%/, "", v); if (v + 0 > m) m = v + 0} END{printf "[profile]   %-62s %5.1f%%\n", l, m}' "$LOGS/profile-cum-all.txt" | tee -a "$SUM"
+	done <<-'EOF'
+		source socket -> spool (reader PSync.stream)|reader\.\(\*PSync\)\.stream$
+		stream consumer: spool -> parse -> apply -> batch (job stream)|job\.\(\*stream\)\.stream$
+		  command parsing (resp Reader.ReadCommand)|resp\.\(\*Reader\)\.ReadCommand$
+		  applier (job applier.command: route, filter, re-encode)|job\.\(\*applier\)\.command$
+		    re-encoding into the writer batch (writer Batch.Add)|writer\.\(\*Batch\)\.Add$
+		  spool reads (spool Spool.Read)|spool\.\(\*Spool\)\.Read$
+		  batch hand-off to the writer (writer Writer.Submit)|writer\.\(\*Writer\)\.Submit$
+		spool writes (spool Spool.Write)|spool\.\(\*Spool\)\.Write$
+		writer send (session.send: plan, MULTI/markers/EXEC, write)|writer\.\(\*session\)\.send$
+		  flight plan with the fence markers (session.plan)|writer\.\(\*session\)\.plan$
+		writer reply reader (session.receive: +QUEUED, EXEC replies)|writer\.\(\*session\)\.receive$
+		scheduler, wake-ups (runtime.findRunnable)|^runtime\.findRunnable$
+		futex wake/sleep (runtime.futex)|^runtime\.futex$
+		garbage collection (runtime.gcBgMarkWorker)|^runtime\.gcBgMarkWorker$
+		allocation (runtime.mallocgc)|^runtime\.mallocgc$
+		read/write syscalls (syscall.Syscall)|^syscall\.Syscall$
+	EOF
 	say "[profile] top functions (flat):"
 	awk '$1 ~ /(ms|s)$/ && $2 ~ /%$/ {n++; if (n <= 15) printf "[profile]   %6s %6s  %s\n", $2, $5, $6}' "$LOGS/profile-top.txt" | tee -a "$SUM"
 	say "[profile] files: $LOGS/profile-cpu.pb.gz (go tool pprof -http=: FILE), profile-top.txt, profile-top-cum.txt, profile-strace.txt, profile-*.snap"
@@ -905,7 +938,7 @@ kill_tree() {
 		p=${queue[0]}
 		queue=("${queue[@]:1}")
 		all+=("$p")
-		for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do queue+=("$c"); done
+		for c in $(ps -o pid= --ppid "$p" 2>/dev/null || true); do queue+=("$c"); done
 	done
 	for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
 	for p in "${all[@]}"; do
