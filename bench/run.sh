@@ -18,6 +18,7 @@
 #                         process uses more than QUIET_PCT % of a core
 #   PROFILE_SECONDS [20]  CPU profile window of the profile section (under the load)
 #   PROFILE_STRACE [1]    0 = no strace pass in the profile section
+#   PROFILE_FENCE_OFF [1] 0 = no fence=off window in the profile section
 #   FERRY [bin/ferry]     the binary to measure
 #   BENCH_OUT [bench/results/<UTC timestamp>]  summary.txt, logs
 #   BENCH_WORK [$BENCH_OUT/work]  servers' dirs, RDB files, spool (removed at the end)
@@ -27,6 +28,9 @@
 #   BENCH_FERRY_CONF []   extra lines for every ferry config (e.g. 'max_inflight_bytes = "64MiB"')
 set -euo pipefail
 set -E
+# The whole script is one brace group: bash parses it completely before
+# running it, so editing this file while a bench runs cannot change the run.
+{
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
@@ -51,6 +55,7 @@ QUIET_MAX=${QUIET_MAX:-120}
 QUIET_PCT=${QUIET_PCT:-15}
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
 PROFILE_STRACE=${PROFILE_STRACE:-1}
+PROFILE_FENCE_OFF=${PROFILE_FENCE_OFF:-1}
 # Documented bounds (README "Memory") and the targets of issue 15.
 RSS_IMPORT_MB=200
 RSS_SYNC_MB=256
@@ -198,7 +203,7 @@ cluster_stop() { local i; for ((i = 0; i < $2; i++)); do srv_stop "$1-$i"; done;
 cluster_ports() { local i; for ((i = 0; i < $2; i++)); do echo "${PORT[$1-$i]}"; done; }
 
 # CPU use per process over one second, from /proc (ticks of 1/100 s).
-cpu_sample() { cat /proc/[0-9]*/stat 2>/dev/null | awk '{ match($0, /.*\)/); c=substr($0, index($0,"(")+1, RLENGTH-index($0,"(")-1); split(substr($0, RLENGTH+2), f, " "); gsub(/ /, "_", c); print $1, f[12]+f[13], c }'; }
+cpu_sample() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ match($0, /.*\)/); c=substr($0, index($0,"(")+1, RLENGTH-index($0,"(")-1); split(substr($0, RLENGTH+2), f, " "); gsub(/ /, "_", c); print $1, f[12]+f[13], c }'; }
 busy_now() { # processes above QUIET_PCT % of a core during one second
 	local a b
 	a=$(cpu_sample); sleep 1; b=$(cpu_sample)
@@ -511,7 +516,7 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 io_field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 # metric ADDR NAME: a ferry counter summed over its labels
-metric() { curl -fsS --max-time 10 "http://$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $NF} END{printf "%.0f\n", s}'; }
+metric() { { curl -fsS --max-time 10 "http://$1/metrics" 2>/dev/null || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $NF} END{printf "%.0f\n", s}'; }
 # cmdstats PORT: "cmd calls usec" per command of INFO commandstats
 cmdstats() { rcli "$1" info commandstats | awk -F'[:=,]' '/^cmdstat_/{sub(/^cmdstat_/, "", $1); print $1, $3, $5}'; }
 # snap NAME: counters of the profile window into $LOGS/profile-NAME.snap
@@ -539,10 +544,16 @@ delta() { awk -v k="$3" -v c="${4:-2}" 'FNR == 1 {f++} $1 == k {v[f] = $c} END{p
 per() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{if (b + 0 == 0) print "n/a"; else printf "%." d "f", a / b}'; }
 
 # load_loop: the steady-state load against the source, over and over, until
-# killed (the profile windows must fall inside a load).
+# killed (the profile windows must fall inside a load). A SIGTERM stops the
+# running redis-benchmark too (wait returns at once on a trapped signal).
 load_loop() {
+	local bp=
+	trap - ERR
+	trap '[ -n "$bp" ] && kill "$bp" 2>/dev/null; exit 0' TERM
 	while :; do
-		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >>"$LOGS/profile-load.txt" 2>&1 || return 0
+		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >>"$LOGS/profile-load.txt" 2>&1 &
+		bp=$!
+		wait "$bp" || return 0
 	done
 }
 
@@ -581,6 +592,7 @@ section_profile() {
 	if command -v perf >/dev/null; then
 		perf stat -e task-clock,context-switches,cpu-migrations -p "$PF_PID" -o "$LOGS/profile-perf-stat.txt" -- sleep "$PROFILE_SECONDS" 2>/dev/null &
 		perf_pid=$!
+		PIDS+=("$perf_pid")
 	fi
 	snap a
 	if ! curl -fsS --max-time $((PROFILE_SECONDS + 30)) -o "$LOGS/profile-cpu.pb.gz" "http://$PF_ADDR/debug/pprof/profile?seconds=$PROFILE_SECONDS"; then
@@ -597,9 +609,30 @@ section_profile() {
 		timeout -s INT "$st_s" strace -c -f -p "$PF_PID" -o "$LOGS/profile-strace.txt" 2>/dev/null || true
 		snap d
 	fi
-	kill_tree "$lpid"
 	stop_pid "$fpid" 120
 	srv_stop pt
+	# The same load with fence = "off" into a fresh target: what MULTI/EXEC
+	# and the marker SETs cost ferry and the target per applied command.
+	if [ "$PROFILE_FENCE_OFF" = 1 ]; then
+		local conf_off
+		pick_port
+		PF_ADDR=127.0.0.1:$PICKED
+		conf_off=$(ferry_conf profile-off off "$PF_ADDR")
+		srv_start pt
+		"$BIN/runstat" -o "$LOGS/profile-off-ferry.stats" -- "$FERRY" sync -c "$conf_off" "${flags[@]}" --source "redis://127.0.0.1:${PORT[src]}" \
+			--target "redis://127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-ferry.out" 2>"$LOGS/profile-off-ferry.log" &
+		fpid=$!
+		PIDS+=("$fpid")
+		"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-attach.txt"
+		PF_PID=$(child_of "$fpid")
+		sleep 1
+		snap e
+		sleep "$st_s"
+		snap f
+		stop_pid "$fpid" 120
+		srv_stop pt
+	fi
+	kill_tree "$lpid"
 
 	# ---- report
 	local mt ft sc tc ba op ap
@@ -622,6 +655,20 @@ section_profile() {
 	say "[profile] target redis, commands in the window (calls, usec, share of its command time):"
 	awk 'FNR == 1 {f++} /^tgt_/ {c[$1] = c[$1]; if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}} END{for (k in b) {dc = b[k] - a[k]; du = w[k] - u[k]; if (dc > 0) {print k, dc, du; t += du}} print "TOTAL", 0, t}' \
 		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | sort -k3 -g -r | awk 'NR == 1 {t = $3; next} {printf "[profile]   %-14s calls=%d usec=%d (%.1f%%)\n", substr($1, 5), $2, $3, t ? 100 * $3 / t : 0}' | head -12 | tee -a "$SUM"
+	if [ -s "$LOGS/profile-f.snap" ]; then
+		local mf mt_ mo pf pt_ po hz2
+		hz2=$(getconf CLK_TCK)
+		# CPU us per applied command: ticks / CLK_TCK * 1e6 / commands
+		mf=$(per "$(awk -v t="$ft" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap" 3)
+		mt_=$(per "$(awk -v t="$tc" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap" 3)
+		mo=$(per "$op" "$ba" 0)
+		local ap2
+		ap2=$(delta e f applied)
+		pf=$(per "$(awk -v t="$(delta e f ferry)" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap2" 3)
+		pt_=$(per "$(awk -v t="$(delta e f target)" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap2" 3)
+		po=$(per "$(delta e f ops)" "$(delta e f batches)" 0)
+		say "[profile] fence cost, CPU per applied command under the same load: fence=multi: ferry $mf us, target $mt_ us ($mo ops/flight); fence=off (${st_s}s window, $ap2 commands): ferry $pf us, target $pt_ us ($po ops/flight); multi/off: ferry $(ratio "$mf" "$pf")x, target $(ratio "$mt_" "$pt_")x"
+	fi
 	# EXEC's usec includes the commands it runs (Redis 7): what is left is the
 	# transaction's own cost plus call() bookkeeping of its commands.
 	awk 'FNR == 1 {f++} /^tgt_/ {if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}}
@@ -1005,3 +1052,4 @@ done
 if [ -n "${PID[src]:-}" ]; then srv_stop src; fi
 say "# done in ${SECONDS}s; $(quiet_note 0)"
 exit $failed
+}
