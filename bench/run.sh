@@ -19,6 +19,7 @@
 #   PROFILE_SECONDS [20]  CPU profile window of the profile section (under the load)
 #   PROFILE_STRACE [1]    0 = no strace pass in the profile section
 #   PROFILE_FENCE_OFF [1] 0 = no fence=off window in the profile section
+#   PROFILE_NATIVE [1]    0 = no native-replica window in the profile section
 #   FERRY [bin/ferry]     the binary to measure
 #   BENCH_OUT [bench/results/<UTC timestamp>]  summary.txt, logs
 #   BENCH_WORK [$BENCH_OUT/work]  servers' dirs, RDB files, spool (removed at the end)
@@ -56,6 +57,7 @@ QUIET_PCT=${QUIET_PCT:-15}
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
 PROFILE_STRACE=${PROFILE_STRACE:-1}
 PROFILE_FENCE_OFF=${PROFILE_FENCE_OFF:-1}
+PROFILE_NATIVE=${PROFILE_NATIVE:-1}
 # Documented bounds (README "Memory") and the targets of issue 15.
 RSS_IMPORT_MB=200
 RSS_SYNC_MB=256
@@ -511,7 +513,11 @@ section_steady() {
 # ---------------------------------------------------------------- 5. profile
 
 # cpu_ticks PID: utime+stime of a process (all its threads), in clock ticks.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0; }
+cpu_ticks() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return 0; }
+	echo "${st##*) }" | awk '{print $12 + $13}'
+}
 # machine_ticks: busy ticks of all cores (user+nice+system+irq+softirq+steal).
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 io_field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
@@ -632,6 +638,17 @@ section_profile() {
 		stop_pid "$fpid" 120
 		srv_stop pt
 	fi
+	# The anchor: a native replica of the source under the same load.
+	if [ "$PROFILE_NATIVE" = 1 ]; then
+		srv_start pt
+		"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-native-attach.txt"
+		PF_PID=0 PF_ADDR=127.0.0.1:1
+		sleep 1
+		snap g
+		sleep "$st_s"
+		snap h
+		srv_stop pt
+	fi
 	kill_tree "$lpid"
 
 	# ---- report
@@ -669,6 +686,23 @@ section_profile() {
 		po=$(per "$(delta e f ops)" "$(delta e f batches)" 0)
 		say "[profile] fence cost, CPU per applied command under the same load: fence=multi: ferry $mf us, target $mt_ us ($mo ops/flight); fence=off (${st_s}s window, $ap2 commands): ferry $pf us, target $pt_ us ($po ops/flight); multi/off: ferry $(ratio "$mf" "$pf")x, target $(ratio "$mt_" "$pt_")x"
 	fi
+	# CPU per source command (the load's commands counted on the source): the
+	# same denominator for ferry, ferry with fence off and a native replica.
+	local w label rep
+	for w in "a b fence=multi" "e f fence=off" "g h native-replica"; do
+		set -- $w
+		[ -s "$LOGS/profile-$2.snap" ] || continue
+		label=$3
+		rep=$(awk -v h="$(getconf CLK_TCK)" 'FNR == 1 {f++}
+			$1 ~ /^src_(set|lpush|incr|hset)$/ {c[f] += $2}
+			$1 == "ferry" || $1 == "source" || $1 == "target" {t[f, $1] = $2}
+			END{n = c[2] - c[1]; if (n <= 0) {print "n/a"; exit}
+				us = 1e6 / h / n
+				printf "source %.3f us, target %.3f us, ferry %.3f us, replication total (target+ferry) %.3f us per source command (%d commands)",
+					(t[2, "source"] - t[1, "source"]) * us, (t[2, "target"] - t[1, "target"]) * us, (t[2, "ferry"] - t[1, "ferry"]) * us,
+					(t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us, n}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
+		say "[profile] CPU, $label: $rep"
+	done
 	# EXEC's usec includes the commands it runs (Redis 7): what is left is the
 	# transaction's own cost plus call() bookkeeping of its commands.
 	awk 'FNR == 1 {f++} /^tgt_/ {if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}}
