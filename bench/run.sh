@@ -541,6 +541,9 @@ snap() {
 		echo "ops $(metric "$PF_ADDR" ferry_writer_ops_total)"
 		echo "applied $(metric "$PF_ADDR" ferry_commands_applied_total)"
 		echo "wbytes $(metric "$PF_ADDR" ferry_writer_bytes_total)"
+		# a full resync inside a window (the source dropped a replica that
+		# fell behind) makes it invalid
+		echo "sync_full $(info_field "${PORT[src]}" stats sync_full)"
 		cmdstats "${PORT[pt]}" | sed 's/^/tgt_/'
 		cmdstats "${PORT[src]}" | sed 's/^/src_/'
 	} >"$LOGS/profile-$1.snap"
@@ -672,37 +675,38 @@ section_profile() {
 	say "[profile] target redis, commands in the window (calls, usec, share of its command time):"
 	awk 'FNR == 1 {f++} /^tgt_/ {c[$1] = c[$1]; if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}} END{for (k in b) {dc = b[k] - a[k]; du = w[k] - u[k]; if (dc > 0) {print k, dc, du; t += du}} print "TOTAL", 0, t}' \
 		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | sort -k3 -g -r | awk 'NR == 1 {t = $3; next} {printf "[profile]   %-14s calls=%d usec=%d (%.1f%%)\n", substr($1, 5), $2, $3, t ? 100 * $3 / t : 0}' | head -12 | tee -a "$SUM"
-	if [ -s "$LOGS/profile-f.snap" ]; then
-		local mf mt_ mo pf pt_ po hz2
-		hz2=$(getconf CLK_TCK)
-		# CPU us per applied command: ticks / CLK_TCK * 1e6 / commands
-		mf=$(per "$(awk -v t="$ft" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap" 3)
-		mt_=$(per "$(awk -v t="$tc" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap" 3)
-		mo=$(per "$op" "$ba" 0)
-		local ap2
-		ap2=$(delta e f applied)
-		pf=$(per "$(awk -v t="$(delta e f ferry)" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap2" 3)
-		pt_=$(per "$(awk -v t="$(delta e f target)" -v h="$hz2" 'BEGIN{print t/h*1e6}')" "$ap2" 3)
-		po=$(per "$(delta e f ops)" "$(delta e f batches)" 0)
-		say "[profile] fence cost, CPU per applied command under the same load: fence=multi: ferry $mf us, target $mt_ us ($mo ops/flight); fence=off (${st_s}s window, $ap2 commands): ferry $pf us, target $pt_ us ($po ops/flight); multi/off: ferry $(ratio "$mf" "$pf")x, target $(ratio "$mt_" "$pt_")x"
-	fi
-	# CPU per source command (the load's commands counted on the source): the
-	# same denominator for ferry, ferry with fence off and a native replica.
+	# CPU per applied command (the load's commands counted in the target's
+	# commandstats, a native replica's included): the same denominator for
+	# ferry, ferry with fence off and a native replica; the source's CPU per
+	# command it ran.
 	local w label rep
+	declare -A repl=()
 	for w in "a b fence=multi" "e f fence=off" "g h native-replica"; do
 		set -- $w
 		[ -s "$LOGS/profile-$2.snap" ] || continue
 		label=$3
+		if [ "$(delta "$1" "$2" sync_full)" != 0 ]; then
+			say "[profile] CPU, $label: INVALID: the source did a full resync during the window (the replica fell behind; see the source's log)"
+			continue
+		fi
 		rep=$(awk -v h="$(getconf CLK_TCK)" 'FNR == 1 {f++}
 			$1 ~ /^src_(set|lpush|incr|hset)$/ {c[f] += $2}
+			$1 ~ /^tgt_(set|lpush|incr|hset)$/ {a[f] += $2}
+			$1 == "time" {tm[f] = $2}
 			$1 == "ferry" || $1 == "source" || $1 == "target" {t[f, $1] = $2}
-			END{n = c[2] - c[1]; if (n <= 0) {print "n/a"; exit}
-				us = 1e6 / h / n
-				printf "source %.3f us, target %.3f us, ferry %.3f us, replication total (target+ferry) %.3f us per source command (%d commands)",
-					(t[2, "source"] - t[1, "source"]) * us, (t[2, "target"] - t[1, "target"]) * us, (t[2, "ferry"] - t[1, "ferry"]) * us,
-					(t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us, n}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
-		say "[profile] CPU, $label: $rep"
+			END{n = c[2] - c[1]; m = a[2] - a[1]; if (n <= 0 || m <= 0) {print "n/a"; exit}
+				us = 1e6 / h
+				printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", (t[2, "source"] - t[1, "source"]) * us / n, (t[2, "target"] - t[1, "target"]) * us / m,
+					(t[2, "ferry"] - t[1, "ferry"]) * us / m, (t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us / m,
+					n / (tm[2] - tm[1]), m / (tm[2] - tm[1])}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
+		# shellcheck disable=SC2086
+		set -- $rep
+		[ $# = 6 ] || { say "[profile] CPU, $label: n/a"; continue; }
+		repl[$label]=$4
+		say "[profile] CPU, $label: target $2 us + ferry $3 us = $4 us per applied command ($6/s applied); source $1 us per command it ran ($5/s)"
 	done
+	[ -n "${repl[fence=off]:-}" ] && say "[profile] fence cost: replication CPU per applied command, fence=multi / fence=off = $(ratio "${repl[fence=multi]:-n/a}" "${repl[fence=off]}")x"
+	[ -n "${repl[native-replica]:-}" ] && say "[profile] replication CPU per applied command, ferry (fence=multi, target+ferry) / native replica = $(ratio "${repl[fence=multi]:-n/a}" "${repl[native-replica]}")x"
 	# EXEC's usec includes the commands it runs (Redis 7): what is left is the
 	# transaction's own cost plus call() bookkeeping of its commands.
 	awk 'FNR == 1 {f++} /^tgt_/ {if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}}
