@@ -572,6 +572,10 @@ load_loop() {
 # acknowledged), the target's time per command (the fence's MULTI/EXEC and
 # marker SET included), and an strace -c pass for the syscall mix.
 section_profile() {
+	if ! command -v curl >/dev/null; then
+		say "[profile] SKIPPED: curl not found on PATH (it fetches the profile and /metrics)"
+		return 0
+	fi
 	main_source
 	local conf flags=() fpid lpid
 	pick_port
