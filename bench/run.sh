@@ -274,6 +274,47 @@ same_data() {
 	fi
 }
 
+# Cleanup from here on, whatever happens: the section's processes, every pid
+# started here, the work directory.
+# kill_tree PID: SIGTERM a process and everything it started, then wait for them.
+kill_tree() {
+	local all=() p c i
+	local queue=("$1")
+	while [ ${#queue[@]} -gt 0 ]; do
+		p=${queue[0]}
+		queue=("${queue[@]:1}")
+		all+=("$p")
+		for c in $(ps -o pid= --ppid "$p" 2>/dev/null || true); do queue+=("$c"); done
+	done
+	for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
+	for p in "${all[@]}"; do
+		for ((i = 0; i < 600; i++)); do alive "$p" || break; sleep 0.05; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null || true
+	done
+	wait "$1" 2>/dev/null || true
+}
+
+SEC_PID=
+on_exit() {
+	local rc=$?
+	trap - INT TERM
+	if [ -n "$SEC_PID" ] && alive "$SEC_PID"; then
+		log "interrupted: stopping section processes"
+		kill_tree "$SEC_PID"
+	fi
+	stop_all
+	if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
+	if [ -s "$SUM" ]; then
+		echo
+		echo "==================== $SUM"
+		cat "$SUM"
+	fi
+	exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # ---------------------------------------------------------------- setup
 
 log "building the bench tools into $BIN"
@@ -1019,44 +1060,6 @@ section_gobench() {
 
 # ---------------------------------------------------------------- main
 
-# kill_tree PID: SIGTERM a process and everything it started, then wait for them.
-kill_tree() {
-	local all=() p c i
-	local queue=("$1")
-	while [ ${#queue[@]} -gt 0 ]; do
-		p=${queue[0]}
-		queue=("${queue[@]:1}")
-		all+=("$p")
-		for c in $(ps -o pid= --ppid "$p" 2>/dev/null || true); do queue+=("$c"); done
-	done
-	for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
-	for p in "${all[@]}"; do
-		for ((i = 0; i < 600; i++)); do alive "$p" || break; sleep 0.05; done
-		alive "$p" && kill -KILL "$p" 2>/dev/null || true
-	done
-	wait "$1" 2>/dev/null || true
-}
-
-SEC_PID=
-on_exit() {
-	local rc=$?
-	trap - INT TERM
-	if [ -n "$SEC_PID" ] && alive "$SEC_PID"; then
-		log "interrupted: stopping section processes"
-		kill_tree "$SEC_PID"
-	fi
-	stop_all
-	if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
-	if [ -s "$SUM" ]; then
-		echo
-		echo "==================== $SUM"
-		cat "$SUM"
-	fi
-	exit $rc
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 failed=0
 ORDER="import fullsync steady profile cluster fence cluster-source gobench"
