@@ -622,9 +622,16 @@ section_profile() {
 	pick_port
 	PF_ADDR=127.0.0.1:$PICKED
 	conf=$(ferry_conf profile multi "$PF_ADDR")
-	# Newer builds serve /debug/pprof only when asked (--pprof or pprof = true
-	# in the file); older ones always do.
-	if "$FERRY" sync --help 2>&1 | grep -q -- '-pprof'; then flags+=(--pprof); fi
+	# Newer builds serve /debug/pprof only when asked (--pprof, or pprof = true
+	# in the file); older ones always do, and reject the unknown key.
+	if "$FERRY" sync --help 2>&1 | grep -q -- '-pprof'; then
+		flags+=(--pprof)
+	else
+		printf 'job = "probe"\nsource = "redis://127.0.0.1:1"\ntarget = "redis://127.0.0.1:2"\npprof = true\n' >"$WORK/pprof-probe.toml"
+		if "$FERRY" config check -c "$WORK/pprof-probe.toml" >/dev/null 2>&1; then
+			echo 'pprof = true' >>"$conf"
+		fi
+	fi
 	srv_start pt
 	"$BIN/runstat" -o "$LOGS/profile-ferry.stats" -- "$FERRY" sync -c "$conf" "${flags[@]}" --source "redis://127.0.0.1:${PORT[src]}" \
 		--target "redis://127.0.0.1:${PORT[pt]}" >"$LOGS/profile-ferry.out" 2>"$LOGS/profile-ferry.log" &
@@ -672,6 +679,7 @@ section_profile() {
 		pick_port
 		PF_ADDR=127.0.0.1:$PICKED
 		conf_off=$(ferry_conf profile-off off "$PF_ADDR")
+		if grep -q '^pprof = true' "$conf"; then echo 'pprof = true' >>"$conf_off"; fi
 		srv_start pt
 		"$BIN/runstat" -o "$LOGS/profile-off-ferry.stats" -- "$FERRY" sync -c "$conf_off" "${flags[@]}" --source "redis://127.0.0.1:${PORT[src]}" \
 			--target "redis://127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-ferry.out" 2>"$LOGS/profile-off-ferry.log" &
