@@ -35,7 +35,8 @@ demo: build
 	bash scripts/demo.sh
 
 # Speed and memory, as ratios against anchors measured in the same run
-# (see bench/README.md). Takes several minutes; BENCH_KEYS sizes the data set.
+# (see bench/README.md). Takes 30-60 min; BENCH_QUICK=1 is a smoke check,
+# BENCH_SECTIONS picks sections, BENCH_KEYS sizes the data set.
 bench: build
 	bash bench/run.sh
 

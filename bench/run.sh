@@ -4,13 +4,22 @@
 # bin/ferry and runs this.
 #
 # Environment (defaults in brackets):
+#   BENCH_SECTIONS [import fullsync steady cluster fence cluster-source profile]
+#                         sections to run, space- or comma-separated (also: gobench);
+#                         BENCH_ONLY is the older name of the same setting
+#   BENCH_QUICK [0]       1 = a smoke check of the scripts: small data set, one run, short
+#                         loads, no quiet wait (figures meaningless); any setting below wins
 #   BENCH_KEYS [1000000]  regular keys of the generated data set (big keys on top)
 #   BENCH_BIG [1]         0 = no big keys (1M-field hash, 1M list, 200k set/zset, 100k stream, 8 MB string)
 #   RUNS [3]              repetitions of each timed step; medians are reported
-#   BENCH_ONLY [import,fullsync,steady,fence,cluster-source]   sections to run (also: gobench)
-#   BENCH_LOAD_N [2000000] requests per test of the write load (redis-benchmark -n)
+#   BENCH_LOAD_N [1000000] requests per test of the write load (redis-benchmark -n)
+#   BENCH_LOAD_R [100000] key space of the write load (redis-benchmark -r)
 #   QUIET_MAX [120] QUIET_PCT [15]  wait at most QUIET_MAX s before each timed step until no
 #                         process uses more than QUIET_PCT % of a core
+#   PROFILE_SECONDS [20]  CPU profile window of the profile section (under the load)
+#   PROFILE_STRACE [1]    0 = no strace pass in the profile section
+#   PROFILE_FENCE_OFF [1] 0 = no fence=off window in the profile section
+#   PROFILE_NATIVE [1]    0 = no native-replica window in the profile section
 #   FERRY [bin/ferry]     the binary to measure
 #   BENCH_OUT [bench/results/<UTC timestamp>]  summary.txt, logs
 #   BENCH_WORK [$BENCH_OUT/work]  servers' dirs, RDB files, spool (removed at the end)
@@ -20,19 +29,38 @@
 #   BENCH_FERRY_CONF []   extra lines for every ferry config (e.g. 'max_inflight_bytes = "64MiB"')
 set -euo pipefail
 set -E
+# The whole script is one brace group: bash parses it completely before
+# running it, so editing this file while a bench runs cannot change the run.
+{
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	# Small enough for a smoke check of every section in a few minutes on a
+	# busy machine; the figures mean nothing.
+	: "${BENCH_KEYS:=20000}" "${BENCH_BIG:=0}" "${RUNS:=1}" "${BENCH_LOAD_N:=50000}" "${BENCH_LOAD_R:=10000}"
+	: "${QUIET_MAX:=0}" "${PROFILE_SECONDS:=5}"
+fi
 BENCH_KEYS=${BENCH_KEYS:-1000000}
 BENCH_BIG=${BENCH_BIG:-1}
 RUNS=${RUNS:-3}
-BENCH_ONLY=${BENCH_ONLY:-import,fullsync,steady,fence,cluster-source}
-LOAD_N=${BENCH_LOAD_N:-2000000}
+SECTIONS_ALL="import fullsync steady cluster fence cluster-source profile"
+BENCH_SECTIONS=${BENCH_SECTIONS:-${BENCH_ONLY:-$SECTIONS_ALL}}
+BENCH_SECTIONS=${BENCH_SECTIONS//,/ }
+# The steady-state load of issue 15's table (the anchor row of the targets).
+LOAD_N=${BENCH_LOAD_N:-1000000}
 LOAD_TESTS=set,lpush,incr,hset
 LOAD_P=32
-LOAD_R=1000000
+LOAD_R=${BENCH_LOAD_R:-100000}
 QUIET_MAX=${QUIET_MAX:-120}
 QUIET_PCT=${QUIET_PCT:-15}
+PROFILE_SECONDS=${PROFILE_SECONDS:-20}
+PROFILE_STRACE=${PROFILE_STRACE:-1}
+PROFILE_FENCE_OFF=${PROFILE_FENCE_OFF:-1}
+PROFILE_NATIVE=${PROFILE_NATIVE:-1}
+# Documented bounds (README "Memory") and the targets of issue 15.
+RSS_IMPORT_MB=200
+RSS_SYNC_MB=256
 FERRY=${FERRY:-$ROOT/bin/ferry}
 BENCH_DIGEST=${BENCH_DIGEST:-1}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
@@ -46,6 +74,10 @@ for tool in redis-server redis-cli redis-benchmark go; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool not found on PATH" >&2; exit 2; }
 done
 [ -x "$FERRY" ] || { echo "bench: $FERRY not found: run 'make build' (or 'make bench')" >&2; exit 2; }
+for sec in $BENCH_SECTIONS; do
+	case " $SECTIONS_ALL gobench " in *" $sec "*) ;; *) echo "bench: unknown section '$sec' (known: $SECTIONS_ALL gobench)" >&2; exit 2 ;; esac
+done
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: RUNS must be a positive integer, not '$RUNS'" >&2; exit 2; }
 mkdir -p "$OUT" "$LOGS" "$WORK" "$BIN"
 : >"$SUM"
 : >"$LOGS/quiet.log"
@@ -148,11 +180,12 @@ srv_stop() { # NAME: stop it and remove its files
 	unset "PID[$name]"
 	rm -rf "$WORK/srv/$name"
 }
-# cluster_start NAME N: N masters NAME-0..N-1, all slots, cluster_state:ok.
+# cluster_start NAME N [redis-server args...]: N masters NAME-0..N-1, all slots, cluster_state:ok.
 cluster_start() {
 	local name=$1 n=$2 i addrs=() ok
+	shift 2
 	for ((i = 0; i < n; i++)); do
-		srv_start "$name-$i" --cluster-enabled yes --cluster-config-file "$WORK/srv/$name-$i/nodes.conf" --cluster-node-timeout 5000
+		srv_start "$name-$i" --cluster-enabled yes --cluster-config-file "$WORK/srv/$name-$i/nodes.conf" --cluster-node-timeout 5000 "$@"
 		addrs+=("127.0.0.1:${PORT[$name-$i]}")
 	done
 	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$LOGS/cluster-$name.log" 2>&1
@@ -172,7 +205,7 @@ cluster_stop() { local i; for ((i = 0; i < $2; i++)); do srv_stop "$1-$i"; done;
 cluster_ports() { local i; for ((i = 0; i < $2; i++)); do echo "${PORT[$1-$i]}"; done; }
 
 # CPU use per process over one second, from /proc (ticks of 1/100 s).
-cpu_sample() { cat /proc/[0-9]*/stat 2>/dev/null | awk '{ match($0, /.*\)/); c=substr($0, index($0,"(")+1, RLENGTH-index($0,"(")-1); split(substr($0, RLENGTH+2), f, " "); gsub(/ /, "_", c); print $1, f[12]+f[13], c }'; }
+cpu_sample() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ match($0, /.*\)/); c=substr($0, index($0,"(")+1, RLENGTH-index($0,"(")-1); split(substr($0, RLENGTH+2), f, " "); gsub(/ /, "_", c); print $1, f[12]+f[13], c }'; }
 busy_now() { # processes above QUIET_PCT % of a core during one second
 	local a b
 	a=$(cpu_sample); sleep 1; b=$(cpu_sample)
@@ -210,13 +243,13 @@ quiet_note() { # summary of the steps logged since line $1 of $LOGS/steps.log
 }
 quiet_mark() { wc -l <"$LOGS/steps.log" 2>/dev/null || echo 0; }
 
-# ferry_conf NAME [FENCE]: a job file for one job; prints its path.
+# ferry_conf NAME [FENCE [STATUS_ADDR]]: a job file for one job; prints its path.
 ferry_conf() {
 	local f=$WORK/$1.toml
 	cat >"$f" <<-EOF
 		job = "$1"
 		data_dir = "$WORK/ferry-data"
-		status_addr = "off"
+		status_addr = "${3:-off}"
 		progress_interval = "1s"
 		log_format = "json"
 		fence = "${2:-multi}"
@@ -241,6 +274,47 @@ same_data() {
 	fi
 }
 
+# Cleanup from here on, whatever happens: the section's processes, every pid
+# started here, the work directory.
+# kill_tree PID: SIGTERM a process and everything it started, then wait for them.
+kill_tree() {
+	local all=() p c i
+	local queue=("$1")
+	while [ ${#queue[@]} -gt 0 ]; do
+		p=${queue[0]}
+		queue=("${queue[@]:1}")
+		all+=("$p")
+		for c in $(ps -o pid= --ppid "$p" 2>/dev/null || true); do queue+=("$c"); done
+	done
+	for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
+	for p in "${all[@]}"; do
+		for ((i = 0; i < 600; i++)); do alive "$p" || break; sleep 0.05; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null || true
+	done
+	wait "$1" 2>/dev/null || true
+}
+
+SEC_PID=
+on_exit() {
+	local rc=$?
+	trap - INT TERM
+	if [ -n "$SEC_PID" ] && alive "$SEC_PID"; then
+		log "interrupted: stopping section processes"
+		kill_tree "$SEC_PID"
+	fi
+	stop_all
+	if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
+	if [ -s "$SUM" ]; then
+		echo
+		echo "==================== $SUM"
+		cat "$SUM"
+	fi
+	exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # ---------------------------------------------------------------- setup
 
 log "building the bench tools into $BIN"
@@ -255,11 +329,11 @@ PIDS+=("$!")
 cores=$(nproc)
 say "# ferry bench $TS: $("$FERRY" version 2>/dev/null | head -1); $(redis-server --version | awk '{print $1, $3}'); $(go version | awk '{print $3}')"
 say "# machine: $cores cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM; load avg $(cut -d' ' -f1-3 /proc/loadavg)"
-say "# BENCH_KEYS=$BENCH_KEYS BENCH_BIG=$BENCH_BIG RUNS=$RUNS BENCH_ONLY=$BENCH_ONLY load: redis-benchmark -t $LOAD_TESTS -n $LOAD_N -P $LOAD_P -r $LOAD_R"
+say "# BENCH_KEYS=$BENCH_KEYS BENCH_BIG=$BENCH_BIG RUNS=$RUNS BENCH_SECTIONS=\"$BENCH_SECTIONS\"$([ "${BENCH_QUICK:-0}" = 1 ] && echo " QUICK (smoke check: figures meaningless)") load: redis-benchmark -t $LOAD_TESTS -n $LOAD_N -P $LOAD_P -r $LOAD_R"
 say "# figures: medians of RUNS runs (raw runs in brackets); ratio = ferry / anchor unless said otherwise"
 say "# results: $OUT"
 
-want() { case ",$BENCH_ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
+want() { case " $BENCH_SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 SRC_DIGEST=$LOGS/digest-source.txt
 # The main source: standalone, the generated data set in 4 dbs.
@@ -334,7 +408,8 @@ section_import() {
 	rmax=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
 	say "[import] anchor redis-server start on dump.rdb: load_s=$fs [${starts[*]}] (its log: DB loaded in $fl s)"
 	say "[import] ferry sync --rdb: import_s=$fw [${walls[*]}] = $(awk -v k="$SRC_KEYS" -v s="$fw" 'BEGIN{printf "%.0f", k/s}') keys/s, $(awk -v b="$rdb_bytes" -v s="$fw" 'BEGIN{printf "%.1f", b/1e6/s}') MB/s of RDB"
-	say "[import] ratio import_s/load_s = $(ratio "$fw" "$fs")x; peak_rss_mb=$rmax [${rss[*]}] (bar: < 200 MB at 1M mixed keys: $(bar "$rmax" "<" 200))"
+	say "[import] ratio import_s/load_s = $(ratio "$fw" "$fs")x; peak RSS $rmax MB [${rss[*]}]"
+	say "[import] bound peak RSS <= ${RSS_IMPORT_MB} MB: $(bar "$rmax" "<=" "$RSS_IMPORT_MB") (${rmax} MB, worst run)"
 	say "[import] check: ${check:-ok}; $(quiet_note "$q0")"
 }
 
@@ -404,8 +479,12 @@ section_fullsync() {
 	nd=$(median ${times[disabled]}); nl=$(median ${times[on-empty-db]}); fm=$(median "${ferry_t[@]}")
 	say "[fullsync] anchor native replica, repl-diskless-load disabled: ${nd}s [${times[disabled]% }]"
 	say "[fullsync] anchor native replica, repl-diskless-load on-empty-db: ${nl}s [${times[on-empty-db]% }]"
-	say "[fullsync] ferry migrate: ${fm}s [${ferry_t[*]}], peak_rss_mb=$(printf '%s\n' "${ferry_rss[@]}" | sort -g | tail -1)"
-	say "[fullsync] ratio ferry/native-disk-load = $(ratio "$fm" "$nd")x, ferry/native-diskless-load = $(ratio "$fm" "$nl")x"
+	local rmax rl
+	rmax=$(printf '%s\n' "${ferry_rss[@]}" | sort -g | tail -1)
+	rl=$(ratio "$fm" "$nl")
+	say "[fullsync] ferry migrate: ${fm}s [${ferry_t[*]}], peak RSS ${rmax} MB [${ferry_rss[*]}]"
+	say "[fullsync] ratio ferry/native-disk-load = $(ratio "$fm" "$nd")x, ferry/native-diskless-load = ${rl}x"
+	say "[fullsync] target full sync <= 1.0x native diskless load: $(bar "$rl" "<=" 1.0) (${rl}x); peak RSS <= ${RSS_SYNC_MB} MB: $(bar "$rmax" "<=" "$RSS_SYNC_MB") (${rmax} MB, worst run)"
 	fsc=$(median "${scan_t[@]}")
 	say "[fullsync] ferry migrate --reader scan: ${fsc}s [${scan_t[*]}], peak_rss_mb=$(printf '%s\n' "${scan_rss[@]}" | sort -g | tail -1)"
 	say "[fullsync] ratio scan/psync = $(ratio "$fsc" "$fm")x, scan/native-disk-load = $(ratio "$fsc" "$nd")x"
@@ -428,15 +507,28 @@ steady_runs() {
 		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
 	done
 }
+runs_of() { grep -o " $2=[^ ]*" "$LOGS/steady-$1.txt" | sed 's/.*=//' | tr '\n' ' ' | sed 's/ $//'; }
 steady_med() { # WHO KEY: median over the runs
 	local f=$LOGS/steady-$1.txt
 	# shellcheck disable=SC2046
 	median $(grep -o " $2=[^ ]*" "$f" | sed 's/.*=//')
 }
 
+# child_of PID: the first child of PID (ferry under runstat), or PID itself.
+child_of() {
+	local c
+	c=$(ps -o pid= --ppid "$1" 2>/dev/null | head -1 | tr -d ' ')
+	echo "${c:-$1}"
+}
+# hwm_reset PID / hwm_mb PID: the process's peak RSS (VmHWM) from now on.
+# Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0), so
+# the live phase is measured apart from the full sync that attached it.
+hwm_reset() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || log "cannot reset VmHWM of pid $1: peak RSS includes the attach"; }
+hwm_mb() { awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo n/a; }
+
 section_steady() {
 	main_source
-	local q0 conf fpid
+	local q0 conf fpid ferry_pid hwm_attach hwm_live
 	q0=$(quiet_mark)
 	conf=$(ferry_conf steady)
 	srv_start st
@@ -446,7 +538,11 @@ section_steady() {
 	PIDS+=("$fpid")
 	"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[st]}" >"$LOGS/steady-ferry-attach.txt"
 	log "steady: ferry attached ($(cat "$LOGS/steady-ferry-attach.txt"))"
+	ferry_pid=$(child_of "$fpid")
+	hwm_attach=$(hwm_mb "$ferry_pid")
+	hwm_reset "$ferry_pid"
 	steady_runs ferry "${PORT[st]}"
+	hwm_live=$(hwm_mb "$ferry_pid")
 	stop_pid "$fpid" 120
 	local check
 	rm -f "$SRC_DIGEST"
@@ -461,19 +557,362 @@ section_steady() {
 
 	local w
 	for w in native ferry; do
-		local label="ferry sync" 
+		local label="ferry sync"
 		[ $w = native ] && label="anchor native replica"
-		say "[steady] $label: source write_rate=$(steady_med $w write_rate) ops/s, apply_rate=$(steady_med $w apply_rate) ops/s, lag p50=$(steady_med $w lag_p50_ms) p99=$(steady_med $w lag_p99_ms) max=$(steady_med $w lag_max_ms) ms, catch-up after load=$(steady_med $w catchup_s)s"
+		say "[steady] $label: load_s=$(steady_med $w load_s) [$(runs_of $w load_s)], source write_rate=$(steady_med $w write_rate) ops/s, apply_rate=$(steady_med $w apply_rate) ops/s, lag p50=$(steady_med $w lag_p50_ms) p99=$(steady_med $w lag_p99_ms) [$(runs_of $w lag_p99_ms)] max=$(steady_med $w lag_max_ms) ms, caught up $(steady_med $w catchup_s)s after the load"
 	done
-	local p99 cu
-	p99=$(steady_med ferry lag_p99_ms); cu=$(steady_med ferry catchup_s)
-	say "[steady] ratio ferry/native: apply_rate $(ratio "$(steady_med ferry apply_rate)" "$(steady_med native apply_rate)")x, source write_rate $(ratio "$(steady_med ferry write_rate)" "$(steady_med native write_rate)")x, lag p99 $(ratio "$p99" "$(steady_med native lag_p99_ms)")x"
-	say "[steady] bars: lag p99 <= 100 ms: $(bar "$p99" "<=" 100) ($p99 ms); caught up within 1 s after the load: $(bar "$cu" "<=" 1) (${cu}s)"
-	say "[steady] apply_rate = source commands (INFO commandstats delta of set/lpush/incr/hset, heartbeats excluded) / (load start -> last heartbeat seen on the target)"
+	local p99 np99 cu lr pr
+	p99=$(steady_med ferry lag_p99_ms); np99=$(steady_med native lag_p99_ms); cu=$(steady_med ferry catchup_s)
+	lr=$(ratio "$(steady_med ferry load_s)" "$(steady_med native load_s)")
+	pr=$(ratio "$p99" "$np99")
+	say "[steady] ratio ferry/native: load duration ${lr}x, lag p50 $(ratio "$(steady_med ferry lag_p50_ms)" "$(steady_med native lag_p50_ms)")x, lag p99 ${pr}x, apply_rate $(ratio "$(steady_med ferry apply_rate)" "$(steady_med native apply_rate)")x"
+	say "[steady] target live: load duration <= 1.05x native: $(bar "$lr" "<=" 1.05) (${lr}x)"
+	say "[steady] target live: lag p99 <= 1.5x native: $(bar "$pr" "<=" 1.5) (${pr}x); lag p99 < 100 ms: $(bar "$p99" "<" 100) ($p99 ms)"
+	say "[steady] target live: caught up <= 1 s after the load: $(bar "$cu" "<=" 1) (${cu}s)"
+	say "[steady] peak RSS of ferry: live phase ${hwm_live} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_live" "<=" "$RSS_SYNC_MB")); attach (full sync) ${hwm_attach} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_attach" "<=" "$RSS_SYNC_MB"))"
+	say "[steady] load duration = redis-benchmark's wall time on the source; lag = heartbeat every 100 ms on the source, polled every 2 ms on the target; apply_rate = source commands (commandstats delta of set/lpush/incr/hset, heartbeats excluded) / (load start -> last heartbeat seen on the target)"
 	say "[steady] check: $check; $(quiet_note "$q0")"
 }
 
-# ---------------------------------------------------------------- 5. fence
+# ---------------------------------------------------------------- 5. profile
+
+# cpu_ticks PID: utime+stime of a process (all its threads), in clock ticks.
+cpu_ticks() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return 0; }
+	echo "${st##*) }" | awk '{print $12 + $13}'
+}
+# machine_ticks: busy ticks of all cores (user+nice+system+irq+softirq+steal).
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+io_field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+# metric ADDR NAME: a ferry counter summed over its labels
+metric() { { curl -fsS --max-time 10 "http://$1/metrics" 2>/dev/null || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $NF} END{printf "%.0f\n", s}'; }
+# cmdstats PORT: "cmd calls usec" per command of INFO commandstats
+cmdstats() { rcli "$1" info commandstats | awk -F'[:=,]' '/^cmdstat_/{sub(/^cmdstat_/, "", $1); print $1, $3, $5}'; }
+# snap NAME: counters of the profile window into $LOGS/profile-NAME.snap
+snap() {
+	{
+		echo "time $(now)"
+		echo "machine $(machine_ticks)"
+		echo "ferry $(cpu_ticks "$PF_PID")"
+		echo "source $(cpu_ticks "${PID[src]}")"
+		echo "target $(cpu_ticks "${PID[pt]}")"
+		echo "syscr $(io_field "$PF_PID" syscr)"
+		echo "syscw $(io_field "$PF_PID" syscw)"
+		echo "rchar $(io_field "$PF_PID" rchar)"
+		echo "wchar $(io_field "$PF_PID" wchar)"
+		echo "batches $(metric "$PF_ADDR" ferry_writer_batches_total)"
+		echo "ops $(metric "$PF_ADDR" ferry_writer_ops_total)"
+		echo "applied $(metric "$PF_ADDR" ferry_commands_applied_total)"
+		echo "wbytes $(metric "$PF_ADDR" ferry_writer_bytes_total)"
+		# a full resync inside a window (the source dropped a replica that
+		# fell behind) makes it invalid
+		echo "sync_full $(info_field "${PORT[src]}" stats sync_full)"
+		cmdstats "${PORT[pt]}" | sed 's/^/tgt_/'
+		cmdstats "${PORT[src]}" | sed 's/^/src_/'
+	} >"$LOGS/profile-$1.snap"
+}
+# delta A B KEY [COLUMN]: the difference of KEY between two snapshots
+delta() { awk -v k="$3" -v c="${4:-2}" 'FNR == 1 {f++} $1 == k {v[f] = $c} END{printf "%.0f\n", v[2] - v[1]}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap"; }
+per() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{if (b + 0 == 0) print "n/a"; else printf "%." d "f", a / b}'; }
+
+# load_loop: the steady-state load against the source, over and over, until
+# killed (the profile windows must fall inside a load). A SIGTERM stops the
+# running redis-benchmark too (wait returns at once on a trapped signal).
+load_loop() {
+	local bp=
+	trap - ERR
+	trap '[ -n "$bp" ] && kill "$bp" 2>/dev/null; exit 0' TERM
+	while :; do
+		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >>"$LOGS/profile-load.txt" 2>&1 &
+		bp=$!
+		wait "$bp" || return 0
+	done
+}
+
+# The CPU profile of ferry sync under the steady-state load (pprof from the
+# status server), the CPU of ferry, source and target over the same window,
+# ferry's syscalls and context switches per flight (a writer batch the target
+# acknowledged), the target's time per command (the fence's MULTI/EXEC and
+# marker SET included), and an strace -c pass for the syscall mix.
+section_profile() {
+	if ! command -v curl >/dev/null; then
+		say "[profile] SKIPPED: curl not found on PATH (it fetches the profile and /metrics)"
+		return 0
+	fi
+	main_source
+	local conf flags=() fpid lpid
+	pick_port
+	PF_ADDR=127.0.0.1:$PICKED
+	conf=$(ferry_conf profile multi "$PF_ADDR")
+	# Newer builds serve /debug/pprof only when asked (--pprof, or pprof = true
+	# in the file); older ones always do, and reject the unknown key.
+	if "$FERRY" sync --help 2>&1 | grep -q -- '-pprof'; then
+		flags+=(--pprof)
+	else
+		printf 'job = "probe"\nsource = "redis://127.0.0.1:1"\ntarget = "redis://127.0.0.1:2"\npprof = true\n' >"$WORK/pprof-probe.toml"
+		if "$FERRY" config check -c "$WORK/pprof-probe.toml" >/dev/null 2>&1; then
+			echo 'pprof = true' >>"$conf"
+		fi
+	fi
+	srv_start pt
+	"$BIN/runstat" -o "$LOGS/profile-ferry.stats" -- "$FERRY" sync -c "$conf" "${flags[@]}" --source "redis://127.0.0.1:${PORT[src]}" \
+		--target "redis://127.0.0.1:${PORT[pt]}" >"$LOGS/profile-ferry.out" 2>"$LOGS/profile-ferry.log" &
+	fpid=$!
+	PIDS+=("$fpid")
+	"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-attach.txt"
+	PF_PID=$(child_of "$fpid")
+	if ! curl -fsS --max-time 10 -o /dev/null "http://$PF_ADDR/debug/pprof/"; then
+		say "[profile] SKIPPED: ferry serves no /debug/pprof on its status address $PF_ADDR (flags: ${flags[*]:-none}; see $LOGS/profile-ferry.log)"
+		stop_pid "$fpid" 120; srv_stop pt
+		return 0
+	fi
+	: >"$LOGS/profile-load.txt"
+	load_loop &
+	lpid=$!
+	PIDS+=("$lpid")
+	sleep 1 # the load under way
+	local perf_pid=""
+	if command -v perf >/dev/null; then
+		perf stat -e task-clock,context-switches,cpu-migrations -p "$PF_PID" -o "$LOGS/profile-perf-stat.txt" -- sleep "$PROFILE_SECONDS" 2>/dev/null &
+		perf_pid=$!
+		PIDS+=("$perf_pid")
+	fi
+	snap a
+	if ! curl -fsS --max-time $((PROFILE_SECONDS + 30)) -o "$LOGS/profile-cpu.pb.gz" "http://$PF_ADDR/debug/pprof/profile?seconds=$PROFILE_SECONDS"; then
+		say "[profile] FAILED: no CPU profile from http://$PF_ADDR/debug/pprof/profile"
+		kill_tree "$lpid"; stop_pid "$fpid" 120; srv_stop pt
+		return 1
+	fi
+	snap b
+	[ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null
+	local st_s=$(((PROFILE_SECONDS + 1) / 2))
+	if [ "$PROFILE_STRACE" = 1 ] && command -v strace >/dev/null; then
+		# strace slows every syscall down: its own window, counts only
+		snap c
+		timeout -s INT "$st_s" strace -c -f -p "$PF_PID" -o "$LOGS/profile-strace.txt" 2>/dev/null || true
+		snap d
+	fi
+	stop_pid "$fpid" 120
+	srv_stop pt
+	# The same load with fence = "off" into a fresh target: what MULTI/EXEC
+	# and the marker SETs cost ferry and the target per applied command.
+	if [ "$PROFILE_FENCE_OFF" = 1 ]; then
+		local conf_off
+		pick_port
+		PF_ADDR=127.0.0.1:$PICKED
+		conf_off=$(ferry_conf profile-off off "$PF_ADDR")
+		if grep -q '^pprof = true' "$conf"; then echo 'pprof = true' >>"$conf_off"; fi
+		srv_start pt
+		"$BIN/runstat" -o "$LOGS/profile-off-ferry.stats" -- "$FERRY" sync -c "$conf_off" "${flags[@]}" --source "redis://127.0.0.1:${PORT[src]}" \
+			--target "redis://127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-ferry.out" 2>"$LOGS/profile-off-ferry.log" &
+		fpid=$!
+		PIDS+=("$fpid")
+		"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-attach.txt"
+		PF_PID=$(child_of "$fpid")
+		sleep 1
+		snap e
+		sleep "$st_s"
+		snap f
+		stop_pid "$fpid" 120
+		srv_stop pt
+	fi
+	# The anchor: a native replica of the source under the same load.
+	if [ "$PROFILE_NATIVE" = 1 ]; then
+		srv_start pt
+		"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-native-attach.txt"
+		PF_PID=0 PF_ADDR=127.0.0.1:1
+		sleep 1
+		snap g
+		sleep "$st_s"
+		snap h
+		srv_stop pt
+	fi
+	kill_tree "$lpid"
+
+	# ---- report
+	local mt ft sc tc ba op ap
+	mt=$(delta a b machine); ft=$(delta a b ferry); sc=$(delta a b source); tc=$(delta a b target)
+	ba=$(delta a b batches); op=$(delta a b ops); ap=$(delta a b applied)
+	local secs hz
+	secs=$(awk -v a="$(awk '$1 == "time" {print $2}' "$LOGS/profile-a.snap")" -v b="$(awk '$1 == "time" {print $2}' "$LOGS/profile-b.snap")" 'BEGIN{printf "%.2f", b - a}')
+	hz=$(getconf CLK_TCK)
+	say "[profile] window ${secs}s under redis-benchmark -t $LOAD_TESTS -n $LOAD_N -P $LOAD_P -r $LOAD_R (looped), ferry sync fence=multi, standalone -> standalone"
+	say "[profile] CPU in % of one core: ferry $(per $((ft * 100)) "$(awk -v s="$secs" -v h="$hz" 'BEGIN{print s*h}')" 0)%, source redis $(per $((sc * 100)) "$(awk -v s="$secs" -v h="$hz" 'BEGIN{print s*h}')" 0)%, target redis $(per $((tc * 100)) "$(awk -v s="$secs" -v h="$hz" 'BEGIN{print s*h}')" 0)%, whole machine $(per $((mt * 100)) "$(awk -v s="$secs" -v h="$hz" 'BEGIN{print s*h}')" 0)% of $(nproc)00%"
+	say "[profile] share of the machine's busy CPU: ferry $(per $((ft * 100)) "$mt" 0)%, source $(per $((sc * 100)) "$mt" 0)%, target $(per $((tc * 100)) "$mt" 0)% (the rest: redis-benchmark, the probes, other users)"
+	say "[profile] applied $ap commands in $ba flights ($(per "$op" "$ba" 1) ops and $(per "$(delta a b wbytes)" "$ba" 0) bytes per flight); ferry CPU $(per "$(awk -v t="$ft" -v h="$hz" 'BEGIN{print t/h*1e6}')" "$ap" 2) us per applied command"
+	say "[profile] syscalls (/proc/PID/io, no tracer): $(per "$(delta a b syscr)" "$ba" 1) reads + $(per "$(delta a b syscw)" "$ba" 1) writes per flight; $(per "$(delta a b rchar)" "$(delta a b syscr)" 0) bytes per read, $(per "$(delta a b wchar)" "$(delta a b syscw)" 0) bytes per write"
+	if [ -s "$LOGS/profile-perf-stat.txt" ]; then
+		local cs
+		cs=$(awk '/context-switches/{gsub(/,/, "", $1); print $1}' "$LOGS/profile-perf-stat.txt")
+		say "[profile] context switches (perf stat): ${cs:-n/a} in the window = $(per "${cs:-0}" "$ba" 1) per flight"
+	fi
+	# the target's time per command: the fence's MULTI/EXEC and marker SET
+	say "[profile] target redis, commands in the window (calls, usec, share of its command time):"
+	awk 'FNR == 1 {f++} /^tgt_/ {c[$1] = c[$1]; if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}} END{for (k in b) {dc = b[k] - a[k]; du = w[k] - u[k]; if (dc > 0) {print k, dc, du; t += du}} print "TOTAL", 0, t}' \
+		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | sort -k3 -g -r | awk 'NR == 1 {t = $3; next} {printf "[profile]   %-14s calls=%d usec=%d (%.1f%%)\n", substr($1, 5), $2, $3, t ? 100 * $3 / t : 0}' | head -12 | tee -a "$SUM"
+	# CPU per applied command (the load's commands counted in the target's
+	# commandstats, a native replica's included): the same denominator for
+	# ferry, ferry with fence off and a native replica; the source's CPU per
+	# command it ran.
+	local w label rep
+	declare -A repl=()
+	for w in "a b fence=multi" "e f fence=off" "g h native-replica"; do
+		set -- $w
+		[ -s "$LOGS/profile-$2.snap" ] || continue
+		label=$3
+		if [ "$(delta "$1" "$2" sync_full)" != 0 ]; then
+			say "[profile] CPU, $label: INVALID: the source did a full resync during the window (the replica fell behind; see the source's log)"
+			continue
+		fi
+		rep=$(awk -v h="$(getconf CLK_TCK)" 'FNR == 1 {f++}
+			$1 ~ /^src_(set|lpush|incr|hset)$/ {c[f] += $2}
+			$1 ~ /^tgt_(set|lpush|incr|hset)$/ {a[f] += $2}
+			$1 == "time" {tm[f] = $2}
+			$1 == "ferry" || $1 == "source" || $1 == "target" {t[f, $1] = $2}
+			END{n = c[2] - c[1]; m = a[2] - a[1]; if (n <= 0 || m <= 0) {print "n/a"; exit}
+				us = 1e6 / h
+				printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", (t[2, "source"] - t[1, "source"]) * us / n, (t[2, "target"] - t[1, "target"]) * us / m,
+					(t[2, "ferry"] - t[1, "ferry"]) * us / m, (t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us / m,
+					n / (tm[2] - tm[1]), m / (tm[2] - tm[1])}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
+		# shellcheck disable=SC2086
+		set -- $rep
+		[ $# = 6 ] || { say "[profile] CPU, $label: n/a"; continue; }
+		repl[$label]=$4
+		say "[profile] CPU, $label: target $2 us + ferry $3 us = $4 us per applied command ($6/s applied); source $1 us per command it ran ($5/s)"
+	done
+	[ -n "${repl[fence=off]:-}" ] && say "[profile] fence cost: replication CPU per applied command, fence=multi / fence=off = $(ratio "${repl[fence=multi]:-n/a}" "${repl[fence=off]}")x"
+	[ -n "${repl[native-replica]:-}" ] && say "[profile] replication CPU per applied command, ferry (fence=multi, target+ferry) / native replica = $(ratio "${repl[fence=multi]:-n/a}" "${repl[native-replica]}")x"
+	# EXEC's usec includes the commands it runs (Redis 7): what is left is the
+	# transaction's own cost plus call() bookkeeping of its commands.
+	awk 'FNR == 1 {f++} /^tgt_/ {if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}}
+		END{for (k in b) {du = w[k] - u[k]; if (k == "tgt_exec") ex = du; else if (k == "tgt_multi") mu = du; else if (k != "tgt_info" && k != "tgt_select") inner += du}
+			n = b["tgt_exec"] - a["tgt_exec"]
+			if (n > 0) printf "[profile] fence on the target: %d MULTI/EXEC; EXEC beyond its queued commands %.1f us per EXEC (%.0f%% of the target'"'"'s command time; includes call() bookkeeping of the queued commands), MULTI %.2f us\n", n, (ex - inner) / n, 100 * (ex - inner) / ex, mu / n}' \
+		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | tee -a "$SUM"
+	if [ -s "$LOGS/profile-strace.txt" ]; then
+		local sba
+		sba=$(delta c d batches)
+		say "[profile] strace -c -f over ${st_s}s ($sba flights; strace slows syscalls, counts only), calls per flight (errors: EAGAIN reads, futex timeouts):"
+		awk -v b="$sba" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {e = (NF == 6) ? $5 : 0; if (b > 0) printf "[profile]   %-16s %8d calls %6d errors  %.2f per flight\n", $NF, $4, e, $4 / b}' "$LOGS/profile-strace.txt" | sort -k3 -g -r | head -8 | tee -a "$SUM"
+		awk -v b="$sba" '$NF == "total" && b > 0 {printf "[profile]   all syscalls: %.1f per flight\n", $4 / b}' "$LOGS/profile-strace.txt" | tee -a "$SUM"
+	fi
+	# the CPU profile: top functions, and flat time grouped by package
+	go tool pprof -top -nodecount=40 "$LOGS/profile-cpu.pb.gz" >"$LOGS/profile-top.txt" 2>/dev/null || true
+	go tool pprof -top -cum -nodecount=60 "$LOGS/profile-cpu.pb.gz" >"$LOGS/profile-top-cum.txt" 2>/dev/null || true
+	go tool pprof -top -nodecount=100000 "$LOGS/profile-cpu.pb.gz" 2>/dev/null | awk '
+		$1 ~ /(ms|s)$/ && $2 ~ /%$/ {
+			v = $1; if (v ~ /ms$/) {sub(/ms$/, "", v); v /= 1000} else {sub(/s$/, "", v)}
+			fn = $6; for (i = 7; i <= NF; i++) fn = fn " " $i
+			pkg = fn; sub(/^github.com\/ferry-dev\/ferry\//, "", pkg); sub(/^github.com\/[^\/]*\/[^\/]*\//, "&", pkg)
+			n = split(pkg, parts, "."); p = parts[1]
+			sub(/^internal\//, "", p)
+			if (fn ~ /^(runtime|internal\/runtime)/) p = "runtime"
+			if (fn ~ /body$/ || fn ~ /^(internal\/bytealg|bytes\.)/) p = "bytes (IndexByte, memequal)"
+			if (fn ~ /^(syscall|internal\/poll|net\.)/ || fn ~ /^net$/) p = "syscall/net"
+			flat[p] += v; tot += v
+		}
+		END {for (p in flat) printf "%.3f %s\n", flat[p], p; printf "%.3f TOTAL\n", tot}' | sort -g -r >"$LOGS/profile-packages.txt"
+	local total
+	total=$(awk '$2 == "TOTAL" {print $1}' "$LOGS/profile-packages.txt")
+	say "[profile] pprof: $total s of ferry CPU sampled in ${PROFILE_SECONDS}s; flat CPU by package (top; full listing: $LOGS/profile-top*.txt):"
+	awk -v t="$total" '$2 != "TOTAL" && NR <= 14 {printf "[profile]   %-28s %5.1f%%\n", $2, t ? 100 * $1 / t : 0}' "$LOGS/profile-packages.txt" | tee -a "$SUM"
+	# where the live path spends ferry's CPU: cumulative shares of its stages
+	# (they overlap: parsing and the batch hand-off run inside the stream consumer)
+	go tool pprof -top -cum -nodecount=100000 "$LOGS/profile-cpu.pb.gz" 2>/dev/null >"$LOGS/profile-cum-all.txt" || true
+	say "[profile] stages (cumulative share of ferry's sampled CPU; nested stages overlap their parent):"
+	while IFS='|' read -r label re; do
+		awk -v l="$label" -v re="$re" '$5 ~ /%$/ && $6 ~ re {v = $5; sub(/%/, "", v); if (v + 0 > m) m = v + 0} END{printf "[profile]   %-62s %5.1f%%\n", l, m}' "$LOGS/profile-cum-all.txt" | tee -a "$SUM"
+	done <<-'EOF'
+		source socket -> spool (reader PSync.stream)|reader\.\(\*PSync\)\.stream$
+		stream consumer: spool -> parse -> apply -> batch (job stream)|job\.\(\*stream\)\.stream$
+		  command parsing (resp Reader.ReadCommand)|resp\.\(\*Reader\)\.ReadCommand$
+		  applier (job applier.command: route, filter, re-encode)|job\.\(\*applier\)\.command$
+		    re-encoding into the writer batch (writer Batch.Add)|writer\.\(\*Batch\)\.Add$
+		  spool reads (spool Spool.Read)|spool\.\(\*Spool\)\.Read$
+		  batch hand-off to the writer (writer Writer.Submit)|writer\.\(\*Writer\)\.Submit$
+		spool writes (spool Spool.Write)|spool\.\(\*Spool\)\.Write$
+		writer send (session.send: plan, MULTI/markers/EXEC, write)|writer\.\(\*session\)\.send$
+		  flight plan with the fence markers (session.plan)|writer\.\(\*session\)\.plan$
+		writer reply reader (session.receive: +QUEUED, EXEC replies)|writer\.\(\*session\)\.receive$
+		scheduler, wake-ups (runtime.findRunnable)|^runtime\.findRunnable$
+		futex wake/sleep (runtime.futex)|^runtime\.futex$
+		garbage collection (runtime.gcBgMarkWorker)|^runtime\.gcBgMarkWorker$
+		allocation (runtime.mallocgc)|^runtime\.mallocgc$
+		read/write syscalls (syscall.Syscall)|^syscall\.Syscall$
+	EOF
+	say "[profile] top functions (flat):"
+	awk '$1 ~ /(ms|s)$/ && $2 ~ /%$/ {n++; if (n <= 15) printf "[profile]   %6s %6s  %s\n", $2, $5, $6}' "$LOGS/profile-top.txt" | tee -a "$SUM"
+	say "[profile] files: $LOGS/profile-cpu.pb.gz (go tool pprof -http=: FILE), profile-top.txt, profile-top-cum.txt, profile-strace.txt, profile-*.snap"
+	say "[profile] note: shares are relative and hold on a busy machine; absolute CPU figures do not"
+}
+
+# ---------------------------------------------------------------- 5. cluster
+
+# A 3-master source cluster into a 3-master target cluster with `ferry
+# migrate`, against the native anchor: one fresh standalone replica per source
+# master, all sent REPLICAOF at once (lagwatch replicas), in both load modes.
+section_cluster() {
+	local q0 big r mode s conf check="" sk
+	q0=$(quiet_mark)
+	big=$([ "$BENCH_BIG" = 1 ] && echo true || echo false)
+	cluster_start ccs 3 --repl-diskless-sync yes --repl-diskless-sync-delay 0
+	log "cluster: generating $BENCH_KEYS keys into a 3-master source cluster"
+	"$BIN/gen" -addr "127.0.0.1:${PORT[ccs-0]}" -n "$BENCH_KEYS" -big="$big" 2>"$LOGS/gen-cluster-cluster.log"
+	# shellcheck disable=SC2046
+	sk=$(keys_of $(cluster_ports ccs 3))
+	say "[cluster] source: 3-master cluster, $sk keys, used_memory $(for p in $(cluster_ports ccs 3); do info_field "$p" memory used_memory; done | awk '{s+=$1} END{printf "%.0f", s/1048576}') MB"
+	conf=$(ferry_conf cluster)
+	declare -A times
+	local ferry_t=() ferry_rss=()
+	for ((r = 1; r <= RUNS; r++)); do
+		for mode in disabled on-empty-db; do
+			local pairs=() i
+			for i in 0 1 2; do
+				srv_start "ccr-$i" --repl-diskless-load "$mode"
+				pairs+=(-pair "127.0.0.1:${PORT[ccs-$i]}=127.0.0.1:${PORT[ccr-$i]}")
+			done
+			s=$(wait_quiet)
+			ST0=$(now)
+			"$BIN/lagwatch" replicas "${pairs[@]}" >"$LOGS/cluster-native-$mode-$r.txt"
+			times[$mode]+="$(kv "$LOGS/cluster-native-$mode-$r.txt" synced_s) "
+			echo "native, one replica per source master at once, repl-diskless-load=$mode run $r: $(cat "$LOGS/cluster-native-$mode-$r.txt") ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster.log"
+			for i in 0 1 2; do srv_stop "ccr-$i"; done
+		done
+		cluster_start cct 3
+		s=$(wait_quiet)
+		ST0=$(now)
+		"$BIN/runstat" -o "$LOGS/cluster-ferry-$r.stats" -- "$FERRY" migrate -c "$conf" --source "redis://127.0.0.1:${PORT[ccs-0]}" \
+			--target "redis://127.0.0.1:${PORT[cct-0]}" >"$LOGS/cluster-ferry-$r.out" 2>"$LOGS/cluster-ferry-$r.log" || {
+			say "[cluster] ferry FAILED (run $r, exit $(kv "$LOGS/cluster-ferry-$r.stats" exit)): $(tail -1 "$LOGS/cluster-ferry-$r.log" | cut -c1-300)"
+			cluster_stop cct 3; cluster_stop ccs 3
+			return 1
+		}
+		ferry_t+=("$(kv "$LOGS/cluster-ferry-$r.stats" wall_s)")
+		ferry_rss+=("$(kv "$LOGS/cluster-ferry-$r.stats" maxrss_mb)")
+		local k
+		# shellcheck disable=SC2046
+		k=$(keys_of $(cluster_ports cct 3))
+		echo "ferry run $r: $(tr -d '\n' <"$LOGS/cluster-ferry-$r.stats") keys=$k/$sk; $(cat "$LOGS/cluster-ferry-$r.out") ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster.log"
+		[ "$k" = "$sk" ] || check+="run $r: target has $k keys, source $sk; "
+		if [ "$r" = "$RUNS" ]; then check+="digest $(same_data cluster-source "${PORT[ccs-0]}" cluster-target "${PORT[cct-0]}")"; fi
+		cluster_stop cct 3
+	done
+	local nd nl fm rmax rl
+	# shellcheck disable=SC2086
+	nd=$(median ${times[disabled]}); nl=$(median ${times[on-empty-db]}); fm=$(median "${ferry_t[@]}")
+	rmax=$(printf '%s\n' "${ferry_rss[@]}" | sort -g | tail -1)
+	rl=$(ratio "$fm" "$nl")
+	say "[cluster] anchor one native replica per source master at once, repl-diskless-load disabled: ${nd}s [${times[disabled]% }]"
+	say "[cluster] anchor one native replica per source master at once, repl-diskless-load on-empty-db: ${nl}s [${times[on-empty-db]% }]"
+	say "[cluster] ferry migrate 3-master cluster -> 3-master cluster: ${fm}s [${ferry_t[*]}], peak RSS ${rmax} MB [${ferry_rss[*]}]"
+	say "[cluster] ratio ferry/native-disk-load = $(ratio "$fm" "$nd")x, ferry/native-diskless-load = ${rl}x"
+	say "[cluster] target cluster <= 1.1x native per-shard anchor (diskless load): $(bar "$rl" "<=" 1.1) (${rl}x); peak RSS <= ${RSS_SYNC_MB} MB: $(bar "$rmax" "<=" "$RSS_SYNC_MB") (${rmax} MB, worst run)"
+	say "[cluster] check: ${check:-ok}; $(quiet_note "$q0")"
+	cluster_stop ccs 3
+}
+
+# ---------------------------------------------------------------- 6. fence
 
 rates_of() { # KIND MODE: the valid drain rates, space-separated
 	awk -v m="$2" '{for (i = 1; i <= NF; i++) if (split($i, a, "=") == 2 && a[1] == m) printf "%s ", a[2]}' "$LOGS/fence-$1.rates" | sed 's/ $//'
@@ -582,7 +1021,7 @@ section_fence() {
 	srv_stop fsrc
 }
 
-# ---------------------------------------------------------------- 6. cluster-source
+# ---------------------------------------------------------------- 7. cluster-source
 
 section_cluster_source() {
 	local q0 big s
@@ -652,52 +1091,18 @@ section_gobench() {
 
 # ---------------------------------------------------------------- main
 
-# kill_tree PID: SIGTERM a process and everything it started, then wait for them.
-kill_tree() {
-	local all=() p c i
-	local queue=("$1")
-	while [ ${#queue[@]} -gt 0 ]; do
-		p=${queue[0]}
-		queue=("${queue[@]:1}")
-		all+=("$p")
-		for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do queue+=("$c"); done
-	done
-	for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
-	for p in "${all[@]}"; do
-		for ((i = 0; i < 600; i++)); do alive "$p" || break; sleep 0.05; done
-		alive "$p" && kill -KILL "$p" 2>/dev/null || true
-	done
-	wait "$1" 2>/dev/null || true
-}
-
-SEC_PID=
-on_exit() {
-	local rc=$?
-	trap - INT TERM
-	if [ -n "$SEC_PID" ] && alive "$SEC_PID"; then
-		log "interrupted: stopping section processes"
-		kill_tree "$SEC_PID"
-	fi
-	stop_all
-	if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
-	if [ -s "$SUM" ]; then
-		echo
-		echo "==================== $SUM"
-		cat "$SUM"
-	fi
-	exit $rc
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 failed=0
-for sec in import fullsync steady fence cluster-source gobench; do
+ORDER="import fullsync steady profile cluster fence cluster-source gobench"
+# main_last: the last wanted section that uses the main source (stopped after it)
+main_last=
+for sec in import fullsync steady profile; do want "$sec" && main_last=$sec; done
+for sec in $ORDER; do
 	want "$sec" || continue
 	log "== section $sec"
 	t_sec=$(now)
 	# The main source lives in this shell (import, fullsync and steady share it).
-	case $sec in import | fullsync | steady) main_source ;; esac
+	case $sec in import | fullsync | steady | profile) main_source ;; esac
 	# Each section runs in a subshell that stops what it started when it ends;
 	# a failing section is reported and the next one runs.
 	set +e
@@ -718,8 +1123,9 @@ for sec in import fullsync steady fence cluster-source gobench; do
 		failed=1
 	fi
 	log "== section $sec done in $(since "$t_sec")s"
-	if [ "$sec" = steady ] && [ -n "${PID[src]:-}" ]; then srv_stop src; fi
+	if [ "$sec" = "$main_last" ] && [ -n "${PID[src]:-}" ]; then srv_stop src; fi
 done
 if [ -n "${PID[src]:-}" ]; then srv_stop src; fi
 say "# done in ${SECONDS}s; $(quiet_note 0)"
 exit $failed
+}

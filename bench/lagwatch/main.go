@@ -23,6 +23,12 @@
 //	    sentinel shows on the target: the time the tool takes to apply what
 //	    the source holds for it (a backlog) — then sends it SIGTERM and waits.
 //
+//	lagwatch replicas -pair SRC=DST [-pair SRC=DST ...] [-timeout 1h]
+//	    the native anchor for a sharded source: sends REPLICAOF to every DST
+//	    (standalone servers) at once, then times until each has its link up,
+//	    no sync in progress and at least as many keys as its SRC (one master
+//	    of a cluster, say). synced_s is the time until the last one is.
+//
 //	lagwatch up -addr A [-timeout 10m] [-pid P]
 //	    until the server answers PING with PONG (not LOADING): polls every
 //	    5 ms on one connection, cheaper than a redis-cli per poll. Fails at
@@ -67,6 +73,8 @@ func main() {
 		err = cmdLag(os.Args[2:])
 	case "drain":
 		err = cmdDrain(os.Args[2:])
+	case "replicas":
+		err = cmdReplicas(os.Args[2:])
 	case "up":
 		err = cmdUp(os.Args[2:])
 	case "cpu":
@@ -510,6 +518,92 @@ func cmdDrain(args []string) error {
 	if exitErr != nil {
 		fmt.Fprintln(os.Stderr, "lagwatch: tool stop:", exitErr)
 	}
+	return nil
+}
+
+// pairList is a repeatable -pair SRC=DST flag.
+type pairList [][2]string
+
+func (p *pairList) String() string { return fmt.Sprint(*p) }
+func (p *pairList) Set(v string) error {
+	a, b, ok := strings.Cut(v, "=")
+	if !ok || a == "" || b == "" {
+		return fmt.Errorf("-pair %q: want SRC=DST", v)
+	}
+	*p = append(*p, [2]string{a, b})
+	return nil
+}
+
+func cmdReplicas(args []string) error {
+	fs := flag.NewFlagSet("replicas", flag.ContinueOnError)
+	var pairs pairList
+	fs.Var(&pairs, "pair", "SRC=DST: DST (a standalone server) replicates SRC; repeat for every source master")
+	timeout := fs.Duration("timeout", time.Hour, "give up after")
+	parse(fs, args)
+	if len(pairs) == 0 {
+		return errors.New("replicas: no -pair")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	type side struct{ src, dst *redis.Client }
+	sides := make([]side, len(pairs))
+	for i, p := range pairs {
+		sides[i] = side{rk.Client(p[0], 0, 1), rk.Client(p[1], 0, 1)}
+		defer sides[i].src.Close()
+		defer sides[i].dst.Close()
+	}
+	// REPLICAOF to all at once: the sources fork and stream in parallel, as
+	// one replica per shard would after a failover of the whole tier.
+	t0 := time.Now()
+	errs := make([]error, len(pairs))
+	var wg sync.WaitGroup
+	for i, p := range pairs {
+		wg.Go(func() {
+			host, port, _ := strings.Cut(p[0], ":")
+			errs[i] = sides[i].dst.Do(ctx, "replicaof", host, port).Err()
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	keys := func(c *redis.Client) int64 {
+		info, err := c.Info(ctx, "keyspace").Result()
+		if err != nil {
+			return -1
+		}
+		var n int64
+		for _, k := range rk.Keyspace(info) {
+			n += k
+		}
+		return n
+	}
+	done := make([]time.Duration, len(pairs))
+	left := len(pairs)
+	for left > 0 {
+		if ctx.Err() != nil {
+			return fmt.Errorf("replicas not in sync after %s", *timeout)
+		}
+		for i, sd := range sides {
+			if done[i] != 0 {
+				continue
+			}
+			info, err := sd.dst.Info(ctx, "replication").Result()
+			if err != nil || rk.Field(info, "master_link_status") != "up" || rk.Field(info, "master_sync_in_progress") != "0" {
+				continue
+			}
+			if d, s := keys(sd.dst), keys(sd.src); d >= 0 && s >= 0 && d >= s {
+				done[i] = time.Since(t0)
+				left--
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := []string{fmt.Sprintf("synced_s=%.3f", slices.Max(done).Seconds())}
+	for i, d := range done {
+		out = append(out, fmt.Sprintf("pair%d_s=%.3f", i, d.Seconds()))
+	}
+	fmt.Println(strings.Join(out, " "))
 	return nil
 }
 
