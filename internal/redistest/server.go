@@ -631,11 +631,23 @@ func (s *Server) Do(t testing.TB, args ...any) any {
 // Info returns one INFO section as field → value.
 func (s *Server) Info(t testing.TB, section string) map[string]string {
 	t.Helper()
-	txt, err := s.sharedClient().Info(context.Background(), section).Result()
-	if err != nil {
-		t.Fatalf("redistest: %s INFO %s: %v", s.Addr, section, err)
+	// A server closes its clients when its role changes (a failover, a
+	// sentinel's CLIENT KILL): a dropped connection is asked again on a new
+	// one, a reply error is not.
+	var err error
+	for range 3 {
+		var txt string
+		txt, err = s.sharedClient().Info(context.Background(), section).Result()
+		if err == nil {
+			return parseInfo(txt)
+		}
+		var re redis.Error
+		if errors.As(err, &re) {
+			break
+		}
 	}
-	return parseInfo(txt)
+	t.Fatalf("redistest: %s INFO %s: %v", s.Addr, section, err)
+	return nil
 }
 
 func parseInfo(txt string) map[string]string {
