@@ -58,9 +58,10 @@ type applier struct {
 	// lastSeq is the number of the last unit this applier ended; flushed is
 	// how far its batches are submitted; flushReq asks it to submit all it
 	// holds at its next unit boundary (another stream waits for it).
-	lastSeq  uint64
-	flushed  atomic.Uint64
-	flushReq atomic.Bool
+	lastSeq   uint64
+	flushed   atomic.Uint64
+	flushReq  atomic.Bool
+	flushNote notifier // flushed moved
 	skipErr  bool   // on_error = skip (a command the filter refuses)
 	restore  string // auto | always | never
 	fenced   bool
@@ -142,6 +143,7 @@ func (a *applier) flush(ctx context.Context) error {
 		return err
 	}
 	a.flushed.Store(a.lastSeq)
+	a.flushNote.notify()
 	return nil
 }
 

@@ -118,14 +118,15 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	// paused for the last few writes, not for a backlog.
 	for _, s := range streams {
 		for {
-			st := s.ps.Stats()
-			if lag := st.Received - s.applied(); lag < cutoverLag {
+			// Only the target's progress closes the gap (the source's
+			// only widens it): wait on the writer holding it back.
+			applied, changed := s.appliedOrChange()
+			if lag := s.ps.Stats().Received - applied; lag < cutoverLag {
 				break
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(10 * time.Millisecond):
+			wait(ctx, changed)
+			if err := ctx.Err(); err != nil {
+				return err
 			}
 		}
 	}
@@ -171,8 +172,14 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	// Wait for the target, leaving time to run the hook before the pause
 	// runs out.
 	deadline := start.Add(co.PauseMax * 8 / 10)
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
 	for i, s := range streams {
-		for s.applied() < offsets[i] {
+		for {
+			applied, changed := s.appliedOrChange()
+			if applied >= offsets[i] {
+				break
+			}
 			for _, w := range j.writers() {
 				if err := w.Err(); err != nil {
 					return err // a refusal: the target will not catch up
@@ -185,10 +192,13 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 				return fmt.Errorf("the target did not catch up with %s within %s of cutover_pause_max %s (applied %d of %d)",
 					paused[i].Options().Addr, time.Since(start).Round(time.Millisecond), co.PauseMax, s.applied(), offsets[i])
 			}
+			// A writer's acknowledgement, or the deadline, is what can
+			// change the answer; a fatal error of a writer ends ctx.
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
+			case <-changed:
+			case <-timeout.C: // the next round reports it
 			}
 		}
 	}

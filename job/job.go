@@ -601,7 +601,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
 			s.app.dataEnd.Store(pos.Offset)
-			s.processed.Store(pos.Offset)
+			s.setProcessed(pos.Offset)
 			s.app.resumed = true
 			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
 		} else {
@@ -670,32 +670,39 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 	if s == nil {
 		return nil
 	}
-	for s.app.flushed.Load() < seq {
+	for {
+		flushed := s.app.flushNote.wait()
+		if s.app.flushed.Load() >= seq {
+			break
+		}
 		s.app.flushReq.Store(true)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-flushed:
 		}
 	}
 	for {
-		done := true
+		// Wait on the first writer that still holds units up to seq: only
+		// its acknowledgement can move the answer.
+		var behind <-chan struct{}
 		for _, w := range j.writers() {
+			changed := w.Changed()
 			if err := w.Err(); err != nil {
 				return err
 			}
 			if p, ok := w.Applied(i); (!ok || p.Seq < seq) && w.Pending(i) {
-				done = false
+				behind = changed
 				break
 			}
 		}
-		if done {
+		if behind == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+		case <-behind:
 		}
 	}
 }
@@ -945,13 +952,19 @@ func (s *stream) waitCaughtUp(ctx context.Context) {
 				target = off
 			}
 		}
-		if target >= 0 && s.applied() >= target {
+		if target < 0 {
+			// The source did not answer: ask again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		applied, changed := s.appliedOrChange()
+		if applied >= target {
 			return
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
+		wait(ctx, changed)
 	}
 }
 

@@ -55,6 +55,7 @@ type moves struct {
 	// entered[s] and exited[s] count the units stream s started and
 	// finished routing: a move's wait covers the unit in between.
 	entered, exited []atomic.Uint64
+	exitNote        notifier // a stream exited a unit (see settle)
 }
 
 type moved struct {
@@ -139,6 +140,7 @@ func (m *moves) enter(stream int) {
 func (m *moves) exit(stream int) {
 	if stream < len(m.exited) {
 		m.exited[stream].Add(1)
+		m.exitNote.notify()
 	}
 }
 
@@ -150,14 +152,17 @@ func (m *moves) settle(ctx context.Context, stream int) error {
 		return nil
 	}
 	n := m.entered[stream].Load()
-	for m.exited[stream].Load() < n {
+	for {
+		exited := m.exitNote.wait()
+		if m.exited[stream].Load() >= n {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Microsecond):
+		case <-exited:
 		}
 	}
-	return nil
 }
 
 // isRestore: RESTORE or RESTORE-ASKING, the commands a slot migration

@@ -36,6 +36,7 @@ type stream struct {
 	rdbSize   atomic.Int64
 	rdbOff    atomic.Int64
 	processed atomic.Int64 // offset of the last stream command the applier took
+	procNote  notifier     // processed moved
 	phase     atomic.Pointer[string]
 }
 
@@ -65,12 +66,34 @@ func (s *stream) scanBarrier(ctx context.Context) (off int64, ok bool, err error
 // rewind reports whether everything the stream received after offset to
 // left the data alone (see reader.Config.Rewind). It first lets the applier
 // take all that was received.
+//
+// The applier may be held back by a target that is down: after rewindWait
+// the answer is no, and the reader does a full resync instead.
 func (s *stream) rewind(ctx context.Context, to int64) bool {
 	received := s.ps.Stats().Received
-	for i := 0; i < 500 && s.processed.Load() < received && ctx.Err() == nil; i++ {
-		time.Sleep(20 * time.Millisecond)
+	deadline := time.NewTimer(rewindWait)
+	defer deadline.Stop()
+	for {
+		moved := s.procNote.wait()
+		if s.processed.Load() >= received {
+			return s.app.dataEnd.Load() <= to
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-moved:
+		}
 	}
-	return s.processed.Load() >= received && s.app.dataEnd.Load() <= to
+}
+
+// rewindWait bounds how long rewind waits for the applier.
+const rewindWait = 10 * time.Second
+
+func (s *stream) setProcessed(off int64) {
+	s.processed.Store(off)
+	s.procNote.notify()
 }
 
 func (s *stream) setPhase(p string) { s.phase.Store(&p) }
@@ -103,7 +126,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 		}
 		switch ev.Kind {
 		case reader.FullSync:
-			s.processed.Store(ev.Offset)
+			s.setProcessed(ev.Offset)
 			s.setPhase("rdb")
 			s.rdbSize.Store(ev.RDBSize)
 			app.beginSnapshot(ev.ReplID, ev.Offset, s.sweep)
@@ -126,7 +149,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 			s.markLive()
 		case reader.Continue:
 			app.replid = ev.ReplID
-			s.processed.Store(ev.Offset)
+			s.setProcessed(ev.Offset)
 			s.setPhase("streaming")
 			s.markLive()
 		case reader.Stream:
@@ -180,7 +203,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		if err := app.command(ctx, args, end); err != nil {
 			return err
 		}
-		s.processed.Store(end)
+		s.setProcessed(end)
 		app.moves.applied(s.i, app.recv)
 	}
 }
@@ -294,15 +317,25 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 // applied is the stream's source offset the target has applied on every
 // master, 0 before the stream's first snapshot is complete.
 func (s *stream) applied() int64 {
+	off, _ := s.appliedOrChange()
+	return off
+}
+
+// appliedOrChange is applied() and a channel closed when it may have grown:
+// the change notice of the writer holding it back (nil when there is no
+// writer). A waiter re-reads after the channel closes.
+func (s *stream) appliedOrChange() (int64, <-chan struct{}) {
 	off := int64(-1)
+	var behind <-chan struct{}
 	for _, w := range s.j.writers() {
+		changed := w.Changed() // before the read: a later ack closes it
 		p, ok := w.Applied(s.i)
 		if !ok || p.State != writer.StateLive {
-			return 0
+			return 0, changed
 		}
 		if off < 0 || p.Offset < off {
-			off = p.Offset
+			off, behind = p.Offset, changed
 		}
 	}
-	return max(off, 0)
+	return max(off, 0), behind
 }

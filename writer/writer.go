@@ -151,7 +151,7 @@ type Writer struct {
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
 	qmu           sync.Mutex
-	cond          *sync.Cond
+	cond          *notifyCond
 	queue         []*Batch
 	queuedBytes   int64
 	inflight      []*flight
@@ -187,7 +187,7 @@ func New(cfg Config) *Writer {
 	cfg.defaults()
 	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{},
 		injected: map[*Batch]bool{}, applied: map[int]Position{}, streamKey: map[int]string{}}
-	w.cond = sync.NewCond(&w.qmu)
+	w.cond = &notifyCond{Cond: sync.NewCond(&w.qmu)}
 	if !cfg.Slotted {
 		for k, p := range cfg.Found {
 			w.acked[k] = p.Seq
@@ -406,6 +406,35 @@ func (w *Writer) Applied(stream int) (Position, bool) {
 		}
 	}
 	return p, ok
+}
+
+// Changed returns a channel closed at the writer's next change of state: a
+// flight acknowledged, a batch queued or sent, a resume, a fatal error. A
+// caller reads the state after taking the channel, then waits on it with
+// its context — a wait notified by the writer, never a poll.
+func (w *Writer) Changed() <-chan struct{} {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.cond.ch == nil {
+		w.cond.ch = make(chan struct{})
+	}
+	return w.cond.ch
+}
+
+// notifyCond is the writer's sync.Cond whose broadcasts can also be awaited
+// in a select, with a context (see Changed). Broadcast is called with qmu
+// held, which also guards ch.
+type notifyCond struct {
+	*sync.Cond
+	ch chan struct{} // closed and cleared by the next Broadcast
+}
+
+func (c *notifyCond) Broadcast() {
+	c.Cond.Broadcast()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
 }
 
 // Err is the writer's fatal error, if it has one.
