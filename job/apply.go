@@ -62,14 +62,14 @@ type applier struct {
 	flushed   atomic.Uint64
 	flushReq  atomic.Bool
 	flushNote notifier // flushed moved
-	skipErr  bool   // on_error = skip (a command the filter refuses)
-	restore  string // auto | always | never
-	fenced   bool
-	tgtRDB   int   // target's RDB version (0: unknown)
-	maxBulk  int64 // target's proto-max-bulk-len
-	rewrite  rdb.RewriteOptions
-	ackNow   func()
-	snapshot bool // applying a snapshot now
+	skipErr   bool     // on_error = skip (a command the filter refuses)
+	restore   string   // auto | always | never
+	fenced    bool
+	tgtRDB    int   // target's RDB version (0: unknown)
+	maxBulk   int64 // target's proto-max-bulk-len
+	rewrite   rdb.RewriteOptions
+	ackNow    func()
+	snapshot  bool // applying a snapshot now
 	// seq numbers units across the whole job (all source shards), above
 	// every marker found on the target at start.
 	seq *atomic.Uint64
