@@ -466,11 +466,12 @@ func appendValue(dst []byte, v resp.Value) []byte {
 // stopped in the middle of a reply — the source in the replica handshake,
 // in a snapshot it announced as 4 GiB and in a 500 MB command of the stream
 // (memory stays small: nothing is allocated ahead of the data) — and within
-// a bound otherwise: the writer's reply deadline (20 s) when the target
-// stopped in the reply to a batch (a stop first waits that long for the
-// batch's acknowledgement), the control plane's read timeout (30 s) when the
-// source stopped in a reply to INFO.
+// within stop_timeout otherwise (the target stopped in the reply to a
+// batch, the source in a reply to INFO): past it ferry exits regardless.
 func TestStopWhilePeerSilent(t *testing.T) {
+	// stop_timeout 5s: whatever the peer does, ferry is gone by then plus
+	// the backstop's grace (and a little for a loaded machine).
+	const stopWithin = 5*time.Second + stopGrace + 2*time.Second
 	dst := redistest.Start(t)
 	src := redistest.Start(t)
 	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 20, Seed: 4})
@@ -485,23 +486,23 @@ func TestStopWhilePeerSilent(t *testing.T) {
 	}{
 		// go-redis, which ferry's control plane uses, does not abandon a
 		// read when its context ends: a stop waits for its read timeout.
-		{"source-info", true, 40 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"source-info", true, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			return "$100\r\nabc", strings.EqualFold(args[0], "INFO")
 		}},
-		{"source-replconf", true, 10 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"source-replconf", true, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			return "$100\r\nabc", strings.EqualFold(args[0], "REPLCONF")
 		}},
-		{"source-psync", true, 10 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"source-psync", true, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			return "+FULLRES", strings.EqualFold(args[0], "PSYNC")
 		}},
-		{"source-snapshot", true, 10 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"source-snapshot", true, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			return fullResync + "$4294967296\r\nREDIS0011", strings.EqualFold(args[0], "PSYNC")
 		}},
-		{"source-stream", true, 10 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"source-stream", true, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			return fullResync + "$" + strconv.Itoa(len(rdb)) + "\r\n" + string(rdb) +
 				"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n" + strings.Repeat("v", 1<<20), strings.EqualFold(args[0], "PSYNC")
 		}},
-		{"target-writer", false, 40 * time.Second, func(c *peerConn, args []string) (string, bool) {
+		{"target-writer", false, stopWithin, func(c *peerConn, args []string) (string, bool) {
 			if !strings.HasPrefix(c.name, "ferry-writer") {
 				return "", false
 			}
@@ -543,7 +544,7 @@ func TestStopWhilePeerSilent(t *testing.T) {
 				source, target, peer = src.URL(), "redis://"+p.Addr, p.Addr
 			}
 			p, peak := startMeasured(t, "sync", "--source", source, "--target", target, "--job", "stall",
-				"-c", jobFile(t, "log_level = \"error\""))
+				"-c", jobFile(t, "log_level = \"error\"\nstop_timeout = \"5s\""))
 			select {
 			case <-stalled:
 			case <-p.done:
