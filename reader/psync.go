@@ -249,12 +249,8 @@ func (p *PSync) link(ctx context.Context) error {
 		}
 	}
 	addr := p.cfg.Dial.Addr
-	c, err := dial.Open(ctx, p.cfg.Dial, p.cfg.Name, 1<<20)
+	c, err := openSource(ctx, p.cfg.Dial, p.cfg.Name, 1<<20)
 	if err != nil {
-		err = fmt.Errorf("source %w", err)
-		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{Err: err}
-		}
 		return err
 	}
 	defer c.Close()
@@ -627,6 +623,20 @@ func psyncRefused(addr, msg string) error {
 		return &FatalError{Err: fmt.Errorf("source %s does not allow PSYNC (%s); it may be renamed or disabled (managed services): ferry cannot attach as a replica", addr, msg), Refused: true}
 	}
 	return &FatalError{Err: fmt.Errorf("source %s refused PSYNC: %s", addr, msg)}
+}
+
+// openSource opens a named connection to the source; refused credentials
+// are fatal (retrying cannot help), anything else is the caller's to retry.
+func openSource(ctx context.Context, d dial.Options, name string, bufSize int) (*resp.Conn, error) {
+	c, err := dial.Open(ctx, d, name, bufSize)
+	if err != nil {
+		err = fmt.Errorf("source %w", err)
+		if errors.Is(err, dial.ErrAuth) {
+			return nil, &FatalError{Err: err}
+		}
+		return nil, err
+	}
+	return c, nil
 }
 
 // clip shortens what a peer sent for an error message.

@@ -192,12 +192,8 @@ func (s *Scan) session(ctx context.Context, why string) error {
 	}
 	addr := s.cfg.Dial.Addr
 	s.update(func(st *Stats) { st.Phase = "connecting" })
-	dc, err := dial.Open(ctx, s.cfg.Dial, s.cfg.Name, 1<<20)
+	dc, err := openSource(ctx, s.cfg.Dial, s.cfg.Name, 1<<20)
 	if err != nil {
-		err = fmt.Errorf("source %w", err)
-		if errors.Is(err, dial.ErrAuth) {
-			return &FatalError{Err: err}
-		}
 		return err
 	}
 	defer dc.Close()

@@ -310,20 +310,11 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 			failed = append(failed, line)
 		}
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if len(failed) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, strings.Join(failed, "\n"))
-		return
-	}
-	fmt.Fprintln(w, "ok")
+	probeReply(w, failed)
 }
 
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	fmt.Fprintln(w, "ok")
+	probeReply(w, nil)
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -333,11 +324,17 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 			lines = append(lines, "job "+j.Name+": "+why)
 		}
 	}
+	probeReply(w, lines)
+}
+
+// probeReply answers a health probe: 200 "ok", or 503 with a line per
+// problem.
+func probeReply(w http.ResponseWriter, problems []string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if len(lines) > 0 {
+	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, strings.Join(lines, "\n"))
+		fmt.Fprintln(w, strings.Join(problems, "\n"))
 		return
 	}
 	fmt.Fprintln(w, "ok")
