@@ -62,6 +62,7 @@ type applier struct {
 	flushed   atomic.Uint64
 	flushReq  atomic.Bool
 	flushNote notifier // flushed moved
+	jobName   string   // the job's name: its own keys on the target (see ownKey)
 	skipErr   bool     // on_error = skip (a command the filter refuses)
 	restore   string   // auto | always | never
 	fenced    bool
@@ -200,6 +201,9 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	if rec.ExpireMs > 0 && rec.ExpireMs <= time.Now().UnixMilli() {
 		a.expired.Add(1)
 		return nil
+	}
+	if ownKey(a.jobName, rec.Key) {
+		return ownKeyError(a.jobName, rec.DB, rec.Key)
 	}
 	db := a.mapDB(rec.DB)
 	if a.sweep != nil {
@@ -396,6 +400,11 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 			a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused; skipped (on_error = skip)")
 		}
 	default:
+		for i := range out.Keys {
+			if ownKey(a.jobName, out.Key(i)) {
+				return ownKeyError(a.jobName, a.db, out.Key(i))
+			}
+		}
 		a.commands.Add(1)
 		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
 			return err

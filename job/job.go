@@ -411,6 +411,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
 			return j.waitApplied(ctx, stream, seq)
 		},
+		jobName: c.Name,
 		skipErr: c.OnError == "skip",
 		restore: c.Restore,
 		fenced:  c.Fence != "off",

@@ -315,7 +315,7 @@ func (s *Scan) subscribe(c *resp.Conn, patterns []string) ([]string, error) {
 	c.Timeout = 10 * time.Second
 	id, err := c.Do("CLIENT", "ID")
 	if err == nil {
-		_, err = c.Do("CLIENT", "TRACKING", "on", "REDIRECT", strconv.FormatInt(id.Int, 10), "BCAST", "PREFIX", "__ferry:flush-watch:")
+		_, err = c.Do("CLIENT", "TRACKING", "on", "REDIRECT", strconv.FormatInt(id.Int, 10), "BCAST", "PREFIX", string(bFlushW))
 	}
 	if err == nil {
 		_, err = c.Do("SUBSCRIBE", "__redis__:invalidate")
@@ -472,7 +472,7 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 			cursor := string(v.Elems[0].Str)
 			keys := make([][]byte, 0, len(v.Elems[1].Elems))
 			for _, k := range v.Elems[1].Elems {
-				if !strings.HasPrefix(string(k.Str), "__ferry:") {
+				if !scratch(k.Str) {
 					keys = append(keys, k.Str)
 				}
 			}

@@ -262,9 +262,17 @@ func (s *subscriber) run(ctx context.Context) error {
 var (
 	bKeyspace = []byte("__keyspace@")
 	bKeyevent = []byte("__keyevent@")
-	bOwn      = []byte("__ferry:")
 	bProbe    = []byte("__ferry:probe:")
+	bFlushW   = []byte("__ferry:flush-watch:")
 )
+
+// scratch reports whether key is one the scan reader itself writes on the
+// source (its probes; the flush watch prefix no key has): never copied. Any
+// other key under __ferry: is the user's, or another job's marker on a source
+// that is itself a target, and is copied like any key.
+func scratch(key []byte) bool {
+	return bytes.HasPrefix(key, bProbe) || bytes.HasPrefix(key, bFlushW)
+}
 
 // notification handles one keyspace (channel __keyspace@<db>__:<key>,
 // message: the event) or keyevent (channel __keyevent@<db>__:<event>,
@@ -294,7 +302,7 @@ func (s *subscriber) notification(channel, msg []byte) {
 	} else {
 		key, event = msg, rest[i+3:]
 	}
-	if bytes.HasPrefix(key, bOwn) {
+	if scratch(key) {
 		if bytes.HasPrefix(key, bProbe) {
 			s.pmu.Lock()
 			if s.probe != nil {

@@ -22,9 +22,35 @@ import (
 	"github.com/ferry-dev/ferry/resp"
 )
 
-// ownPrefix marks the keys ferry itself owns on a target; verify ignores them
-// on both sides.
+// ownPrefix is ferry's namespace.
 const ownPrefix = "__ferry:"
+
+// ferrys reports whether k is one of ferry's own keys, which verify ignores
+// on both sides: a job's marker (__ferry:<job>:pos), a cluster slot or stream
+// marker (__ferry:{tag}:…), a probe, the scan reader's scratch keys. Any
+// other key under __ferry: is data (a user's key, or another job's marker on
+// a source that is itself a target) and is compared like any key.
+func ferrys(k string) bool {
+	rest, ok := strings.CutPrefix(k, ownPrefix)
+	if !ok {
+		return false
+	}
+	if strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, "probe:") || strings.HasPrefix(rest, "flush-watch:") ||
+		strings.HasSuffix(rest, ":pos") || strings.HasSuffix(rest, ":probe") {
+		return true
+	}
+	// __ferry:<job>:pos:<n>, the markers of a cluster source's later shards.
+	i := strings.LastIndex(rest, ":pos:")
+	if i < 0 || i+5 == len(rest) {
+		return false
+	}
+	for _, c := range rest[i+5:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // side is one deployment (the source or the target) as verify reads it: a
 // standalone server (one client per db) or a cluster (a cluster client for
@@ -382,7 +408,7 @@ func (s *side) scan(ctx context.Context, db, batch int, emit func(keys []string)
 				return fmt.Errorf("%s %s db %d: SCAN: %w", s.role, c.Options().Addr, db, err)
 			}
 			for _, k := range keys {
-				if strings.HasPrefix(k, ownPrefix) {
+				if ferrys(k) {
 					continue
 				}
 				buf = append(buf, k)
@@ -456,7 +482,7 @@ func (s *side) sample(ctx context.Context, db, n int) (keys []string, all bool, 
 			}
 			for _, c := range cmds {
 				k, err := c.Text()
-				if err != nil || strings.HasPrefix(k, ownPrefix) || seen[k] {
+				if err != nil || ferrys(k) || seen[k] {
 					continue
 				}
 				seen[k] = true

@@ -2,8 +2,9 @@
 // key: existence, type, the full value (element by element, page by page for
 // big keys; streams with their consumer groups, consumers and pending
 // entries) and the TTL within a tolerance. Either side may be a standalone
-// server (every db) or a cluster (every master, db 0). Keys starting with
-// "__ferry:" are ferry's own and ignored on both sides.
+// server (every db) or a cluster (every master, db 0). ferry's own keys
+// (markers and probes under "__ferry:", see ferrys) are ignored on both
+// sides; other keys under "__ferry:" are compared.
 //
 // The comparison streams: keys are scanned in batches, read through pipelines
 // by a few workers, and throttled; memory holds a few batches and the

@@ -116,8 +116,8 @@ func TestEqualAfterCopy(t *testing.T) {
 		copyKeys(t, dbClient(t, src, db), dbClient(t, dst, db))
 	}
 	// ferry's own keys are ignored on both sides
-	mustDo(t, dst.Client(t), "SET", "__ferry:fence:x", "1")
-	mustDo(t, dbClient(t, src, 1), "SET", "__ferry:probe", "1")
+	mustDo(t, dst.Client(t), "SET", "__ferry:fence:pos:2", "1")
+	mustDo(t, dbClient(t, src, 1), "SET", "__ferry:job:probe", "1")
 
 	var logBuf syncBuffer
 	t0 := time.Now()
@@ -205,7 +205,7 @@ func plant(t *testing.T, dst redis.UniversalClient, pre string) map[string]expec
 	do("SET", pre+"hash:longvalue", "now a string")
 	do("DEL", pre+"zset:longmember")
 	do("SET", "t:extra", "x")
-	do("SET", "__ferry:marker", "1")
+	do("SET", "__ferry:marker:pos", "1")
 	return map[string]expect{
 		pre + "hash:small":      {KindValue, `field "name": "ferry" != "boat"`},
 		pre + "big:hash":        {KindValue, `field "field:4000": `},
