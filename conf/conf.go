@@ -30,17 +30,18 @@ const (
 
 // Allowed values of the enumerated settings, in the order error messages list them.
 var (
-	Modes          = []string{ModeMigrate, ModeSync, ModeVerify}
-	TargetNonempty = []string{"refuse", "overwrite", "flush"}
-	RestoreModes   = []string{"auto", "always", "never"}
-	FenceModes     = []string{"multi", "off"}
-	OnErrorModes   = []string{"stop", "skip"}
-	ReadFromModes  = []string{"master", "replica"}
-	ReaderModes    = []string{"auto", "psync", "scan"}
-	LogLevels      = []string{"debug", "info", "warn", "error"}
-	LogFormats     = []string{"auto", "console", "json"}
-	KeyTypes       = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
-	Schemes        = []string{"redis", "rediss", "sentinel"}
+	Modes              = []string{ModeMigrate, ModeSync, ModeVerify}
+	TargetNonempty     = []string{"refuse", "overwrite", "flush"}
+	RestoreModes       = []string{"auto", "always", "never"}
+	FenceModes         = []string{"multi", "off"}
+	OnErrorModes       = []string{"stop", "skip"}
+	OnUnsupportedModes = []string{"refuse", "drop"}
+	ReadFromModes      = []string{"master", "replica"}
+	ReaderModes        = []string{"auto", "psync", "scan"}
+	LogLevels          = []string{"debug", "info", "warn", "error"}
+	LogFormats         = []string{"auto", "console", "json"}
+	KeyTypes           = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
+	Schemes            = []string{"redis", "rediss", "sentinel"}
 )
 
 // Size units.
@@ -65,10 +66,13 @@ type Job struct {
 	Source Endpoint
 	Target Endpoint
 
-	TargetNonempty    string        // refuse | overwrite | flush
-	Restore           string        // auto | always | never
-	Fence             string        // multi | off
-	OnError           string        // stop | skip
+	TargetNonempty string // refuse | overwrite | flush
+	Restore        string // auto | always | never
+	Fence          string // multi | off
+	OnError        string // stop | skip
+	// OnUnsupported: data the target cannot hold (per-field hash TTLs
+	// into a server older than 7.4): refuse, or drop it and count it.
+	OnUnsupported     string
 	KeepaliveInterval time.Duration // > 0
 	MaxConnAge        time.Duration // 0 = off
 	DBMap             map[int]int   // source db -> target db; nil/empty = identity
@@ -186,6 +190,7 @@ func Default() Job {
 		Restore:           "auto",
 		Fence:             "multi",
 		OnError:           "stop",
+		OnUnsupported:     "refuse",
 		KeepaliveInterval: 30 * time.Second,
 		BatchMaxOps:       512,
 		BatchMaxBytes:     1 * MiB,

@@ -621,6 +621,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.str("restore", &j.Restore)
 	t.str("fence", &j.Fence)
 	t.str("on_error", &j.OnError)
+	t.str("on_unsupported", &j.OnUnsupported)
 	t.duration("keepalive_interval", &j.KeepaliveInterval)
 	t.duration("max_conn_age", &j.MaxConnAge)
 	t.dbMap("db_map", &j.DBMap)

@@ -30,6 +30,7 @@ func (j Job) String() string {
 	w("restore", quote(j.Restore))
 	w("fence", quote(j.Fence))
 	w("on_error", quote(j.OnError))
+	w("on_unsupported", quote(j.OnUnsupported))
 	w("keepalive_interval", dur(j.KeepaliveInterval))
 	w("max_conn_age", dur(j.MaxConnAge))
 	w("db_map", dbMapString(j.DBMap))

@@ -95,6 +95,7 @@ func (j *Job) validate(full bool) error {
 		{"restore", &j.Restore, RestoreModes},
 		{"fence", &j.Fence, FenceModes},
 		{"on_error", &j.OnError, OnErrorModes},
+		{"on_unsupported", &j.OnUnsupported, OnUnsupportedModes},
 	} {
 		if err := oneOf(e.field, e.v, e.allowed); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/resp"
@@ -102,7 +103,11 @@ type applier struct {
 
 	keys, expired, commands, skipped, filtered atomic.Int64
 	empty                                      atomic.Int64 // empty collections skipped
-	warnedModuleAux                            bool
+	fieldTTLs                                  atomic.Int64 // hash field TTLs dropped (on_unsupported = drop)
+	// noFieldTTL: the target cannot hold per-field hash TTLs (it does
+	// not know HPEXPIREAT); dropFieldTTL: on_unsupported = drop.
+	noFieldTTL, dropFieldTTL bool
+	warnedModuleAux          bool
 }
 
 // mapDB applies db_map; a source db not in a non-empty map keeps its number.
@@ -146,6 +151,14 @@ func (a *applier) flush(ctx context.Context) error {
 	a.flushed.Store(a.lastSeq)
 	a.flushNote.notify()
 	return nil
+}
+
+// fieldTTLError refuses a hash with per-field TTLs for a target that cannot
+// hold them: before its first command, so the target never holds the hash
+// without them unless the user asked for that.
+func fieldTTLError(rec *rdb.Record) error {
+	return fault.PermanentErr("", "", `migrate into Redis 7.4+ (or Valkey 9+), or set on_unsupported = "drop" to copy the hashes without their field TTLs (counted)`,
+		fmt.Errorf("source hash %q (db %d) has per-field TTLs, which the target cannot hold (it does not know HPEXPIREAT)", clip(rec.Key), rec.DB))
 }
 
 // record applies one snapshot record.
@@ -222,8 +235,15 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	// Each rewritten command is its own unit: a big key spans batches, and
 	// fenced batches are applied exactly once, so the key is rebuilt
 	// exactly even across a dropped connection.
+	if a.noFieldTTL && !a.dropFieldTTL && rdb.HasFieldTTLs(rec.Type) {
+		return fieldTTLError(rec)
+	}
 	opt := a.rewrite
 	err := rdb.Rewrite(rec, opt, func(args [][]byte) error {
+		if a.noFieldTTL && eq(args[0], "HPEXPIREAT") {
+			a.fieldTTLs.Add(1) // on_unsupported = drop
+			return nil
+		}
 		if err := a.addArgs(ctx, db, args); err != nil {
 			return err
 		}
@@ -384,6 +404,11 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	if d == filter.Refuse {
 		why = "filter: " + why
 	}
+	if d == filter.Apply && !a.known.Knows(out) && a.dropFieldTTL && fieldTTLOnly(out) {
+		// on_unsupported = drop: the hash stays, without the field's TTL.
+		a.fieldTTLs.Add(1)
+		return nil
+	}
 	if d == filter.Apply && !a.known.Knows(out) {
 		name := cmdName(out)
 		d, why = filter.Refuse, fmt.Sprintf("the target does not know %s, which the source ran: upgrade the target or load the module that has it, "+
@@ -415,6 +440,17 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		}
 	}
 	return nil
+}
+
+// fieldTTLOnly: a command that only sets or clears per-field hash TTLs
+// (Redis 7.4+), which on_unsupported = drop may leave out without losing a
+// value.
+func fieldTTLOnly(c *router.Command) bool {
+	switch c.Name {
+	case "HEXPIRE", "HPEXPIRE", "HEXPIREAT", "HPEXPIREAT", "HPERSIST":
+		return true
+	}
+	return false
 }
 
 // cmdName names a command for a message: the table's name, or for a command

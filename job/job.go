@@ -63,6 +63,7 @@ type State struct {
 	Keys      int64 // snapshot keys written so far
 	Expired   int64 // snapshot keys skipped: already expired
 	Empty     int64 // snapshot keys skipped: empty collections
+	FieldTTLs int64 // hash field TTLs dropped: the target cannot hold them
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -91,6 +92,7 @@ type Summary struct {
 	Keys         int64 // snapshot keys written
 	Expired      int64 // snapshot keys skipped because already expired
 	Empty        int64 // snapshot keys skipped because empty collections (Redis skips them too)
+	FieldTTLs    int64 // hash field TTLs dropped (on_unsupported = drop)
 	Commands     int64 // stream commands applied
 	RDBBytes     int64
 	Elapsed      time.Duration
@@ -308,7 +310,7 @@ func (j *job) state() State {
 	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
-	st.Empty = j.sum.Empty
+	st.Empty, st.FieldTTLs = j.sum.Empty, j.sum.FieldTTLs
 	streams := j.streams
 	j.mu.Unlock()
 	sizeKnown := true
@@ -318,6 +320,7 @@ func (j *job) state() State {
 		st.Commands += s.app.commands.Load()
 		st.Expired += s.app.expired.Load()
 		st.Empty += s.app.empty.Load()
+		st.FieldTTLs += s.app.fieldTTLs.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {
@@ -424,6 +427,11 @@ func (j *job) newApplier(i int, tgt target) *applier {
 	for _, n := range tgt.nodes() {
 		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
 	}
+	// Per-field hash TTLs came with RDB 12 (Redis 7.4); a target that
+	// lists its commands says it directly.
+	hpexpireat, _ := app.table.Parse([][]byte{[]byte("HPEXPIREAT"), []byte("k"), []byte("0"), []byte("FIELDS"), []byte("1"), []byte("f")})
+	app.noFieldTTL = (app.tgtRDB > 0 && app.tgtRDB < 12) || !app.known.Knows(&hpexpireat)
+	app.dropFieldTTL = c.OnUnsupported == "drop"
 	return app
 }
 
@@ -751,6 +759,7 @@ func (j *job) wait(g *errgroup.Group) error {
 		sum.Keys += s.app.keys.Swap(0)
 		sum.Expired += s.app.expired.Swap(0)
 		sum.Empty += s.app.empty.Swap(0)
+		sum.FieldTTLs += s.app.fieldTTLs.Swap(0)
 		sum.Commands += s.app.commands.Swap(0)
 	}
 	j.mu.Lock()
@@ -761,6 +770,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.Keys += sum.Keys
 	j.sum.Expired += sum.Expired
 	j.sum.Empty += sum.Empty
+	j.sum.FieldTTLs += sum.FieldTTLs
 	j.sum.Commands += sum.Commands
 	j.sum.Skipped += sum.Skipped
 	j.mu.Unlock()

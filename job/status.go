@@ -18,6 +18,8 @@ func (s State) Status(name, mode string) status.Job {
 		KeysEmpty:       s.Empty,
 		KeysSwept:       s.Swept,
 		CommandsApplied: s.Commands,
+		// Writers add their skips (see status.Job.Dropped).
+		Dropped: map[string]int64{"field_ttl": s.FieldTTLs},
 	}
 	for _, sh := range s.Shards {
 		r := sh.Reader

@@ -47,7 +47,7 @@ func ownKey(job string, key []byte) bool {
 // ownKeyError is the refusal of a source key that has the name of one of the
 // job's own keys.
 func ownKeyError(job string, db int, key []byte) error {
-	return fault.PermanentErr("source", "", "rename the key on the source, run the job under another name (job), or leave the key out with a key filter",
+	return fault.PermanentErr("", "", "rename the key on the source, run the job under another name (job), or leave the key out with a key filter",
 		fmt.Errorf("source key %q (db %d) has the name of a key ferry keeps for job %q on the target: copied, it would be overwritten and then deleted", clip(key), db, job))
 }
 

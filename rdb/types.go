@@ -61,6 +61,10 @@ const (
 // MaxVersion is the newest RDB version this package reads (Redis 7.4).
 const MaxVersion = 12
 
+// HasFieldTTLs reports whether an object of type t is a hash with per-field
+// TTLs (Redis 7.4+).
+func HasFieldTTLs(t byte) bool { return t >= TypeHashMetadataPreGA && t <= TypeHashListpackEx }
+
 // TypeName returns the Redis type of an RDB value type byte: "string",
 // "list", "set", "zset", "hash", "stream" or "module"; "unknown" otherwise.
 func TypeName(t byte) string {

@@ -30,7 +30,7 @@ func aofSummary(sum job.Summary) string {
 	if sum.RDBBytes > 0 { // the AOF's base is an RDB
 		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, human(sum.RDBBytes))
 	}
-	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum)+skippedNote(sum))
+	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum)+skippedNote(sum)+fieldTTLNote(sum))
 	if tr := sum.AOFTruncated; tr != nil {
 		s += fmt.Sprintf("; warning: %s was cut off at offset %d: the last %d bytes were left out, as redis-server does with aof-load-truncated yes",
 			tr.File, tr.Offset, tr.Size-tr.Offset)
@@ -53,6 +53,14 @@ func skippedNote(sum job.Summary) string {
 		return ""
 	}
 	return fmt.Sprintf("; %d commands refused by the target and skipped (on_error = skip)", sum.Skipped)
+}
+
+// fieldTTLNote tells how many hash field TTLs on_unsupported = drop left out.
+func fieldTTLNote(sum job.Summary) string {
+	if sum.FieldTTLs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d hash field TTLs dropped: the target cannot hold them (on_unsupported = drop)", sum.FieldTTLs)
 }
 
 // missingAOF is missingRDB for the aof setting.

@@ -440,7 +440,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	}
 	js.finish(phaseDone, nil)
 	secs := sum.Elapsed.Seconds()
-	skipped := skippedNote(sum)
+	skipped := skippedNote(sum) + fieldTTLNote(sum)
 	switch {
 	case jc.AOF != "":
 		fmt.Fprint(stdout, aofSummary(sum))
