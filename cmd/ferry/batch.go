@@ -43,6 +43,7 @@ type batchResult struct {
 	keys       int64
 	elapsed    time.Duration
 	lag        int64 // -1: not applicable
+	dropped    int64 // writes the target does not hold (on_error = skip, on_unsupported = drop); -1: not applicable
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
@@ -135,7 +136,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		js := statuses[i]
 		g.Go(func() error {
 			log := base.With().Str("job", bj.Job.Name).Logger()
-			r := batchResult{name: bj.Job.Name, mode: js.mode, lag: -1}
+			r := batchResult{name: bj.Job.Name, mode: js.mode, lag: -1, dropped: -1}
 			if runCtx.Err() != nil {
 				r.outcome, r.reason = "cancelled", "not started: "+cancelReason(stoppedBy())
 				js.finish(phaseCancelled, nil)
@@ -187,7 +188,7 @@ func cancelReason(failed string) string {
 // runBatchJob runs one job of a batch and keeps its status.
 func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *jobStatus) batchResult {
 	jc := bj.Job
-	r := batchResult{name: jc.Name, mode: js.mode, started: true, lag: -1}
+	r := batchResult{name: jc.Name, mode: js.mode, started: true, lag: -1, dropped: -1}
 	start := time.Now()
 	log.Info().Str("mode", js.mode).Msg("job started")
 	var err error
@@ -214,6 +215,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		}
 		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys
+		r.dropped = sum.Skipped + sum.FieldTTLs
 		if !jc.Import() && (err == nil || sum.Applied.Offset > 0) {
 			r.lag = sum.Lag
 		}
@@ -233,27 +235,32 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 
 // writeBatchSummary prints one row per job: job, mode, result, keys,
 // seconds, lag (bytes received from the source and not applied at the
-// end; "-" where there is no live source).
+// end; "-" where there is no live source), dropped (writes the target does
+// not hold: skipped under on_error = skip, field TTLs under on_unsupported =
+// drop; "-" for verify).
 func writeBatchSummary(w io.Writer, results []batchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tMODE\tRESULT\tKEYS\tSECONDS\tLAG")
+	fmt.Fprintln(tw, "JOB\tMODE\tRESULT\tKEYS\tSECONDS\tLAG\tDROPPED")
 	ok := 0
 	for _, r := range results {
 		res := r.outcome
 		if r.reason != "" {
 			res += ": " + r.reason
 		}
-		keys, secs, lag := "-", "-", "-"
+		keys, secs, lag, dropped := "-", "-", "-", "-"
 		if r.started {
 			keys, secs = fmt.Sprint(r.keys), fmt.Sprintf("%.1f", r.elapsed.Seconds())
 		}
 		if r.started && r.lag >= 0 {
 			lag = fmt.Sprint(r.lag)
 		}
+		if r.started && r.dropped >= 0 {
+			dropped = fmt.Sprint(r.dropped)
+		}
 		if r.outcome == "ok" {
 			ok++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.mode, res, keys, secs, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.mode, res, keys, secs, lag, dropped)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d jobs ok\n", ok, len(results))

@@ -39,10 +39,10 @@ func migrateJob(name string, src, dst *redistest.Server) string {
 
 // summaryRow finds the row of job name in the summary table and returns
 // its columns: job, mode, result, keys, seconds, lag (the result may hold
-// spaces).
+// spaces); the last column, dropped, must be a count or "-".
 func summaryRow(t *testing.T, out, name string) (mode, result, keys, secs, lag string) {
 	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s+(\S+)\s+(.+?)\s+(\S+)\s+(\S+)\s+(\S+)\s*$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s+(\S+)\s+(.+?)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+|-)\s*$`)
 	m := re.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no summary row for job %s:\n%s", name, out)
