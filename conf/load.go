@@ -84,6 +84,23 @@ func LoadBatch(path string) (Batch, error) {
 	return ParseBatch(data, path)
 }
 
+// IsBatch reports whether the file at path is a batch file ([[job]] tables
+// or a [defaults] table) rather than a job file. A file that cannot be read
+// or parsed is not a batch file: loading it as a job says what is wrong.
+func IsBatch(path string) bool {
+	data, err := readConfig(path)
+	if err != nil {
+		return false
+	}
+	m, err := parseTOML(data, path)
+	if err != nil {
+		return false
+	}
+	_, jobs := m["job"].([]map[string]any)
+	_, defaults := m["defaults"].(map[string]any)
+	return jobs || defaults
+}
+
 // processWide are the job settings that a batch file takes from [defaults] only.
 var processWide = []string{"status_addr", "pprof", "log_level", "log_format"}
 

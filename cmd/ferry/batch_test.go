@@ -266,3 +266,34 @@ func TestRunBatchStatusAndSignal(t *testing.T) {
 		t.Errorf("markers: the sync job must keep its marker, the migrate job remove its own")
 	}
 }
+
+// TestConfigCheckBatch: config check takes a batch file and checks it as run
+// does: each job printed as it will run, or exit 2 naming the job at fault.
+func TestConfigCheckBatch(t *testing.T) {
+	good := batchFile(t, "", "off",
+		"name = \"alpha\"\nmode = \"migrate\"\nsource = \"redis://127.0.0.1:7000\"\ntarget = \"redis://:secret@127.0.0.1:7001\"",
+		"name = \"check\"\nmode = \"verify\"\nsource = \"redis://127.0.0.1:7000\"\ntarget = \"redis://127.0.0.1:7001\"")
+	code, out, errs := ferryRun("config", "check", "-c", good)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{"# [[job]] alpha (mode migrate)\n", "# [[job]] check (mode verify)\n", `job = "alpha"`, `job = "check"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret") {
+		t.Errorf("output shows a password:\n%s", out)
+	}
+
+	bad := batchFile(t, "", "off",
+		"name = \"alpha\"\nmode = \"migrate\"\nsource = \"redis://127.0.0.1:7000\"\ntarget = \"redis://127.0.0.1:7001\"\nrestore = \"sometimes\"")
+	code, _, errs = ferryRun("config", "check", "-c", bad)
+	if code != exitUsage || !strings.Contains(errs, "job[alpha].restore") {
+		t.Errorf("bad batch file: exit %d, stderr %q; want %d naming job[alpha].restore", code, errs, exitUsage)
+	}
+	code, _, errs = ferryRun("config", "check", "-c", good, "--source", "redis://127.0.0.1:1")
+	if code != exitUsage || !strings.Contains(errs, "a batch file takes no job flags") {
+		t.Errorf("batch file with a job flag: exit %d, stderr %q", code, errs)
+	}
+}

@@ -528,6 +528,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	if args[0] != "check" {
 		return usageError{fmt.Errorf("config: unknown subcommand %q (%s)", args[0], usage)}
 	}
+	if path, ok := configPath(args[1:]); ok && conf.IsBatch(path) {
+		return checkBatch(path, len(args) > 3, stdout)
+	}
 	f := newJobFlags("config check", configCheckSummary, stderr)
 	f.stdout = stdout
 	if len(args) == 1 && !anyEnv(f.fs, f.getenv) {
@@ -550,7 +553,50 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 
 const configCheckSummary = `Validate a job's configuration (the file, then the flags over it) and print it as
 ferry will use it, with every default filled in and secrets shown as ***.
+A batch file (for ferry run) is checked job by job, as run checks it.
 Exit 0 when valid, 2 otherwise.`
+
+// configPath is the -c/--config of args, or FERRY_CONFIG.
+func configPath(args []string) (string, bool) {
+	for i, a := range args {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || (name != "c" && name != "config") {
+			continue
+		}
+		if hasVal {
+			return val, true
+		}
+		if i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return os.LookupEnv("FERRY_CONFIG")
+}
+
+// checkBatch is config check for a batch file: the checks of ferry run, then
+// each job as it will run.
+func checkBatch(path string, extra bool, stdout io.Writer) error {
+	if extra {
+		return usageError{errors.New("config check: a batch file takes no job flags (its jobs are set in the file, as for ferry run)")}
+	}
+	b, err := conf.LoadBatch(path)
+	if err != nil {
+		return usageError{err}
+	}
+	for i, bj := range b.Jobs {
+		if bj.Mode != conf.ModeVerify {
+			if err := notBuilt(bj.Job, "job["+bj.Job.Name+"]."); err != nil {
+				return err
+			}
+		}
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "# [[job]] %s (mode %s)\n", bj.Job.Name, bj.Mode)
+		fmt.Fprint(stdout, bj.Job.String())
+	}
+	return nil
+}
 
 // redisLogger is where go-redis's own log lines go (see main).
 var redisLogger atomic.Pointer[zerolog.Logger]
