@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 IMAGE   ?= ferry:$(VERSION)
 
-.PHONY: build image chart-test test test-short demo bench lint fuzz clean
+.PHONY: build image chart-test test test-short demo bench lint fuzz soak clean
 
 # A static binary; deploy/build.sh is the one recipe (the Dockerfile uses it too).
 build:
@@ -45,6 +45,12 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+# The randomized fault run (e2e TestSoak) for SOAK_DURATION (10m here; 60s
+# inside make test); SOAK_SEED=N replays the run that printed it.
+SOAK_DURATION ?= 10m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./e2e
 
 # Each fuzz target for a short time (FUZZTIME); go test -fuzz takes one
 # target per run.
