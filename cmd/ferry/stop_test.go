@@ -128,3 +128,35 @@ func TestPermanentErrorBinary(t *testing.T) {
 		checkFailure(t, code, out, errs, exitFailure, dst.Addr, "no password", "fix:")
 	}
 }
+
+// TestStopDuringSnapshot: SIGTERM while the snapshot is being applied ends
+// ferry within stop_timeout; started again, the job finishes with the
+// target equal to the source (the partial snapshot is resumed or redone and
+// swept, never left half).
+func TestStopDuringSnapshot(t *testing.T) {
+	t.Parallel()
+	src, dst := redistest.Start(t), redistest.Start(t)
+	src.Do(t, "DEBUG", "POPULATE", "400000", "snap", "64")
+	cfg := jobFile(t, "stop_timeout = \"2s\"\n")
+	p := startFerry(t, "sync", "--source", src.URL(), "--target", dst.URL(), "--job", "snap", "-c", cfg)
+	redistest.WaitFor(t, 60*time.Second, func() bool { return dst.Do(t, "DBSIZE").(int64) > 1000 }, "the snapshot under way")
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := p.wait(t, 30*time.Second)
+	if took := time.Since(start); took > 2*time.Second+5*time.Second {
+		t.Errorf("stopped %s after SIGTERM with stop_timeout 2s", took)
+	}
+	if code != exitOK && code != exitFailure {
+		t.Fatalf("exit %d after SIGTERM during the snapshot\n%s", code, errs)
+	}
+	n := dst.Do(t, "DBSIZE").(int64)
+	t.Logf("exit %d with %d of 400000 keys on the target: %s", code, n, lastLine(errs))
+
+	code, out, errs := ferryRunWithin(t, 2*time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "--job", "snap", "-c", cfg)
+	if code != exitOK {
+		t.Fatalf("migrate after the stopped sync: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+}
