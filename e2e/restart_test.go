@@ -49,6 +49,17 @@ func startFerry(t *testing.T, args ...string) *ferry {
 	return f
 }
 
+// stop sends SIGTERM and expects exit 0: a sync stopped by a signal after
+// flushing is a success.
+func (f *ferry) stop(t *testing.T) {
+	t.Helper()
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	<-f.done
+	if !f.exitOK {
+		t.Errorf("ferry did not exit 0 on SIGTERM")
+	}
+}
+
 type lockedWriter struct {
 	mu sync.Mutex
 	b  *bytes.Buffer
@@ -123,11 +134,7 @@ func TestKill9AndRestartResumes(t *testing.T) {
 	if infoInt(t, src, "stats", "sync_partial_ok") < 1 {
 		t.Errorf("restart did not resume with a partial resync")
 	}
-	f2.cmd.Process.Signal(syscall.SIGTERM)
-	<-f2.done
-	if !f2.exitOK {
-		t.Errorf("ferry did not exit 0 on SIGTERM")
-	}
+	f2.stop(t)
 }
 
 type counters struct {
@@ -223,9 +230,5 @@ func TestKill9ClusterTargetResumes(t *testing.T) {
 	if got := infoInt(t, src, "stats", "sync_full"); got != fullBefore {
 		t.Errorf("restart did a full resync (sync_full %d → %d)", fullBefore, got)
 	}
-	f2.cmd.Process.Signal(syscall.SIGTERM)
-	<-f2.done
-	if !f2.exitOK {
-		t.Errorf("ferry did not exit 0 on SIGTERM")
-	}
+	f2.stop(t)
 }

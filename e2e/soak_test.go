@@ -103,11 +103,7 @@ func TestSoak(t *testing.T) {
 	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
 	load.check(t, dst)
 
-	f.cmd.Process.Signal(syscall.SIGTERM)
-	<-f.done
-	if !f.exitOK {
-		t.Errorf("ferry did not exit 0 on SIGTERM after the soak")
-	}
+	f.stop(t)
 }
 
 // soakLoad writes INCR, RPUSH, APPEND, XADD and HINCRBY to several dbs and
