@@ -427,10 +427,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 	for _, n := range tgt.nodes() {
 		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
 	}
-	// Per-field hash TTLs came with RDB 12 (Redis 7.4); a target that
-	// lists its commands says it directly.
-	hpexpireat, _ := app.table.Parse([][]byte{[]byte("HPEXPIREAT"), []byte("k"), []byte("0"), []byte("FIELDS"), []byte("1"), []byte("f")})
-	app.noFieldTTL = (app.tgtRDB > 0 && app.tgtRDB < 12) || !app.known.Knows(&hpexpireat)
+	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
 	app.dropFieldTTL = c.OnUnsupported == "drop"
 	return app
 }
@@ -449,6 +446,18 @@ func (j *job) attempt(ctx context.Context) error {
 	if s := tgt.maxSeq(); s > j.seq.Load() {
 		j.seq.Store(s)
 	}
+	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
+	var src *source
+	if c.RDB == "" && c.AOF == "" {
+		if src, err = j.openSource(ctx); err != nil {
+			return err
+		}
+		j.cmds.table = j.sourceCommands(ctx, src)
+	}
+	// Before anything is written (or flushed) on the target.
+	if err := j.checkCapabilities(ctx, tgt, src); err != nil {
+		return err
+	}
 	if !found && !j.rewound {
 		if err := j.checkEmpty(ctx, tgt.nodes()); err != nil {
 			return err
@@ -457,7 +466,6 @@ func (j *job) attempt(ctx context.Context) error {
 	j.mu.Lock()
 	j.tgt, j.streams = tgt, nil
 	j.mu.Unlock()
-	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
 
 	runCtx, cancelRun := context.WithCancel(j.hard)
 	defer cancelRun()
@@ -488,11 +496,6 @@ func (j *job) attempt(ctx context.Context) error {
 		return j.wait(g)
 	}
 
-	src, err := j.openSource(ctx)
-	if err != nil {
-		return err
-	}
-	j.cmds.table = j.sourceCommands(ctx, src)
 	if src.cluster {
 		slots := make([][][2]int, len(src.shards))
 		for i, sh := range src.shards {

@@ -71,7 +71,8 @@ type side struct {
 	burst int
 	ops   atomic.Int64 // commands sent
 
-	noMulti atomic.Bool // SMISMEMBER/ZMSCORE unknown (Redis < 6.2)
+	noMulti  atomic.Bool // SMISMEMBER/ZMSCORE unknown (Redis < 6.2)
+	fieldTTL bool        // holds per-field hash TTLs (HPEXPIRETIME known: Redis 7.4+)
 }
 
 // openSide connects to the deployment and finds out whether it is a cluster.
@@ -107,6 +108,7 @@ func openSide(ctx context.Context, role string, ep conf.Endpoint, maxOps, pool i
 		}
 		s.addr = h
 		s.cluster = infoField(info, "cluster_enabled") == "1"
+		s.fieldTTL = knowsFieldTTL(ctx, s.options(h, 0))
 		break
 	}
 	if s.addr == "" {
@@ -122,6 +124,16 @@ func openSide(ctx context.Context, role string, ep conf.Endpoint, maxOps, pool i
 		}
 	}
 	return s, nil
+}
+
+// knowsFieldTTL asks a server whether it knows HPEXPIRETIME by calling it on
+// a key that does not exist (a managed service may forbid COMMAND INFO; the
+// call itself is always allowed to whoever may read hashes).
+func knowsFieldTTL(ctx context.Context, o *redis.Options) bool {
+	c := redis.NewClient(o)
+	defer c.Close()
+	err := c.Do(ctx, "HPEXPIRETIME", "__ferry:verify:probe", "FIELDS", 1, "f").Err()
+	return err == nil
 }
 
 func (s *side) close() {

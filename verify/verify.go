@@ -107,11 +107,15 @@ const (
 	KindExtra   Kind = "extra"   // on the target, not on the source
 	KindType    Kind = "type"    // different types
 	KindValue   Kind = "value"   // different values (or lengths)
-	KindTTL     Kind = "ttl"     // TTLs differ by more than the tolerance, or only one side has one
+	KindTTL     Kind = "ttl"     // TTLs (of the key, or of a hash field) differ by more than the tolerance, or only one side has one
+	// KindLostFieldTTL: hash fields with TTLs on a source whose target
+	// cannot hold them (older than Redis 7.4): what on_unsupported = "drop"
+	// gave up, told apart from a TTL that went wrong.
+	KindLostFieldTTL Kind = "lost_field_ttl"
 )
 
 // Kinds lists the kinds in report order.
-var Kinds = []Kind{KindMissing, KindExtra, KindType, KindValue, KindTTL}
+var Kinds = []Kind{KindMissing, KindExtra, KindType, KindValue, KindTTL, KindLostFieldTTL}
 
 // Diff is one key that differs.
 type Diff struct {

@@ -663,3 +663,66 @@ func TestThrottledTTL(t *testing.T) {
 		t.Fatalf("not throttled: %v", el)
 	}
 }
+
+// TestFieldTTLs: per-field hash TTLs (Redis 7.4+) are compared where both
+// sides hold them, and reported as their own kind where the target cannot.
+// Needs FERRY_REDIS_SERVER_NEW (a 7.4+ redis-server); CI has none and skips.
+func TestFieldTTLs(t *testing.T) {
+	src, newDst := redistest.StartNewer(t), redistest.StartNewer(t)
+	oldDst := redistest.Start(t)
+	sc := src.Client(t)
+	big := []any{"HSET", "big"}
+	for i := range 300 {
+		big = append(big, fmt.Sprintf("f%d", i), "v")
+	}
+	setup := func(c redis.UniversalClient, ttl map[string]int64) {
+		mustDo(t, c, "HSET", "same", "a", "1", "b", "2")
+		mustDo(t, c, "HSET", "moved", "a", "1", "b", "2")
+		mustDo(t, c, "HSET", "gone", "a", "1")
+		mustDo(t, c, big...)
+		mustDo(t, c, "HSET", "plain", "x", "1")
+		for k, at := range ttl {
+			if at > 0 {
+				f := map[string]string{"same": "a", "moved": "b", "gone": "a", "big": "f250"}[k]
+				mustDo(t, c, "HPEXPIREAT", k, at, "FIELDS", 1, f)
+			}
+		}
+	}
+	const at = 4102444800000 // 2100: the fixture does not age
+	setup(sc, map[string]int64{"same": at, "moved": at, "gone": at, "big": at})
+
+	// Both hold field TTLs: moved differs by an hour, gone lost its, big
+	// (a hashtable read in pages) differs on a late field.
+	setup(newDst.Client(t), map[string]int64{"same": at, "moved": at + 3600_000, "big": at + 7200_000})
+	r := run(t, Options{Source: endpoint(t, src.Addr), Target: endpoint(t, newDst.Addr)})
+	want := map[string]string{
+		"moved": `field "b": TTL until 2100-01-01T00:00:00Z on source, 2100-01-01T01:00:00Z on target`,
+		"gone":  `field "a": source has a TTL until 2100-01-01T00:00:00Z, target has none`,
+		"big":   `field "f250": TTL until`,
+	}
+	if len(r.Diffs) != len(want) {
+		t.Fatalf("7.4+ target: %d differences, want %d:%s", len(r.Diffs), len(want), diffLines(r))
+	}
+	for _, d := range r.Diffs {
+		if d.Kind != KindTTL || !strings.Contains(d.Detail, want[d.Key]) {
+			t.Errorf("7.4+ target: %s: %s %q, want ttl %q", d.Key, d.Kind, d.Detail, want[d.Key])
+		}
+	}
+
+	// A 7.0 target cannot hold them: every hash with one is a lost field TTL.
+	setup(oldDst.Client(t), nil)
+	r = run(t, Options{Source: endpoint(t, src.Addr), Target: endpoint(t, oldDst.Addr)})
+	if r.Counts[KindLostFieldTTL] != 4 || len(r.Diffs) != 4 {
+		t.Fatalf("7.0 target: %v:%s", r.Counts, diffLines(r))
+	}
+	var out bytes.Buffer
+	r.WriteSummary(&out)
+	if !strings.Contains(out.String(), "lost_field_ttl 4") {
+		t.Errorf("summary does not count the lost field TTLs:\n%s", out.String())
+	}
+	for _, d := range r.Diffs {
+		if !strings.Contains(d.Detail, "that the target cannot hold") {
+			t.Errorf("7.0 target: %s: %q", d.Key, d.Detail)
+		}
+	}
+}

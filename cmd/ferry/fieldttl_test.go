@@ -3,11 +3,13 @@ package main
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // testdata/hash-field-ttl.rdb was saved (SAVE, RDB version 12) by a Redis
@@ -28,21 +30,22 @@ const fieldTTLRDB = "testdata/hash-field-ttl.rdb"
 func TestFieldTTLsIntoOldTarget(t *testing.T) {
 	dst := redistest.Start(t)
 
-	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--rdb", fieldTTLRDB, "--target", dst.URL(), "-c", jobFile(t, ""))
+	// Refused before anything is written: not a key, not a marker, and
+	// with target_nonempty = "flush" not even the flush.
+	dst.Do(t, "SET", "mine", "kept")
+	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--rdb", fieldTTLRDB, "--target", dst.URL(), "-c", jobFile(t, `target_nonempty = "flush"`))
 	if code != exitFailure {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errs)
 	}
 	lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
 	last := lines[len(lines)-1]
-	for _, want := range []string{"ferry: error: ", "has per-field TTLs", "the target cannot hold", `on_unsupported = "drop"`} {
+	for _, want := range []string{"ferry: error: ", "holds 2 hash(es) with per-field TTLs", "the target cannot hold", "nothing was written", `on_unsupported = "drop"`} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last stderr line %q lacks %q", last, want)
 		}
 	}
-	for _, k := range []string{"h1", "big"} {
-		if n := dst.Do(t, "EXISTS", k); n != int64(0) {
-			t.Errorf("refused: the target holds %s without its field TTLs", k)
-		}
+	if n := dst.Do(t, "DBSIZE"); n != int64(1) || dst.Do(t, "GET", "mine") != "kept" {
+		t.Errorf("refused: the target was written to: DBSIZE %v, keys %v", n, dst.Do(t, "KEYS", "*"))
 	}
 
 	dst.Do(t, "FLUSHALL")
@@ -105,5 +108,67 @@ func TestFieldTTLCommandsIntoOldTarget(t *testing.T) {
 	}
 	if !strings.Contains(out, "; 1 hash field TTLs dropped") {
 		t.Errorf("drop: the summary does not count the dropped field TTL: %q", out)
+	}
+}
+
+// TestFieldTTLSourceIntoOldTarget: a live source that says (INFO keyspace
+// subexpiry, Redis 7.4+) it holds hashes with field TTLs is refused before
+// ferry attaches to it as a replica or writes anything to the target.
+func TestFieldTTLSourceIntoOldTarget(t *testing.T) {
+	dst := redistest.Start(t)
+	var psync atomic.Bool
+	src := newFakePeer(t, func(c *peerConn, args []string) {
+		switch {
+		case strings.EqualFold(args[0], "PSYNC"):
+			psync.Store(true)
+			c.Write([]byte("-ERR not expected\r\n"))
+		case strings.EqualFold(args[0], "INFO") && len(args) > 1 && strings.EqualFold(args[1], "keyspace"):
+			c.Write(resp.AppendBulkString(nil, "# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0,subexpiry=2\r\ndb3:keys=1,expires=0,avg_ttl=0,subexpiry=1\r\n"))
+		default:
+			answer(c, args)
+		}
+	})
+	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--source", "redis://"+src.Addr, "--target", dst.URL(), "--job", "fttl", "-c", jobFile(t, ""))
+	lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if code != exitFailure || !strings.Contains(last, "the source holds 3 hash(es) with per-field TTLs") || !strings.Contains(last, "on_unsupported") {
+		t.Fatalf("exit %d, want %d with a last line counting the hashes\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errs)
+	}
+	if psync.Load() {
+		t.Error("ferry attached to the source (PSYNC) before refusing it")
+	}
+	if n := dst.Do(t, "DBSIZE"); n != int64(0) {
+		t.Errorf("the target was written to: %v", dst.Do(t, "KEYS", "*"))
+	}
+}
+
+// TestFieldTTLsFromNewerSource: a real Redis 7.4+ source into Debian's 7.0.
+// Refused before anything is written (the source's INFO keyspace counts the
+// hashes); with on_unsupported = "drop" migrated, the drops counted, and
+// verify reports them as lost field TTLs. Needs FERRY_REDIS_SERVER_NEW.
+func TestFieldTTLsFromNewerSource(t *testing.T) {
+	src := redistest.StartNewer(t)
+	dst := redistest.Start(t)
+	src.Do(t, "HSET", "h1", "a", "1", "b", "2")
+	src.Do(t, "HPEXPIREAT", "h1", "4102444800000", "FIELDS", "2", "a", "b")
+	src.Do(t, "HSET", "h2", "x", "1")
+	src.Do(t, "HPEXPIRE", "h2", "3600000", "FIELDS", "1", "x")
+	src.Do(t, "SET", "s", "v")
+
+	code, out, errs := ferryRunWithin(t, time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
+	if code != exitFailure || !strings.Contains(errs, "the source holds 2 hash(es) with per-field TTLs") {
+		t.Fatalf("refuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n := dst.Do(t, "DBSIZE"); n != int64(0) {
+		t.Fatalf("refuse: the target was written to: %v", dst.Do(t, "KEYS", "*"))
+	}
+
+	code, out, errs = ferryRunWithin(t, time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, `on_unsupported = "drop"`))
+	if code != exitOK || !strings.Contains(out, "3 hash field TTLs dropped") {
+		t.Fatalf("drop: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = ferryRunWithin(t, time.Minute, "verify", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
+	if code != exitFailure || !strings.Contains(errs, "lost_field_ttl 2") {
+		t.Fatalf("verify: exit %d, want 1 with lost_field_ttl 2\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }

@@ -89,7 +89,7 @@ func StartCluster(t testing.TB, masters, replicasPerMaster int, args ...string) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i], errs[i] = startServer(t, parent, nodeArgs)
+			nodes[i], errs[i] = startServer(t, parent, serverBinary(), nodeArgs)
 		}()
 	}
 	wg.Wait()

@@ -126,7 +126,7 @@ func TestStartManyInParallel(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s, err := startServer(t, t.TempDir(), nil)
+				s, err := startServer(t, t.TempDir(), serverBinary(), nil)
 				if err != nil {
 					t.Error(err)
 					return

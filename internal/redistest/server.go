@@ -12,6 +12,8 @@
 //	FERRY_REDIS_SERVER      redis-server binary (default: redis-server from PATH)
 //	FERRY_REDIS_CLI         redis-cli binary (default: redis-cli from PATH)
 //	FERRY_BINARY            prebuilt ferry binary for FerryBinary (default: go build ./cmd/ferry)
+//	FERRY_REDIS_SERVER_NEW  a Redis 7.4+ (or Valkey 9+) redis-server for StartNewer; tests
+//	                        of features older servers lack skip without it (CI has none)
 package redistest
 
 import (
@@ -92,7 +94,8 @@ type Server struct {
 	PID  int
 	Args []string // full argument list of the current process (defaults merged with the caller's)
 
-	tb testing.TB
+	tb  testing.TB
+	bin string // redis-server binary
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -184,7 +187,23 @@ func checkManaged(args []string) error {
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	Require(t)
-	s, err := startServer(t, t.TempDir(), args)
+	s, err := startServer(t, t.TempDir(), serverBinary(), args)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return s
+}
+
+// StartNewer is Start with the server of FERRY_REDIS_SERVER_NEW: for what
+// only Redis 7.4+ holds (hash field TTLs). Without it the test is skipped:
+// CI runs Debian's 7.0 only; run these by hand against a newer build.
+func StartNewer(t testing.TB, args ...string) *Server {
+	t.Helper()
+	bin := os.Getenv("FERRY_REDIS_SERVER_NEW")
+	if bin == "" {
+		t.Skip("redistest: needs a Redis 7.4+ server: set FERRY_REDIS_SERVER_NEW to its redis-server")
+	}
+	s, err := startServer(t, t.TempDir(), bin, args)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -192,7 +211,7 @@ func Start(t testing.TB, args ...string) *Server {
 }
 
 // startServer is Start without t.Fatal (safe to call from several goroutines).
-func startServer(t testing.TB, parent string, args []string) (*Server, error) {
+func startServer(t testing.TB, parent, bin string, args []string) (*Server, error) {
 	if err := checkManaged(args); err != nil {
 		return nil, err
 	}
@@ -210,7 +229,7 @@ func startServer(t testing.TB, parent string, args []string) (*Server, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t}
+		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t, bin: bin}
 		err = s.launch(userArgs, nil)
 		if err == nil {
 			t.Cleanup(s.cleanup)
@@ -245,7 +264,7 @@ func (s *Server) launch(userArgs []string, certs *Certs) error {
 		"--pidfile", filepath.Join(s.Dir, "redis.pid"),
 		"--daemonize", "no",
 	), userArgs...)
-	cmd := exec.Command(serverBinary(), full...)
+	cmd := exec.Command(s.bin, full...)
 	cmd.Dir = s.Dir
 	// Config errors are printed to stdout/stderr before the logfile is opened.
 	out, err := os.OpenFile(filepath.Join(s.Dir, "redis.stdout"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
@@ -257,7 +276,7 @@ func (s *Server) launch(userArgs []string, certs *Certs) error {
 	cmd.SysProcAttr = sysProcAttr()
 	logStart := logSize(s.Dir)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", serverBinary(), err)
+		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	done := make(chan struct{})
 	s.mu.Lock()

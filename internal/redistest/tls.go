@@ -241,7 +241,7 @@ func startTLS(t testing.TB, parent string, certs *Certs, args []string) (*Server
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t}
+		s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, tb: t, bin: serverBinary()}
 		tlsServers.Store(s, certs)
 		err = s.launch(userArgs, certs)
 		if err == nil {
