@@ -244,3 +244,65 @@ func TestCutoverHookTimeout(t *testing.T) {
 		t.Error("the source stayed paused after the hook timed out")
 	}
 }
+
+// TestStopDuringCutoverWait: a stop while the source is paused and the
+// cutover waits for a target that has stopped answering. The job ends
+// within StopTimeout (plus a margin for a loaded machine), as a failure,
+// and the source is unpaused at once, not when cutover_pause_max runs out.
+func TestStopDuringCutoverWait(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	px := redistest.NewProxy(t, dst.Addr)
+	sc := src.Client(t)
+	lctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	runLoadOpts(lctx, t, sc, true)
+
+	co := &Cutover{PauseMax: 60 * time.Second}
+	paused := make(chan struct{})
+	co.paused = func() {
+		// The cutover then waits on the target: for the writes the load
+		// made just before the pause, and for a round trip on every
+		// connection, neither of which a frozen target gives.
+		px.Freeze()
+		close(paused)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const stopTimeout = 2 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Conf: testConf(t, src.URL(), px.URL()), Migrate: true, Cutover: co,
+			Log: testLog(t), StopTimeout: stopTimeout})
+		done <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-done:
+		t.Fatalf("migrate ended before the cutover paused the source: %v", err)
+	case <-time.After(90 * time.Second):
+		t.Fatal("the cutover never paused the source")
+	}
+	stopLoad()
+	time.Sleep(200 * time.Millisecond) // into the wait
+	start := time.Now()
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(stopTimeout + 10*time.Second):
+		t.Fatalf("still running %s after the stop (stop_timeout %s)", time.Since(start), stopTimeout)
+	}
+	took := time.Since(start)
+	if took > stopTimeout+5*time.Second {
+		t.Errorf("stopped after %s with stop_timeout %s", took, stopTimeout)
+	}
+	if err == nil {
+		t.Fatal("a migrate stopped during its cutover reported success")
+	}
+	t.Logf("stopped in %s: %v", took.Round(time.Millisecond), err)
+	if !writable(t, src, time.Second) {
+		t.Error("the source stayed paused after the stop")
+	}
+}
