@@ -150,7 +150,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 			return fmt.Errorf("CLIENT PAUSE on source %s: %w", d.Addr, err)
 		}
 		paused = append(paused, c)
-		j.log.Info().Str("source", d.Addr).Dur("max", co.PauseMax).Msg("cutover: source paused for writes")
+		j.log.Info().Str("source", d.Addr).Float64("max_s", co.PauseMax.Seconds()).Msg("cutover: source paused for writes")
 	}
 	if co.paused != nil {
 		co.paused()
@@ -216,7 +216,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		return fmt.Errorf("a connection dropped during the cutover")
 	}
 	rep := CutoverReport{Offsets: offsets, Wait: time.Since(start), Paused: start, Until: until}
-	j.log.Info().Ints64("offsets", offsets).Dur("wait", rep.Wait).Time("paused_until", until).Msg("cutover ready: the target holds everything the source has")
+	j.log.Info().Ints64("offsets", offsets).Float64("wait_s", rep.Wait.Round(time.Millisecond).Seconds()).Time("paused_until", until).Msg("cutover ready: the target holds everything the source has")
 	if co.Ready != nil {
 		co.Ready(rep)
 	}

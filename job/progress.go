@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/status"
 )
 
 func newCtl(o dial.Options) *redis.Client {
@@ -115,7 +116,7 @@ func (j *job) progress(ctx context.Context) error {
 			ev := j.log.Info().Str("phase", st.Phase).Float64("ops_per_s", round1(rate)).
 				Int64("keys", st.Keys).Int64("commands", st.Commands)
 			if st.Phase == "rdb" || st.Phase == "import" {
-				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", bytesHuman(st.RDBParsed), bytesHuman(st.RDBSize)))
+				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", status.Bytes(st.RDBParsed), status.Bytes(st.RDBSize)))
 			}
 			if scanTotal > 0 {
 				pct := min(100, 100*float64(scanned)/float64(scanTotal))
@@ -141,17 +142,3 @@ func (j *job) progress(ctx context.Context) error {
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
 
 func sinceSeconds(t time.Time) float64 { return time.Since(t).Seconds() }
-
-func bytesHuman(n int64) string {
-	switch {
-	case n < 0:
-		return "?"
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2fGB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
-}

@@ -80,6 +80,9 @@ func TestTargetRefusesCommand(t *testing.T) {
 			redistest.WaitFor(t, 10*time.Second, func() bool {
 				return dst.Client(t).Get(context.Background(), "after").Val() == "1"
 			}, "the write after the refused one")
+			// The target applies the flight before ferry reads its reply:
+			// the count follows the reply.
+			redistest.WaitFor(t, 10*time.Second, func() bool { return state().Writers[0].Stats.Skipped >= 1 }, "the skip counted")
 			if n := state().Writers[0].Stats.Skipped; n != 1 {
 				t.Errorf("skipped = %d", n)
 			}

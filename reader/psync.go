@@ -204,7 +204,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
 		if wasDown {
-			p.cfg.Log.Debug().Err(err).Dur("retry_in", d).Msg("source still unreachable")
+			p.cfg.Log.Debug().Err(err).Float64("retry_in_s", d.Round(time.Millisecond).Seconds()).Msg("source still unreachable")
 		} else {
 			p.cfg.Log.Warn().Err(err).Int64("offset", p.offset).Msg("source link lost; reconnecting")
 		}
@@ -288,7 +288,7 @@ func (p *PSync) link(ctx context.Context) error {
 	var downSince time.Time
 	p.update(func(s *Stats) { downSince, s.DownSince = s.DownSince, time.Time{} })
 	if !downSince.IsZero() {
-		p.cfg.Log.Info().Dur("down_for", time.Since(downSince).Round(time.Millisecond)).Msg("source link back up")
+		p.cfg.Log.Info().Float64("down_for_s", time.Since(downSince).Round(time.Millisecond).Seconds()).Msg("source link back up")
 	}
 	switch {
 	case strings.HasPrefix(line, "+FULLRESYNC"):
@@ -418,7 +418,14 @@ func (p *PSync) readLine(c *resp.Conn) (string, error) {
 // EOF mark.
 func (p *PSync) snapshot(c *resp.Conn) error {
 	addr := p.cfg.Dial.Addr
+	// Nothing arrives until the source has its snapshot under way: say
+	// what the wait is if it lasts (a diskless source waits
+	// repl-diskless-sync-delay, 5 s by default, for more replicas).
+	said := time.AfterFunc(time.Second, func() {
+		p.cfg.Log.Info().Msg("waiting for the source's snapshot: it is forking its BGSAVE or, with repl-diskless-sync, waiting repl-diskless-sync-delay (5 s by default) for other replicas")
+	})
 	hdr, err := p.readLine(c)
+	said.Stop()
 	if err != nil {
 		return fmt.Errorf("psync %s: waiting for the snapshot: %w", addr, err)
 	}

@@ -148,7 +148,7 @@ func (s *Scan) Run(ctx context.Context, _ Start) error {
 				fmt.Errorf("unreachable for %s, giving up (retry_timeout): %w", time.Since(downSince).Round(time.Second), err))}
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
-		s.cfg.Log.Warn().Err(err).Dur("retry_in", d).Msg("scan source: notifications may have been lost; a new pass follows")
+		s.cfg.Log.Warn().Err(err).Float64("retry_in_s", d.Round(time.Millisecond).Seconds()).Msg("scan source: notifications may have been lost; a new pass follows")
 		select {
 		case <-ctx.Done():
 			return nil

@@ -124,12 +124,12 @@ func snapshotBytes(j Job) (total, received, applied int64) {
 // FormatProgress renders one progress line for j's snapshot, given the
 // rate at which its bytes are applied (bytes per second, 0 = unknown):
 //
-//	[#########-----      ]  45% 1.17GB/2.60GB  1.23M keys  52.3MB/s  ETA 27s
+//	[#########-----      ]  45% 1.17GiB/2.60GiB  1.23M keys  52.3MiB/s  ETA 27s
 //
 // '#' is applied, '-' received and not yet applied. With an unknown total
 // (a diskless transfer) there is no bar and no ETA:
 //
-//	1.17GB applied, 1.40GB received  1.23M keys  52.3MB/s
+//	1.17GiB applied, 1.40GiB received  1.23M keys  52.3MiB/s
 //
 // Before any snapshot byte arrives it is the phase ("waiting-bgsave...").
 func FormatProgress(j Job, rate float64) string {
@@ -144,13 +144,13 @@ func FormatProgress(j Job, rate float64) string {
 		na := int(fa * barWidth)
 		nr := int(fr*barWidth) - na
 		b.WriteString("[" + strings.Repeat("#", na) + strings.Repeat("-", nr) + strings.Repeat(" ", barWidth-na-nr) + "]")
-		fmt.Fprintf(&b, " %3d%% %s/%s", int(fa*100), bytesHuman(applied), bytesHuman(total))
+		fmt.Fprintf(&b, " %3d%% %s/%s", int(fa*100), Bytes(applied), Bytes(total))
 	} else {
-		fmt.Fprintf(&b, "%s applied, %s received", bytesHuman(applied), bytesHuman(recv))
+		fmt.Fprintf(&b, "%s applied, %s received", Bytes(applied), Bytes(recv))
 	}
 	fmt.Fprintf(&b, "  %s keys", countHuman(j.KeysWritten))
 	if rate > 0 {
-		fmt.Fprintf(&b, "  %s/s", bytesHuman(int64(rate)))
+		fmt.Fprintf(&b, "  %s/s", Bytes(int64(rate)))
 	}
 	if total > 0 && applied < total {
 		if rate > 0 {
@@ -162,9 +162,11 @@ func FormatProgress(j Job, rate float64) string {
 	return b.String()
 }
 
-// bytesHuman formats a byte count in binary units with three significant
-// digits: "512B", "1.50KB", "12.3MB", "117MB", "0.98GB"; "?" when negative.
-func bytesHuman(n int64) string {
+// Bytes formats a byte count in binary units, named as such (the config's
+// sizes say KB for 1000 and KiB for 1024; so does the output), with three
+// significant digits: "512B", "1.50KiB", "12.3MiB", "117MiB", "0.98GiB";
+// "?" when negative.
+func Bytes(n int64) string {
 	if n < 0 {
 		return "?"
 	}
@@ -173,7 +175,7 @@ func bytesHuman(n int64) string {
 	}
 	v := float64(n)
 	unit := ""
-	for _, u := range []string{"KB", "MB", "GB", "TB", "PB"} {
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
 		v /= 1024
 		unit = u
 		if v < 999.5 {

@@ -21,21 +21,21 @@ func TestFormatProgress(t *testing.T) {
 		want string
 	}{
 		{"start", rdbJob(2600*mb, 0, 0, 0), 0,
-			"[                    ]   0% 0B/2.54GB  0 keys  ETA ?"},
+			"[                    ]   0% 0B/2.54GiB  0 keys  ETA ?"},
 		{"half", rdbJob(200*mb, 120*mb, 100*mb, 1234567), 10 * mb,
-			"[##########--        ]  50% 100MB/200MB  1.23M keys  10.0MB/s  ETA 10s"},
+			"[##########--        ]  50% 100MiB/200MiB  1.23M keys  10.0MiB/s  ETA 10s"},
 		{"minutes", rdbJob(3<<30, 1<<30, 1<<30, 9999), 5 * mb,
-			"[######              ]  33% 1.00GB/3.00GB  9999 keys  5.00MB/s  ETA 6m50s"},
+			"[######              ]  33% 1.00GiB/3.00GiB  9999 keys  5.00MiB/s  ETA 6m50s"},
 		{"hours", rdbJob(100<<30, 0, 0, 12345), 1 * mb,
-			"[                    ]   0% 0B/100GB  12.3k keys  1.00MB/s  ETA 28h26m"},
+			"[                    ]   0% 0B/100GiB  12.3k keys  1.00MiB/s  ETA 28h26m"},
 		{"forever", rdbJob(1<<40, 0, 0, 0), 1,
-			"[                    ]   0% 0B/1.00TB  0 keys  1B/s  ETA >99h"},
+			"[                    ]   0% 0B/1.00TiB  0 keys  1B/s  ETA >99h"},
 		{"complete", rdbJob(1000, 1000, 1000, 3), 500,
 			"[####################] 100% 1000B/1000B  3 keys  500B/s"},
 		{"received beyond total", rdbJob(1000, 1500, 900, 3), 0,
 			"[##################--]  90% 900B/1000B  3 keys  ETA ?"},
 		{"diskless", rdbJob(-1, 1536, 1024, 7), 2048,
-			"1.00KB applied, 1.50KB received  7 keys  2.00KB/s"},
+			"1.00KiB applied, 1.50KiB received  7 keys  2.00KiB/s"},
 		{"diskless no rate", rdbJob(-1, 0, 0, 0), 0,
 			"0B applied, 0B received  0 keys"},
 		{"waiting", Job{Phase: "waiting-bgsave", Shards: []Shard{{RDBBytesTotal: -1}}}, 0,
@@ -70,10 +70,10 @@ func TestFormatProgressWidth(t *testing.T) {
 	}
 }
 
-func TestBytesHuman(t *testing.T) {
-	for n, want := range map[int64]string{-1: "?", 0: "0B", 1023: "1023B", 1024: "1.00KB", 1536: "1.50KB", 5 << 20: "5.00MB", 117 << 20: "117MB", 1000 << 20: "0.98GB", 1023 << 20: "1.00GB", 3 << 30: "3.00GB", 2 << 40: "2.00TB"} {
-		if got := bytesHuman(n); got != want {
-			t.Errorf("bytesHuman(%d) = %q, want %q", n, got, want)
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{-1: "?", 0: "0B", 1023: "1023B", 1024: "1.00KiB", 1536: "1.50KiB", 5 << 20: "5.00MiB", 117 << 20: "117MiB", 1000 << 20: "0.98GiB", 1023 << 20: "1.00GiB", 3 << 30: "3.00GiB", 2 << 40: "2.00TiB"} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

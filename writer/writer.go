@@ -502,7 +502,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		err := w.session(ctx)
 		established := w.connected.Swap(false)
 		if errors.Is(err, errRetire) {
-			w.log.Info().Dur("age", time.Since(start)).Msg("connection retired by max_conn_age; reconnecting")
+			w.log.Info().Float64("age_s", time.Since(start).Round(time.Millisecond).Seconds()).Msg("connection retired by max_conn_age; reconnecting")
 			w.reconnects.Add(1)
 			continue
 		}
@@ -744,7 +744,7 @@ func (w *Writer) session(ctx context.Context) error {
 	if errors.Is(terr, keepalive.ErrForbidden) {
 		timeout = -1
 		w.warned.Do(func() {
-			w.log.Info().Dur("interval", w.cfg.KeepaliveFallback).Msg("CONFIG GET timeout is not permitted on the target; keepalive uses keepalive_interval")
+			w.log.Info().Float64("interval_s", w.cfg.KeepaliveFallback.Seconds()).Msg("CONFIG GET timeout is not permitted on the target; keepalive uses keepalive_interval")
 		})
 	}
 	interval := keepalive.Interval(timeout, w.cfg.KeepaliveFallback)
@@ -769,7 +769,7 @@ func (w *Writer) session(ctx context.Context) error {
 	w.born.Store(time.Now().UnixNano())
 	w.connected.Store(true)
 	if down := w.downSince.Swap(0); down != 0 {
-		w.log.Info().Dur("down_for", time.Since(time.Unix(0, down)).Round(time.Millisecond)).Msg("target connection back up")
+		w.log.Info().Float64("down_for_s", time.Since(time.Unix(0, down)).Round(time.Millisecond).Seconds()).Msg("target connection back up")
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

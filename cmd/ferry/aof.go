@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/status"
 )
 
 // applyAOF applies --aof: like --rdb, it replaces a live source (and an
@@ -28,7 +29,7 @@ func aofSummary(sum job.Summary) string {
 	secs := sum.Elapsed.Seconds()
 	s := "imported "
 	if sum.RDBBytes > 0 { // the AOF's base is an RDB
-		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, human(sum.RDBBytes))
+		s += fmt.Sprintf("%d keys (%s of RDB) and ", sum.Keys, status.Bytes(sum.RDBBytes))
 	}
 	s += fmt.Sprintf("%d commands from the AOF in %.1f s%s", sum.Commands, secs, emptyNote(sum)+skippedNote(sum)+fieldTTLNote(sum))
 	if tr := sum.AOFTruncated; tr != nil {

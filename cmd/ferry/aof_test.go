@@ -107,7 +107,7 @@ func aofFiles(t *testing.T, dir string) (base, incr string) {
 }
 
 // aofSummaryRE: [1] keys (with an RDB base), [2] commands.
-var aofSummaryRE = regexp.MustCompile(`^imported (?:(\d+) keys \(\d+(?:\.\d)? (?:B|KB|MB|GB) of RDB\) and )?(\d+) commands from the AOF in \d+\.\d s(?:;.*)?\n$`)
+var aofSummaryRE = regexp.MustCompile(`^imported (?:(\d+) keys \(\d+(?:\.\d+)?(?:B|KiB|MiB|GiB|TiB) of RDB\) and )?(\d+) commands from the AOF in \d+\.\d s(?:;.*)?\n$`)
 
 func importAOF(t *testing.T, path, target, extra string) (int, string, string) {
 	t.Helper()

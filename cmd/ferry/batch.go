@@ -224,12 +224,12 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 	if err != nil {
 		r.outcome, r.reason = "failed", oneLine(err.Error())
 		js.finish(status.PhaseFailed, err)
-		log.Error().Err(err).Str("elapsed", r.elapsed.Round(time.Millisecond).String()).Msg("job failed")
+		log.Error().Err(err).Float64("elapsed_s", r.elapsed.Round(time.Millisecond).Seconds()).Msg("job failed")
 		return r
 	}
 	r.outcome = "ok"
 	js.finish(phaseDone, nil)
-	log.Info().Int64("keys", r.keys).Str("elapsed", r.elapsed.Round(time.Millisecond).String()).Msg("job finished")
+	log.Info().Int64("keys", r.keys).Float64("elapsed_s", r.elapsed.Round(time.Millisecond).Seconds()).Msg("job finished")
 	return r
 }
 

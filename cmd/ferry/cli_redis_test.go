@@ -200,7 +200,7 @@ func assertImported(t *testing.T, src, dst *redistest.Server, job, stale string)
 	}
 }
 
-var summaryRE = regexp.MustCompile(`^imported (\d+) keys \(\d+(\.\d)? (B|KB|MB|GB) of RDB\) in \d+\.\d s: \d+ keys/s\n$`)
+var summaryRE = regexp.MustCompile(`^imported (\d+) keys \(\d+(\.\d+)?(B|KiB|MiB|GiB|TiB) of RDB\) in \d+\.\d s: \d+ keys/s\n$`)
 
 // TestImportRDB: a successful import prints one summary line on stdout,
 // exits 0, leaves the target equal to the source and removes its marker.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -355,16 +356,23 @@ func baseLogger(levelName, format string, stderr io.Writer) (zerolog.Logger, *co
 	if format == "console" {
 		w = zerolog.ConsoleWriter{Out: con, TimeFormat: time.TimeOnly, NoColor: !isTerminal(stderr)}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), con
+	return zerolog.New(w).Level(level).Hook(msTime{}), con
 }
 
+// msTime stamps each line with the time to the millisecond (RFC 3339, UTC):
+// zerolog's own Timestamp has whole seconds unless a package-wide setting
+// is changed, and two lines of one second must still be told apart.
+type msTime struct{}
+
+func (msTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+}
+
+// isTerminal: a character device is not enough (/dev/null is one); the
+// terminal ioctl decides.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 func cmdSync(args []string, stdout, stderr io.Writer, migrate bool) error {
@@ -446,7 +454,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		fmt.Fprint(stdout, aofSummary(sum))
 	case jc.RDB != "":
 		fmt.Fprintf(stdout, "imported %d keys (%s of RDB) in %.1f s: %.0f keys/s%s%s\n",
-			sum.Keys, human(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), emptyNote(sum), skipped)
+			sum.Keys, status.Bytes(sum.RDBBytes), secs, float64(sum.Keys)/max(secs, 1e-3), emptyNote(sum), skipped)
 	case migrate:
 		fmt.Fprintf(stdout, "migrated %d keys and %d commands in %.1f s; target caught up at offset %d (lag %d bytes)%s\n",
 			sum.Keys, sum.Commands, secs, sum.Applied.Offset, sum.Lag, skipped)
@@ -607,18 +615,6 @@ func (redisLog) Printf(_ context.Context, format string, v ...any) {
 	if l := redisLogger.Load(); l != nil {
 		l.Debug().Msgf("go-redis: "+format, v...)
 	}
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // cutoverFlags are migrate's cutover options.

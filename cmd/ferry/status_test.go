@@ -360,7 +360,7 @@ func TestProgressBar(t *testing.T) {
 	if !strings.HasSuffix(second, "\r\x1b[Ksnapshot applied\n") {
 		t.Errorf("a bar wiped by a log line was drawn again:\n%q", second)
 	}
-	for _, w := range []string{"\r[##########----------]  50% 512KB/1.00MB  1234 keys", "\r\x1b[Ka log line\n", "100% 1.00MB/1.00MB"} {
+	for _, w := range []string{"\r[##########----------]  50% 512KiB/1.00MiB  1234 keys", "\r\x1b[Ka log line\n", "100% 1.00MiB/1.00MiB"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%q", w, out)
 		}
@@ -371,7 +371,7 @@ func TestProgressBar(t *testing.T) {
 	if !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 2 {
 		t.Errorf("want the log line and the ended bar, 2 newlines:\n%q", out)
 	}
-	if !regexp.MustCompile(`100% 1\.00MB/1\.00MB  1234 keys[^\r]*\n$`).MatchString(out) {
+	if !regexp.MustCompile(`100% 1\.00MiB/1\.00MiB  1234 keys[^\r]*\n$`).MatchString(out) {
 		t.Errorf("the bar does not end at 100%% with a newline:\n%q", out)
 	}
 }
