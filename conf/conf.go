@@ -54,7 +54,10 @@ const (
 // Job is one source→target job, with every setting typed. Its zero value is
 // not useful: start from Default() or LoadJob.
 type Job struct {
-	Name string // key "job" (in a batch file "name"); [a-zA-Z0-9_.-]{1,64}
+	Name string // key "name" (in a single-job file also "job", its old spelling); [a-zA-Z0-9_.-]{1,64}
+	// Warnings are what loading the file found worth saying but not
+	// refusing (an old spelling of a key); not a setting.
+	Warnings []string
 	// Mode is "", migrate, sync or verify. A single-job file has no mode
 	// key: the CLI sets it from the command before Validate. Batch files set
 	// it per job with "mode".

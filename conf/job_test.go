@@ -497,7 +497,7 @@ func TestExample(t *testing.T) {
 
 // String is TOML that LoadJob reads back to the same job.
 func TestStringRoundTrip(t *testing.T) {
-	j := mustLoad(t, `job = "rt"
+	j := mustLoad(t, `name = "rt"
 data_dir = "d \"quoted\" \\ dir"
 target_nonempty = "flush"
 restore = "never"

@@ -41,6 +41,7 @@ func ParseJob(data []byte, name string) (Job, error) {
 	if err := d.result(); err != nil {
 		return Job{}, err
 	}
+	j.Warnings = d.warnings
 	if err := j.validate(false); err != nil {
 		return Job{}, err
 	}
@@ -110,8 +111,8 @@ func ParseBatch(data []byte, name string) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	if _, ok := m["job"].(string); ok {
-		return Batch{}, errf(name, "this is a single-job file (job = \"...\"), not a batch file with [[job]] tables: run it with ferry sync|migrate|verify -c")
+	if _, ok := m["job"].(string); ok || m["name"] != nil {
+		return Batch{}, errf(name, "this is a single-job file (name = \"...\" at the top), not a batch file with [[job]] tables: run it with ferry sync|migrate|verify -c")
 	}
 	d := &decoder{file: name}
 	b := Batch{MaxParallel: DefaultMaxParallel}
@@ -281,9 +282,10 @@ func keysOf(m map[string]any) []string {
 // errors. Unknown keys are reported before other errors (a typo explains
 // the rest).
 type decoder struct {
-	file    string
-	unknown []error
-	errs    []error
+	file     string
+	unknown  []error
+	errs     []error
+	warnings []string // deprecated spellings: read, and said
 }
 
 func (d *decoder) result() error {
@@ -613,15 +615,23 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	}
 	switch o.nameKey {
 	case "job":
-		t.str("job", &j.Name)
-		t.hints["name"] = `did you mean job? In a single-job file the name is job = "..."`
+		// name, as in batch files; job is how single-job files spelled it
+		// before: still read, with a warning.
+		t.str("name", &j.Name)
+		if _, old := m["job"].(string); old {
+			if _, both := m["name"]; both {
+				t.fail("job", `the job's name is set twice: keep name = "..." (job is its old spelling)`)
+			}
+			t.str("job", &j.Name)
+			d.warnings = append(d.warnings, fmt.Sprintf(`%s: job = "..." is the old spelling of the job's name: write name = "..." (as in batch files); job still works`, d.file))
+		}
 		t.hints["mode"] = "a single-job file has no mode: the command (ferry migrate, sync, verify) gives it; mode is for [[job]] tables of a batch file run by ferry run"
 		for _, k := range []string{"max_parallel", "fail_fast", "defaults"} {
 			t.hints[k] = "a batch-file key: batch files are run by ferry run"
 		}
 	case "name":
 		t.str("name", &j.Name)
-		t.hints["job"] = `in a [[job]] table the job's name is name = "..."`
+		t.hints["job"] = `the job's name is name = "..."`
 	default:
 		t.hints["name"] = `a name belongs in each [[job]], not in [defaults]`
 		t.hints["job"] = t.hints["name"]

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -22,7 +23,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"job key typo under [target]", "[target]\naddr = \"t\"\ntaget_nonempty = \"flush\"", `unknown key "target.taget_nonempty" (target_nonempty is a job setting, not part of [target]: put it above the first [table] header)`},
 		{"job key under [filter]", "[filter]\nrestore = \"auto\"", `(restore is a job setting, not part of [filter]`},
 		{"read_from on target", "[target]\naddr = \"t\"\nread_from = \"replica\"", `unknown key "target.read_from" (read_from applies only to the source)`},
-		{"name", "name = \"orders\"", `unknown key "name" (did you mean job? In a single-job file the name is job = "...")`},
+		{"name twice", "name = \"orders\"\njob = \"orders\"", `config: job: the job's name is set twice: keep name = "..." (job is its old spelling)`},
 		{"mode", "mode = \"sync\"", `unknown key "mode" (a single-job file has no mode: the command (ferry migrate, sync, verify) gives it; mode is for [[job]] tables of a batch file run by ferry run)`},
 		{"batch key", "fail_fast = true", `unknown key "fail_fast" (a batch-file key: batch files are run by ferry run)`},
 		{"tls shorthand key", "[source]\naddr = \"s\"\nca_file = \"x\"", `unknown key "source.ca_file"`},
@@ -92,4 +93,17 @@ func TestLoadJobFile(t *testing.T) {
 	b := writeFile(t, dir, "jobs.toml", "[[job]]\nname = \"a\"\n")
 	_, err = LoadJob(b)
 	wantErr(t, err, "config: "+b+": this is a batch file ([[job]] tables, [defaults], max_parallel): run it with ferry run -c")
+}
+
+// TestJobNameSpellings: name = "..." as in batch files; job = "...", the
+// old spelling of single-job files, still read, with a warning.
+func TestJobNameSpellings(t *testing.T) {
+	j, err := ParseJob([]byte("name = \"orders\"\n"), "job.toml")
+	if err != nil || j.Name != "orders" || len(j.Warnings) != 0 {
+		t.Fatalf("name: %+v %v", j.Warnings, err)
+	}
+	j, err = ParseJob([]byte("job = \"orders\"\n"), "job.toml")
+	if err != nil || j.Name != "orders" || len(j.Warnings) != 1 || !strings.Contains(j.Warnings[0], `job.toml: job = "..." is the old spelling of the job's name: write name = "..."`) {
+		t.Fatalf("job: %q %v", j.Warnings, err)
+	}
 }

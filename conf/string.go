@@ -20,7 +20,7 @@ func (j Job) String() string {
 	if j.Mode != "" {
 		fmt.Fprintf(&b, "# mode: %s\n", j.Mode)
 	}
-	w("job", quote(j.Name))
+	w("name", quote(j.Name))
 	w("data_dir", quote(j.DataDir))
 	w("rdb", quote(j.RDB))
 	if j.AOF != "" {

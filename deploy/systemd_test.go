@@ -87,7 +87,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := filepath.Join(dir, "orders.toml")
-	if err := os.WriteFile(job, []byte("job = \"other\"\ntarget = \"redis://10.0.0.2:6379\"\nrdb = \""+rdb+"\"\nstatus_addr = \"127.0.0.1:9200\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(job, []byte("name = \"other\"\ntarget = \"redis://10.0.0.2:6379\"\nrdb = \""+rdb+"\"\nstatus_addr = \"127.0.0.1:9200\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	expand := func(s string) string {
@@ -101,7 +101,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	}
 	out, err := cmd.CombinedOutput()
-	for _, w := range []string{`job = "orders"`, `data_dir = "` + filepath.Join(dir, "state", "ferry") + `"`, `log_format = "json"`} {
+	for _, w := range []string{`name = "orders"`, `data_dir = "` + filepath.Join(dir, "state", "ferry") + `"`, `log_format = "json"`} {
 		if err != nil || !strings.Contains(string(out), w) {
 			t.Errorf("ferry config check with the unit's environment: %v, want %q in\n%s", err, w, out)
 		}

@@ -277,7 +277,7 @@ func TestConfigCheckBatch(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	for _, want := range []string{"# [[job]] alpha (mode migrate)\n", "# [[job]] check (mode verify)\n", `job = "alpha"`, `job = "check"`} {
+	for _, want := range []string{"# [[job]] alpha (mode migrate)\n", "# [[job]] check (mode verify)\n", `name = "alpha"`, `name = "check"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -241,7 +241,7 @@ func TestConfigCheck(t *testing.T) {
 	pwFile := writeFile(t, dir, "pw", "file-Pa55wd\n")
 	rdbFile := writeFile(t, dir, "dump.rdb", "REDIS0011")
 	t.Setenv("FERRY_TEST_TARGET_PW", "env-Pa55wd")
-	p := writeFile(t, dir, "job.toml", `job = "orders"
+	p := writeFile(t, dir, "job.toml", `name = "orders"
 restore = "never"
 batch_max_bytes = "2MiB"
 [source]
@@ -255,7 +255,7 @@ password = "${FERRY_TEST_TARGET_PW}"
 		t.Fatalf("exit %d\nstderr:\n%s", code, errs)
 	}
 	checkClean(t, out)
-	for _, w := range []string{`job = "orders"`, `restore = "never"`, `batch_max_bytes = "2MiB"`, `fence = "multi"`,
+	for _, w := range []string{`name = "orders"`, `restore = "never"`, `batch_max_bytes = "2MiB"`, `fence = "multi"`,
 		`addr = "redis://app:***@127.0.0.1:6379"`, `password = "***"`, `target_nonempty = "refuse"`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("config check output lacks %q:\n%s", w, out)
@@ -270,7 +270,7 @@ password = "${FERRY_TEST_TARGET_PW}"
 		t.Fatalf("exit %d\nstderr:\n%s", code, errs)
 	}
 	checkClean(t, out, errs)
-	for _, w := range []string{`job = "imp"`, `addr = "redis://:***@127.0.0.1:7000"`, `addr = "127.0.0.1:7001"`, "# password: from password_file"} {
+	for _, w := range []string{`name = "imp"`, `addr = "redis://:***@127.0.0.1:7000"`, `addr = "127.0.0.1:7001"`, "# password: from password_file"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("config check output lacks %q:\n%s", w, out)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +25,18 @@ func TestConfigCheckSameAsSync(t *testing.T) {
 		if lines[0] != lines[1] || lines[1] != lines[2] {
 			t.Errorf("%s with a /db: config check, sync and migrate say different things:\n%q", c.key, lines)
 		}
+	}
+}
+
+// TestConfigCheckOldNameKey: job = "..." (the old spelling of name) is
+// still read, with one warning line that says what to write instead.
+func TestConfigCheckOldNameKey(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "old.toml", "job = \"old\"\n[source]\naddr = \"redis://127.0.0.1:6391\"\n[target]\naddr = \"redis://127.0.0.1:6390\"\n")
+	code, out, errs := ferryRun("config", "check", "-c", p)
+	if code != exitOK || !strings.Contains(out, `name = "old"`) {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, `ferry: warning: `) || !strings.Contains(errs, `write name = "..."`) {
+		t.Errorf("want one warning line about the old spelling, got:\n%s", errs)
 	}
 }

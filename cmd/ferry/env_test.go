@@ -65,7 +65,7 @@ func TestEnvPrecedence(t *testing.T) {
 		flag, key             string
 		file, env, arg, deflt string // values; key = value lines as config check prints them
 	}{
-		{"job", "job", "from-file", "from-env", "from-arg", "default"},
+		{"job", "name", "from-file", "from-env", "from-arg", "default"},
 		{"log-level", "log_level", "warn", "error", "debug", "info"},
 		{"log-format", "log_format", "console", "json", "console", "auto"},
 		{"data-dir", "data_dir", "/d/file", "/d/env", "/d/arg", "ferry-data"},

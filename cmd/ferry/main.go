@@ -261,6 +261,7 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 		if j, err = conf.LoadJob(f.config); err != nil {
 			return conf.Job{}, usageError{err}
 		}
+		f.warnings = append(f.warnings, j.Warnings...)
 	}
 	if f.source != "" {
 		j.Source.Addr = f.source
