@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
 )
@@ -78,14 +79,15 @@ func (j *job) sourceFieldTTLHashes(ctx context.Context, src *source) int64 {
 		if err != nil {
 			continue
 		}
-		n += keyspaceSubexpiry(info)
+		n += keyspaceSum(info, "subexpiry")
 	}
 	return n
 }
 
-// keyspaceSubexpiry sums the subexpiry= fields of an INFO keyspace reply
-// ("db0:keys=3,expires=0,avg_ttl=0,subexpiry=2").
-func keyspaceSubexpiry(info string) int64 {
+// keyspaceSum sums one field over the dbs of an INFO keyspace reply
+// ("db0:keys=3,expires=0,avg_ttl=0,subexpiry=2"): keys, or subexpiry
+// (Redis 7.4+: hashes with field TTLs).
+func keyspaceSum(info, field string) int64 {
 	var n int64
 	for _, line := range strings.Split(info, "\n") {
 		_, kv, ok := strings.Cut(strings.TrimSpace(line), ":")
@@ -93,7 +95,7 @@ func keyspaceSubexpiry(info string) int64 {
 			continue
 		}
 		for _, f := range strings.Split(kv, ",") {
-			if v, ok := strings.CutPrefix(f, "subexpiry="); ok {
+			if v, ok := strings.CutPrefix(f, field+"="); ok {
 				if x, err := strconv.ParseInt(v, 10, 64); err == nil {
 					n += x
 				}
@@ -101,6 +103,18 @@ func keyspaceSubexpiry(info string) int64 {
 		}
 	}
 	return n
+}
+
+// sourceKeys is a source server's key count over its dbs, -1 when it
+// cannot be asked: the estimate behind a diskless snapshot's percentage.
+func sourceKeys(ctx context.Context, o dial.Options) int64 {
+	c := newCtl(o)
+	defer c.Close()
+	info, err := c.Info(ctx, "keyspace").Result()
+	if err != nil {
+		return -1
+	}
+	return keyspaceSum(info, "keys")
 }
 
 // rdbFieldTTLHashes counts the hashes with per-field TTLs in an RDB file.

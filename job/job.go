@@ -78,6 +78,7 @@ type ShardState struct {
 	AppliedOffset int64
 	LagBytes      int64
 	LagSeconds    float64
+	ExpectKeys    int64 // the source's key count when the attempt began; -1 unknown
 }
 
 // WriterState is one writer's state.
@@ -330,7 +331,7 @@ func (j *job) state() State {
 		if s.ps == nil {
 			continue
 		}
-		sh := ShardState{Name: s.sh.name, Reader: s.ps.Stats()}
+		sh := ShardState{Name: s.sh.name, Reader: s.ps.Stats(), ExpectKeys: s.expectKeys.Load()}
 		sh.Addr = sh.Reader.Addr
 		if s.sp != nil {
 			sh.Spool = s.sp.Stats()
@@ -602,6 +603,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 	}
 	s := &stream{j: j, i: i, sh: sh, live: make(chan struct{}), sweep: found || j.rewound}
 	s.rdbSize.Store(-1)
+	s.expectKeys.Store(sourceKeys(ctx, d))
 	s.app = j.newApplier(i, tgt)
 	if found {
 		id, id2, _, err := replIDs(ctx, d)

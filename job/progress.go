@@ -117,6 +117,11 @@ func (j *job) progress(ctx context.Context) error {
 				Int64("keys", st.Keys).Int64("commands", st.Commands)
 			if st.Phase == "rdb" || st.Phase == "import" {
 				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", status.Bytes(st.RDBParsed), status.Bytes(st.RDBSize)))
+				if exp := status.ExpectedKeys(st.Status("", "")); st.RDBSize < 0 && exp > 0 {
+					// Diskless: the size comes at the end; the source's
+					// key count gives an estimate.
+					ev = ev.Str("snapshot_estimate", fmt.Sprintf("~%.0f%% of %d keys", min(100, 100*float64(st.Keys)/float64(exp)), exp))
+				}
 			}
 			if scanTotal > 0 {
 				pct := min(100, 100*float64(scanned)/float64(scanTotal))

@@ -36,6 +36,7 @@ func (s State) Status(name, mode string) status.Job {
 			RDBBytesTotal:    r.RDBSize,
 			RDBBytesReceived: r.RDBReceived,
 			RDBBytesApplied:  s.RDBParsed,
+			SourceKeys:       sh.ExpectKeys,
 			FullSyncs:        r.FullSyncs,
 			PartialSyncs:     r.PartialSyncs,
 			Reconnects:       r.Reconnects,

@@ -38,6 +38,10 @@ type stream struct {
 	processed atomic.Int64 // offset of the last stream command the applier took
 	procNote  notifier     // processed moved
 	phase     atomic.Pointer[string]
+	// expectKeys is the source's key count when the attempt began (-1
+	// unknown): a diskless snapshot's size is known only at its end, so
+	// its progress is told by keys.
+	expectKeys atomic.Int64
 }
 
 // sourceReader reads one source shard into the stream's spool: a

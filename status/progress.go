@@ -121,13 +121,34 @@ func snapshotBytes(j Job) (total, received, applied int64) {
 	return total, received, applied
 }
 
+// ExpectedKeys sums the shards' source key counts, -1 unless every one
+// is known.
+func ExpectedKeys(j Job) int64 {
+	var n int64
+	for _, s := range j.Shards {
+		if s.SourceKeys <= 0 {
+			return -1
+		}
+		n += s.SourceKeys
+	}
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // FormatProgress renders one progress line for j's snapshot, given the
 // rate at which its bytes are applied (bytes per second, 0 = unknown):
 //
 //	[#########-----      ]  45% 1.17GiB/2.60GiB  1.23M keys  52.3MiB/s  ETA 27s
 //
 // '#' is applied, '-' received and not yet applied. With an unknown total
-// (a diskless transfer) there is no bar and no ETA:
+// (a diskless transfer) the bar and ETA are estimated, marked "~", from
+// the keys applied out of the source's key count when it began:
+//
+//	[#########           ] ~45% 1.17GiB  1.23M/2.70M keys  52.3MiB/s  ETA ~27s
+//
+// and without a key count there is no bar and no ETA:
 //
 //	1.17GiB applied, 1.40GiB received  1.23M keys  52.3MiB/s
 //
@@ -145,6 +166,18 @@ func FormatProgress(j Job, rate float64) string {
 		nr := int(fr*barWidth) - na
 		b.WriteString("[" + strings.Repeat("#", na) + strings.Repeat("-", nr) + strings.Repeat(" ", barWidth-na-nr) + "]")
 		fmt.Fprintf(&b, " %3d%% %s/%s", int(fa*100), Bytes(applied), Bytes(total))
+	} else if exp := ExpectedKeys(j); exp > 0 && j.KeysWritten > 0 {
+		f := min(float64(j.KeysWritten)/float64(exp), 1)
+		n := int(f * barWidth)
+		b.WriteString("[" + strings.Repeat("#", n) + strings.Repeat(" ", barWidth-n) + "]")
+		fmt.Fprintf(&b, " ~%d%% %s  %s/%s keys", int(f*100), Bytes(applied), countHuman(j.KeysWritten), countHuman(exp))
+		if rate > 0 {
+			fmt.Fprintf(&b, "  %s/s", Bytes(int64(rate)))
+			if f < 1 {
+				b.WriteString("  ETA ~" + etaHuman(float64(applied)*(1/f-1)/rate))
+			}
+		}
+		return b.String()
 	} else {
 		fmt.Fprintf(&b, "%s applied, %s received", Bytes(applied), Bytes(recv))
 	}

@@ -61,6 +61,10 @@ type Shard struct {
 	RDBBytesTotal    int64 `json:"rdb_bytes_total"` // -1: unknown (diskless transfer)
 	RDBBytesReceived int64 `json:"rdb_bytes_received"`
 	RDBBytesApplied  int64 `json:"rdb_bytes_applied"`
+	// SourceKeys is the source's key count (INFO keyspace) when the
+	// snapshot began, -1 unknown: what a diskless snapshot's percentage
+	// and ETA are estimated from.
+	SourceKeys int64 `json:"source_keys"`
 
 	FullSyncs    int64 `json:"full_syncs"`
 	PartialSyncs int64 `json:"partial_syncs"`

@@ -167,6 +167,10 @@ func TestStatusLiveSync(t *testing.T) {
 	if j.Mode != "sync" || len(j.Shards) != 1 || len(j.Writers) != 1 || j.StartedAt.IsZero() {
 		t.Fatalf("/status/live: %+v", j)
 	}
+	// The source's key count at the start: a diskless snapshot's estimate.
+	if want := src.Do(t, "DBSIZE").(int64); j.Shards[0].SourceKeys != want {
+		t.Errorf("source_keys %d, want the source's %d keys", j.Shards[0].SourceKeys, want)
+	}
 
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
