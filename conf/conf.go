@@ -22,22 +22,87 @@ import (
 
 // Modes of a job. The empty mode is a job whose mode the caller has not
 // told (Validate then applies the rules common to migrate and sync).
+// The enumerated settings are types of their own past this package: a
+// consumer compares with the constants, never with a string it spelled.
+
+// Mode is what a job does: the command, or a batch file's mode key.
+type Mode string
+
 const (
-	ModeMigrate = "migrate"
-	ModeSync    = "sync"
-	ModeVerify  = "verify"
+	ModeMigrate Mode = "migrate"
+	ModeSync    Mode = "sync"
+	ModeVerify  Mode = "verify"
+)
+
+// Nonempty is target_nonempty: what to do when the target holds keys.
+type Nonempty string
+
+const (
+	NonemptyRefuse    Nonempty = "refuse"
+	NonemptyOverwrite Nonempty = "overwrite"
+	NonemptyFlush     Nonempty = "flush"
+)
+
+// Restore is restore: how snapshot values are written.
+type Restore string
+
+const (
+	RestoreAuto   Restore = "auto"
+	RestoreAlways Restore = "always"
+	RestoreNever  Restore = "never"
+)
+
+// Fence is fence: whether each batch is a transaction with its marker.
+type Fence string
+
+const (
+	FenceMulti Fence = "multi"
+	FenceOff   Fence = "off"
+)
+
+// OnError is on_error: what a write the target refuses does.
+type OnError string
+
+const (
+	OnErrorStop OnError = "stop"
+	OnErrorSkip OnError = "skip"
+)
+
+// OnUnsupported is on_unsupported: what data the target cannot hold does.
+type OnUnsupported string
+
+const (
+	UnsupportedRefuse OnUnsupported = "refuse"
+	UnsupportedDrop   OnUnsupported = "drop"
+)
+
+// ReadFrom is read_from: which server of a source shard is read.
+type ReadFrom string
+
+const (
+	ReadFromMaster  ReadFrom = "master"
+	ReadFromReplica ReadFrom = "replica"
+)
+
+// Reader is reader: how a source is read.
+type Reader string
+
+const (
+	ReaderAuto  Reader = "auto"
+	ReaderPSync Reader = "psync"
+	ReaderScan  Reader = "scan"
 )
 
 // Allowed values of the enumerated settings, in the order error messages list them.
 var (
-	Modes              = []string{ModeMigrate, ModeSync, ModeVerify}
-	TargetNonempty     = []string{"refuse", "overwrite", "flush"}
-	RestoreModes       = []string{"auto", "always", "never"}
-	FenceModes         = []string{"multi", "off"}
-	OnErrorModes       = []string{"stop", "skip"}
-	OnUnsupportedModes = []string{"refuse", "drop"}
-	ReadFromModes      = []string{"master", "replica"}
-	ReaderModes        = []string{"auto", "psync", "scan"}
+	Modes              = []Mode{ModeMigrate, ModeSync, ModeVerify}
+	NonemptyModes      = []Nonempty{NonemptyRefuse, NonemptyOverwrite, NonemptyFlush}
+	RestoreModes       = []Restore{RestoreAuto, RestoreAlways, RestoreNever}
+	FenceModes         = []Fence{FenceMulti, FenceOff}
+	OnErrorModes       = []OnError{OnErrorStop, OnErrorSkip}
+	OnUnsupportedModes = []OnUnsupported{UnsupportedRefuse, UnsupportedDrop}
+	ReadFromModes      = []ReadFrom{ReadFromMaster, ReadFromReplica}
+	ReaderModes        = []Reader{ReaderAuto, ReaderPSync, ReaderScan}
 	LogLevels          = []string{"debug", "info", "warn", "error"}
 	LogFormats         = []string{"auto", "console", "json"}
 	KeyTypes           = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
@@ -61,7 +126,7 @@ type Job struct {
 	// Mode is "", migrate, sync or verify. A single-job file has no mode
 	// key: the CLI sets it from the command before Validate. Batch files set
 	// it per job with "mode".
-	Mode    string
+	Mode    Mode
 	DataDir string // spool segments, temp files, checkpoints; see JobDir
 	RDB     string // import this RDB file instead of a live source
 	AOF     string // import this AOF (appendonlydir or appendonly.aof) instead of a live source
@@ -69,13 +134,13 @@ type Job struct {
 	Source Endpoint
 	Target Endpoint
 
-	TargetNonempty string // refuse | overwrite | flush
-	Restore        string // auto | always | never
-	Fence          string // multi | off
-	OnError        string // stop | skip
+	TargetNonempty Nonempty
+	Restore        Restore
+	Fence          Fence
+	OnError        OnError
 	// OnUnsupported: data the target cannot hold (per-field hash TTLs
 	// into a server older than 7.4): refuse, or drop it and count it.
-	OnUnsupported     string
+	OnUnsupported     OnUnsupported
 	KeepaliveInterval time.Duration // > 0
 	MaxConnAge        time.Duration // 0 = off
 	DBMap             map[int]int   // source db -> target db; nil/empty = identity
@@ -140,11 +205,11 @@ type Endpoint struct {
 	SentinelUsername string
 	SentinelPassword string
 
-	ReadFrom string // master | replica; source only ("" on a target)
+	ReadFrom ReadFrom // source only ("" on a target)
 	// Reader is how the source is read: psync, scan (SCAN + DUMP with
 	// keyspace notifications), or auto (psync, scan when the source refuses
 	// replication). Source only.
-	Reader      string
+	Reader      Reader
 	TLS         TLS
 	DialTimeout time.Duration
 }

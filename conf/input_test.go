@@ -24,7 +24,7 @@ func TestAOFSetting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		j.Mode = c.mode
+		j.Mode = Mode(c.mode)
 		err = j.Validate()
 		switch {
 		case c.want == "" && err != nil:

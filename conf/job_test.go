@@ -401,12 +401,12 @@ func TestModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		j.Mode = c.mode
+		j.Mode = Mode(c.mode)
 		err = j.Validate()
 		if c.want == "" {
 			if err != nil {
 				t.Errorf("mode %q: %v", c.mode, err)
-			} else if j.Mode != strings.ToLower(c.mode) {
+			} else if string(j.Mode) != strings.ToLower(c.mode) {
 				t.Errorf("mode %q normalised to %q", c.mode, j.Mode)
 			}
 			continue

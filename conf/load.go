@@ -64,7 +64,7 @@ type Batch struct {
 // BatchJob is one [[job]] of a batch file, merged over [defaults] and
 // validated. Mode == Job.Mode.
 type BatchJob struct {
-	Mode string
+	Mode Mode
 	Job  Job
 }
 
@@ -188,8 +188,8 @@ func ParseBatch(data []byte, name string) (Batch, error) {
 			return Batch{}, errf(label+".name", "%q is the name of an earlier job: names must be unique", j.Name)
 		}
 		seen[j.Name] = true
-		if strings.TrimSpace(j.Mode) == "" {
-			return Batch{}, errf(label+".mode", "required: one of %s (in the [[job]] or in [defaults])", strings.Join(Modes, ", "))
+		if strings.TrimSpace(string(j.Mode)) == "" {
+			return Batch{}, errf(label+".mode", "required: one of %s (in the [[job]] or in [defaults])", joinEnum(Modes))
 		}
 		if err := j.Validate(); err != nil {
 			return Batch{}, prefixed(label, err)
@@ -397,10 +397,14 @@ func (t *table) expanded(k string, v any, what string) (string, bool) {
 	return s, true
 }
 
-func (t *table) str(k string, dst *string) {
+func (t *table) str(k string, dst *string) { enum(t, k, dst) }
+
+// enum reads a string key into a string type (an enumerated setting;
+// Validate checks its value).
+func enum[T ~string](t *table, k string, dst *T) {
 	if v, ok := t.get(k); ok {
 		if s, ok := t.expanded(k, v, "a string"); ok {
-			*dst = s
+			*dst = T(s)
 		}
 	}
 }
@@ -637,18 +641,18 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 		t.hints["job"] = t.hints["name"]
 	}
 	if o.allowMode {
-		t.str("mode", &j.Mode)
+		enum(t, "mode", &j.Mode)
 	}
 	t.str("data_dir", &j.DataDir)
 	t.str("rdb", &j.RDB)
 	t.str("aof", &j.AOF)
 	t.endpoint("source", &j.Source, true)
 	t.endpoint("target", &j.Target, false)
-	t.str("target_nonempty", &j.TargetNonempty)
-	t.str("restore", &j.Restore)
-	t.str("fence", &j.Fence)
-	t.str("on_error", &j.OnError)
-	t.str("on_unsupported", &j.OnUnsupported)
+	enum(t, "target_nonempty", &j.TargetNonempty)
+	enum(t, "restore", &j.Restore)
+	enum(t, "fence", &j.Fence)
+	enum(t, "on_error", &j.OnError)
+	enum(t, "on_unsupported", &j.OnUnsupported)
 	t.duration("keepalive_interval", &j.KeepaliveInterval)
 	t.duration("max_conn_age", &j.MaxConnAge)
 	t.dbMap("db_map", &j.DBMap)
@@ -714,8 +718,8 @@ func (t *table) endpoint(k string, e *Endpoint, source bool) {
 		et.str("sentinel_username", &e.SentinelUsername)
 		et.str("sentinel_password", &e.SentinelPassword)
 		if source {
-			et.str("read_from", &e.ReadFrom)
-			et.str("reader", &e.Reader)
+			enum(et, "read_from", &e.ReadFrom)
+			enum(et, "reader", &e.Reader)
 		} else {
 			et.hints["read_from"] = "read_from applies only to the source"
 			et.hints["reader"] = "reader applies only to the source"

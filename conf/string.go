@@ -26,11 +26,11 @@ func (j Job) String() string {
 	if j.AOF != "" {
 		w("aof", quote(j.AOF))
 	}
-	w("target_nonempty", quote(j.TargetNonempty))
-	w("restore", quote(j.Restore))
-	w("fence", quote(j.Fence))
-	w("on_error", quote(j.OnError))
-	w("on_unsupported", quote(j.OnUnsupported))
+	w("target_nonempty", quote(string(j.TargetNonempty)))
+	w("restore", quote(string(j.Restore)))
+	w("fence", quote(string(j.Fence)))
+	w("on_error", quote(string(j.OnError)))
+	w("on_unsupported", quote(string(j.OnUnsupported)))
 	w("keepalive_interval", dur(j.KeepaliveInterval))
 	w("max_conn_age", dur(j.MaxConnAge))
 	w("db_map", dbMapString(j.DBMap))
@@ -109,8 +109,8 @@ func (e Endpoint) write(b *strings.Builder, name string, source bool) {
 		w("sentinel_password", secret(e.SentinelPassword))
 	}
 	if source {
-		w("read_from", quote(e.ReadFrom))
-		w("reader", quote(e.Reader))
+		w("read_from", quote(string(e.ReadFrom)))
+		w("reader", quote(string(e.Reader)))
 	}
 	w("dial_timeout", dur(e.DialTimeout))
 	fmt.Fprintf(b, "\n[%s.tls]\n", name)

@@ -86,18 +86,14 @@ func (j *Job) validate(full bool) error {
 			return errf("target", "%s is also the source: ferry cannot copy a deployment into itself", h)
 		}
 	}
-	for _, e := range []struct {
-		field   string
-		v       *string
-		allowed []string
-	}{
-		{"target_nonempty", &j.TargetNonempty, TargetNonempty},
-		{"restore", &j.Restore, RestoreModes},
-		{"fence", &j.Fence, FenceModes},
-		{"on_error", &j.OnError, OnErrorModes},
-		{"on_unsupported", &j.OnUnsupported, OnUnsupportedModes},
+	for _, check := range []func() error{
+		func() error { return oneOf("target_nonempty", &j.TargetNonempty, NonemptyModes) },
+		func() error { return oneOf("restore", &j.Restore, RestoreModes) },
+		func() error { return oneOf("fence", &j.Fence, FenceModes) },
+		func() error { return oneOf("on_error", &j.OnError, OnErrorModes) },
+		func() error { return oneOf("on_unsupported", &j.OnUnsupported, OnUnsupportedModes) },
 	} {
-		if err := oneOf(e.field, e.v, e.allowed); err != nil {
+		if err := check(); err != nil {
 			return err
 		}
 	}
@@ -199,15 +195,24 @@ func (j *Job) checkPresence() error {
 	return nil
 }
 
-func oneOf(field string, v *string, allowed []string) error {
-	s := strings.ToLower(strings.TrimSpace(*v))
+// joinEnum lists allowed values for a message: "a, b, c".
+func joinEnum[T ~string](allowed []T) string {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
+}
+
+func oneOf[T ~string](field string, v *T, allowed []T) error {
+	s := T(strings.ToLower(strings.TrimSpace(string(*v))))
 	for _, a := range allowed {
 		if s == a {
 			*v = s
 			return nil
 		}
 	}
-	return errf(field, "%q is not one of %s", *v, strings.Join(allowed, ", "))
+	return errf(field, "%q is not one of %s", string(*v), joinEnum(allowed))
 }
 
 func checkDuration(field string, d time.Duration, positive bool) error {

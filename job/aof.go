@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-dev/ferry/aof"
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/status"
 )
 
 // importAOF applies an AOF (see package aof) the way redis-server loads it
@@ -31,7 +32,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 	}
 	r := aof.NewReader(src, aof.Options{MaxArg: j.maxArg()})
 	defer r.Close()
-	s.setPhase("import")
+	s.setPhase(status.PhaseImport)
 	app.beginSnapshot("", 0, s.sweep)
 	stop := context.AfterFunc(stopCtx, func() { j.stopping.Store(true) })
 	defer stop()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/rdb"
@@ -65,7 +66,7 @@ type applier struct {
 	flushNote notifier // flushed moved
 	jobName   string   // the job's name: its own keys on the target (see ownKey)
 	skipErr   bool     // on_error = skip (a command the filter refuses)
-	restore   string   // auto | always | never
+	restore   conf.Restore
 	fenced    bool
 	tgtRDB    int   // target's RDB version (0: unknown)
 	maxBulk   int64 // target's proto-max-bulk-len
@@ -166,9 +167,9 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 	if a.srcRDB == 0 {
 		a.srcRDB = version
 		switch a.restore {
-		case "always":
+		case conf.RestoreAlways:
 			a.useRestore = true
-		case "never":
+		case conf.RestoreNever:
 			a.useRestore = false
 		default:
 			a.useRestore = a.tgtRDB >= version

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
@@ -40,7 +41,7 @@ func (j *job) targetHoldsFieldTTLs(tgt target) bool {
 // when the target cannot hold them and on_unsupported is "refuse". src is
 // nil for a file import.
 func (j *job) checkCapabilities(ctx context.Context, tgt target, src *source) error {
-	if j.c.OnUnsupported == "drop" || j.targetHoldsFieldTTLs(tgt) {
+	if j.c.OnUnsupported == conf.UnsupportedDrop || j.targetHoldsFieldTTLs(tgt) {
 		return nil
 	}
 	var n int64

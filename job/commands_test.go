@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
@@ -22,7 +23,7 @@ func TestTargetLacksCommand(t *testing.T) {
 			src := redistest.Start(t)
 			dst := redistest.Start(t, "--rename-command", "APPEND", "")
 			c := testConf(t, src.URL(), dst.URL())
-			c.OnError = policy
+			c.OnError = conf.OnError(policy)
 			ended := make(chan error, 1)
 			stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t)}, ended)
 			redistest.WaitFor(t, 10*time.Second, func() bool { return markerOffset(t, dst, "default") >= 0 }, "the snapshot")

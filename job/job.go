@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/spool"
+	"github.com/ferry-dev/ferry/status"
 	"github.com/ferry-dev/ferry/throttle"
 	"github.com/ferry-dev/ferry/writer"
 )
@@ -56,7 +57,7 @@ type Options struct {
 
 // State is a job's live state.
 type State struct {
-	Phase     string
+	Phase     status.Phase
 	StartedAt time.Time
 	Shards    []ShardState // one per source shard; none for an RDB import
 	Writers   []WriterState
@@ -143,7 +144,7 @@ type job struct {
 	sum     Summary
 	tgt     target
 	streams []*stream
-	phase   atomic.Pointer[string]
+	phase   atomic.Pointer[status.Phase]
 }
 
 // Run runs the job until ctx is cancelled (sync), the target caught up
@@ -196,7 +197,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	warnInsecure(j.log, "source", o.Conf.Source)
 	warnInsecure(j.log, "target", o.Conf.Target)
-	j.setPhase("connecting")
+	j.setPhase(status.PhaseConnecting)
 	if o.Observe != nil {
 		o.Observe(j.state)
 	}
@@ -216,9 +217,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			err = j.unflushed()
 		}
 		if err == nil {
-			j.setPhase("done")
+			j.setPhase(status.PhaseDone)
 		} else {
-			j.setPhase("failed")
+			j.setPhase(status.PhaseFailed)
 		}
 		j.mu.Lock()
 		s := j.sum
@@ -228,7 +229,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 }
 
-func (j *job) setPhase(p string) { j.phase.Store(&p) }
+func (j *job) setPhase(p status.Phase) { j.phase.Store(&p) }
 
 // unflushed is the error of a stop that ran out of stop_timeout: what the
 // writers still held, and what happens to it.
@@ -257,29 +258,32 @@ func (j *job) unflushed() error {
 
 // Phase is the job's phase: the phase of its least advanced stream while it
 // runs.
-func (j *job) Phase() string {
-	p := ""
+func (j *job) Phase() status.Phase {
+	var p status.Phase
 	if v := j.phase.Load(); v != nil {
 		p = *v
 	}
-	if p != "running" {
+	if p != status.PhaseRunning {
 		return p
 	}
-	rank := map[string]int{"connecting": 0, "handshake": 1, "waiting-bgsave": 2, "rdb": 3, "scan": 3, "import": 3, "sweeping": 4, "streaming": 5}
+	rank := map[status.Phase]int{status.PhaseConnecting: 0, status.PhaseHandshake: 1, status.PhaseWaitingBGSave: 2,
+		status.PhaseRDB: 3, status.PhaseScan: 3, status.PhaseImport: 3, status.PhaseSweeping: 4, status.PhaseStreaming: 5}
 	streams := j.parts()
 	if len(streams) == 0 {
 		// Between the target's handshake and the first stream: nothing is
 		// streaming yet, whatever the ranks below would say.
-		return "connecting"
+		return status.PhaseConnecting
 	}
-	best := "streaming"
+	best := status.PhaseStreaming
 	for _, s := range streams {
 		sp := s.Phase()
 		if sp == "" {
-			sp = "connecting"
+			sp = status.PhaseConnecting
 		}
 		if s.ps != nil {
-			if rp := s.ps.Stats().Phase; rank[rp] < rank[sp] {
+			// The readers' phases are the same words (reader does not
+			// import status).
+			if rp := status.Phase(s.ps.Stats().Phase); rank[rp] < rank[sp] {
 				sp = rp
 			}
 		}
@@ -416,9 +420,9 @@ func (j *job) newApplier(i int, tgt target) *applier {
 			return j.waitApplied(ctx, stream, seq)
 		},
 		jobName: c.Name,
-		skipErr: c.OnError == "skip",
+		skipErr: c.OnError == conf.OnErrorSkip,
 		restore: c.Restore,
-		fenced:  c.Fence != "off",
+		fenced:  c.Fence != conf.FenceOff,
 		seq:     &j.seq,
 	}
 	if i > 0 || !j.c.Import() {
@@ -429,7 +433,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
 	}
 	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
-	app.dropFieldTTL = c.OnUnsupported == "drop"
+	app.dropFieldTTL = c.OnUnsupported == conf.UnsupportedDrop
 	return app
 }
 
@@ -473,7 +477,7 @@ func (j *job) attempt(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	tgt.start(gctx, g)
 	g.Go(func() error { return j.progress(gctx) })
-	j.setPhase("running")
+	j.setPhase(status.PhaseRunning)
 
 	if c.RDB != "" || c.AOF != "" {
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
@@ -637,7 +641,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 	}
 	out := &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk}
 	var ps *reader.PSync
-	if c.Source.Reader != "scan" {
+	if c.Source.Reader != conf.ReaderScan {
 		ps = reader.NewPSync(reader.Config{
 			Dial:    d,
 			Name:    sh.name,
@@ -650,7 +654,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		}, out)
 		s.ps = ps
 	}
-	if c.Source.Reader != "psync" {
+	if c.Source.Reader != conf.ReaderPSync {
 		tag := ""
 		if sh.home >= 0 {
 			tag = "{" + router.TagForSlot(sh.home) + "}"
@@ -782,8 +786,8 @@ func (j *job) wait(g *errgroup.Group) error {
 	return err
 }
 
-func errorPolicy(s string) writer.ErrorPolicy {
-	if s == "skip" {
+func errorPolicy(p conf.OnError) writer.ErrorPolicy {
+	if p == conf.OnErrorSkip {
 		return writer.Skip
 	}
 	return writer.Stop
@@ -811,14 +815,14 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
 	}
 	desc := strings.Join(parts[:min(len(parts), 4)], ", ")
 	switch j.c.TargetNonempty {
-	case "flush":
+	case conf.NonemptyFlush:
 		j.log.Warn().Str("keys", desc).Msg("target_nonempty = flush: emptying the target (FLUSHALL)")
 		for _, n := range nodes {
 			if err := n.ctl.FlushAll(ctx).Err(); err != nil {
 				return fmt.Errorf("target %s: FLUSHALL: %w", n.addr.Addr, err)
 			}
 		}
-	case "overwrite":
+	case conf.NonemptyOverwrite:
 		j.log.Warn().Str("keys", desc).Msg("target_nonempty = overwrite: writing over a target that already holds keys")
 	default:
 		return fmt.Errorf("%w: it already holds keys (%s); set target_nonempty = \"overwrite\" to write over them or \"flush\" to empty it first",

@@ -52,8 +52,8 @@ func saveRDB(t *testing.T, keys int, big bool) (*redistest.Server, string) {
 func TestImportRDBBothPaths(t *testing.T) {
 	redistest.Require(t)
 	src, path := saveRDB(t, 300, true)
-	for _, restore := range []string{"always", "never"} {
-		t.Run(restore, func(t *testing.T) {
+	for _, restore := range []conf.Restore{conf.RestoreAlways, conf.RestoreNever} {
+		t.Run(string(restore), func(t *testing.T) {
 			dst := redistest.Start(t)
 			c := testConf(t, "", dst.URL())
 			c.RDB = path

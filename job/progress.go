@@ -113,9 +113,9 @@ func (j *job) progress(ctx context.Context) error {
 			}
 			scanRate := float64(scanned-lastScanned) / secs
 			lastOps, lastScanned, lastAt = ops, scanned, time.Now()
-			ev := j.log.Info().Str("phase", st.Phase).Float64("ops_per_s", round1(rate)).
+			ev := j.log.Info().Str("phase", string(st.Phase)).Float64("ops_per_s", round1(rate)).
 				Int64("keys", st.Keys).Int64("commands", st.Commands)
-			if st.Phase == "rdb" || st.Phase == "import" {
+			if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport {
 				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", status.Bytes(st.RDBParsed), status.Bytes(st.RDBSize)))
 				if exp := status.ExpectedKeys(st.Status("", "")); st.RDBSize < 0 && exp > 0 {
 					// Diskless: the size comes at the end; the source's

@@ -60,7 +60,7 @@ type source struct {
 // of a standalone deployment are searched for the one that is master now.
 func (j *job) openSource(ctx context.Context) (*source, error) {
 	e := j.c.Source
-	replica := e.ReadFrom == "replica"
+	replica := e.ReadFrom == conf.ReadFromReplica
 	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
 	if e.Scheme == "sentinel" {
 		sh := &shard{name: "ferry-reader-0", home: -1}

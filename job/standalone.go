@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/writer"
 )
@@ -101,7 +102,7 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	c := j.c
 	cfg.Name = fmt.Sprintf("ferry-writer-%d", i)
 	cfg.Dial = n.addr
-	cfg.Fence = c.Fence != "off"
+	cfg.Fence = c.Fence != conf.FenceOff
 	cfg.MaxInflight = c.MaxInflightBytes
 	cfg.MaxQueued = max(cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
 	cfg.IOTimeout = j.o.IOTimeout

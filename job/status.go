@@ -26,7 +26,7 @@ func (s State) Status(name, mode string) status.Job {
 		out.Shards = append(out.Shards, status.Shard{
 			Name:             sh.Name,
 			Addr:             sh.Addr,
-			Phase:            r.Phase,
+			Phase:            status.Phase(r.Phase),
 			ReplID:           r.ReplID,
 			Reader:           r.Mode,
 			ReceivedOffset:   r.Received,

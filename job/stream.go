@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/spool"
+	"github.com/ferry-dev/ferry/status"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -37,7 +38,7 @@ type stream struct {
 	rdbOff    atomic.Int64
 	processed atomic.Int64 // offset of the last stream command the applier took
 	procNote  notifier     // processed moved
-	phase     atomic.Pointer[string]
+	phase     atomic.Pointer[status.Phase]
 	// expectKeys is the source's key count when the attempt began (-1
 	// unknown): a diskless snapshot's size is known only at its end, so
 	// its progress is told by keys.
@@ -100,9 +101,9 @@ func (s *stream) setProcessed(off int64) {
 	s.procNote.notify()
 }
 
-func (s *stream) setPhase(p string) { s.phase.Store(&p) }
+func (s *stream) setPhase(p status.Phase) { s.phase.Store(&p) }
 
-func (s *stream) Phase() string {
+func (s *stream) Phase() status.Phase {
 	if p := s.phase.Load(); p != nil {
 		return *p
 	}
@@ -131,7 +132,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 		switch ev.Kind {
 		case reader.FullSync:
 			s.setProcessed(ev.Offset)
-			s.setPhase("rdb")
+			s.setPhase(status.PhaseRDB)
 			s.rdbSize.Store(ev.RDBSize)
 			app.beginSnapshot(ev.ReplID, ev.Offset, s.sweep)
 			err := s.snapshot(ctx, frames.RDB())
@@ -154,10 +155,10 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 		case reader.Continue:
 			app.replid = ev.ReplID
 			s.setProcessed(ev.Offset)
-			s.setPhase("streaming")
+			s.setPhase(status.PhaseStreaming)
 			s.markLive()
 		case reader.Stream:
-			s.setPhase("streaming")
+			s.setPhase(status.PhaseStreaming)
 			if err := s.stream(ctx, frames); err != nil && !errors.Is(err, reader.ErrEndOfData) {
 				if j.stopping.Load() {
 					return nil
@@ -261,7 +262,7 @@ func (s *stream) endSnapshot(ctx context.Context) error {
 		return err
 	}
 	if app.sweep != nil {
-		s.setPhase("sweeping")
+		s.setPhase(status.PhaseSweeping)
 		if err := j.sweep(ctx, app.sweep, s.sh); err != nil {
 			return err
 		}
@@ -274,7 +275,7 @@ func (s *stream) endSnapshot(ctx context.Context) error {
 	if err := app.out.flush(ctx); err != nil {
 		return err
 	}
-	s.setPhase("streaming")
+	s.setPhase(status.PhaseStreaming)
 	app.log.Info().Int64("keys", app.keys.Load()).Float64("elapsed_s", round1(sinceSeconds(j.start))).Msg("snapshot applied")
 	return nil
 }
@@ -293,7 +294,7 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 	if st, err := f.Stat(); err == nil {
 		s.rdbSize.Store(st.Size())
 	}
-	s.setPhase("import")
+	s.setPhase(status.PhaseImport)
 	s.app.beginSnapshot("", 0, s.sweep)
 	stop := context.AfterFunc(stopCtx, func() { j.stopping.Store(true) })
 	defer stop()

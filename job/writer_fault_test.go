@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
@@ -58,7 +59,7 @@ func TestTargetRefusesCommand(t *testing.T) {
 			dst.Do(t, "RPUSH", "clash", "a list on the target")
 			c := testConf(t, src.URL(), dst.URL())
 			c.TargetNonempty = "overwrite"
-			c.OnError = policy
+			c.OnError = conf.OnError(policy)
 			var state func() State
 			ended := make(chan error, 1)
 			stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f }}, ended)

@@ -94,14 +94,14 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 		}
 		return 0
 	}
-	phases := func(d *prometheus.Desc, cur string, lv ...string) {
+	phases := func(d *prometheus.Desc, cur Phase, lv ...string) {
 		known := false
 		for _, p := range Phases {
 			known = known || p == cur
-			gauge(d, b2f(p == cur), append(lv, p)...)
+			gauge(d, b2f(p == cur), append(lv, string(p))...)
 		}
 		if !known && cur != "" {
-			gauge(d, 1, append(lv, cur)...)
+			gauge(d, 1, append(lv, string(cur))...)
 		}
 	}
 

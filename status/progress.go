@@ -156,7 +156,7 @@ func ExpectedKeys(j Job) int64 {
 func FormatProgress(j Job, rate float64) string {
 	total, recv, applied := snapshotBytes(j)
 	if recv == 0 && applied == 0 && j.KeysWritten == 0 && j.Phase != "" && j.Phase != "rdb" {
-		return j.Phase + "..."
+		return string(j.Phase) + "..."
 	}
 	var b strings.Builder
 	if total > 0 {

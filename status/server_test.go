@@ -197,8 +197,8 @@ func TestNoJobs(t *testing.T) {
 
 func TestHealthz(t *testing.T) {
 	s, base := start(t)
-	var phase atomic.Pointer[string]
-	p := "streaming"
+	var phase atomic.Pointer[Phase]
+	p := PhaseStreaming
 	phase.Store(&p)
 	s.Register("a", func() Job { return Job{Phase: *phase.Load(), LastError: "x"} })
 	s.Register("b", func() Job { return Job{Phase: "done"} })
@@ -366,7 +366,7 @@ func TestMetrics(t *testing.T) {
 	// Every known phase is reported for a job, one of them 1.
 	ones := 0
 	for _, p := range Phases {
-		v, ok := value(t, mfs, "ferry_phase", with(o, "phase", p))
+		v, ok := value(t, mfs, "ferry_phase", with(o, "phase", string(p)))
 		if !ok {
 			t.Errorf("ferry_phase{phase=%q} missing", p)
 		}

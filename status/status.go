@@ -20,10 +20,8 @@ import (
 type Job struct {
 	Name string `json:"name"`
 	// Mode: sync | migrate | import | verify.
-	Mode string `json:"mode"`
-	// Phase: connecting, handshake, waiting-bgsave, rdb, sweeping,
-	// streaming, resyncing, done, failed.
-	Phase     string    `json:"phase"`
+	Mode      string    `json:"mode"`
+	Phase     Phase     `json:"phase"`
 	StartedAt time.Time `json:"started_at"`
 	// Shards has one entry per source shard (a standalone source has one).
 	Shards []Shard `json:"shards"`
@@ -47,7 +45,7 @@ type Job struct {
 type Shard struct {
 	Name   string `json:"name"`
 	Addr   string `json:"addr"`
-	Phase  string `json:"phase"`
+	Phase  Phase  `json:"phase"`
 	ReplID string `json:"replid"`
 	// Reader is how the shard is read: "psync", or "scan" (SCAN + DUMP with
 	// keyspace notifications; offsets are then ferry's own stream's).
@@ -122,9 +120,28 @@ type Writer struct {
 // concurrent use.
 type Source func() Job
 
-// PhaseFailed is the phase of a job that stopped on an error; /healthz
-// reports such jobs.
-const PhaseFailed = "failed"
+// Phase is where a job, or one of its source shards, is.
+type Phase string
+
+// The phases, roughly in the order a job goes through them.
+const (
+	PhaseConnecting    Phase = "connecting"
+	PhaseHandshake     Phase = "handshake"
+	PhaseWaitingBGSave Phase = "waiting-bgsave" // the source prepares its snapshot
+	PhaseRunning       Phase = "running"        // connected; the shards have their own phases
+	PhaseRDB           Phase = "rdb"            // a snapshot is applied
+	PhaseImport        Phase = "import"         // an RDB or AOF file is applied
+	PhaseScan          Phase = "scan"           // a scan reader's pass
+	PhaseSweeping      Phase = "sweeping"       // keys an earlier snapshot left are removed
+	PhaseStreaming     Phase = "streaming"
+	PhaseResyncing     Phase = "resyncing"
+	PhaseDone          Phase = "done"
+	// PhaseFailed is the phase of a job that stopped on an error; /healthz
+	// reports such jobs.
+	PhaseFailed Phase = "failed"
+	// PhaseCancelled: stopped by a signal before it was done.
+	PhaseCancelled Phase = "cancelled"
+)
 
 // UnreadyAfter is how long a connection may be down before its job is not
 // ready (/readyz 503, ferry_up 0): a reconnect within it is routine.
@@ -167,7 +184,7 @@ func (j Job) NotReady() []string {
 // Phases are the known phases, in the order a job usually goes through
 // them. ferry_phase reports each of them (0 or 1) so that a dashboard sees
 // a phase end, not just stop being reported.
-var Phases = []string{"connecting", "handshake", "waiting-bgsave", "rdb", "sweeping", "streaming", "resyncing", "done", PhaseFailed}
+var Phases = []Phase{PhaseConnecting, PhaseHandshake, PhaseWaitingBGSave, PhaseRDB, PhaseSweeping, PhaseStreaming, PhaseResyncing, PhaseDone, PhaseFailed}
 
 // snapshot calls src and cleans what it returns: the registered name wins,
 // nil lists become empty ones, shard and writer names are unique, and no

@@ -139,7 +139,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			r := batchResult{name: bj.Job.Name, mode: js.mode, lag: -1, dropped: -1}
 			if runCtx.Err() != nil {
 				r.outcome, r.reason = "cancelled", "not started: "+cancelReason(stoppedBy())
-				js.finish(phaseCancelled, nil)
+				js.finish(status.PhaseCancelled, nil)
 				results[i] = r
 				return nil
 			}
@@ -156,7 +156,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 				// Ended because the run was cancelled by fail_fast.
 				if who := stoppedBy(); who != "" && who != bj.Job.Name {
 					r.outcome, r.reason = "cancelled", "stopped: "+cancelReason(who)
-					js.finish(phaseCancelled, errors.New(r.reason))
+					js.finish(status.PhaseCancelled, errors.New(r.reason))
 				}
 			}
 			results[i] = r
@@ -228,7 +228,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		return r
 	}
 	r.outcome = "ok"
-	js.finish(phaseDone, nil)
+	js.finish(status.PhaseDone, nil)
 	log.Info().Int64("keys", r.keys).Float64("elapsed_s", r.elapsed.Round(time.Millisecond).Seconds()).Msg("job finished")
 	return r
 }

@@ -231,7 +231,7 @@ func TestRunBatchStatusAndSignal(t *testing.T) {
 		jobs := statusJobs(t, base)
 		clear(phases)
 		for _, j := range jobs {
-			phases[j.Name] = j.Mode + "/" + j.Phase
+			phases[j.Name] = j.Mode + "/" + string(j.Phase)
 		}
 		return len(jobs) == 3 && phases["follow"] == "sync/streaming" && phases["move"] == "migrate/done" && phases["check"] == "verify/done"
 	}, "three jobs in /status: follow streaming, move and check done (last seen %v)", phases)

@@ -230,7 +230,7 @@ func (f *jobFlags) usage(w io.Writer) {
 
 // load builds the job configuration: the file (if any), then the flags.
 // --help prints the usage and returns flag.ErrHelp.
-func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
+func (f *jobFlags) load(args []string, mode conf.Mode) (conf.Job, error) {
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			out := f.stdout
@@ -280,7 +280,7 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 	}
 	f.applyAOF(&j)
 	if f.reader != "" {
-		j.Source.Reader = f.reader
+		j.Source.Reader = conf.Reader(f.reader)
 	}
 	if f.jobName != "" {
 		j.Name = f.jobName
@@ -299,7 +299,7 @@ func (f *jobFlags) load(args []string, mode string) (conf.Job, error) {
 			j.StatusAddr = r.statusAddr
 		}
 		if r.targetNonempty != "" {
-			j.TargetNonempty = r.targetNonempty
+			j.TargetNonempty = conf.Nonempty(r.targetNonempty)
 		}
 		if r.progress == "off" {
 			j.ProgressInterval = 0
@@ -395,7 +395,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		f.fs.BoolVar(&cut.unpause, "unpause", false, "with --cutover: unpause the source at the end instead of letting the pause run out")
 		f.fs.BoolVar(&cut.verify, "verify", false, "with --cutover: verify the frozen source against the target before the pause ends")
 	}
-	jc, err := f.load(args, name)
+	jc, err := f.load(args, conf.Mode(name))
 	if err != nil {
 		if pe := missingAOF(err); pe != nil {
 			return fmt.Errorf("cannot read AOF %s: %v", pe.Path, pe.Err)
@@ -447,7 +447,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 		js.finish(status.PhaseFailed, err)
 		return err
 	}
-	js.finish(phaseDone, nil)
+	js.finish(status.PhaseDone, nil)
 	secs := sum.Elapsed.Seconds()
 	skipped := skippedNote(sum) + fieldTTLNote(sum)
 	switch {

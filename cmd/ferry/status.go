@@ -21,10 +21,8 @@ import (
 
 // Phases the CLI sets itself, besides those the job reports.
 const (
-	phaseQueued    = "queued"    // a batch job waiting for a free slot (max_parallel)
-	phaseVerifying = "verifying" // a verify job comparing
-	phaseDone      = "done"
-	phaseCancelled = "cancelled" // a batch job stopped or never started because another failed (fail_fast) or on a signal
+	phaseQueued    status.Phase = "queued"    // a batch job waiting for a free slot (max_parallel)
+	phaseVerifying status.Phase = "verifying" // a verify job comparing
 )
 
 // statusServer binds the status address and runs the server until the
@@ -58,7 +56,7 @@ func statusMode(j conf.Job) string {
 	if j.Import() && j.Mode != conf.ModeVerify {
 		return "import"
 	}
-	return j.Mode
+	return string(j.Mode)
 }
 
 // jobStatus is the status.Source of one job: the job's live state while it
@@ -70,7 +68,7 @@ type jobStatus struct {
 
 	mu      sync.Mutex
 	state   func() job.State // nil until the job calls Observe
-	phase   string           // overrides the job's phase when set
+	phase   status.Phase     // overrides the job's phase when set
 	lastErr string
 	started time.Time
 	final   *status.Job // set by finish: the state no longer changes
@@ -79,7 +77,7 @@ type jobStatus struct {
 	rate    float64
 }
 
-func newJobStatus(j conf.Job, phase string) *jobStatus {
+func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
 	return &jobStatus{name: j.Name, mode: statusMode(j), rdbPath: j.RDB, phase: phase}
 }
 
@@ -93,7 +91,7 @@ func (s *jobStatus) observe(state func() job.State) {
 
 // setPhase sets the phase shown until the job reports its own (observe
 // clears it) or until finish.
-func (s *jobStatus) setPhase(p string) {
+func (s *jobStatus) setPhase(p status.Phase) {
 	s.mu.Lock()
 	s.phase = p
 	if s.started.IsZero() && p != phaseQueued {
@@ -168,7 +166,7 @@ func (s *jobStatus) opsRate(j status.Job) float64 {
 // finish freezes the status: the job's last state, with phase done,
 // failed or cancelled and the error if any. It may be called again to
 // change the phase and the error.
-func (s *jobStatus) finish(phase string, err error) {
+func (s *jobStatus) finish(phase status.Phase, err error) {
 	j := s.source()
 	j.Phase, j.OpsPerSecond = phase, 0
 	if err != nil {

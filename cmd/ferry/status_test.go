@@ -304,7 +304,7 @@ func TestStatusImportSource(t *testing.T) {
 	if line := status.FormatProgress(j, 0); !strings.Contains(line, "25%") {
 		t.Errorf("progress line %q: want 25%%", line)
 	}
-	js.finish(phaseDone, nil)
+	js.finish(status.PhaseDone, nil)
 	parsed.Store(1000)
 	if j := js.source(); j.Phase != "done" || j.Shards[0].RDBBytesApplied != 250 || j.LastError != "" {
 		t.Errorf("after finish the state must be frozen with phase done: %+v", j)
@@ -325,7 +325,7 @@ func TestProgressBar(t *testing.T) {
 	js := newJobStatus(conf.Job{Name: "bar"}, "")
 	js.observe(func() job.State {
 		return job.State{
-			Phase:     phase.Load().(string),
+			Phase:     status.Phase(phase.Load().(string)),
 			Shards:    []job.ShardState{{Name: "ferry-reader-0", Reader: reader.Stats{RDBSize: 1 << 20, RDBReceived: 1 << 20}}},
 			Writers:   []job.WriterState{{Name: "ferry-writer-0", Stats: writer.Stats{Ops: 10}}},
 			RDBParsed: parsed.Load(),
