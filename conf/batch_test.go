@@ -77,10 +77,10 @@ rdb = "`+rdb+`"
 		name      string
 		got, want any
 	}{
-		{"one.mode", one.Mode, "migrate"},
-		{"one.Job.Mode", one.Job.Mode, "migrate"},
+		{"one.mode", one.Mode, ModeMigrate},
+		{"one.Job.Mode", one.Job.Mode, ModeMigrate},
 		{"one.name", one.Job.Name, "one"},
-		{"one.restore", one.Job.Restore, "never"},
+		{"one.restore", one.Job.Restore, RestoreNever},
 		{"one.keepalive", one.Job.KeepaliveInterval, 10 * time.Second},
 		{"one.db_map", one.Job.DBMap, map[int]int{1: 0, 2: 0}},
 		{"one.source.hosts", one.Job.Source.Hosts, []string{"s1:6380"}},
@@ -92,8 +92,8 @@ rdb = "`+rdb+`"
 		{"one.filter.prefixes", one.Job.Filter.Prefixes, []string{"a:", "b:"}},
 		{"one.filter.block_types", one.Job.Filter.BlockTypes, []string{"stream"}},
 		{"one.status_addr", one.Job.StatusAddr, ":9999"},
-		{"two.mode", two.Mode, "sync"},
-		{"two.restore", two.Job.Restore, "always"},
+		{"two.mode", two.Mode, ModeSync},
+		{"two.restore", two.Job.Restore, RestoreAlways},
 		{"two.db_map replaced", two.Job.DBMap, map[int]int{3: 1}},
 		{"two.source.addr", two.Job.Source.Hosts, []string{"s2:6379"}},
 		{"two.source.username", two.Job.Source.Username, "repl"},
@@ -101,7 +101,7 @@ rdb = "`+rdb+`"
 		{"two.source.tls merged", two.Job.Source.TLS, TLS{Enabled: true, ServerName: "src.example", InsecureSkipVerify: true}},
 		{"two.filter.prefixes replaced", two.Job.Filter.Prefixes, []string{"c:"}},
 		{"two.filter.block_types kept", two.Job.Filter.BlockTypes, []string{"stream"}},
-		{"three.mode", three.Mode, "verify"},
+		{"three.mode", three.Mode, ModeVerify},
 		{"three.target", three.Job.Target.Hosts, []string{"t3:6379"}},
 		{"four.rdb", four.Job.RDB, rdb},
 		{"four.source unset", four.Job.Source.IsSet(), false},
