@@ -116,7 +116,7 @@ func TestCutoverFailsSafely(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(context.Background(), Options{Conf: testConf(t, src.URL(), dst.URL()), Migrate: true, Cutover: co,
-			Log: testLog(t), Throttle: slow})
+			Log: testLog(t), throttle: slow})
 		done <- err
 	}()
 	var err error

@@ -113,7 +113,7 @@ func TestTargetDebugSleepIsTransient(t *testing.T) {
 	c := testConf(t, src.URL(), dst.URL())
 	c.Target.DialTimeout = time.Second
 	var state func() State
-	stop := runSync(t, Options{Conf: c, Log: testLog(t), IOTimeout: time.Second, Observe: func(f func() State) { state = f }})
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), ioTimeout: time.Second, Observe: func(f func() State) { state = f }})
 	waitCaughtUp(t, src, dst, "default", 30*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
@@ -152,7 +152,7 @@ func TestTargetNeverAnswersRetryTimeout(t *testing.T) {
 	c.RetryTimeout = 2 * time.Second
 	ended := make(chan error, 1)
 	var state func() State
-	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), IOTimeout: 500 * time.Millisecond, Observe: func(f func() State) { state = f }}, ended)
+	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), ioTimeout: 500 * time.Millisecond, Observe: func(f func() State) { state = f }}, ended)
 	redistest.WaitFor(t, 10*time.Second, func() bool { return len(dst.ClientsNamed(t, "ferry-writer-")) == 1 }, "the writer's connection")
 	px.Freeze()
 	start := time.Now()
@@ -189,7 +189,7 @@ func TestSourceDownRetryTimeout(t *testing.T) {
 	// source goes.
 	hold := func(ctx context.Context, ops, bytes int) error { <-ctx.Done(); return ctx.Err() }
 	states := make(chan func() State, 1)
-	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), Throttle: hold, Observe: func(f func() State) { states <- f }}, ended)
+	runSyncEnded(t, Options{Conf: c, Migrate: true, Log: testLog(t), throttle: hold, Observe: func(f func() State) { states <- f }}, ended)
 	state := <-states
 	redistest.WaitFor(t, 10*time.Second, func() bool {
 		st := state()

@@ -171,7 +171,7 @@ func TestSlowTargetSpoolAbsorbsLag(t *testing.T) {
 		return nil
 	}
 	var state func() State
-	stop := runSync(t, Options{Conf: c, Log: testLog(t), Throttle: throttle, Observe: func(f func() State) { state = f }})
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), throttle: throttle, Observe: func(f func() State) { state = f }})
 	redistest.WaitFor(t, 30*time.Second, func() bool { return markerOffset(t, dst, "default") >= 0 }, "snapshot applied")
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -36,13 +36,6 @@ type Options struct {
 	// source had when the snapshot was applied.
 	Migrate bool
 	Log     zerolog.Logger
-	// Throttle, if set, delays writer batches (rate limits; tests use it to
-	// make a slow target).
-	Throttle func(ctx context.Context, ops, bytes int) error
-	// IOTimeout overrides the writers' reply deadline (tests).
-	IOTimeout time.Duration
-	// DrainTimeout bounds the final flush of a complete run (default 60 s).
-	DrainTimeout time.Duration
 	// StopTimeout bounds a stop once ctx is cancelled (default 30 s): past
 	// it everything is cancelled, whatever the peers do, and Run returns
 	// an error saying what was not flushed.
@@ -53,6 +46,14 @@ type Options struct {
 	// Cutover, with Migrate, ends the migration with a cutover (see
 	// Cutover).
 	Cutover *Cutover
+
+	// Knobs for this package's tests only, out of reach of other packages:
+	// throttle delays writer batches on top of the configured rate limits
+	// (a slow target); ioTimeout overrides the writers' reply deadline;
+	// drainTimeout bounds the final flush of a complete run (default 60 s).
+	throttle     func(ctx context.Context, ops, bytes int) error
+	ioTimeout    time.Duration
+	drainTimeout time.Duration
 }
 
 // State is a job's live state.
@@ -151,8 +152,8 @@ type job struct {
 // (migrate), or the RDB file is imported.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	j := &job{o: o, c: o.Conf, log: o.Log, start: time.Now()}
-	if j.o.DrainTimeout <= 0 {
-		j.o.DrainTimeout = 60 * time.Second
+	if j.o.drainTimeout <= 0 {
+		j.o.drainTimeout = 60 * time.Second
 	}
 	if j.o.StopTimeout <= 0 {
 		j.o.StopTimeout = 30 * time.Second
@@ -182,8 +183,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	// One budget for all writers of the job.
 	lim := throttle.New(o.Conf.MaxOpsPerSecond, o.Conf.MaxBytesPerSecond)
 	switch {
-	case lim != nil && o.Throttle != nil:
-		extra := o.Throttle
+	case lim != nil && o.throttle != nil:
+		extra := o.throttle
 		j.throttle = func(ctx context.Context, ops, bytes int) error {
 			if err := lim.Wait(ctx, ops, bytes); err != nil {
 				return err
@@ -193,7 +194,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	case lim != nil:
 		j.throttle = lim.Wait
 	default:
-		j.throttle = o.Throttle
+		j.throttle = o.throttle
 	}
 	warnInsecure(j.log, "source", o.Conf.Source)
 	warnInsecure(j.log, "target", o.Conf.Target)
@@ -893,7 +894,7 @@ func (j *job) drain(ctx context.Context) error {
 // wire: the markers record where the target stands, and what was not sent
 // yet is read from the source again by the next start.
 func (j *job) finish(ctx context.Context, complete bool) error {
-	dctx, cancel := context.WithTimeout(ctx, j.o.DrainTimeout)
+	dctx, cancel := context.WithTimeout(ctx, j.o.drainTimeout)
 	defer cancel()
 	for _, s := range j.parts() {
 		s.app.out.dropUnit()
@@ -908,7 +909,7 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 		// A stop applies what ferry holds if that is quick (the usual
 		// case), and otherwise (a rate limit, a slow target) leaves it to
 		// the next start rather than keep the operator waiting.
-		qctx, qcancel := context.WithTimeout(ctx, min(j.o.DrainTimeout, 10*time.Second))
+		qctx, qcancel := context.WithTimeout(ctx, min(j.o.drainTimeout, 10*time.Second))
 		err = j.drain(qctx)
 		qcancel()
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -922,7 +923,7 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("in-flight writes not acknowledged within %s; the target's markers record what was applied", j.o.DrainTimeout)
+			return fmt.Errorf("in-flight writes not acknowledged within %s; the target's markers record what was applied", j.o.drainTimeout)
 		}
 		return err
 	}

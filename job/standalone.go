@@ -105,7 +105,7 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.Fence = c.Fence != conf.FenceOff
 	cfg.MaxInflight = c.MaxInflightBytes
 	cfg.MaxQueued = max(cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
-	cfg.IOTimeout = j.o.IOTimeout
+	cfg.IOTimeout = j.o.ioTimeout
 	cfg.KeepaliveFallback = c.KeepaliveInterval
 	cfg.MaxConnAge = c.MaxConnAge
 	cfg.RetryTimeout = j.retryTimeout()

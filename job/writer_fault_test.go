@@ -104,7 +104,7 @@ func TestStalledTargetConnection(t *testing.T) {
 	sc := src.Client(t)
 	c := testConf(t, src.URL(), px.URL())
 	c.KeepaliveInterval = 500 * time.Millisecond
-	stop := runSync(t, Options{Conf: c, Log: testLog(t), IOTimeout: 2 * time.Second})
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), ioTimeout: 2 * time.Second})
 	waitCaughtUp(t, src, dst, "default", 30*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
@@ -130,7 +130,7 @@ func TestStalledIdleTargetConnection(t *testing.T) {
 	c := testConf(t, src.URL(), px.URL())
 	c.KeepaliveInterval = 300 * time.Millisecond
 	var state func() State
-	stop := runSync(t, Options{Conf: c, Log: testLog(t), IOTimeout: time.Second, Observe: func(f func() State) { state = f }})
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), ioTimeout: time.Second, Observe: func(f func() State) { state = f }})
 	waitCaughtUp(t, src, dst, "default", 30*time.Second)
 	px.Stall()
 	redistest.WaitFor(t, 10*time.Second, func() bool { return state().Writers[0].Stats.Reconnects >= 1 }, "the idle writer to notice the dead link")
