@@ -16,6 +16,7 @@ package conf
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -240,12 +241,27 @@ type Filter struct {
 	BlockCommands []string
 }
 
+// DefaultDataDir is data_dir when nothing sets it: the user's state
+// directory ($XDG_STATE_HOME/ferry, else ~/.local/state/ferry), not the
+// current directory, where a spool would land wherever ferry happened to be
+// started (and a restart from elsewhere would not find it). Containers and
+// the systemd unit set FERRY_DATA_DIR.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "ferry")
+	}
+	if h, err := os.UserHomeDir(); err == nil && filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "ferry")
+	}
+	return filepath.Join(os.TempDir(), "ferry")
+}
+
 // Default returns a job with every default filled in; it has no source and
 // no target.
 func Default() Job {
 	return Job{
 		Name:    "default",
-		DataDir: "ferry-data",
+		DataDir: DefaultDataDir(),
 		Source: Endpoint{
 			ReadFrom:    "master",
 			Reader:      "auto",

@@ -16,7 +16,7 @@ func TestDefault(t *testing.T) {
 		got, want any
 	}{
 		{"job", j.Name, "default"},
-		{"data_dir", j.DataDir, "ferry-data"},
+		{"data_dir", j.DataDir, DefaultDataDir()},
 		{"rdb", j.RDB, ""},
 		{"source.read_from", j.Source.ReadFrom, ReadFromMaster},
 		{"source.dial_timeout", j.Source.DialTimeout, 5 * time.Second},
@@ -54,7 +54,7 @@ func TestDefault(t *testing.T) {
 	if err := j.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if j.JobDir() != filepath.Join("ferry-data", "default") {
+	if j.JobDir() != filepath.Join(DefaultDataDir(), "default") {
 		t.Errorf("JobDir = %q", j.JobDir())
 	}
 }
@@ -468,7 +468,7 @@ func TestExample(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"job", j.Name, d.Name}, {"data_dir", j.DataDir, d.DataDir}, {"restore", j.Restore, d.Restore},
+		{"job", j.Name, d.Name}, {"data_dir (an example; the default depends on $HOME)", j.DataDir, "/var/lib/ferry"}, {"restore", j.Restore, d.Restore},
 		{"fence", j.Fence, d.Fence}, {"batch_max_bytes", j.BatchMaxBytes, d.BatchMaxBytes},
 		{"spool_memory", j.SpoolMemory, d.SpoolMemory}, {"keepalive", j.KeepaliveInterval, d.KeepaliveInterval},
 		{"status_addr", j.StatusAddr, d.StatusAddr}, {"cutover_pause_max", j.CutoverPauseMax, d.CutoverPauseMax},
@@ -607,5 +607,17 @@ func TestValidateAfterFlags(t *testing.T) {
 	k, err := load(t, j.String())
 	if err != nil || k.CutoverHook != j.CutoverHook {
 		t.Fatalf("hook %q, %v", k.CutoverHook, err)
+	}
+}
+
+func TestDefaultDataDir(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/state")
+	if d := DefaultDataDir(); d != "/state/ferry" {
+		t.Errorf("with XDG_STATE_HOME: %s", d)
+	}
+	t.Setenv("XDG_STATE_HOME", "relative") // ignored, as the XDG spec says
+	t.Setenv("HOME", "/home/op")
+	if d := DefaultDataDir(); d != "/home/op/.local/state/ferry" {
+		t.Errorf("with HOME: %s", d)
 	}
 }

@@ -18,7 +18,17 @@ import (
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(redisLog{}) // as main does
-	os.Exit(m.Run())
+	// Runs that set no data_dir use the default under the state
+	// directory: this package's own, not the user's (nor another test
+	// package's, which may run at the same time).
+	state, err := os.MkdirTemp("", "ferry-test-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
+	code := m.Run()
+	os.RemoveAll(state)
+	os.Exit(code)
 }
 
 // ferryRun runs the CLI in-process as main would and returns the exit code,

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // helpFlags returns the long flags a command's --help lists, with the
@@ -68,7 +70,7 @@ func TestEnvPrecedence(t *testing.T) {
 		{"job", "name", "from-file", "from-env", "from-arg", "default"},
 		{"log-level", "log_level", "warn", "error", "debug", "info"},
 		{"log-format", "log_format", "console", "json", "console", "auto"},
-		{"data-dir", "data_dir", "/d/file", "/d/env", "/d/arg", "ferry-data"},
+		{"data-dir", "data_dir", "/d/file", "/d/env", "/d/arg", conf.DefaultDataDir()},
 		{"status-addr", "status_addr", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:9121"},
 		{"target-nonempty", "target_nonempty", "overwrite", "flush", "refuse", "refuse"},
 		{"target", "addr", "127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:1003", ""},

@@ -207,7 +207,7 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 	f.fs.StringVar(&f.jobName, "job", "", "job name: tags the logs and names the marker key __ferry:<job>:pos (overrides the file)")
 	f.fs.StringVar(&f.logLevel, "log-level", "", "debug | info | warn | error (default info)")
 	f.fs.StringVar(&f.logFormat, "log-format", "", "auto | console | json (default auto: console on a terminal, JSON otherwise)")
-	f.fs.StringVar(&f.dataDir, "data-dir", "", "directory of ferry's own files (spool, checkpoints), data_dir of the file (default ferry-data)")
+	f.fs.StringVar(&f.dataDir, "data-dir", "", "directory of ferry's own files (spool, checkpoints), data_dir of the file (default $XDG_STATE_HOME/ferry or ~/.local/state/ferry)")
 	for i, side := range []string{"source", "target"} {
 		f.fs.StringVar(&f.credFlags[i].username, side+"-username", "", "the "+side+"'s ACL user (overrides the file and the address)")
 		f.fs.StringVar(&f.credFlags[i].passwordFile, side+"-password-file", "", "file holding the "+side+"'s password, one trailing newline trimmed (overrides the file, $"+envName(side+"-password")+" and the address)")
