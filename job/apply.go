@@ -3,6 +3,7 @@ package job
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -105,10 +106,12 @@ type applier struct {
 	keys, expired, commands, skipped, filtered atomic.Int64
 	empty                                      atomic.Int64 // empty collections skipped
 	fieldTTLs                                  atomic.Int64 // hash field TTLs dropped (on_unsupported = drop)
+	functions                                  atomic.Int64 // function libraries dropped (on_unsupported = drop)
 	// noFieldTTL: the target cannot hold per-field hash TTLs (it does
-	// not know HPEXPIREAT); dropFieldTTL: on_unsupported = drop.
-	noFieldTTL, dropFieldTTL bool
-	warnedModuleAux          bool
+	// not know HPEXPIREAT); noFunctions: it has no functions (no FUNCTION:
+	// Redis < 7.0); dropFieldTTL: on_unsupported = drop, for both.
+	noFieldTTL, noFunctions, dropFieldTTL bool
+	warnedModuleAux                       bool
 }
 
 // mapDB applies db_map; a source db not in a non-empty map keeps its number.
@@ -190,6 +193,14 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 	case rdb.KindFunction:
 		if !a.filter.Functions() {
 			return nil
+		}
+		if a.noFunctions {
+			if a.dropFieldTTL {
+				a.functions.Add(1)
+				return nil
+			}
+			return fault.PermanentErr("", "", `migrate into Redis 7.0+, or set on_unsupported = "drop" to copy the data without the function libraries (counted)`,
+				errors.New("the source has function libraries, which the target cannot hold (it does not know FUNCTION)"))
 		}
 		if err := a.addArgs(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
 			return err
@@ -405,10 +416,16 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	if d == filter.Refuse {
 		why = "filter: " + why
 	}
-	if d == filter.Apply && !a.known.Knows(out) && a.dropFieldTTL && fieldTTLOnly(out) {
-		// on_unsupported = drop: the hash stays, without the field's TTL.
-		a.fieldTTLs.Add(1)
-		return nil
+	if d == filter.Apply && !a.known.Knows(out) && a.dropFieldTTL {
+		switch {
+		case fieldTTLOnly(out):
+			// on_unsupported = drop: the hash stays, without the field's TTL.
+			a.fieldTTLs.Add(1)
+			return nil
+		case a.noFunctions && strings.HasPrefix(out.Name, "FUNCTION"):
+			a.functions.Add(1)
+			return nil
+		}
 	}
 	if d == filter.Apply && !a.known.Knows(out) {
 		name := cmdName(out)

@@ -17,11 +17,12 @@ import (
 
 // Capabilities: what the source holds that the target cannot, found before
 // the first write so that a refusal leaves the target untouched (and, with
-// target_nonempty = "flush", not flushed). Today that is one thing: hashes
-// with per-field TTLs (Redis 7.4+, RDB 12) going to an older target. The
-// applier still refuses such a hash when it meets one (a live source may
-// gain its first one after this check); this check only moves the common
-// case to before anything is written.
+// target_nonempty = "flush", not flushed): hashes with per-field TTLs
+// (Redis 7.4+, RDB 12) going to an older target, and function libraries
+// going to a target without functions (Redis < 7.0). The applier still
+// refuses such a value when it meets one (a live source may gain its first
+// one after this check); this check moves the common case to before
+// anything is written.
 
 // targetHoldsFieldTTLs reports whether every master of the target can hold
 // per-field hash TTLs: RDB 12 or later, and HPEXPIREAT in its command table.
@@ -37,31 +38,74 @@ func (j *job) targetHoldsFieldTTLs(tgt target) bool {
 	return j.cmds.known.Knows(&c)
 }
 
-// checkCapabilities refuses a source with hashes whose fields have TTLs
-// when the target cannot hold them and on_unsupported is "refuse". src is
-// nil for a file import.
+// targetHoldsFunctions reports whether the target has functions (FUNCTION
+// came with Redis 7.0).
+func (j *job) targetHoldsFunctions() bool {
+	c, _ := j.cmds.table.Parse([][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("x")})
+	return j.cmds.known.Knows(&c)
+}
+
+// checkCapabilities refuses a source that holds what the target cannot —
+// hashes whose fields have TTLs, function libraries — when on_unsupported
+// is "refuse", with one line counting each. src is nil for a file import.
 func (j *job) checkCapabilities(ctx context.Context, tgt target, src *source) error {
-	if j.c.OnUnsupported == conf.UnsupportedDrop || j.targetHoldsFieldTTLs(tgt) {
+	if j.c.OnUnsupported == conf.UnsupportedDrop {
 		return nil
 	}
-	var n int64
+	fieldTTLs, functions := !j.targetHoldsFieldTTLs(tgt), !j.targetHoldsFunctions()
+	if !fieldTTLs && !functions {
+		return nil
+	}
+	var hashes, libs int64
 	var where string
 	switch {
 	case j.c.RDB != "":
 		var err error
-		if n, err = rdbFieldTTLHashes(ctx, j.c.RDB, j.c.JobDir()); err != nil {
+		if hashes, libs, err = rdbUnsupported(ctx, j.c.RDB, j.c.JobDir()); err != nil {
 			return nil // the import reports a file it cannot read
 		}
 		where = "the RDB file " + j.c.RDB
 	case src != nil:
-		n = j.sourceFieldTTLHashes(ctx, src)
+		if fieldTTLs {
+			hashes = j.sourceFieldTTLHashes(ctx, src)
+		}
+		if functions {
+			libs = j.sourceFunctions(ctx, src)
+		}
 		where = "the source"
 	}
-	if n == 0 {
+	var what []string
+	if fieldTTLs && hashes > 0 {
+		what = append(what, fmt.Sprintf("%d hash(es) with per-field TTLs (the target has RDB < 12 or no HPEXPIREAT)", hashes))
+	}
+	if functions && libs > 0 {
+		what = append(what, fmt.Sprintf("%d function libraries (the target has no FUNCTION: Redis < 7.0)", libs))
+	}
+	if len(what) == 0 {
 		return nil
 	}
-	return fault.PermanentErr("", "", `migrate into Redis 7.4+ (or Valkey 9+), or set on_unsupported = "drop" to copy these hashes without their field TTLs (counted)`,
-		fmt.Errorf("%s holds %d hash(es) with per-field TTLs, which the target cannot hold (RDB < 12 or no HPEXPIREAT); nothing was written", where, n))
+	return fault.PermanentErr("", "", `migrate into a target that holds them, or set on_unsupported = "drop" to copy the data without them (counted)`,
+		fmt.Errorf("%s holds what the target cannot hold: %s; nothing was written", where, strings.Join(what, ", ")))
+}
+
+// sourceFunctions counts the source's function libraries (FUNCTION LIST on
+// its first shard: functions are the same on every master). A source that
+// cannot be asked counts 0; the applier still refuses the first library.
+func (j *job) sourceFunctions(ctx context.Context, src *source) int64 {
+	if len(src.shards) == 0 {
+		return 0
+	}
+	o, err := src.shards[0].resolve(ctx)
+	if err != nil {
+		return 0
+	}
+	c := newCtl(o)
+	defer c.Close()
+	libs, err := c.Do(ctx, "FUNCTION", "LIST").Slice()
+	if err != nil {
+		return 0
+	}
+	return int64(len(libs))
 }
 
 // sourceFieldTTLHashes sums subexpiry of INFO keyspace (Redis 7.4+: hashes
@@ -118,35 +162,38 @@ func sourceKeys(ctx context.Context, o dial.Options) int64 {
 	return keyspaceSum(info, "keys")
 }
 
-// rdbFieldTTLHashes counts the hashes with per-field TTLs in an RDB file.
-// Only an RDB 12+ file can hold one, so an older file costs one header read.
-func rdbFieldTTLHashes(ctx context.Context, path, spillDir string) (int64, error) {
+// rdbUnsupported counts the hashes with per-field TTLs and the function
+// libraries in an RDB file. Functions came with RDB 10, field TTLs with
+// RDB 12: an older file costs one header read.
+func rdbUnsupported(ctx context.Context, path, spillDir string) (hashes, libs int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	rr := rdb.NewReader(f, rdb.Options{SpillDir: spillDir})
 	defer rr.Close()
-	var n int64
 	for i := 0; ; i++ {
 		rec, err := rr.Next()
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return hashes, libs, nil
 		}
 		if err != nil {
-			return n, err
+			return hashes, libs, err
 		}
-		if rr.Version() < 12 {
+		if rr.Version() < 10 {
 			rec.Release()
-			return 0, nil
+			return 0, 0, nil
 		}
-		if rec.Kind == rdb.KindKey && rdb.HasFieldTTLs(rec.Type) {
-			n++
+		switch {
+		case rec.Kind == rdb.KindKey && rdb.HasFieldTTLs(rec.Type):
+			hashes++
+		case rec.Kind == rdb.KindFunction:
+			libs++
 		}
 		rec.Release()
 		if i%4096 == 0 && ctx.Err() != nil {
-			return n, ctx.Err()
+			return hashes, libs, ctx.Err()
 		}
 	}
 }

@@ -66,6 +66,7 @@ type State struct {
 	Expired   int64 // snapshot keys skipped: already expired
 	Empty     int64 // snapshot keys skipped: empty collections
 	FieldTTLs int64 // hash field TTLs dropped: the target cannot hold them
+	Functions int64 // function libraries dropped: the target cannot hold them
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -96,6 +97,7 @@ type Summary struct {
 	Expired      int64 // snapshot keys skipped because already expired
 	Empty        int64 // snapshot keys skipped because empty collections (Redis skips them too)
 	FieldTTLs    int64 // hash field TTLs dropped (on_unsupported = drop)
+	Functions    int64 // function libraries (and FUNCTION commands) dropped (on_unsupported = drop)
 	Commands     int64 // stream commands applied
 	RDBBytes     int64
 	Elapsed      time.Duration
@@ -316,7 +318,7 @@ func (j *job) state() State {
 	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
-	st.Empty, st.FieldTTLs = j.sum.Empty, j.sum.FieldTTLs
+	st.Empty, st.FieldTTLs, st.Functions = j.sum.Empty, j.sum.FieldTTLs, j.sum.Functions
 	streams := j.streams
 	j.mu.Unlock()
 	sizeKnown := true
@@ -327,6 +329,7 @@ func (j *job) state() State {
 		st.Expired += s.app.expired.Load()
 		st.Empty += s.app.empty.Load()
 		st.FieldTTLs += s.app.fieldTTLs.Load()
+		st.Functions += s.app.functions.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {
@@ -434,6 +437,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
 	}
 	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
+	app.noFunctions = !j.targetHoldsFunctions()
 	app.dropFieldTTL = c.OnUnsupported == conf.UnsupportedDrop
 	return app
 }
@@ -770,6 +774,7 @@ func (j *job) wait(g *errgroup.Group) error {
 		sum.Expired += s.app.expired.Swap(0)
 		sum.Empty += s.app.empty.Swap(0)
 		sum.FieldTTLs += s.app.fieldTTLs.Swap(0)
+		sum.Functions += s.app.functions.Swap(0)
 		sum.Commands += s.app.commands.Swap(0)
 	}
 	j.mu.Lock()
@@ -781,6 +786,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.Expired += sum.Expired
 	j.sum.Empty += sum.Empty
 	j.sum.FieldTTLs += sum.FieldTTLs
+	j.sum.Functions += sum.Functions
 	j.sum.Commands += sum.Commands
 	j.sum.Skipped += sum.Skipped
 	j.mu.Unlock()

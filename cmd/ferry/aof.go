@@ -56,12 +56,17 @@ func skippedNote(sum job.Summary) string {
 	return fmt.Sprintf("; %d commands refused by the target and skipped (on_error = skip)", sum.Skipped)
 }
 
-// fieldTTLNote tells how many hash field TTLs on_unsupported = drop left out.
+// fieldTTLNote tells what on_unsupported = drop left out: hash field TTLs,
+// function libraries.
 func fieldTTLNote(sum job.Summary) string {
-	if sum.FieldTTLs == 0 {
-		return ""
+	s := ""
+	if sum.FieldTTLs > 0 {
+		s += fmt.Sprintf("; %d hash field TTLs dropped: the target cannot hold them (on_unsupported = drop)", sum.FieldTTLs)
 	}
-	return fmt.Sprintf("; %d hash field TTLs dropped: the target cannot hold them (on_unsupported = drop)", sum.FieldTTLs)
+	if sum.Functions > 0 {
+		s += fmt.Sprintf("; %d function libraries dropped: the target cannot hold them (on_unsupported = drop)", sum.Functions)
+	}
+	return s
 }
 
 // missingAOF is missingRDB for the aof setting.

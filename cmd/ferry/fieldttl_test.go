@@ -39,7 +39,7 @@ func TestFieldTTLsIntoOldTarget(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
 	last := lines[len(lines)-1]
-	for _, want := range []string{"ferry: error: ", "holds 2 hash(es) with per-field TTLs", "the target cannot hold", "nothing was written", `on_unsupported = "drop"`} {
+	for _, want := range []string{"ferry: error: ", "holds what the target cannot hold: 2 hash(es) with per-field TTLs", "the target cannot hold", "nothing was written", `on_unsupported = "drop"`} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last stderr line %q lacks %q", last, want)
 		}
@@ -131,7 +131,7 @@ func TestFieldTTLSourceIntoOldTarget(t *testing.T) {
 	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--source", "redis://"+src.Addr, "--target", dst.URL(), "--job", "fttl", "-c", jobFile(t, ""))
 	lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
 	last := lines[len(lines)-1]
-	if code != exitFailure || !strings.Contains(last, "the source holds 3 hash(es) with per-field TTLs") || !strings.Contains(last, "on_unsupported") {
+	if code != exitFailure || !strings.Contains(last, "the source holds what the target cannot hold: 3 hash(es) with per-field TTLs") || !strings.Contains(last, "on_unsupported") {
 		t.Fatalf("exit %d, want %d with a last line counting the hashes\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errs)
 	}
 	if psync.Load() {
@@ -156,7 +156,7 @@ func TestFieldTTLsFromNewerSource(t *testing.T) {
 	src.Do(t, "SET", "s", "v")
 
 	code, out, errs := ferryRunWithin(t, time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
-	if code != exitFailure || !strings.Contains(errs, "the source holds 2 hash(es) with per-field TTLs") {
+	if code != exitFailure || !strings.Contains(errs, "the source holds what the target cannot hold: 2 hash(es) with per-field TTLs") {
 		t.Fatalf("refuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	if n := dst.Do(t, "DBSIZE"); n != int64(0) {
@@ -170,5 +170,58 @@ func TestFieldTTLsFromNewerSource(t *testing.T) {
 	code, out, errs = ferryRunWithin(t, time.Minute, "verify", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
 	if code != exitFailure || !strings.Contains(errs, "lost_field_ttl 2") {
 		t.Fatalf("verify: exit %d, want 1 with lost_field_ttl 2\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestFunctionsIntoTargetWithout: function libraries into a target without
+// FUNCTION (Redis < 7.0; here a 7.0 with the command renamed away). From an
+// RDB file and from a live source: refused before anything is written; with
+// on_unsupported = "drop" copied without them, the drops counted, a
+// FUNCTION LOAD of the stream left out too.
+func TestFunctionsIntoTargetWithout(t *testing.T) {
+	src, path := savedRDB(t)
+	dst := redistest.Start(t, "--rename-command", "FUNCTION", "")
+
+	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--rdb", path, "--target", dst.URL(), "-c", jobFile(t, ""))
+	if code != exitFailure || !strings.Contains(lastLine(errs), "1 function libraries (the target has no FUNCTION") || !strings.Contains(lastLine(errs), "nothing was written") {
+		t.Fatalf("rdb, refuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = ferryRunWithin(t, time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
+	if code != exitFailure || !strings.Contains(lastLine(errs), "the source holds what the target cannot hold: 1 function libraries") {
+		t.Fatalf("live, refuse: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n := dst.Do(t, "DBSIZE"); n != int64(0) {
+		t.Fatalf("refused: the target was written to: %v", n)
+	}
+
+	code, out, errs = ferryRunWithin(t, time.Minute, "sync", "--rdb", path, "--target", dst.URL(), "-c", jobFile(t, `on_unsupported = "drop"`))
+	if code != exitOK || !strings.Contains(out, "; 1 function libraries dropped: the target cannot hold them") {
+		t.Fatalf("rdb, drop: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// The target has no FUNCTION to be asked with: every key, value and
+	// TTL is compared, the libraries are what was dropped.
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{IgnoreFunctions: true})
+
+	// Live, drop: a library loaded while the sync runs is left out as well.
+	dst.Do(t, "FLUSHALL")
+	p := startFerry(t, "sync", "--source", src.URL(), "--target", dst.URL(), "--job", "fn", "-c", jobFile(t, `on_unsupported = "drop"`))
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case <-p.done:
+			code, out, errs := p.wait(t, 0)
+			t.Fatalf("live, drop: ended early: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+		default:
+		}
+		return dst.Do(t, "DBSIZE").(int64) > src.Do(t, "DBSIZE").(int64) // and the marker
+	}, "the snapshot on the target")
+	src.Do(t, "FUNCTION", "LOAD", "#!lua name=later\nredis.register_function('later', function() return 1 end)")
+	src.Do(t, "SET", "after-load", "1")
+	redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "after-load") == int64(1) }, "the write after FUNCTION LOAD")
+	if err := syscall.Kill(ferryPID(p), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = p.wait(t, 30*time.Second)
+	if code != exitOK || !strings.Contains(out, "; 2 function libraries dropped") {
+		t.Fatalf("live, drop: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
