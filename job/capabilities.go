@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
@@ -99,7 +99,7 @@ func (j *job) sourceFunctions(ctx context.Context, src *source) int64 {
 	if err != nil {
 		return 0
 	}
-	c := newCtl(o)
+	c := ctl.New(o)
 	defer c.Close()
 	libs, err := c.Do(ctx, "FUNCTION", "LIST").Slice()
 	if err != nil {
@@ -118,34 +118,13 @@ func (j *job) sourceFieldTTLHashes(ctx context.Context, src *source) int64 {
 		if err != nil {
 			continue
 		}
-		c := newCtl(o)
+		c := ctl.New(o)
 		info, err := c.Info(ctx, "keyspace").Result()
 		c.Close()
 		if err != nil {
 			continue
 		}
-		n += keyspaceSum(info, "subexpiry")
-	}
-	return n
-}
-
-// keyspaceSum sums one field over the dbs of an INFO keyspace reply
-// ("db0:keys=3,expires=0,avg_ttl=0,subexpiry=2"): keys, or subexpiry
-// (Redis 7.4+: hashes with field TTLs).
-func keyspaceSum(info, field string) int64 {
-	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		_, kv, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		for _, f := range strings.Split(kv, ",") {
-			if v, ok := strings.CutPrefix(f, field+"="); ok {
-				if x, err := strconv.ParseInt(v, 10, 64); err == nil {
-					n += x
-				}
-			}
-		}
+		n += ctl.Sum(ctl.Keyspace(info, "subexpiry"))
 	}
 	return n
 }
@@ -153,13 +132,13 @@ func keyspaceSum(info, field string) int64 {
 // sourceKeys is a source server's key count over its dbs, -1 when it
 // cannot be asked: the estimate behind a diskless snapshot's percentage.
 func sourceKeys(ctx context.Context, o dial.Options) int64 {
-	c := newCtl(o)
+	c := ctl.New(o)
 	defer c.Close()
 	info, err := c.Info(ctx, "keyspace").Result()
 	if err != nil {
 		return -1
 	}
-	return keyspaceSum(info, "keys")
+	return ctl.Sum(ctl.Keyspace(info, "keys"))
 }
 
 // rdbUnsupported counts the hashes with per-field TTLs and the function

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/topology"
@@ -123,7 +124,7 @@ func (t *clusterTarget) topology(ctx context.Context) (*topology.Map, error) {
 	t.seedMu.Unlock()
 	m, err := topology.Discover(ctx, seeds, func(addr string) *redis.Options {
 		o, _ := t.dialFor(addr)
-		return redisOptions(o, "ferry-ctl-0", 0)
+		return ctl.Options(o, "ferry-ctl-0", 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("target cluster: %w", err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/router"
 )
 
@@ -43,7 +44,7 @@ func (j *job) sourceCommands(ctx context.Context, src *source) *router.Table {
 		j.log.Warn().Err(err).Msg("source: cannot ask the source for its commands (COMMAND); using the built-in command table")
 		return base
 	}
-	c := redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))
+	c := redis.NewClient(ctl.Options(o, "ferry-ctl-0", 0))
 	defer c.Close()
 	reply, err := commandReply(ctx, c)
 	if err == nil {

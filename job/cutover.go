@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/hook"
 )
 
@@ -77,13 +78,13 @@ func (j *job) checkCutover(ctx context.Context, streams []*stream) error {
 		if err != nil {
 			return fmt.Errorf("cutover: %w", err)
 		}
-		c := newCtl(d)
+		c := ctl.New(d)
 		info, err := c.Info(ctx, "server").Result()
 		c.Close()
 		if err != nil {
-			return fmt.Errorf("cutover: source %w", describeCtlErr(d.Addr, err))
+			return fmt.Errorf("cutover: source %w", ctl.Describe(d.Addr, err))
 		}
-		if v := infoField(info, "redis_version"); !pauseSupported(v) {
+		if v := ctl.InfoField(info, "redis_version"); !pauseSupported(v) {
 			return fmt.Errorf("cutover needs CLIENT PAUSE … WRITE (Redis %s or newer), and source %s runs Redis %s: migrate without --cutover and stop the application's writes yourself", minPauseVersion, d.Addr, v)
 		}
 	}
@@ -144,7 +145,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		if err != nil {
 			return err
 		}
-		c := newCtl(d)
+		c := ctl.New(d)
 		if err := c.Do(ctx, "CLIENT", "PAUSE", ms, "WRITE").Err(); err != nil {
 			c.Close()
 			return fmt.Errorf("CLIENT PAUSE on source %s: %w", d.Addr, err)
@@ -161,7 +162,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		// says when every write before the pause has been read again.
 		off, ok, err := s.scanBarrier(ctx)
 		if !ok {
-			off, err = masterOffset(ctx, paused[i])
+			off, err = ctl.MasterOffset(ctx, paused[i])
 		}
 		if err != nil {
 			return fmt.Errorf("source %s: %w", paused[i].Options().Addr, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferry-dev/ferry/aof"
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/reader"
@@ -392,10 +393,10 @@ func (j *job) openTarget(ctx context.Context) (target, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := isCluster(ctx, n.ctl)
+	cl, err := ctl.IsCluster(ctx, n.ctl)
 	if err != nil {
 		n.close()
-		return nil, fmt.Errorf("target %w", describeCtlErr(o.Addr, err))
+		return nil, fmt.Errorf("target %w", ctl.Describe(o.Addr, err))
 	}
 	if !cl {
 		t, err := j.openStandalone(ctx, n)
@@ -733,11 +734,11 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 // checkSourceDBs refuses, before anything is written, a source with keys in
 // a db that has no place in a cluster target (db 0 only).
 func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
-	ctl := newCtl(src)
-	defer ctl.Close()
-	ks, err := keyspace(ctx, ctl)
+	c := ctl.New(src)
+	defer c.Close()
+	ks, err := keyspace(ctx, c)
 	if err != nil {
-		return fmt.Errorf("source %w", describeCtlErr(src.Addr, err))
+		return fmt.Errorf("source %w", ctl.Describe(src.Addr, err))
 	}
 	for db, n := range ks {
 		if n == 0 || db == 0 || !j.filter.DB(db) {
@@ -1001,9 +1002,9 @@ func (s *stream) sourceOffset(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctl := newCtl(d)
-	defer ctl.Close()
-	return masterOffset(ctx, ctl)
+	c := ctl.New(d)
+	defer c.Close()
+	return ctl.MasterOffset(ctx, c)
 }
 
 // idle is called when the stream's consumer is about to wait for the

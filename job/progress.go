@@ -3,28 +3,11 @@ package job
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/status"
 )
-
-func newCtl(o dial.Options) *redis.Client {
-	return redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))
-}
-
-// masterOffset reads a master's master_repl_offset.
-func masterOffset(ctx context.Context, c *redis.Client) (int64, error) {
-	info, err := c.Info(ctx, "replication").Result()
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
-}
 
 // lagClock remembers when the reader received each offset, so that the lag
 // can be told in seconds: how long the oldest byte not yet applied on the

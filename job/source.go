@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
@@ -93,11 +94,11 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl := newCtl(first)
-	cl, err := isCluster(ctx, ctl)
-	ctl.Close()
+	c := ctl.New(first)
+	cl, err := ctl.IsCluster(ctx, c)
+	c.Close()
 	if err != nil && len(e.Hosts) == 1 {
-		return nil, fmt.Errorf("source %w", describeCtlErr(first.Addr, err))
+		return nil, fmt.Errorf("source %w", ctl.Describe(first.Addr, err))
 	}
 	if cl {
 		return j.openClusterSource(ctx, replica)
@@ -150,7 +151,7 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 		seedMu.Unlock()
 		m, err := topology.Discover(ctx, list, func(addr string) *redis.Options {
 			o, _ := opts(addr)
-			return redisOptions(o, "ferry-ctl-0", 0)
+			return ctl.Options(o, "ferry-ctl-0", 0)
 		})
 		if err == nil {
 			seedMu.Lock()
@@ -218,13 +219,13 @@ func replicaOffset(ctx context.Context, opts func(string) (dial.Options, error),
 	if err != nil {
 		return 0, false
 	}
-	c := newCtl(o)
+	c := ctl.New(o)
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
-	if err != nil || infoField(info, "role") != "slave" || infoField(info, "master_link_status") != "up" {
+	if err != nil || ctl.InfoField(info, "role") != "slave" || ctl.InfoField(info, "master_link_status") != "up" {
 		return 0, false
 	}
-	off, err := strconv.ParseInt(infoField(info, "slave_repl_offset"), 10, 64)
+	off, err := strconv.ParseInt(ctl.InfoField(info, "slave_repl_offset"), 10, 64)
 	return off, err == nil
 }
 
@@ -234,15 +235,15 @@ func bestReplica(ctx context.Context, opts func(string) (dial.Options, error), m
 	if err != nil {
 		return "", err
 	}
-	c := newCtl(o)
+	c := ctl.New(o)
 	info, err := c.Info(ctx, "replication").Result()
 	c.Close()
 	if err != nil {
-		return "", describeCtlErr(master, err)
+		return "", ctl.Describe(master, err)
 	}
 	best, addr := int64(-1), ""
 	for i := 0; ; i++ {
-		v := infoField(info, "slave"+strconv.Itoa(i))
+		v := ctl.InfoField(info, "slave"+strconv.Itoa(i))
 		if v == "" {
 			break
 		}
@@ -274,14 +275,14 @@ func findMaster(ctx context.Context, opts func(string) (dial.Options, error), ho
 		if err != nil {
 			return "", err
 		}
-		c := newCtl(o)
+		c := ctl.New(o)
 		info, err := c.Info(ctx, "replication").Result()
 		c.Close()
 		if err != nil {
-			errs = append(errs, describeCtlErr(h, err).Error())
+			errs = append(errs, ctl.Describe(h, err).Error())
 			continue
 		}
-		if infoField(info, "role") == "master" {
+		if ctl.InfoField(info, "role") == "master" {
 			return h, nil
 		}
 	}
@@ -317,14 +318,14 @@ func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error
 // replIDs reads the replication ids a node continues: its own and the one
 // it inherited in a failover (with the last offset of that history).
 func replIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, err error) {
-	c := newCtl(o)
+	c := ctl.New(o)
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
-		return "", "", 0, describeCtlErr(o.Addr, err)
+		return "", "", 0, ctl.Describe(o.Addr, err)
 	}
-	off2, _ = strconv.ParseInt(infoField(info, "second_repl_offset"), 10, 64)
-	return infoField(info, "master_replid"), infoField(info, "master_replid2"), off2, nil
+	off2, _ = strconv.ParseInt(ctl.InfoField(info, "second_repl_offset"), 10, 64)
+	return ctl.InfoField(info, "master_replid"), ctl.InfoField(info, "master_replid2"), off2, nil
 }
 
 // mergeSeeds adds every node of m (masters and replicas) to seeds.

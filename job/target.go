@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
-	"github.com/ferry-dev/ferry/resp"
 )
 
 // ownPrefix marks keys that belong to ferry itself on a target.
@@ -51,39 +48,6 @@ func ownKeyError(job string, db int, key []byte) error {
 		fmt.Errorf("source key %q (db %d) has the name of a key ferry keeps for job %q on the target: copied, it would be overwritten and then deleted", clip(key), db, job))
 }
 
-// redisOptions builds go-redis options for a control-plane connection.
-func redisOptions(o dial.Options, name string, db int) *redis.Options {
-	timeout := o.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	// Dialer: ferry's own dial, so that a TLS handshake that gets no TLS
-	// answer fails within the timeout with a message that says what to check.
-	return &redis.Options{
-		Addr:        o.Addr,
-		Username:    o.Username,
-		Password:    o.Password,
-		DB:          db,
-		TLSConfig:   o.TLS,
-		DialTimeout: timeout,
-		// Replies are checked as they arrive: a hostile or broken peer
-		// cannot make go-redis allocate or recurse without bound.
-		Dialer:          dial.Guarded(timeout, o.TLS, resp.ControlLimits()),
-		ReadTimeout:     30 * time.Second,
-		WriteTimeout:    30 * time.Second,
-		Protocol:        2,
-		DisableIdentity: true,
-		PoolSize:        4,
-		MaxRetries:      2,
-		// The name only helps operators read CLIENT LIST; a server that
-		// forbids SETNAME must not make the connection fail.
-		OnConnect: func(ctx context.Context, cn *redis.Conn) error {
-			cn.ClientSetName(ctx, name)
-			return nil
-		},
-	}
-}
-
 // node is one target master as the control plane sees it.
 type node struct {
 	addr    dial.Options
@@ -93,10 +57,10 @@ type node struct {
 }
 
 func openNode(ctx context.Context, o dial.Options, job string) (*node, error) {
-	n := &node{addr: o, ctl: redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))}
+	n := &node{addr: o, ctl: ctl.New(o)}
 	if err := n.ctl.Ping(ctx).Err(); err != nil {
 		n.ctl.Close()
-		return nil, fmt.Errorf("target %w", describeCtlErr(o.Addr, err))
+		return nil, fmt.Errorf("target %w", ctl.Describe(o.Addr, err))
 	}
 	return n, nil
 }
@@ -107,32 +71,8 @@ func (n *node) close() { n.ctl.Close() }
 func (n *node) redial(o dial.Options) {
 	old := n.ctl
 	n.addr = o
-	n.ctl = redis.NewClient(redisOptions(o, "ferry-ctl-0", 0))
+	n.ctl = ctl.New(o)
 	old.Close()
-}
-
-// describeCtlErr turns go-redis connection errors into one clear line,
-// classified (see package fault).
-func describeCtlErr(addr string, err error) error {
-	if what := fault.Credentials(err); what != "" {
-		fe := fault.New(addr, "AUTH", err)
-		fe.Err = fmt.Errorf("%w: %s (%v)", dial.ErrAuth, what, err)
-		return fe
-	}
-	if fault.IsPermanent(err) {
-		return fault.New(addr, "", err)
-	}
-	var ne net.Error
-	var he *dial.HandshakeError
-	switch {
-	case errors.As(err, &he):
-		return he // says what to check; its timeout is not the network's
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("connect %s: connection refused (is the server running and listening on that port?)", addr)
-	case errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("connect %s: timed out", addr)
-	}
-	return fmt.Errorf("%s: %w", addr, err)
 }
 
 // probe finds the node's RDB version exactly — by DUMPing a probe key and
@@ -167,42 +107,7 @@ func (n *node) rdbVersionFromInfo(ctx context.Context) int {
 	if err != nil {
 		return 0
 	}
-	v := infoField(info, "redis_version")
-	var major, minor int
-	fmt.Sscanf(v, "%d.%d", &major, &minor)
-	switch {
-	case major > 7 || (major == 7 && minor >= 4):
-		return 12
-	case major == 7 && minor >= 2:
-		return 11
-	case major == 7:
-		return 10
-	case major == 6 && minor >= 2, major == 5:
-		return 9
-	case major == 6:
-		return 9
-	case major == 4:
-		return 8
-	}
-	return 6
-}
-
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// isCluster reports whether the server runs in cluster mode.
-func isCluster(ctx context.Context, c *redis.Client) (bool, error) {
-	info, err := c.Info(ctx, "cluster").Result()
-	if err != nil {
-		return false, err
-	}
-	return infoField(info, "cluster_enabled") == "1", nil
+	return ctl.RDBVersion(ctl.InfoField(info, "redis_version"))
 }
 
 // keyspace returns the number of keys per db (INFO keyspace).
@@ -211,28 +116,7 @@ func keyspace(ctx context.Context, c *redis.Client) (map[int]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		line = strings.TrimSpace(line)
-		rest, ok := strings.CutPrefix(line, "db")
-		if !ok {
-			continue
-		}
-		dbs, stats, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
-		}
-		db, err := strconv.Atoi(dbs)
-		if err != nil {
-			continue
-		}
-		for _, kv := range strings.Split(stats, ",") {
-			if v, ok := strings.CutPrefix(kv, "keys="); ok {
-				out[db], _ = strconv.ParseInt(v, 10, 64)
-			}
-		}
-	}
-	return out, nil
+	return ctl.Keyspace(info, "keys"), nil
 }
 
 // foreignKeys counts the keys of a node that are not ferry's own, per db.
@@ -251,7 +135,7 @@ func (n *node) foreignKeys(ctx context.Context) (map[int]int64, error) {
 			out[db] = cnt
 			continue
 		}
-		c := redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		c := redis.NewClient(ctl.Options(n.addr, "ferry-ctl-0", db))
 		own := int64(0)
 		iter := c.Scan(ctx, 0, ownPrefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
@@ -280,7 +164,7 @@ func (n *node) sweep(ctx context.Context, keep *keySet, owned func(db int, key s
 	}
 	var deleted int64
 	for db := range ks {
-		c := redis.NewClient(redisOptions(n.addr, "ferry-ctl-0", db))
+		c := redis.NewClient(ctl.Options(n.addr, "ferry-ctl-0", db))
 		var stale []string
 		flush := func() error {
 			if len(stale) == 0 {

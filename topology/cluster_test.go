@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -198,8 +199,8 @@ func waitHealthy(t testing.TB, nodes []*testNode, timeout time.Duration) {
 				why = fmt.Sprintf("%s: %v", n.Addr, err)
 				break
 			}
-			if infoField(info, "cluster_state") != "ok" || infoField(info, "cluster_slots_ok") != "16384" ||
-				infoField(info, "cluster_known_nodes") != strconv.Itoa(len(nodes)) {
+			if ctl.InfoField(info, "cluster_state") != "ok" || ctl.InfoField(info, "cluster_slots_ok") != "16384" ||
+				ctl.InfoField(info, "cluster_known_nodes") != strconv.Itoa(len(nodes)) {
 				why = fmt.Sprintf("%s: %q", n.Addr, info)
 				break
 			}
@@ -208,7 +209,7 @@ func waitHealthy(t testing.TB, nodes []*testNode, timeout time.Duration) {
 				why = fmt.Sprintf("%s: %v", n.Addr, err)
 				break
 			}
-			if infoField(repl, "role") == "slave" && infoField(repl, "master_link_status") != "up" {
+			if ctl.InfoField(repl, "role") == "slave" && ctl.InfoField(repl, "master_link_status") != "up" {
 				why = fmt.Sprintf("%s: replica link down", n.Addr)
 				break
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/resp"
 )
@@ -253,7 +254,7 @@ func discoverAt(ctx context.Context, seed string, opt func(addr string) *redis.O
 		if err == nil {
 			m.Seed, m.Via = seed, w.name
 			if info, err := c.ClusterInfo(ctx).Result(); err == nil {
-				m.Epoch, _ = strconv.ParseInt(infoField(info, "cluster_current_epoch"), 10, 64)
+				m.Epoch, _ = strconv.ParseInt(ctl.InfoField(info, "cluster_current_epoch"), 10, 64)
 			}
 			return m, nil
 		}
@@ -315,26 +316,6 @@ func unreachable(ctx context.Context, err error) bool {
 	var ne net.Error
 	return ctx.Err() != nil || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, redis.ErrClosed)
-}
-
-// IsCluster reports whether the server c talks to runs in cluster mode
-// (INFO cluster says cluster_enabled:1).
-func IsCluster(ctx context.Context, c *redis.Client) (bool, error) {
-	info, err := c.Info(ctx, "cluster").Result()
-	if err != nil {
-		return false, fmt.Errorf("INFO cluster %s: %w", c.Options().Addr, err)
-	}
-	return infoField(info, "cluster_enabled") == "1", nil
-}
-
-// infoField returns the value of "name:value" in an INFO or CLUSTER INFO text.
-func infoField(info, name string) string {
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // joinAddr makes host:port, standing in the seed's host for a node that

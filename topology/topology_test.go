@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/router"
 
 	"github.com/redis/go-redis/v9"
@@ -378,7 +379,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("is cluster", func(t *testing.T) {
-		ok, err := IsCluster(ctx, nodes[0].C)
+		ok, err := ctl.IsCluster(ctx, nodes[0].C)
 		if err != nil || !ok {
 			t.Errorf("IsCluster: %v %v", ok, err)
 		}
@@ -391,7 +392,7 @@ func TestDiscoverErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	plain := startNode(t, false)
-	ok, err := IsCluster(ctx, plain.C)
+	ok, err := ctl.IsCluster(ctx, plain.C)
 	if err != nil || ok {
 		t.Errorf("IsCluster on a plain server: %v %v", ok, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/resp"
 )
@@ -107,7 +108,7 @@ func openSide(ctx context.Context, role string, ep conf.Endpoint, maxOps, pool i
 			continue
 		}
 		s.addr = h
-		s.cluster = infoField(info, "cluster_enabled") == "1"
+		s.cluster = ctl.InfoField(info, "cluster_enabled") == "1"
 		s.fieldTTL = knowsFieldTTL(ctx, s.options(h, 0))
 		break
 	}
@@ -332,31 +333,10 @@ func isReplyErr(err error) bool {
 	return errors.As(err, &re)
 }
 
-// describeErr turns connection errors into one clear line.
+// describeErr turns a connection error into one clear line naming the
+// side (see ctl.Describe).
 func describeErr(role, addr string, err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
-		return fmt.Errorf("%s %s: authentication failed: wrong password or user (%s)", role, addr, msg)
-	case strings.Contains(msg, "NOAUTH"):
-		return fmt.Errorf("%s %s: authentication failed: the server requires a password and none is configured", role, addr)
-	case strings.Contains(msg, "without any password configured"):
-		return fmt.Errorf("%s %s: AUTH refused: the server has no password set, but one is configured", role, addr)
-	case strings.Contains(msg, "connection refused"):
-		return fmt.Errorf("%s: connect %s: connection refused (is the server running and listening on that port?)", role, addr)
-	case strings.Contains(msg, "i/o timeout"):
-		return fmt.Errorf("%s %s: timed out", role, addr)
-	}
-	return fmt.Errorf("%s %s: %w", role, addr, err)
-}
-
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	return ""
+	return fmt.Errorf("%s %w", role, ctl.Describe(addr, err))
 }
 
 // dbsWithKeys lists the dbs that hold keys (a cluster: db 0).
