@@ -88,6 +88,8 @@ func Describe(addr string, err error) error {
 		return fmt.Errorf("connect %s: connection refused (is the server running and listening on that port?)", addr)
 	case errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("connect %s: timed out", addr)
+	case strings.Contains(err.Error(), addr):
+		return err // dial's errors name the address already
 	}
 	return fmt.Errorf("%s: %w", addr, err)
 }

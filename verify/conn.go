@@ -336,7 +336,7 @@ func isReplyErr(err error) bool {
 // describeErr turns a connection error into one clear line naming the
 // side (see ctl.Describe).
 func describeErr(role, addr string, err error) error {
-	return fmt.Errorf("%s %w", role, ctl.Describe(addr, err))
+	return fmt.Errorf("%s: %w", role, ctl.Describe(addr, err))
 }
 
 // dbsWithKeys lists the dbs that hold keys (a cluster: db 0).
