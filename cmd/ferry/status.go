@@ -224,42 +224,70 @@ const progressEvery = 200 * time.Millisecond
 // still on screen when the snapshot ends is finished with its last state
 // and a newline; one that a log line wiped meanwhile is not drawn again.
 func showProgress(ctx context.Context, js *jobStatus, con *console) {
-	p := status.NewProgress(con.barWriter(), true)
+	b := newBarShow(js, con)
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
-	on := false
-	end := func(state func() job.State) {
-		if con.barShown() {
-			if state != nil {
-				p.Update(js.fromState(state()))
-			}
-			p.Done()
-		}
-		p = status.NewProgress(con.barWriter(), true)
-		on = false
-	}
 	for {
-		js.mu.Lock()
-		state, final := js.state, js.final
-		js.mu.Unlock()
-		if state != nil && final == nil {
-			st := state()
-			if st.Phase == "rdb" || st.Phase == "import" {
-				p.Update(js.fromState(st))
-				on = true
-			} else if on {
-				end(nil)
-			}
-		}
+		b.step()
 		select {
 		case <-ctx.Done():
-			if on {
-				end(state)
-			}
+			b.stop()
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// barShow is the bar's state between two looks at the job.
+type barShow struct {
+	js  *jobStatus
+	con *console
+	p   *status.Progress
+	on  bool // the job was in a snapshot at the last look
+}
+
+func newBarShow(js *jobStatus, con *console) *barShow {
+	return &barShow{js: js, con: con, p: status.NewProgress(con.barWriter(), true)}
+}
+
+// step looks at the job once: draws the bar during a snapshot, ends it
+// when the snapshot is over.
+func (b *barShow) step() {
+	b.js.mu.Lock()
+	state, final := b.js.state, b.js.final
+	b.js.mu.Unlock()
+	if state == nil || final != nil {
+		return
+	}
+	st := state()
+	if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport {
+		b.p.Update(b.js.fromState(st))
+		b.on = true
+	} else if b.on {
+		b.end(nil)
+	}
+}
+
+// stop ends a bar still on screen with the job's last state.
+func (b *barShow) stop() {
+	if !b.on {
+		return
+	}
+	b.js.mu.Lock()
+	state := b.js.state
+	b.js.mu.Unlock()
+	b.end(state)
+}
+
+func (b *barShow) end(state func() job.State) {
+	if b.con.barShown() {
+		if state != nil {
+			b.p.Update(b.js.fromState(state()))
+		}
+		b.p.Done()
+	}
+	b.p = status.NewProgress(b.con.barWriter(), true)
+	b.on = false
 }
 
 // errInterrupted is a migrate stopped by a signal (or by fail_fast) before

@@ -183,8 +183,10 @@ func TestStatusLiveSync(t *testing.T) {
 			return false
 		}
 		sh := j.Shards[0]
+		// The last write is SET live:299; the count follows the
+		// target's acknowledgement.
 		return sh.LagBytes == 0 && sh.ReceivedOffset > 0 && sh.AppliedOffset == sh.ReceivedOffset &&
-			dst.Do(t, "GET", "counter") == "300"
+			dst.Do(t, "GET", "counter") == "300" && dst.Do(t, "EXISTS", "live:299") == int64(1) && j.CommandsApplied >= 600
 	}, "lag_bytes 0 and applied_offset = received_offset after the writes")
 	sh, w := j.Shards[0], j.Writers[0]
 	if sh.Name != "ferry-reader-0" || sh.ReplID == "" || sh.FullSyncs != 1 || j.KeysWritten == 0 || j.CommandsApplied < 600 {
@@ -334,31 +336,31 @@ func TestProgressBar(t *testing.T) {
 	})
 	var buf bytes.Buffer
 	con := &console{w: &buf}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		showProgress(ctx, js, con)
-	}()
-	time.Sleep(3 * progressEvery)
+	b := newBarShow(js, con)
+	// One look at the job per step, as the ticker of showProgress gives;
+	// the pause lets the bar's redraw limit (ten a second) pass.
+	step := func() {
+		time.Sleep(150 * time.Millisecond)
+		b.step()
+	}
+	step()
 	phase.Store("rdb")
 	parsed.Store(1 << 19)
-	time.Sleep(3 * progressEvery)
+	step()
 	con.Write([]byte("a log line\n"))
 	parsed.Store(1 << 20)
-	time.Sleep(3 * progressEvery)
+	step()
 	phase.Store("streaming")
-	time.Sleep(3 * progressEvery)
+	step()
 	// A second snapshot (full resync) whose bar a log line wipes at its
 	// end: the bar is not drawn again after the log line.
 	parsed.Store(1 << 18)
 	phase.Store("rdb")
-	time.Sleep(3 * progressEvery)
+	step()
 	con.Write([]byte("snapshot applied\n"))
 	phase.Store("streaming")
-	time.Sleep(3 * progressEvery)
-	cancel()
-	<-done
+	step()
+	b.stop()
 	all := buf.String()
 	out, second, _ := strings.Cut(all, "\r[#####-") // the second snapshot's bar, at 25%
 	if !strings.HasSuffix(second, "\r\x1b[Ksnapshot applied\n") {
