@@ -34,10 +34,14 @@ func syncAndCompare(t *testing.T, c conf.Job, src, dst *redistest.Server) {
 	sc := redistest.AnyClient(t, src)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 2}, TTLPct: 10, Seed: 5})
 	redistest.LoadFunctionLibrary(t, sc)
-	stop := runSync(t, Options{Conf: c, Log: testLog(t)})
+	var state func() State
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f }})
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
+	// Until the stream carries some of the load: on a slow machine the
+	// snapshot can take all of the first writes.
 	time.Sleep(time.Second)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return state().Commands > 0 }, "stream commands applied")
 	cancel()
 	redistest.AssertSameDataTLS(t, src, dst, redistest.CompareOptions{Wait: 30 * time.Second})
 	checkCounters(t, redistest.AnyClient(t, dst), l)
