@@ -107,11 +107,13 @@ type applier struct {
 	empty                                      atomic.Int64 // empty collections skipped
 	fieldTTLs                                  atomic.Int64 // hash field TTLs dropped (on_unsupported = drop)
 	functions                                  atomic.Int64 // function libraries dropped (on_unsupported = drop)
+	modules                                    atomic.Int64 // module values dropped (on_unsupported = drop)
 	// noFieldTTL: the target cannot hold per-field hash TTLs (it does
 	// not know HPEXPIREAT); noFunctions: it has no functions (no FUNCTION:
-	// Redis < 7.0); dropFieldTTL: on_unsupported = drop, for both.
-	noFieldTTL, noFunctions, dropFieldTTL bool
-	warnedModuleAux                       bool
+	// Redis < 7.0); noModules: it has no modules loaded; dropFieldTTL:
+	// on_unsupported = drop, for all three.
+	noFieldTTL, noFunctions, noModules, dropFieldTTL bool
+	warnedModuleAux                                  bool
 }
 
 // mapDB applies db_map; a source db not in a non-empty map keeps its number.
@@ -229,6 +231,14 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	}
 	if ownKey(a.jobName, rec.Key) {
 		return ownKeyError(a.jobName, rec.DB, rec.Key)
+	}
+	if a.noModules && isModule(rec.Type) {
+		if a.dropFieldTTL {
+			a.modules.Add(1)
+			return nil
+		}
+		return fault.PermanentErr("", "", `load the module on the target, or set on_unsupported = "drop" to copy the data without module values (counted)`,
+			fmt.Errorf("source key %q (db %d) is a value of module type %s, which the target cannot hold (it has no modules loaded)", clip(rec.Key), rec.DB, rec.ModuleName()))
 	}
 	db := a.mapDB(rec.DB)
 	if a.sweep != nil {

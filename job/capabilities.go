@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ferry-dev/ferry/conf"
@@ -13,6 +15,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/redis/go-redis/v9"
 )
 
 // Capabilities: what the source holds that the target cannot, found before
@@ -45,41 +48,104 @@ func (j *job) targetHoldsFunctions() bool {
 	return j.cmds.known.Knows(&c)
 }
 
+// targetHoldsModules reports whether the target may hold module values:
+// it has modules loaded, or cannot say (MODULE LIST forbidden). A module
+// value's type does not name its module, so a target with some module is
+// given the benefit of the doubt; its refusal, if any, names the key.
+func (j *job) targetHoldsModules(ctx context.Context, tgt target) bool {
+	ns := tgt.nodes()
+	if len(ns) == 0 {
+		return true
+	}
+	mods, err := moduleNames(ctx, ns[0].ctl)
+	return err != nil || len(mods) > 0
+}
+
+// moduleNames lists the modules a server has loaded (MODULE LIST).
+func moduleNames(ctx context.Context, c *redis.Client) ([]string, error) {
+	v, err := c.Do(ctx, "MODULE", "LIST").Slice()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range v {
+		// RESP2: a flat [name, x, ver, y, …] per module.
+		if kv, ok := m.([]any); ok {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if k, _ := kv[i].(string); k == "name" {
+					n, _ := kv[i+1].(string)
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	return names, nil
+}
+
 // checkCapabilities refuses a source that holds what the target cannot —
-// hashes whose fields have TTLs, function libraries — when on_unsupported
-// is "refuse", with one line counting each. src is nil for a file import.
+// hashes whose fields have TTLs, function libraries, module values — when
+// on_unsupported is "refuse", with one line counting each. src is nil for a
+// file import.
 func (j *job) checkCapabilities(ctx context.Context, tgt target, src *source) error {
 	if j.c.OnUnsupported == conf.UnsupportedDrop {
 		return nil
 	}
-	fieldTTLs, functions := !j.targetHoldsFieldTTLs(tgt), !j.targetHoldsFunctions()
-	if !fieldTTLs && !functions {
+	fieldTTLs, functions, modules := !j.targetHoldsFieldTTLs(tgt), !j.targetHoldsFunctions(), !j.holdsModules
+	if !fieldTTLs && !functions && !modules {
 		return nil
 	}
-	var hashes, libs int64
+	var u unsupported
 	var where string
 	switch {
 	case j.c.RDB != "":
+		// A file is read twice only for what a file of its version can
+		// hold: functions came with RDB 10, field TTLs with RDB 12. Module
+		// values alone (no modules on the target: the common case) are
+		// not worth a second read of every import; the applier refuses
+		// the first one it meets.
+		minVersion := 0
+		switch {
+		case functions:
+			minVersion = 10
+		case fieldTTLs:
+			minVersion = 12
+		default:
+			return nil
+		}
 		var err error
-		if hashes, libs, err = rdbUnsupported(ctx, j.c.RDB, j.c.JobDir()); err != nil {
+		if u, err = rdbUnsupported(ctx, j.c.RDB, j.c.JobDir(), minVersion); err != nil {
 			return nil // the import reports a file it cannot read
 		}
 		where = "the RDB file " + j.c.RDB
 	case src != nil:
 		if fieldTTLs {
-			hashes = j.sourceFieldTTLHashes(ctx, src)
+			u.hashes = j.sourceFieldTTLHashes(ctx, src)
 		}
 		if functions {
-			libs = j.sourceFunctions(ctx, src)
+			u.libs = j.sourceFunctions(ctx, src)
+		}
+		if modules {
+			u.modules = j.sourceModules(ctx, src)
 		}
 		where = "the source"
 	}
 	var what []string
-	if fieldTTLs && hashes > 0 {
-		what = append(what, fmt.Sprintf("%d hash(es) with per-field TTLs (the target has RDB < 12 or no HPEXPIREAT)", hashes))
+	if fieldTTLs && u.hashes > 0 {
+		what = append(what, fmt.Sprintf("%d hash(es) with per-field TTLs (the target has RDB < 12 or no HPEXPIREAT)", u.hashes))
 	}
-	if functions && libs > 0 {
-		what = append(what, fmt.Sprintf("%d function libraries (the target has no FUNCTION: Redis < 7.0)", libs))
+	if functions && u.libs > 0 {
+		what = append(what, fmt.Sprintf("%d function libraries (the target has no FUNCTION: Redis < 7.0)", u.libs))
+	}
+	if modules && len(u.modules) > 0 {
+		var ms []string
+		for _, name := range slices.Sorted(maps.Keys(u.modules)) {
+			if n := u.modules[name]; n > 0 {
+				ms = append(ms, fmt.Sprintf("%d value(s) of module type %s", n, name))
+			} else {
+				ms = append(ms, "keys of module "+name)
+			}
+		}
+		what = append(what, strings.Join(ms, ", ")+" (the target has no modules loaded)")
 	}
 	if len(what) == 0 {
 		return nil
@@ -141,13 +207,20 @@ func sourceKeys(ctx context.Context, o dial.Options) int64 {
 	return ctl.Sum(ctl.Keyspace(info, "keys"))
 }
 
-// rdbUnsupported counts the hashes with per-field TTLs and the function
-// libraries in an RDB file. Functions came with RDB 10, field TTLs with
-// RDB 12: an older file costs one header read.
-func rdbUnsupported(ctx context.Context, path, spillDir string) (hashes, libs int64, err error) {
+// unsupported counts what a source holds that some targets cannot.
+type unsupported struct {
+	hashes, libs int64
+	modules      map[string]int64 // module type (or, from a live source, module name: 0) → values
+}
+
+// rdbUnsupported counts the hashes with per-field TTLs, the function
+// libraries and the module values in an RDB file, reading it once; a file
+// older than minVersion costs one header read.
+func rdbUnsupported(ctx context.Context, path, spillDir string, minVersion int) (unsupported, error) {
+	u := unsupported{modules: map[string]int64{}}
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, err
+		return u, err
 	}
 	defer f.Close()
 	rr := rdb.NewReader(f, rdb.Options{SpillDir: spillDir})
@@ -155,24 +228,52 @@ func rdbUnsupported(ctx context.Context, path, spillDir string) (hashes, libs in
 	for i := 0; ; i++ {
 		rec, err := rr.Next()
 		if errors.Is(err, io.EOF) {
-			return hashes, libs, nil
+			return u, nil
 		}
 		if err != nil {
-			return hashes, libs, err
+			return u, err
 		}
-		if rr.Version() < 10 {
+		if rr.Version() < minVersion {
 			rec.Release()
-			return 0, 0, nil
+			return unsupported{}, nil
 		}
 		switch {
 		case rec.Kind == rdb.KindKey && rdb.HasFieldTTLs(rec.Type):
-			hashes++
+			u.hashes++
+		case rec.Kind == rdb.KindKey && isModule(rec.Type):
+			u.modules[rec.ModuleName()]++
 		case rec.Kind == rdb.KindFunction:
-			libs++
+			u.libs++
 		}
 		rec.Release()
 		if i%4096 == 0 && ctx.Err() != nil {
-			return hashes, libs, ctx.Err()
+			return u, ctx.Err()
 		}
 	}
+}
+
+func isModule(t byte) bool { return t == rdb.TypeModule2 || t == rdb.TypeModulePreGA }
+
+// sourceModules names the modules the source has loaded (MODULE LIST of
+// its first shard), with no count: a live source does not say how many
+// keys of each type it holds.
+func (j *job) sourceModules(ctx context.Context, src *source) map[string]int64 {
+	if len(src.shards) == 0 {
+		return nil
+	}
+	o, err := src.shards[0].resolve(ctx)
+	if err != nil {
+		return nil
+	}
+	c := ctl.New(o)
+	defer c.Close()
+	names, err := moduleNames(ctx, c)
+	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, n := range names {
+		out[n] = 0
+	}
+	return out
 }

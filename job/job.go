@@ -68,6 +68,7 @@ type State struct {
 	Empty     int64 // snapshot keys skipped: empty collections
 	FieldTTLs int64 // hash field TTLs dropped: the target cannot hold them
 	Functions int64 // function libraries dropped: the target cannot hold them
+	Modules   int64 // module values dropped: the target cannot hold them
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -99,6 +100,7 @@ type Summary struct {
 	Empty        int64 // snapshot keys skipped because empty collections (Redis skips them too)
 	FieldTTLs    int64 // hash field TTLs dropped (on_unsupported = drop)
 	Functions    int64 // function libraries (and FUNCTION commands) dropped (on_unsupported = drop)
+	Modules      int64 // module values dropped (on_unsupported = drop)
 	Commands     int64 // stream commands applied
 	RDBBytes     int64
 	Elapsed      time.Duration
@@ -128,13 +130,16 @@ type job struct {
 	c   conf.Job
 	log zerolog.Logger
 
-	start    time.Time
-	rewound  bool // a writer reported the target went back: resume from its marker
-	filter   *filter.Filter
-	moves    *moves      // cluster source: see moves.go
-	cmds     commandInfo // the command table (learned from the source), the target's commands: commands.go
-	throttle func(ctx context.Context, ops, bytes int) error
-	stopping atomic.Bool
+	start   time.Time
+	rewound bool // a writer reported the target went back: resume from its marker
+	filter  *filter.Filter
+	moves   *moves      // cluster source: see moves.go
+	cmds    commandInfo // the command table (learned from the source), the target's commands: commands.go
+	// holdsModules: the target has modules loaded, or cannot say (set per
+	// attempt, with cmds).
+	holdsModules bool
+	throttle     func(ctx context.Context, ops, bytes int) error
+	stopping     atomic.Bool
 	// hard is cancelled StopTimeout after the caller's context (or when
 	// Run returns): the machinery runs under it, so that a stop flushes
 	// what it can but never waits longer.
@@ -319,7 +324,7 @@ func (j *job) state() State {
 	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
-	st.Empty, st.FieldTTLs, st.Functions = j.sum.Empty, j.sum.FieldTTLs, j.sum.Functions
+	st.Empty, st.FieldTTLs, st.Functions, st.Modules = j.sum.Empty, j.sum.FieldTTLs, j.sum.Functions, j.sum.Modules
 	streams := j.streams
 	j.mu.Unlock()
 	sizeKnown := true
@@ -331,6 +336,7 @@ func (j *job) state() State {
 		st.Empty += s.app.empty.Load()
 		st.FieldTTLs += s.app.fieldTTLs.Load()
 		st.Functions += s.app.functions.Load()
+		st.Modules += s.app.modules.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {
@@ -439,6 +445,7 @@ func (j *job) newApplier(i int, tgt target) *applier {
 	}
 	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
 	app.noFunctions = !j.targetHoldsFunctions()
+	app.noModules = !j.holdsModules
 	app.dropFieldTTL = c.OnUnsupported == conf.UnsupportedDrop
 	return app
 }
@@ -458,6 +465,7 @@ func (j *job) attempt(ctx context.Context) error {
 		j.seq.Store(s)
 	}
 	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
+	j.holdsModules = j.targetHoldsModules(ctx, tgt)
 	var src *source
 	if c.RDB == "" && c.AOF == "" {
 		if src, err = j.openSource(ctx); err != nil {
@@ -776,6 +784,7 @@ func (j *job) wait(g *errgroup.Group) error {
 		sum.Empty += s.app.empty.Swap(0)
 		sum.FieldTTLs += s.app.fieldTTLs.Swap(0)
 		sum.Functions += s.app.functions.Swap(0)
+		sum.Modules += s.app.modules.Swap(0)
 		sum.Commands += s.app.commands.Swap(0)
 	}
 	j.mu.Lock()
@@ -788,6 +797,7 @@ func (j *job) wait(g *errgroup.Group) error {
 	j.sum.Empty += sum.Empty
 	j.sum.FieldTTLs += sum.FieldTTLs
 	j.sum.Functions += sum.Functions
+	j.sum.Modules += sum.Modules
 	j.sum.Commands += sum.Commands
 	j.sum.Skipped += sum.Skipped
 	j.mu.Unlock()

@@ -19,7 +19,7 @@ func (s State) Status(name, mode string) status.Job {
 		KeysSwept:       s.Swept,
 		CommandsApplied: s.Commands,
 		// Writers add their skips (see status.Job.Dropped).
-		Dropped: map[string]int64{"field_ttl": s.FieldTTLs, "function": s.Functions},
+		Dropped: map[string]int64{"field_ttl": s.FieldTTLs, "function": s.Functions, "module": s.Modules},
 	}
 	for _, sh := range s.Shards {
 		r := sh.Reader

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -435,5 +436,29 @@ func TestRewriteRejects(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestWriteModuleFixture writes cmd/ferry/testdata/module-value.rdb (RDB 10:
+// string a=1, a value of module type "ferrytest", string b=2), the input of
+// ferry's test of a target without modules. Run with FERRY_WRITE_FIXTURES=1
+// to write it again.
+func TestWriteModuleFixture(t *testing.T) {
+	e := newRDB(10)
+	e.aux("redis-ver", "7.0.15")
+	e.selectDB(0)
+	e.key(TypeString, "a").str("1")
+	e.key(TypeModule2, "mod:k").len(moduleID("ferrytest", 3))
+	moduleBody(e)
+	e.key(TypeString, "b").str("2")
+	data := e.finish()
+	const path = "../cmd/ferry/testdata/module-value.rdb"
+	if os.Getenv("FERRY_WRITE_FIXTURES") == "1" {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("%s is not what this test builds (FERRY_WRITE_FIXTURES=1 writes it): %v", path, err)
 	}
 }

@@ -57,7 +57,7 @@ func skippedNote(sum job.Summary) string {
 }
 
 // fieldTTLNote tells what on_unsupported = drop left out: hash field TTLs,
-// function libraries.
+// function libraries, module values.
 func fieldTTLNote(sum job.Summary) string {
 	s := ""
 	if sum.FieldTTLs > 0 {
@@ -65,6 +65,9 @@ func fieldTTLNote(sum job.Summary) string {
 	}
 	if sum.Functions > 0 {
 		s += fmt.Sprintf("; %d function libraries dropped: the target cannot hold them (on_unsupported = drop)", sum.Functions)
+	}
+	if sum.Modules > 0 {
+		s += fmt.Sprintf("; %d module values dropped: the target cannot hold them (on_unsupported = drop)", sum.Modules)
 	}
 	return s
 }

@@ -215,7 +215,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		}
 		sum, err = runJob(ctx, jc, log, js, co)
 		r.keys = sum.Keys
-		r.dropped = sum.Skipped + sum.FieldTTLs + sum.Functions
+		r.dropped = sum.Skipped + sum.FieldTTLs + sum.Functions + sum.Modules
 		if !jc.Import() && (err == nil || sum.Applied.Offset > 0) {
 			r.lag = sum.Lag
 		}

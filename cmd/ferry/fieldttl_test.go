@@ -225,3 +225,29 @@ func TestFunctionsIntoTargetWithout(t *testing.T) {
 		t.Fatalf("live, drop: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
+
+// TestModuleValuesIntoTargetWithout: an RDB holding a value of a module
+// type (testdata/module-value.rdb, written by rdb's TestWriteModuleFixture:
+// a=1, mod:k of module type "ferrytest", b=2) into a target without
+// modules: the job stops at that key with one line naming it and the fix;
+// with on_unsupported = "drop" the other keys are copied and the module
+// value counted.
+func TestModuleValuesIntoTargetWithout(t *testing.T) {
+	const fixture = "testdata/module-value.rdb"
+	dst := redistest.Start(t)
+	code, out, errs := ferryRunWithin(t, time.Minute, "sync", "--rdb", fixture, "--target", dst.URL(), "-c", jobFile(t, ""))
+	last := lastLine(errs)
+	for _, want := range []string{`"mod:k"`, "module type ferrytest", "no modules loaded", `on_unsupported = "drop"`} {
+		if code != exitFailure || !strings.Contains(last, want) {
+			t.Errorf("refuse: exit %d, last line lacks %q\nstdout:\n%s\nstderr:\n%s", code, want, out, errs)
+		}
+	}
+	dst.Do(t, "FLUSHALL")
+	code, out, errs = ferryRunWithin(t, time.Minute, "sync", "--rdb", fixture, "--target", dst.URL(), "-c", jobFile(t, `on_unsupported = "drop"`))
+	if code != exitOK || !strings.Contains(out, "; 1 module values dropped: the target cannot hold them") {
+		t.Fatalf("drop: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if a, b := dst.Do(t, "GET", "a"), dst.Do(t, "GET", "b"); a != "1" || b != "2" || dst.Do(t, "DBSIZE") != int64(2) {
+		t.Errorf("drop: a=%v b=%v keys %v", a, b, dst.Do(t, "KEYS", "*"))
+	}
+}
