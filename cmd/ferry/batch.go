@@ -4,6 +4,7 @@ package main
 // one status server for all of them, a summary table at the end.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -127,6 +128,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		defer failMu.Unlock()
 		return firstFail
 	}
+
+	// The soft memory limit covers the max_parallel jobs with the largest
+	// bounds: those that may run at once.
+	byMemory := make([]conf.Job, 0, len(b.Jobs))
+	for _, bj := range b.Jobs {
+		if bj.Mode != conf.ModeVerify {
+			byMemory = append(byMemory, bj.Job)
+		}
+	}
+	slices.SortFunc(byMemory, func(x, y conf.Job) int { return cmp.Compare(jobMemory(y), jobMemory(x)) })
+	setMemoryLimit(base, byMemory[:min(len(byMemory), b.MaxParallel)]...)
 
 	base.Info().Int("jobs", len(b.Jobs)).Int("max_parallel", b.MaxParallel).Bool("fail_fast", b.FailFast).Str("file", path).Msg("batch run")
 	results := make([]batchResult, len(b.Jobs))

@@ -416,6 +416,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	log := base.With().Str("job", jc.Name).Logger()
 	redisLogger.Store(&log)
 	f.logWarnings(log)
+	setMemoryLimit(log, jc)
 
 	srv, stopStatus, err := statusServer(jc.StatusAddr, jc.Pprof || pprofFlag, base)
 	if err != nil {
