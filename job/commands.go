@@ -53,6 +53,7 @@ func (j *job) sourceCommands(ctx context.Context, src *source) *router.Table {
 			if n := t.Learned(); n > 0 {
 				j.log.Info().Int("commands", n).Msg("source has commands the built-in table lacks; they route by the key specifications it gave")
 			}
+			j.warnMissingWrites(reply)
 			return t
 		}
 	}
@@ -82,3 +83,24 @@ func (j *job) targetCommands(ctx context.Context, tgt target) *router.Known {
 // builtinCommands is the table of a job that has not heard from its source
 // (yet, or at all: an RDB import).
 func builtinCommands() *router.Table { return router.Builtin() }
+
+// warnMissingWrites says once, at the start, which write commands the
+// source knows and the target does not: the stream may carry them, and one
+// that it does stops the job (or is skipped, on_error = skip). Whether the
+// application uses them cannot be known before it does.
+func (j *job) warnMissingWrites(sourceReply []any) {
+	if j.warnedMissing {
+		return
+	}
+	srcKnown, err := router.KnownCommands(sourceReply)
+	if err != nil {
+		return
+	}
+	m := srcKnown.MissingWrites(j.cmds.known)
+	if len(m) == 0 {
+		return
+	}
+	j.warnedMissing = true
+	j.log.Warn().Int("count", len(m)).Strs("commands", m[:min(len(m), 20)]).
+		Msg("the source knows write commands the target does not: a stream that carries one stops the job (upgrade the target, leave them out with filter.block_commands, or on_error = \"skip\")")
+}

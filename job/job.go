@@ -137,9 +137,10 @@ type job struct {
 	cmds    commandInfo // the command table (learned from the source), the target's commands: commands.go
 	// holdsModules: the target has modules loaded, or cannot say (set per
 	// attempt, with cmds).
-	holdsModules bool
-	throttle     func(ctx context.Context, ops, bytes int) error
-	stopping     atomic.Bool
+	holdsModules  bool
+	warnedMissing bool // warnMissingWrites said its line
+	throttle      func(ctx context.Context, ops, bytes int) error
+	stopping      atomic.Bool
 	// hard is cancelled StopTimeout after the caller's context (or when
 	// Run returns): the machinery runs under it, so that a stop flushes
 	// what it can but never waits longer.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -192,6 +193,39 @@ func (k *Known) Knows(c *Command) bool {
 		return true
 	}
 	return s.subIdx.find(c.Args[1]) != nil
+}
+
+// MissingWrites lists, sorted, the write commands (and subcommands) k
+// knows that other does not: what a source's stream may carry that a
+// target would refuse. Empty when either cannot say.
+func (k *Known) MissingWrites(other *Known) []string {
+	if k == nil || other == nil || k.n == 0 || other.n == 0 {
+		return nil
+	}
+	var out []string
+	for i, name := range k.idx.names {
+		s := k.idx.specs[i]
+		if name == "" || s == nil {
+			continue
+		}
+		o := other.idx.find([]byte(name))
+		if len(s.subMap) == 0 {
+			if o == nil && s.flags&Write != 0 {
+				out = append(out, name)
+			}
+			continue
+		}
+		for sub, ss := range s.subMap {
+			if ss.flags&Write == 0 {
+				continue
+			}
+			if o == nil || (len(o.subMap) > 0 && o.subIdx.find([]byte(sub)) == nil) {
+				out = append(out, name+" "+sub)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Len is the number of commands (not subcommands) the server knows.

@@ -291,3 +291,37 @@ func TestLearnLongName(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+// TestMissingWrites: the write commands a source knows and a target does
+// not, from real COMMAND replies (the target's with APPEND, GET and XGROUP
+// left out, as an older or restricted server would).
+func TestMissingWrites(t *testing.T) {
+	reply := serverCommands(t)
+	src, err := KnownCommands(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fewer []any
+	for _, e := range reply {
+		if name, _ := str(e.([]any)[0]); name == "append" || name == "get" || name == "xgroup" {
+			continue
+		}
+		fewer = append(fewer, e)
+	}
+	dst, err := KnownCommands(fewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := src.MissingWrites(dst)
+	for _, want := range []string{"APPEND", "XGROUP CREATE", "XGROUP SETID"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("missing %s in %v", want, got)
+		}
+	}
+	if slices.Contains(got, "GET") || slices.Contains(got, "XGROUP HELP") {
+		t.Errorf("a read command listed: %v", got)
+	}
+	if m := src.MissingWrites(src); len(m) != 0 {
+		t.Errorf("a server misses nothing of its own: %v", m)
+	}
+}

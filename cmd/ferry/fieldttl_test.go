@@ -251,3 +251,25 @@ func TestModuleValuesIntoTargetWithout(t *testing.T) {
 		t.Errorf("drop: a=%v b=%v keys %v", a, b, dst.Do(t, "KEYS", "*"))
 	}
 }
+
+// TestWarnsOfCommandsTargetLacks: at the start, the write commands the
+// source knows and the target does not are named in one warning; a migrate
+// whose stream does not use them succeeds.
+func TestWarnsOfCommandsTargetLacks(t *testing.T) {
+	src := redistest.Start(t)
+	dst := redistest.Start(t, "--rename-command", "APPEND", "", "--rename-command", "SETRANGE", "")
+	src.Do(t, "SET", "k", "v")
+	code, out, errs := ferryRunWithin(t, time.Minute, "migrate", "--source", src.URL(), "--target", dst.URL(), "-c", jobFile(t, ""))
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	var warn string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, "the source knows write commands the target does not") {
+			warn = l
+		}
+	}
+	if !strings.Contains(warn, `"APPEND"`) || !strings.Contains(warn, `"SETRANGE"`) || !strings.Contains(warn, `"count":2`) {
+		t.Errorf("no warning naming APPEND and SETRANGE:\n%s", errs)
+	}
+}
