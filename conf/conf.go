@@ -165,7 +165,14 @@ type Job struct {
 	RetryTimeout time.Duration
 	// StopTimeout bounds a graceful stop (SIGINT/SIGTERM): past it ferry
 	// exits whatever the peers do. > 0.
-	StopTimeout    time.Duration
+	StopTimeout time.Duration
+	// LeaseTTL is how long the job's lease on the target lasts without
+	// renewal (renewed every third of it): a process that died leaves the
+	// job to the next start after this long. >= 1s.
+	LeaseTTL time.Duration
+	// Takeover makes a start take the job's lease from a process that
+	// still holds it (see package lease).
+	Takeover       bool
 	CutoverHook    string   // command run at cutover; "" = none
 	CutoverHookEnv []string // names of variables passed through to the hook
 
@@ -288,6 +295,7 @@ func Default() Job {
 		CutoverPauseMax:   30 * time.Second,
 		RetryTimeout:      5 * time.Minute,
 		StopTimeout:       30 * time.Second,
+		LeaseTTL:          30 * time.Second,
 	}
 }
 

@@ -672,6 +672,8 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
 	t.duration("retry_timeout", &j.RetryTimeout)
 	t.duration("stop_timeout", &j.StopTimeout)
+	t.duration("lease_ttl", &j.LeaseTTL)
+	t.boolean("takeover", &j.Takeover)
 	t.str("cutover_hook", &j.CutoverHook)
 	t.strs("cutover_hook_env", &j.CutoverHookEnv)
 	t.duration("cutover_hook_timeout", &j.CutoverHookTimeout)

@@ -54,6 +54,8 @@ func (j Job) String() string {
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
 	w("retry_timeout", dur(j.RetryTimeout))
 	w("stop_timeout", dur(j.StopTimeout))
+	w("lease_ttl", dur(j.LeaseTTL))
+	w("takeover", strconv.FormatBool(j.Takeover))
 	w("cutover_hook", quote(j.CutoverHook))
 	w("cutover_hook_env", strList(j.CutoverHookEnv))
 	w("cutover_hook_timeout", dur(j.CutoverHookTimeout))

@@ -109,10 +109,14 @@ func (j *Job) validate(full bool) error {
 		{"cutover_hook_timeout", j.CutoverHookTimeout, false},
 		{"retry_timeout", j.RetryTimeout, false},
 		{"stop_timeout", j.StopTimeout, true},
+		{"lease_ttl", j.LeaseTTL, true},
 	} {
 		if err := checkDuration(d.field, d.v, d.positive); err != nil {
 			return err
 		}
+	}
+	if j.LeaseTTL < time.Second {
+		return errf("lease_ttl", "must be at least 1s (it is renewed every third of it)")
 	}
 	if err := j.checkDBMap(); err != nil {
 		return err

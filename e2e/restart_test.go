@@ -188,7 +188,9 @@ func (cs *counters) check(t *testing.T, dst redis.UniversalClient) {
 
 func writeConf(t *testing.T, dataDir string) string {
 	p := t.TempDir() + "/ferry.toml"
-	body := "data_dir = " + strconv.Quote(dataDir) + "\nstatus_addr = \"off\"\nprogress_interval = \"0s\"\n"
+	// takeover: the tests restart ferry right after a SIGKILL, within the
+	// dead process's lease (TestLease* test the wait without it).
+	body := "data_dir = " + strconv.Quote(dataDir) + "\nstatus_addr = \"off\"\nprogress_interval = \"0s\"\ntakeover = true\n"
 	if err := writeFile(p, body); err != nil {
 		t.Fatal(err)
 	}

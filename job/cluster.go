@@ -194,6 +194,11 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 		return err
 	}
 	home := sh.Slots[0][0]
+	n.leaseKey = leaseKey(t.j.c.Name, home)
+	if err := t.j.acquireLease(ctx, n); err != nil {
+		n.close()
+		return err
+	}
 	if err := n.probe(ctx, ownPrefix+"{"+router.TagForSlot(home)+"}:"+t.j.c.Name+":probe"); err != nil {
 		n.close()
 		return err

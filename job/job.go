@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
+	"github.com/ferry-dev/ferry/lease"
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/spool"
@@ -69,6 +70,7 @@ type State struct {
 	FieldTTLs int64 // hash field TTLs dropped: the target cannot hold them
 	Functions int64 // function libraries dropped: the target cannot hold them
 	Modules   int64 // module values dropped: the target cannot hold them
+	Lease     *LeaseState
 	Swept     int64 // stale keys deleted after full resyncs
 	Commands  int64 // stream commands applied so far
 	RDBSize   int64 // -1: unknown (diskless)
@@ -139,6 +141,8 @@ type job struct {
 	// attempt, with cmds).
 	holdsModules  bool
 	warnedMissing bool // warnMissingWrites said its line
+	owner         lease.Owner
+	lease         leases // see lease.go
 	throttle      func(ctx context.Context, ops, bytes int) error
 	stopping      atomic.Bool
 	// hard is cancelled StopTimeout after the caller's context (or when
@@ -161,6 +165,11 @@ type job struct {
 // (migrate), or the RDB file is imported.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	j := &job{o: o, c: o.Conf, log: o.Log, start: time.Now()}
+	j.owner = lease.Self(j.start)
+	if j.c.LeaseTTL < time.Second {
+		j.c.LeaseTTL = 30 * time.Second
+	}
+	defer j.releaseLeases()
 	if j.o.drainTimeout <= 0 {
 		j.o.drainTimeout = 60 * time.Second
 	}
@@ -322,7 +331,7 @@ func (j *job) writers() []*writer.Writer {
 
 // state is the job's live state; safe for concurrent use.
 func (j *job) state() State {
-	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1}
+	st := State{Phase: j.Phase(), StartedAt: j.start, RDBSize: -1, Lease: j.leaseState()}
 	j.mu.Lock()
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
 	st.Empty, st.FieldTTLs, st.Functions, st.Modules = j.sum.Empty, j.sum.FieldTTLs, j.sum.Functions, j.sum.Modules
@@ -491,6 +500,7 @@ func (j *job) attempt(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	tgt.start(gctx, g)
+	g.Go(func() error { return j.renewLeases(gctx, tgt) })
 	g.Go(func() error { return j.progress(gctx) })
 	j.setPhase(status.PhaseRunning)
 

@@ -63,6 +63,10 @@ func streamMarkerKey(job string, i int) string {
 
 func (j *job) openStandalone(ctx context.Context, n *node) (*standaloneTarget, error) {
 	c := j.c
+	n.leaseKey = leaseKey(c.Name, -1)
+	if err := j.acquireLease(ctx, n); err != nil {
+		return nil, err
+	}
 	if err := n.probe(ctx, ownPrefix+c.Name+":probe"); err != nil {
 		return nil, err
 	}
@@ -113,6 +117,7 @@ func (j *job) writerConfig(i int, n *node, cfg writer.Config) writer.Config {
 	cfg.Log = j.log
 	cfg.Throttle = j.throttle
 	cfg.Low = j.low
+	cfg.OnConnect = j.registerLease(n.leaseKey, cfg.Name)
 	return cfg
 }
 

@@ -21,6 +21,9 @@ func (s State) Status(name, mode string) status.Job {
 		// Writers add their skips (see status.Job.Dropped).
 		Dropped: map[string]int64{"field_ttl": s.FieldTTLs, "function": s.Functions, "module": s.Modules},
 	}
+	if l := s.Lease; l != nil {
+		out.Lease = &status.Lease{Owner: l.Owner.ID, Host: l.Owner.Host, PID: l.Owner.PID, Epoch: l.Epoch, RenewedAt: l.Renewed}
+	}
 	for _, sh := range s.Shards {
 		r := sh.Reader
 		out.Shards = append(out.Shards, status.Shard{

@@ -50,10 +50,11 @@ func ownKeyError(job string, db int, key []byte) error {
 
 // node is one target master as the control plane sees it.
 type node struct {
-	addr    dial.Options
-	ctl     *redis.Client
-	rdbVer  int
-	maxBulk int64
+	addr     dial.Options
+	ctl      *redis.Client
+	rdbVer   int
+	maxBulk  int64
+	leaseKey string // the job's lease on this master (lease.go)
 }
 
 func openNode(ctx context.Context, o dial.Options, job string) (*node, error) {

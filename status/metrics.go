@@ -2,6 +2,7 @@ package status
 
 import (
 	"math"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -29,6 +30,8 @@ var (
 	dJobInfo      = desc("ferry_job_info", "Always 1; the job's mode as a label.", lJob, "mode")
 	dPhase        = desc("ferry_phase", "1 for the job's current phase, 0 for the other known phases.", lJob, "phase")
 	dStarted      = desc("ferry_job_start_time_seconds", "When the job started, in Unix seconds.", lJob)
+	dLeaseEpoch   = desc("ferry_lease_epoch", "The epoch of the job's lease on the target that this process holds (grows with each new owner); its host and pid as labels.", lJob, "host", "pid")
+	dLeaseRenewed = desc("ferry_lease_renewed_time_seconds", "When this process last renewed the job's lease on the target, in Unix seconds.", lJob)
 	dKeys         = desc("ferry_keys_written_total", "Snapshot keys written to the target.", lJob)
 	dKeysExpired  = desc("ferry_keys_expired_total", "Snapshot keys skipped because they had already expired.", lJob)
 	dKeysEmpty    = desc("ferry_keys_empty_total", "Snapshot keys skipped because they are empty collections (Redis skips them when loading).", lJob)
@@ -63,7 +66,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	dUp, dDropped, dSrcConnected, dSrcDown, dWriterDown, dJobInfo, dPhase, dStarted, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
+	dUp, dDropped, dSrcConnected, dSrcDown, dWriterDown, dJobInfo, dPhase, dStarted, dLeaseEpoch, dLeaseRenewed, dKeys, dKeysExpired, dKeysEmpty, dKeysSwept, dCommands, dReconnects,
 	dSourceInfo, dSourcePhase, dRecvOffset, dApplOffset, dLagBytes, dLagSeconds, dRDB,
 	dFullSyncs, dPartialSyncs, dSpool, dRescans, dRereadQueue, dScanKeys,
 	dWriterInfo, dConnected, dBatches, dOps, dBytes, dSkipped, dPings, dInflight, dQueued,
@@ -114,6 +117,10 @@ func collectJob(ch chan<- prometheus.Metric, j Job) {
 	phases(dPhase, j.Phase, n)
 	if !j.StartedAt.IsZero() {
 		gauge(dStarted, float64(j.StartedAt.UnixNano())/1e9, n)
+	}
+	if l := j.Lease; l != nil {
+		gauge(dLeaseEpoch, float64(l.Epoch), n, l.Host, strconv.Itoa(l.PID))
+		gauge(dLeaseRenewed, float64(l.RenewedAt.UnixNano())/1e9, n)
 	}
 	counter(dKeys, float64(j.KeysWritten), n)
 	counter(dKeysExpired, float64(j.KeysExpired), n)

@@ -38,6 +38,18 @@ type Job struct {
 	// ("skipped": refused by the target under on_error = "skip").
 	Dropped   map[string]int64 `json:"dropped"`
 	LastError string           `json:"last_error"`
+	// Lease is this process's hold on the job's target (nil before it
+	// has one): who runs the job there.
+	Lease *Lease `json:"lease,omitempty"`
+}
+
+// Lease is the job's lease on its target (package lease).
+type Lease struct {
+	Owner     string    `json:"owner"` // host/pid/start
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	Epoch     int64     `json:"epoch"`      // grows with each new owner
+	RenewedAt time.Time `json:"renewed_at"` // last renewal of every lease it holds
 }
 
 // Shard is the state of one source shard: its replication link, how far

@@ -37,7 +37,7 @@ func ferrys(k string) bool {
 		return false
 	}
 	if strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, "probe:") || strings.HasPrefix(rest, "flush-watch:") ||
-		strings.HasSuffix(rest, ":pos") || strings.HasSuffix(rest, ":probe") {
+		strings.HasSuffix(rest, ":pos") || strings.HasSuffix(rest, ":probe") || strings.HasSuffix(rest, ":lease") {
 		return true
 	}
 	// __ferry:<job>:pos:<n>, the markers of a cluster source's later shards.

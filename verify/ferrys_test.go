@@ -9,6 +9,7 @@ func TestFerrysOwnKeys(t *testing.T) {
 		"__ferry:{06S}:orders":    true,
 		"__ferry:{06S}:orders:s1": true,
 		"__ferry:orders:probe":    true,
+		"__ferry:orders:lease":    true,
 		"__ferry:probe:ab12:k":    true,
 		"__ferry:flush-watch:x":   true,
 		"__ferry:notes":           false,

@@ -95,6 +95,11 @@ type Config struct {
 	// refused because their slot is elsewhere (MOVED, ASK, TRYAGAIN): the job
 	// must take them with Redirected and route them again.
 	OnRedirect func()
+	// OnConnect, if set, runs on every new connection before it writes
+	// anything (after SELECT of MarkerDB): the job's lease check (package
+	// lease). A *FatalError from it ends the writer; another error is a
+	// failed connection.
+	OnConnect func(c *resp.Conn) error
 }
 
 func (c *Config) defaults() {
@@ -753,6 +758,11 @@ func (w *Writer) session(ctx context.Context) error {
 	if !w.cfg.Slotted {
 		if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
 			return classify(w.Addr(), err)
+		}
+	}
+	if w.cfg.OnConnect != nil {
+		if err := w.cfg.OnConnect(c); err != nil {
+			return err
 		}
 	}
 	if err := w.resume(c); err != nil {

@@ -290,7 +290,8 @@ func TestImportAOFRerunAfterStop(t *testing.T) {
 	if n := dst.Do(t, "GET", "{t}counter:0"); n == "29" {
 		t.Fatal("the killed import had applied everything already")
 	}
-	code, out, errs := importAOF(t, dir, dst.URL(), "")
+	// The killed process's lease has not run out: the rerun takes it over.
+	code, out, errs := importAOF(t, dir, dst.URL(), "takeover = true")
 	if code != exitOK {
 		t.Fatalf("rerun: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}

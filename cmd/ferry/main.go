@@ -388,14 +388,18 @@ the source had when the snapshot was applied. The marker key is removed at the e
 	f := newJobFlags(name, summary, stderr)
 	f.stdout = stdout
 	var cut cutoverFlags
-	var pprofFlag bool
+	var pprofFlag, takeover bool
 	f.fs.BoolVar(&pprofFlag, "pprof", false, "serve Go profiles at /debug/pprof/ on the status address (pprof in the file; off by default)")
+	f.fs.BoolVar(&takeover, "takeover", false, "take the job over from a process that holds its lease on the target (it stops); takeover in the file")
 	if migrate {
 		f.fs.BoolVar(&cut.on, "cutover", false, "once caught up: pause the source's writes (CLIENT PAUSE … WRITE, at most cutover_pause_max), wait until the target has applied everything, run cutover_hook, report \"cutover ready\"")
 		f.fs.BoolVar(&cut.unpause, "unpause", false, "with --cutover: unpause the source at the end instead of letting the pause run out")
 		f.fs.BoolVar(&cut.verify, "verify", false, "with --cutover: verify the frozen source against the target before the pause ends")
 	}
 	jc, err := f.load(args, conf.Mode(name))
+	if takeover {
+		jc.Takeover = true
+	}
 	if err != nil {
 		if pe := missingAOF(err); pe != nil {
 			return fmt.Errorf("cannot read AOF %s: %v", pe.Path, pe.Err)

@@ -159,7 +159,8 @@ func TestScanRestartAfterKill(t *testing.T) {
 	src.Do(t, "SET", "born", "1")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := writeLoad(ctx, t, src.Addr)
-	p = startFerry(t, args...)
+	// Restarted at once after a crash: its lease has not run out yet.
+	p = startFerry(t, append(args, "--takeover")...)
 	time.Sleep(time.Second)
 	cancel()
 	<-done

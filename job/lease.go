@@ -1,0 +1,165 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
+	"github.com/ferry-dev/ferry/lease"
+	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/writer"
+)
+
+// The job's leases on its target (see package lease): one per target
+// master, taken when the master's control connection opens — before the
+// source is touched — renewed every third of lease_ttl, checked by every
+// writer connection before it writes, given up when the run ends.
+
+// leaseKey is the job's lease on a standalone target (home < 0; in the
+// markers' db) or on the cluster master whose home slot is home.
+func leaseKey(job string, home int) string {
+	if home < 0 {
+		return ownPrefix + job + ":lease"
+	}
+	return ownPrefix + "{" + router.TagForSlot(home) + "}:" + job + ":lease"
+}
+
+// leases are the leases the job holds: key → epoch, and where each is.
+type leases struct {
+	mu      sync.Mutex
+	epoch   map[string]int64
+	at      map[string]dial.Options
+	renewed time.Time // the last renewal of every lease (the target's clock)
+	prev    lease.Info
+}
+
+// LeaseState is the job's hold on its target, for status and metrics.
+type LeaseState struct {
+	Owner   lease.Owner
+	Epoch   int64     // the highest over the target's masters
+	Renewed time.Time // last renewal
+}
+
+// acquireLease takes the job's lease on node n (see lease.Acquire); a lease
+// held by another process is a permanent error naming it.
+func (j *job) acquireLease(ctx context.Context, n *node) error {
+	j.lease.mu.Lock()
+	defer j.lease.mu.Unlock()
+	if j.lease.epoch == nil {
+		j.lease.epoch, j.lease.at = map[string]int64{}, map[string]dial.Options{}
+	}
+	epoch, prev, err := lease.Acquire(ctx, n.ctl, n.leaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
+	if err != nil {
+		var held *lease.HeldError
+		if errors.As(err, &held) {
+			return fault.PermanentErr("target "+n.addr.Addr, "", "", err)
+		}
+		return fmt.Errorf("target %s: lease: %w", n.addr.Addr, ctl.Describe(n.addr.Addr, err))
+	}
+	if prev.Owner.ID != "" {
+		j.log.Warn().Str("key", n.leaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
+			Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
+		j.lease.prev = prev
+	}
+	if j.lease.epoch[n.leaseKey] != epoch {
+		j.log.Info().Str("key", n.leaseKey).Int64("epoch", epoch).Msg("lease taken: this process runs the job on this target")
+	}
+	j.lease.epoch[n.leaseKey] = epoch
+	j.lease.at[n.leaseKey] = n.addr
+	j.lease.renewed = time.Now()
+	return nil
+}
+
+// registerLease is a writer's OnConnect: the connection may write only if
+// the job still holds the lease (lease.Register).
+func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
+	return func(c *resp.Conn) error {
+		j.lease.mu.Lock()
+		epoch := j.lease.epoch[key]
+		j.lease.mu.Unlock()
+		err := lease.Register(c, key, name, j.owner, epoch)
+		var taken *lease.TakenOverError
+		if errors.As(err, &taken) {
+			return &writer.FatalError{Err: fault.PermanentErr("", "", "", err)}
+		}
+		return err
+	}
+}
+
+// renewLeases renews the leases every third of lease_ttl until ctx ends; a
+// newer epoch on any of them ends the job. A lease that cannot be reached
+// is tried again at the next tick: the writers report the target's state.
+func (j *job) renewLeases(ctx context.Context, tgt target) error {
+	t := time.NewTicker(j.c.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		ok := true
+		for _, n := range tgt.nodes() {
+			j.lease.mu.Lock()
+			epoch := j.lease.epoch[n.leaseKey]
+			j.lease.mu.Unlock()
+			_, err := lease.Renew(ctx, n.ctl, n.leaseKey, j.owner, epoch, j.c.LeaseTTL)
+			var taken *lease.TakenOverError
+			if errors.As(err, &taken) {
+				return fault.PermanentErr("", "", "", err)
+			}
+			if err != nil {
+				ok = false
+				if ctx.Err() == nil {
+					j.log.Debug().Err(err).Str("key", n.leaseKey).Msg("lease renewal failed; trying again")
+				}
+			}
+		}
+		if ok {
+			j.lease.mu.Lock()
+			j.lease.renewed = time.Now()
+			j.lease.mu.Unlock()
+		}
+	}
+}
+
+// releaseLeases gives the leases up at the end of the run, so that the next
+// start need not wait for them to run out.
+func (j *job) releaseLeases() {
+	j.lease.mu.Lock()
+	held := make(map[string]int64, len(j.lease.epoch))
+	at := make(map[string]dial.Options, len(j.lease.at))
+	for k, e := range j.lease.epoch {
+		held[k], at[k] = e, j.lease.at[k]
+	}
+	j.lease.mu.Unlock()
+	for k, e := range held {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c := ctl.New(at[k])
+		if err := lease.Release(ctx, c, k, e); err != nil {
+			j.log.Debug().Err(err).Str("key", k).Msg("could not give the lease up; it runs out by itself after lease_ttl")
+		}
+		c.Close()
+		cancel()
+	}
+}
+
+// leaseState is the job's hold for State.
+func (j *job) leaseState() *LeaseState {
+	j.lease.mu.Lock()
+	defer j.lease.mu.Unlock()
+	if len(j.lease.epoch) == 0 {
+		return nil
+	}
+	st := &LeaseState{Owner: j.owner, Renewed: j.lease.renewed}
+	for _, e := range j.lease.epoch {
+		st.Epoch = max(st.Epoch, e)
+	}
+	return st
+}
