@@ -1,0 +1,94 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+func owner(name string) Owner {
+	return Owner{ID: name + "/1/1", Host: name, PID: 1, Started: time.Unix(1, 0)}
+}
+
+// TestLifecycle against a real server: taken, refused to another owner,
+// taken over (epoch up, the old owner's registered connection killed, its
+// renewal and a new connection refused), given up, taken again with a
+// higher epoch.
+func TestLifecycle(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	defer c.Close()
+	const key = "__ferry:j:lease"
+	a, b := owner("a"), owner("b")
+
+	ea, prev, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	if err != nil || ea != 1 || prev.Owner.ID != "" {
+		t.Fatalf("first acquire: %d %+v %v", ea, prev, err)
+	}
+	if again, _, err := Acquire(ctx, c, key, a, 30*time.Second, false); err != nil || again != ea {
+		t.Errorf("the owner again: %d %v", again, err)
+	}
+	conn, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "ferry-writer-0", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := Register(conn, key, "ferry-writer-0", a, ea); err != nil {
+		t.Fatal(err)
+	}
+
+	var held *HeldError
+	if _, _, err := Acquire(ctx, c, key, b, 30*time.Second, false); !errors.As(err, &held) || held.Info.Owner.ID != a.ID {
+		t.Fatalf("another owner without takeover: %v", err)
+	}
+	eb, prev, err := Acquire(ctx, c, key, b, 30*time.Second, true)
+	if err != nil || eb != 2 || prev.Owner.ID != a.ID {
+		t.Fatalf("takeover: %d %+v %v", eb, prev, err)
+	}
+	if _, err := conn.Do("PING"); err == nil {
+		t.Error("the old owner's registered connection still answers after the takeover")
+	}
+	var taken *TakenOverError
+	if _, err := Renew(ctx, c, key, a, ea, 30*time.Second); !errors.As(err, &taken) || taken.By.Owner.ID != b.ID {
+		t.Errorf("the old owner's renewal: %v", err)
+	}
+	conn2, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "ferry-writer-0", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if err := Register(conn2, key, "ferry-writer-0", a, ea); !errors.As(err, &taken) {
+		t.Errorf("a new connection of the old owner: %v", err)
+	}
+
+	if err := Release(ctx, c, key, eb); err != nil {
+		t.Fatal(err)
+	}
+	ec, prev, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
+	if err != nil || ec != 3 || prev.Owner.ID != "" {
+		t.Errorf("after release: %d %+v %v (epochs only grow)", ec, prev, err)
+	}
+}
+
+// TestExpired: a lease not renewed for its time is free without takeover.
+func TestExpired(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	defer c.Close()
+	const key = "__ferry:j:lease"
+	if _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	e, prev, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
+	if err != nil || e != 2 || prev.Owner.ID != owner("a").ID {
+		t.Errorf("after it ran out: %d %+v %v", e, prev, err)
+	}
+}
