@@ -163,6 +163,9 @@ type Job struct {
 	// has been unreachable this long; sync keeps trying and reports
 	// itself unready. 0 = never give up.
 	RetryTimeout time.Duration
+	// Shards: this process's share of a cluster source's shards (see
+	// ShardSet); every shard by default.
+	Shards ShardSet
 	// StopTimeout bounds a graceful stop (SIGINT/SIGTERM): past it ferry
 	// exits whatever the peers do. > 0.
 	StopTimeout time.Duration
@@ -296,6 +299,7 @@ func Default() Job {
 		RetryTimeout:      5 * time.Minute,
 		StopTimeout:       30 * time.Second,
 		LeaseTTL:          30 * time.Second,
+		Shards:            ShardSet{N: 1},
 	}
 }
 

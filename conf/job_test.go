@@ -621,3 +621,31 @@ func TestDefaultDataDir(t *testing.T) {
 		t.Errorf("with HOME: %s", d)
 	}
 }
+
+func TestShards(t *testing.T) {
+	for v, want := range map[string]ShardSet{"0/1": {N: 1}, "1/3": {I: 1, N: 3}, " 2 / 3 ": {I: 2, N: 3}, "ordinal/4": {N: 4, Ordinal: true}} {
+		if got, err := ParseShards(v); err != nil || got != want {
+			t.Errorf("ParseShards(%q) = %+v, %v", v, got, err)
+		}
+	}
+	for _, v := range []string{"3/3", "-1/3", "1", "a/b", "0/0", "1/2000"} {
+		if _, err := ParseShards(v); err == nil || !strings.Contains(err.Error(), `"I/N"`) {
+			t.Errorf("ParseShards(%q): %v", v, err)
+		}
+	}
+	s := ShardSet{I: 1, N: 3}
+	if !s.Takes(1) || !s.Takes(4) || s.Takes(0) || s.Takes(2) || !(ShardSet{N: 1}).Takes(7) {
+		t.Error("Takes")
+	}
+	o := ShardSet{N: 3, Ordinal: true}
+	if err := o.resolveOrdinal("ferry-orders-2"); err != nil || o.I != 2 || o.Ordinal {
+		t.Errorf("ordinal of ferry-orders-2: %+v %v", o, err)
+	}
+	for _, h := range []string{"ferry", "ferry-5"} {
+		o := ShardSet{N: 3, Ordinal: true}
+		if err := o.resolveOrdinal(h); err == nil {
+			t.Errorf("ordinal of %q: no error", h)
+		}
+	}
+	wantErr(t, func() error { _, err := ParseJob([]byte(`shards = "3/3"`), "job.toml"); return err }(), `config: shards: "3/3": use "I/N"`)
+}

@@ -671,6 +671,15 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)
 	t.duration("cutover_pause_max", &j.CutoverPauseMax)
 	t.duration("retry_timeout", &j.RetryTimeout)
+	var shards string
+	t.str("shards", &shards)
+	if shards != "" {
+		if v, err := ParseShards(shards); err != nil {
+			t.fail("shards", "%s", err)
+		} else {
+			j.Shards = v
+		}
+	}
 	t.duration("stop_timeout", &j.StopTimeout)
 	t.duration("lease_ttl", &j.LeaseTTL)
 	t.boolean("takeover", &j.Takeover)

@@ -53,6 +53,7 @@ func (j Job) String() string {
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))
 	w("cutover_pause_max", dur(j.CutoverPauseMax))
 	w("retry_timeout", dur(j.RetryTimeout))
+	w("shards", quote(j.Shards.String()))
 	w("stop_timeout", dur(j.StopTimeout))
 	w("lease_ttl", dur(j.LeaseTTL))
 	w("takeover", strconv.FormatBool(j.Takeover))

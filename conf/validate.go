@@ -115,6 +115,12 @@ func (j *Job) validate(full bool) error {
 			return err
 		}
 	}
+	if err := j.Shards.resolveOrdinal(hostname()); err != nil {
+		return errf("shards", "%v", err)
+	}
+	if !j.Shards.All() && j.Import() {
+		return errf("shards", "splits a live cluster source between processes; an RDB or AOF file is one shard")
+	}
 	if j.LeaseTTL < time.Second {
 		return errf("lease_ttl", "must be at least 1s (it is renewed every third of it)")
 	}

@@ -385,6 +385,10 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		a.dataEnd.Store(end)
 	}
 	recorded := false
+	if a.moves.foreignMove(a.stream, c) {
+		return fault.PermanentErr("", "", "when the source's resharding is over, run all N processes again: shards whose assignment changed are copied anew (full resync, swept)",
+			fmt.Errorf("stream at offset %d: key %q: %w", end, clip(c.Args[1]), ErrCrossProcessMove))
+	}
 	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
 		// The key moves here from stream from: what that stream already
 		// routed for the slot must be applied first. Flush first: two

@@ -166,6 +166,11 @@ type job struct {
 func Run(ctx context.Context, o Options) (Summary, error) {
 	j := &job{o: o, c: o.Conf, log: o.Log, start: time.Now()}
 	j.owner = lease.Self(j.start)
+	if !j.c.Shards.All() {
+		// Each process of a split sync is a job of its own on the target:
+		// its markers, its lease, its data dir.
+		j.c.Name = fmt.Sprintf("%s.s%dof%d", j.c.Name, j.c.Shards.I, j.c.Shards.N)
+	}
 	if j.c.LeaseTTL < time.Second {
 		j.c.LeaseTTL = 30 * time.Second
 	}
@@ -531,7 +536,7 @@ func (j *job) attempt(ctx context.Context) error {
 		for i, sh := range src.shards {
 			slots[i] = sh.slots
 		}
-		j.moves = newMoves(slots)
+		j.moves = newMoves(slots, src.foreign)
 	}
 	var streams []*stream
 	j.shards = len(src.shards)

@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,8 +68,13 @@ type moved struct {
 // (it came first) is kept once the old owner applied past it.
 const moveForget = time.Minute
 
-// newMoves starts from the source's shards: stream i owns slots[i].
-func newMoves(slots [][][2]int) *moves {
+// foreignOwner marks a slot of a source shard another process takes
+// (shards I/N).
+const foreignOwner = -2
+
+// newMoves starts from the source's shards: stream i owns slots[i]; the
+// foreign slots belong to shards other processes take.
+func newMoves(slots [][][2]int, foreign [][2]int) *moves {
 	m := &moves{keys: map[string][]moved{}, progress: make([]atomic.Int64, len(slots)),
 		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
 	for i := range m.slot {
@@ -81,7 +87,31 @@ func newMoves(slots [][][2]int) *moves {
 			}
 		}
 	}
+	for _, r := range foreign {
+		for s := r[0]; s <= r[1]; s++ {
+			m.slot[s] = foreignOwner
+		}
+	}
 	return m
+}
+
+// ErrCrossProcessMove: a key moved into this process's shards from a shard
+// another process of a split sync takes. The two processes apply their
+// streams independently: the key's old writes may reach the target after
+// its move (and its move DEL after its new writes); nothing here can order
+// them.
+var ErrCrossProcessMove = errors.New("the source moved a key from a shard another process takes (shards I/N) into one this process takes")
+
+// foreignMove reports whether c is a RESTORE by stream of a key whose slot
+// belongs to another process's shard.
+func (m *moves) foreignMove(stream int, c *router.Command) bool {
+	if m == nil || len(c.Args) < 2 || !isRestore(c) {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := router.Slot(c.Args[1])
+	return m.slot[s] == foreignOwner || (m.slot[s] == int32(stream) && m.prev[s] == foreignOwner)
 }
 
 // applied records that stream has applied everything it received up to at.

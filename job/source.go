@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/topology"
@@ -54,6 +55,10 @@ func (s *shard) owns(key string) bool {
 type source struct {
 	cluster bool
 	shards  []*shard
+	// foreign are the slots of the shards other processes take (shards
+	// I/N): a key moving in from one of them is a reshard across
+	// processes, which this one cannot order (moves.go).
+	foreign [][2]int
 }
 
 // openSource finds the source's shards. A cluster is detected with INFO
@@ -64,6 +69,9 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	replica := e.ReadFrom == conf.ReadFromReplica
 	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
 	if e.Scheme == "sentinel" {
+		if err := j.oneShard(); err != nil {
+			return nil, err
+		}
 		sh := &shard{name: "ferry-reader-0", home: -1}
 		sh.master = func(ctx context.Context) (dial.Options, error) {
 			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
@@ -103,6 +111,9 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	if cl {
 		return j.openClusterSource(ctx, replica)
 	}
+	if err := j.oneShard(); err != nil {
+		return nil, err
+	}
 	sh := &shard{name: "ferry-reader-0", home: -1}
 	hosts := e.Hosts
 	sh.master = func(ctx context.Context) (dial.Options, error) {
@@ -138,6 +149,15 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 	return &source{shards: []*shard{sh}}, nil
 }
 
+// oneShard refuses shards I/N (N > 1) for a source that is one shard.
+func (j *job) oneShard() error {
+	if j.c.Shards.All() {
+		return nil
+	}
+	return fault.PermanentErr("", "", "remove shards (or set it to 0/1)",
+		fmt.Errorf("shards %s: the source is not a cluster: it is one shard, which one process reads", j.c.Shards))
+}
+
 func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, error) {
 	e := j.c.Source
 	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
@@ -165,12 +185,14 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 		return nil, fmt.Errorf("source cluster: %w", err)
 	}
 	src := &source{cluster: true}
-	for i, sh := range m.Shards {
-		if len(sh.Slots) == 0 {
+	// shards I/N: this process's share, in the order all processes agree on.
+	all := byFirstSlot(m.Shards)
+	for k, sh := range all {
+		if !j.c.Shards.Takes(k) {
+			src.foreign = append(src.foreign, sh.Slots...)
 			continue
 		}
 		s := &shard{name: fmt.Sprintf("ferry-reader-%d", len(src.shards)), slots: sh.Slots, home: sh.Slots[0][0]}
-		_ = i
 		s.master = func(ctx context.Context) (dial.Options, error) {
 			m, err := discover(ctx)
 			if err != nil {
@@ -209,6 +231,10 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 			return opts(addr)
 		}
 		src.shards = append(src.shards, s)
+	}
+	if len(src.shards) == 0 {
+		return nil, fault.PermanentErr("", "", "run fewer processes than the source has shards",
+			fmt.Errorf("shards %s: the source cluster has %d shards, none of them this process's", j.c.Shards, len(all)))
 	}
 	return src, nil
 }

@@ -38,6 +38,9 @@ type Job struct {
 	// ("skipped": refused by the target under on_error = "skip").
 	Dropped   map[string]int64 `json:"dropped"`
 	LastError string           `json:"last_error"`
+	// ShardSet is "I/N" when this process takes a share of a cluster
+	// source's shards (shards I/N); Shards lists the ones it takes.
+	ShardSet string `json:"shard_set,omitempty"`
 	// Lease is this process's hold on the job's target (nil before it
 	// has one): who runs the job there.
 	Lease *Lease `json:"lease,omitempty"`

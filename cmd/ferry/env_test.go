@@ -37,7 +37,7 @@ func TestEnvEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range [][]string{{"sync"}, {"migrate"}, {"verify"}, {"config", "check"}, {"run"}} {
+	for _, cmd := range [][]string{{"sync"}, {"migrate"}, {"verify"}, {"config", "check"}, {"run"}, {"plan"}} {
 		for name, env := range helpFlags(t, cmd...) {
 			want := "FERRY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 			if env != want {

@@ -62,6 +62,7 @@ var commands = []command{
 		func(args []string, stdout, stderr io.Writer) error { return cmdSync(args, stdout, stderr, true) }},
 	{"verify", "compare the source with the target, key by key", cmdVerify},
 	{"run", "run the jobs of a batch file (run -c jobs.toml), several at once", cmdRun},
+	{"plan", "plan -c job.toml --processes N: which source shards each of N processes takes (shards I/N)", cmdPlan},
 	{"config", "config check -c FILE: validate a config file and print it, secrets redacted", cmdConfig},
 	{"version", "print the version", cmdVersion},
 }
@@ -188,7 +189,7 @@ type jobFlags struct {
 
 // runFlags are the flags of the commands that run a job.
 type runFlags struct {
-	statusAddr, targetNonempty, progress string
+	statusAddr, targetNonempty, progress, shards string
 }
 
 func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
@@ -217,6 +218,7 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 		f.fs.StringVar(&f.run.statusAddr, "status-addr", "", "status server address host:port (/status, /metrics), or off; status_addr of the file (default 127.0.0.1:9121)")
 		f.fs.StringVar(&f.run.targetNonempty, "target-nonempty", "", "refuse | overwrite | flush: what to do when the target already holds keys (default refuse)")
 		f.fs.StringVar(&f.run.progress, "progress", "auto", "auto | bar | line | off: a progress bar (auto: on a terminal), only the periodic progress log lines, or neither")
+		f.fs.StringVar(&f.run.shards, "shards", "", "I/N: take only this process's share of a cluster source's shards (N processes split the source; see ferry plan); ordinal/N takes I from the host name")
 	}
 	f.getenv = os.LookupEnv
 	return f
@@ -300,6 +302,13 @@ func (f *jobFlags) load(args []string, mode conf.Mode) (conf.Job, error) {
 		}
 		if r.targetNonempty != "" {
 			j.TargetNonempty = conf.Nonempty(r.targetNonempty)
+		}
+		if r.shards != "" {
+			v, err := conf.ParseShards(r.shards)
+			if err != nil {
+				return conf.Job{}, usageError{fmt.Errorf("--shards %w", err)}
+			}
+			j.Shards = v
 		}
 		if r.progress == "off" {
 			j.ProgressInterval = 0

@@ -65,6 +65,7 @@ func statusMode(j conf.Job) string {
 type jobStatus struct {
 	name, mode string
 	rdbPath    string
+	shards     string // "I/N" of a split sync, else ""
 
 	mu      sync.Mutex
 	state   func() job.State // nil until the job calls Observe
@@ -78,7 +79,11 @@ type jobStatus struct {
 }
 
 func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
-	return &jobStatus{name: j.Name, mode: statusMode(j), rdbPath: j.RDB, phase: phase}
+	js := &jobStatus{name: j.Name, mode: statusMode(j), rdbPath: j.RDB, phase: phase}
+	if !j.Shards.All() {
+		js.shards = j.Shards.String()
+	}
+	return js
 }
 
 // observe is job.Options.Observe.
@@ -122,6 +127,7 @@ func (s *jobStatus) source() status.Job {
 	if lastErr != "" {
 		j.LastError = lastErr
 	}
+	j.ShardSet = s.shards
 	j.OpsPerSecond = s.opsRate(j)
 	return j
 }
