@@ -204,6 +204,18 @@ func TestChart(t *testing.T) {
 		}
 	}
 
+	t.Run("sharded sync", func(t *testing.T) {
+		m := render(t, bin, append(addrs, "shards=3")...)
+		ss := one(t, m, "StatefulSet")
+		if at(ss, "spec", "replicas") != 3 || at(ss, "spec", "podManagementPolicy") != "Parallel" {
+			t.Errorf("StatefulSet replicas %v, policy %v; want 3, Parallel", at(ss, "spec", "replicas"), at(ss, "spec", "podManagementPolicy"))
+		}
+		env := envOf(at(ss, "spec", "template", "spec", "containers", 0))
+		if at(env["FERRY_SHARDS"], "value") != "ordinal/3" {
+			t.Errorf("FERRY_SHARDS: %v", env["FERRY_SHARDS"])
+		}
+	})
+
 	t.Run("sync", func(t *testing.T) {
 		m := render(t, bin, append(addrs, "passwords.existingSecret=redis-pw", "config=restore = \"never\"")...)
 		ss := one(t, m, "StatefulSet")

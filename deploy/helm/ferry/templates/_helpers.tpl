@@ -59,6 +59,10 @@ spec:
           value: {{ printf "0.0.0.0:%d" (int .Values.statusPort) | quote }}
         - name: FERRY_LOG_FORMAT
           value: json
+        {{- if and (eq .Values.mode "sync") (gt (int .Values.shards) 1) }}
+        - name: FERRY_SHARDS
+          value: {{ printf "ordinal/%d" (int .Values.shards) | quote }}
+        {{- end }}
         {{- with .Values.source.addr }}
         - name: FERRY_SOURCE
           value: {{ . | quote }}
