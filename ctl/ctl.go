@@ -66,6 +66,17 @@ func New(o dial.Options) *redis.Client {
 	return redis.NewClient(Options(o, "ferry-ctl-0", 0))
 }
 
+// NewBounded is New for work that must not outlast d (a lease renewal,
+// what a stop does last): every read and write, and a context's deadline,
+// bound each command.
+func NewBounded(o dial.Options, d time.Duration) *redis.Client {
+	opt := Options(o, "ferry-ctl-0", 0)
+	opt.ReadTimeout, opt.WriteTimeout, opt.ContextTimeoutEnabled = d, d, true
+	opt.DialTimeout = min(opt.DialTimeout, d)
+	opt.MaxRetries = 0
+	return redis.NewClient(opt)
+}
+
 // Describe turns a control connection's error into one clear line,
 // classified (see package fault): refused credentials and other permanent
 // errors as fault errors, a refused or timed-out connection in words, a TLS

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/writer"
+	"github.com/redis/go-redis/v9"
 )
 
 // The job's leases on its target (see package lease): one per target
@@ -49,12 +50,7 @@ type LeaseState struct {
 // acquireLease takes the job's lease on node n (see lease.Acquire); a lease
 // held by another process is a permanent error naming it.
 func (j *job) acquireLease(ctx context.Context, n *node) error {
-	j.lease.mu.Lock()
-	defer j.lease.mu.Unlock()
-	if j.lease.epoch == nil {
-		j.lease.epoch, j.lease.at = map[string]int64{}, map[string]dial.Options{}
-	}
-	epoch, prev, err := lease.Acquire(ctx, n.ctl, n.leaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
+	epoch, prev, unkilled, err := lease.Acquire(ctx, n.ctl, n.leaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
 	if err != nil {
 		var held *lease.HeldError
 		if errors.As(err, &held) {
@@ -62,10 +58,9 @@ func (j *job) acquireLease(ctx context.Context, n *node) error {
 		}
 		return fmt.Errorf("target %s: lease: %w", n.addr.Addr, ctl.Describe(n.addr.Addr, err))
 	}
-	if prev.Owner.ID != "" {
-		j.log.Warn().Str("key", n.leaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
-			Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
-		j.lease.prev = prev
+	j.lease.mu.Lock()
+	if j.lease.epoch == nil {
+		j.lease.epoch, j.lease.at = map[string]int64{}, map[string]dial.Options{}
 	}
 	if j.lease.epoch[n.leaseKey] != epoch {
 		j.log.Info().Str("key", n.leaseKey).Int64("epoch", epoch).Msg("lease taken: this process runs the job on this target")
@@ -73,7 +68,30 @@ func (j *job) acquireLease(ctx context.Context, n *node) error {
 	j.lease.epoch[n.leaseKey] = epoch
 	j.lease.at[n.leaseKey] = n.addr
 	j.lease.renewed = time.Now()
-	return nil
+	if prev.Owner.ID != "" {
+		j.lease.prev = prev
+	}
+	j.lease.mu.Unlock()
+	if prev.Owner.ID == "" {
+		return nil
+	}
+	j.log.Warn().Str("key", n.leaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
+		Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
+	if unkilled == 0 {
+		return nil
+	}
+	// Its connections stay open: its renewal, every third of lease_ttl,
+	// finds the new epoch and stops it. Wait that out before writing.
+	j.log.Warn().Int("connections", unkilled).Float64("wait_s", j.c.LeaseTTL.Seconds()).
+		Msg("cannot close the previous owner's connections (CLIENT ID or CLIENT KILL not permitted): waiting lease_ttl for it to notice the takeover")
+	t := time.NewTimer(j.c.LeaseTTL)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // registerLease is a writer's OnConnect: the connection may write only if
@@ -95,7 +113,39 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 // renewLeases renews the leases every third of lease_ttl until ctx ends; a
 // newer epoch on any of them ends the job. A lease that cannot be reached
 // is tried again at the next tick: the writers report the target's state.
+// The renewals use clients of their own, closed when ctx ends, so that a
+// target that stopped answering cannot hold a stop.
 func (j *job) renewLeases(ctx context.Context, tgt target) error {
+	var mu sync.Mutex
+	clients := map[string]*redis.Client{} // by address
+	defer context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range clients {
+			c.Close()
+		}
+		clients = nil
+	})()
+	client := func(o dial.Options) *redis.Client {
+		mu.Lock()
+		defer mu.Unlock()
+		if clients == nil {
+			return nil
+		}
+		c := clients[o.Addr]
+		if c == nil {
+			c = ctl.NewBounded(o, min(j.c.LeaseTTL/3, 5*time.Second))
+			clients[o.Addr] = c
+		}
+		return c
+	}
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
 	t := time.NewTicker(j.c.LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -106,19 +156,24 @@ func (j *job) renewLeases(ctx context.Context, tgt target) error {
 		}
 		ok := true
 		for _, n := range tgt.nodes() {
+			c := client(n.addr)
+			if c == nil {
+				return nil
+			}
 			j.lease.mu.Lock()
 			epoch := j.lease.epoch[n.leaseKey]
 			j.lease.mu.Unlock()
-			_, err := lease.Renew(ctx, n.ctl, n.leaseKey, j.owner, epoch, j.c.LeaseTTL)
+			_, err := lease.Renew(ctx, c, n.leaseKey, j.owner, epoch, j.c.LeaseTTL)
 			var taken *lease.TakenOverError
 			if errors.As(err, &taken) {
 				return fault.PermanentErr("", "", "", err)
 			}
 			if err != nil {
 				ok = false
-				if ctx.Err() == nil {
-					j.log.Debug().Err(err).Str("key", n.leaseKey).Msg("lease renewal failed; trying again")
+				if ctx.Err() != nil {
+					return nil
 				}
+				j.log.Debug().Err(err).Str("key", n.leaseKey).Msg("lease renewal failed; trying again")
 			}
 		}
 		if ok {
@@ -140,8 +195,8 @@ func (j *job) releaseLeases() {
 	}
 	j.lease.mu.Unlock()
 	for k, e := range held {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c := ctl.New(at[k])
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c := ctl.NewBounded(at[k], time.Second)
 		if err := lease.Release(ctx, c, k, e); err != nil {
 			j.log.Debug().Err(err).Str("key", k).Msg("could not give the lease up; it runs out by itself after lease_ttl")
 		}

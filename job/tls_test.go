@@ -168,8 +168,9 @@ func TestTLSInsecureSkipVerify(t *testing.T) {
 // and a target that already holds a key); TestACLEachPermission shows what
 // missing each one does.
 var (
-	sourceACL = []string{"+psync", "+replconf", "+info", "+client|setname", "+command"}
+	sourceACL = []string{"+psync", "+replconf", "+info", "+client|setname", "+command", "+module|list"}
 	targetACL = []string{"+@write", "+multi", "+exec", "+select", "+ping", "+info", "+get", "+scan", "+publish",
+		"+hgetall", "+watch", "+unwatch", "+time", "+client|id", "+client|kill", "+module|list",
 		"+dump", "+config|get", "+client|setname", "+command"}
 )
 
@@ -314,11 +315,17 @@ func TestACLEachPermission(t *testing.T) {
 	)
 	perms := []perm{
 		{"source", "+psync", "psync"}, {"source", "+replconf", "replconf"}, {"source", "+info", "info"},
-		{"source", "+client|setname", ""}, {"source", "+command", ""},
+		{"source", "+client|setname", ""}, {"source", "+command", ""}, {"source", "+module|list", ""},
 		{"target", "+@write", "set"}, {"target", "+multi", "multi"}, {"target", "+exec", "exec"},
 		{"target", "+select", "select"}, {"target", "+ping", "ping"}, {"target", "+info", "info"},
 		{"target", "+get", "get"}, {"target", scan, "scan"}, {"target", publish, "publish"}, {"target", "+dump", ""},
 		{"target", "+config|get", ""}, {"target", "+client|setname", ""}, {"target", "+command", ""},
+		// The lease (package lease): read and change it under WATCH; the
+		// target's clock, the connections' IDs and killing an old owner's
+		// connections are optional (a takeover then waits lease_ttl).
+		{"target", "+hgetall", "hgetall"}, {"target", "+watch", "watch"}, {"target", "+unwatch", ""},
+		{"target", "+time", ""}, {"target", "+client|id", ""}, {"target", "+client|kill", ""},
+		{"target", "+module|list", ""}, // else a target without modules is not told from one with
 	}
 	for _, p := range perms {
 		t.Run(p.side+"/"+p.name, func(t *testing.T) {

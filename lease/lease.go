@@ -149,16 +149,44 @@ func Read(ctx context.Context, c redis.Cmdable, key string) (Info, error) {
 	return parse(m), nil
 }
 
+// serverNow is the target's clock, or this host's where TIME is not
+// permitted (a restricted ACL user): then the hosts' clocks must agree.
 func serverNow(ctx context.Context, c redis.Cmdable) (time.Time, error) {
-	return c.Time(ctx).Result()
+	t, err := c.Time(ctx).Result()
+	if err != nil && !isNoPerm(err) {
+		return time.Time{}, err
+	}
+	if err != nil {
+		return time.Now(), nil
+	}
+	return t, nil
+}
+
+func isNoPerm(err error) bool { return err != nil && strings.Contains(err.Error(), "NOPERM") }
+
+// txErr is the error of a transaction: the refusal of the command that
+// made EXEC abort (a NOPERM names it), else err.
+func txErr(cmds []redis.Cmder, err error) error {
+	if err == nil || errors.Is(err, redis.TxFailedErr) {
+		return err
+	}
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !strings.Contains(e.Error(), "EXECABORT") {
+			return fmt.Errorf("%s: %w", c.Name(), e)
+		}
+	}
+	return err
 }
 
 // Acquire takes the lease at key for me and returns its epoch. A lease that
 // is free, run out, or already me's is taken; one that another owner renews
 // is refused with a *HeldError unless takeover. Taking it from another
 // owner raises the epoch and kills the data connections that owner
-// registered; prev is that owner (zero when there was none).
-func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl time.Duration, takeover bool) (epoch int64, prev Info, err error) {
+// registered; prev is that owner (zero when there was none), unkilled the
+// number of its connections that could not be killed (CLIENT ID or CLIENT
+// KILL not permitted): the caller must then give the old owner lease_ttl
+// to notice (its renewal does) before writing.
+func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl time.Duration, takeover bool) (epoch int64, prev Info, unkilled int, err error) {
 	for range attempts {
 		var kill map[string]int64
 		err = c.Watch(ctx, func(tx *redis.Tx) error {
@@ -174,11 +202,11 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 			if cur.Owner.ID == me.ID && cur.Epoch > 0 {
 				// Ours already (a new attempt of the same run): renew.
 				epoch, prev, kill = cur.Epoch, Info{}, nil
-				_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 					p.HSet(ctx, key, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 					return nil
 				})
-				return err
+				return txErr(cmds, err)
 			}
 			if cur.Owner.ID != "" && now.Before(cur.Expires) && !takeover {
 				return &HeldError{Key: key, Info: cur, Now: now}
@@ -187,7 +215,7 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 			if cur.Owner.ID == "" {
 				prev = Info{}
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				for name := range cur.Conns {
 					p.HDel(ctx, key, connPrefix+name)
 				}
@@ -195,21 +223,27 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 					fEpoch, epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 				return nil
 			})
-			return err
+			return txErr(cmds, err)
 		}, key)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
 		if err != nil {
-			return 0, Info{}, err
+			return 0, Info{}, 0, err
 		}
 		for _, id := range kill {
-			// Gone already is as good as killed.
-			c.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+			if id <= 0 {
+				unkilled++ // registered without its ID (CLIENT ID not permitted)
+				continue
+			}
+			// Gone already ("No such client") is as good as killed.
+			if err := c.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)).Err(); isNoPerm(err) {
+				unkilled++
+			}
 		}
-		return epoch, prev, nil
+		return epoch, prev, unkilled, nil
 	}
-	return 0, Info{}, ErrContended
+	return 0, Info{}, 0, ErrContended
 }
 
 // Renew extends the lease if it still has epoch; a newer epoch is a
@@ -231,13 +265,13 @@ func Renew(ctx context.Context, c *redis.Client, key string, me Owner, epoch int
 			if err != nil {
 				return err
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HSet(ctx, key, fOwner, me.ID, fHost, me.Host, fPID, me.PID, fStarted, me.Started.UnixNano(),
 					fEpoch, epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 				return nil
 			})
 			renewed = now
-			return err
+			return txErr(cmds, err)
 		}, key)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
@@ -277,11 +311,12 @@ func Release(ctx context.Context, c *redis.Client, key string, epoch int64) erro
 // target) is created for me. The connection must have the lease's db
 // selected.
 func Register(c *resp.Conn, key, name string, me Owner, epoch int64) error {
-	idv, err := c.Do("CLIENT", "ID")
-	if err != nil {
+	id := "0" // unknown: a takeover then waits lease_ttl instead of killing
+	if idv, err := c.Do("CLIENT", "ID"); err == nil {
+		id = idv.Text()
+	} else if !isNoPerm(err) {
 		return fmt.Errorf("lease: CLIENT ID: %w", err)
 	}
-	id := idv.Text()
 	for range attempts {
 		if _, err := c.Do("WATCH", key); err != nil {
 			return fmt.Errorf("lease: %w", err)

@@ -27,11 +27,11 @@ func TestLifecycle(t *testing.T) {
 	const key = "__ferry:j:lease"
 	a, b := owner("a"), owner("b")
 
-	ea, prev, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	ea, prev, _, err := Acquire(ctx, c, key, a, 30*time.Second, false)
 	if err != nil || ea != 1 || prev.Owner.ID != "" {
 		t.Fatalf("first acquire: %d %+v %v", ea, prev, err)
 	}
-	if again, _, err := Acquire(ctx, c, key, a, 30*time.Second, false); err != nil || again != ea {
+	if again, _, _, err := Acquire(ctx, c, key, a, 30*time.Second, false); err != nil || again != ea {
 		t.Errorf("the owner again: %d %v", again, err)
 	}
 	conn, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "ferry-writer-0", 4096)
@@ -44,12 +44,12 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	var held *HeldError
-	if _, _, err := Acquire(ctx, c, key, b, 30*time.Second, false); !errors.As(err, &held) || held.Info.Owner.ID != a.ID {
+	if _, _, _, err := Acquire(ctx, c, key, b, 30*time.Second, false); !errors.As(err, &held) || held.Info.Owner.ID != a.ID {
 		t.Fatalf("another owner without takeover: %v", err)
 	}
-	eb, prev, err := Acquire(ctx, c, key, b, 30*time.Second, true)
-	if err != nil || eb != 2 || prev.Owner.ID != a.ID {
-		t.Fatalf("takeover: %d %+v %v", eb, prev, err)
+	eb, prev, unkilled, err := Acquire(ctx, c, key, b, 30*time.Second, true)
+	if err != nil || eb != 2 || prev.Owner.ID != a.ID || unkilled != 0 {
+		t.Fatalf("takeover: %d %+v %d %v", eb, prev, unkilled, err)
 	}
 	if _, err := conn.Do("PING"); err == nil {
 		t.Error("the old owner's registered connection still answers after the takeover")
@@ -70,7 +70,7 @@ func TestLifecycle(t *testing.T) {
 	if err := Release(ctx, c, key, eb); err != nil {
 		t.Fatal(err)
 	}
-	ec, prev, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
+	ec, prev, _, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
 	if err != nil || ec != 3 || prev.Owner.ID != "" {
 		t.Errorf("after release: %d %+v %v (epochs only grow)", ec, prev, err)
 	}
@@ -83,11 +83,11 @@ func TestExpired(t *testing.T) {
 	c := ctl.New(dial.Options{Addr: s.Addr})
 	defer c.Close()
 	const key = "__ferry:j:lease"
-	if _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false); err != nil {
+	if _, _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	e, prev, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
+	e, prev, _, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
 	if err != nil || e != 2 || prev.Owner.ID != owner("a").ID {
 		t.Errorf("after it ran out: %d %+v %v", e, prev, err)
 	}
