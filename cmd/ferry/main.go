@@ -63,7 +63,7 @@ var commands = []command{
 	{"verify", "compare the source with the target, key by key", cmdVerify},
 	{"run", "run the jobs of a batch file (run -c jobs.toml), several at once", cmdRun},
 	{"plan", "plan -c job.toml --processes N: which source shards each of N processes takes (shards I/N)", cmdPlan},
-	{"config", "config check -c FILE: validate a config file and print it, secrets redacted", cmdConfig},
+	{"config", "config check -c FILE: validate a config file and print it, secrets redacted; config import shake.toml: translate a RedisShake config", cmdConfig},
 	{"version", "print the version", cmdVersion},
 }
 
@@ -547,6 +547,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	if isHelp(args[0]) {
 		fmt.Fprintf(stdout, "Usage: ferry config check -c FILE [flags]\n\n%s\n", configCheckSummary)
 		return nil
+	}
+	if args[0] == "import" {
+		return cmdConfigImport(args[1:], stdout, stderr)
 	}
 	if args[0] != "check" {
 		return usageError{fmt.Errorf("config: unknown subcommand %q (%s)", args[0], usage)}
