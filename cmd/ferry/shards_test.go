@@ -34,14 +34,14 @@ func clusterLoad(ctx context.Context, t *testing.T, c *redistest.Cluster) (wait 
 	return wg.Wait
 }
 
-// TestShardsSplitSync: a 3-master source cluster synced into a 3-master
+// TestShardsSplitSync: a 6-master source cluster synced into a 3-master
 // target cluster by 3 processes (--shards 0/3, 1/3, 2/3) under a write load;
 // one process SIGKILLed and restarted (taking its lease over); at the end
 // the target equals the source, and each process's /status shows its shard
-// set and only its shard. ferry plan says the same split.
+// set and only its two shards. ferry plan says the same split.
 func TestShardsSplitSync(t *testing.T) {
 	t.Parallel()
-	src := redistest.StartCluster(t, 3, 0)
+	src := redistest.StartCluster(t, 6, 0)
 	dst := redistest.StartCluster(t, 3, 0)
 	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 300, Seed: 81})
 	source, target := "redis://"+src.Masters[0].Addr, "redis://"+dst.Masters[0].Addr
@@ -52,14 +52,16 @@ func TestShardsSplitSync(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("plan: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	for i, m := range src.Masters { // Masters are ordered by their first slot
-		if !strings.Contains(out, fmt.Sprintf("process %d/3 (--shards %d/3): 1 shard(s)\n  %s  slots ", i, i, m.Addr)) {
-			t.Errorf("plan does not give %s to process %d:\n%s", m.Addr, i, out)
+	// Masters are ordered by their first slot: shard k goes to process k mod 3.
+	for i := range 3 {
+		want := fmt.Sprintf("process %d/3 (--shards %d/3): 2 shard(s)\n  %s  slots ", i, i, src.Masters[i].Addr)
+		if !strings.Contains(out, want) || !strings.Contains(out, "\n  "+src.Masters[i+3].Addr+"  slots ") {
+			t.Errorf("plan does not give %s and %s to process %d:\n%s", src.Masters[i].Addr, src.Masters[i+3].Addr, i, out)
 		}
 	}
-	code, out, _ = ferryRunWithin(t, time.Minute, "plan", "-c", cfg, "--source", source, "--target", target, "--processes", "2")
-	if code != exitOK || !strings.Contains(out, "process 0/2 (--shards 0/2): 2 shard(s)") || !strings.Contains(out, "process 1/2 (--shards 1/2): 1 shard(s)") {
-		t.Errorf("plan for 2:\n%s", out)
+	code, out, _ = ferryRunWithin(t, time.Minute, "plan", "-c", cfg, "--source", source, "--target", target, "--processes", "4")
+	if code != exitOK || !strings.Contains(out, "process 0/4 (--shards 0/4): 2 shard(s)") || !strings.Contains(out, "process 3/4 (--shards 3/4): 1 shard(s)") {
+		t.Errorf("plan for 4:\n%s", out)
 	}
 
 	procs := make([]*ferryProc, 3)
@@ -72,7 +74,7 @@ func TestShardsSplitSync(t *testing.T) {
 	}
 	for i := range procs {
 		j := streaming(t, procs[i], bases[i], "split")
-		if j.ShardSet != fmt.Sprintf("%d/3", i) || len(j.Shards) != 1 || j.Shards[0].Addr != src.Masters[i].Addr {
+		if j.ShardSet != fmt.Sprintf("%d/3", i) || len(j.Shards) != 2 || j.Shards[0].Addr != src.Masters[i].Addr || j.Shards[1].Addr != src.Masters[i+3].Addr {
 			t.Errorf("process %d/3 /status: shard_set %q, shards %+v", i, j.ShardSet, j.Shards)
 		}
 	}
