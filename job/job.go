@@ -964,6 +964,10 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 		if err := j.tgt.removeMarkers(ctx); err != nil {
 			return fmt.Errorf("remove markers: %w", err)
 		}
+		// The target holds exactly the data: the lease goes too.
+		j.lease.mu.Lock()
+		j.lease.drop = true
+		j.lease.mu.Unlock()
 	}
 	return nil
 }

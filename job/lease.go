@@ -38,6 +38,8 @@ type leases struct {
 	at      map[string]dial.Options
 	renewed time.Time // the last renewal of every lease (the target's clock)
 	prev    lease.Info
+	drop    bool // the run is complete (markers removed): delete, not release
+	used    bool // a writer connection registered: the job may have written
 }
 
 // LeaseState is the job's hold on its target, for status and metrics.
@@ -100,6 +102,7 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 	return func(c *resp.Conn) error {
 		j.lease.mu.Lock()
 		epoch := j.lease.epoch[key]
+		j.lease.used = true
 		j.lease.mu.Unlock()
 		err := lease.Register(c, key, name, j.owner, epoch)
 		var taken *lease.TakenOverError
@@ -188,6 +191,8 @@ func (j *job) renewLeases(ctx context.Context, tgt target) error {
 // start need not wait for them to run out.
 func (j *job) releaseLeases() {
 	j.lease.mu.Lock()
+	// A run that never wrote (refused at start) leaves nothing behind.
+	drop := j.lease.drop || !j.lease.used
 	held := make(map[string]int64, len(j.lease.epoch))
 	at := make(map[string]dial.Options, len(j.lease.at))
 	for k, e := range j.lease.epoch {
@@ -197,7 +202,7 @@ func (j *job) releaseLeases() {
 	for k, e := range held {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c := ctl.NewBounded(at[k], time.Second)
-		if err := lease.Release(ctx, c, k, e); err != nil {
+		if err := lease.Release(ctx, c, k, e, drop); err != nil {
 			j.log.Debug().Err(err).Str("key", k).Msg("could not give the lease up; it runs out by itself after lease_ttl")
 		}
 		c.Close()

@@ -282,8 +282,10 @@ func Renew(ctx context.Context, c *redis.Client, key string, me Owner, epoch int
 }
 
 // Release gives the lease up if it still has epoch, so that the next start
-// need not wait for it to run out. The epoch stays: epochs only grow.
-func Release(ctx context.Context, c *redis.Client, key string, epoch int64) error {
+// need not wait for it to run out. The epoch stays: epochs only grow —
+// unless drop (a migrate that is complete and leaves the target holding
+// exactly the data, its markers gone): then the key goes.
+func Release(ctx context.Context, c *redis.Client, key string, epoch int64, drop bool) error {
 	return c.Watch(ctx, func(tx *redis.Tx) error {
 		m, err := tx.HGetAll(ctx, key).Result()
 		if err != nil {
@@ -294,6 +296,10 @@ func Release(ctx context.Context, c *redis.Client, key string, epoch int64) erro
 			return nil
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			if drop {
+				p.Del(ctx, key)
+				return nil
+			}
 			p.HSet(ctx, key, fOwner, "", fExpires, 0)
 			for name := range cur.Conns {
 				p.HDel(ctx, key, connPrefix+name)

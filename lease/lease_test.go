@@ -67,7 +67,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("a new connection of the old owner: %v", err)
 	}
 
-	if err := Release(ctx, c, key, eb); err != nil {
+	if err := Release(ctx, c, key, eb, false); err != nil {
 		t.Fatal(err)
 	}
 	ec, prev, _, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
@@ -90,5 +90,21 @@ func TestExpired(t *testing.T) {
 	e, prev, _, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
 	if err != nil || e != 2 || prev.Owner.ID != owner("a").ID {
 		t.Errorf("after it ran out: %d %+v %v", e, prev, err)
+	}
+}
+
+// TestReleaseDrop: a complete run deletes its lease.
+func TestReleaseDrop(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	defer c.Close()
+	const key = "__ferry:j:lease"
+	e, _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Release(ctx, c, key, e, true); err != nil || c.Exists(ctx, key).Val() != 0 {
+		t.Errorf("dropped lease: %v, exists %d", err, c.Exists(ctx, key).Val())
 	}
 }

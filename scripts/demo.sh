@@ -76,7 +76,7 @@ ferry_pid=
 sed 's/^/   ferry: /' "$dir/ferry.out"
 
 # ferry keeps its resume point on the target; it is not user data.
-redis-cli -p "$TGT" del __ferry:demo:pos >/dev/null
+redis-cli -p "$TGT" del __ferry:demo:pos __ferry:demo:lease >/dev/null
 echo "== result"
 printf '   %-8s %s\n' source "$(redis-cli -p "$SRC" info keyspace | grep '^db' | tr -d '\r' | tr '\n' ' ')"
 printf '   %-8s %s\n' target "$(redis-cli -p "$TGT" info keyspace | grep '^db' | tr -d '\r' | tr '\n' ' ')"

@@ -191,12 +191,16 @@ func assertImported(t *testing.T, src, dst *redistest.Server, job, stale string)
 		t.Fatal(err)
 	}
 	marker := markerExists(t, dst, job)
-	if len(diffs) == 0 && !marker {
+	leased := dst.Do(t, "EXISTS", "__ferry:"+job+":lease") == int64(1)
+	if len(diffs) == 0 && !marker && !leased {
 		return
 	}
 	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
 	if marker {
 		t.Errorf("the import left its marker __ferry:%s:pos on the target", job)
+	}
+	if leased {
+		t.Errorf("the import left its lease __ferry:%s:lease on the target", job)
 	}
 }
 
