@@ -51,6 +51,9 @@ func (p *Progress) Update(j Job) {
 	defer p.mu.Unlock()
 	now := p.now()
 	_, _, applied := snapshotBytes(j)
+	if j.Phase == PhaseScan {
+		applied, _ = scanKeys(j) // a scan's rate is in keys
+	}
 	p.line = FormatProgress(j, p.rate(now, applied))
 	if p.open && now.Sub(p.lastDraw) < redrawEvery {
 		return
@@ -154,6 +157,9 @@ func ExpectedKeys(j Job) int64 {
 //
 // Before any snapshot byte arrives it is the phase ("waiting-bgsave...").
 func FormatProgress(j Job, rate float64) string {
+	if j.Phase == PhaseScan {
+		return formatScan(j, rate)
+	}
 	total, recv, applied := snapshotBytes(j)
 	if recv == 0 && applied == 0 && j.KeysWritten == 0 && j.Phase != "" && j.Phase != "rdb" {
 		return string(j.Phase) + "..."
@@ -261,4 +267,45 @@ func etaHuman(sec float64) string {
 		return fmt.Sprintf("%dm%02ds", s/60, s%60)
 	}
 	return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+}
+
+// scanKeys sums the keys the shards' scan passes read, and the keys their
+// sources held when the passes began (-1 unless every one is known).
+func scanKeys(j Job) (done, total int64) {
+	for _, s := range j.Shards {
+		done += s.ScanKeys
+		if s.ScanKeysTotal <= 0 || total < 0 {
+			total = -1
+		} else {
+			total += s.ScanKeysTotal
+		}
+	}
+	if len(j.Shards) == 0 {
+		total = -1
+	}
+	return done, total
+}
+
+// formatScan renders a scan reader's pass, given its rate in keys per
+// second: keys read out of the source's DBSIZE at the start of the pass.
+//
+//	[#########           ]  45% 1.23M/2.70M keys  52.3k keys/s  ETA 28s
+func formatScan(j Job, rate float64) string {
+	done, total := scanKeys(j)
+	var b strings.Builder
+	if total > 0 {
+		f := min(float64(done)/float64(total), 1)
+		n := int(f * barWidth)
+		b.WriteString("[" + strings.Repeat("#", n) + strings.Repeat(" ", barWidth-n) + "]")
+		fmt.Fprintf(&b, " %3d%% %s/%s keys", int(f*100), countHuman(done), countHuman(total))
+	} else {
+		fmt.Fprintf(&b, "scan: %s keys", countHuman(done))
+	}
+	if rate > 0 {
+		fmt.Fprintf(&b, "  %s keys/s", countHuman(int64(rate)))
+		if total > done {
+			b.WriteString("  ETA " + etaHuman(float64(total-done)/rate))
+		}
+	}
+	return b.String()
 }

@@ -266,7 +266,7 @@ func (b *barShow) step() {
 		return
 	}
 	st := state()
-	if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport {
+	if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport || st.Phase == status.PhaseScan {
 		b.p.Update(b.js.fromState(st))
 		b.on = true
 	} else if b.on {
