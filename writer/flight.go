@@ -1,0 +1,237 @@
+// A flight: the batches sent together, planned into fenced groups (per
+// slot on a cluster master) with the marker each group sets.
+
+package writer
+
+import "github.com/ferry-dev/ferry/resp"
+
+type groupStatus uint8
+
+const (
+	statusPending groupStatus = iota
+	statusApplied
+	statusRedirected
+)
+
+type opAt struct{ b, i int32 }
+
+// group is one transaction on the wire (or, unfenced, a run of commands).
+type group struct {
+	ops    []opAt
+	items  []int32 // per command sent: index into ops, or -1 (SELECT, marker)
+	marker string
+	seq    uint64
+	multi  bool
+	status groupStatus
+	set    [2]int // the marker's SET in the flight's arena
+
+	got       int
+	queueErrs map[int]string
+}
+
+// flight is what went out in one go: groups built from one or more batches,
+// or a PING.
+type flight struct {
+	batches       []*Batch
+	groups        []group
+	arena         []byte // encoded marker SETs
+	size          int64
+	cur           int                     // group being answered
+	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
+	resent        bool                    // its batch went back to the queue (see resend)
+}
+
+const itemInternal = -1
+
+var (
+	cmdSet      = []byte("SET")
+	replyQueued = []byte("+QUEUED\r\n")
+	cmdMulti    = resp.AppendCommandStrings(nil, "MULTI")
+	cmdExec     = resp.AppendCommandStrings(nil, "EXEC")
+	cmdPing     = resp.AppendCommandStrings(nil, "PING")
+)
+
+// slotKey is the slot's marker key (built once per slot).
+func (w *Writer) slotKey(slot int) string {
+	if w.slotKeys == nil {
+		w.slotKeys = make([]string, 16384)
+	}
+	if k := w.slotKeys[slot]; k != "" {
+		return k
+	}
+	k := w.cfg.SlotMarker(slot)
+	w.slotKeys[slot] = k
+	return k
+}
+
+// plan builds the groups of a flight, with their marker SETs encoded in the
+// flight's arena.
+func (s *session) plan(bs []*Batch) *flight {
+	w := s.w
+	f := &flight{batches: bs}
+	var lows map[int]int64
+	low := func(stream int) int64 {
+		if w.cfg.Low == nil {
+			return -1
+		}
+		l, ok := lows[stream]
+		if !ok {
+			if lows == nil {
+				lows = map[int]int64{}
+			}
+			l = w.cfg.Low(stream)
+			lows[stream] = l
+		}
+		return l
+	}
+	// setMarker encodes group gi's marker SET, recording unit seq at source
+	// offset off of b's stream.
+	setMarker := func(gi int, b *Batch, seq uint64, off int64) {
+		g := &f.groups[gi]
+		pos := b.Pos
+		pos.Seq, pos.Offset, pos.Low = seq, off, low(b.Stream)
+		g.seq = seq
+		s.scratch = pos.AppendEncode(s.scratch[:0])
+		start := len(f.arena)
+		f.arena = resp.AppendArrayHeader(f.arena, 3)
+		f.arena = resp.AppendBulk(f.arena, cmdSet)
+		f.arena = resp.AppendBulkString(f.arena, g.marker)
+		f.arena = resp.AppendBulk(f.arena, s.scratch)
+		g.set = [2]int{start, len(f.arena)}
+	}
+	total := 0
+	for _, b := range bs {
+		total += len(b.ops)
+	}
+	flat := make([]opAt, 0, total) // every group's ops, group after group
+	if !w.cfg.Slotted {
+		// Standalone: one group per batch (a flight holds one batch).
+		b := bs[0]
+		for i := range b.ops {
+			flat = append(flat, opAt{0, int32(i)})
+		}
+		f.groups = []group{{ops: flat, marker: w.markerOf(b), multi: w.cfg.Fence && b.Len() > 0}}
+		setMarker(0, b, b.Pos.Seq, b.Pos.Offset)
+		return f
+	}
+	// Position updates: the last batch of each stream in the flight.
+	positions := func() {
+		lastOf := map[int]int{}
+		for i, b := range bs {
+			lastOf[b.Stream] = i
+		}
+		for i, b := range bs {
+			if lastOf[b.Stream] == i {
+				f.groups = append(f.groups, group{marker: w.cfg.StreamMarker(b.Stream)})
+				setMarker(len(f.groups)-1, b, b.Pos.Seq, b.Pos.Offset)
+			}
+		}
+	}
+	if !w.cfg.Fence {
+		// Unfenced: everything in order, then the position updates.
+		for bi, b := range bs {
+			for i := range b.ops {
+				flat = append(flat, opAt{int32(bi), int32(i)})
+			}
+		}
+		if len(flat) > 0 {
+			f.groups = append(f.groups, group{ops: flat})
+		}
+		positions()
+		return f
+	}
+	// Cluster, fenced: one transaction per slot. Keyless commands (slot -1)
+	// run alone and split the flight into segments, since everything before
+	// them must run before and everything after them after. A segment's ops
+	// are counted per slot first, then placed, so that each group's ops are
+	// one run of flat.
+	if s.slotGen == nil {
+		s.slotGen = make([]uint32, 16384)
+		s.slotGroup = make([]int32, 16384)
+	}
+	type last struct {
+		b   int32
+		seq uint64
+		off int64
+	}
+	var (
+		segFrom   opAt // first op of the segment
+		segGroups = 0  // groups of the segment so far (f.groups[base:])
+		base      = 0  // index in f.groups of the segment's first group
+		counts    []int32
+		lasts     []last
+	)
+	newSeg := func() {
+		s.gen++
+		if s.gen == 0 {
+			clear(s.slotGen)
+			s.gen = 1
+		}
+		base, segGroups = len(f.groups), 0
+		counts, lasts = counts[:0], lasts[:0]
+	}
+	flushSeg := func(to opAt) {
+		if segGroups == 0 {
+			return
+		}
+		// Each group's run of flat starts where the previous one ends.
+		at := int32(len(flat))
+		for gi, n := range counts {
+			f.groups[base+gi].ops = flat[at : at : at+n]
+			at += n
+		}
+		flat = flat[:at]
+		for bi := segFrom.b; bi <= to.b && int(bi) < len(bs); bi++ {
+			ops := bs[bi].ops
+			i0, i1 := int32(0), int32(len(ops))
+			if bi == segFrom.b {
+				i0 = segFrom.i
+			}
+			if bi == to.b {
+				i1 = to.i
+			}
+			for i := i0; i < i1; i++ {
+				slot := ops[i].slot
+				gi := s.slotGroup[slot]
+				g := &f.groups[base+int(gi)]
+				g.ops = append(g.ops, opAt{bi, i})
+			}
+		}
+		for gi := range segGroups {
+			l := lasts[gi]
+			setMarker(base+gi, bs[l.b], l.seq, l.off)
+		}
+	}
+	newSeg()
+	for bi, b := range bs {
+		for i := range b.ops {
+			o := &b.ops[i]
+			if o.slot < 0 {
+				flushSeg(opAt{int32(bi), int32(i)})
+				flat = append(flat, opAt{int32(bi), int32(i)})
+				n := len(flat)
+				f.groups = append(f.groups, group{ops: flat[n-1 : n : n], marker: w.cfg.StreamMarker(b.Stream), multi: true})
+				setMarker(len(f.groups)-1, b, o.seq, o.off)
+				newSeg()
+				segFrom = opAt{int32(bi), int32(i + 1)}
+				continue
+			}
+			if s.slotGen[o.slot] != s.gen {
+				s.slotGen[o.slot] = s.gen
+				s.slotGroup[o.slot] = int32(segGroups)
+				segGroups++
+				f.groups = append(f.groups, group{marker: w.slotKey(int(o.slot)), multi: true})
+				counts = append(counts, 0)
+				lasts = append(lasts, last{})
+			}
+			gi := s.slotGroup[o.slot]
+			counts[gi]++
+			lasts[gi] = last{int32(bi), o.seq, o.off}
+		}
+	}
+	flushSeg(opAt{int32(len(bs) - 1), int32(len(bs[len(bs)-1].ops))})
+	if len(f.groups) == 0 {
+		positions()
+	}
+	return f
+}

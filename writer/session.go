@@ -1,0 +1,590 @@
+// The wire session: one connection to the target, its sender, its reply
+// reader and its keepalive, until the connection ends (see Writer.session).
+
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
+	"github.com/ferry-dev/ferry/keepalive"
+	"github.com/ferry-dev/ferry/resp"
+)
+
+var errRetire = errors.New("connection retired (max_conn_age)")
+
+// haltGrace is how long a halted session may go on reading the replies of
+// what it sent after the job is told to stop.
+const haltGrace = 5 * time.Second
+
+type session struct {
+	// probing: the last flight holds a command the target has not taken
+	// yet; nothing is sent until it is answered (skipFenced).
+	probing bool
+
+	// halted is the refusal that stopped the sender; hole: a group past it
+	// did not run (reply reader only).
+	halted  error
+	hole    bool
+	halting atomic.Bool // halted is set (read by the session's closer)
+
+	w        *Writer
+	c        *resp.Conn
+	curDB    int
+	deadline time.Time // last read deadline set (guarded by w.qmu)
+
+	// plan's scratch (sender goroutine only): a slot belongs to the
+	// current segment when slotGen[slot] == gen, as group slotGroup[slot].
+	slotGen   []uint32
+	slotGroup []int32
+	gen       uint32
+	scratch   []byte
+}
+
+func (w *Writer) session(ctx context.Context) error {
+	d := w.dialOpts()
+	c, err := dial.Open(ctx, d, w.cfg.Name, 256<<10)
+	if err != nil {
+		if fault.IsPermanent(err) || errors.Is(err, dial.ErrAuth) {
+			return &FatalError{fmt.Errorf("target %w", err)}
+		}
+		return err
+	}
+	defer c.Close()
+	c.Timeout = w.cfg.IOTimeout
+	w.mu.Lock()
+	w.conn = c
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.conn = nil
+		w.mu.Unlock()
+	}()
+
+	timeout, terr := keepalive.ServerTimeout(c)
+	if terr != nil && !errors.Is(terr, keepalive.ErrForbidden) {
+		return fmt.Errorf("config get timeout: %w", terr)
+	}
+	if errors.Is(terr, keepalive.ErrForbidden) {
+		timeout = -1
+		w.warned.Do(func() {
+			w.log.Info().Float64("interval_s", w.cfg.KeepaliveFallback.Seconds()).Msg("CONFIG GET timeout is not permitted on the target; keepalive uses keepalive_interval")
+		})
+	}
+	interval := keepalive.Interval(timeout, w.cfg.KeepaliveFallback)
+	w.kaEvery.Store(int64(interval))
+
+	if !w.cfg.Slotted {
+		if _, err := c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			return classify(w.Addr(), err)
+		}
+	}
+	if w.cfg.OnConnect != nil {
+		if err := w.cfg.OnConnect(c); err != nil {
+			return err
+		}
+	}
+	if err := w.resume(c); err != nil {
+		return err
+	}
+
+	s := &session{w: w, c: c, curDB: w.cfg.MarkerDB}
+	// Replies to replicated commands are discarded as they are read; a
+	// bulk one may be as long as any value.
+	c.R.SetLimits(resp.StreamLimits())
+	w.mu.Lock()
+	w.lastWrite = time.Now()
+	w.mu.Unlock()
+	w.born.Store(time.Now().UnixNano())
+	w.connected.Store(true)
+	if down := w.downSince.Swap(0); down != 0 {
+		w.log.Info().Float64("down_for_s", time.Since(time.Unix(0, down)).Round(time.Millisecond).Seconds()).Msg("target connection back up")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.send(gctx) })
+	received := make(chan struct{})
+	g.Go(func() error {
+		defer close(received)
+		return s.receive()
+	})
+	g.Go(func() error { return keepalive.Run(gctx, s, interval) })
+	g.Go(func() error {
+		<-gctx.Done()
+		if s.halting.Load() {
+			// After a refusal the job stops, but the replies of what was
+			// sent still say what the target applied, for the marker: they
+			// get a short while to come (the read deadline bounds it too).
+			select {
+			case <-received:
+			case <-time.After(haltGrace):
+			}
+		}
+		c.Close() // unblocks receive
+		w.wake()  // unblocks send
+		return nil
+	})
+	err = g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// classify wraps a handshake error: a refusal by the server is fatal unless
+// it is a transient state (loading, failing over).
+func classify(addr string, err error) error {
+	var re *resp.ReplyError
+	if errors.As(err, &re) {
+		if !fault.IsPermanent(err) {
+			return fmt.Errorf("%s: %w", addr, err)
+		}
+		return &FatalError{fault.New("target "+addr, re.Cmd, err)}
+	}
+	return err
+}
+
+// next pops what to send next — one batch, or for a cluster master as many
+// queued batches as fit in one flight — flushing what is buffered before it
+// waits, so that nothing sits in the write buffer while the sender sleeps.
+func (s *session) next(ctx context.Context) ([]*Batch, error) {
+	w := s.w
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	flushed := false
+	for {
+		if w.fatal != nil {
+			return nil, w.fatal
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		// After a batch with a command the target has not taken yet,
+		// nothing goes out until it is answered (see skipProbeLocked).
+		held := s.probing && len(w.inflight) > 0
+		if !held && len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
+			if w.skipFenced() {
+				s.probing = w.skipProbeLocked()
+			}
+			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
+			if w.cfg.Slotted {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
+					ops += w.queue[n].Len()
+					size += w.queue[n].Size()
+					n++
+				}
+			}
+			bs := append([]*Batch(nil), w.queue[:n]...)
+			clear(w.queue[:n])
+			w.queue = w.queue[n:]
+			w.queuedBytes -= int64(size)
+			w.sending += n // until push puts them in flight, Drain must not see an idle writer
+			w.cond.Broadcast()
+			return bs, nil
+		}
+		if !flushed {
+			w.qmu.Unlock()
+			err := s.flush()
+			w.qmu.Lock()
+			if err != nil {
+				return nil, err
+			}
+			flushed = true
+			continue
+		}
+		w.cond.Wait()
+		flushed = false
+	}
+}
+
+func (s *session) flush() error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	if s.c.W.Buffered() == 0 {
+		return nil
+	}
+	s.c.SetWriteDeadline(time.Now().Add(s.w.cfg.IOTimeout))
+	return s.c.W.Flush()
+}
+
+func (s *session) send(ctx context.Context) error {
+	w := s.w
+	for {
+		if age := w.cfg.MaxConnAge; age > 0 && time.Since(time.Unix(0, w.born.Load())) >= age {
+			return s.retire(ctx)
+		}
+		bs, err := s.next(ctx)
+		if err != nil {
+			if s.w.Err() != nil {
+				// Halted by a refusal: the reply reader still reads what
+				// was sent and ends the session.
+				return nil
+			}
+			return err
+		}
+		if w.cfg.Throttle != nil {
+			ops, size := 0, 0
+			for _, b := range bs {
+				ops += b.Len()
+				size += b.Size()
+			}
+			// What is buffered goes out before the throttle may sleep.
+			if err := s.flush(); err != nil {
+				w.requeueFront(bs)
+				return err
+			}
+			if err := w.cfg.Throttle(ctx, ops, size); err != nil {
+				w.requeueFront(bs)
+				return err
+			}
+		}
+		if err := s.write(bs); err != nil {
+			if w.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// retire stops sending, waits for everything in flight to be acknowledged and
+// ends the session so that Run reconnects.
+func (s *session) retire(ctx context.Context) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	w := s.w
+	stop := context.AfterFunc(ctx, w.wake)
+	defer stop()
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	for len(w.inflight) > 0 && w.fatal == nil && ctx.Err() == nil {
+		w.cond.Wait()
+	}
+	if w.fatal != nil {
+		return w.fatal
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errRetire
+}
+
+func (w *Writer) requeueFront(bs []*Batch) {
+	w.qmu.Lock()
+	w.sending -= len(bs)
+	w.queue = append(append([]*Batch(nil), bs...), w.queue...)
+	for _, b := range bs {
+		w.queuedBytes += int64(b.Size())
+	}
+	w.qmu.Unlock()
+}
+
+func (s *session) write(bs []*Batch) error {
+	w := s.w
+	f := s.plan(bs)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// First the items of every group are laid out and the flight queued —
+	// before any byte can reach the server, so that the reply reader always
+	// finds what it reads for — then the bytes go out.
+	curDB := s.curDB
+	var size int64
+	nops := 0
+	for gi := range f.groups {
+		nops += len(f.groups[gi].ops)
+	}
+	// One array holds every group's items (a standalone batch that switches
+	// dbs often may outgrow it: the groups already laid out keep theirs).
+	items := make([]int32, 0, nops+2*len(f.groups))
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		g.items = items[len(items):]
+		if g.multi {
+			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
+		}
+		for k, o := range g.ops {
+			ref := bs[o.b].ops[o.i]
+			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != curDB {
+				g.items = append(g.items, itemInternal)
+				curDB = int(ref.db)
+				size += 24
+			}
+			g.items = append(g.items, int32(k))
+			size += int64(ref.end - ref.start)
+		}
+		if !w.cfg.Slotted && curDB != w.cfg.MarkerDB {
+			g.items = append(g.items, itemInternal)
+			curDB = w.cfg.MarkerDB
+		}
+		if g.marker != "" {
+			g.items = append(g.items, itemInternal)
+		}
+		n := len(g.items)
+		items, g.items = g.items[n:], g.items[:n:n]
+	}
+	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
+	if err := s.push(f); err != nil {
+		w.qmu.Lock()
+		w.sending -= len(bs)
+		w.qmu.Unlock()
+		return err
+	}
+
+	c := s.c
+	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
+	var err error
+	put := func(p []byte) {
+		if err == nil {
+			_, err = c.W.Write(p)
+		}
+	}
+	var sel []byte
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		if g.multi {
+			put(cmdMulti)
+			s.curDB = -2
+		}
+		// Commands that follow each other in their batch's buffer go out
+		// in one write.
+		var runB *Batch
+		runStart, runEnd := 0, 0
+		flushRun := func() {
+			if runB != nil {
+				put(runB.buf[runStart:runEnd])
+				runB = nil
+			}
+		}
+		for _, o := range g.ops {
+			b := bs[o.b]
+			ref := b.ops[o.i]
+			if d := int(ref.db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
+				flushRun()
+				sel = appendSelect(sel[:0], d)
+				put(sel)
+				s.curDB = d
+			}
+			if b == runB && ref.start == runEnd {
+				runEnd = ref.end
+				continue
+			}
+			flushRun()
+			runB, runStart, runEnd = b, ref.start, ref.end
+		}
+		flushRun()
+		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
+			put(appendSelect(sel[:0], w.cfg.MarkerDB))
+			s.curDB = w.cfg.MarkerDB
+		}
+		if g.marker != "" {
+			put(f.arena[g.set[0]:g.set[1]])
+		}
+		if g.multi {
+			put(cmdExec)
+		}
+	}
+	w.lastWrite = time.Now()
+	return err
+}
+
+func appendSelect(dst []byte, db int) []byte {
+	dst = resp.AppendArrayHeader(dst, 2)
+	dst = resp.AppendBulk(dst, []byte("SELECT"))
+	return resp.AppendBulkInt(dst, int64(db))
+}
+
+// push queues f as in flight and arms the read deadline if it is the only
+// one. After a refusal nothing more goes out: push returns the error.
+func (s *session) push(f *flight) error {
+	w := s.w
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.fatal != nil {
+		return w.fatal
+	}
+	w.inflight = append(w.inflight, f)
+	w.inflightBytes += f.size
+	w.sending -= len(f.batches)
+	if len(w.inflight) == 1 {
+		s.armDeadline(true)
+	}
+	return nil
+}
+
+// armDeadline sets the read deadline while requests are outstanding and
+// clears it when none are (an idle connection may stay silent forever; the
+// keepalive's PING re-arms it). Called with w.qmu held. Refreshes are rate
+// limited: resetting the timer per reply is measurable on the hot path.
+func (s *session) armDeadline(outstanding bool) {
+	now := time.Now()
+	if !outstanding {
+		if !s.deadline.IsZero() {
+			s.c.SetReadDeadline(time.Time{})
+			s.deadline = time.Time{}
+		}
+		return
+	}
+	io := s.w.cfg.IOTimeout
+	if s.deadline.IsZero() || s.deadline.Sub(now) < io*3/4 {
+		s.deadline = now.Add(io)
+		s.c.SetReadDeadline(s.deadline)
+	}
+}
+
+// PingIfIdle implements keepalive.Pinger.
+func (s *session) PingIfIdle(idle time.Duration) error {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.lastWrite) < idle {
+		return nil
+	}
+	if s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}) != nil {
+		return nil // halted: the reply reader ends the session
+	}
+	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
+	if _, err := s.c.W.Write(cmdPing); err != nil {
+		return err
+	}
+	w.lastWrite = time.Now()
+	w.pings.Add(1)
+	return s.c.W.Flush()
+}
+
+func (s *session) receive() error {
+	w := s.w
+	var execErrs map[int]string
+	onElemErr := func(i int, msg string) {
+		if execErrs == nil {
+			execErrs = map[int]string{}
+		}
+		execErrs[i] = msg
+	}
+	var f *flight
+	for {
+		if s.halted != nil && f == nil && w.idleInflight() {
+			return s.finishHalt()
+		}
+		// Only arrays call onElemErr, and the only arrays ferry expects are
+		// EXEC results, so errors collected here belong to the reply at hand.
+		execErrs = nil
+		kind, msg, err := s.c.R.ReadStatus(onElemErr)
+		if err != nil {
+			if s.halted != nil {
+				// The refusal is what the job must hear about; Run records
+				// the dirty mark on a new connection if this one died first.
+				return s.halted
+			}
+			return err
+		}
+		// The flight is looked up after the reply arrives (a PING may have
+		// been queued while this goroutine was blocked reading), and kept
+		// until it is complete: only this goroutine removes the head of the
+		// queue, so it does not take the lock for every reply.
+		if f == nil {
+			w.qmu.Lock()
+			if len(w.inflight) > 0 {
+				f = w.inflight[0]
+			}
+			w.qmu.Unlock()
+			if f == nil {
+				return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
+			}
+		}
+		g := &f.groups[f.cur]
+		done, err := s.feed(f, g, kind, msg, execErrs)
+		if err == nil && !done && g.multi && g.got >= 1 {
+			// Inside a transaction: the +QUEUED replies that are already
+			// buffered are taken in one go.
+			g.got += s.c.R.SkipRepeated(replyQueued, len(g.items)+1-g.got)
+		}
+		if err != nil {
+			return err
+		}
+		if done {
+			f.cur++
+			if f.cur == len(f.groups) {
+				s.complete(f)
+				f = nil
+			}
+		}
+	}
+}
+
+// idleInflight reports whether nothing is in flight.
+func (w *Writer) idleInflight() bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.inflight) == 0
+}
+
+// halt records a refusal as the writer's fatal error — before any flight
+// answered by the same reply is acknowledged, so that whoever wakes up
+// (Drain, a caught-up check, a stop) sees the error and not an idle
+// writer — and stops the sender: nothing is sent after it. What was
+// already sent is still answered and accounted (the target runs it
+// whatever ferry does) so that the markers can record where the target
+// ended up; the reply reader then writes them and ends the session.
+func (s *session) halt(err error) {
+	if s.halted != nil {
+		return
+	}
+	w := s.w
+	s.halted = err
+	s.halting.Store(true)
+	w.qmu.Lock()
+	if w.fatal == nil {
+		w.fatal = err
+	}
+	w.cond.Broadcast()
+	w.qmu.Unlock()
+	// Flights pushed before the error was recorded must reach the server
+	// for their replies to come; none is pushed after it.
+	w.mu.Lock()
+	if s.c.W.Buffered() > 0 {
+		s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
+		s.c.W.Flush()
+	}
+	w.mu.Unlock()
+}
+
+// finishHalt runs once every flight sent before a refusal is answered: if
+// the target is not at any source position (the refused command's group
+// ran without it, or later groups ran past a group that did not), the
+// markers say so (state dirty, at the last position acknowledged in
+// order). They are written on this connection, after everything it
+// carried: a marker written on another connection could land before a
+// group still queued on this one and be overwritten by it.
+func (s *session) finishHalt() error {
+	w := s.w
+	if !w.dirty {
+		return s.halted
+	}
+	marks := w.dirtyMarks()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.cfg.Slotted {
+		if _, err := s.c.Do("SELECT", strconv.Itoa(w.cfg.MarkerDB)); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	for key, p := range marks {
+		if _, err := s.c.Do("SET", key, p.Encode()); err != nil {
+			w.log.Warn().Err(err).Msg("marking the target position dirty on the writer's connection")
+			return s.halted
+		}
+	}
+	w.dirtyDone.Store(true)
+	return s.halted
+}
