@@ -10,12 +10,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
-	"github.com/redis/go-redis/v9"
 )
 
 // Capabilities: what the source holds that the target cannot, found before

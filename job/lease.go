@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
@@ -14,7 +16,6 @@ import (
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/writer"
-	"github.com/redis/go-redis/v9"
 )
 
 // The job's leases on its target (see package lease): one per target

@@ -1,0 +1,409 @@
+// One attempt of a run: the target opened (and its lease taken), the source
+// discovered, one stream per source shard, until the run ends or a rewind
+// makes Run start another.
+
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/reader"
+	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/spool"
+	"github.com/ferry-dev/ferry/status"
+)
+
+// openTarget connects to the target and tells a cluster from a server.
+func (j *job) openTarget(ctx context.Context) (target, error) {
+	c := j.c
+	if len(c.Target.Hosts) == 0 {
+		return nil, errors.New("no target address")
+	}
+	o, err := dialOptions(c.Target, c.Target.Hosts[0])
+	if err != nil {
+		return nil, err
+	}
+	n, err := openNode(ctx, o, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := ctl.IsCluster(ctx, n.ctl)
+	if err != nil {
+		n.close()
+		return nil, fmt.Errorf("target %w", ctl.Describe(o.Addr, err))
+	}
+	if !cl {
+		t, err := j.openStandalone(ctx, n)
+		if err != nil {
+			n.close()
+		}
+		return t, err
+	}
+	n.close()
+	return j.openCluster(ctx)
+}
+
+// newApplier is the applier of stream i.
+func (j *job) newApplier(i int, tgt target) *applier {
+	c := j.c
+	app := &applier{
+		job:    j,
+		stream: i,
+		log:    j.log,
+		dbMap:  c.DBMap,
+		filter: j.filter,
+		moves:  j.moves,
+		table:  j.cmds.table,
+		known:  j.cmds.known,
+		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
+			return j.waitApplied(ctx, stream, seq)
+		},
+		jobName: c.Name,
+		skipErr: c.OnError == conf.OnErrorSkip,
+		restore: c.Restore,
+		fenced:  c.Fence != conf.FenceOff,
+		seq:     &j.seq,
+	}
+	if i > 0 || !j.c.Import() {
+		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
+	}
+	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
+	for _, n := range tgt.nodes() {
+		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
+	}
+	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
+	app.noFunctions = !j.targetHoldsFunctions()
+	app.noModules = !j.holdsModules
+	app.dropFieldTTL = c.OnUnsupported == conf.UnsupportedDrop
+	return app
+}
+
+// attempt is one run of the machinery; a RewoundError makes Run start a new
+// attempt from the target's markers.
+func (j *job) attempt(ctx context.Context) error {
+	c := j.c
+	tgt, err := j.openTarget(ctx)
+	if err != nil {
+		return err
+	}
+	defer tgt.close()
+	_, cluster := tgt.(*clusterTarget)
+	found := tgt.found()
+	if s := tgt.maxSeq(); s > j.seq.Load() {
+		j.seq.Store(s)
+	}
+	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
+	j.holdsModules = j.targetHoldsModules(ctx, tgt)
+	var src *source
+	if c.RDB == "" && c.AOF == "" {
+		if src, err = j.openSource(ctx); err != nil {
+			return err
+		}
+		j.cmds.table = j.sourceCommands(ctx, src)
+	}
+	// Before anything is written (or flushed) on the target.
+	if err := j.checkCapabilities(ctx, tgt, src); err != nil {
+		return err
+	}
+	if !found && !j.rewound {
+		if err := j.checkEmpty(ctx, tgt.nodes()); err != nil {
+			return err
+		}
+	}
+	j.mu.Lock()
+	j.tgt, j.streams = tgt, nil
+	j.mu.Unlock()
+
+	runCtx, cancelRun := context.WithCancel(j.hard)
+	defer cancelRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	tgt.start(gctx, g)
+	g.Go(func() error { return j.renewLeases(gctx, tgt) })
+	g.Go(func() error { return j.progress(gctx) })
+	j.setPhase(status.PhaseRunning)
+
+	if c.RDB != "" || c.AOF != "" {
+		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
+		s.rdbSize.Store(-1)
+		s.app = j.newApplier(0, tgt)
+		s.app.out = tgt.newSink(s.app)
+		j.mu.Lock()
+		j.streams = []*stream{s}
+		j.mu.Unlock()
+		g.Go(func() error {
+			defer cancelRun()
+			imp := s.importFile
+			if c.AOF != "" {
+				imp = s.importAOF
+			}
+			if err := imp(gctx, ctx); err != nil {
+				return err
+			}
+			return j.finish(gctx, true)
+		})
+		return j.wait(g)
+	}
+
+	if src.cluster {
+		slots := make([][][2]int, len(src.shards))
+		for i, sh := range src.shards {
+			slots[i] = sh.slots
+		}
+		j.moves = newMoves(slots, src.foreign)
+	}
+	var streams []*stream
+	j.shards = len(src.shards)
+	for i, sh := range src.shards {
+		s, err := j.openStream(ctx, i, sh, tgt, cluster, found)
+		if err != nil {
+			for _, s := range streams {
+				s.sp.Close()
+			}
+			return err
+		}
+		defer s.sp.Close()
+		// Whatever ends the run, a consumer waiting on the spool must wake.
+		defer context.AfterFunc(gctx, func() { s.sp.Close() })()
+		streams = append(streams, s)
+	}
+	j.mu.Lock()
+	j.streams = streams
+	j.sum.Shards = len(streams)
+	j.mu.Unlock()
+
+	readerCtx, stopReaders := context.WithCancel(gctx)
+	defer stopReaders()
+	stop := func() {
+		if j.stopping.CompareAndSwap(false, true) {
+			stopReaders()
+			for _, s := range streams {
+				s.sp.Close() // wakes the consumers
+			}
+		}
+	}
+	var consumers sync.WaitGroup
+	for _, s := range streams {
+		g.Go(func() error { return s.ps.Run(readerCtx, s.startAt) })
+		consumers.Add(1)
+		g.Go(func() error {
+			defer consumers.Done()
+			frames := reader.NewFrames(s.sp, func() int64 { st := s.sp.Stats(); return st.Written - st.Read }, func() { s.idle(gctx) })
+			err := s.consume(gctx, frames)
+			if err != nil && !j.stopping.Load() {
+				return err
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		consumers.Wait()
+		defer cancelRun()
+		if gctx.Err() != nil {
+			return nil
+		}
+		// A migrate stopped before it caught up keeps its markers: a rerun
+		// resumes instead of refusing a target that is not empty.
+		return j.finish(gctx, j.o.Migrate && j.caught.Load())
+	})
+	var caughtUp <-chan struct{} // nil: sync runs until stopped
+	if j.o.Migrate {
+		if j.o.Cutover != nil {
+			if err := j.checkCutover(ctx, streams); err != nil {
+				return err
+			}
+		}
+		caughtUp = j.caughtUp(gctx, streams)
+	}
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			j.log.Info().Msg("stopping: finishing in-flight writes")
+		case <-gctx.Done():
+			return nil
+		case <-caughtUp:
+			j.log.Info().Msg("caught up with the source")
+			if j.o.Cutover != nil {
+				if err := j.cutover(gctx, streams); err != nil {
+					return err
+				}
+			}
+			j.caught.Store(true)
+		}
+		stop()
+		return nil
+	})
+	return j.wait(g)
+}
+
+// openStream prepares shard i: where it resumes from, its spool, its reader
+// and its applier.
+func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, cluster, found bool) (*stream, error) {
+	c := j.c
+	d, err := sh.resolve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source %w", err)
+	}
+	if cluster {
+		if err := j.checkSourceDBs(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	s := &stream{j: j, i: i, sh: sh, live: make(chan struct{}), sweep: found || j.rewound}
+	s.rdbSize.Store(-1)
+	s.expectKeys.Store(sourceKeys(ctx, d))
+	s.app = j.newApplier(i, tgt)
+	if found {
+		id, id2, _, err := replIDs(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("source %w", err)
+		}
+		s.app.replIDs = [2]string{id, id2}
+		if pos, ok := tgt.resumeFor(i, id, id2); ok {
+			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
+			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
+			s.app.dataEnd.Store(pos.Offset)
+			s.setProcessed(pos.Offset)
+			s.app.resumed = true
+			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
+		} else {
+			s.app.log.Info().Msg("the target holds no resumable position of this shard; a full resync follows")
+		}
+	}
+	s.app.out = tgt.newSink(s.app)
+	// spool_memory and spool_max_disk are the job's: each shard gets its
+	// share.
+	shards := int64(max(1, j.shards))
+	s.sp, err = spool.New(spool.Options{Dir: filepath.Join(c.JobDir(), "spool", fmt.Sprint(i)),
+		MemLimit: max(c.SpoolMemory/shards, 1<<20), MaxDisk: c.SpoolMaxDisk / shards})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	resolve := sh.resolve
+	if sh.fixed {
+		resolve = nil
+	}
+	out := &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk}
+	var ps *reader.PSync
+	if c.Source.Reader != conf.ReaderScan {
+		ps = reader.NewPSync(reader.Config{
+			Dial:    d,
+			Name:    sh.name,
+			Log:     s.app.log,
+			Acked:   s.applied,
+			Resolve: resolve,
+			Rewind:  s.rewind,
+			// A sync keeps trying; a migrate gives up (see retryTimeout).
+			RetryTimeout: j.retryTimeout(),
+		}, out)
+		s.ps = ps
+	}
+	if c.Source.Reader != conf.ReaderPSync {
+		tag := ""
+		if sh.home >= 0 {
+			tag = "{" + router.TagForSlot(sh.home) + "}"
+		}
+		// The scan reader reads masters (read_from = "replica" is for
+		// PSYNC): the cutover's barrier must see every write, and the probe
+		// writes.
+		var master func(ctx context.Context) (dial.Options, error)
+		if !sh.fixed {
+			master = sh.master
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout()}, out)
+		s.ps = sc
+		if ps != nil {
+			s.ps = reader.NewAuto(ps, sc, s.app.log)
+		}
+	}
+	s.app.ackNow = s.ps.AckNow
+	return s, nil
+}
+
+// checkSourceDBs refuses, before anything is written, a source with keys in
+// a db that has no place in a cluster target (db 0 only).
+func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
+	c := ctl.New(src)
+	defer c.Close()
+	ks, err := keyspace(ctx, c)
+	if err != nil {
+		return fmt.Errorf("source %w", ctl.Describe(src.Addr, err))
+	}
+	for db, n := range ks {
+		if n == 0 || db == 0 || !j.filter.DB(db) {
+			continue
+		}
+		if t, ok := j.c.DBMap[db]; ok && t == 0 {
+			continue
+		}
+		return fmt.Errorf("the source has %d keys in db %d, but a cluster target has db 0 only: set db_map = { %d = 0 } (or filter db %d out)", n, db, db, db)
+	}
+	return nil
+}
+
+func (j *job) wait(g *errgroup.Group) error {
+	err := g.Wait()
+	var sum Summary
+	first := true
+	for _, w := range j.writers() {
+		sum.Skipped += w.Stats().Skipped
+		if p, ok := w.Applied(0); ok && (first || p.Offset < sum.Applied.Offset) {
+			sum.Applied, first = p, false
+		}
+	}
+	for _, s := range j.parts() {
+		if s.ps != nil {
+			st := s.ps.Stats()
+			sum.FullSyncs += st.FullSyncs
+			sum.PartialSyncs += st.PartialSyncs
+			if a := s.applied(); a > 0 && st.Received > a {
+				sum.Lag += st.Received - a
+			}
+		}
+		sum.Keys += s.app.keys.Swap(0)
+		sum.Expired += s.app.expired.Swap(0)
+		sum.Empty += s.app.empty.Swap(0)
+		sum.FieldTTLs += s.app.fieldTTLs.Swap(0)
+		sum.Functions += s.app.functions.Swap(0)
+		sum.Modules += s.app.modules.Swap(0)
+		sum.Commands += s.app.commands.Swap(0)
+	}
+	j.mu.Lock()
+	j.sum.Applied, j.sum.Lag = sum.Applied, sum.Lag
+	j.sum.CaughtUp = j.caught.Load()
+	j.sum.FullSyncs += sum.FullSyncs
+	j.sum.PartialSyncs += sum.PartialSyncs
+	j.sum.Keys += sum.Keys
+	j.sum.Expired += sum.Expired
+	j.sum.Empty += sum.Empty
+	j.sum.FieldTTLs += sum.FieldTTLs
+	j.sum.Functions += sum.Functions
+	j.sum.Modules += sum.Modules
+	j.sum.Commands += sum.Commands
+	j.sum.Skipped += sum.Skipped
+	j.mu.Unlock()
+	return err
+}
+
+// spoolWriter is where the reader writes: a spool past its disk limit is a
+// failure the job reports, never silent loss.
+type spoolWriter struct {
+	sp  *spool.Spool
+	max int64
+}
+
+func (s *spoolWriter) Write(p []byte) (int, error) {
+	n, err := s.sp.Write(p)
+	if errors.Is(err, spool.ErrFull) {
+		return n, fmt.Errorf("the spool reached spool_max_disk (%d bytes): the target cannot keep up with the source", s.max)
+	}
+	return n, err
+}
