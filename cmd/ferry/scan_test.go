@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -169,6 +170,62 @@ func TestScanRestartAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, out, errs := p.wait(t, 30*time.Second); code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestScanClusterRestartAfterKill: ferry SIGKILLed during a scan sync of a
+// 3-master cluster source (PSYNC forbidden) and restarted: the target
+// ends equal to the source under a load, and keys deleted on the source
+// while ferry was dead do not survive on the target.
+func TestScanClusterRestartAfterKill(t *testing.T) {
+	t.Parallel()
+	src := redistest.StartCluster(t, 3, 0, "--rename-command", "PSYNC", "", "--rename-command", "SYNC", "", "--notify-keyspace-events", "KEA")
+	dst := redistest.Start(t)
+	cc := src.Client(t)
+	redistest.FillAllTypes(t, cc, redistest.FillOptions{Keys: 300, TTLPct: 20, Seed: 63})
+	for i := range 30 {
+		cc.Set(context.Background(), fmt.Sprintf("doomed:%d", i), "1", 0)
+	}
+	args := []string{"sync", "-c", jobFile(t, ""), "--source", "redis://" + src.Masters[0].Addr, "--target", dst.URL()}
+	p := startFerry(t, args...)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "doomed:29").(int64) == 1 }, "the first pass on the target")
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 10*time.Second)
+	for i := range 30 {
+		cc.Del(context.Background(), fmt.Sprintf("doomed:%d", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bg := context.Background()
+		for i := 0; ctx.Err() == nil; i++ {
+			k := fmt.Sprint(i % 200)
+			pl := cc.Pipeline()
+			pl.Incr(bg, "ctr:"+k)
+			pl.RPush(bg, "lst:"+k, i)
+			if i%5 == 0 {
+				pl.Del(bg, "lst:"+k)
+			}
+			pl.Exec(bg)
+		}
+	}()
+	// Restarted at once after a crash: its lease has not run out yet.
+	p = startFerry(t, append(args, "--takeover")...)
+	time.Sleep(time.Second)
+	cancel()
+	<-done
+	redistest.AssertSameDataOpts(t, src.Addrs(), []string{dst.Addr}, redistest.CompareOptions{SrcCluster: true, Wait: time.Minute})
+	if n := dst.Do(t, "EXISTS", "doomed:0", "doomed:15", "doomed:29"); n != int64(0) {
+		t.Errorf("keys deleted on the source while ferry was dead survive on the target (%v of 3)", n)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := p.wait(t, time.Minute); code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
