@@ -96,6 +96,7 @@ func (j *job) attempt(ctx context.Context) error {
 		return err
 	}
 	defer tgt.close()
+	defer j.noteWrites(tgt)
 	_, cluster := tgt.(*clusterTarget)
 	found := tgt.found()
 	if s := tgt.maxSeq(); s > j.seq.Load() {

@@ -40,7 +40,7 @@ type leases struct {
 	renewed time.Time // the last renewal of every lease (the target's clock)
 	prev    lease.Info
 	drop    bool // the run is complete (markers removed): delete, not release
-	used    bool // a writer connection registered: the job may have written
+	used    bool // a writer sent a batch: the job may have written (noteWrites)
 }
 
 // LeaseState is the job's hold on its target, for status and metrics.
@@ -103,7 +103,6 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 	return func(c *resp.Conn) error {
 		j.lease.mu.Lock()
 		epoch := j.lease.epoch[key]
-		j.lease.used = true
 		j.lease.mu.Unlock()
 		err := lease.Register(c, key, name, j.owner, epoch)
 		var taken *lease.TakenOverError
@@ -223,4 +222,17 @@ func (j *job) leaseState() *LeaseState {
 		st.Epoch = max(st.Epoch, e)
 	}
 	return st
+}
+
+// noteWrites records, at the end of an attempt, whether its writers sent
+// anything: a run that never did is given up without a trace.
+func (j *job) noteWrites(tgt target) {
+	for _, w := range tgt.writers() {
+		if st := w.Stats(); st.Batches > 0 || st.Inflight > 0 || st.Queued > 0 {
+			j.lease.mu.Lock()
+			j.lease.used = true
+			j.lease.mu.Unlock()
+			return
+		}
+	}
 }
