@@ -199,15 +199,21 @@ func (j *job) releaseLeases() {
 		held[k], at[k] = e, j.lease.at[k]
 	}
 	j.lease.mu.Unlock()
+	// In parallel, each bounded: a stop must not wait on a slow target for
+	// long, and a lease not given up only delays the next start.
+	var wg sync.WaitGroup
 	for k, e := range held {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c := ctl.NewBounded(at[k], time.Second)
-		if err := lease.Release(ctx, c, k, e, drop); err != nil {
-			j.log.Debug().Err(err).Str("key", k).Msg("could not give the lease up; it runs out by itself after lease_ttl")
-		}
-		c.Close()
-		cancel()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			c := ctl.NewBounded(at[k], 3*time.Second)
+			defer c.Close()
+			if err := lease.Release(ctx, c, k, e, drop); err != nil {
+				j.log.Warn().Err(err).Str("key", k).Msg("could not give the lease up; the next start waits until it runs out (lease_ttl)")
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // leaseState is the job's hold for State.
