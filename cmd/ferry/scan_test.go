@@ -25,7 +25,7 @@ func managedSource(t *testing.T, notify string) *redistest.Server {
 		"--notify-keyspace-events", notify)
 }
 
-// writeLoad runs INCR/RPUSH/HSET/DEL/EXPIRE/RENAME and a rare FLUSHDB (db
+// writeLoad runs INCR/RPUSH/APPEND/HSET/DEL/EXPIRE/RENAME and a rare FLUSHDB (db
 // 4) on the source until ctx is done. Errors after ctx is done are
 // ignored (a pause may hold the last pipeline).
 func writeLoad(ctx context.Context, t *testing.T, addr string) <-chan struct{} {
@@ -42,6 +42,7 @@ func writeLoad(ctx context.Context, t *testing.T, addr string) <-chan struct{} {
 			p := c.Pipeline()
 			p.Incr(bg, "ctr:"+k)
 			p.RPush(bg, "lst:"+k, i)
+			p.Append(bg, "app:"+k, "x")
 			p.HSet(bg, "h:"+k, "f"+strconv.Itoa(i%5), i)
 			p.Set(bg, "tmp:"+k, i, 0)
 			if i%5 == 0 {
