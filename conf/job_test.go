@@ -149,7 +149,7 @@ addrs = ["10.0.0.2:7000", "redis://10.0.0.3", "10.0.0.1:7000"]
 username = "repl"
 password_file = "`+pwFile+`"
 read_from = "replica"
-reader = "scan"
+reader = "psync"
 dial_timeout = "2s"
 `)
 	s := j.Source
@@ -163,7 +163,7 @@ dial_timeout = "2s"
 		Password:     "from-file",
 		PasswordFile: pwFile,
 		ReadFrom:     "replica",
-		Reader:       "scan",
+		Reader:       "psync",
 		DialTimeout:  2 * time.Second,
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -648,4 +648,13 @@ func TestShards(t *testing.T) {
 		}
 	}
 	wantErr(t, func() error { _, err := ParseJob([]byte(`shards = "3/3"`), "job.toml"); return err }(), `config: shards: "3/3": use "I/N"`)
+}
+
+func TestScanReaderReadsMasters(t *testing.T) {
+	_, err := ParseJob([]byte("target = \"t\"\n[source]\naddr = \"s\"\nread_from = \"replica\"\nreader = \"scan\"\n"), "job.toml")
+	if err == nil {
+		j, _ := ParseJob([]byte("target = \"t\"\n[source]\naddr = \"s\"\nread_from = \"replica\"\nreader = \"scan\"\n"), "job.toml")
+		err = j.Validate()
+	}
+	wantErr(t, err, `config: source.read_from: "replica" is for the PSYNC reader`)
 }

@@ -319,7 +319,17 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		if !sh.fixed {
 			master = sh.master
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout()}, out)
+		md := d
+		if c.Source.ReadFrom == conf.ReadFromReplica && sh.master != nil {
+			// auto fell back from PSYNC on a replica: scan the master.
+			if m, err := sh.master(ctx); err == nil {
+				md = m
+			}
+			if ps != nil {
+				s.app.log.Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
+			}
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout()}, out)
 		s.ps = sc
 		if ps != nil {
 			s.ps = reader.NewAuto(ps, sc, s.app.log)
