@@ -72,6 +72,9 @@ type ScanConfig struct {
 	RetryTimeout time.Duration
 	// Count is the SCAN COUNT (default 1000).
 	Count int
+	// MaxBulk caps a DUMP reply, as max_bulk_len caps the replication
+	// stream (default resp.DefaultMaxBulk).
+	MaxBulk int64
 	Log   zerolog.Logger
 }
 
@@ -197,6 +200,13 @@ func (s *Scan) session(ctx context.Context, why string) error {
 		return err
 	}
 	defer dc.Close()
+	// DUMP replies are values: as big as the source holds, up to the cap
+	// the replication stream has too.
+	lim := resp.ValueLimits()
+	if s.cfg.MaxBulk > 0 {
+		lim.MaxBulk = s.cfg.MaxBulk
+	}
+	dc.R.SetLimits(lim)
 	dc.Timeout = 60 * time.Second
 	subc, err := dial.Open(ctx, s.cfg.Dial, subName(s.cfg.Name), 64<<10)
 	if err != nil {
