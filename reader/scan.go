@@ -75,7 +75,7 @@ type ScanConfig struct {
 	// MaxBulk caps a DUMP reply, as max_bulk_len caps the replication
 	// stream (default resp.DefaultMaxBulk).
 	MaxBulk int64
-	Log   zerolog.Logger
+	Log     zerolog.Logger
 }
 
 // NewScan returns a scan reader that writes frames to out (a spool).
