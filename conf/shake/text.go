@@ -79,46 +79,42 @@ func hasRef(s string) bool {
 
 // ferryString is s with its references in ferry's syntax and its literal
 // $ kept literal: the value ferry reads back is what RedisShake used.
-func ferryString(s string) string {
-	var b strings.Builder
-	for _, p := range parts(s) {
-		if p.ref {
-			b.WriteString(p.text)
-		} else {
-			b.WriteString(escapeDollar(p.text))
-		}
-	}
-	return b.String()
-}
+func ferryString(s string) string { return join(parts(s)) }
 
 // quoteRegex is a regular expression matching the string s literally,
 // with before and after around it; references stay references.
 func quoteRegex(before, s, after string) string {
-	var b strings.Builder
-	b.WriteString(before)
+	ps := []part{{text: before}}
 	for _, p := range parts(s) {
-		if p.ref {
-			b.WriteString(p.text)
-		} else {
-			b.WriteString(escapeDollar(regexp.QuoteMeta(p.text)))
+		if !p.ref {
+			p.text = regexp.QuoteMeta(p.text)
 		}
+		ps = append(ps, p)
 	}
-	b.WriteString(after)
-	return b.String()
+	return join(append(ps, part{text: after}))
 }
 
-// escapeDollar doubles a $ that ferry would otherwise read as the start of
-// a reference ("${" or "$$").
-func escapeDollar(s string) string {
-	if !strings.Contains(s, "$") {
-		return s
+// join writes parts as one ferry string: references as they are, and in
+// the literal text a $ doubled where ferry would otherwise read it as the
+// start of a reference or of "$$" (before "{" or "$", also the first
+// character of the next part).
+func join(ps []part) string {
+	var all strings.Builder
+	for _, p := range ps {
+		all.WriteString(p.text)
 	}
+	full := all.String()
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		b.WriteByte(s[i])
-		if s[i] == '$' && i+1 < len(s) && (s[i+1] == '{' || s[i+1] == '$') {
-			b.WriteByte('$')
+	pos := 0
+	for _, p := range ps {
+		for i := 0; i < len(p.text); i++ {
+			c := p.text[i]
+			b.WriteByte(c)
+			if !p.ref && c == '$' && pos+i+1 < len(full) && (full[pos+i+1] == '{' || full[pos+i+1] == '$') {
+				b.WriteByte('$')
+			}
 		}
+		pos += len(p.text)
 	}
 	return b.String()
 }
