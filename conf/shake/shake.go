@@ -133,7 +133,7 @@ func (t *translator) run() error {
 		t.top.set("job", quote(stem), "")
 	}
 	adv := t.section("advanced") // read first: aws_psync changes the reader
-	t.awsPSync = strings.TrimSpace(adv.str("aws_psync")) != ""
+	t.awsPSync = strings.TrimSpace(adv.str("aws_psync")) != "" && t.reader == "sync_reader"
 
 	t.readerSection()
 	for _, r := range readers {
@@ -189,7 +189,7 @@ func (t *translator) readerSection() {
 			t.note("scan_reader.scan", "not translated: ferry's scan reader always copies every key first (SCAN) before it follows the changes")
 		}
 		if !s.boolean("ksn", false) {
-			t.note("scan_reader.ksn", "false: RedisShake scans once and stops, while ferry's scan reader always follows changes through keyspace notifications (notify-keyspace-events \"KEA\"); run this job with ferry migrate to stop once caught up")
+			t.note("scan_reader.ksn", "not translated: RedisShake with ksn = false scans once and stops, while ferry's scan reader always follows changes through keyspace notifications (notify-keyspace-events \"KEA\"); run this job with ferry migrate to stop once caught up")
 		}
 		if s.has("count") {
 			s.integer("count", 1)
@@ -577,7 +577,9 @@ func (t *translator) advanced(s *section) {
 			t.note("advanced.target_redis_proto_max_bulk_len", "not translated: ferry writes a snapshot key as one RESTORE whatever its size (restore = \"auto\"); the target's proto-max-bulk-len must hold the largest value, or set restore = \"never\" to write values as plain commands")
 		}
 	}
-	s.str("aws_psync")
+	if s.str("aws_psync") != "" && !t.awsPSync {
+		t.note("advanced.aws_psync", "ignored: used only with [sync_reader], as in RedisShake")
+	}
 	if t.awsPSync {
 		t.note("advanced.aws_psync", "not translated: ferry cannot send ElastiCache's renamed PSYNC; reader = \"auto\" falls back to the scan reader (SCAN + keyspace notifications) when the source refuses PSYNC")
 	}
