@@ -652,7 +652,7 @@ func (t *translator) render() []byte {
 	if len(t.notes) > 0 {
 		b.WriteString("#\n# Not translated, or different in ferry (ferry config import printed these too):\n")
 		for _, n := range t.notes {
-			fmt.Fprintf(&b, "#   %s\n", n)
+			fmt.Fprintf(&b, "#   %s\n", oneLine(n.String()))
 		}
 	}
 	for _, tb := range []*table{&t.top, &t.source, &t.target, &t.filter} {
@@ -677,7 +677,7 @@ func (t *translator) render() []byte {
 			if pad > 40 {
 				pad = 0
 			}
-			fmt.Fprintf(&b, "%s%s  # %s\n", kv, strings.Repeat(" ", pad), l.from)
+			fmt.Fprintf(&b, "%s%s  # %s\n", kv, strings.Repeat(" ", pad), oneLine(l.from))
 		}
 	}
 	return []byte(b.String())

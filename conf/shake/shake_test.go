@@ -292,3 +292,30 @@ func TestInvalidInput(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownKeys: keys RedisShake does not know are noted (with a
+// suggestion for a typo) and never break the job file, whatever their name.
+func TestUnknownKeys(t *testing.T) {
+	res, _ := translate(t, `
+[sync_reader]
+adress = "x"
+address = "127.0.0.1:1"
+"odd\nkey" = 1
+[redis_writer]
+address = "127.0.0.1:2"
+[advanced]
+log_file = "a\nb.log"
+[extra]
+x = 1
+`)
+	var msgs []string
+	for _, n := range res.Notes {
+		msgs = append(msgs, n.String())
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{"extra: not a RedisShake v4 section", "sync_reader.adress: not a RedisShake v4 key: ignored (did you mean address?)", "advanced.log_file"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("notes do not say %q:\n%s", want, all)
+		}
+	}
+}
