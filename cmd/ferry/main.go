@@ -63,7 +63,7 @@ var commands = []command{
 	{"verify", "compare the source with the target, key by key", cmdVerify},
 	{"run", "run the jobs of a batch file (run -c jobs.toml), several at once", cmdRun},
 	{"plan", "plan -c job.toml --processes N: which source shards each of N processes takes (shards I/N)", cmdPlan},
-	{"config", "config check -c FILE: validate a config file and print it, secrets redacted; config import shake.toml: translate a RedisShake config", cmdConfig},
+	{"config", "config check -c FILE: validate a config file and print it, secrets redacted;\n            config import SHAKE.toml: translate a RedisShake v4 config into a ferry job file", cmdConfig},
 	{"version", "print the version", cmdVersion},
 }
 
@@ -540,12 +540,13 @@ func explain(err error) error {
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: ferry config check -c FILE [flags]"
+	const usage = "usage: ferry config check -c FILE [flags], or ferry config import [-o FILE] SHAKE.toml"
 	if len(args) == 0 {
 		return usageError{errors.New(usage)}
 	}
 	if isHelp(args[0]) {
-		fmt.Fprintf(stdout, "Usage: ferry config check -c FILE [flags]\n\n%s\n", configCheckSummary)
+		fmt.Fprintf(stdout, "Usage: ferry config check -c FILE [flags]\n\n%s\n\n", configCheckSummary)
+		fmt.Fprintf(stdout, "Usage: ferry config import [-o FILE] SHAKE.toml\n\n%s\n", configImportSummary)
 		return nil
 	}
 	if args[0] == "import" {

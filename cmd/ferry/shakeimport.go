@@ -5,70 +5,109 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 
-	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/conf/shake"
 )
 
-const configImportUsage = "usage: ferry config import [-o FILE] shake.toml"
+const configImportSummary = `Translate a RedisShake v4 config (shake.toml) into a ferry job file, printed on
+stdout or written to -o FILE. Each line of the job file names the RedisShake key
+it comes from. What has no ferry equivalent (the Lua function, command groups,
+aws_psync, ncpu, log_file, ...) is said on stderr, one line each, with what to do
+instead. Passwords are not copied: the job file reads $FERRY_SOURCE_PASSWORD and
+$FERRY_TARGET_PASSWORD (a ${VAR} reference in shake.toml is kept). Check the
+result with 'ferry config check -c FILE'.
+Exit 0 when translated (also with notes), 2 when the file cannot be read or is
+not a RedisShake v4 config.`
 
-// cmdConfigImport translates a RedisShake v4 configuration into a ferry job
-// file: the file on stdout (or -o FILE), one note per key it could not
-// translate on stderr. Exit 0 when translated, 2 when the input is not a
-// usable RedisShake configuration.
+const configImportFlags = `  -o FILE, --output FILE
+    	file to write the job file to instead of stdout (mode 0600; not the input file)
+`
+
+// cmdConfigImport is ferry config import [-o FILE] SHAKE.toml.
 func cmdConfigImport(args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("ferry config import", flag.ContinueOnError)
-	fl.SetOutput(io.Discard)
-	out := fl.String("o", "", "write the job file here (mode 0600) instead of stdout")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage: ferry config import [-o FILE] shake.toml\n\nTranslate a RedisShake v4 configuration (sync/scan/rdb/aof readers, redis writer,\nfilter, advanced) into a ferry job file, and say on stderr what it could not\ntranslate. Passwords are not copied: the file reads FERRY_SOURCE_PASSWORD and\nFERRY_TARGET_PASSWORD.\n")
-			return nil
+	fs := flag.NewFlagSet("ferry config import", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var output string
+	fs.StringVar(&output, "o", "", "write the job file here instead of stdout (mode 0600; not the input file)")
+	fs.StringVar(&output, "output", "", "same as -o")
+	// Flags may come before or after the file name.
+	var inputs []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(stdout, "Usage: ferry config import [-o FILE] SHAKE.toml\n\n%s\n\nFlags:\n%s", configImportSummary, configImportFlags)
+				return err
+			}
+			return usageError{fmt.Errorf("config import: %v (see 'ferry config import --help')", err)}
 		}
-		return usageError{fmt.Errorf("config import: %v (%s)", err, configImportUsage)}
+		if fs.NArg() == 0 {
+			break
+		}
+		inputs = append(inputs, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if fl.NArg() != 1 {
-		return usageError{errors.New("config import: one RedisShake file (" + configImportUsage + ")")}
+	switch len(inputs) {
+	case 0:
+		return usageError{errors.New("config import: no file given (usage: ferry config import [-o FILE] SHAKE.toml)")}
+	case 1:
+	default:
+		return usageError{fmt.Errorf("config import: one file at a time, not %d", len(inputs))}
 	}
-	path := fl.Arg(0)
-	data, err := os.ReadFile(path)
+	in := inputs[0]
+	data, err := readLimited(in, shake.MaxFileSize)
 	if err != nil {
 		return usageError{fmt.Errorf("config import: %w", err)}
 	}
-	res, err := shake.Translate(data, path)
+	res, err := shake.Translate(data, in)
 	if err != nil {
 		return usageError{fmt.Errorf("config import: %w", err)}
-	}
-	// The job file must pass config check. Its passwords are variables
-	// that need not be set yet.
-	check := strings.NewReplacer("${FERRY_SOURCE_PASSWORD}", "x", "${FERRY_TARGET_PASSWORD}", "x").Replace(res.Job)
-	j, err := conf.ParseJob([]byte(check), path)
-	if err == nil {
-		j.Mode = conf.ModeSync
-		err = j.Validate()
-	}
-	var ce *conf.Error
-	if errors.As(err, &ce) && (ce.Field == "rdb" || ce.Field == "aof") && errors.Is(err, fs.ErrNotExist) {
-		// The file is on the machine that will run the job.
-		res.Notes = append(res.Notes, fmt.Sprintf("%s: %s is not on this machine: config check reads it where the job runs", ce.Field, j.RDB+j.AOF))
-		err = nil
-	}
-	if err != nil {
-		return usageError{fmt.Errorf("config import: the translation does not pass config check (%v)", err)}
 	}
 	for _, n := range res.Notes {
-		fmt.Fprintf(stderr, "ferry: config import: note: %s\n", n)
+		fmt.Fprintf(stderr, "ferry: warning: %s\n", oneLine(n.String()))
 	}
-	if *out == "" {
-		_, err := io.WriteString(stdout, res.Job)
+	if output == "" {
+		_, err := stdout.Write(res.TOML)
 		return err
 	}
-	if err := os.WriteFile(*out, []byte(res.Job), 0o600); err != nil {
+	if same(in, output) {
+		return usageError{fmt.Errorf("config import: -o %s is the input file: write the job file elsewhere", output)}
+	}
+	if err := os.WriteFile(output, res.TOML, 0o600); err != nil {
 		return fmt.Errorf("config import: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: check it with ferry config check -c %s\n", *out, *out)
 	return nil
+}
+
+// readLimited reads the file at path, refusing one larger than limit
+// without reading past it.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a RedisShake config", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes: not a RedisShake config", path, limit)
+	}
+	return data, nil
+}
+
+// same reports whether a and b name the same existing file.
+func same(a, b string) bool {
+	if strings.TrimSpace(a) == strings.TrimSpace(b) {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

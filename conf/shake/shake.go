@@ -1,410 +1,684 @@
-// Package shake translates a RedisShake v4 configuration (shake.toml) into
-// a ferry job file, for users switching from RedisShake.
-//
-// Every key of RedisShake's documented format is either translated or
-// named in a note that says why not and what to do instead: nothing is
-// dropped in silence. Passwords are not copied into the job file (it is
-// printed, and often committed): the job file reads them from
-// FERRY_SOURCE_PASSWORD / FERRY_TARGET_PASSWORD, and a note says so.
-//
-// The translation is text: a TOML job file that conf.ParseJob reads. The
-// caller checks it (ferry config import runs the validation of config
-// check on it).
 package shake
 
 import (
-	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 
-	"github.com/BurntSushi/toml"
+	"github.com/ferry-dev/ferry/conf"
 )
 
-// Result is a translation.
+// Note is one RedisShake setting that was not translated, or whose ferry
+// equivalent behaves differently: Key is its path in the RedisShake file
+// ("filter.function"), Msg says why and what to do instead.
+type Note struct {
+	Key string
+	Msg string
+}
+
+func (n Note) String() string { return n.Key + ": " + n.Msg }
+
+// Result is a translated file.
 type Result struct {
-	// Job is the ferry job file (TOML).
-	Job string
-	// Notes are the keys not translated, or translated with a difference,
-	// one line each: "section.key: why, and what to do instead".
-	Notes []string
+	// TOML is the ferry job file.
+	TOML []byte
+	// Notes are what was not translated, in the order of the RedisShake
+	// file's sections; the job file repeats them as comments.
+	Notes []Note
 }
 
-// ErrNoReader: the file names no reader section.
-var ErrNoReader = errors.New("no reader: RedisShake needs one of [sync_reader], [scan_reader], [rdb_reader], [aof_reader]")
-
-// Translate reads a shake.toml (name is for messages).
-func Translate(data []byte, name string) (Result, error) {
-	var m map[string]any
-	if _, err := toml.Decode(string(data), &m); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", name, err)
-	}
-	t := &translation{in: m}
-	if err := t.run(); err != nil {
-		return Result{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return Result{Job: t.out.String(), Notes: t.notes}, nil
-}
-
-type translation struct {
-	in    map[string]any
-	out   strings.Builder
-	top   []string // job-level lines, before any [table]
-	src   []string // [source] lines
-	dst   []string // [target] lines
-	flt   []string // [filter] lines
-	notes []string
-}
-
-func (t *translation) note(key, format string, args ...any) {
-	t.notes = append(t.notes, key+": "+fmt.Sprintf(format, args...))
-}
-
-func (t *translation) section(name string) map[string]any {
-	s, _ := t.in[name].(map[string]any)
-	return s
-}
-
-func str(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case bool:
-		return strconv.FormatBool(x)
-	}
-	return fmt.Sprint(v)
-}
-
-func truthy(v any) bool { b, _ := v.(bool); return b }
-
-func num(v any) int64 {
-	switch x := v.(type) {
-	case int64:
-		return x
-	case string:
-		n, _ := strconv.ParseInt(x, 10, 64)
-		return n
-	}
-	return 0
-}
-
-func list(v any) []string {
-	a, _ := v.([]any)
-	out := make([]string, 0, len(a))
-	for _, e := range a {
-		out = append(out, str(e))
-	}
-	return out
-}
-
-func quoted(s string) string { return strconv.Quote(s) }
-
-func quotedList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = quoted(x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
-func intList(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
-
+// The reader sections, in the order RedisShake looks for them: the first
+// one present is used.
 var readers = []string{"sync_reader", "scan_reader", "rdb_reader", "aof_reader"}
 
-var known = map[string][]string{
-	"sync_reader":  {"cluster", "address", "username", "password", "tls", "sync_rdb", "sync_aof", "prefer_replica", "try_diskless"},
-	"scan_reader":  {"cluster", "address", "username", "password", "tls", "dbs", "scan", "ksn", "count"},
-	"rdb_reader":   {"filepath"},
-	"aof_reader":   {"filepath", "timestamp"},
-	"redis_writer": {"cluster", "sentinel", "master", "address", "username", "password", "tls", "off_reply"},
-	"filter": {"allow_keys", "allow_key_prefix", "allow_key_suffix", "allow_key_regex", "block_keys", "block_key_prefix",
-		"block_key_suffix", "block_key_regex", "allow_db", "block_db", "allow_command", "block_command",
-		"allow_command_group", "block_command_group", "function"},
-	"advanced": {"dir", "ncpu", "pprof_port", "status_port", "log_file", "log_level", "log_interval", "log_rotation",
-		"log_max_size", "log_max_age", "log_max_backups", "log_compress", "rdb_restore_command_behavior",
-		"pipeline_count_limit", "target_redis_client_max_querybuf_len", "target_redis_proto_max_bulk_len",
-		"aws_psync", "empty_db_before_sync"},
-	"module": {"target_mbbloom_version"},
+var knownSections = append(slices.Clone(readers), "redis_writer", "filter", "advanced", "module")
+
+// Translate translates the RedisShake v4 file data (name is used in
+// messages and gives the job its name) into a ferry job file. It returns
+// an *Error when data is not a RedisShake v4 config that can be translated:
+// not TOML, no reader or no [redis_writer], a value of the wrong type.
+func Translate(data []byte, name string) (Result, error) {
+	raw, err := parse(data, name)
+	if err != nil {
+		return Result{}, err
+	}
+	t := &translator{file: name, raw: raw}
+	t.top.header = ""
+	t.source.header, t.target.header = "source", "target"
+	t.filter.header = "filter"
+	if err := t.run(); err != nil {
+		return Result{}, err
+	}
+	return Result{TOML: t.render(), Notes: t.notes}, nil
 }
 
-func (t *translation) run() error {
-	// Unknown sections and keys are named, not guessed at.
-	for _, sec := range sortedKeys(t.in) {
-		keys, ok := known[sec]
-		if !ok {
-			t.note(sec, "not a RedisShake v4 section ferry knows: left out")
+type line struct{ key, value, from string }
+
+type table struct {
+	header string
+	lines  []line
+}
+
+// set writes key = value (value already TOML), from the RedisShake key
+// from; a later set of the same key replaces it.
+func (tb *table) set(key, value, from string) {
+	for i := range tb.lines {
+		if tb.lines[i].key == key {
+			tb.lines[i] = line{key, value, from}
+			return
+		}
+	}
+	tb.lines = append(tb.lines, line{key, value, from})
+}
+
+type translator struct {
+	file  string
+	raw   map[string]any
+	notes []Note
+	err   error
+
+	top, source, target, filter table
+
+	reader   string // the reader section used
+	scanDBs  []int  // scan_reader.dbs
+	awsPSync bool
+
+	blockCmds     []string // filter.block_commands, from block_command and block_command_group
+	blockCmdsFrom []string
+}
+
+// fail records the first error: the file cannot be translated.
+func (t *translator) fail(key, format string, args ...any) {
+	if t.err == nil {
+		t.err = &Error{File: t.file, Msg: key + ": " + fmt.Sprintf(format, args...)}
+	}
+}
+
+func (t *translator) note(key, format string, args ...any) {
+	t.notes = append(t.notes, Note{Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (t *translator) run() error {
+	for _, k := range []string{"job", "name", "source", "target", "defaults", "rdb", "aof"} {
+		if _, ok := t.raw[k]; ok {
+			return &Error{File: t.file, Msg: fmt.Sprintf("has %q, a ferry setting: this is a ferry job file already (check it with ferry config check -c)", k)}
+		}
+	}
+	for _, r := range readers {
+		if _, ok := t.raw[r]; ok && t.reader == "" {
+			t.reader = r
+		}
+	}
+	if t.reader == "" {
+		return &Error{File: t.file, Msg: "no reader section ([sync_reader], [scan_reader], [rdb_reader] or [aof_reader]): not a RedisShake v4 config"}
+	}
+	if _, ok := t.raw["redis_writer"]; !ok {
+		return &Error{File: t.file, Msg: "no [redis_writer] section: ferry writes to a Redis deployment, and RedisShake v4 needs one too"}
+	}
+	for _, k := range keysOf(t.raw) {
+		if slices.Contains(knownSections, k) {
 			continue
 		}
-		s := t.section(sec)
-		for _, k := range sortedKeys(s) {
-			if !slices.Contains(keys, k) {
-				t.note(sec+"."+k, "not a key of [%s] in RedisShake v4: left out", sec)
+		msg := "not a RedisShake v4 section: ignored"
+		if c := suggest(k, knownSections); c != "" {
+			msg += fmt.Sprintf(" (did you mean [%s]?)", c)
+		} else if strings.HasSuffix(k, "_writer") {
+			msg = "not translated: ferry writes only to Redis ([redis_writer])"
+		}
+		t.note(k, "%s", msg)
+	}
+	if stem := strings.TrimSuffix(filepath.Base(t.file), filepath.Ext(t.file)); jobNameRE.MatchString(stem) {
+		t.top.set("name", quote(stem), "")
+	}
+	adv := t.section("advanced") // read first: aws_psync changes the reader
+	t.awsPSync = strings.TrimSpace(adv.str("aws_psync")) != "" && t.reader == "sync_reader"
+
+	t.readerSection()
+	for _, r := range readers {
+		if _, ok := t.raw[r]; ok && r != t.reader {
+			t.note(r, "ignored: RedisShake uses only [%s] when the file has several readers", t.reader)
+		}
+	}
+	t.writer()
+	t.filterSection()
+	t.advanced(adv)
+	t.module()
+	return t.err
+}
+
+var jobNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+func (t *translator) readerSection() {
+	s := t.section(t.reader)
+	if !s.present() {
+		return
+	}
+	switch t.reader {
+	case "sync_reader":
+		t.endpoint(s, &t.source, "source")
+		reader := "psync"
+		if t.awsPSync {
+			reader = "auto"
+		}
+		t.source.set("reader", quote(reader), "sync_reader")
+		if s.boolean("prefer_replica", false) {
+			t.source.set("read_from", quote("replica"), "sync_reader.prefer_replica")
+		}
+		rdb, aof := s.boolean("sync_rdb", true), s.boolean("sync_aof", true)
+		switch {
+		case !rdb && !aof:
+			t.note("sync_reader.sync_rdb", "not translated: with sync_rdb and sync_aof both false RedisShake copies nothing; ferry copies the snapshot, then the stream")
+		case !rdb:
+			t.note("sync_reader.sync_rdb", "not translated: ferry always copies the snapshot before the stream (a target that already holds the data: target_nonempty = \"overwrite\")")
+		case !aof:
+			t.note("sync_reader.sync_aof", "not translated as a key: RedisShake stops after the snapshot; run this job with ferry migrate, which exits once the target has caught up")
+		}
+		if s.boolean("try_diskless", false) {
+			t.note("sync_reader.try_diskless", "not needed: ferry reads the snapshot as the source sends it, from disk or diskless (the source's repl-diskless-sync decides)")
+		}
+	case "scan_reader":
+		t.endpoint(s, &t.source, "source")
+		t.source.set("reader", quote("scan"), "scan_reader")
+		t.scanDBs = s.ints("dbs")
+		if s.has("dbs") && len(t.scanDBs) > 0 {
+			t.filter.set("dbs", intList(t.scanDBs), "scan_reader.dbs")
+		}
+		if !s.boolean("scan", true) {
+			t.note("scan_reader.scan", "not translated: ferry's scan reader always copies every key first (SCAN) before it follows the changes")
+		}
+		if !s.boolean("ksn", false) {
+			t.note("scan_reader.ksn", "not translated: RedisShake with ksn = false scans once and stops, while ferry's scan reader always follows changes through keyspace notifications (notify-keyspace-events \"KEA\"); run this job with ferry migrate to stop once caught up")
+		}
+		if s.has("count") {
+			s.integer("count", 1)
+			t.note("scan_reader.count", "not translated: ferry scans with COUNT 1000 and pipelined DUMPs; max_ops_per_second limits the rate of the copy")
+		}
+		if s.boolean("prefer_replica", false) {
+			t.note("scan_reader.prefer_replica", "not translated: ferry's scan reader reads the masters")
+		}
+	case "rdb_reader":
+		p := s.str("filepath")
+		if strings.TrimSpace(p) == "" {
+			t.fail("rdb_reader.filepath", "required: the RDB file to import")
+			return
+		}
+		t.top.set("rdb", quote(ferryString(p)), "rdb_reader.filepath")
+	case "aof_reader":
+		p := s.str("filepath")
+		if strings.TrimSpace(p) == "" {
+			t.fail("aof_reader.filepath", "required: the AOF to import")
+			return
+		}
+		t.top.set("aof", quote(ferryString(p)), "aof_reader.filepath")
+		if ts := s.integer("timestamp", 0); ts != 0 {
+			t.note("aof_reader.timestamp", "not translated: ferry applies the whole AOF (no point-in-time stop); cut the AOF at that point first")
+		}
+	}
+	s.done()
+}
+
+func (t *translator) writer() {
+	s := t.section("redis_writer")
+	if !s.present() {
+		return
+	}
+	sentinel := s.boolean("sentinel", false)
+	master := s.str("master")
+	t.endpoint(s, &t.target, "target")
+	if sentinel {
+		addr := strings.TrimPrefix(s.str("address"), "redis://")
+		t.target.set("addr", quote("sentinel://"+ferryString(addr)+"/"+ferryString(master)), "redis_writer.address, master")
+		t.note("redis_writer.sentinel", "not translated: this build of ferry writes to a master's address, not through sentinels (config check refuses sentinel:// for the target): set target.addr to the master's redis://host:port")
+	} else if master != "" {
+		t.note("redis_writer.master", "ignored: used only with sentinel = true")
+	}
+	if s.boolean("off_reply", false) {
+		t.note("redis_writer.off_reply", "not translated: ferry needs the target's replies to fence its batches (exactly-once); it pipelines instead")
+	}
+	s.done()
+}
+
+// endpoint translates cluster, address, username, password and tls into
+// the endpoint tb of side ("source", "target").
+func (t *translator) endpoint(s *section, tb *table, side string) {
+	s.boolean("cluster", false) // ferry finds out itself
+	tlsOn := s.boolean("tls", false)
+	addr := strings.TrimSpace(s.str("address"))
+	if addr == "" {
+		t.fail(s.key("address"), "required: the %s's host:port", side)
+		return
+	}
+	if !strings.Contains(addr, "://") {
+		scheme := "redis://"
+		if tlsOn {
+			scheme = "rediss://"
+		}
+		addr = scheme + addr
+	} else if tlsOn && strings.HasPrefix(addr, "redis://") {
+		addr = "rediss://" + strings.TrimPrefix(addr, "redis://")
+	}
+	if !hasRef(addr) {
+		if _, err := conf.ParseAddr(addr); err != nil {
+			t.fail(s.key("address"), "%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "config: "), "addr: "))
+			return
+		}
+	}
+	tb.set("addr", quote(ferryString(addr)), s.key("address"))
+	if tlsOn {
+		t.note(s.key("tls"), "translated to rediss://, but ferry verifies the %s's certificate (RedisShake does not): set %s.tls.ca_file to its CA, or insecure_skip_verify = true to skip the check as RedisShake did", side, side)
+	}
+	if u := s.str("username"); u != "" {
+		tb.set("username", quote(ferryString(u)), s.key("username"))
+	}
+	if pw := s.str("password"); pw != "" {
+		if hasRef(pw) {
+			tb.set("password", quote(ferryString(pw)), s.key("password"))
+		} else {
+			env := "FERRY_" + strings.ToUpper(side) + "_PASSWORD"
+			tb.set("password", quote("${"+env+"}"), s.key("password")+" (not copied)")
+			t.note(s.key("password"), "not copied into the job file: it reads $%s; export it before running ferry (or set %s.password_file)", env, side)
+		}
+	}
+}
+
+// commandGroups are RedisShake's command groups that name a data type, as
+// ferry's key types.
+var commandGroups = map[string]string{
+	"STRING": "string", "LIST": "list", "SET": "set", "SORTED_SET": "zset", "HASH": "hash", "STREAM": "stream",
+}
+
+// groupCommands are the commands of the groups that ferry can block by
+// name: those that reach a replication stream.
+var groupCommands = map[string][]string{
+	"SCRIPTING": {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "function", "script"},
+	"PUBSUB":    {"publish", "spublish"},
+}
+
+var ferryCommandRE = regexp.MustCompile(`^[a-z0-9_|.:-]+$`)
+
+func (t *translator) filterSection() {
+	s := t.section("filter")
+	if !s.present() {
+		return
+	}
+	t.keyRules(s)
+
+	allowDB, blockDB := s.ints("allow_db"), s.ints("block_db")
+	dbs := allowDB
+	from := "filter.allow_db"
+	if len(t.scanDBs) > 0 {
+		if len(allowDB) > 0 {
+			dbs = intersect(t.scanDBs, allowDB)
+			from = "scan_reader.dbs, filter.allow_db"
+		} else {
+			dbs, from = t.scanDBs, "scan_reader.dbs"
+		}
+	}
+	if len(dbs) > 0 {
+		kept := slices.DeleteFunc(slices.Clone(dbs), func(db int) bool { return slices.Contains(blockDB, db) })
+		if len(kept) == 0 {
+			t.fail("filter.allow_db", "every allowed db is also blocked (block_db, or not in scan_reader.dbs): the job would copy nothing")
+			return
+		}
+		if len(kept) < len(dbs) {
+			from += ", filter.block_db"
+		}
+		t.filter.set("dbs", intList(kept), from)
+	} else if len(blockDB) > 0 {
+		t.filter.set("block_dbs", intList(blockDB), "filter.block_db")
+	}
+
+	t.commands(s, "allow_command", "commands")
+	t.commands(s, "block_command", "block_commands")
+	t.groups(s, "allow_command_group", true)
+	t.groups(s, "block_command_group", false)
+	if len(t.blockCmds) > 0 {
+		t.filter.set("block_commands", quoteList(t.blockCmds), strings.Join(t.blockCmdsFrom, ", "))
+	}
+	if f := s.str("function"); strings.TrimSpace(f) != "" {
+		t.note("filter.function", "not translated: ferry has no Lua hook, so the data is copied without the script's changes; express what it did with [filter] rules or db_map where they can, or transform the data before or after the copy")
+	}
+	s.done()
+}
+
+// keyRules translates the key name rules. RedisShake copies a key that
+// matches any of the allow rules (exact key, prefix, suffix, regex) and
+// none of the block rules; ferry's prefixes and regex lists combine with
+// AND, so a mix of allow kinds becomes one regex list.
+func (t *translator) keyRules(s *section) {
+	keys, prefixes, suffixes, regexes := s.strs("allow_keys"), s.strs("allow_key_prefix"), s.strs("allow_key_suffix"), s.strs("allow_key_regex")
+	bkeys, bprefixes, bsuffixes, bregexes := s.strs("block_keys"), s.strs("block_key_prefix"), s.strs("block_key_suffix"), s.strs("block_key_regex")
+	for _, l := range []struct {
+		key string
+		v   []string
+	}{{"allow_key_regex", regexes}, {"block_key_regex", bregexes}} {
+		for _, r := range l.v {
+			if hasRef(r) {
+				continue
+			}
+			if _, err := regexp.Compile(r); err != nil {
+				t.fail("filter."+l.key, "%q is not a valid regular expression: %v", r, err)
+				return
 			}
 		}
 	}
-	var present []string
-	for _, r := range readers {
-		if t.section(r) != nil {
-			present = append(present, "["+r+"]")
-		}
-	}
-	switch len(present) {
-	case 0:
-		return ErrNoReader
-	case 1:
-	default:
-		return fmt.Errorf("%s: RedisShake runs one reader; so does a ferry job (write one job file per reader)", strings.Join(present, " and "))
-	}
-	w := t.section("redis_writer")
-	if w == nil {
-		return errors.New("no [redis_writer]: the target is required")
-	}
-	t.reader()
-	t.writer(w)
-	t.filter()
-	t.advanced()
-	if t.section("module") != nil {
-		t.note("module.target_mbbloom_version", "ferry restores module values as the source dumps them (RESTORE); a target with another RedisBloom version refuses them, named")
-	}
-	t.write()
-	return nil
-}
 
-func (t *translation) endpoint(sec string, s map[string]any, lines *[]string, side string) {
-	addr := str(s["address"])
-	if addr == "" {
-		t.note(sec+".address", "empty: set the %s's address in the job file", side)
-	}
-	scheme := "redis"
-	if truthy(s["tls"]) {
-		scheme = "rediss"
-	}
-	if side == "target" && truthy(s["sentinel"]) {
-		master := str(s["master"])
-		*lines = append(*lines, "addr = "+quoted("sentinel://"+addr+"/"+master))
-		t.note(sec+".sentinel", "a sentinel target is asked for its master by ferry only at start: ferry follows a target master's failover through the cluster protocol, not through sentinels; prefer the master's address")
+	// Allow rules. An empty prefix, suffix or regex matches every key: the
+	// allow rules then allow everything.
+	if slices.Contains(prefixes, "") || slices.Contains(suffixes, "") || slices.Contains(regexes, "") {
+		if len(keys)+len(prefixes)+len(suffixes)+len(regexes) > 0 {
+			t.note("filter.allow_key_prefix", "an empty prefix, suffix or regex allows every key: no key allow rule written")
+		}
 	} else {
-		*lines = append(*lines, "addr = "+quoted(scheme+"://"+addr))
+		kinds := 0
+		for _, l := range [][]string{keys, prefixes, suffixes, regexes} {
+			if len(l) > 0 {
+				kinds++
+			}
+		}
+		switch {
+		case kinds == 1 && len(prefixes) > 0:
+			t.filter.set("prefixes", quoteList(mapStrings(prefixes, ferryString)), "filter.allow_key_prefix")
+		case kinds == 1 && len(regexes) > 0:
+			t.filter.set("regex", quoteList(mapStrings(regexes, ferryString)), "filter.allow_key_regex")
+		case kinds > 0:
+			var rs []string
+			var from []string
+			for _, k := range keys {
+				rs = append(rs, quoteRegex("^", k, "$"))
+			}
+			for _, p := range prefixes {
+				rs = append(rs, quoteRegex("^", p, ""))
+			}
+			for _, x := range suffixes {
+				rs = append(rs, quoteRegex("", x, "$"))
+			}
+			rs = append(rs, mapStrings(regexes, ferryString)...)
+			for _, l := range []struct {
+				k string
+				v []string
+			}{{"allow_keys", keys}, {"allow_key_prefix", prefixes}, {"allow_key_suffix", suffixes}, {"allow_key_regex", regexes}} {
+				if len(l.v) > 0 {
+					from = append(from, "filter."+l.k)
+				}
+			}
+			t.filter.set("regex", quoteList(rs), strings.Join(from, ", ")+" (as regular expressions: ferry's rule kinds combine with AND)")
+		}
 	}
-	if u := str(s["username"]); u != "" {
-		*lines = append(*lines, "username = "+quoted(u))
-	}
-	if s["password"] != nil && str(s["password"]) != "" {
-		env := "FERRY_" + strings.ToUpper(side) + "_PASSWORD"
-		*lines = append(*lines, "password = "+quoted("${"+env+"}"))
-		t.note(sec+".password", "not copied into the job file: export %s (or use password_file)", env)
-	}
-	if truthy(s["cluster"]) {
-		t.note(sec+".cluster", "not needed: ferry finds out whether the %s is a cluster (INFO cluster)", side)
-	}
-}
 
-func (t *translation) reader() {
-	if s := t.section("sync_reader"); s != nil {
-		t.endpoint("sync_reader", s, &t.src, "source")
-		t.src = append(t.src, `reader = "psync"`)
-		if truthy(s["prefer_replica"]) {
-			t.src = append(t.src, `read_from = "replica"`)
-		}
-		if v, ok := s["sync_rdb"]; ok && !truthy(v) {
-			t.note("sync_reader.sync_rdb", "false is not translated: ferry always applies the snapshot before the stream (it cannot follow a stream without the state it starts from)")
-		}
-		if v, ok := s["sync_aof"]; ok && !truthy(v) {
-			t.note("sync_reader.sync_aof", "false: use ferry migrate, which ends once the target has caught up, or ferry sync --rdb with a saved dump.rdb")
-		}
-		if truthy(s["try_diskless"]) {
-			t.note("sync_reader.try_diskless", "not needed: ferry reads a disk-based or a diskless snapshot, whichever the source sends")
-		}
+	// Block rules: a key matching any is skipped, in ferry as in RedisShake.
+	if slices.Contains(bprefixes, "") || slices.Contains(bsuffixes, "") || slices.Contains(bregexes, "") {
+		t.fail("filter.block_key_prefix", "an empty prefix, suffix or regex blocks every key: the job would copy nothing")
 		return
 	}
-	if s := t.section("scan_reader"); s != nil {
-		t.endpoint("scan_reader", s, &t.src, "source")
-		t.src = append(t.src, `reader = "scan"`)
-		if dbs := list(s["dbs"]); len(dbs) > 0 {
-			t.flt = append(t.flt, "dbs = "+intList(dbs))
-		}
-		if v, ok := s["ksn"]; !ok || !truthy(v) {
-			t.note("scan_reader.ksn", "ferry's scan reader always follows changes through keyspace notifications; for a one-time copy without them run ferry migrate (it ends after the scan and the changes during it)")
-		}
-		if v, ok := s["scan"]; ok && !truthy(v) {
-			t.note("scan_reader.scan", "false (notifications only) is not translated: ferry scans first, then follows the notifications")
-		}
-		if _, ok := s["count"]; ok {
-			t.note("scan_reader.count", "ferry sizes its SCAN batches itself")
-		}
-		return
+	if len(bprefixes) > 0 {
+		t.filter.set("block_prefixes", quoteList(mapStrings(bprefixes, ferryString)), "filter.block_key_prefix")
 	}
-	if s := t.section("rdb_reader"); s != nil {
-		t.top = append(t.top, "rdb = "+quoted(str(s["filepath"])))
-		return
+	var brs []string
+	var bfrom []string
+	for _, k := range bkeys {
+		brs = append(brs, quoteRegex("^", k, "$"))
 	}
-	s := t.section("aof_reader")
-	t.top = append(t.top, "aof = "+quoted(str(s["filepath"])))
-	if num(s["timestamp"]) != 0 {
-		t.note("aof_reader.timestamp", "not translated: ferry imports the whole AOF (no point-in-time recovery); cut the file at the command you want")
+	for _, x := range bsuffixes {
+		brs = append(brs, quoteRegex("", x, "$"))
+	}
+	brs = append(brs, mapStrings(bregexes, ferryString)...)
+	for _, l := range []struct {
+		k string
+		v []string
+	}{{"block_keys", bkeys}, {"block_key_suffix", bsuffixes}, {"block_key_regex", bregexes}} {
+		if len(l.v) > 0 {
+			bfrom = append(bfrom, "filter."+l.k)
+		}
+	}
+	if len(brs) > 0 {
+		t.filter.set("block_regex", quoteList(brs), strings.Join(bfrom, ", "))
 	}
 }
 
-func (t *translation) writer(s map[string]any) {
-	t.endpoint("redis_writer", s, &t.dst, "target")
-	if truthy(s["off_reply"]) {
-		t.note("redis_writer.off_reply", "not translated: ferry reads every reply (it is how it knows what the target applied, exactly once)")
-	}
-}
-
-// exact is a regex that matches key k and nothing else.
-func exact(k string) string { return "^" + regexp.QuoteMeta(k) + "$" }
-
-func (t *translation) filter() {
-	s := t.section("filter")
-	if s == nil {
-		return
-	}
-	var allowRe, blockRe []string
-	for _, k := range list(s["allow_keys"]) {
-		allowRe = append(allowRe, exact(k))
-	}
-	for _, k := range list(s["allow_key_suffix"]) {
-		allowRe = append(allowRe, regexp.QuoteMeta(k)+"$")
-	}
-	allowRe = append(allowRe, list(s["allow_key_regex"])...)
-	for _, k := range list(s["block_keys"]) {
-		blockRe = append(blockRe, exact(k))
-	}
-	for _, k := range list(s["block_key_suffix"]) {
-		blockRe = append(blockRe, regexp.QuoteMeta(k)+"$")
-	}
-	blockRe = append(blockRe, list(s["block_key_regex"])...)
-	add := func(key string, vals []string, render func([]string) string) {
-		if len(vals) > 0 {
-			t.flt = append(t.flt, key+" = "+render(vals))
-		}
-	}
-	add("prefixes", list(s["allow_key_prefix"]), quotedList)
-	add("block_prefixes", list(s["block_key_prefix"]), quotedList)
-	add("regex", allowRe, quotedList)
-	add("block_regex", blockRe, quotedList)
-	if dbs := list(s["allow_db"]); len(dbs) > 0 && !slices.ContainsFunc(t.flt, func(l string) bool { return strings.HasPrefix(l, "dbs = ") }) {
-		add("dbs", dbs, intList)
-	}
-	add("block_dbs", list(s["block_db"]), intList)
-	add("commands", lower(list(s["allow_command"])), quotedList)
-	add("block_commands", lower(list(s["block_command"])), quotedList)
-	for _, k := range []string{"allow_command_group", "block_command_group"} {
-		if g := list(s[k]); len(g) > 0 {
-			t.note("filter."+k, "command groups (%s) are not translated: list the commands in filter.%s", strings.Join(g, ", "),
-				map[string]string{"allow_command_group": "commands", "block_command_group": "block_commands"}[k])
-		}
-	}
-	if f := strings.TrimSpace(str(s["function"])); f != "" && s["function"] != nil {
-		t.note("filter.function", "a Lua function cannot be translated: express it with the key, db and command filters, or transform the data before or after the copy")
-	}
-}
-
-func lower(xs []string) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = strings.ToLower(x)
-	}
-	return out
-}
-
-func (t *translation) advanced() {
-	s := t.section("advanced")
-	if s == nil {
-		return
-	}
-	if d := str(s["dir"]); d != "" && s["dir"] != nil {
-		t.top = append(t.top, "data_dir = "+quoted(d))
-	}
-	if p := num(s["status_port"]); p > 0 {
-		t.top = append(t.top, "status_addr = "+quoted(fmt.Sprintf("127.0.0.1:%d", p)))
-		t.note("advanced.status_port", "ferry serves /status and /metrics on 127.0.0.1:%d (loopback); set status_addr to another interface to reach it from elsewhere", p)
-	}
-	if p := num(s["pprof_port"]); p > 0 {
-		t.top = append(t.top, "pprof = true")
-		t.note("advanced.pprof_port", "ferry serves profiles at /debug/pprof/ on the status address, not on a port of their own")
-	}
-	if l := strings.ToLower(str(s["log_level"])); s["log_level"] != nil {
-		switch l {
-		case "debug", "info", "warn", "error":
-			t.top = append(t.top, "log_level = "+quoted(l))
-		default:
-			t.note("advanced.log_level", "%q is not one of debug, info, warn, error: left at info", l)
-		}
-	}
-	if n := num(s["log_interval"]); n > 0 {
-		t.top = append(t.top, "progress_interval = "+quoted(fmt.Sprintf("%ds", n)))
-	}
-	for _, k := range []string{"log_file", "log_rotation", "log_max_size", "log_max_age", "log_max_backups", "log_compress"} {
-		if _, ok := s[k]; ok {
-			t.note("advanced."+k, "ferry logs to stderr (JSON with log_format = \"json\"); files and rotation are the service manager's (journald, the container runtime)")
-		}
-	}
-	if _, ok := s["ncpu"]; ok {
-		t.note("advanced.ncpu", "ferry uses what GOMAXPROCS gives it (the container's CPU limit)")
-	}
-	switch b := str(s["rdb_restore_command_behavior"]); {
-	case s["rdb_restore_command_behavior"] == nil:
-	case b == "panic":
-		t.top = append(t.top, `target_nonempty = "refuse"`)
-		t.note("advanced.rdb_restore_command_behavior", "to fail at the first key that exists: ferry refuses, before writing anything, a target that already holds keys (target_nonempty = \"refuse\")")
-	case b == "rewrite":
-		t.top = append(t.top, `target_nonempty = "overwrite"`)
-	case b == "skip":
-		t.top = append(t.top, `target_nonempty = "overwrite"`)
-		t.note("advanced.rdb_restore_command_behavior", "skip (keep the target's value of a key that exists) is not translated: ferry overwrites it (target_nonempty = \"overwrite\"); filter the keys out to keep them")
-	default:
-		t.note("advanced.rdb_restore_command_behavior", "%q is not panic, rewrite or skip: left out", b)
-	}
-	if truthy(s["empty_db_before_sync"]) {
-		t.top = slices.DeleteFunc(t.top, func(l string) bool { return strings.HasPrefix(l, "target_nonempty = ") })
-		t.top = append(t.top, `target_nonempty = "flush"`)
-	}
-	if n := num(s["pipeline_count_limit"]); n > 0 {
-		t.top = append(t.top, fmt.Sprintf("batch_max_ops = %d", n))
-	}
-	for _, k := range []string{"target_redis_client_max_querybuf_len", "target_redis_proto_max_bulk_len"} {
-		if _, ok := s[k]; ok {
-			t.note("advanced."+k, "not needed: ferry reads the target's proto-max-bulk-len (CONFIG GET) and rewrites a value too big for one command as several")
-		}
-	}
-	if a := str(s["aws_psync"]); a != "" && s["aws_psync"] != nil {
-		t.note("advanced.aws_psync", "ElastiCache's renamed PSYNC is not translated: ferry's reader = \"auto\" reads a source that refuses PSYNC by scanning (see the README's scan reader)")
-	}
-}
-
-func (t *translation) write() {
-	b := &t.out
-	b.WriteString("# Translated from a RedisShake v4 configuration by ferry config import.\n")
-	b.WriteString("# Check it with: ferry config check -c <this file>\n\n")
-	for _, l := range t.top {
-		b.WriteString(l + "\n")
-	}
-	for _, sec := range []struct {
-		name  string
-		lines []string
-	}{{"source", t.src}, {"target", t.dst}, {"filter", t.flt}} {
-		if len(sec.lines) == 0 {
+// commands translates allow_command or block_command into ferry's list.
+// RedisShake names a subcommand CONTAINER-SUB ("XGROUP-CREATE"), ferry
+// "xgroup|create".
+func (t *translator) commands(s *section, key, ferryKey string) {
+	var out []string
+	for _, c := range s.strs(key) {
+		n := strings.ToLower(strings.TrimSpace(c))
+		n = strings.Join(strings.Fields(strings.ReplaceAll(n, "-", " ")), "|")
+		if !ferryCommandRE.MatchString(n) || strings.Count(n, "|") > 1 {
+			t.note("filter."+key, "%q not translated: not a command name", c)
 			continue
 		}
-		b.WriteString("\n[" + sec.name + "]\n")
-		for _, l := range sec.lines {
-			b.WriteString(l + "\n")
-		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return
+	}
+	if ferryKey == "block_commands" {
+		t.blockCmds = append(t.blockCmds, out...)
+		t.blockCmdsFrom = append(t.blockCmdsFrom, "filter."+key)
+		return
+	}
+	t.filter.set(ferryKey, quoteList(out), "filter."+key)
+	if key == "allow_command" {
+		t.note("filter.allow_command", "translated to filter.commands, which ferry applies to the replication stream only: the snapshot is copied whole (select keys with dbs, prefixes, regex or types)")
 	}
 }
 
-func sortedKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// groups translates the command groups that ferry can express: data types
+// as key types, SCRIPTING and PUBSUB as command names (block only).
+func (t *translator) groups(s *section, key string, allow bool) {
+	var types, cmds []string
+	for _, g := range s.strs(key) {
+		name := strings.ToUpper(strings.TrimSpace(g))
+		if typ, ok := commandGroups[name]; ok {
+			types = append(types, typ)
+			continue
+		}
+		if c, ok := groupCommands[name]; ok && !allow {
+			cmds = append(cmds, c...)
+			continue
+		}
+		if allow {
+			t.note("filter."+key, "%q not translated: ferry selects by key type (filter.types: string list set zset hash stream) and command name (filter.commands), not by command group; without it the job copies more than RedisShake did", g)
+		} else {
+			t.note("filter."+key, "%q not translated: ferry filters commands by name: list the ones to drop in filter.block_commands", g)
+		}
 	}
-	sort.Strings(out)
+	if len(types) > 0 {
+		k := "types"
+		if !allow {
+			k = "block_types"
+		}
+		t.filter.set(k, quoteList(types), "filter."+key+" (as key types, snapshot and stream)")
+	}
+	if len(cmds) > 0 {
+		t.blockCmds = append(t.blockCmds, cmds...)
+		t.blockCmdsFrom = append(t.blockCmdsFrom, "filter."+key)
+	}
+}
+
+func (t *translator) advanced(s *section) {
+	if !s.present() {
+		return
+	}
+	if d := s.str("dir"); strings.TrimSpace(d) != "" {
+		t.top.set("data_dir", quote(ferryString(d)), "advanced.dir")
+	}
+	if n := s.integer("ncpu", 0); n != 0 {
+		t.note("advanced.ncpu", "not translated: set the environment variable GOMAXPROCS=%d for ferry instead", n)
+	}
+	pprofPort, statusPort := s.integer("pprof_port", 0), s.integer("status_port", 0)
+	for _, p := range []struct {
+		k string
+		v int64
+	}{{"pprof_port", pprofPort}, {"status_port", statusPort}} {
+		if p.v < 0 || p.v > 65535 {
+			t.fail("advanced."+p.k, "%d is not a port", p.v)
+			return
+		}
+	}
+	switch {
+	case statusPort != 0:
+		t.top.set("status_addr", quote(fmt.Sprintf("127.0.0.1:%d", statusPort)), "advanced.status_port")
+		t.note("advanced.status_port", "translated to status_addr = \"127.0.0.1:%d\" (JSON at /status, Prometheus at /metrics): RedisShake served every interface; write \":%d\" to serve the network", statusPort, statusPort)
+	case pprofPort != 0:
+		t.top.set("status_addr", quote(fmt.Sprintf("127.0.0.1:%d", pprofPort)), "advanced.pprof_port")
+	case s.has("status_port"):
+		t.top.set("status_addr", quote("off"), "advanced.status_port = 0")
+	}
+	if pprofPort != 0 {
+		t.top.set("pprof", "true", "advanced.pprof_port")
+		if statusPort != 0 && statusPort != pprofPort {
+			t.note("advanced.pprof_port", "ferry serves Go profiles on the status address: /debug/pprof/ on 127.0.0.1:%d, not on port %d", statusPort, pprofPort)
+		}
+	}
+	if f := s.str("log_file"); strings.TrimSpace(f) != "" {
+		t.note("advanced.log_file", "not translated: ferry logs to stderr; redirect it (2>>%s) or let the service manager keep it", f)
+	}
+	if l := strings.ToLower(strings.TrimSpace(s.str("log_level"))); l != "" {
+		if slices.Contains(conf.LogLevels, l) {
+			t.top.set("log_level", quote(l), "advanced.log_level")
+		} else {
+			t.note("advanced.log_level", "%q not translated: ferry's levels are %s", l, strings.Join(conf.LogLevels, ", "))
+		}
+	}
+	if s.has("log_interval") {
+		n := s.integer("log_interval", 5)
+		if n < 0 {
+			n = 0
+		}
+		t.top.set("progress_interval", quote(fmt.Sprintf("%ds", n)), "advanced.log_interval")
+	}
+	t.restoreBehavior(s)
+	if n := s.integer("pipeline_count_limit", 1024); s.has("pipeline_count_limit") && n != 1024 {
+		if n >= 1 && n <= 1<<20 {
+			t.top.set("batch_max_ops", fmt.Sprint(n), "advanced.pipeline_count_limit")
+		} else {
+			t.note("advanced.pipeline_count_limit", "%d not translated: batch_max_ops must be 1 or more", n)
+		}
+	}
+	if n := s.integer("target_redis_client_max_querybuf_len", 0); s.has("target_redis_client_max_querybuf_len") && n > 0 {
+		// ferry keeps what it has in flight to a target master well below
+		// the target's query buffer limit: half of it, at most the default.
+		if half := n / 2; half < 16*conf.MiB {
+			if half < conf.MiB {
+				t.top.set("batch_max_bytes", fmt.Sprint(max(half, 1)), "advanced.target_redis_client_max_querybuf_len / 2")
+			}
+			t.top.set("max_inflight_bytes", fmt.Sprint(max(half, 1)), "advanced.target_redis_client_max_querybuf_len / 2")
+		}
+	}
+	if s.has("target_redis_proto_max_bulk_len") {
+		switch n := s.integer("target_redis_proto_max_bulk_len", 512000000); {
+		case n == 0:
+			t.top.set("restore", quote("never"), "advanced.target_redis_proto_max_bulk_len = 0")
+		case n != 512000000:
+			t.note("advanced.target_redis_proto_max_bulk_len", "not translated: ferry writes a snapshot key as one RESTORE whatever its size (restore = \"auto\"); the target's proto-max-bulk-len must hold the largest value, or set restore = \"never\" to write values as plain commands")
+		}
+	}
+	if s.str("aws_psync") != "" && !t.awsPSync {
+		t.note("advanced.aws_psync", "ignored: used only with [sync_reader], as in RedisShake")
+	}
+	if t.awsPSync {
+		t.note("advanced.aws_psync", "not translated: ferry cannot send ElastiCache's renamed PSYNC; reader = \"auto\" falls back to the scan reader (SCAN + keyspace notifications) when the source refuses PSYNC")
+	}
+	s.done()
+}
+
+// restoreBehavior translates rdb_restore_command_behavior and
+// empty_db_before_sync into target_nonempty.
+func (t *translator) restoreBehavior(s *section) {
+	b := strings.ToLower(strings.TrimSpace(s.str("rdb_restore_command_behavior")))
+	if s.boolean("empty_db_before_sync", false) {
+		t.top.set("target_nonempty", quote("flush"), "advanced.empty_db_before_sync")
+		return
+	}
+	switch b {
+	case "":
+	case "panic":
+		t.top.set("target_nonempty", quote("refuse"), "advanced.rdb_restore_command_behavior = \"panic\" (ferry stops before writing anything)")
+	case "rewrite":
+		t.top.set("target_nonempty", quote("overwrite"), "advanced.rdb_restore_command_behavior = \"rewrite\"")
+	case "skip", "ignore":
+		t.top.set("target_nonempty", quote("refuse"), "advanced.rdb_restore_command_behavior = \""+b+"\" (no ferry equivalent)")
+		t.note("advanced.rdb_restore_command_behavior", "%q not translated: ferry cannot keep the target's value of a key that exists on both sides; target_nonempty = \"refuse\" stops before writing into a target that holds keys (\"overwrite\" replaces them, \"flush\" empties the target first)", b)
+	default:
+		t.note("advanced.rdb_restore_command_behavior", "%q not translated: not one of panic, rewrite, skip", b)
+	}
+}
+
+func (t *translator) module() {
+	s := t.section("module")
+	if !s.present() {
+		return
+	}
+	if v := s.integer("target_mbbloom_version", 0); v != 0 {
+		t.note("module.target_mbbloom_version", "not translated: ferry copies module keys (RedisBloom, …) as RESTORE payloads, unchanged: the target must load the source's module version or a newer one")
+	}
+	s.done()
+}
+
+func mapStrings(l []string, f func(string) string) []string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = f(s)
+	}
 	return out
+}
+
+func intersect(a, b []int) []int {
+	var out []int
+	for _, x := range a {
+		if slices.Contains(b, x) && !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// render writes the job file.
+func (t *translator) render() []byte {
+	var b strings.Builder
+	base := filepath.Base(t.file)
+	fmt.Fprintf(&b, "# ferry job file translated by 'ferry config import' from %s (RedisShake v4).\n", base)
+	b.WriteString("# Each setting names the RedisShake key it comes from. Check it with\n#   ferry config check -c FILE\n")
+	switch t.reader {
+	case "rdb_reader", "aof_reader":
+		b.WriteString("# and import the file with\n#   ferry sync -c FILE       (it ends when the file is applied)\n")
+	default:
+		b.WriteString("# and run it with\n#   ferry sync -c FILE       (until stopped; a restart resumes)\n#   ferry migrate -c FILE    (exits once the target has caught up)\n")
+	}
+	if len(t.notes) > 0 {
+		b.WriteString("#\n# Not translated, or different in ferry (ferry config import printed these too):\n")
+		for _, n := range t.notes {
+			fmt.Fprintf(&b, "#   %s\n", oneLine(n.String()))
+		}
+	}
+	for _, tb := range []*table{&t.top, &t.source, &t.target, &t.filter} {
+		if len(tb.lines) == 0 {
+			continue
+		}
+		b.WriteString("\n")
+		if tb.header != "" {
+			fmt.Fprintf(&b, "[%s]\n", tb.header)
+		}
+		width := 0
+		for _, l := range tb.lines {
+			width = max(width, len(l.key)+3+len(l.value))
+		}
+		for _, l := range tb.lines {
+			kv := l.key + " = " + l.value
+			if l.from == "" {
+				b.WriteString(kv + "\n")
+				continue
+			}
+			pad := width - len(kv)
+			if pad > 40 {
+				pad = 0
+			}
+			fmt.Fprintf(&b, "%s%s  # %s\n", kv, strings.Repeat(" ", pad), oneLine(l.from))
+		}
+	}
+	return []byte(b.String())
 }
