@@ -802,6 +802,10 @@ func suggest(k string, candidates []string) string {
 	return ""
 }
 
+// EditDistance is the Levenshtein distance of a and b (insertions,
+// deletions, substitutions): what key suggestions are ranked by.
+func EditDistance(a, b string) int { return levenshtein(a, b) }
+
 func levenshtein(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)

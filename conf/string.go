@@ -127,6 +127,12 @@ func (e Endpoint) write(b *strings.Builder, name string, source bool) {
 
 func dur(d time.Duration) string { return quote(d.String()) }
 
+// TOMLString, TOMLStrings and TOMLInts write values the way String does,
+// for other writers of job files (conf/shake).
+func TOMLString(s string) string    { return quote(s) }
+func TOMLStrings(l []string) string { return strList(l) }
+func TOMLInts(l []int) string       { return intList(l) }
+
 // quote writes s as a TOML basic string.
 func quote(s string) string {
 	var b strings.Builder

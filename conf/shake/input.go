@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // MaxFileSize is the largest RedisShake file Translate accepts.
@@ -286,24 +287,5 @@ func suggest(k string, candidates []string) string {
 	return ""
 }
 
-// distance is the edit distance of a and b (insertions, deletions,
-// substitutions).
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+// distance is the edit distance of a and b, as conf ranks suggestions.
+var distance = conf.EditDistance

@@ -1,9 +1,10 @@
 package shake
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/ferry-dev/ferry/conf"
 )
 
 // part is a piece of a RedisShake string: literal text, or an environment
@@ -119,46 +120,9 @@ func join(ps []part) string {
 	return b.String()
 }
 
-// quote writes s as a TOML basic string.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '\r':
-			b.WriteString(`\r`)
-		default:
-			if r < 0x20 || r == 0x7f {
-				fmt.Fprintf(&b, `\u%04X`, r)
-			} else {
-				b.WriteRune(r)
-			}
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-func quoteList(l []string) string {
-	q := make([]string, len(l))
-	for i, s := range l {
-		q[i] = quote(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
-func intList(l []int) string {
-	q := make([]string, len(l))
-	for i, n := range l {
-		q[i] = fmt.Sprint(n)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
+// The job file is written the way conf writes one.
+var (
+	quote     = conf.TOMLString
+	quoteList = conf.TOMLStrings
+	intList   = conf.TOMLInts
+)
