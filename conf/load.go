@@ -357,6 +357,10 @@ func (t *table) sub(k string) *table {
 	return t.child(k, m, kindJob)
 }
 
+// TOMLType names the TOML type of a decoded value for a message: "a
+// string", "an integer", "a table"…
+func TOMLType(v any) string { return typeName(v) }
+
 func typeName(v any) string {
 	switch v.(type) {
 	case string:

@@ -241,23 +241,8 @@ func keysOf(m map[string]any) []string {
 	return ks
 }
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case []any, []map[string]any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("a %T", v)
-}
+// typeName names a value's TOML type, as conf's messages do.
+var typeName = conf.TOMLType
 
 // describe names a refused value: the value itself for numbers and
 // booleans and short strings without a secret's look, else its type.
