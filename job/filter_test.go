@@ -90,8 +90,10 @@ func TestRateLimit(t *testing.T) {
 	o1, t1 := ops(), time.Now()
 	rate := float64(o1-o0) / t1.Sub(t0).Seconds()
 	// Ops counts commands; each batch also carries a marker write, which
-	// the limiter does not count: allow for it on the high side.
-	if rate < 1800 || rate > 2200*1.05 {
+	// the limiter does not count: allow for it on the high side. The low
+	// side is a sanity check only: a loaded machine applies less than the
+	// limit allows (what the limit promises is the high side).
+	if rate < 1000 || rate > 2200*1.05 {
 		t.Errorf("applied %.0f commands/s with max_ops_per_second = 2000", rate)
 	}
 	t.Logf("rate %.0f ops/s (limit 2000): ops %d → %d, batches %d", rate, o0, o1, state().Writers[0].Stats.Batches)

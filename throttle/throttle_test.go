@@ -3,7 +3,6 @@ package throttle
 import (
 	"context"
 	"errors"
-	"math"
 	"sync"
 	"testing"
 	"time"
@@ -89,11 +88,18 @@ func slope(x, y []float64) float64 {
 	return cov / vx
 }
 
+// within checks a granted rate: never above the limit (+10% for the
+// window's edges) — what a rate limit promises — and, as a sanity check
+// only, not far below it: on a loaded machine the workers are not
+// scheduled as often as the bucket allows, so the lower bound is loose.
 func within(t *testing.T, what string, got, want float64) {
 	t.Helper()
-	if math.Abs(got-want)/want > 0.10 {
-		t.Errorf("%s: %.0f/s granted, want %.0f/s ±10%%", what, got, want)
-	} else {
+	switch {
+	case got > want*1.10:
+		t.Errorf("%s: %.0f/s granted, above the limit %.0f/s (+10%%)", what, got, want)
+	case got < want*0.5:
+		t.Errorf("%s: %.0f/s granted, under half the limit %.0f/s", what, got, want)
+	default:
 		t.Logf("%s: %.0f/s granted (limit %.0f/s)", what, got, want)
 	}
 }
