@@ -13,7 +13,7 @@ import (
 // or one command of a rewritten key — so that a fenced batch never applies a
 // source transaction in part.
 type batcher struct {
-	w         *writer.Writer
+	w         submitter
 	cur       *writer.Batch
 	maxOps    int
 	maxBytes  int
@@ -26,7 +26,12 @@ type batcher struct {
 	lastSubmit time.Time
 }
 
-func newBatcher(w *writer.Writer, maxOps int, maxBytes int64) *batcher {
+// submitter takes a batcher's batches: a *writer.Writer.
+type submitter interface {
+	Submit(ctx context.Context, b *writer.Batch) error
+}
+
+func newBatcher(w submitter, maxOps int, maxBytes int64) *batcher {
 	return &batcher{w: w, cur: writer.NewBatch(), maxOps: maxOps, maxBytes: int(maxBytes)}
 }
 
