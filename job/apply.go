@@ -98,8 +98,11 @@ type applier struct {
 	unitSlots []int
 
 	// dataEnd is the end offset of the last stream command that changed
-	// data (not a PING, PUBLISH, REPLCONF or SELECT).
-	dataEnd atomic.Int64
+	// data (not a PING, PUBLISH, REPLCONF or SELECT), as published by the
+	// consumer (see stream.publish) for rewind; dataEndAt is the consumer's
+	// own, up to date. setDataEnd sets both.
+	dataEnd   atomic.Int64
+	dataEndAt int64
 
 	keys, expired, commands, skipped, filtered atomic.Int64
 	empty                                      atomic.Int64 // empty collections skipped
@@ -118,11 +121,17 @@ func (a *applier) mapDB(db int) int {
 	return db
 }
 
+// setDataEnd sets dataEnd, published at once.
+func (a *applier) setDataEnd(off int64) {
+	a.dataEndAt = off
+	a.dataEnd.Store(off)
+}
+
 // beginSnapshot prepares for a new snapshot at (replid, offset).
 func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
 	a.resumed = false
-	a.dataEnd.Store(offset)
+	a.setDataEnd(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
 	a.unitSlots = a.unitSlots[:0] // the unfinished unit is dropped: nothing of it to note
 	a.endRouting(0)
@@ -350,7 +359,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	if err != nil {
 		return err
 	}
-	if a.flushReq.Swap(false) {
+	if a.flushReq.Load() && a.flushReq.Swap(false) { // a load first: a swap is a locked instruction
 		return a.flush(ctx)
 	}
 	return nil
@@ -360,7 +369,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 // MULTI...): through the move registry, the filter, and the sink.
 func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) error {
 	if !c.Has(router.PubSub) {
-		a.dataEnd.Store(end)
+		a.dataEndAt = end
 	}
 	recorded := false
 	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {

@@ -53,7 +53,6 @@ func BenchmarkStreamApply(b *testing.B) {
 	dw := &discardWriter{}
 	var seq atomic.Uint64
 	bt := newBatcher(dw, 512, 16<<20)
-	s := &stream{}
 	app := &applier{
 		stream:  0,
 		out:     &single{b: bt},
@@ -63,6 +62,7 @@ func BenchmarkStreamApply(b *testing.B) {
 		seq:     &seq,
 		jobName: "bench",
 	}
+	s := &stream{app: app}
 	ctx := context.Background()
 	src := bytes.NewReader(data)
 	rr := resp.NewReader(src, 1<<20)
@@ -81,7 +81,7 @@ func BenchmarkStreamApply(b *testing.B) {
 			if err := app.command(ctx, args, end); err != nil {
 				b.Fatal(err)
 			}
-			s.setProcessed(end)
+			s.tookCommand(end)
 			app.moves.applied(0, app.recv)
 		}
 	}

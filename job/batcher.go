@@ -24,6 +24,7 @@ type batcher struct {
 	pos        writer.Position // position at the last unit boundary
 	dirty      bool            // pos advanced since the last submitted batch
 	lastSubmit time.Time
+	units      int // units ended since the clock was last read
 }
 
 // submitter takes a batcher's batches: a *writer.Writer.
@@ -41,6 +42,12 @@ func newBatcher(w submitter, maxOps int, maxBytes int64) *batcher {
 // migrate's caught-up check all wait for it.
 const positionEvery = 100 * time.Millisecond
 
+// clockEvery is how many units may end between two readings of the clock
+// for positionEvery: reading it per unit is a measurable share of the apply
+// path. A stream that goes quiet is flushed by the consumer's idle flush, so
+// the position never waits for more units.
+const clockEvery = 16
+
 // endUnit records that everything added so far forms complete units that
 // bring the target to pos (pos.Seq numbers the unit), and submits the batch
 // if it is full or the position has not been submitted for a while.
@@ -49,8 +56,14 @@ func (b *batcher) endUnit(ctx context.Context, pos writer.Position) error {
 	b.pos = pos
 	b.dirty = true
 	b.unitStart = b.cur.Len()
-	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes || time.Since(b.lastSubmit) >= positionEvery {
+	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes {
 		return b.submit(ctx)
+	}
+	if b.units++; b.units >= clockEvery {
+		b.units = 0
+		if time.Since(b.lastSubmit) >= positionEvery {
+			return b.submit(ctx)
+		}
 	}
 	return nil
 }
@@ -76,6 +89,7 @@ func (b *batcher) submit(ctx context.Context) error {
 	b.cur = writer.NewBatch()
 	b.unitStart = 0
 	b.dirty = false
+	b.units = 0
 	b.lastSubmit = time.Now()
 	return b.w.Submit(ctx, batch)
 }

@@ -612,7 +612,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		if pos, ok := tgt.resumeFor(i, id, id2); ok {
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
-			s.app.dataEnd.Store(pos.Offset)
+			s.app.setDataEnd(pos.Offset)
 			s.setProcessed(pos.Offset)
 			s.app.resumed = true
 			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
@@ -998,6 +998,7 @@ func (s *stream) sourceOffset(ctx context.Context) (int64, error) {
 // light load.
 func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
+	s.publish()
 	s.app.moves.applied(s.i, time.Now())
 	if !s.app.inTx {
 		if err := s.app.flush(ctx); err != nil {

@@ -35,9 +35,14 @@ type stream struct {
 	sweep     bool          // the next snapshot must sweep what earlier data left behind
 	rdbSize   atomic.Int64
 	rdbOff    atomic.Int64
-	processed atomic.Int64 // offset of the last stream command the applier took
+	processed atomic.Int64 // offset of the last stream command the applier took, as published
 	procNote  notifier     // processed moved
-	phase     atomic.Pointer[string]
+	// took is, while the stream applies commands, the end of the last one
+	// the applier took: published to processed every publishEvery commands
+	// and whenever the consumer waits (see publish).
+	took, published int64
+	sincePublish    int
+	phase           atomic.Pointer[string]
 }
 
 // sourceReader reads one source shard into the stream's spool: a
@@ -92,7 +97,36 @@ func (s *stream) rewind(ctx context.Context, to int64) bool {
 const rewindWait = 10 * time.Second
 
 func (s *stream) setProcessed(off int64) {
+	s.took, s.published = off, off
 	s.processed.Store(off)
+	s.procNote.notify()
+}
+
+// publishEvery is how many stream commands the consumer applies between two
+// publications of its progress (processed, the applier's dataEnd): they are
+// atomic stores, a measurable share of the apply path per command.
+const publishEvery = 64
+
+// tookCommand notes that the applier took the stream command ending at end.
+func (s *stream) tookCommand(end int64) {
+	s.took = end
+	if s.sincePublish++; s.sincePublish >= publishEvery {
+		s.publish()
+	}
+}
+
+// publish makes what the consumer took visible to rewind: dataEnd first,
+// so that a reader of processed finds a dataEnd at least as recent. Called
+// from the consumer's goroutine only: every publishEvery commands, before it
+// waits for the spool (idle), and when the stream ends.
+func (s *stream) publish() {
+	if s.took == s.published {
+		return
+	}
+	s.sincePublish = 0
+	s.app.dataEnd.Store(s.app.dataEndAt)
+	s.published = s.took
+	s.processed.Store(s.took)
 	s.procNote.notify()
 }
 
@@ -174,6 +208,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		rr.SetLimits(lim)
 	}
 	base := app.offset
+	defer s.publish()
 	for {
 		if j.stopping.Load() {
 			app.out.dropUnit()
@@ -203,7 +238,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		if err := app.command(ctx, args, end); err != nil {
 			return err
 		}
-		s.setProcessed(end)
+		s.tookCommand(end)
 		app.moves.applied(s.i, app.recv)
 	}
 }
