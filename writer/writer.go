@@ -6,7 +6,9 @@
 //
 // The fence: commands go to the target in groups, each a MULTI/EXEC that also
 // writes a marker key recording the last unit it holds. On a standalone
-// target a group is a whole batch and there is one marker per source shard.
+// target a group is one or more whole batches of one source shard (the
+// batches queued while the previous flight was answered) and there is one
+// marker per source shard.
 // On a cluster master a transaction must stay in one slot, so a group is the
 // commands of one slot and each slot has its own marker (which moves with the
 // slot's data when the cluster reshards or fails over). Groups are applied in
@@ -79,7 +81,7 @@ type Config struct {
 	// a small buffer in front of the connection. A backlog belongs in the
 	// spool, which spills to disk, not in memory per target master.
 	MaxQueued         int64
-	MaxSendOps        int           // slotted: commands coalesced into one flight (default 20000)
+	MaxSendOps        int           // commands coalesced into one flight (default 200000; standalone at most standaloneSendOps)
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
 	MaxConnAge        time.Duration // retire the connection after this long (0: never)
@@ -1027,9 +1029,11 @@ type flight struct {
 
 const itemInternal = -1
 
-// next pops what to send next — one batch, or for a cluster master as many
-// queued batches as fit in one flight — flushing what is buffered before it
+// next pops what to send next — as many queued batches as fit in one flight
+// (for a standalone target under skipFenced or a throttle, one) — flushing what is buffered before it
 // waits, so that nothing sits in the write buffer while the sender sleeps.
+// A standalone writer with a flight outstanding holds a small queue back
+// until that flight is answered.
 func (s *session) next(ctx context.Context) ([]*Batch, error) {
 	w := s.w
 	w.qmu.Lock()
@@ -1050,12 +1054,40 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 				s.probing = w.skipProbeLocked()
 			}
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
-			if w.cfg.Slotted {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
+			maxOps, coalesce := w.cfg.MaxSendOps, w.cfg.Slotted
+			if !w.cfg.Slotted && !w.skipFenced() && w.cfg.Throttle == nil {
+				// Standalone: queued batches go out as one transaction (see
+				// plan), of a bounded size: the target runs it in one go.
+				// A throttled writer sends batch by batch, so that the
+				// limiter spaces them evenly.
+				maxOps, coalesce = min(maxOps, standaloneSendOps), true
+			}
+			if coalesce {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
 					ops += w.queue[n].Len()
 					size += w.queue[n].Size()
 					n++
 				}
+			}
+			if !w.cfg.Slotted && coalesce && n == len(w.queue) && ops < standaloneHoldOps && len(w.inflight) > 0 {
+				// A standalone flight is answered soon: a short queue
+				// waits for it, to go out with what comes meanwhile as one
+				// larger flight (fewer transactions, syscalls and wake-ups
+				// under a steady load). An idle target gets every batch at
+				// once, a backlog is pipelined.
+				if !flushed {
+					w.qmu.Unlock()
+					err := s.flush()
+					w.qmu.Lock()
+					if err != nil {
+						return nil, err
+					}
+					flushed = true
+					continue
+				}
+				w.cond.Wait()
+				flushed = false
+				continue
 			}
 			bs := append([]*Batch(nil), w.queue[:n]...)
 			clear(w.queue[:n])
@@ -1163,6 +1195,16 @@ func (w *Writer) requeueFront(bs []*Batch) {
 	w.qmu.Unlock()
 }
 
+// standaloneSendOps bounds the commands of the batches a standalone writer
+// coalesces into one flight (one transaction when fenced).
+const standaloneSendOps = 8192
+
+// standaloneHoldOps: a standalone writer with a flight outstanding holds
+// back a queue of fewer commands than this (the batches an idle flush cut
+// short) until the flight is answered; a longer queue (a backlog of full
+// batches) is pipelined at once.
+const standaloneHoldOps = 512
+
 var (
 	cmdSet      = []byte("SET")
 	replyQueued = []byte("+QUEUED\r\n")
@@ -1225,13 +1267,23 @@ func (s *session) plan(bs []*Batch) *flight {
 	}
 	flat := make([]opAt, 0, total) // every group's ops, group after group
 	if !w.cfg.Slotted {
-		// Standalone: one group per batch (a flight holds one batch).
-		b := bs[0]
-		for i := range b.ops {
-			flat = append(flat, opAt{0, int32(i)})
+		// Standalone: one group per run of batches of one stream (a flight
+		// holds the batches that were queued, see next), recording the
+		// position of the run's last batch.
+		for bi := 0; bi < len(bs); {
+			b := bs[bi]
+			key := w.markerOf(b)
+			from, bj := len(flat), bi
+			for ; bj < len(bs) && bs[bj].Stream == b.Stream && w.markerOf(bs[bj]) == key; bj++ {
+				for i := range bs[bj].ops {
+					flat = append(flat, opAt{int32(bj), int32(i)})
+				}
+			}
+			n, last := len(flat), bs[bj-1]
+			f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: w.cfg.Fence && n > from})
+			setMarker(len(f.groups)-1, last, last.Pos.Seq, last.Pos.Offset)
+			bi = bj
 		}
-		f.groups = []group{{ops: flat, marker: w.markerOf(b), multi: w.cfg.Fence && b.Len() > 0}}
-		setMarker(0, b, b.Pos.Seq, b.Pos.Offset)
 		return f
 	}
 	// Position updates: the last batch of each stream in the flight.

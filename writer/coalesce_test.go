@@ -1,0 +1,116 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// TestStandaloneCoalescesExactlyOnce submits many small batches of INCRs
+// (not idempotent) to a standalone writer, two streams with their own
+// markers, while its connection is killed again and again: the batches
+// queued behind an outstanding flight go out together (fewer groups than
+// batches), and every INCR is applied exactly once.
+func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := New(Config{
+		Name:      "ferry-coalesce-test",
+		Dial:      dial.Options{Addr: srv.Addr},
+		MarkerKey: "__ferry:test:pos",
+		Fence:     true,
+		Log:       zerolog.Nop(),
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	cl := srv.Client(t)
+	killed := 0
+	stopKill := make(chan struct{})
+	killDone := make(chan struct{})
+	go func() {
+		defer close(killDone)
+		for {
+			select {
+			case <-stopKill:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			list, err := cl.ClientList(ctx).Result()
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(list, "\n") {
+				if !strings.Contains(line, "name=ferry-coalesce-test") {
+					continue
+				}
+				for _, f := range strings.Fields(line) {
+					if id, ok := strings.CutPrefix(f, "id="); ok {
+						if _, err := strconv.ParseInt(id, 10, 64); err == nil && cl.ClientKillByFilter(ctx, "ID", id).Err() == nil {
+							killed++
+						}
+					}
+				}
+			}
+		}
+	}()
+
+	const batches = 3000
+	want := map[string]int{}
+	var seq uint64
+	offs := [2]int64{}
+	for i := range batches {
+		stream := i % 7 / 5 // runs of batches of stream 0, then stream 1
+		b := NewBatch()
+		b.Stream = stream
+		b.MarkerKey = fmt.Sprintf("__ferry:test:pos:%d", stream)
+		for k := range 1 + i%3 {
+			key := fmt.Sprintf("c:%d:%d", stream, (i+k)%50)
+			b.Add(0, []byte("INCR"), []byte(key))
+			want[key]++
+			seq++
+			offs[stream] += 10
+			b.EndUnit(seq, offs[stream])
+		}
+		b.Pos = Position{Seq: seq, State: StateLive, ReplID: "0123456789012345678901234567890123456789", Offset: offs[stream], Low: -1}
+		if err := w.Submit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	close(stopKill)
+	<-killDone
+	dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer dcancel()
+	if err := w.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	for key, n := range want {
+		got, err := cl.Get(ctx, key).Int()
+		if err != nil || got != n {
+			t.Errorf("%s = %d (%v), want %d", key, got, err, n)
+		}
+	}
+	st := w.Stats()
+	t.Logf("%d batches in %d groups, %d reconnects, %d kills", st.Batches, st.Groups, st.Reconnects, killed)
+	if st.Batches != batches {
+		t.Errorf("%d batches acknowledged, want %d", st.Batches, batches)
+	}
+	if st.Groups >= st.Batches {
+		t.Errorf("%d groups for %d batches: nothing coalesced", st.Groups, st.Batches)
+	}
+	cancel()
+	<-done
+}
