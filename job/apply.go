@@ -27,6 +27,9 @@ import (
 type sink interface {
 	// add sends one parsed command to run in db (-1: any db).
 	add(ctx context.Context, db int, c *router.Command) error
+	// addRaw is add for a command that raw encodes exactly as
+	// resp.AppendCommand encodes c.Args: a sink may send raw as it is.
+	addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
 	addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
 	endUnit(ctx context.Context, pos writer.Position) error
 	dropUnit()
@@ -90,8 +93,12 @@ type applier struct {
 	replid string
 	offset int64     // last byte of the stream processed
 	recv   time.Time // when ferry received the command at hand
-	db     int       // db the stream has selected
-	inTx   bool
+	// raw is the command at hand as the source encoded it, exactly as
+	// resp.AppendCommand encodes its args (nil: not known); sent as it is
+	// when nothing rewrites the command.
+	raw  []byte
+	db   int // db the stream has selected
+	inTx bool
 	// routing: a unit is between moves.enter and moves.exit; unitSlots are
 	// the slots its commands touched, noted at its end.
 	routing   bool
@@ -372,6 +379,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		a.dataEndAt = end
 	}
 	recorded := false
+	orig := c
 	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
 		// The key moves here from stream from: what that stream already
 		// routed for the slot must be applied first. Flush first: two
@@ -442,6 +450,10 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		a.commands.Add(1)
 		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
 			return err
+		}
+		if a.raw != nil && out == orig && (len(a.dbMap) == 0 || len(out.DBArgs()) == 0) {
+			// Nothing rewrote the command: its source encoding goes as it is.
+			return a.out.addRaw(ctx, a.dbOf(out), out, a.raw)
 		}
 		a.mapArgs(out)
 		if err := a.out.add(ctx, a.dbOf(out), out); err != nil {

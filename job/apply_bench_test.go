@@ -78,9 +78,11 @@ func BenchmarkStreamApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			end := base + rr.Consumed()
+			app.raw = rr.Raw()
 			if err := app.command(ctx, args, end); err != nil {
 				b.Fatal(err)
 			}
+			app.raw = nil
 			s.tookCommand(end)
 			app.moves.applied(0, app.recv)
 		}

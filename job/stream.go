@@ -235,7 +235,10 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		}
 		end := base + rr.Consumed()
 		app.recv = frames.TimeAt(rr.Consumed())
-		if err := app.command(ctx, args, end); err != nil {
+		app.raw = rr.Raw()
+		err = app.command(ctx, args, end)
+		app.raw = nil
+		if err != nil {
 			return err
 		}
 		s.tookCommand(end)

@@ -217,5 +217,8 @@ func compareCommandPaths(t *testing.T, in []byte, size int) {
 				t.Fatalf("command %d of %q (buffer %d): arg %d %q and %q", k, in, size, i, a[i], b[i])
 			}
 		}
+		if raw := fast.Raw(); raw != nil && !bytes.Equal(raw, AppendCommand(nil, a...)) {
+			t.Fatalf("command %d of %q (buffer %d): raw %q, encoded %q", k, in, size, raw, AppendCommand(nil, a...))
+		}
 	}
 }

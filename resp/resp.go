@@ -132,6 +132,7 @@ type Reader struct {
 	n     int64  // bytes consumed so far
 	arena []byte // backing store for the args of the last ReadCommand
 	args  [][]byte
+	raw   []byte // the last command's encoding, when read in place (Raw)
 	lim   Limits
 }
 
@@ -295,6 +296,14 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 // callers copy what they keep. A bare newline (the keepalive a master sends
 // while it prepares a snapshot) yields zero args.
 func (r *Reader) ReadCommand() ([][]byte, error) {
+	if r.br.Buffered() == 0 {
+		// Fill the buffer first, so that the command can be read in place.
+		// An error here is what the buffered path would return at once.
+		if _, err := r.br.Peek(1); err != nil {
+			r.raw = nil
+			return nil, err
+		}
+	}
 	if args, ok := r.commandBuffered(); ok {
 		return args, nil
 	}
@@ -308,6 +317,7 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 // buffer's end, a keepalive, a malformed or oversized one — is left
 // untouched (ok=false) for readCommand, which reads it or reports the error.
 func (r *Reader) commandBuffered() (args [][]byte, ok bool) {
+	r.raw = nil
 	b, _ := r.br.Peek(r.br.Buffered())
 	if len(b) < 4 || b[0] != '*' {
 		return nil, false
@@ -333,15 +343,27 @@ func (r *Reader) commandBuffered() (args [][]byte, ok bool) {
 		i = end + 2
 	}
 	r.args = args
+	r.raw = b[:i:i]
 	r.br.Discard(i)
 	r.n += int64(i)
 	return args, true
 }
 
+// Raw is the encoding of the command the last ReadCommand returned when it
+// was read in place: exactly the bytes AppendCommand makes of its args, as
+// the master sent them. nil when it was read through the buffer. Valid until
+// the next read from r.
+func (r *Reader) Raw() []byte { return r.raw }
+
 // scanLen reads the decimal length that starts at b[i] and its CRLF: it
 // returns the length and the index after the CRLF, or j=-1 when b[i:] does
-// not start with 1 to 18 digits and a CRLF (the slow path then decides).
+// not start with 1 to 18 digits without a leading zero and a CRLF (the slow
+// path then decides). Only the canonical spelling passes, so that a command
+// read in place is exactly what AppendCommand makes of its args (Raw).
 func scanLen(b []byte, i int) (n, j int) {
+	if i+1 < len(b) && b[i] == '0' && b[i+1] != '\r' {
+		return 0, -1
+	}
 	k := i
 	for k < len(b) && k-i < 19 {
 		c := b[k]

@@ -167,6 +167,9 @@ func TestReadCommandFastAndBufferedPaths(t *testing.T) {
 				t.Fatal(err)
 			}
 			if args != nil {
+				if size >= 1<<16 && r.Raw() == nil {
+					t.Fatalf("command %d not read in place with a buffer of %d", n, size)
+				}
 				if k := len(args[1]); k != n%37 {
 					t.Fatalf("buffer %d, command %d: key of %d bytes", size, n, k)
 				}
