@@ -114,3 +114,48 @@ func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestStandalonePlanGroups: a standalone flight's batches form one group
+// per run of one stream's batches whose positions grow; the group records
+// its last batch's position. A batch of another stream, or one recording
+// an earlier position (Confirm re-records the last acknowledged one),
+// starts a group of its own.
+func TestStandalonePlanGroups(t *testing.T) {
+	w := New(Config{Name: "plan", MarkerKey: "m", Fence: true, Log: zerolog.Nop()})
+	s := &session{w: w}
+	batch := func(stream int, seq uint64, ops int) *Batch {
+		b := NewBatch()
+		b.Stream = stream
+		b.MarkerKey = fmt.Sprintf("m:%d", stream)
+		for i := range ops {
+			b.Add(0, []byte("INCR"), []byte(fmt.Sprint(i)))
+		}
+		b.EndUnit(seq, int64(seq))
+		b.Pos = Position{Seq: seq, State: StateLive, ReplID: "r", Offset: int64(seq)}
+		return b
+	}
+	bs := []*Batch{batch(0, 10, 2), batch(0, 11, 1), batch(0, 12, 0), batch(1, 13, 1), batch(0, 14, 1), batch(0, 9, 0), batch(0, 15, 1)}
+	f := s.plan(bs)
+	type want struct {
+		marker string
+		seq    uint64
+		ops    int
+		multi  bool
+	}
+	// The batch at seq 9 records an earlier position than the one before
+	// it: it starts a new group (with 15), so that the group of 14 records
+	// 14, not 9.
+	wants := []want{{"m:0", 12, 3, true}, {"m:1", 13, 1, true}, {"m:0", 14, 1, true}, {"m:0", 15, 1, true}}
+	if len(f.groups) != len(wants) {
+		t.Fatalf("%d groups, want %d", len(f.groups), len(wants))
+	}
+	for i, w := range wants {
+		g := f.groups[i]
+		if g.marker != w.marker || g.seq != w.seq || len(g.ops) != w.ops || g.multi != w.multi {
+			t.Errorf("group %d: marker %s seq %d ops %d multi %v, want %+v", i, g.marker, g.seq, len(g.ops), g.multi, w)
+		}
+	}
+	if b := f.groups[3].ops[0].b; bs[b].Pos.Seq != 15 {
+		t.Errorf("the last group's command is from the batch at seq %d", bs[b].Pos.Seq)
+	}
+}

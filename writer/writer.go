@@ -1269,12 +1269,15 @@ func (s *session) plan(bs []*Batch) *flight {
 	if !w.cfg.Slotted {
 		// Standalone: one group per run of batches of one stream (a flight
 		// holds the batches that were queued, see next), recording the
-		// position of the run's last batch.
+		// position of the run's last batch. A run's positions only grow:
+		// a batch that records an earlier position (Confirm re-records the
+		// last acknowledged one) starts a new group, so that no group's
+		// marker is below a unit it applies.
 		for bi := 0; bi < len(bs); {
 			b := bs[bi]
 			key := w.markerOf(b)
 			from, bj := len(flat), bi
-			for ; bj < len(bs) && bs[bj].Stream == b.Stream && w.markerOf(bs[bj]) == key; bj++ {
+			for ; bj < len(bs) && bs[bj].Stream == b.Stream && w.markerOf(bs[bj]) == key && (bj == bi || bs[bj].Pos.Seq >= bs[bj-1].Pos.Seq); bj++ {
 				for i := range bs[bj].ops {
 					flat = append(flat, opAt{int32(bj), int32(i)})
 				}
