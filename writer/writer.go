@@ -1054,16 +1054,17 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 				s.probing = w.skipProbeLocked()
 			}
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
-			maxOps, coalesce := w.cfg.MaxSendOps, w.cfg.Slotted
+			maxOps, maxBytes, coalesce := w.cfg.MaxSendOps, w.cfg.MaxInflight/2, w.cfg.Slotted
 			if !w.cfg.Slotted && !w.skipFenced() && w.cfg.Throttle == nil {
 				// Standalone: queued batches go out as one transaction (see
-				// plan), of a bounded size: the target runs it in one go.
-				// A throttled writer sends batch by batch, so that the
+				// plan), of a bounded size: the target runs it in one go,
+				// and what is in flight stays within MaxInflight. A
+				// throttled writer sends batch by batch, so that the
 				// limiter spaces them evenly.
-				maxOps, coalesce = min(maxOps, standaloneSendOps), true
+				maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, w.cfg.MaxInflight-w.inflightBytes), true
 			}
 			if coalesce {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= maxBytes {
 					ops += w.queue[n].Len()
 					size += w.queue[n].Size()
 					n++
