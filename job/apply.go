@@ -29,6 +29,9 @@ import (
 type sink interface {
 	// add sends one parsed command to run in db (-1: any db).
 	add(ctx context.Context, db int, c *router.Command) error
+	// addRaw is add for a command that raw encodes exactly as
+	// resp.AppendCommand encodes c.Args: a sink may send raw as it is.
+	addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
 	addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
 	endUnit(ctx context.Context, pos writer.Position) error
 	dropUnit()
@@ -92,16 +95,23 @@ type applier struct {
 	replid string
 	offset int64     // last byte of the stream processed
 	recv   time.Time // when ferry received the command at hand
-	db     int       // db the stream has selected
-	inTx   bool
+	// raw is the command at hand as the source encoded it, exactly as
+	// resp.AppendCommand encodes its args (nil: not known); sent as it is
+	// when nothing rewrites the command.
+	raw  []byte
+	db   int // db the stream has selected
+	inTx bool
 	// routing: a unit is between moves.enter and moves.exit; unitSlots are
 	// the slots its commands touched, noted at its end.
 	routing   bool
 	unitSlots []int
 
 	// dataEnd is the end offset of the last stream command that changed
-	// data (not a PING, PUBLISH, REPLCONF or SELECT).
-	dataEnd atomic.Int64
+	// data (not a PING, PUBLISH, REPLCONF or SELECT), as published by the
+	// consumer (see stream.publish) for rewind; dataEndAt is the consumer's
+	// own, up to date. setDataEnd sets both.
+	dataEnd   atomic.Int64
+	dataEndAt int64
 
 	keys, expired, commands, skipped, filtered atomic.Int64
 	empty                                      atomic.Int64 // empty collections skipped
@@ -124,11 +134,17 @@ func (a *applier) mapDB(db int) int {
 	return db
 }
 
+// setDataEnd sets dataEnd, published at once.
+func (a *applier) setDataEnd(off int64) {
+	a.dataEndAt = off
+	a.dataEnd.Store(off)
+}
+
 // beginSnapshot prepares for a new snapshot at (replid, offset).
 func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
 	a.resumed = false
-	a.dataEnd.Store(offset)
+	a.setDataEnd(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
 	a.unitSlots = a.unitSlots[:0] // the unfinished unit is dropped: nothing of it to note
 	a.endRouting(0)
@@ -372,7 +388,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 	if err != nil {
 		return err
 	}
-	if a.flushReq.Swap(false) {
+	if a.flushReq.Load() && a.flushReq.Swap(false) { // a load first: a swap is a locked instruction
 		return a.flush(ctx)
 	}
 	return nil
@@ -382,13 +398,14 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 // MULTI...): through the move registry, the filter, and the sink.
 func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) error {
 	if !c.Has(router.PubSub) {
-		a.dataEnd.Store(end)
+		a.dataEndAt = end
 	}
 	recorded := false
 	if a.moves.foreignMove(a.stream, c) {
 		return fault.PermanentErr("", "", "when the source's resharding is over, run all N processes again: shards whose assignment changed are copied anew (full resync, swept)",
 			fmt.Errorf("stream at offset %d: key %q: %w", end, clip(c.Args[1]), ErrCrossProcessMove))
 	}
+	orig := c
 	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
 		// The key moves here from stream from: what that stream already
 		// routed for the slot must be applied first. Flush first: two
@@ -465,6 +482,10 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		a.commands.Add(1)
 		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
 			return err
+		}
+		if a.raw != nil && out == orig && (len(a.dbMap) == 0 || len(out.DBArgs()) == 0) {
+			// Nothing rewrote the command: its source encoding goes as it is.
+			return a.out.addRaw(ctx, a.dbOf(out), out, a.raw)
 		}
 		a.mapArgs(out)
 		if err := a.out.add(ctx, a.dbOf(out), out); err != nil {

@@ -271,7 +271,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 		if pos, ok := tgt.resumeFor(i, id, id2); ok {
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
-			s.app.dataEnd.Store(pos.Offset)
+			s.app.setDataEnd(pos.Offset)
 			s.setProcessed(pos.Offset)
 			s.app.resumed = true
 			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")

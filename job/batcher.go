@@ -13,7 +13,7 @@ import (
 // or one command of a rewritten key — so that a fenced batch never applies a
 // source transaction in part.
 type batcher struct {
-	w         *writer.Writer
+	w         submitter
 	cur       *writer.Batch
 	maxOps    int
 	maxBytes  int
@@ -24,9 +24,15 @@ type batcher struct {
 	pos        writer.Position // position at the last unit boundary
 	dirty      bool            // pos advanced since the last submitted batch
 	lastSubmit time.Time
+	units      int // units ended since the clock was last read
 }
 
-func newBatcher(w *writer.Writer, maxOps int, maxBytes int64) *batcher {
+// submitter takes a batcher's batches: a *writer.Writer.
+type submitter interface {
+	Submit(ctx context.Context, b *writer.Batch) error
+}
+
+func newBatcher(w submitter, maxOps int, maxBytes int64) *batcher {
 	return &batcher{w: w, cur: writer.NewBatch(), maxOps: maxOps, maxBytes: int(maxBytes)}
 }
 
@@ -36,6 +42,12 @@ func newBatcher(w *writer.Writer, maxOps int, maxBytes int64) *batcher {
 // migrate's caught-up check all wait for it.
 const positionEvery = 100 * time.Millisecond
 
+// clockEvery is how many units may end between two readings of the clock
+// for positionEvery: reading it per unit is a measurable share of the apply
+// path. A stream that goes quiet is flushed by the consumer's idle flush, so
+// the position never waits for more units.
+const clockEvery = 16
+
 // endUnit records that everything added so far forms complete units that
 // bring the target to pos (pos.Seq numbers the unit), and submits the batch
 // if it is full or the position has not been submitted for a while.
@@ -44,8 +56,14 @@ func (b *batcher) endUnit(ctx context.Context, pos writer.Position) error {
 	b.pos = pos
 	b.dirty = true
 	b.unitStart = b.cur.Len()
-	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes || time.Since(b.lastSubmit) >= positionEvery {
+	if b.cur.Len() >= b.maxOps || b.cur.Size() >= b.maxBytes {
 		return b.submit(ctx)
+	}
+	if b.units++; b.units >= clockEvery {
+		b.units = 0
+		if time.Since(b.lastSubmit) >= positionEvery {
+			return b.submit(ctx)
+		}
 	}
 	return nil
 }
@@ -71,6 +89,7 @@ func (b *batcher) submit(ctx context.Context) error {
 	b.cur = writer.NewBatch()
 	b.unitStart = 0
 	b.dirty = false
+	b.units = 0
 	b.lastSubmit = time.Now()
 	return b.w.Submit(ctx, batch)
 }

@@ -539,6 +539,11 @@ func (s *clusterSink) add(ctx context.Context, db int, c *router.Command) error 
 	return nil
 }
 
+// addRaw routes c by its parsed args: a command may split across slots.
+func (s *clusterSink) addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
+	return s.add(ctx, db, c)
+}
+
 // addKeyless sends a command that touches no key where its table flags say:
 // to every master (router.Broadcast: FLUSHALL, FUNCTION LOAD…) or, for a
 // publish (router.PubSub), to one: the cluster bus spreads it. A command

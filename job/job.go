@@ -225,6 +225,7 @@ func (j *job) addRDB(n int64) {
 // light load.
 func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
+	s.publish()
 	s.app.moves.applied(s.i, time.Now())
 	if !s.app.inTx {
 		if err := s.app.flush(ctx); err != nil {

@@ -192,6 +192,11 @@ func (s *single) add(ctx context.Context, db int, c *router.Command) error {
 	return nil
 }
 
+func (s *single) addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
+	s.b.cur.AddEncoded(db, -1, raw)
+	return nil
+}
+
 func (s *single) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
 	return s.b.cur.AddWith(db, -1, encode)
 }

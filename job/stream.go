@@ -36,13 +36,18 @@ type stream struct {
 	sweep     bool          // the next snapshot must sweep what earlier data left behind
 	rdbSize   atomic.Int64
 	rdbOff    atomic.Int64
-	processed atomic.Int64 // offset of the last stream command the applier took
+	processed atomic.Int64 // offset of the last stream command the applier took, as published
 	procNote  notifier     // processed moved
 	phase     atomic.Pointer[status.Phase]
 	// expectKeys is the source's key count when the attempt began (-1
 	// unknown): a diskless snapshot's size is known only at its end, so
 	// its progress is told by keys.
 	expectKeys atomic.Int64
+	// took is, while the stream applies commands, the end of the last one
+	// the applier took: published to processed every publishEvery commands
+	// and whenever the consumer waits (see publish).
+	took, published int64
+	sincePublish    int
 }
 
 // sourceReader reads one source shard into the stream's spool: a
@@ -97,11 +102,40 @@ func (s *stream) rewind(ctx context.Context, to int64) bool {
 const rewindWait = 10 * time.Second
 
 func (s *stream) setProcessed(off int64) {
+	s.took, s.published = off, off
 	s.processed.Store(off)
 	s.procNote.notify()
 }
 
 func (s *stream) setPhase(p status.Phase) { s.phase.Store(&p) }
+
+// publishEvery is how many stream commands the consumer applies between two
+// publications of its progress (processed, the applier's dataEnd): they are
+// atomic stores, a measurable share of the apply path per command.
+const publishEvery = 64
+
+// tookCommand notes that the applier took the stream command ending at end.
+func (s *stream) tookCommand(end int64) {
+	s.took = end
+	if s.sincePublish++; s.sincePublish >= publishEvery {
+		s.publish()
+	}
+}
+
+// publish makes what the consumer took visible to rewind: dataEnd first,
+// so that a reader of processed finds a dataEnd at least as recent. Called
+// from the consumer's goroutine only: every publishEvery commands, before it
+// waits for the spool (idle), and when the stream ends.
+func (s *stream) publish() {
+	if s.took == s.published {
+		return
+	}
+	s.sincePublish = 0
+	s.app.dataEnd.Store(s.app.dataEndAt)
+	s.published = s.took
+	s.processed.Store(s.took)
+	s.procNote.notify()
+}
 
 func (s *stream) Phase() status.Phase {
 	if p := s.phase.Load(); p != nil {
@@ -179,6 +213,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		rr.SetLimits(lim)
 	}
 	base := app.offset
+	defer s.publish()
 	for {
 		if j.stopping.Load() {
 			app.out.dropUnit()
@@ -205,10 +240,13 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		}
 		end := base + rr.Consumed()
 		app.recv = frames.TimeAt(rr.Consumed())
-		if err := app.command(ctx, args, end); err != nil {
+		app.raw = rr.Raw()
+		err = app.command(ctx, args, end)
+		app.raw = nil
+		if err != nil {
 			return err
 		}
-		s.setProcessed(end)
+		s.tookCommand(end)
 		app.moves.applied(s.i, app.recv)
 	}
 }

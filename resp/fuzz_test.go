@@ -174,3 +174,51 @@ func checkErr(t *testing.T, err error) {
 	}
 	t.Fatalf("unexpected error %v", err)
 }
+
+// FuzzReadCommandPaths: ReadCommand's in-buffer fast path reads exactly what
+// the buffered path reads (args, consumed bytes, errors), whatever the
+// buffer size cuts.
+func FuzzReadCommandPaths(f *testing.F) {
+	for _, s := range []string{"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n", "\n\n*1\r\n$4\r\nPING\r\n", "*1\r\n$+3\r\nabc\r\n", "*1\r\n$0003\r\nabc\r\n", "*0\r\n", "*2147483647\r\n"} {
+		f.Add([]byte(s), uint8(0))
+	}
+	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n"), uint8(7))
+	f.Add([]byte("*1\r\n$-1\r\n*2\r\n$1\r\na\r\n$1\r\nbX\n"), uint8(20))
+	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
+		compareCommandPaths(t, in, 16+int(size))
+	})
+}
+
+// compareCommandPaths reads in with ReadCommand and with its buffered path
+// alone, and fails on any difference.
+func compareCommandPaths(t *testing.T, in []byte, size int) {
+	t.Helper()
+	fast := NewReader(bytes.NewReader(in), size)
+	slow := NewReader(bytes.NewReader(in), size)
+	fast.SetLimits(fuzzLimits)
+	slow.SetLimits(fuzzLimits)
+	for k := 0; ; k++ {
+		a, ferr := fast.ReadCommand()
+		b, serr := slow.readCommand()
+		if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+			t.Fatalf("command %d of %q (buffer %d): fast path %v, buffered path %v", k, in, size, ferr, serr)
+		}
+		if fast.Consumed() != slow.Consumed() {
+			t.Fatalf("command %d of %q (buffer %d): consumed %d and %d", k, in, size, fast.Consumed(), slow.Consumed())
+		}
+		if ferr != nil {
+			return
+		}
+		if len(a) != len(b) || (a == nil) != (b == nil) {
+			t.Fatalf("command %d of %q (buffer %d): %q and %q", k, in, size, a, b)
+		}
+		for i := range a {
+			if !bytes.Equal(a[i], b[i]) {
+				t.Fatalf("command %d of %q (buffer %d): arg %d %q and %q", k, in, size, i, a[i], b[i])
+			}
+		}
+		if raw := fast.Raw(); raw != nil && !bytes.Equal(raw, AppendCommand(nil, a...)) {
+			t.Fatalf("command %d of %q (buffer %d): raw %q, encoded %q", k, in, size, raw, AppendCommand(nil, a...))
+		}
+	}
+}

@@ -132,6 +132,7 @@ type Reader struct {
 	n     int64  // bytes consumed so far
 	arena []byte // backing store for the args of the last ReadCommand
 	args  [][]byte
+	raw   []byte // the last command's encoding, when read in place (Raw)
 	lim   Limits
 }
 
@@ -290,10 +291,97 @@ func (r *Reader) readBulk(n int) ([]byte, error) {
 }
 
 // ReadCommand reads one command as a master sends it to a replica: an array of
-// bulk strings. The returned args share one arena that is reused by the next
-// call; callers copy what they keep. A bare newline (the keepalive a master
-// sends while it prepares a snapshot) yields zero args.
+// bulk strings. The returned args are valid until the next read from r: they
+// point into the Reader's buffer or into an arena the next call reuses;
+// callers copy what they keep. A bare newline (the keepalive a master sends
+// while it prepares a snapshot) yields zero args.
 func (r *Reader) ReadCommand() ([][]byte, error) {
+	if r.br.Buffered() == 0 {
+		// Fill the buffer first, so that the command can be read in place.
+		// An error here is what the buffered path would return at once.
+		if _, err := r.br.Peek(1); err != nil {
+			r.raw = nil
+			return nil, err
+		}
+	}
+	if args, ok := r.commandBuffered(); ok {
+		return args, nil
+	}
+	return r.readCommand()
+}
+
+// commandBuffered is ReadCommand's fast path: a command that is already whole
+// in the buffer, in the plain spelling a master sends (no sign, no leading
+// '+', at most 18 digits per length), is scanned in place and its args point
+// into the buffer, without a copy. Anything else — a command cut by the
+// buffer's end, a keepalive, a malformed or oversized one — is left
+// untouched (ok=false) for readCommand, which reads it or reports the error.
+func (r *Reader) commandBuffered() (args [][]byte, ok bool) {
+	r.raw = nil
+	b, _ := r.br.Peek(r.br.Buffered())
+	if len(b) < 4 || b[0] != '*' {
+		return nil, false
+	}
+	argc, i := scanLen(b, 1)
+	if i < 0 || argc < 1 || int64(argc) > r.lim.MaxArray {
+		return nil, false
+	}
+	args = r.args[:0]
+	for range argc {
+		if i >= len(b) || b[i] != '$' {
+			return nil, false
+		}
+		n, j := scanLen(b, i+1)
+		if j < 0 || int64(n) > r.lim.MaxBulk {
+			return nil, false
+		}
+		end := j + n
+		if end+2 > len(b) || end < j || b[end] != '\r' || b[end+1] != '\n' {
+			return nil, false
+		}
+		args = append(args, b[j:end:end])
+		i = end + 2
+	}
+	r.args = args
+	r.raw = b[:i:i]
+	r.br.Discard(i)
+	r.n += int64(i)
+	return args, true
+}
+
+// Raw is the encoding of the command the last ReadCommand returned when it
+// was read in place: exactly the bytes AppendCommand makes of its args, as
+// the master sent them. nil when it was read through the buffer. Valid until
+// the next read from r.
+func (r *Reader) Raw() []byte { return r.raw }
+
+// scanLen reads the decimal length that starts at b[i] and its CRLF: it
+// returns the length and the index after the CRLF, or j=-1 when b[i:] does
+// not start with 1 to 18 digits without a leading zero and a CRLF (the slow
+// path then decides). Only the canonical spelling passes, so that a command
+// read in place is exactly what AppendCommand makes of its args (Raw).
+func scanLen(b []byte, i int) (n, j int) {
+	if i+1 < len(b) && b[i] == '0' && b[i+1] != '\r' {
+		return 0, -1
+	}
+	k := i
+	for k < len(b) && k-i < 19 {
+		c := b[k]
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+		k++
+	}
+	if k == i || k-i > 18 || k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' {
+		return 0, -1
+	}
+	return n, k + 2
+}
+
+// readCommand is ReadCommand reading through the buffer: commands cut by the
+// buffer's end, larger than it, keepalives, and every error.
+func (r *Reader) readCommand() ([][]byte, error) {
 	line, err := r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -431,6 +519,29 @@ func (r *Reader) crlf() error {
 }
 
 func parseInt(b []byte) (int64, error) {
+	// The common spelling, 1 to 18 digits and an optional '-', without
+	// strconv; anything else (a '+', more digits, junk) goes through it.
+	if len(b) > 0 && len(b) <= 18 {
+		d := b
+		if d[0] == '-' {
+			d = d[1:]
+		}
+		var n int64
+		ok := len(d) > 0
+		for _, c := range d {
+			if c < '0' || c > '9' {
+				ok = false
+				break
+			}
+			n = n*10 + int64(c-'0')
+		}
+		if ok {
+			if len(d) < len(b) {
+				n = -n
+			}
+			return n, nil
+		}
+	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, clip(b))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -135,5 +136,58 @@ func TestSkipRepeated(t *testing.T) {
 	}
 	if n := r.SkipRepeated(q, 10); n != 1 || r.Consumed() != int64(len(in)) {
 		t.Fatalf("skipped %d, consumed %d of %d", n, r.Consumed(), len(in))
+	}
+}
+
+// A stream of commands of every size, read through buffers of many sizes:
+// commands whole in the buffer take the fast path, the ones the buffer cuts
+// the buffered path; both read the same.
+func TestReadCommandFastAndBufferedPaths(t *testing.T) {
+	var in []byte
+	for i := range 300 {
+		args := [][]byte{[]byte("SET"), bytes.Repeat([]byte{'k'}, i%37)}
+		if i%5 == 0 {
+			args = append(args, bytes.Repeat([]byte("v\r\n"), i))
+		}
+		if i%11 == 0 {
+			in = append(in, '\n') // keepalive
+		}
+		in = AppendCommand(in, args...)
+	}
+	for _, size := range []int{16, 17, 31, 64, 100, 257, 1000, 4096, 1 << 16} {
+		compareCommandPaths(t, in, size)
+		r := NewReader(bytes.NewReader(in), size)
+		n := 0
+		for {
+			args, err := r.ReadCommand()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if args != nil {
+				if size >= 1<<16 && r.Raw() == nil {
+					t.Fatalf("command %d not read in place with a buffer of %d", n, size)
+				}
+				if k := len(args[1]); k != n%37 {
+					t.Fatalf("buffer %d, command %d: key of %d bytes", size, n, k)
+				}
+				n++
+			}
+		}
+		if n != 300 || r.Consumed() != int64(len(in)) {
+			t.Fatalf("buffer %d: %d commands, consumed %d of %d", size, n, r.Consumed(), len(in))
+		}
+	}
+}
+
+func TestParseInt(t *testing.T) {
+	for _, s := range []string{"0", "-0", "-1", "12", "0003", "+3", "-", "", "1a", "999999999999999999", "9999999999999999999", "-999999999999999999", "9223372036854775807", "9223372036854775808", " 1"} {
+		got, err := parseInt([]byte(s))
+		want, werr := strconv.ParseInt(s, 10, 64)
+		if (err == nil) != (werr == nil) || err == nil && got != want {
+			t.Errorf("parseInt(%q) = %d, %v; strconv: %d, %v", s, got, err, want, werr)
+		}
 	}
 }

@@ -120,7 +120,18 @@ type table map[string]*spec
 type index struct {
 	names []string // upper-case names; "" for an empty slot
 	specs []*spec
+	words []uint64 // the first 8 bytes of each name (see word): a short name compares as one word
 	mask  uint32
+}
+
+// word packs the first 8 bytes of name, zero-padded: two names of the same
+// length up to 8 bytes are equal when their words are.
+func word(name []byte) uint64 {
+	var w uint64
+	for i, c := range name[:min(len(name), 8)] {
+		w |= uint64(c) << (8 * i)
+	}
+	return w
 }
 
 const (
@@ -133,7 +144,7 @@ func newIndex(t table) index {
 	for n < 2*len(t) { // at most half full: probes stay short
 		n *= 2
 	}
-	ix := index{names: make([]string, n), specs: make([]*spec, n), mask: uint32(n - 1)}
+	ix := index{names: make([]string, n), specs: make([]*spec, n), words: make([]uint64, n), mask: uint32(n - 1)}
 	for name, s := range t {
 		h := uint32(fnvOffset)
 		for i := 0; i < len(name); i++ {
@@ -141,7 +152,7 @@ func newIndex(t table) index {
 		}
 		for i := h & ix.mask; ; i = (i + 1) & ix.mask {
 			if ix.names[i] == "" {
-				ix.names[i], ix.specs[i] = name, s
+				ix.names[i], ix.specs[i], ix.words[i] = name, s, word([]byte(name))
 				break
 			}
 		}
@@ -192,6 +203,18 @@ func (ix *index) findLong(name []byte) *spec {
 func (ix *index) probe(h uint32, up []byte) *spec {
 	if len(ix.names) == 0 {
 		return nil
+	}
+	if len(up) <= 8 {
+		w := word(up)
+		for i := h & ix.mask; ; i = (i + 1) & ix.mask {
+			n := ix.names[i]
+			if n == "" {
+				return nil
+			}
+			if len(n) == len(up) && ix.words[i] == w {
+				return ix.specs[i]
+			}
+		}
 	}
 	for i := h & ix.mask; ; i = (i + 1) & ix.mask {
 		n := ix.names[i]

@@ -165,6 +165,12 @@ func (b *Batch) op(i int) []byte {
 	return b.buf[o.start:o.end]
 }
 
+// Command returns the encoding of command i and the db it runs in (-1: any
+// db). The bytes belong to the batch.
+func (b *Batch) Command(i int) (enc []byte, db int) {
+	return b.op(i), int(b.ops[i].db)
+}
+
 // Describe names command i for an error message: the command and its key,
 // never its values (they may be large or secret).
 func (b *Batch) Describe(i int) string {

@@ -22,12 +22,18 @@ func BenchmarkFence(b *testing.B) {
 	for _, slotted := range []bool{false, true} {
 		for _, fence := range []bool{false, true} {
 			name := fmt.Sprintf("slotted=%v/fence=%v", slotted, fence)
-			b.Run(name, func(b *testing.B) { benchFence(b, slotted, fence) })
+			b.Run(name, func(b *testing.B) { benchFence(b, slotted, fence, 512) })
 		}
 	}
 }
 
-func benchFence(b *testing.B, slotted, fence bool) {
+// BenchmarkFenceSmallBatches is BenchmarkFence (standalone, fenced) with
+// the small batches a consumer's idle flush cuts under a steady load.
+func BenchmarkFenceSmallBatches(b *testing.B) {
+	benchFence(b, false, true, 32)
+}
+
+func benchFence(b *testing.B, slotted, fence bool, batchOps int) {
 	var args []string
 	if slotted {
 		args = []string{"--cluster-enabled", "yes"}
@@ -69,7 +75,6 @@ func benchFence(b *testing.B, slotted, fence bool) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 
-	const batchOps = 512
 	rng := rand.New(rand.NewPCG(1, 2))
 	var seq uint64
 	var off int64

@@ -105,13 +105,26 @@ func (s *session) plan(bs []*Batch) *flight {
 	}
 	flat := make([]opAt, 0, total) // every group's ops, group after group
 	if !w.cfg.Slotted {
-		// Standalone: one group per batch (a flight holds one batch).
-		b := bs[0]
-		for i := range b.ops {
-			flat = append(flat, opAt{0, int32(i)})
+		// Standalone: one group per run of batches of one stream (a flight
+		// holds the batches that were queued, see next), recording the
+		// position of the run's last batch. A run's positions only grow:
+		// a batch that records an earlier position (Confirm re-records the
+		// last acknowledged one) starts a new group, so that no group's
+		// marker is below a unit it applies.
+		for bi := 0; bi < len(bs); {
+			b := bs[bi]
+			key := w.markerOf(b)
+			from, bj := len(flat), bi
+			for ; bj < len(bs) && bs[bj].Stream == b.Stream && w.markerOf(bs[bj]) == key && (bj == bi || bs[bj].Pos.Seq >= bs[bj-1].Pos.Seq); bj++ {
+				for i := range bs[bj].ops {
+					flat = append(flat, opAt{int32(bj), int32(i)})
+				}
+			}
+			n, last := len(flat), bs[bj-1]
+			f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: w.cfg.Fence && n > from})
+			setMarker(len(f.groups)-1, last, last.Pos.Seq, last.Pos.Offset)
+			bi = bj
 		}
-		f.groups = []group{{ops: flat, marker: w.markerOf(b), multi: w.cfg.Fence && b.Len() > 0}}
-		setMarker(0, b, b.Pos.Seq, b.Pos.Offset)
 		return f
 	}
 	// Position updates: the last batch of each stream in the flight.

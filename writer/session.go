@@ -152,9 +152,11 @@ func classify(addr string, err error) error {
 	return err
 }
 
-// next pops what to send next — one batch, or for a cluster master as many
-// queued batches as fit in one flight — flushing what is buffered before it
+// next pops what to send next — as many queued batches as fit in one flight
+// (for a standalone target under skipFenced or a throttle, one) — flushing what is buffered before it
 // waits, so that nothing sits in the write buffer while the sender sleeps.
+// A standalone writer with a flight outstanding holds a small queue back
+// until that flight is answered.
 func (s *session) next(ctx context.Context) ([]*Batch, error) {
 	w := s.w
 	w.qmu.Lock()
@@ -175,12 +177,41 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 				s.probing = w.skipProbeLocked()
 			}
 			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
-			if w.cfg.Slotted {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= w.cfg.MaxSendOps && int64(size+w.queue[n].Size()) <= w.cfg.MaxInflight/2 {
+			maxOps, maxBytes, coalesce := w.cfg.MaxSendOps, w.cfg.MaxInflight/2, w.cfg.Slotted
+			if !w.cfg.Slotted && !w.skipFenced() && w.cfg.Throttle == nil {
+				// Standalone: queued batches go out as one transaction (see
+				// plan), of a bounded size: the target runs it in one go,
+				// and what is in flight stays within MaxInflight. A
+				// throttled writer sends batch by batch, so that the
+				// limiter spaces them evenly.
+				maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, w.cfg.MaxInflight-w.inflightBytes), true
+			}
+			if coalesce {
+				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= maxBytes {
 					ops += w.queue[n].Len()
 					size += w.queue[n].Size()
 					n++
 				}
+			}
+			if !w.cfg.Slotted && coalesce && n == len(w.queue) && ops < standaloneHoldOps && len(w.inflight) > 0 {
+				// A standalone flight is answered soon: a short queue
+				// waits for it, to go out with what comes meanwhile as one
+				// larger flight (fewer transactions, syscalls and wake-ups
+				// under a steady load). An idle target gets every batch at
+				// once, a backlog is pipelined.
+				if !flushed {
+					w.qmu.Unlock()
+					err := s.flush()
+					w.qmu.Lock()
+					if err != nil {
+						return nil, err
+					}
+					flushed = true
+					continue
+				}
+				w.cond.Wait()
+				flushed = false
+				continue
 			}
 			bs := append([]*Batch(nil), w.queue[:n]...)
 			clear(w.queue[:n])
@@ -287,6 +318,16 @@ func (w *Writer) requeueFront(bs []*Batch) {
 	}
 	w.qmu.Unlock()
 }
+
+// standaloneSendOps bounds the commands of the batches a standalone writer
+// coalesces into one flight (one transaction when fenced).
+const standaloneSendOps = 8192
+
+// standaloneHoldOps: a standalone writer with a flight outstanding holds
+// back a queue of fewer commands than this (the batches an idle flush cut
+// short) until the flight is answered; a longer queue (a backlog of full
+// batches) is pipelined at once.
+const standaloneHoldOps = 512
 
 func (s *session) write(bs []*Batch) error {
 	w := s.w

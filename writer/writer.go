@@ -6,7 +6,9 @@
 //
 // The fence: commands go to the target in groups, each a MULTI/EXEC that also
 // writes a marker key recording the last unit it holds. On a standalone
-// target a group is a whole batch and there is one marker per source shard.
+// target a group is one or more whole batches of one source shard (the
+// batches queued while the previous flight was answered) and there is one
+// marker per source shard.
 // On a cluster master a transaction must stay in one slot, so a group is the
 // commands of one slot and each slot has its own marker (which moves with the
 // slot's data when the cluster reshards or fails over). Groups are applied in
@@ -77,7 +79,7 @@ type Config struct {
 	// a small buffer in front of the connection. A backlog belongs in the
 	// spool, which spills to disk, not in memory per target master.
 	MaxQueued         int64
-	MaxSendOps        int           // slotted: commands coalesced into one flight (default 20000)
+	MaxSendOps        int           // commands coalesced into one flight (default 200000; standalone at most standaloneSendOps)
 	IOTimeout         time.Duration // no reply for this long while commands are outstanding: the link is dead (default 20 s)
 	KeepaliveFallback time.Duration // ping interval when the server's timeout is 0 or unknown
 	MaxConnAge        time.Duration // retire the connection after this long (0: never)
