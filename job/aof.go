@@ -64,7 +64,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 	var txCommands int64 // commands counted before the open transaction
 	for {
 		if j.stopping.Load() {
-			app.out.dropUnit()
+			app.out.DropUnit()
 			return interrupted
 		}
 		c, err := r.Next()
@@ -72,7 +72,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 			break
 		}
 		if err != nil {
-			app.out.dropUnit()
+			app.out.DropUnit()
 			return err
 		}
 		if c.File != file {
@@ -90,7 +90,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 		if app.inTx {
 			// The transaction has no EXEC: nothing of it is applied, as
 			// redis-server reverts it.
-			app.out.dropUnit()
+			app.out.DropUnit()
 			app.inTx = false
 			app.commands.Store(txCommands)
 		}
@@ -114,9 +114,9 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 // ones anyway (proto-max-bulk-len).
 func (j *job) maxArg() int64 {
 	m := int64(512 << 20)
-	for _, n := range j.tgt.nodes() {
-		if n.maxBulk > 0 {
-			m = max(m, n.maxBulk)
+	for _, n := range j.tgt.Nodes() {
+		if n.MaxBulk > 0 {
+			m = max(m, n.MaxBulk)
 		}
 	}
 	return m

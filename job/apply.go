@@ -20,22 +20,19 @@ import (
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
 
 // sink receives the applier's commands and cuts them into batches for the
-// target's writers (one for a standalone target, one per master for a
-// cluster, routed by slot).
+// target's writers (see target.Sink).
 type sink interface {
-	// add sends one parsed command to run in db (-1: any db).
-	add(ctx context.Context, db int, c *router.Command) error
-	// addRaw is add for a command that raw encodes exactly as
-	// resp.AppendCommand encodes c.Args: a sink may send raw as it is.
-	addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
-	addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
-	endUnit(ctx context.Context, pos writer.Position) error
-	dropUnit()
-	flush(ctx context.Context) error
+	Add(ctx context.Context, db int, c *router.Command) error
+	AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
+	AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
+	EndUnit(ctx context.Context, pos writer.Position) error
+	DropUnit()
+	Flush(ctx context.Context) error
 }
 
 // applier turns snapshot records and stream commands into target commands.
@@ -140,6 +137,14 @@ func (a *applier) setDataEnd(off int64) {
 	a.dataEnd.Store(off)
 }
 
+// The applier is the target.Feed of its sink: what the sink reads of the
+// command at hand.
+
+func (a *applier) Stream() int        { return a.stream }
+func (a *applier) Offset() int64      { return a.offset }
+func (a *applier) Resumed() bool      { return a.resumed }
+func (a *applier) ReplIDs() [2]string { return a.replIDs }
+
 // beginSnapshot prepares for a new snapshot at (replid, offset).
 func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
@@ -167,7 +172,7 @@ func (a *applier) livePos() writer.Position {
 
 // flush submits everything the applier holds, at a unit boundary.
 func (a *applier) flush(ctx context.Context) error {
-	if err := a.out.flush(ctx); err != nil {
+	if err := a.out.Flush(ctx); err != nil {
 		return err
 	}
 	a.flushed.Store(a.lastSeq)
@@ -180,7 +185,7 @@ func (a *applier) flush(ctx context.Context) error {
 // without them unless the user asked for that.
 func fieldTTLError(rec *rdb.Record) error {
 	return fault.PermanentErr("", "", `migrate into Redis 7.4+ (or Valkey 9+), or set on_unsupported = "drop" to copy the hashes without their field TTLs (counted)`,
-		fmt.Errorf("source hash %q (db %d) has per-field TTLs, which the target cannot hold (it does not know HPEXPIREAT)", clip(rec.Key), rec.DB))
+		fmt.Errorf("source hash %q (db %d) has per-field TTLs, which the target cannot hold (it does not know HPEXPIREAT)", router.Clip(rec.Key), rec.DB))
 }
 
 // record applies one snapshot record.
@@ -223,7 +228,7 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 		if err := a.addArgs(ctx, -1, [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), rec.Code}); err != nil {
 			return err
 		}
-		return a.out.endUnit(ctx, a.snapshotPos())
+		return a.out.EndUnit(ctx, a.snapshotPos())
 	case rdb.KindModuleAux:
 		if !a.warnedModuleAux {
 			a.warnedModuleAux = true
@@ -237,7 +242,7 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	if rec.Empty() {
 		// Redis skips these when it loads an RDB, and refuses their RESTORE.
 		if n := a.empty.Add(1); n <= 10 {
-			a.log.Warn().Int("db", rec.DB).Str("key", clip(rec.Key)).Msg("skipping an empty collection, as Redis does when it loads an RDB")
+			a.log.Warn().Int("db", rec.DB).Str("key", router.Clip(rec.Key)).Msg("skipping an empty collection, as Redis does when it loads an RDB")
 		}
 		return nil
 	}
@@ -245,8 +250,8 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		a.expired.Add(1)
 		return nil
 	}
-	if ownKey(a.jobName, rec.Key) {
-		return ownKeyError(a.jobName, rec.DB, rec.Key)
+	if target.OwnKey(a.jobName, rec.Key) {
+		return target.OwnKeyError(a.jobName, rec.DB, rec.Key)
 	}
 	if a.noModules && isModule(rec.Type) {
 		if a.dropFieldTTL {
@@ -254,7 +259,7 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 			return nil
 		}
 		return fault.PermanentErr("", "", `load the module on the target, or set on_unsupported = "drop" to copy the data without module values (counted)`,
-			fmt.Errorf("source key %q (db %d) is a value of module type %s, which the target cannot hold (it has no modules loaded)", clip(rec.Key), rec.DB, rec.ModuleName()))
+			fmt.Errorf("source key %q (db %d) is a value of module type %s, which the target cannot hold (it has no modules loaded)", router.Clip(rec.Key), rec.DB, rec.ModuleName()))
 	}
 	db := a.mapDB(rec.DB)
 	if a.sweep != nil {
@@ -262,13 +267,13 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	}
 	a.keys.Add(1)
 	if a.useRestore && rec.RestorePayloadLen(version) <= a.maxBulk {
-		err := a.out.addRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) {
+		err := a.out.AddRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) {
 			return appendRestore(dst, rec, version)
 		})
 		if err != nil {
 			return err
 		}
-		return a.out.endUnit(ctx, a.snapshotPos())
+		return a.out.EndUnit(ctx, a.snapshotPos())
 	}
 	// Each rewritten command is its own unit: a big key spans batches, and
 	// fenced batches are applied exactly once, so the key is rebuilt
@@ -285,10 +290,10 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		if err := a.addArgs(ctx, db, args); err != nil {
 			return err
 		}
-		return a.out.endUnit(ctx, a.snapshotPos())
+		return a.out.EndUnit(ctx, a.snapshotPos())
 	})
 	if err != nil {
-		return fmt.Errorf("db %d key %q: %w", rec.DB, clip(rec.Key), err)
+		return fmt.Errorf("db %d key %q: %w", rec.DB, router.Clip(rec.Key), err)
 	}
 	return nil
 }
@@ -334,7 +339,7 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 // snapshot key, a function library).
 func (a *applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 	c, _ := a.table.Parse(args)
-	return a.out.add(ctx, db, &c)
+	return a.out.Add(ctx, db, &c)
 }
 
 // command applies one command of the replication stream; end is the offset
@@ -364,13 +369,13 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		if !a.fenced {
 			// Fenced batches are transactions already; unfenced ones keep
 			// the source's atomicity with their own MULTI/EXEC.
-			return a.out.add(ctx, -1, c)
+			return a.out.Add(ctx, -1, c)
 		}
 		return nil
 	case "EXEC":
 		a.inTx = false
 		if !a.fenced {
-			if err := a.out.add(ctx, -1, c); err != nil {
+			if err := a.out.Add(ctx, -1, c); err != nil {
 				return err
 			}
 		}
@@ -383,7 +388,7 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		return nil
 	}
 	pos := a.livePos()
-	err := a.out.endUnit(ctx, pos)
+	err := a.out.EndUnit(ctx, pos)
 	a.endRouting(pos.Seq)
 	if err != nil {
 		return err
@@ -403,7 +408,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	recorded := false
 	if a.moves.foreignMove(a.stream, c) {
 		return fault.PermanentErr("", "", "when the source's resharding is over, run all N processes again: shards whose assignment changed are copied anew (full resync, swept)",
-			fmt.Errorf("stream at offset %d: key %q: %w", end, clip(c.Args[1]), ErrCrossProcessMove))
+			fmt.Errorf("stream at offset %d: key %q: %w", end, router.Clip(c.Args[1]), ErrCrossProcessMove))
 	}
 	orig := c
 	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
@@ -459,7 +464,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		}
 	}
 	if d == filter.Apply && !a.known.Knows(out) {
-		name := cmdName(out)
+		name := out.Display()
 		d, why = filter.Refuse, fmt.Sprintf("the target does not know %s, which the source ran: upgrade the target or load the module that has it, "+
 			"or ignore it with block_commands = [%q]", name, strings.ToLower(strings.ReplaceAll(name, " ", "|")))
 	}
@@ -475,8 +480,8 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		}
 	default:
 		for i := range out.Keys {
-			if ownKey(a.jobName, out.Key(i)) {
-				return ownKeyError(a.jobName, a.db, out.Key(i))
+			if target.OwnKey(a.jobName, out.Key(i)) {
+				return target.OwnKeyError(a.jobName, a.db, out.Key(i))
 			}
 		}
 		a.commands.Add(1)
@@ -485,10 +490,10 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		}
 		if a.raw != nil && out == orig && (len(a.dbMap) == 0 || len(out.DBArgs()) == 0) {
 			// Nothing rewrote the command: its source encoding goes as it is.
-			return a.out.addRaw(ctx, a.dbOf(out), out, a.raw)
+			return a.out.AddRaw(ctx, a.dbOf(out), out, a.raw)
 		}
 		a.mapArgs(out)
-		if err := a.out.add(ctx, a.dbOf(out), out); err != nil {
+		if err := a.out.Add(ctx, a.dbOf(out), out); err != nil {
 			return err
 		}
 	}
@@ -504,18 +509,6 @@ func fieldTTLOnly(c *router.Command) bool {
 		return true
 	}
 	return false
-}
-
-// cmdName names a command for a message: the table's name, or for a command
-// the table does not know its first argument, upper-cased.
-func cmdName(c *router.Command) string {
-	if c.Name != "" {
-		return c.Name
-	}
-	if len(c.Args) == 0 {
-		return "(empty command)"
-	}
-	return strings.ToUpper(string(c.Args[0]))
 }
 
 // endRouting ends the unit being routed: its slots' last unit is seq.
@@ -554,13 +547,6 @@ func (a *applier) mapArgs(c *router.Command) {
 }
 
 func eq(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }
-
-func clip(b []byte) string {
-	if len(b) > 100 {
-		return string(b[:100]) + "…"
-	}
-	return string(b)
-}
 
 // keySet remembers the keys of one snapshot (as 64-bit hashes: 8 bytes a key)
 // so that a sweep can delete the target's keys the snapshot no longer has. A

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -52,10 +53,9 @@ func BenchmarkStreamApply(b *testing.B) {
 	data := benchStream(n)
 	dw := &discardWriter{}
 	var seq atomic.Uint64
-	bt := newBatcher(dw, 512, 16<<20)
 	app := &applier{
 		stream:  0,
-		out:     &single{b: bt},
+		out:     target.SingleSink(dw, 0, "", 512, 16<<20),
 		log:     zerolog.Nop(),
 		table:   builtinCommands(),
 		fenced:  true,

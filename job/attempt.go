@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -20,40 +21,60 @@ import (
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/status"
+	"github.com/ferry-dev/ferry/target"
+	"github.com/ferry-dev/ferry/writer"
 )
 
-// openTarget connects to the target and tells a cluster from a server.
-func (j *job) openTarget(ctx context.Context) (target, error) {
+// openTarget connects to the target (see target.Open).
+func (j *job) openTarget(ctx context.Context) (target.Target, error) {
 	c := j.c
-	if len(c.Target.Hosts) == 0 {
-		return nil, errors.New("no target address")
+	cfg := target.Config{
+		Job:           c.Name,
+		Seeds:         c.Target.Hosts,
+		Dial:          func(addr string) (dial.Options, error) { return dialOptions(c.Target, addr) },
+		BatchMaxOps:   c.BatchMaxOps,
+		BatchMaxBytes: c.BatchMaxBytes,
+		Writer: writer.Config{
+			Fence:             c.Fence != conf.FenceOff,
+			MaxInflight:       c.MaxInflightBytes,
+			IOTimeout:         j.o.ioTimeout,
+			KeepaliveFallback: c.KeepaliveInterval,
+			MaxConnAge:        c.MaxConnAge,
+			RetryTimeout:      j.retryTimeout(),
+			OnError:           errorPolicy(c.OnError),
+			Log:               j.log,
+			Throttle:          j.throttle,
+			Low:               j.low,
+		},
+		Log:   j.log,
+		Lease: targetLease{j},
 	}
-	o, err := dialOptions(c.Target, c.Target.Hosts[0])
-	if err != nil {
-		return nil, err
+	return target.Open(ctx, cfg)
+}
+
+// retryTimeout is how long a writer retries an unreachable target: a sync
+// of a live source keeps trying (and reports itself unready); a job that
+// is meant to end gives up after retry_timeout.
+func (j *job) retryTimeout() time.Duration {
+	if !j.o.Migrate && j.c.RDB == "" {
+		return 0
 	}
-	n, err := openNode(ctx, o, c.Name)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := ctl.IsCluster(ctx, n.ctl)
-	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("target %w", ctl.Describe(o.Addr, err))
-	}
-	if !cl {
-		t, err := j.openStandalone(ctx, n)
-		if err != nil {
-			n.close()
+	return j.c.RetryTimeout
+}
+
+// low is stream i's global low watermark: every unit of the stream up to it
+// is applied on every master.
+func (j *job) low(i int) int64 {
+	for _, s := range j.parts() {
+		if s.i == i {
+			return s.applied()
 		}
-		return t, err
 	}
-	n.close()
-	return j.openCluster(ctx)
+	return -1
 }
 
 // newApplier is the applier of stream i.
-func (j *job) newApplier(i int, tgt target) *applier {
+func (j *job) newApplier(i int, tgt target.Target) *applier {
 	c := j.c
 	app := &applier{
 		job:    j,
@@ -77,8 +98,8 @@ func (j *job) newApplier(i int, tgt target) *applier {
 		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
 	}
 	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
-	for _, n := range tgt.nodes() {
-		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.rdbVer), min(app.maxBulk, n.maxBulk)
+	for _, n := range tgt.Nodes() {
+		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.RDBVersion), min(app.maxBulk, n.MaxBulk)
 	}
 	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
 	app.noFunctions = !j.targetHoldsFunctions()
@@ -95,11 +116,11 @@ func (j *job) attempt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer tgt.close()
+	defer tgt.Close()
 	defer j.noteWrites(tgt)
-	_, cluster := tgt.(*clusterTarget)
-	found := tgt.found()
-	if s := tgt.maxSeq(); s > j.seq.Load() {
+	cluster := tgt.Cluster()
+	found := tgt.Found()
+	if s := tgt.MaxSeq(); s > j.seq.Load() {
 		j.seq.Store(s)
 	}
 	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
@@ -116,7 +137,7 @@ func (j *job) attempt(ctx context.Context) error {
 		return err
 	}
 	if !found && !j.rewound {
-		if err := j.checkEmpty(ctx, tgt.nodes()); err != nil {
+		if err := j.checkEmpty(ctx, tgt.Nodes()); err != nil {
 			return err
 		}
 	}
@@ -127,7 +148,7 @@ func (j *job) attempt(ctx context.Context) error {
 	runCtx, cancelRun := context.WithCancel(j.hard)
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
-	tgt.start(gctx, g)
+	tgt.Start(gctx, g)
 	g.Go(func() error { return j.renewLeases(gctx, tgt) })
 	g.Go(func() error { return j.progress(gctx) })
 	j.setPhase(status.PhaseRunning)
@@ -136,7 +157,7 @@ func (j *job) attempt(ctx context.Context) error {
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
 		s.rdbSize.Store(-1)
 		s.app = j.newApplier(0, tgt)
-		s.app.out = tgt.newSink(s.app)
+		s.app.out = tgt.NewSink(s.app)
 		j.mu.Lock()
 		j.streams = []*stream{s}
 		j.mu.Unlock()
@@ -247,7 +268,7 @@ func (j *job) attempt(ctx context.Context) error {
 
 // openStream prepares shard i: where it resumes from, its spool, its reader
 // and its applier.
-func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, cluster, found bool) (*stream, error) {
+func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Target, cluster, found bool) (*stream, error) {
 	c := j.c
 	d, err := sh.resolve(ctx)
 	if err != nil {
@@ -268,7 +289,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 			return nil, fmt.Errorf("source %w", err)
 		}
 		s.app.replIDs = [2]string{id, id2}
-		if pos, ok := tgt.resumeFor(i, id, id2); ok {
+		if pos, ok := tgt.ResumeFor(i, id, id2); ok {
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
 			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
 			s.app.setDataEnd(pos.Offset)
@@ -279,7 +300,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 			s.app.log.Info().Msg("the target holds no resumable position of this shard; a full resync follows")
 		}
 	}
-	s.app.out = tgt.newSink(s.app)
+	s.app.out = tgt.NewSink(s.app)
 	// spool_memory and spool_max_disk are the job's: each shard gets its
 	// share.
 	shards := int64(max(1, j.shards))
@@ -344,7 +365,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target, clus
 func (j *job) checkSourceDBs(ctx context.Context, src dial.Options) error {
 	c := ctl.New(src)
 	defer c.Close()
-	ks, err := keyspace(ctx, c)
+	ks, err := target.Keyspace(ctx, c)
 	if err != nil {
 		return fmt.Errorf("source %w", ctl.Describe(src.Addr, err))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/target"
 )
 
 // Capabilities: what the source holds that the target cannot, found before
@@ -30,10 +31,10 @@ import (
 
 // targetHoldsFieldTTLs reports whether every master of the target can hold
 // per-field hash TTLs: RDB 12 or later, and HPEXPIREAT in its command table.
-func (j *job) targetHoldsFieldTTLs(tgt target) bool {
+func (j *job) targetHoldsFieldTTLs(tgt target.Target) bool {
 	ver := 1 << 30
-	for _, n := range tgt.nodes() {
-		ver = min(ver, n.rdbVer)
+	for _, n := range tgt.Nodes() {
+		ver = min(ver, n.RDBVersion)
 	}
 	if ver > 0 && ver < 12 {
 		return false
@@ -53,12 +54,12 @@ func (j *job) targetHoldsFunctions() bool {
 // it has modules loaded, or cannot say (MODULE LIST forbidden). A module
 // value's type does not name its module, so a target with some module is
 // given the benefit of the doubt; its refusal, if any, names the key.
-func (j *job) targetHoldsModules(ctx context.Context, tgt target) bool {
-	ns := tgt.nodes()
+func (j *job) targetHoldsModules(ctx context.Context, tgt target.Target) bool {
+	ns := tgt.Nodes()
 	if len(ns) == 0 {
 		return true
 	}
-	mods, err := moduleNames(ctx, ns[0].ctl)
+	mods, err := moduleNames(ctx, ns[0].Ctl)
 	return err != nil || len(mods) > 0
 }
 
@@ -87,7 +88,7 @@ func moduleNames(ctx context.Context, c *redis.Client) ([]string, error) {
 // hashes whose fields have TTLs, function libraries, module values — when
 // on_unsupported is "refuse", with one line counting each. src is nil for a
 // file import.
-func (j *job) checkCapabilities(ctx context.Context, tgt target, src *source) error {
+func (j *job) checkCapabilities(ctx context.Context, tgt target.Target, src *source) error {
 	if j.c.OnUnsupported == conf.UnsupportedDrop {
 		return nil
 	}

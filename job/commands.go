@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/target"
 )
 
 // commandInfo is what the job learned of the servers' commands at start.
@@ -64,12 +65,12 @@ func (j *job) sourceCommands(ctx context.Context, src *source) *router.Table {
 // targetCommands reads which commands the target knows (one master: the
 // masters of a cluster run one version and one set of modules). A target
 // that forbids COMMAND is sent every command, with one log line.
-func (j *job) targetCommands(ctx context.Context, tgt target) *router.Known {
-	ns := tgt.nodes()
+func (j *job) targetCommands(ctx context.Context, tgt target.Target) *router.Known {
+	ns := tgt.Nodes()
 	if len(ns) == 0 {
 		return nil
 	}
-	reply, err := commandReply(ctx, ns[0].ctl)
+	reply, err := commandReply(ctx, ns[0].Ctl)
 	if err == nil {
 		var k *router.Known
 		if k, err = router.KnownCommands(reply); err == nil && k.Len() > 0 {

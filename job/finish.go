@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/target"
 )
 
 // ErrTargetNotEmpty is wrapped by the refusal to write into a target that
@@ -70,10 +71,10 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 }
 
 // checkEmpty enforces target_nonempty on a target this job never wrote to.
-func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
+func (j *job) checkEmpty(ctx context.Context, nodes []*target.Node) error {
 	var parts []string
 	for _, n := range nodes {
-		foreign, err := n.foreignKeys(ctx)
+		foreign, err := n.ForeignKeys(ctx)
 		if err != nil {
 			return err
 		}
@@ -83,7 +84,7 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
 		}
 		slices.Sort(dbs)
 		for _, db := range dbs {
-			parts = append(parts, fmt.Sprintf("%s db%d: %d keys", n.addr.Addr, db, foreign[db]))
+			parts = append(parts, fmt.Sprintf("%s db%d: %d keys", n.Addr.Addr, db, foreign[db]))
 		}
 	}
 	if len(parts) == 0 {
@@ -94,8 +95,8 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*node) error {
 	case conf.NonemptyFlush:
 		j.log.Warn().Str("keys", desc).Msg("target_nonempty = flush: emptying the target (FLUSHALL)")
 		for _, n := range nodes {
-			if err := n.ctl.FlushAll(ctx).Err(); err != nil {
-				return fmt.Errorf("target %s: FLUSHALL: %w", n.addr.Addr, err)
+			if err := n.Ctl.FlushAll(ctx).Err(); err != nil {
+				return fmt.Errorf("target %s: FLUSHALL: %w", n.Addr.Addr, err)
 			}
 		}
 	case conf.NonemptyOverwrite:
@@ -134,8 +135,8 @@ func (j *job) sweep(ctx context.Context, keep *keySet, sh *shard) error {
 		return false
 	}
 	var deleted int64
-	for _, n := range j.tgt.nodes() {
-		d, err := n.sweep(ctx, keep, owned)
+	for _, n := range j.tgt.Nodes() {
+		d, err := n.Sweep(ctx, keep.has, owned)
 		deleted += d
 		if err != nil {
 			return err
@@ -166,8 +167,8 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 	dctx, cancel := context.WithTimeout(ctx, j.o.drainTimeout)
 	defer cancel()
 	for _, s := range j.parts() {
-		s.app.out.dropUnit()
-		if err := s.app.out.flush(ctx); err != nil {
+		s.app.out.DropUnit()
+		if err := s.app.out.Flush(ctx); err != nil {
 			return err
 		}
 	}
@@ -197,7 +198,7 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 		return err
 	}
 	if complete {
-		if err := j.tgt.removeMarkers(ctx); err != nil {
+		if err := j.tgt.RemoveMarkers(ctx); err != nil {
 			return fmt.Errorf("remove markers: %w", err)
 		}
 		// The target holds exactly the data: the lease goes too.

@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/lease"
 	"github.com/ferry-dev/ferry/status"
+	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/throttle"
 	"github.com/ferry-dev/ferry/writer"
 )
@@ -78,7 +79,7 @@ type job struct {
 
 	mu      sync.Mutex
 	sum     Summary
-	tgt     target
+	tgt     target.Target
 	streams []*stream
 	phase   atomic.Pointer[status.Phase]
 }
@@ -188,7 +189,7 @@ func (j *job) writers() []*writer.Writer {
 	if t == nil {
 		return nil
 	}
-	return t.writers()
+	return t.Writers()
 }
 
 // warnInsecure says, once per endpoint, that its TLS certificate is not

@@ -14,7 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/lease"
 	"github.com/ferry-dev/ferry/resp"
-	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -22,15 +22,6 @@ import (
 // master, taken when the master's control connection opens — before the
 // source is touched — renewed every third of lease_ttl, checked by every
 // writer connection before it writes, given up when the run ends.
-
-// leaseKey is the job's lease on a standalone target (home < 0; in the
-// markers' db) or on the cluster master whose home slot is home.
-func leaseKey(job string, home int) string {
-	if home < 0 {
-		return ownPrefix + job + ":lease"
-	}
-	return ownPrefix + "{" + router.TagForSlot(home) + "}:" + job + ":lease"
-}
 
 // leases are the leases the job holds: key → epoch, and where each is.
 type leases struct {
@@ -50,26 +41,36 @@ type LeaseState struct {
 	Renewed time.Time // last renewal
 }
 
+// targetLease is the job's target.Leaser.
+type targetLease struct{ j *job }
+
+func (l targetLease) Acquire(ctx context.Context, n *target.Node) error {
+	return l.j.acquireLease(ctx, n)
+}
+func (l targetLease) OnConnect(key, name string) func(*resp.Conn) error {
+	return l.j.registerLease(key, name)
+}
+
 // acquireLease takes the job's lease on node n (see lease.Acquire); a lease
 // held by another process is a permanent error naming it.
-func (j *job) acquireLease(ctx context.Context, n *node) error {
-	epoch, prev, unkilled, err := lease.Acquire(ctx, n.ctl, n.leaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
+func (j *job) acquireLease(ctx context.Context, n *target.Node) error {
+	epoch, prev, unkilled, err := lease.Acquire(ctx, n.Ctl, n.LeaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
 	if err != nil {
 		var held *lease.HeldError
 		if errors.As(err, &held) {
-			return fault.PermanentErr("target "+n.addr.Addr, "", "", err)
+			return fault.PermanentErr("target "+n.Addr.Addr, "", "", err)
 		}
-		return fmt.Errorf("target %s: lease: %w", n.addr.Addr, ctl.Describe(n.addr.Addr, err))
+		return fmt.Errorf("target %s: lease: %w", n.Addr.Addr, ctl.Describe(n.Addr.Addr, err))
 	}
 	j.lease.mu.Lock()
 	if j.lease.epoch == nil {
 		j.lease.epoch, j.lease.at = map[string]int64{}, map[string]dial.Options{}
 	}
-	if j.lease.epoch[n.leaseKey] != epoch {
-		j.log.Info().Str("key", n.leaseKey).Int64("epoch", epoch).Msg("lease taken: this process runs the job on this target")
+	if j.lease.epoch[n.LeaseKey] != epoch {
+		j.log.Info().Str("key", n.LeaseKey).Int64("epoch", epoch).Msg("lease taken: this process runs the job on this target")
 	}
-	j.lease.epoch[n.leaseKey] = epoch
-	j.lease.at[n.leaseKey] = n.addr
+	j.lease.epoch[n.LeaseKey] = epoch
+	j.lease.at[n.LeaseKey] = n.Addr
 	j.lease.renewed = time.Now()
 	if prev.Owner.ID != "" {
 		j.lease.prev = prev
@@ -78,7 +79,7 @@ func (j *job) acquireLease(ctx context.Context, n *node) error {
 	if prev.Owner.ID == "" {
 		return nil
 	}
-	j.log.Warn().Str("key", n.leaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
+	j.log.Warn().Str("key", n.LeaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
 		Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
 	if unkilled == 0 {
 		return nil
@@ -118,7 +119,7 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 // is tried again at the next tick: the writers report the target's state.
 // The renewals use clients of their own, closed when ctx ends, so that a
 // target that stopped answering cannot hold a stop.
-func (j *job) renewLeases(ctx context.Context, tgt target) error {
+func (j *job) renewLeases(ctx context.Context, tgt target.Target) error {
 	var mu sync.Mutex
 	clients := map[string]*redis.Client{} // by address
 	defer context.AfterFunc(ctx, func() {
@@ -158,15 +159,15 @@ func (j *job) renewLeases(ctx context.Context, tgt target) error {
 		case <-t.C:
 		}
 		ok := true
-		for _, n := range tgt.nodes() {
-			c := client(n.addr)
+		for _, n := range tgt.Nodes() {
+			c := client(n.Addr)
 			if c == nil {
 				return nil
 			}
 			j.lease.mu.Lock()
-			epoch := j.lease.epoch[n.leaseKey]
+			epoch := j.lease.epoch[n.LeaseKey]
 			j.lease.mu.Unlock()
-			_, err := lease.Renew(ctx, c, n.leaseKey, j.owner, epoch, j.c.LeaseTTL)
+			_, err := lease.Renew(ctx, c, n.LeaseKey, j.owner, epoch, j.c.LeaseTTL)
 			var taken *lease.TakenOverError
 			if errors.As(err, &taken) {
 				return fault.PermanentErr("", "", "", err)
@@ -176,7 +177,7 @@ func (j *job) renewLeases(ctx context.Context, tgt target) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				j.log.Debug().Err(err).Str("key", n.leaseKey).Msg("lease renewal failed; trying again")
+				j.log.Debug().Err(err).Str("key", n.LeaseKey).Msg("lease renewal failed; trying again")
 			}
 		}
 		if ok {
@@ -232,8 +233,8 @@ func (j *job) leaseState() *LeaseState {
 
 // noteWrites records, at the end of an attempt, whether its writers sent
 // anything: a run that never did is given up without a trace.
-func (j *job) noteWrites(tgt target) {
-	for _, w := range tgt.writers() {
+func (j *job) noteWrites(tgt target.Target) {
+	for _, w := range tgt.Writers() {
 		if st := w.Stats(); st.Batches > 0 || st.Inflight > 0 || st.Queued > 0 {
 			j.lease.mu.Lock()
 			j.lease.used = true

@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -31,13 +32,13 @@ func (k *keepWriter) Submit(_ context.Context, b *writer.Batch) error {
 
 // rawSink counts the commands passed through.
 type rawSink struct {
-	*single
+	target.Sink
 	raw int
 }
 
-func (s *rawSink) addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
+func (s *rawSink) AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
 	s.raw++
-	return s.single.addRaw(ctx, db, c, raw)
+	return s.Sink.AddRaw(ctx, db, c, raw)
 }
 
 // TestRawPassThrough: applying a stream with the source's encoding passed
@@ -90,7 +91,7 @@ func TestRawPassThrough(t *testing.T) {
 				}
 				kw := &keepWriter{}
 				var seq atomic.Uint64
-				sink := &rawSink{single: &single{b: newBatcher(kw, 7, 1<<20)}}
+				sink := &rawSink{Sink: target.SingleSink(kw, 0, "", 7, 1<<20)}
 				app := &applier{out: sink, log: zerolog.Nop(), table: builtinCommands(),
 					fenced: tc.fenced, seq: &seq, jobName: "test", dbMap: tc.dbMap, filter: f}
 				rr := resp.NewReader(bytes.NewReader(in), 1<<16)
@@ -112,7 +113,7 @@ func TestRawPassThrough(t *testing.T) {
 					app.raw = nil
 					n++
 				}
-				if err := app.out.flush(context.Background()); err != nil {
+				if err := app.out.Flush(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 				if raw && sink.raw < n/3 {

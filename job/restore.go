@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // rewriteRestore writes a stream RESTORE that the target cannot take as
@@ -46,7 +47,7 @@ func (a *applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64)
 	}
 	rec, err := rdb.ParseDump(a.db, args[1], payload, ttl)
 	if err != nil {
-		return true, fmt.Errorf("RESTORE of db %d key %q: %w", a.db, clip(args[1]), err)
+		return true, fmt.Errorf("RESTORE of db %d key %q: %w", a.db, router.Clip(args[1]), err)
 	}
 	defer rec.Release()
 	db := a.mapDB(a.db)
@@ -64,7 +65,7 @@ func (a *applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64)
 				return nil
 			}
 			a.offset = prev
-			err := a.out.endUnit(ctx, a.livePos())
+			err := a.out.EndUnit(ctx, a.livePos())
 			a.offset = end
 			if err != nil {
 				return err
@@ -77,7 +78,7 @@ func (a *applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64)
 		return nil
 	})
 	if err != nil {
-		return true, fmt.Errorf("RESTORE of db %d key %q: %w", a.db, clip(args[1]), err)
+		return true, fmt.Errorf("RESTORE of db %d key %q: %w", a.db, router.Clip(args[1]), err)
 	}
 	if pending != nil {
 		// The last command ends with the RESTORE's own unit.

@@ -175,7 +175,7 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 		})
 		if err == nil {
 			seedMu.Lock()
-			seeds = mergeSeeds(seeds, m)
+			seeds = topology.MergeSeeds(seeds, m)
 			seedMu.Unlock()
 		}
 		return m, err
@@ -352,21 +352,4 @@ func replIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, e
 	}
 	off2, _ = strconv.ParseInt(ctl.InfoField(info, "second_repl_offset"), 10, 64)
 	return ctl.InfoField(info, "master_replid"), ctl.InfoField(info, "master_replid2"), off2, nil
-}
-
-// mergeSeeds adds every node of m (masters and replicas) to seeds.
-func mergeSeeds(seeds []string, m *topology.Map) []string {
-	seen := map[string]bool{}
-	for _, s := range seeds {
-		seen[s] = true
-	}
-	for _, sh := range m.Shards {
-		for _, n := range append([]topology.Node{sh.Master}, sh.Replicas...) {
-			if !seen[n.Addr] {
-				seen[n.Addr] = true
-				seeds = append(seeds, n.Addr)
-			}
-		}
-	}
-	return seeds
 }

@@ -174,7 +174,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 				// The link dropped mid-snapshot; a new one follows and must
 				// sweep what this one left behind.
 				app.log.Warn().Msg("snapshot cut off; waiting for a new one")
-				app.out.dropUnit()
+				app.out.DropUnit()
 				s.sweep = true
 				continue
 			}
@@ -216,12 +216,12 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 	defer s.publish()
 	for {
 		if j.stopping.Load() {
-			app.out.dropUnit()
+			app.out.DropUnit()
 			return nil
 		}
 		args, err := rr.ReadCommand()
 		if err != nil {
-			app.out.dropUnit()
+			app.out.DropUnit()
 			app.inTx = false
 			if errors.Is(err, reader.ErrEndOfData) {
 				return err
@@ -293,7 +293,7 @@ func (s *stream) snapshot(ctx context.Context, r io.Reader) error {
 // stream's position turns live.
 func (s *stream) endSnapshot(ctx context.Context) error {
 	j, app := s.j, s.app
-	if err := app.out.flush(ctx); err != nil {
+	if err := app.out.Flush(ctx); err != nil {
 		return err
 	}
 	if err := j.drain(ctx); err != nil {
@@ -307,10 +307,10 @@ func (s *stream) endSnapshot(ctx context.Context) error {
 		app.sweep = nil
 	}
 	app.snapshot = false
-	if err := app.out.endUnit(ctx, app.livePos()); err != nil {
+	if err := app.out.EndUnit(ctx, app.livePos()); err != nil {
 		return err
 	}
-	if err := app.out.flush(ctx); err != nil {
+	if err := app.out.Flush(ctx); err != nil {
 		return err
 	}
 	s.setPhase(status.PhaseStreaming)
@@ -345,7 +345,7 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 	if err := notRDBOnly(j.c.RDB, s.rdbOff.Load(), s.rdbSize.Load()); err != nil {
 		return err
 	}
-	if err := s.app.out.flush(ctx); err != nil {
+	if err := s.app.out.Flush(ctx); err != nil {
 		return err
 	}
 	if err := j.drain(ctx); err != nil {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Command is one command parsed once: its table entry, its keys, and, on
@@ -39,6 +40,18 @@ func (c *Command) Has(f Flag) bool { return c.Flags&f == f }
 // A refused command still carries its Args (and its Name when the table
 // knows it), so that callers can pass it on and report it.
 func (c *Command) Err() error { return c.err }
+
+// Display is the command's name for a message: the table's name, or its
+// first argument in upper case when the table does not know it.
+func (c *Command) Display() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	if len(c.Args) == 0 {
+		return "(empty command)"
+	}
+	return strings.ToUpper(string(c.Args[0]))
+}
 
 // Key returns the i-th key (i indexes Keys, not Args).
 func (c *Command) Key(i int) []byte { return c.Args[c.Keys[i]] }

@@ -339,3 +339,11 @@ func quote(b []byte) string {
 	}
 	return strconv.Quote(string(b))
 }
+
+// Clip is a key or argument cut to 100 bytes for an error message.
+func Clip(b []byte) string {
+	if len(b) > 100 {
+		return string(b[:100]) + "…"
+	}
+	return string(b)
+}

@@ -617,3 +617,21 @@ func assemble(raw []Shard, excluded []Node) *Map {
 	}
 	return m
 }
+
+// MergeSeeds adds every node of m (masters and replicas) to seeds, so that
+// the next discovery can start from any of them.
+func MergeSeeds(seeds []string, m *Map) []string {
+	seen := map[string]bool{}
+	for _, s := range seeds {
+		seen[s] = true
+	}
+	for _, sh := range m.Shards {
+		for _, n := range append([]Node{sh.Master}, sh.Replicas...) {
+			if !seen[n.Addr] {
+				seen[n.Addr] = true
+				seeds = append(seeds, n.Addr)
+			}
+		}
+	}
+	return seeds
+}

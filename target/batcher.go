@@ -1,4 +1,4 @@
-package job
+package target
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // or one command of a rewritten key — so that a fenced batch never applies a
 // source transaction in part.
 type batcher struct {
-	w         submitter
+	w         Submitter
 	cur       *writer.Batch
 	maxOps    int
 	maxBytes  int
@@ -27,12 +27,12 @@ type batcher struct {
 	units      int // units ended since the clock was last read
 }
 
-// submitter takes a batcher's batches: a *writer.Writer.
-type submitter interface {
+// Submitter takes a batcher's batches: a *writer.Writer.
+type Submitter interface {
 	Submit(ctx context.Context, b *writer.Batch) error
 }
 
-func newBatcher(w submitter, maxOps int, maxBytes int64) *batcher {
+func newBatcher(w Submitter, maxOps int, maxBytes int64) *batcher {
 	return &batcher{w: w, cur: writer.NewBatch(), maxOps: maxOps, maxBytes: int(maxBytes)}
 }
 

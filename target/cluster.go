@@ -1,4 +1,4 @@
-package job
+package target
 
 import (
 	"context"
@@ -24,13 +24,13 @@ import (
 // slot's data when the cluster reshards, and replicates with it when a
 // master fails over).
 type clusterTarget struct {
-	j      *job
+	cfg    *Config
 	seedMu sync.Mutex
 	seeds  []string
 
 	mu    sync.Mutex // guards ws, ns, homes and topo against status readers
 	topo  *topology.Map
-	ns    []*node
+	ns    []*Node
 	ws    []*writer.Writer
 	ids   []string // writer → the node ID of its master
 	homes []int    // writer → its home slot
@@ -53,29 +53,29 @@ type clusterTarget struct {
 // streamMarker is the key, in a slot of the master whose home slot is home,
 // that holds stream i's position for keyless commands and idle updates.
 func streamMarker(job string, home, i int) string {
-	return fmt.Sprintf("%s{%s}:%s:s%d", ownPrefix, router.TagForSlot(home), job, i)
+	return fmt.Sprintf("%s{%s}:%s:s%d", OwnPrefix, router.TagForSlot(home), job, i)
 }
 
 // slotMarker is the key of the fence marker of a slot: a hash tag puts it in
 // that slot.
 func slotMarker(job string, slot int) string {
-	return ownPrefix + "{" + router.TagForSlot(slot) + "}:" + job
+	return OwnPrefix + "{" + router.TagForSlot(slot) + "}:" + job
 }
 
-func (j *job) openCluster(ctx context.Context) (*clusterTarget, error) {
-	t := &clusterTarget{j: j, seeds: j.c.Target.Hosts, slotMarks: map[int]writer.Position{}, streamMarks: map[string]writer.Position{}}
+func openCluster(ctx context.Context, c *Config) (*clusterTarget, error) {
+	t := &clusterTarget{cfg: c, seeds: c.Seeds, slotMarks: map[int]writer.Position{}, streamMarks: map[string]writer.Position{}}
 	if err := t.discover(ctx); err != nil {
 		return nil, err
 	}
 	if err := t.readMarkers(ctx); err != nil {
-		t.close()
+		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
 func (t *clusterTarget) dialFor(addr string) (dial.Options, error) {
-	return dialOptions(t.j.c.Target, addr)
+	return t.cfg.Dial(addr)
 }
 
 // discover reads the cluster's shape: writers whose master failed over follow
@@ -131,7 +131,7 @@ func (t *clusterTarget) topology(ctx context.Context) (*topology.Map, error) {
 	}
 	// Later discoveries may start from any node ferry has seen.
 	t.seedMu.Lock()
-	t.seeds = mergeSeeds(t.seeds, m)
+	t.seeds = topology.MergeSeeds(t.seeds, m)
 	t.seedMu.Unlock()
 	return m, nil
 }
@@ -172,7 +172,7 @@ func (t *clusterTarget) follow(m *topology.Map) {
 		if err != nil {
 			continue
 		}
-		t.j.log.Warn().Str("old", t.ws[i].Addr()).Str("new", now.Addr).Str("conn", fmt.Sprintf("ferry-writer-%d", i)).
+		t.cfg.Log.Warn().Str("old", t.ws[i].Addr()).Str("new", now.Addr).Str("conn", fmt.Sprintf("ferry-writer-%d", i)).
 			Msg("target master failed over; following its slots to the new master")
 		delete(taken, id)
 		taken[now.ID] = true
@@ -189,29 +189,29 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 	if err != nil {
 		return err
 	}
-	n, err := openNode(ctx, o, t.j.c.Name)
+	n, err := OpenNode(ctx, o)
 	if err != nil {
 		return err
 	}
+	job := t.cfg.Job
 	home := sh.Slots[0][0]
-	n.leaseKey = leaseKey(t.j.c.Name, home)
-	if err := t.j.acquireLease(ctx, n); err != nil {
-		n.close()
-		return err
+	n.LeaseKey = LeaseKey(job, home)
+	if t.cfg.Lease != nil {
+		if err := t.cfg.Lease.Acquire(ctx, n); err != nil {
+			n.Close()
+			return err
+		}
 	}
-	if err := n.probe(ctx, ownPrefix+"{"+router.TagForSlot(home)+"}:"+t.j.c.Name+":probe"); err != nil {
-		n.close()
+	if err := n.probe(ctx, OwnPrefix+"{"+router.TagForSlot(home)+"}:"+job+":probe"); err != nil {
+		n.Close()
 		return err
 	}
 	i := len(t.ws)
-	job := t.j.c.Name
-	cfg := t.j.writerConfig(i, n, writer.Config{})
-	// A cluster master's queue is where a backlog's commands are coalesced
-	// into per-slot transactions: a deeper one makes bigger groups and a
-	// cheaper fence under load.
-	cfg.MaxQueued = max(cfg.MaxQueued, 32<<20)
-	w := writer.New(t.j.writerConfig(i, n, writer.Config{
-		MaxQueued:    cfg.MaxQueued,
+	w := writer.New(t.cfg.writerConfig(i, n, writer.Config{
+		// A cluster master's queue is where a backlog's commands are
+		// coalesced into per-slot transactions: a deeper one makes bigger
+		// groups and a cheaper fence under load.
+		MaxQueued:    32 << 20,
 		Slotted:      true,
 		SlotMarker:   func(slot int) string { return slotMarker(job, slot) },
 		StreamMarker: func(stream int) string { return streamMarker(job, home, stream) },
@@ -231,14 +231,14 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 // master: whether this job wrote here before, where its streams resume,
 // and the highest unit number used.
 func (t *clusterTarget) readMarkers(ctx context.Context) error {
-	job := t.j.c.Name
+	job := t.cfg.Job
 	for _, sh := range t.topo.Shards {
 		if len(sh.Slots) == 0 {
 			continue
 		}
 		wi := t.owner[sh.Slots[0][0]]
 		n := t.ns[wi]
-		p := n.ctl.Pipeline()
+		p := n.Ctl.Pipeline()
 		type ask struct {
 			slot int // -1: a stream marker
 			key  string
@@ -251,12 +251,12 @@ func (t *clusterTarget) readMarkers(ctx context.Context) error {
 				asks = append(asks, ask{s, k, p.Get(ctx, k)})
 			}
 		}
-		for i := 0; i < maxStreams; i++ {
+		for i := 0; i < MaxStreams; i++ {
 			k := streamMarker(job, t.homes[wi], i)
 			asks = append(asks, ask{-1, k, p.Get(ctx, k)})
 		}
 		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("target %s: read markers: %w", n.addr.Addr, err)
+			return fmt.Errorf("target %s: read markers: %w", n.Addr.Addr, err)
 		}
 		for _, a := range asks {
 			v, err := a.cmd.Result()
@@ -264,11 +264,11 @@ func (t *clusterTarget) readMarkers(ctx context.Context) error {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("target %s: read marker %s: %w", n.addr.Addr, a.key, err)
+				return fmt.Errorf("target %s: read marker %s: %w", n.Addr.Addr, a.key, err)
 			}
 			pos, err := writer.ParsePosition(v)
 			if err != nil {
-				return fmt.Errorf("target %s: %w", n.addr.Addr, err)
+				return fmt.Errorf("target %s: %w", n.Addr.Addr, err)
 			}
 			t.seq = max(t.seq, pos.Seq)
 			if a.slot >= 0 {
@@ -281,17 +281,17 @@ func (t *clusterTarget) readMarkers(ctx context.Context) error {
 	return nil
 }
 
-func (t *clusterTarget) found() bool { return len(t.slotMarks)+len(t.streamMarks) > 0 }
+func (t *clusterTarget) Found() bool { return len(t.slotMarks)+len(t.streamMarks) > 0 }
 
-// resumeFor: every marker of the stream's replication history records the
+// ResumeFor: every marker of the stream's replication history records the
 // stream's global low watermark when it was written; the highest is where
 // the stream resumes. Units above it are filtered per slot by the slot
-// markers (see newSink). A slot written only during the snapshot keeps a
+// markers (see NewSink). A slot written only during the snapshot keeps a
 // snapshot marker, which is fine once a live marker came after it (the
 // snapshot completed); a snapshot marker newer than every live one means
 // the snapshot was cut off, and a dirty one that the target is not at any
 // position: a full resync either way.
-func (t *clusterTarget) resumeFor(i int, id, id2 string) (writer.Position, bool) {
+func (t *clusterTarget) ResumeFor(i int, id, id2 string) (writer.Position, bool) {
 	all := make([]writer.Position, 0, len(t.slotMarks)+len(t.streamMarks))
 	for _, p := range t.slotMarks {
 		all = append(all, p)
@@ -337,27 +337,28 @@ func resumable(markers []writer.Position, id, id2 string, better func(a, b write
 	return best, true
 }
 
-func (t *clusterTarget) writers() []*writer.Writer {
+func (t *clusterTarget) Writers() []*writer.Writer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.ws)
 }
 
-func (t *clusterTarget) nodes() []*node {
+func (t *clusterTarget) Nodes() []*Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.ns)
 }
 
-func (t *clusterTarget) maxSeq() uint64 { return t.seq }
+func (t *clusterTarget) MaxSeq() uint64 { return t.seq }
+func (t *clusterTarget) Cluster() bool  { return true }
 
-func (t *clusterTarget) close() {
-	for _, n := range t.nodes() {
-		n.close()
+func (t *clusterTarget) Close() {
+	for _, n := range t.Nodes() {
+		n.Close()
 	}
 }
 
-func (t *clusterTarget) start(ctx context.Context, g *errgroup.Group) {
+func (t *clusterTarget) Start(ctx context.Context, g *errgroup.Group) {
 	t.mu.Lock()
 	t.g, t.gctx = g, ctx
 	ws := slices.Clone(t.ws)
@@ -384,7 +385,7 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 		case <-tick.C:
 		}
 		var stale bool
-		for _, w := range t.writers() {
+		for _, w := range t.Writers() {
 			if w.Stats().Connected {
 				delete(down, w)
 				continue
@@ -412,8 +413,8 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 	}
 }
 
-func (t *clusterTarget) removeMarkers(ctx context.Context) error {
-	job := t.j.c.Name
+func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
+	job := t.cfg.Job
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, sh := range t.topo.Shards {
@@ -422,38 +423,39 @@ func (t *clusterTarget) removeMarkers(ctx context.Context) error {
 		}
 		wi := t.owner[sh.Slots[0][0]]
 		n := t.ns[wi]
-		p := n.ctl.Pipeline()
+		p := n.Ctl.Pipeline()
 		for _, r := range sh.Slots {
 			for s := r[0]; s <= r[1]; s++ {
 				p.Unlink(ctx, slotMarker(job, s))
 			}
 		}
-		for i := 0; i < maxStreams; i++ {
+		for i := 0; i < MaxStreams; i++ {
 			p.Unlink(ctx, streamMarker(job, t.homes[wi], i))
 		}
 		if _, err := p.Exec(ctx); err != nil {
-			return fmt.Errorf("target %s: remove markers: %w", n.addr.Addr, err)
+			return fmt.Errorf("target %s: remove markers: %w", n.Addr.Addr, err)
 		}
 	}
 	return nil
 }
 
-func (t *clusterTarget) newSink(app *applier) sink {
-	c := t.j.c
-	s := &clusterSink{t: t, app: app, maxOps: c.BatchMaxOps, maxBytes: c.BatchMaxBytes}
+func (t *clusterTarget) NewSink(f Feed) Sink {
+	c := t.cfg
+	s := &clusterSink{t: t, f: f, maxOps: c.BatchMaxOps, maxBytes: c.BatchMaxBytes}
 	for i := range s.skip {
 		s.skip[i] = -1
 	}
-	if app.resumed {
+	if f.Resumed() {
+		ids := f.ReplIDs()
 		// Resuming: units up to a slot's marker are already applied there.
 		for slot, p := range t.slotMarks {
-			if p.ReplID == app.replIDs[0] || p.ReplID == app.replIDs[1] {
+			if p.ReplID == ids[0] || p.ReplID == ids[1] {
 				s.skip[slot] = p.Offset
 			}
 		}
 		s.skipKeyless = map[string]int64{}
 		for k, p := range t.streamMarks {
-			if p.ReplID == app.replIDs[0] || p.ReplID == app.replIDs[1] {
+			if p.ReplID == ids[0] || p.ReplID == ids[1] {
 				s.skipKeyless[k] = p.Offset
 			}
 		}
@@ -467,7 +469,7 @@ func (t *clusterTarget) newSink(app *applier) sink {
 // clusterSink routes one applier's commands by slot to the masters' writers.
 type clusterSink struct {
 	t        *clusterTarget
-	app      *applier
+	f        Feed
 	bs       []*batcher
 	maxOps   int
 	maxBytes int64
@@ -495,9 +497,9 @@ func (s *clusterSink) leave() {
 
 func (s *clusterSink) batcher(i int) *batcher {
 	for len(s.bs) <= i {
-		ws := s.t.writers()
+		ws := s.t.Writers()
 		b := newBatcher(ws[len(s.bs)], s.maxOps, s.maxBytes)
-		b.stream = s.app.stream
+		b.stream = s.f.Stream()
 		s.bs = append(s.bs, b)
 	}
 	return s.bs[i]
@@ -513,21 +515,21 @@ func (s *clusterSink) writerFor(slot int) (int, error) {
 	return int(i), nil
 }
 
-func (s *clusterSink) add(ctx context.Context, db int, c *router.Command) error {
+func (s *clusterSink) Add(ctx context.Context, db int, c *router.Command) error {
 	s.enter()
 	if db > 0 {
 		return fmt.Errorf("a write to db %d cannot go to a cluster target (db 0 only): map it with db_map = {%d = 0} or filter it out", db, db)
 	}
 	parts, err := c.Parts()
 	if err != nil {
-		return fmt.Errorf("cannot apply %s to a cluster target: %w", cmdName(c), err)
+		return fmt.Errorf("cannot apply %s to a cluster target: %w", c.Display(), err)
 	}
-	off := s.app.offset
+	off := s.f.Offset()
 	for _, p := range parts {
 		if p.Slot == router.NoSlot {
 			return s.addKeyless(c, off)
 		}
-		if s.app.resumed && off <= s.skip[p.Slot] {
+		if s.f.Resumed() && off <= s.skip[p.Slot] {
 			continue
 		}
 		i, err := s.writerFor(p.Slot)
@@ -539,9 +541,9 @@ func (s *clusterSink) add(ctx context.Context, db int, c *router.Command) error 
 	return nil
 }
 
-// addRaw routes c by its parsed args: a command may split across slots.
-func (s *clusterSink) addRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
-	return s.add(ctx, db, c)
+// AddRaw routes c by its parsed args: a command may split across slots.
+func (s *clusterSink) AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
+	return s.Add(ctx, db, c)
 }
 
 // addKeyless sends a command that touches no key where its table flags say:
@@ -553,18 +555,18 @@ func (s *clusterSink) addRaw(ctx context.Context, db int, c *router.Command, raw
 func (s *clusterSink) addKeyless(c *router.Command, off int64) error {
 	switch {
 	case c.Has(router.DBArg):
-		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", cmdName(c))
+		return fmt.Errorf("%s cannot be applied to a cluster target (db 0 only)", c.Display())
 	case !c.Has(router.Broadcast) && !c.Has(router.PubSub):
-		return fmt.Errorf("cannot place %s on a cluster target: it has no key, and ferry does not know whether it belongs on one master or on all", cmdName(c))
+		return fmt.Errorf("cannot place %s on a cluster target: it has no key, and ferry does not know whether it belongs on one master or on all", c.Display())
 	}
-	job := s.t.j.c.Name
-	ws := s.t.writers()
+	job := s.t.cfg.Job
+	ws := s.t.Writers()
 	s.t.mu.Lock()
 	homes := slices.Clone(s.t.homes)
 	s.t.mu.Unlock()
 	for i := range ws {
-		if s.app.resumed {
-			if done, ok := s.skipKeyless[streamMarker(job, homes[i], s.app.stream)]; ok && off <= done {
+		if s.f.Resumed() {
+			if done, ok := s.skipKeyless[streamMarker(job, homes[i], s.f.Stream())]; ok && off <= done {
 				continue
 			}
 		}
@@ -576,7 +578,7 @@ func (s *clusterSink) addKeyless(c *router.Command, off int64) error {
 	return nil
 }
 
-func (s *clusterSink) addRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
+func (s *clusterSink) AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
 	s.enter()
 	if db > 0 {
 		return fmt.Errorf("the snapshot has keys in db %d, and a cluster target has db 0 only: map it with db_map = {%d = 0} or filter it out", db, db)
@@ -589,9 +591,9 @@ func (s *clusterSink) addRestore(ctx context.Context, db int, key []byte, encode
 	return s.batcher(i).cur.AddWith(0, slot, encode)
 }
 
-func (s *clusterSink) endUnit(ctx context.Context, pos writer.Position) error {
+func (s *clusterSink) EndUnit(ctx context.Context, pos writer.Position) error {
 	s.enter()
-	for i := range s.t.writers() {
+	for i := range s.t.Writers() {
 		if err := s.batcher(i).endUnit(ctx, pos); err != nil {
 			s.leave()
 			return err
@@ -604,21 +606,21 @@ func (s *clusterSink) endUnit(ctx context.Context, pos writer.Position) error {
 	return nil
 }
 
-func (s *clusterSink) dropUnit() {
+func (s *clusterSink) DropUnit() {
 	for _, b := range s.bs {
 		b.dropUnit()
 	}
 	s.leave()
 }
 
-func (s *clusterSink) flush(ctx context.Context) error {
+func (s *clusterSink) Flush(ctx context.Context) error {
 	s.t.route.RLock()
 	defer s.t.route.RUnlock()
 	return s.flushLocked(ctx)
 }
 
 func (s *clusterSink) flushLocked(ctx context.Context) error {
-	for i := range s.t.writers() {
+	for i := range s.t.Writers() {
 		if err := s.batcher(i).submit(ctx); err != nil {
 			return err
 		}
@@ -635,7 +637,7 @@ func (s *clusterSink) flushLocked(ctx context.Context) error {
 func (t *clusterTarget) reroute(ctx context.Context) error {
 	t.route.Lock()
 	defer t.route.Unlock()
-	log := t.j.log
+	log := t.cfg.Log
 	for round := 0; t.redirect.Load(); round++ {
 		t.redirect.Store(false)
 		for _, s := range t.sinks {
@@ -643,7 +645,7 @@ func (t *clusterTarget) reroute(ctx context.Context) error {
 				return err
 			}
 		}
-		for _, w := range t.writers() {
+		for _, w := range t.Writers() {
 			if err := w.Drain(ctx); err != nil {
 				return err
 			}
@@ -651,7 +653,7 @@ func (t *clusterTarget) reroute(ctx context.Context) error {
 		var ops []writer.Op
 		from := map[*writer.Writer][]writer.Op{}
 		origin := map[uint64]int{}
-		for wi, w := range t.writers() {
+		for wi, w := range t.Writers() {
 			r := w.Redirected()
 			from[w] = r
 			for _, o := range r {
@@ -701,7 +703,7 @@ func (t *clusterTarget) reroute(ctx context.Context) error {
 			}
 			to[i] = append(to[i], o)
 		}
-		ws := t.writers()
+		ws := t.Writers()
 		for i, list := range to {
 			ws[i].Inject(list)
 		}
