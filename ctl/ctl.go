@@ -9,8 +9,8 @@
 // make a control connection allocate or recurse without bound.
 //
 // Used by job (source and target discovery, markers, emptiness checks),
-// topology and verify; it imports nothing of ferry's above dial, resp and
-// fault.
+// topology and verify; it imports nothing of ferry's above conf, dial, resp
+// and fault.
 package ctl
 
 import (
@@ -25,6 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
@@ -189,4 +190,14 @@ func RDBVersion(redisVersion string) int {
 		return 8
 	}
 	return 6
+}
+
+// DialOptions are the connection options for the node at addr of the
+// deployment e (its credentials, TLS and dial timeout).
+func DialOptions(e conf.Endpoint, addr string) (dial.Options, error) {
+	t, err := e.TLSConfig()
+	if err != nil {
+		return dial.Options{}, err
+	}
+	return dial.Options{Addr: addr, Username: e.Username, Password: e.Password, TLS: t, Timeout: e.DialTimeout}, nil
 }

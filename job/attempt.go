@@ -19,6 +19,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/status"
 	"github.com/ferry-dev/ferry/target"
@@ -31,7 +32,7 @@ func (j *job) openTarget(ctx context.Context) (target.Target, error) {
 	cfg := target.Config{
 		Job:           c.Name,
 		Seeds:         c.Target.Hosts,
-		Dial:          func(addr string) (dial.Options, error) { return dialOptions(c.Target, addr) },
+		Dial:          func(addr string) (dial.Options, error) { return ctl.DialOptions(c.Target, addr) },
 		BatchMaxOps:   c.BatchMaxOps,
 		BatchMaxBytes: c.BatchMaxBytes,
 		Writer: writer.Config{
@@ -125,9 +126,9 @@ func (j *job) attempt(ctx context.Context) error {
 	}
 	j.cmds = commandInfo{table: builtinCommands(), known: j.targetCommands(ctx, tgt)}
 	j.holdsModules = j.targetHoldsModules(ctx, tgt)
-	var src *source
+	var src *source.Source
 	if c.RDB == "" && c.AOF == "" {
-		if src, err = j.openSource(ctx); err != nil {
+		if src, err = source.Open(ctx, source.Config{Endpoint: j.c.Source, Shards: j.c.Shards}); err != nil {
 			return err
 		}
 		j.cmds.table = j.sourceCommands(ctx, src)
@@ -175,16 +176,16 @@ func (j *job) attempt(ctx context.Context) error {
 		return j.wait(g)
 	}
 
-	if src.cluster {
-		slots := make([][][2]int, len(src.shards))
-		for i, sh := range src.shards {
-			slots[i] = sh.slots
+	if src.Cluster {
+		slots := make([][][2]int, len(src.Shards))
+		for i, sh := range src.Shards {
+			slots[i] = sh.Slots
 		}
-		j.moves = newMoves(slots, src.foreign)
+		j.moves = newMoves(slots, src.Foreign)
 	}
 	var streams []*stream
-	j.shards = len(src.shards)
-	for i, sh := range src.shards {
+	j.shards = len(src.Shards)
+	for i, sh := range src.Shards {
 		s, err := j.openStream(ctx, i, sh, tgt, cluster, found)
 		if err != nil {
 			for _, s := range streams {
@@ -268,9 +269,9 @@ func (j *job) attempt(ctx context.Context) error {
 
 // openStream prepares shard i: where it resumes from, its spool, its reader
 // and its applier.
-func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Target, cluster, found bool) (*stream, error) {
+func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt target.Target, cluster, found bool) (*stream, error) {
 	c := j.c
-	d, err := sh.resolve(ctx)
+	d, err := sh.Resolve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("source %w", err)
 	}
@@ -284,7 +285,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Targe
 	s.expectKeys.Store(sourceKeys(ctx, d))
 	s.app = j.newApplier(i, tgt)
 	if found {
-		id, id2, _, err := replIDs(ctx, d)
+		id, id2, _, err := source.ReplIDs(ctx, d)
 		if err != nil {
 			return nil, fmt.Errorf("source %w", err)
 		}
@@ -309,8 +310,8 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Targe
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	resolve := sh.resolve
-	if sh.fixed {
+	resolve := sh.Resolve
+	if sh.Fixed {
 		resolve = nil
 	}
 	out := &spoolWriter{sp: s.sp, max: c.SpoolMaxDisk}
@@ -318,7 +319,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Targe
 	if c.Source.Reader != conf.ReaderScan {
 		ps = reader.NewPSync(reader.Config{
 			Dial:    d,
-			Name:    sh.name,
+			Name:    sh.Name,
 			Log:     s.app.log,
 			Acked:   s.applied,
 			Resolve: resolve,
@@ -330,27 +331,27 @@ func (j *job) openStream(ctx context.Context, i int, sh *shard, tgt target.Targe
 	}
 	if c.Source.Reader != conf.ReaderPSync {
 		tag := ""
-		if sh.home >= 0 {
-			tag = "{" + router.TagForSlot(sh.home) + "}"
+		if sh.Home >= 0 {
+			tag = "{" + router.TagForSlot(sh.Home) + "}"
 		}
 		// The scan reader reads masters (read_from = "replica" is for
 		// PSYNC): the cutover's barrier must see every write, and the probe
 		// writes.
 		var master func(ctx context.Context) (dial.Options, error)
-		if !sh.fixed {
-			master = sh.master
+		if !sh.Fixed {
+			master = sh.Master
 		}
 		md := d
-		if c.Source.ReadFrom == conf.ReadFromReplica && sh.master != nil {
+		if c.Source.ReadFrom == conf.ReadFromReplica && sh.Master != nil {
 			// auto fell back from PSYNC on a replica: scan the master.
-			if m, err := sh.master(ctx); err == nil {
+			if m, err := sh.Master(ctx); err == nil {
 				md = m
 			}
 			if ps != nil {
 				s.app.log.Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
 			}
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen}, out)
+		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen}, out)
 		s.ps = sc
 		if ps != nil {
 			s.ps = reader.NewAuto(ps, sc, s.app.log)

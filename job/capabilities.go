@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/target"
 )
 
@@ -88,7 +89,7 @@ func moduleNames(ctx context.Context, c *redis.Client) ([]string, error) {
 // hashes whose fields have TTLs, function libraries, module values — when
 // on_unsupported is "refuse", with one line counting each. src is nil for a
 // file import.
-func (j *job) checkCapabilities(ctx context.Context, tgt target.Target, src *source) error {
+func (j *job) checkCapabilities(ctx context.Context, tgt target.Target, src *source.Source) error {
 	if j.c.OnUnsupported == conf.UnsupportedDrop {
 		return nil
 	}
@@ -159,11 +160,11 @@ func (j *job) checkCapabilities(ctx context.Context, tgt target.Target, src *sou
 // sourceFunctions counts the source's function libraries (FUNCTION LIST on
 // its first shard: functions are the same on every master). A source that
 // cannot be asked counts 0; the applier still refuses the first library.
-func (j *job) sourceFunctions(ctx context.Context, src *source) int64 {
-	if len(src.shards) == 0 {
+func (j *job) sourceFunctions(ctx context.Context, src *source.Source) int64 {
+	if len(src.Shards) == 0 {
 		return 0
 	}
-	o, err := src.shards[0].resolve(ctx)
+	o, err := src.Shards[0].Resolve(ctx)
 	if err != nil {
 		return 0
 	}
@@ -179,10 +180,10 @@ func (j *job) sourceFunctions(ctx context.Context, src *source) int64 {
 // sourceFieldTTLHashes sums subexpiry of INFO keyspace (Redis 7.4+: hashes
 // with field TTLs) over the source's shards. A shard that cannot be asked
 // counts 0: the applier still refuses the first such hash it meets.
-func (j *job) sourceFieldTTLHashes(ctx context.Context, src *source) int64 {
+func (j *job) sourceFieldTTLHashes(ctx context.Context, src *source.Source) int64 {
 	var n int64
-	for _, sh := range src.shards {
-		o, err := sh.resolve(ctx)
+	for _, sh := range src.Shards {
+		o, err := sh.Resolve(ctx)
 		if err != nil {
 			continue
 		}
@@ -259,11 +260,11 @@ func isModule(t byte) bool { return t == rdb.TypeModule2 || t == rdb.TypeModuleP
 // sourceModules names the modules the source has loaded (MODULE LIST of
 // its first shard), with no count: a live source does not say how many
 // keys of each type it holds.
-func (j *job) sourceModules(ctx context.Context, src *source) map[string]int64 {
-	if len(src.shards) == 0 {
+func (j *job) sourceModules(ctx context.Context, src *source.Source) map[string]int64 {
+	if len(src.Shards) == 0 {
 		return nil
 	}
-	o, err := src.shards[0].resolve(ctx)
+	o, err := src.Shards[0].Resolve(ctx)
 	if err != nil {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/target"
 )
 
@@ -31,14 +32,14 @@ func commandReply(ctx context.Context, c *redis.Client) ([]any, error) {
 // shard (the shards of one deployment run one version and one set of
 // modules). A source that forbids or renames COMMAND leaves the built-in
 // table, with one log line.
-func (j *job) sourceCommands(ctx context.Context, src *source) *router.Table {
+func (j *job) sourceCommands(ctx context.Context, src *source.Source) *router.Table {
 	base := router.Builtin()
-	if len(src.shards) == 0 {
+	if len(src.Shards) == 0 {
 		return base
 	}
-	get := src.shards[0].master
+	get := src.Shards[0].Master
 	if get == nil {
-		get = src.shards[0].resolve
+		get = src.Shards[0].Resolve
 	}
 	o, err := get(ctx)
 	if err != nil {

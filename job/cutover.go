@@ -74,7 +74,7 @@ func pauseSupported(v string) bool {
 // copied.
 func (j *job) checkCutover(ctx context.Context, streams []*stream) error {
 	for _, s := range streams {
-		d, err := s.sh.master(ctx)
+		d, err := s.sh.Master(ctx)
 		if err != nil {
 			return fmt.Errorf("cutover: %w", err)
 		}
@@ -141,7 +141,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	var offsets []int64
 	ms := strconv.FormatInt(co.PauseMax.Milliseconds(), 10)
 	for _, s := range streams {
-		d, err := s.sh.master(ctx)
+		d, err := s.sh.Master(ctx)
 		if err != nil {
 			return err
 		}

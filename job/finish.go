@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/target"
 )
 
@@ -111,7 +112,7 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*target.Node) error {
 // sweep deletes the target's keys that the snapshot just applied does not
 // have, on every master: for a shard of a cluster source, only keys of the
 // shard's slots (the other shards' keys are theirs).
-func (j *job) sweep(ctx context.Context, keep *keySet, sh *shard) error {
+func (j *job) sweep(ctx context.Context, keep *keySet, sh *source.Shard) error {
 	// A target key is the job's to delete only if some source db mapped to
 	// its db copies it (a filtered-out or foreign key is left alone), and,
 	// for one shard of a cluster source, if the key is in that shard.
@@ -124,7 +125,7 @@ func (j *job) sweep(ctx context.Context, keep *keySet, sh *shard) error {
 		srcDBs[t] = append(srcDBs[t], db)
 	}
 	owned := func(tdb int, key string) bool {
-		if sh != nil && !sh.owns(key) {
+		if sh != nil && !sh.Owns(key) {
 			return false
 		}
 		for _, db := range srcDBs[tdb] {
@@ -265,7 +266,7 @@ func (s *stream) waitCaughtUp(ctx context.Context) {
 
 // sourceOffset reads the replication offset of the node the stream reads.
 func (s *stream) sourceOffset(ctx context.Context) (int64, error) {
-	d, err := s.sh.resolve(ctx)
+	d, err := s.sh.Resolve(ctx)
 	if err != nil {
 		return 0, err
 	}

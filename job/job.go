@@ -14,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/conf"
-	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/lease"
 	"github.com/ferry-dev/ferry/status"
@@ -198,14 +197,6 @@ func warnInsecure(log zerolog.Logger, role string, e conf.Endpoint) {
 	if e.IsSet() && e.TLSOn() && e.TLS.InsecureSkipVerify {
 		log.Warn().Str(role, e.Redacted()).Msgf("%s: insecure_skip_verify is on: the server's TLS certificate is not checked, anyone on the network path can pose as it and read the data and password", role)
 	}
-}
-
-func dialOptions(e conf.Endpoint, host string) (dial.Options, error) {
-	t, err := e.TLSConfig()
-	if err != nil {
-		return dial.Options{}, err
-	}
-	return dial.Options{Addr: host, Username: e.Username, Password: e.Password, TLS: t, Timeout: e.DialTimeout}, nil
 }
 
 func errorPolicy(p conf.OnError) writer.ErrorPolicy {

@@ -172,7 +172,7 @@ func (j *job) state() State {
 		if s.ps == nil {
 			continue
 		}
-		sh := ShardState{Name: s.sh.name, Reader: s.ps.Stats(), ExpectKeys: s.expectKeys.Load()}
+		sh := ShardState{Name: s.sh.Name, Reader: s.ps.Stats(), ExpectKeys: s.expectKeys.Load()}
 		sh.Addr = sh.Reader.Addr
 		if s.sp != nil {
 			sh.Spool = s.sp.Stats()

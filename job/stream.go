@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/status"
 	"github.com/ferry-dev/ferry/writer"
@@ -23,7 +24,7 @@ import (
 type stream struct {
 	j   *job
 	i   int
-	sh  *shard // nil for an RDB import
+	sh  *source.Shard // nil for an RDB import
 	ps  sourceReader
 	sp  *spool.Spool
 	app *applier
@@ -253,7 +254,7 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 
 func (s *stream) name() string {
 	if s.sh != nil {
-		return s.sh.name
+		return s.sh.Name
 	}
 	return "import"
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/conf"
-	"github.com/ferry-dev/ferry/job"
+	"github.com/ferry-dev/ferry/source"
 )
 
 // cmdPlan prints how N processes split a cluster source (shards I/N): for
@@ -30,7 +30,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	plan, err := job.Plan(ctx, jc, *processes)
+	plan, err := source.Plan(ctx, source.Config{Endpoint: jc.Source, Shards: jc.Shards}, *processes)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,10 @@
-package job
+// Package source finds what ferry reads: the shards of the source
+// deployment — the master of a standalone server (found among several
+// addresses or through Sentinel), or the masters of a cluster with their
+// slots — and, for each, the node to read it from now (its master, or with
+// read_from = "replica" its most advanced replica in sync). Discovery runs
+// again on every reconnect, so a failover is followed.
+package source
 
 import (
 	"context"
@@ -20,29 +26,37 @@ import (
 	"github.com/ferry-dev/ferry/topology"
 )
 
-// shard is one replication stream of the source: the master of a standalone
-// deployment, or one master of a cluster with its slots.
-type shard struct {
-	name  string   // ferry-reader-<i>
-	slots [][2]int // cluster: the shard's slots when ferry found it; nil: all
-	home  int      // cluster: a slot of the shard, to find it again after a failover; -1 otherwise
-	// resolve says which node to read the shard from now: its master, or
-	// with read_from = "replica" its most advanced replica.
-	resolve func(ctx context.Context) (dial.Options, error)
-	fixed   bool // one address, nothing to resolve on reconnect
-	// master is the shard's master now, wherever ferry reads from (cutover
-	// pauses it).
-	master func(ctx context.Context) (dial.Options, error)
+// Config is what source discovery needs of the job's settings.
+type Config struct {
+	Endpoint conf.Endpoint
+	// Shards is this process's share of a cluster source (shards I/N).
+	Shards conf.ShardSet
 }
 
-// owns reports whether a key belongs to the shard (for the sweep after the
+// Shard is one replication stream of the source: the master of a standalone
+// deployment, or one master of a cluster with its slots. Its functions may
+// be called from any goroutine.
+type Shard struct {
+	Name  string   // ferry-reader-<i>
+	Slots [][2]int // cluster: the shard's slots when ferry found it; nil: all
+	Home  int      // cluster: a slot of the shard, to find it again after a failover; -1 otherwise
+	// Resolve says which node to read the shard from now: its master, or
+	// with read_from = "replica" its most advanced replica.
+	Resolve func(ctx context.Context) (dial.Options, error)
+	Fixed   bool // one address, nothing to resolve on reconnect
+	// Master is the shard's master now, wherever ferry reads from (cutover
+	// pauses it).
+	Master func(ctx context.Context) (dial.Options, error)
+}
+
+// Owns reports whether a key belongs to the shard (for the sweep after the
 // shard alone resynced).
-func (s *shard) owns(key string) bool {
-	if s.slots == nil {
+func (s *Shard) Owns(key string) bool {
+	if s.Slots == nil {
 		return true
 	}
 	slot := router.SlotString(key)
-	for _, r := range s.slots {
+	for _, r := range s.Slots {
 		if slot >= r[0] && slot <= r[1] {
 			return true
 		}
@@ -50,38 +64,38 @@ func (s *shard) owns(key string) bool {
 	return false
 }
 
-// source is what ferry reads: one shard for a standalone source, one per
-// master for a cluster.
-type source struct {
-	cluster bool
-	shards  []*shard
-	// foreign are the slots of the shards other processes take (shards
+// Source is what ferry reads: one shard for a standalone source, one per
+// master for a cluster (this process's share of them, with shards I/N).
+type Source struct {
+	Cluster bool
+	Shards  []*Shard
+	// Foreign are the slots of the shards other processes take (shards
 	// I/N): a key moving in from one of them is a reshard across
-	// processes, which this one cannot order (moves.go).
-	foreign [][2]int
+	// processes, which this one cannot order.
+	Foreign [][2]int
 }
 
-// openSource finds the source's shards. A cluster is detected with INFO
-// cluster; a sentinel:// address is asked for its master; several addresses
-// of a standalone deployment are searched for the one that is master now.
-func (j *job) openSource(ctx context.Context) (*source, error) {
-	e := j.c.Source
+// Open finds the source's shards. A cluster is detected with INFO cluster;
+// a sentinel:// address is asked for its master; several addresses of a
+// standalone deployment are searched for the one that is master now.
+func Open(ctx context.Context, cfg Config) (*Source, error) {
+	e := cfg.Endpoint
 	replica := e.ReadFrom == conf.ReadFromReplica
-	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
+	opts := func(addr string) (dial.Options, error) { return ctl.DialOptions(e, addr) }
 	if e.Scheme == "sentinel" {
-		if err := j.oneShard(); err != nil {
+		if err := oneShard(cfg.Shards); err != nil {
 			return nil, err
 		}
-		sh := &shard{name: "ferry-reader-0", home: -1}
-		sh.master = func(ctx context.Context) (dial.Options, error) {
-			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
+		sh := &Shard{Name: "ferry-reader-0", Home: -1}
+		sh.Master = func(ctx context.Context) (dial.Options, error) {
+			addr, err := SentinelMaster(ctx, e)
 			if err != nil {
 				return dial.Options{}, err
 			}
 			return opts(addr)
 		}
-		sh.resolve = func(ctx context.Context) (dial.Options, error) {
-			addr, err := sentinelMaster(ctx, j.c, e.SentinelMaster)
+		sh.Resolve = func(ctx context.Context) (dial.Options, error) {
+			addr, err := SentinelMaster(ctx, e)
 			if err != nil {
 				return dial.Options{}, err
 			}
@@ -92,10 +106,10 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 			}
 			return opts(addr)
 		}
-		if _, err := sh.resolve(ctx); err != nil {
+		if _, err := sh.Resolve(ctx); err != nil {
 			return nil, fmt.Errorf("source %w", err)
 		}
-		return &source{shards: []*shard{sh}}, nil
+		return &Source{Shards: []*Shard{sh}}, nil
 	}
 
 	first, err := opts(e.Hosts[0])
@@ -109,14 +123,14 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 		return nil, fmt.Errorf("source %w", ctl.Describe(first.Addr, err))
 	}
 	if cl {
-		return j.openClusterSource(ctx, replica)
+		return openCluster(ctx, cfg, replica)
 	}
-	if err := j.oneShard(); err != nil {
+	if err := oneShard(cfg.Shards); err != nil {
 		return nil, err
 	}
-	sh := &shard{name: "ferry-reader-0", home: -1}
+	sh := &Shard{Name: "ferry-reader-0", Home: -1}
 	hosts := e.Hosts
-	sh.master = func(ctx context.Context) (dial.Options, error) {
+	sh.Master = func(ctx context.Context) (dial.Options, error) {
 		if len(hosts) == 1 {
 			return first, nil
 		}
@@ -126,7 +140,7 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 		}
 		return opts(addr)
 	}
-	sh.resolve = func(ctx context.Context) (dial.Options, error) {
+	sh.Resolve = func(ctx context.Context) (dial.Options, error) {
 		addr := hosts[0]
 		if len(hosts) > 1 {
 			var err error
@@ -143,24 +157,24 @@ func (j *job) openSource(ctx context.Context) (*source, error) {
 		return opts(addr)
 	}
 	if len(hosts) == 1 && !replica {
-		sh.resolve = func(context.Context) (dial.Options, error) { return first, nil }
-		sh.fixed = true
+		sh.Resolve = func(context.Context) (dial.Options, error) { return first, nil }
+		sh.Fixed = true
 	}
-	return &source{shards: []*shard{sh}}, nil
+	return &Source{Shards: []*Shard{sh}}, nil
 }
 
 // oneShard refuses shards I/N (N > 1) for a source that is one shard.
-func (j *job) oneShard() error {
-	if j.c.Shards.All() {
+func oneShard(set conf.ShardSet) error {
+	if set.All() {
 		return nil
 	}
 	return fault.PermanentErr("", "", "remove shards (or set it to 0/1)",
-		fmt.Errorf("shards %s: the source is not a cluster: it is one shard, which one process reads", j.c.Shards))
+		fmt.Errorf("shards %s: the source is not a cluster: it is one shard, which one process reads", set))
 }
 
-func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, error) {
-	e := j.c.Source
-	opts := func(addr string) (dial.Options, error) { return dialOptions(e, addr) }
+func openCluster(ctx context.Context, cfg Config, replica bool) (*Source, error) {
+	e := cfg.Endpoint
+	opts := func(addr string) (dial.Options, error) { return ctl.DialOptions(e, addr) }
 	// Every node ever seen is a seed for later discoveries: the configured
 	// address may be the master that just died.
 	var seedMu sync.Mutex
@@ -184,34 +198,34 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 	if err != nil {
 		return nil, fmt.Errorf("source cluster: %w", err)
 	}
-	src := &source{cluster: true}
+	src := &Source{Cluster: true}
 	// shards I/N: this process's share, in the order all processes agree on.
 	all := byFirstSlot(m.Shards)
 	for k, sh := range all {
-		if !j.c.Shards.Takes(k) {
-			src.foreign = append(src.foreign, sh.Slots...)
+		if !cfg.Shards.Takes(k) {
+			src.Foreign = append(src.Foreign, sh.Slots...)
 			continue
 		}
-		s := &shard{name: fmt.Sprintf("ferry-reader-%d", len(src.shards)), slots: sh.Slots, home: sh.Slots[0][0]}
-		s.master = func(ctx context.Context) (dial.Options, error) {
+		s := &Shard{Name: fmt.Sprintf("ferry-reader-%d", len(src.Shards)), Slots: sh.Slots, Home: sh.Slots[0][0]}
+		s.Master = func(ctx context.Context) (dial.Options, error) {
 			m, err := discover(ctx)
 			if err != nil {
 				return dial.Options{}, err
 			}
-			n, ok := m.MasterOf(s.home)
+			n, ok := m.MasterOf(s.Home)
 			if !ok {
-				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.home)
+				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.Home)
 			}
 			return opts(n.Addr)
 		}
-		s.resolve = func(ctx context.Context) (dial.Options, error) {
+		s.Resolve = func(ctx context.Context) (dial.Options, error) {
 			m, err := discover(ctx)
 			if err != nil {
 				return dial.Options{}, err
 			}
-			k, ok := m.Owner(s.home)
+			k, ok := m.Owner(s.Home)
 			if !ok {
-				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.home)
+				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.Home)
 			}
 			sh := m.Shards[k]
 			addr := sh.Master.Addr
@@ -225,16 +239,16 @@ func (j *job) openClusterSource(ctx context.Context, replica bool) (*source, err
 					}
 				}
 				if best < 0 {
-					return dial.Options{}, fmt.Errorf("source cluster: the shard of slot %d has no replica in sync to read from (read_from = \"replica\")", s.home)
+					return dial.Options{}, fmt.Errorf("source cluster: the shard of slot %d has no replica in sync to read from (read_from = \"replica\")", s.Home)
 				}
 			}
 			return opts(addr)
 		}
-		src.shards = append(src.shards, s)
+		src.Shards = append(src.Shards, s)
 	}
-	if len(src.shards) == 0 {
+	if len(src.Shards) == 0 {
 		return nil, fault.PermanentErr("", "", "run fewer processes than the source has shards",
-			fmt.Errorf("shards %s: the source cluster has %d shards, none of them this process's", j.c.Shards, len(all)))
+			fmt.Errorf("shards %s: the source cluster has %d shards, none of them this process's", cfg.Shards, len(all)))
 	}
 	return src, nil
 }
@@ -318,9 +332,9 @@ func findMaster(ctx context.Context, opts func(string) (dial.Options, error), ho
 	return "", fmt.Errorf("no master among %s", strings.Join(hosts, ", "))
 }
 
-// sentinelMaster asks the sentinels where the master is now.
-func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error) {
-	e := c.Source
+// SentinelMaster asks the sentinels of e where its master is now.
+func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
+	name := e.SentinelMaster
 	var errs []string
 	for _, h := range e.Hosts {
 		s := redis.NewSentinelClient(&redis.Options{
@@ -341,9 +355,9 @@ func sentinelMaster(ctx context.Context, c conf.Job, name string) (string, error
 	return "", fmt.Errorf("sentinel: master %q not found (%s)", name, strings.Join(errs, "; "))
 }
 
-// replIDs reads the replication ids a node continues: its own and the one
+// ReplIDs reads the replication ids a node continues: its own and the one
 // it inherited in a failover (with the last offset of that history).
-func replIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, err error) {
+func ReplIDs(ctx context.Context, o dial.Options) (id, id2 string, off2 int64, err error) {
 	c := ctl.New(o)
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()

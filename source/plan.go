@@ -1,4 +1,4 @@
-package job
+package source
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/topology"
 )
@@ -22,14 +21,14 @@ func byFirstSlot(shards []topology.Shard) []topology.Shard {
 	return out
 }
 
-// Plan reads the source cluster of c and returns, for each of processes
+// Plan reads the source cluster of cfg and returns, for each of processes
 // processes (shards I/processes), the source shards it takes.
-func Plan(ctx context.Context, c conf.Job, processes int) ([][]topology.Shard, error) {
-	e := c.Source
+func Plan(ctx context.Context, cfg Config, processes int) ([][]topology.Shard, error) {
+	e := cfg.Endpoint
 	if len(e.Hosts) == 0 {
 		return nil, fmt.Errorf("no source address")
 	}
-	first, err := dialOptions(e, e.Hosts[0])
+	first, err := ctl.DialOptions(e, e.Hosts[0])
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +42,7 @@ func Plan(ctx context.Context, c conf.Job, processes int) ([][]topology.Shard, e
 		return nil, fmt.Errorf("the source %s is not a cluster: it is one shard, which one process reads", first.Addr)
 	}
 	m, err := topology.Discover(ctx, e.Hosts, func(addr string) *redis.Options {
-		o, _ := dialOptions(e, addr)
+		o, _ := ctl.DialOptions(e, addr)
 		return ctl.Options(o, "ferry-ctl-0", 0)
 	})
 	if err != nil {
