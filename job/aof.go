@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ferry-dev/ferry/aof"
 	"github.com/ferry-dev/ferry/rdb"
@@ -33,7 +34,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 	r := aof.NewReader(src, aof.Options{MaxArg: j.maxArg()})
 	defer r.Close()
 	s.setPhase(status.PhaseImport)
-	app.beginSnapshot("", 0, s.sweep)
+	app.BeginSnapshot("", 0, s.sweep)
 	stop := context.AfterFunc(stopCtx, func() { j.stopping.Store(true) })
 	defer stop()
 	interrupted := errors.New("import interrupted")
@@ -64,7 +65,7 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 	var txCommands int64 // commands counted before the open transaction
 	for {
 		if j.stopping.Load() {
-			app.out.DropUnit()
+			app.Sink().DropUnit()
 			return interrupted
 		}
 		c, err := r.Next()
@@ -72,39 +73,39 @@ func (s *stream) importAOF(ctx, stopCtx context.Context) error {
 			break
 		}
 		if err != nil {
-			app.out.DropUnit()
+			app.Sink().DropUnit()
 			return err
 		}
 		if c.File != file {
 			// redis-server loads every file with a fresh client: db 0.
-			file, app.db = c.File, 0
+			file = c.File
+			app.SetDB(0)
 		}
-		if eq(c.Args[0], "MULTI") {
-			txCommands = app.commands.Load()
+		if bytes.EqualFold(c.Args[0], bMulti) {
+			txCommands = app.Commands.Load()
 		}
-		if err := app.command(ctx, functionLoadReplace(c.Args), c.End); err != nil {
+		if err := app.Command(ctx, functionLoadReplace(c.Args), nil, c.End, time.Time{}); err != nil {
 			return fmt.Errorf("aof: %s: command at offset %d: %w", c.File, c.Offset, err)
 		}
 	}
 	if tr := r.Truncated(); tr != nil {
-		if app.inTx {
+		if app.InTx() {
 			// The transaction has no EXEC: nothing of it is applied, as
 			// redis-server reverts it.
-			app.out.DropUnit()
-			app.inTx = false
-			app.commands.Store(txCommands)
+			app.DropTx()
+			app.Commands.Store(txCommands)
 		}
 		what := "a command"
 		if tr.Multi {
 			what = "a MULTI/EXEC transaction"
 		}
-		app.log.Warn().Str("file", tr.File).Int64("offset", tr.Offset).Int64("bytes_left_out", tr.Size-tr.Offset).
+		app.Log().Warn().Str("file", tr.File).Int64("offset", tr.Offset).Int64("bytes_left_out", tr.Size-tr.Offset).
 			Msgf("the AOF's last file ends inside %s: applied up to that offset and left the rest out, as redis-server does with aof-load-truncated yes", what)
 		j.mu.Lock()
 		j.sum.AOFTruncated = tr
 		j.mu.Unlock()
 	}
-	if err := app.flush(ctx); err != nil {
+	if err := app.Flush(ctx); err != nil {
 		return err
 	}
 	return j.drain(ctx)
@@ -125,6 +126,8 @@ func (j *job) maxArg() int64 {
 var (
 	bFunction = []byte("FUNCTION")
 	bLoad     = []byte("LOAD")
+	bReplace  = []byte("REPLACE")
+	bMulti    = []byte("MULTI")
 )
 
 // functionLoadReplace makes FUNCTION LOAD replace a library of the same

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/apply"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
@@ -74,38 +75,39 @@ func (j *job) low(i int) int64 {
 	return -1
 }
 
-// newApplier is the applier of stream i.
-func (j *job) newApplier(i int, tgt target.Target) *applier {
+// newApplier is the applier of stream i (its sink is made once it knows
+// where the stream resumes: see target.Target.NewSink).
+func (j *job) newApplier(i int, tgt target.Target) *apply.Applier {
 	c := j.c
-	app := &applier{
-		job:    j,
-		stream: i,
-		log:    j.log,
-		dbMap:  c.DBMap,
-		filter: j.filter,
-		moves:  j.moves,
-		table:  j.cmds.table,
-		known:  j.cmds.known,
-		waitApplied: func(ctx context.Context, stream int, seq uint64) error {
-			return j.waitApplied(ctx, stream, seq)
-		},
-		jobName: c.Name,
-		skipErr: c.OnError == conf.OnErrorSkip,
-		restore: c.Restore,
-		fenced:  c.Fence != conf.FenceOff,
-		seq:     &j.seq,
-	}
+	log := j.log
 	if i > 0 || !j.c.Import() {
-		app.log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
+		log = j.log.With().Str("conn", fmt.Sprintf("ferry-reader-%d", i)).Logger()
 	}
-	app.tgtRDB, app.maxBulk = 1<<30, 1<<62
+	tgtRDB, maxBulk := 1<<30, int64(1<<62)
 	for _, n := range tgt.Nodes() {
-		app.tgtRDB, app.maxBulk = min(app.tgtRDB, n.RDBVersion), min(app.maxBulk, n.MaxBulk)
+		tgtRDB, maxBulk = min(tgtRDB, n.RDBVersion), min(maxBulk, n.MaxBulk)
 	}
-	app.noFieldTTL = !j.targetHoldsFieldTTLs(tgt)
-	app.noFunctions = !j.targetHoldsFunctions()
-	app.noModules = !j.holdsModules
-	app.dropFieldTTL = c.OnUnsupported == conf.UnsupportedDrop
+	app := apply.New(apply.Config{
+		Stream:      i,
+		Log:         log,
+		Job:         c.Name,
+		DBMap:       c.DBMap,
+		Filter:      j.filter,
+		Moves:       j.moves,
+		Table:       j.cmds.table,
+		Known:       j.cmds.known,
+		WaitApplied: j.waitApplied,
+		Seq:         &j.seq,
+		Restore:     c.Restore,
+		Fenced:      c.Fence != conf.FenceOff,
+		SkipRefused: c.OnError == conf.OnErrorSkip,
+		TargetRDB:   tgtRDB,
+		MaxBulk:     maxBulk,
+		NoFieldTTL:  !j.targetHoldsFieldTTLs(tgt),
+		NoFunctions: !j.targetHoldsFunctions(),
+		NoModules:   !j.holdsModules,
+		Drop:        c.OnUnsupported == conf.UnsupportedDrop,
+	})
 	return app
 }
 
@@ -158,7 +160,7 @@ func (j *job) attempt(ctx context.Context) error {
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
 		s.rdbSize.Store(-1)
 		s.app = j.newApplier(0, tgt)
-		s.app.out = tgt.NewSink(s.app)
+		s.app.SetSink(tgt.NewSink(s.app))
 		j.mu.Lock()
 		j.streams = []*stream{s}
 		j.mu.Unlock()
@@ -181,7 +183,7 @@ func (j *job) attempt(ctx context.Context) error {
 		for i, sh := range src.Shards {
 			slots[i] = sh.Slots
 		}
-		j.moves = newMoves(slots, src.Foreign)
+		j.moves = apply.NewMoves(slots, src.Foreign)
 	}
 	var streams []*stream
 	j.shards = len(src.Shards)
@@ -289,19 +291,17 @@ func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt targe
 		if err != nil {
 			return nil, fmt.Errorf("source %w", err)
 		}
-		s.app.replIDs = [2]string{id, id2}
+		s.app.SetHistory([2]string{id, id2})
 		if pos, ok := tgt.ResumeFor(i, id, id2); ok {
 			s.startAt = reader.Start{ReplID: pos.ReplID, Offset: pos.Offset}
-			s.app.replid, s.app.offset, s.app.db = pos.ReplID, pos.Offset, pos.DB
-			s.app.setDataEnd(pos.Offset)
+			s.app.Resume(pos)
 			s.setProcessed(pos.Offset)
-			s.app.resumed = true
-			s.app.log.Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
+			s.app.Log().Info().Str("replid", pos.ReplID).Int64("offset", pos.Offset).Msg("resuming from the position recorded on the target")
 		} else {
-			s.app.log.Info().Msg("the target holds no resumable position of this shard; a full resync follows")
+			s.app.Log().Info().Msg("the target holds no resumable position of this shard; a full resync follows")
 		}
 	}
-	s.app.out = tgt.NewSink(s.app)
+	s.app.SetSink(tgt.NewSink(s.app))
 	// spool_memory and spool_max_disk are the job's: each shard gets its
 	// share.
 	shards := int64(max(1, j.shards))
@@ -320,7 +320,7 @@ func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt targe
 		ps = reader.NewPSync(reader.Config{
 			Dial:    d,
 			Name:    sh.Name,
-			Log:     s.app.log,
+			Log:     *s.app.Log(),
 			Acked:   s.applied,
 			Resolve: resolve,
 			Rewind:  s.rewind,
@@ -348,16 +348,16 @@ func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt targe
 				md = m
 			}
 			if ps != nil {
-				s.app.log.Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
+				s.app.Log().Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
 			}
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: s.app.log, RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen}, out)
+		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: *s.app.Log(), RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen}, out)
 		s.ps = sc
 		if ps != nil {
-			s.ps = reader.NewAuto(ps, sc, s.app.log)
+			s.ps = reader.NewAuto(ps, sc, *s.app.Log())
 		}
 	}
-	s.app.ackNow = s.ps.AckNow
+	s.app.SetAckNow(s.ps.AckNow)
 	return s, nil
 }
 
@@ -401,13 +401,13 @@ func (j *job) wait(g *errgroup.Group) error {
 				sum.Lag += st.Received - a
 			}
 		}
-		sum.Keys += s.app.keys.Swap(0)
-		sum.Expired += s.app.expired.Swap(0)
-		sum.Empty += s.app.empty.Swap(0)
-		sum.FieldTTLs += s.app.fieldTTLs.Swap(0)
-		sum.Functions += s.app.functions.Swap(0)
-		sum.Modules += s.app.modules.Swap(0)
-		sum.Commands += s.app.commands.Swap(0)
+		sum.Keys += s.app.Keys.Swap(0)
+		sum.Expired += s.app.Expired.Swap(0)
+		sum.Empty += s.app.Empty.Swap(0)
+		sum.FieldTTLs += s.app.FieldTTLs.Swap(0)
+		sum.Functions += s.app.Functions.Swap(0)
+		sum.Modules += s.app.Modules.Swap(0)
+		sum.Commands += s.app.Commands.Swap(0)
 	}
 	j.mu.Lock()
 	j.sum.Applied, j.sum.Lag = sum.Applied, sum.Lag

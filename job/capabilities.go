@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/apply"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
@@ -243,7 +244,7 @@ func rdbUnsupported(ctx context.Context, path, spillDir string, minVersion int) 
 		switch {
 		case rec.Kind == rdb.KindKey && rdb.HasFieldTTLs(rec.Type):
 			u.hashes++
-		case rec.Kind == rdb.KindKey && isModule(rec.Type):
+		case rec.Kind == rdb.KindKey && apply.IsModule(rec.Type):
 			u.modules[rec.ModuleName()]++
 		case rec.Kind == rdb.KindFunction:
 			u.libs++
@@ -254,8 +255,6 @@ func rdbUnsupported(ctx context.Context, path, spillDir string, minVersion int) 
 		}
 	}
 }
-
-func isModule(t byte) bool { return t == rdb.TypeModule2 || t == rdb.TypeModulePreGA }
 
 // sourceModules names the modules the source has loaded (MODULE LIST of
 // its first shard), with no count: a live source does not say how many

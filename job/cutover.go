@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/hook"
+	"github.com/ferry-dev/ferry/internal/notify"
 )
 
 // Cutover configures the end of a migration: once the target caught up, the
@@ -125,7 +126,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 			if lag := s.ps.Stats().Received - applied; lag < cutoverLag {
 				break
 			}
-			wait(ctx, changed)
+			notify.Wait(ctx, changed)
 			if err := ctx.Err(); err != nil {
 				return err
 			}

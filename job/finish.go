@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferry-dev/ferry/apply"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/ctl"
+	"github.com/ferry-dev/ferry/internal/notify"
 	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/target"
 )
@@ -34,17 +36,8 @@ func (j *job) waitApplied(ctx context.Context, i int, seq uint64) error {
 	if s == nil {
 		return nil
 	}
-	for {
-		flushed := s.app.flushNote.wait()
-		if s.app.flushed.Load() >= seq {
-			break
-		}
-		s.app.flushReq.Store(true)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-flushed:
-		}
+	if err := s.app.WaitFlushed(ctx, seq); err != nil {
+		return err
 	}
 	for {
 		// Wait on the first writer that still holds units up to seq: only
@@ -112,7 +105,7 @@ func (j *job) checkEmpty(ctx context.Context, nodes []*target.Node) error {
 // sweep deletes the target's keys that the snapshot just applied does not
 // have, on every master: for a shard of a cluster source, only keys of the
 // shard's slots (the other shards' keys are theirs).
-func (j *job) sweep(ctx context.Context, keep *keySet, sh *source.Shard) error {
+func (j *job) sweep(ctx context.Context, keep *apply.KeySet, sh *source.Shard) error {
 	// A target key is the job's to delete only if some source db mapped to
 	// its db copies it (a filtered-out or foreign key is left alone), and,
 	// for one shard of a cluster source, if the key is in that shard.
@@ -137,7 +130,7 @@ func (j *job) sweep(ctx context.Context, keep *keySet, sh *source.Shard) error {
 	}
 	var deleted int64
 	for _, n := range j.tgt.Nodes() {
-		d, err := n.Sweep(ctx, keep.has, owned)
+		d, err := n.Sweep(ctx, keep.Has, owned)
 		deleted += d
 		if err != nil {
 			return err
@@ -168,8 +161,8 @@ func (j *job) finish(ctx context.Context, complete bool) error {
 	dctx, cancel := context.WithTimeout(ctx, j.o.drainTimeout)
 	defer cancel()
 	for _, s := range j.parts() {
-		s.app.out.DropUnit()
-		if err := s.app.out.Flush(ctx); err != nil {
+		s.app.Sink().DropUnit()
+		if err := s.app.Sink().Flush(ctx); err != nil {
 			return err
 		}
 	}
@@ -260,7 +253,7 @@ func (s *stream) waitCaughtUp(ctx context.Context) {
 		if applied >= target {
 			return
 		}
-		wait(ctx, changed)
+		notify.Wait(ctx, changed)
 	}
 }
 

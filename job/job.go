@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferry-dev/ferry/apply"
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/filter"
 	"github.com/ferry-dev/ferry/lease"
@@ -57,8 +58,8 @@ type job struct {
 	start   time.Time
 	rewound bool // a writer reported the target went back: resume from its marker
 	filter  *filter.Filter
-	moves   *moves      // cluster source: see moves.go
-	cmds    commandInfo // the command table (learned from the source), the target's commands: commands.go
+	moves   *apply.Moves // cluster source: see moves.go
+	cmds    commandInfo  // the command table (learned from the source), the target's commands: commands.go
 	// holdsModules: the target has modules loaded, or cannot say (set per
 	// attempt, with cmds).
 	holdsModules  bool
@@ -218,10 +219,10 @@ func (j *job) addRDB(n int64) {
 func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
 	s.publish()
-	s.app.moves.applied(s.i, time.Now())
-	if !s.app.inTx {
-		if err := s.app.flush(ctx); err != nil {
-			s.app.log.Debug().Err(err).Msg("idle flush")
+	s.app.Moves().Applied(s.i, time.Now())
+	if !s.app.InTx() {
+		if err := s.app.Flush(ctx); err != nil {
+			s.app.Log().Debug().Err(err).Msg("idle flush")
 		}
 	}
 }

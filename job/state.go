@@ -156,13 +156,13 @@ func (j *job) state() State {
 	sizeKnown := true
 	var size int64
 	for _, s := range streams {
-		st.Keys += s.app.keys.Load()
-		st.Commands += s.app.commands.Load()
-		st.Expired += s.app.expired.Load()
-		st.Empty += s.app.empty.Load()
-		st.FieldTTLs += s.app.fieldTTLs.Load()
-		st.Functions += s.app.functions.Load()
-		st.Modules += s.app.modules.Load()
+		st.Keys += s.app.Keys.Load()
+		st.Commands += s.app.Commands.Load()
+		st.Expired += s.app.Expired.Load()
+		st.Empty += s.app.Empty.Load()
+		st.FieldTTLs += s.app.FieldTTLs.Load()
+		st.Functions += s.app.Functions.Load()
+		st.Modules += s.app.Modules.Load()
 		if rs := s.rdbSize.Load(); rs >= 0 {
 			size += rs
 		} else {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/apply"
+	"github.com/ferry-dev/ferry/internal/notify"
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/reader"
 	"github.com/ferry-dev/ferry/resp"
@@ -27,7 +29,7 @@ type stream struct {
 	sh  *source.Shard // nil for an RDB import
 	ps  sourceReader
 	sp  *spool.Spool
-	app *applier
+	app *apply.Applier
 	lag lagClock
 	// startAt is where the reader begins: a position recorded on the
 	// target, or nothing (a full resync).
@@ -37,8 +39,8 @@ type stream struct {
 	sweep     bool          // the next snapshot must sweep what earlier data left behind
 	rdbSize   atomic.Int64
 	rdbOff    atomic.Int64
-	processed atomic.Int64 // offset of the last stream command the applier took, as published
-	procNote  notifier     // processed moved
+	processed atomic.Int64    // offset of the last stream command the applier took, as published
+	procNote  notify.Notifier // processed moved
 	phase     atomic.Pointer[status.Phase]
 	// expectKeys is the source's key count when the attempt began (-1
 	// unknown): a diskless snapshot's size is known only at its end, so
@@ -85,9 +87,9 @@ func (s *stream) rewind(ctx context.Context, to int64) bool {
 	deadline := time.NewTimer(rewindWait)
 	defer deadline.Stop()
 	for {
-		moved := s.procNote.wait()
+		moved := s.procNote.Wait()
 		if s.processed.Load() >= received {
-			return s.app.dataEnd.Load() <= to
+			return s.app.DataEnd() <= to
 		}
 		select {
 		case <-ctx.Done():
@@ -105,7 +107,7 @@ const rewindWait = 10 * time.Second
 func (s *stream) setProcessed(off int64) {
 	s.took, s.published = off, off
 	s.processed.Store(off)
-	s.procNote.notify()
+	s.procNote.Notify()
 }
 
 func (s *stream) setPhase(p status.Phase) { s.phase.Store(&p) }
@@ -132,10 +134,10 @@ func (s *stream) publish() {
 		return
 	}
 	s.sincePublish = 0
-	s.app.dataEnd.Store(s.app.dataEndAt)
+	s.app.PublishDataEnd()
 	s.published = s.took
 	s.processed.Store(s.took)
-	s.procNote.notify()
+	s.procNote.Notify()
 }
 
 func (s *stream) Phase() status.Phase {
@@ -169,13 +171,13 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 			s.setProcessed(ev.Offset)
 			s.setPhase(status.PhaseRDB)
 			s.rdbSize.Store(ev.RDBSize)
-			app.beginSnapshot(ev.ReplID, ev.Offset, s.sweep)
+			app.BeginSnapshot(ev.ReplID, ev.Offset, s.sweep)
 			err := s.snapshot(ctx, frames.RDB())
 			if errors.Is(err, reader.ErrEndOfData) {
 				// The link dropped mid-snapshot; a new one follows and must
 				// sweep what this one left behind.
-				app.log.Warn().Msg("snapshot cut off; waiting for a new one")
-				app.out.DropUnit()
+				app.Log().Warn().Msg("snapshot cut off; waiting for a new one")
+				app.Sink().DropUnit()
 				s.sweep = true
 				continue
 			}
@@ -188,7 +190,7 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 			s.sweep = true // any later full resync follows this one's data
 			s.markLive()
 		case reader.Continue:
-			app.replid = ev.ReplID
+			app.SetReplID(ev.ReplID)
 			s.setProcessed(ev.Offset)
 			s.setPhase(status.PhaseStreaming)
 			s.markLive()
@@ -213,17 +215,16 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 		lim.MaxBulk = j.c.MaxBulkLen
 		rr.SetLimits(lim)
 	}
-	base := app.offset
+	base := app.Offset()
 	defer s.publish()
 	for {
 		if j.stopping.Load() {
-			app.out.DropUnit()
+			app.Sink().DropUnit()
 			return nil
 		}
 		args, err := rr.ReadCommand()
 		if err != nil {
-			app.out.DropUnit()
-			app.inTx = false
+			app.DropTx()
 			if errors.Is(err, reader.ErrEndOfData) {
 				return err
 			}
@@ -236,19 +237,16 @@ func (s *stream) stream(ctx context.Context, frames *reader.Frames) error {
 			continue
 		}
 		if sw, ok := frames.SwitchAt(rr.Consumed()); ok {
-			app.replid = sw.ReplID
+			app.SetReplID(sw.ReplID)
 			base = sw.Offset - sw.Pos
 		}
 		end := base + rr.Consumed()
-		app.recv = frames.TimeAt(rr.Consumed())
-		app.raw = rr.Raw()
-		err = app.command(ctx, args, end)
-		app.raw = nil
-		if err != nil {
+		recv := frames.TimeAt(rr.Consumed())
+		if err := app.Command(ctx, args, rr.Raw(), end, recv); err != nil {
 			return err
 		}
 		s.tookCommand(end)
-		app.moves.applied(s.i, app.recv)
+		app.Moves().Applied(s.i, recv)
 	}
 }
 
@@ -281,7 +279,7 @@ func (s *stream) snapshot(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("snapshot: %w", err)
 		}
 		s.rdbOff.Store(rr.Offset())
-		err = app.record(ctx, rec, rr.Version())
+		err = app.Record(ctx, rec, rr.Version())
 		rec.Release()
 		if err != nil {
 			return err
@@ -294,28 +292,23 @@ func (s *stream) snapshot(ctx context.Context, r io.Reader) error {
 // stream's position turns live.
 func (s *stream) endSnapshot(ctx context.Context) error {
 	j, app := s.j, s.app
-	if err := app.out.Flush(ctx); err != nil {
+	if err := app.Sink().Flush(ctx); err != nil {
 		return err
 	}
 	if err := j.drain(ctx); err != nil {
 		return err
 	}
-	if app.sweep != nil {
+	if keep := app.SnapshotKeys(); keep != nil {
 		s.setPhase(status.PhaseSweeping)
-		if err := j.sweep(ctx, app.sweep, s.sh); err != nil {
+		if err := j.sweep(ctx, keep, s.sh); err != nil {
 			return err
 		}
-		app.sweep = nil
 	}
-	app.snapshot = false
-	if err := app.out.EndUnit(ctx, app.livePos()); err != nil {
-		return err
-	}
-	if err := app.out.Flush(ctx); err != nil {
+	if err := app.GoLive(ctx); err != nil {
 		return err
 	}
 	s.setPhase(status.PhaseStreaming)
-	app.log.Info().Int64("keys", app.keys.Load()).Float64("elapsed_s", round1(sinceSeconds(j.start))).Msg("snapshot applied")
+	app.Log().Info().Int64("keys", app.Keys.Load()).Float64("elapsed_s", round1(sinceSeconds(j.start))).Msg("snapshot applied")
 	return nil
 }
 
@@ -334,7 +327,7 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 		s.rdbSize.Store(st.Size())
 	}
 	s.setPhase(status.PhaseImport)
-	s.app.beginSnapshot("", 0, s.sweep)
+	s.app.BeginSnapshot("", 0, s.sweep)
 	stop := context.AfterFunc(stopCtx, func() { j.stopping.Store(true) })
 	defer stop()
 	if err := s.snapshot(ctx, f); err != nil {
@@ -346,14 +339,14 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 	if err := notRDBOnly(j.c.RDB, s.rdbOff.Load(), s.rdbSize.Load()); err != nil {
 		return err
 	}
-	if err := s.app.out.Flush(ctx); err != nil {
+	if err := s.app.Sink().Flush(ctx); err != nil {
 		return err
 	}
 	if err := j.drain(ctx); err != nil {
 		return err
 	}
-	if s.app.sweep != nil {
-		return j.sweep(ctx, s.app.sweep, nil)
+	if keep := s.app.SnapshotKeys(); keep != nil {
+		return j.sweep(ctx, keep, nil)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package job
+package apply
 
 import (
 	"bytes"
@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
@@ -47,22 +49,14 @@ func benchStream(n int) []byte {
 
 // BenchmarkStreamApply is the stream consumer's loop without the spool and
 // the writer: read a command, apply it (standalone target, no filter), batch
-// it, and publish the position, as stream.stream does.
+// it, and publish the position, as the job's consumer does.
 func BenchmarkStreamApply(b *testing.B) {
 	const n = 4096
 	data := benchStream(n)
 	dw := &discardWriter{}
 	var seq atomic.Uint64
-	app := &applier{
-		stream:  0,
-		out:     target.SingleSink(dw, 0, "", 512, 16<<20),
-		log:     zerolog.Nop(),
-		table:   builtinCommands(),
-		fenced:  true,
-		seq:     &seq,
-		jobName: "bench",
-	}
-	s := &stream{app: app}
+	app := New(Config{Log: zerolog.Nop(), Table: router.Builtin(), Fenced: true, Seq: &seq, Job: "bench"})
+	app.SetSink(target.SingleSink(dw, 0, "", 512, 16<<20))
 	ctx := context.Background()
 	src := bytes.NewReader(data)
 	rr := resp.NewReader(src, 1<<20)
@@ -71,20 +65,20 @@ func BenchmarkStreamApply(b *testing.B) {
 	for b.Loop() {
 		src.Reset(data)
 		rr.Bufio().Reset(src)
-		base := app.offset - rr.Consumed()
-		for range n {
+		base := app.Offset() - rr.Consumed()
+		for i := range n {
 			args, err := rr.ReadCommand()
 			if err != nil {
 				b.Fatal(err)
 			}
-			end := base + rr.Consumed()
-			app.raw = rr.Raw()
-			if err := app.command(ctx, args, end); err != nil {
+			now := time.Now()
+			if err := app.Command(ctx, args, rr.Raw(), base+rr.Consumed(), now); err != nil {
 				b.Fatal(err)
 			}
-			app.raw = nil
-			s.tookCommand(end)
-			app.moves.applied(0, app.recv)
+			if i%64 == 0 {
+				app.PublishDataEnd() // as the consumer does (job's stream.publish)
+			}
+			app.Moves().Applied(0, now)
 		}
 	}
 	b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "cmds/s")

@@ -1,4 +1,4 @@
-package job
+package apply
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/internal/notify"
 	"github.com/ferry-dev/ferry/router"
 )
 
@@ -37,7 +38,7 @@ import (
 // A migration during the initial snapshot is not covered: two snapshots
 // taken at different times may both hold the key. Do not reshard the source
 // while ferry takes its first snapshot.
-type moves struct {
+type Moves struct {
 	mu   sync.Mutex
 	slot [router.SlotCount]int32 // slot → stream that owns it (-1: unknown)
 	// prev[slot] is the slot's owner before the stream that restored into it
@@ -56,7 +57,7 @@ type moves struct {
 	// entered[s] and exited[s] count the units stream s started and
 	// finished routing: a move's wait covers the unit in between.
 	entered, exited []atomic.Uint64
-	exitNote        notifier // a stream exited a unit (see settle)
+	exitNote        notify.Notifier // a stream exited a unit (see settle)
 }
 
 type moved struct {
@@ -72,10 +73,10 @@ const moveForget = time.Minute
 // (shards I/N).
 const foreignOwner = -2
 
-// newMoves starts from the source's shards: stream i owns slots[i]; the
+// NewMoves starts from the source's shards: stream i owns slots[i]; the
 // foreign slots belong to shards other processes take.
-func newMoves(slots [][][2]int, foreign [][2]int) *moves {
-	m := &moves{keys: map[string][]moved{}, progress: make([]atomic.Int64, len(slots)),
+func NewMoves(slots [][][2]int, foreign [][2]int) *Moves {
+	m := &Moves{keys: map[string][]moved{}, progress: make([]atomic.Int64, len(slots)),
 		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
 	for i := range m.slot {
 		m.slot[i], m.prev[i] = -1, -1
@@ -104,7 +105,7 @@ var ErrCrossProcessMove = errors.New("the source moved a key from a shard anothe
 
 // foreignMove reports whether c is a RESTORE by stream of a key whose slot
 // belongs to another process's shard.
-func (m *moves) foreignMove(stream int, c *router.Command) bool {
+func (m *Moves) foreignMove(stream int, c *router.Command) bool {
 	if m == nil || len(c.Args) < 2 || !isRestore(c) {
 		return false
 	}
@@ -115,18 +116,18 @@ func (m *moves) foreignMove(stream int, c *router.Command) bool {
 }
 
 // applied records that stream has applied everything it received up to at.
-func (m *moves) applied(stream int, at time.Time) {
+func (m *Moves) Applied(stream int, at time.Time) {
 	if m != nil && stream < len(m.progress) {
 		m.progress[stream].Store(at.UnixNano())
 	}
 }
 
 // drop removes key's record for stream from. Called with m.mu held.
-func (m *moves) drop(key []byte, from int) {
+func (m *Moves) drop(key []byte, from int) {
 	m.dropIf(string(key), func(e moved) bool { return e.from == from })
 }
 
-func (m *moves) dropIf(key string, gone func(moved) bool) {
+func (m *Moves) dropIf(key string, gone func(moved) bool) {
 	es := m.keys[key]
 	kept := es[:0]
 	for _, e := range es {
@@ -144,7 +145,7 @@ func (m *moves) dropIf(key string, gone func(moved) bool) {
 
 // forget drops records whose old owner applied everything it received until
 // well after them. Called with m.mu held.
-func (m *moves) forget() {
+func (m *Moves) forget() {
 	for k := range m.keys {
 		m.dropIf(k, func(e moved) bool {
 			return e.from < len(m.progress) && time.Unix(0, m.progress[e.from].Load()).After(e.at.Add(moveForget))
@@ -153,7 +154,7 @@ func (m *moves) forget() {
 }
 
 // note records that stream's unit seq had a command on slot.
-func (m *moves) note(stream, slot int, seq uint64) {
+func (m *Moves) note(stream, slot int, seq uint64) {
 	if stream < len(m.last) {
 		m.last[stream][slot].Store(seq)
 	}
@@ -161,29 +162,29 @@ func (m *moves) note(stream, slot int, seq uint64) {
 
 // enter and exit bracket a unit a stream routes (from before its commands
 // are checked against the moves until their slots are noted).
-func (m *moves) enter(stream int) {
+func (m *Moves) enter(stream int) {
 	if stream < len(m.entered) {
 		m.entered[stream].Add(1)
 	}
 }
 
-func (m *moves) exit(stream int) {
+func (m *Moves) exit(stream int) {
 	if stream < len(m.exited) {
 		m.exited[stream].Add(1)
-		m.exitNote.notify()
+		m.exitNote.Notify()
 	}
 }
 
 // settle waits until stream finished the unit it was routing, if any: a
 // command it checked before a move was recorded is noted by then, and one
 // checked after sees the record.
-func (m *moves) settle(ctx context.Context, stream int) error {
+func (m *Moves) settle(ctx context.Context, stream int) error {
 	if stream >= len(m.entered) {
 		return nil
 	}
 	n := m.entered[stream].Load()
 	for {
-		exited := m.exitNote.wait()
+		exited := m.exitNote.Wait()
 		if m.exited[stream].Load() >= n {
 			return nil
 		}
@@ -203,7 +204,7 @@ func isRestore(c *router.Command) bool {
 
 // restoreFrom returns the stream a RESTORE takes its key from (-1: it does
 // not move a key between streams).
-func (m *moves) restoreFrom(stream int, c *router.Command) int {
+func (m *Moves) restoreFrom(stream int, c *router.Command) int {
 	if m == nil || len(c.Args) < 2 || !isRestore(c) {
 		return -1
 	}
@@ -218,7 +219,7 @@ func (m *moves) restoreFrom(stream int, c *router.Command) int {
 
 // fromOf is the stream a key of slot s restored by stream comes from (-1:
 // none known). Called with m.mu held.
-func (m *moves) fromOf(stream, s int) int {
+func (m *Moves) fromOf(stream, s int) int {
 	if o := int(m.slot[s]); o != stream {
 		return o
 	}
@@ -229,19 +230,19 @@ func (m *moves) fromOf(stream, s int) int {
 }
 
 // own records that stream owns slot s now. Called with m.mu held.
-func (m *moves) own(stream, s int) {
+func (m *Moves) own(stream, s int) {
 	if o := m.slot[s]; o != int32(stream) {
 		m.prev[s], m.slot[s] = o, int32(stream)
 	}
 }
 
 // routed is the unit number of stream's last command on key's slot.
-func (m *moves) routed(stream int, key []byte) uint64 {
+func (m *Moves) routed(stream int, key []byte) uint64 {
 	return m.last[stream][router.Slot(key)].Load()
 }
 
 // restored handles a RESTORE of key from stream.
-func (m *moves) restored(stream int, key []byte, recv time.Time) {
+func (m *Moves) restored(stream int, key []byte, recv time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := router.Slot(key)
@@ -264,7 +265,7 @@ func (m *moves) restored(stream int, key []byte, recv time.Time) {
 // keep decides one key of a command from stream: false while the key has
 // moved away from the stream and the stream's DEL of it has not come.
 // Called with m.mu held.
-func (m *moves) keep(stream int, key []byte, isDel bool) bool {
+func (m *Moves) keep(stream int, key []byte, isDel bool) bool {
 	for _, e := range m.keys[string(key)] {
 		if e.from == stream {
 			if isDel {
@@ -280,7 +281,7 @@ func (m *moves) keep(stream int, key []byte, isDel bool) bool {
 // returns the command to apply (nil: drop it). RESTOREs are made REPLACE: on
 // the source the key did not exist on its new shard, but on the target it
 // may still be there from the old one.
-func (m *moves) filterMoved(stream int, c *router.Command, recv time.Time) *router.Command {
+func (m *Moves) filterMoved(stream int, c *router.Command, recv time.Time) *router.Command {
 	if isRestore(c) {
 		if m != nil && len(c.Args) > 1 {
 			m.restored(stream, c.Args[1], recv)

@@ -1,4 +1,4 @@
-package job
+package apply
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 	"github.com/ferry-dev/ferry/router"
 )
 
-// cmd is a command parsed as the applier parses it.
+// cmd is a command parsed as the Applier parses it.
 func cmd(args ...string) *router.Command {
 	out := make([][]byte, len(args))
 	for i, a := range args {
@@ -22,7 +22,7 @@ func cmd(args ...string) *router.Command {
 // late commands on a moved key (its DEL included) are dropped while its
 // commands on keys not moved yet still apply.
 func TestMovesKeyByKey(t *testing.T) {
-	m := newMoves([][][2]int{{{0, 16383}}, {}}, nil)
+	m := NewMoves([][][2]int{{{0, 16383}}, {}}, nil)
 	now := time.Now()
 	restore := func(key string) *router.Command { return cmd("RESTORE", key, "0", "payload") }
 	for _, k := range []string{"{t}a", "{t}b", "{t}c"} {
@@ -55,7 +55,7 @@ func TestMovesKeyByKey(t *testing.T) {
 
 	// A key that moves on before the first old owner's DEL came: both old
 	// owners' late commands are dropped.
-	m = newMoves([][][2]int{{{0, 16383}}, {}, {}}, nil)
+	m = NewMoves([][][2]int{{{0, 16383}}, {}, {}}, nil)
 	m.filterMoved(1, restore("{u}k"), now)
 	m.filterMoved(2, restore("{u}k"), now)
 	for _, st := range []int{0, 1} {

@@ -1,4 +1,14 @@
-package job
+// Package apply turns what a source shard sends — snapshot records and
+// replication stream commands — into the commands that bring the target to
+// the same state: db_map, filters, the target's capabilities (RESTORE or
+// rewrite, field TTLs, functions, modules), ferry's own keys, and on a
+// cluster source the ordering of keys that move between shards (Moves).
+// Each command is parsed once, here; what comes out goes to a Sink, cut
+// into units that end at a source command or transaction boundary.
+//
+// An Applier belongs to the goroutine that consumes its stream: every
+// method but WaitFlushed, DataEnd and the Counts is called from there.
+package apply
 
 import (
 	"bytes"
@@ -17,6 +27,7 @@ import (
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/filter"
+	"github.com/ferry-dev/ferry/internal/notify"
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
@@ -24,9 +35,9 @@ import (
 	"github.com/ferry-dev/ferry/writer"
 )
 
-// sink receives the applier's commands and cuts them into batches for the
-// target's writers (see target.Sink).
-type sink interface {
+// Sink receives the Applier's commands and cuts them into batches for the
+// target's writers (target.Sink).
+type Sink interface {
 	Add(ctx context.Context, db int, c *router.Command) error
 	AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
 	AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
@@ -35,58 +46,97 @@ type sink interface {
 	Flush(ctx context.Context) error
 }
 
-// applier turns snapshot records and stream commands into target commands.
-type applier struct {
-	job    *job
-	stream int // the source shard this applier serves
-	out    sink
+// Config is what an Applier needs of the job and of the target.
+type Config struct {
+	Stream int // the source shard applied
+	Log    zerolog.Logger
+	// Job names ferry's own keys on the target: a source key of such a
+	// name is refused.
+	Job    string
+	DBMap  map[int]int
+	Filter *filter.Filter // nil: copy everything
+	Moves  *Moves         // cluster source: slot migrations between streams (nil: none)
+	// Table parses the commands; Known are the target's commands (nil:
+	// not known, every command is sent).
+	Table *router.Table
+	Known *router.Known
+	// WaitApplied waits until stream's units up to seq are applied on the
+	// target (see Moves).
+	WaitApplied func(ctx context.Context, stream int, seq uint64) error
+	// Seq numbers units across the whole job (all source shards), above
+	// every marker found on the target at start.
+	Seq     *atomic.Uint64
+	Restore conf.Restore
+	Fenced  bool
+	// SkipRefused: on_error = skip, a command refused by the filter or
+	// unknown to the target is skipped and counted (else it stops the job).
+	SkipRefused bool
+	// TargetRDB is the target's RDB version (0: unknown), MaxBulk its
+	// proto-max-bulk-len.
+	TargetRDB int
+	MaxBulk   int64
+	// NoFieldTTL: the target cannot hold per-field hash TTLs (it does not
+	// know HPEXPIREAT); NoFunctions: it has no functions (no FUNCTION:
+	// Redis < 7.0); NoModules: it has no modules loaded. Drop:
+	// on_unsupported = drop, for all three (else they are refused).
+	NoFieldTTL, NoFunctions, NoModules, Drop bool
+}
+
+// Counts are what an Applier applied, read by status from any goroutine.
+type Counts struct {
+	Keys, Expired, Commands, Skipped, Filtered atomic.Int64
+	Empty                                      atomic.Int64 // empty collections skipped
+	FieldTTLs                                  atomic.Int64 // hash field TTLs dropped (on_unsupported = drop)
+	Functions                                  atomic.Int64 // function libraries dropped (on_unsupported = drop)
+	Modules                                    atomic.Int64 // module values dropped (on_unsupported = drop)
+}
+
+// Applier turns snapshot records and stream commands into target commands.
+type Applier struct {
+	Counts
+
+	stream int
+	out    Sink
 	log    zerolog.Logger
 
 	dbMap  map[int]int
-	filter *filter.Filter // nil: copy everything
-	moves  *moves         // cluster source: slot migrations between streams
+	filter *filter.Filter
+	moves  *Moves
 
-	// table parses the commands: the built-in one, extended from the
-	// source's COMMAND when it answers; known are the target's commands
-	// (nil: not known, every command is sent).
 	table *router.Table
 	known *router.Known
 	// cur is the stream command at hand, parsed once: the filter, the move
 	// registry and the sink all read it (none keeps it past its call).
 	cur router.Command
 
-	// waitApplied waits until stream's units up to seq are applied on the
-	// target (see moves).
 	waitApplied func(ctx context.Context, stream int, seq uint64) error
-	// lastSeq is the number of the last unit this applier ended; flushed is
+	// lastSeq is the number of the last unit this Applier ended; flushed is
 	// how far its batches are submitted; flushReq asks it to submit all it
 	// holds at its next unit boundary (another stream waits for it).
 	lastSeq   uint64
 	flushed   atomic.Uint64
 	flushReq  atomic.Bool
-	flushNote notifier // flushed moved
-	jobName   string   // the job's name: its own keys on the target (see ownKey)
-	skipErr   bool     // on_error = skip (a command the filter refuses)
+	flushNote notify.Notifier // flushed moved
+	jobName   string
 	restore   conf.Restore
 	fenced    bool
-	tgtRDB    int   // target's RDB version (0: unknown)
-	maxBulk   int64 // target's proto-max-bulk-len
+	skipErr   bool
+	tgtRDB    int
+	maxBulk   int64
 	rewrite   rdb.RewriteOptions
 	ackNow    func()
 	snapshot  bool // applying a snapshot now
-	// seq numbers units across the whole job (all source shards), above
-	// every marker found on the target at start.
-	seq *atomic.Uint64
+	seq       *atomic.Uint64
 	// resumed: the stream continues a position recorded on the target
 	// (after a restart); false again after any full resync. replIDs are the
-	// replication histories of the source node it resumed on.
+	// replication histories of the source node it reads.
 	resumed bool
 	replIDs [2]string
 
 	// snapshot state
 	srcRDB     int
 	useRestore bool
-	sweep      *keySet // keys of this snapshot, when a sweep must follow
+	sweep      *KeySet // keys of this snapshot, when a sweep must follow
 
 	// stream state
 	replid string
@@ -105,51 +155,109 @@ type applier struct {
 
 	// dataEnd is the end offset of the last stream command that changed
 	// data (not a PING, PUBLISH, REPLCONF or SELECT), as published by the
-	// consumer (see stream.publish) for rewind; dataEndAt is the consumer's
-	// own, up to date. setDataEnd sets both.
+	// consumer (PublishDataEnd) for a rewind; dataEndAt is the consumer's
+	// own, up to date.
 	dataEnd   atomic.Int64
 	dataEndAt int64
 
-	keys, expired, commands, skipped, filtered atomic.Int64
-	empty                                      atomic.Int64 // empty collections skipped
-	fieldTTLs                                  atomic.Int64 // hash field TTLs dropped (on_unsupported = drop)
-	functions                                  atomic.Int64 // function libraries dropped (on_unsupported = drop)
-	modules                                    atomic.Int64 // module values dropped (on_unsupported = drop)
-	// noFieldTTL: the target cannot hold per-field hash TTLs (it does
-	// not know HPEXPIREAT); noFunctions: it has no functions (no FUNCTION:
-	// Redis < 7.0); noModules: it has no modules loaded; dropFieldTTL:
-	// on_unsupported = drop, for all three.
-	noFieldTTL, noFunctions, noModules, dropFieldTTL bool
-	warnedModuleAux                                  bool
+	noFieldTTL, noFunctions, noModules, dropUnsupported bool
+	warnedModuleAux                                     bool
 }
 
+// New returns the Applier of cfg.Stream; it needs a sink (SetSink) before
+// it applies anything.
+func New(cfg Config) *Applier {
+	return &Applier{
+		stream: cfg.Stream, log: cfg.Log, jobName: cfg.Job,
+		dbMap: cfg.DBMap, filter: cfg.Filter, moves: cfg.Moves,
+		table: cfg.Table, known: cfg.Known, waitApplied: cfg.WaitApplied, seq: cfg.Seq,
+		restore: cfg.Restore, fenced: cfg.Fenced, skipErr: cfg.SkipRefused, tgtRDB: cfg.TargetRDB, maxBulk: cfg.MaxBulk,
+		noFieldTTL: cfg.NoFieldTTL, noFunctions: cfg.NoFunctions, noModules: cfg.NoModules, dropUnsupported: cfg.Drop,
+	}
+}
+
+// SetSink sets where the commands go (the sink reads the Applier as its
+// target.Feed, so it is made after it).
+func (a *Applier) SetSink(out Sink) { a.out = out }
+
+// Sink is where the commands go.
+func (a *Applier) Sink() Sink { return a.out }
+
+// SetAckNow sets what a REPLCONF GETACK in the stream calls: the reader's
+// immediate acknowledgement.
+func (a *Applier) SetAckNow(f func()) { a.ackNow = f }
+
+// Log is the Applier's logger (named for its stream).
+func (a *Applier) Log() *zerolog.Logger { return &a.log }
+
+// SetHistory sets the replication histories of the source node the stream
+// reads (its replication id and the one it inherited).
+func (a *Applier) SetHistory(ids [2]string) { a.replIDs = ids }
+
+// Resume continues the stream at pos, recorded on the target: units the
+// target's markers hold are skipped until the next full resync.
+func (a *Applier) Resume(pos writer.Position) {
+	a.replid, a.offset, a.db = pos.ReplID, pos.Offset, pos.DB
+	a.dataEndAt = pos.Offset
+	a.dataEnd.Store(pos.Offset)
+	a.resumed = true
+}
+
+// SetReplID continues the stream under a new replication id (the source
+// node changed its history at a partial resync or a failover).
+func (a *Applier) SetReplID(id string) { a.replid = id }
+
+// SetDB sets the db the stream has selected.
+func (a *Applier) SetDB(db int) { a.db = db }
+
+// Moves is the registry of keys moving between the source's shards (nil:
+// a source that is one shard).
+func (a *Applier) Moves() *Moves { return a.moves }
+
+// InTx says whether the stream is inside a MULTI.
+func (a *Applier) InTx() bool { return a.inTx }
+
+// DropTx discards the unfinished unit, a transaction included.
+func (a *Applier) DropTx() {
+	a.out.DropUnit()
+	a.inTx = false
+}
+
+// PublishDataEnd makes the end of the last data command visible to
+// DataEnd (the consumer calls it at its own pace: an atomic store per
+// command is a measurable share of the apply path).
+func (a *Applier) PublishDataEnd() { a.dataEnd.Store(a.dataEndAt) }
+
+// DataEnd is the published end offset of the last stream command that
+// changed data.
+func (a *Applier) DataEnd() int64 { return a.dataEnd.Load() }
+
+// SnapshotKeys are the keys of the snapshot applied last, when a sweep
+// must follow it (nil: none).
+func (a *Applier) SnapshotKeys() *KeySet { return a.sweep }
+
 // mapDB applies db_map; a source db not in a non-empty map keeps its number.
-func (a *applier) mapDB(db int) int {
+func (a *Applier) mapDB(db int) int {
 	if t, ok := a.dbMap[db]; ok {
 		return t
 	}
 	return db
 }
 
-// setDataEnd sets dataEnd, published at once.
-func (a *applier) setDataEnd(off int64) {
-	a.dataEndAt = off
-	a.dataEnd.Store(off)
-}
-
-// The applier is the target.Feed of its sink: what the sink reads of the
+// The Applier is the target.Feed of its sink: what the sink reads of the
 // command at hand.
 
-func (a *applier) Stream() int        { return a.stream }
-func (a *applier) Offset() int64      { return a.offset }
-func (a *applier) Resumed() bool      { return a.resumed }
-func (a *applier) ReplIDs() [2]string { return a.replIDs }
+func (a *Applier) Stream() int        { return a.stream }
+func (a *Applier) Offset() int64      { return a.offset }
+func (a *Applier) Resumed() bool      { return a.resumed }
+func (a *Applier) ReplIDs() [2]string { return a.replIDs }
 
-// beginSnapshot prepares for a new snapshot at (replid, offset).
-func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
+// BeginSnapshot prepares for a new snapshot at (replid, offset).
+func (a *Applier) BeginSnapshot(replid string, offset int64, sweep bool) {
 	a.snapshot = true
 	a.resumed = false
-	a.setDataEnd(offset)
+	a.dataEndAt = offset
+	a.dataEnd.Store(offset)
 	a.replid, a.offset, a.db, a.inTx = replid, offset, 0, false
 	a.unitSlots = a.unitSlots[:0] // the unfinished unit is dropped: nothing of it to note
 	a.endRouting(0)
@@ -160,23 +268,53 @@ func (a *applier) beginSnapshot(replid string, offset int64, sweep bool) {
 	}
 }
 
-func (a *applier) snapshotPos() writer.Position {
+// GoLive ends the snapshot: the stream's position turns live. The caller
+// has flushed it, waited for the target to acknowledge it, and swept what
+// it does not hold.
+func (a *Applier) GoLive(ctx context.Context) error {
+	a.sweep = nil
+	a.snapshot = false
+	if err := a.out.EndUnit(ctx, a.livePos()); err != nil {
+		return err
+	}
+	return a.out.Flush(ctx)
+}
+
+// WaitFlushed waits until the Applier has submitted its units up to seq,
+// asking it to submit what it holds at its next unit boundary. Any
+// goroutine may call it.
+func (a *Applier) WaitFlushed(ctx context.Context, seq uint64) error {
+	for {
+		flushed := a.flushNote.Wait()
+		if a.flushed.Load() >= seq {
+			return nil
+		}
+		a.flushReq.Store(true)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-flushed:
+		}
+	}
+}
+
+func (a *Applier) snapshotPos() writer.Position {
 	a.lastSeq = a.seq.Add(1)
 	return writer.Position{Seq: a.lastSeq, State: writer.StateSnapshot, ReplID: a.replid, Offset: a.offset}
 }
 
-func (a *applier) livePos() writer.Position {
+func (a *Applier) livePos() writer.Position {
 	a.lastSeq = a.seq.Add(1)
 	return writer.Position{Seq: a.lastSeq, State: writer.StateLive, ReplID: a.replid, Offset: a.offset, DB: a.db}
 }
 
-// flush submits everything the applier holds, at a unit boundary.
-func (a *applier) flush(ctx context.Context) error {
+// Flush submits everything the Applier holds, at a unit boundary.
+func (a *Applier) Flush(ctx context.Context) error {
 	if err := a.out.Flush(ctx); err != nil {
 		return err
 	}
 	a.flushed.Store(a.lastSeq)
-	a.flushNote.notify()
+	a.flushNote.Notify()
 	return nil
 }
 
@@ -188,8 +326,8 @@ func fieldTTLError(rec *rdb.Record) error {
 		fmt.Errorf("source hash %q (db %d) has per-field TTLs, which the target cannot hold (it does not know HPEXPIREAT)", router.Clip(rec.Key), rec.DB))
 }
 
-// record applies one snapshot record.
-func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) error {
+// Record applies one snapshot record.
+func (a *Applier) Record(ctx context.Context, rec *rdb.Record, version int) error {
 	if a.srcRDB == 0 {
 		a.srcRDB = version
 		switch a.restore {
@@ -209,7 +347,7 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 	switch rec.Kind {
 	case rdb.KindKey:
 		if !a.filter.Record(rec.DB, rec.Key, rdb.TypeName(rec.Type)) {
-			a.filtered.Add(1)
+			a.Filtered.Add(1)
 			return nil
 		}
 		return a.key(ctx, rec, version)
@@ -218,8 +356,8 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 			return nil
 		}
 		if a.noFunctions {
-			if a.dropFieldTTL {
-				a.functions.Add(1)
+			if a.dropUnsupported {
+				a.Functions.Add(1)
 				return nil
 			}
 			return fault.PermanentErr("", "", `migrate into Redis 7.0+, or set on_unsupported = "drop" to copy the data without the function libraries (counted)`,
@@ -238,24 +376,24 @@ func (a *applier) record(ctx context.Context, rec *rdb.Record, version int) erro
 	return nil
 }
 
-func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
+func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	if rec.Empty() {
 		// Redis skips these when it loads an RDB, and refuses their RESTORE.
-		if n := a.empty.Add(1); n <= 10 {
+		if n := a.Empty.Add(1); n <= 10 {
 			a.log.Warn().Int("db", rec.DB).Str("key", router.Clip(rec.Key)).Msg("skipping an empty collection, as Redis does when it loads an RDB")
 		}
 		return nil
 	}
 	if rec.ExpireMs > 0 && rec.ExpireMs <= time.Now().UnixMilli() {
-		a.expired.Add(1)
+		a.Expired.Add(1)
 		return nil
 	}
 	if target.OwnKey(a.jobName, rec.Key) {
 		return target.OwnKeyError(a.jobName, rec.DB, rec.Key)
 	}
-	if a.noModules && isModule(rec.Type) {
-		if a.dropFieldTTL {
-			a.modules.Add(1)
+	if a.noModules && IsModule(rec.Type) {
+		if a.dropUnsupported {
+			a.Modules.Add(1)
 			return nil
 		}
 		return fault.PermanentErr("", "", `load the module on the target, or set on_unsupported = "drop" to copy the data without module values (counted)`,
@@ -265,7 +403,7 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	if a.sweep != nil {
 		a.sweep.add(db, rec.Key)
 	}
-	a.keys.Add(1)
+	a.Keys.Add(1)
 	if a.useRestore && rec.RestorePayloadLen(version) <= a.maxBulk {
 		err := a.out.AddRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) {
 			return appendRestore(dst, rec, version)
@@ -278,13 +416,13 @@ func (a *applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	// Each rewritten command is its own unit: a big key spans batches, and
 	// fenced batches are applied exactly once, so the key is rebuilt
 	// exactly even across a dropped connection.
-	if a.noFieldTTL && !a.dropFieldTTL && rdb.HasFieldTTLs(rec.Type) {
+	if a.noFieldTTL && !a.dropUnsupported && rdb.HasFieldTTLs(rec.Type) {
 		return fieldTTLError(rec)
 	}
 	opt := a.rewrite
 	err := rdb.Rewrite(rec, opt, func(args [][]byte) error {
 		if a.noFieldTTL && eq(args[0], "HPEXPIREAT") {
-			a.fieldTTLs.Add(1) // on_unsupported = drop
+			a.FieldTTLs.Add(1) // on_unsupported = drop
 			return nil
 		}
 		if err := a.addArgs(ctx, db, args); err != nil {
@@ -337,14 +475,23 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 
 // addArgs parses and sends a command ferry made itself (a rewritten
 // snapshot key, a function library).
-func (a *applier) addArgs(ctx context.Context, db int, args [][]byte) error {
+func (a *Applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 	c, _ := a.table.Parse(args)
 	return a.out.Add(ctx, db, &c)
 }
 
-// command applies one command of the replication stream; end is the offset
-// of its last byte. The command is parsed here, once.
-func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
+// Command applies one command of the replication stream: args, raw its
+// encoding by the source exactly as resp.AppendCommand encodes args (nil:
+// not known), end the offset of its last byte, recv when ferry received it.
+// The command is parsed here, once.
+func (a *Applier) Command(ctx context.Context, args [][]byte, raw []byte, end int64, recv time.Time) error {
+	a.raw, a.recv = raw, recv
+	err := a.command(ctx, args, end)
+	a.raw = nil
+	return err
+}
+
+func (a *Applier) command(ctx context.Context, args [][]byte, end int64) error {
 	prev := a.offset
 	a.offset = end
 	a.cur, _ = a.table.Parse(args)
@@ -394,14 +541,14 @@ func (a *applier) command(ctx context.Context, args [][]byte, end int64) error {
 		return err
 	}
 	if a.flushReq.Load() && a.flushReq.Swap(false) { // a load first: a swap is a locked instruction
-		return a.flush(ctx)
+		return a.Flush(ctx)
 	}
 	return nil
 }
 
-// data applies a stream command that is not the applier's own (SELECT,
+// data applies a stream command that is not the Applier's own (SELECT,
 // MULTI...): through the move registry, the filter, and the sink.
-func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) error {
+func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) error {
 	if !c.Has(router.PubSub) {
 		a.dataEndAt = end
 	}
@@ -418,7 +565,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		// other waits for. The move is recorded before the wait, so that
 		// from's later commands on the key are dropped, and the wait covers
 		// the unit from may be routing right now.
-		if err := a.flush(ctx); err != nil {
+		if err := a.Flush(ctx); err != nil {
 			return err
 		}
 		a.moves.restored(a.stream, c.Args[1], a.recv)
@@ -445,21 +592,21 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		c = a.moves.filterMoved(a.stream, c, a.recv)
 	}
 	if c == nil {
-		a.filtered.Add(1) // history of a key that moved to another shard
+		a.Filtered.Add(1) // history of a key that moved to another shard
 		return nil
 	}
 	out, d, why := a.filter.RewriteCommand(a.db, c)
 	if d == filter.Refuse {
 		why = "filter: " + why
 	}
-	if d == filter.Apply && !a.known.Knows(out) && a.dropFieldTTL {
+	if d == filter.Apply && !a.known.Knows(out) && a.dropUnsupported {
 		switch {
 		case fieldTTLOnly(out):
 			// on_unsupported = drop: the hash stays, without the field's TTL.
-			a.fieldTTLs.Add(1)
+			a.FieldTTLs.Add(1)
 			return nil
 		case a.noFunctions && strings.HasPrefix(out.Name, "FUNCTION"):
-			a.functions.Add(1)
+			a.Functions.Add(1)
 			return nil
 		}
 	}
@@ -470,12 +617,12 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	}
 	switch d {
 	case filter.Drop:
-		a.filtered.Add(1)
+		a.Filtered.Add(1)
 	case filter.Refuse:
 		if !a.skipErr {
 			return fmt.Errorf("stream at offset %d: %s", end, why)
 		}
-		if n := a.skipped.Add(1); n <= 10 || n%1000 == 0 {
+		if n := a.Skipped.Add(1); n <= 10 || n%1000 == 0 {
 			a.log.Warn().Str("reason", why).Int64("skipped_total", n).Msg("command refused; skipped (on_error = skip)")
 		}
 	default:
@@ -484,7 +631,7 @@ func (a *applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 				return target.OwnKeyError(a.jobName, a.db, out.Key(i))
 			}
 		}
-		a.commands.Add(1)
+		a.Commands.Add(1)
 		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
 			return err
 		}
@@ -512,7 +659,7 @@ func fieldTTLOnly(c *router.Command) bool {
 }
 
 // endRouting ends the unit being routed: its slots' last unit is seq.
-func (a *applier) endRouting(seq uint64) {
+func (a *Applier) endRouting(seq uint64) {
 	if !a.routing {
 		return
 	}
@@ -526,7 +673,7 @@ func (a *applier) endRouting(seq uint64) {
 
 // dbOf is the target db a command runs in; -1 for commands that do not
 // depend on the selected db (router.AnyDB).
-func (a *applier) dbOf(c *router.Command) int {
+func (a *Applier) dbOf(c *router.Command) int {
 	if c.Has(router.AnyDB) {
 		return -1
 	}
@@ -535,7 +682,7 @@ func (a *applier) dbOf(c *router.Command) int {
 
 // mapArgs rewrites, in place, the db numbers inside commands that name a db
 // (MOVE, COPY … DB n, SWAPDB: router.Command.DBArgs) when db_map is set.
-func (a *applier) mapArgs(c *router.Command) {
+func (a *Applier) mapArgs(c *router.Command) {
 	if len(a.dbMap) == 0 {
 		return
 	}
@@ -548,18 +695,18 @@ func (a *applier) mapArgs(c *router.Command) {
 
 func eq(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }
 
-// keySet remembers the keys of one snapshot (as 64-bit hashes: 8 bytes a key)
+// KeySet remembers the keys of one snapshot (as 64-bit hashes: 8 bytes a key)
 // so that a sweep can delete the target's keys the snapshot no longer has. A
 // hash collision can only keep a stale key, never delete a live one.
-type keySet struct {
+type KeySet struct {
 	seed   maphash.Seed
 	hashes []uint64
 	sorted bool
 }
 
-func newKeySet() *keySet { return &keySet{seed: maphash.MakeSeed()} }
+func newKeySet() *KeySet { return &KeySet{seed: maphash.MakeSeed()} }
 
-func (s *keySet) sum(db int, key []byte) uint64 {
+func (s *KeySet) sum(db int, key []byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	var d [8]byte
@@ -571,12 +718,12 @@ func (s *keySet) sum(db int, key []byte) uint64 {
 	return h.Sum64()
 }
 
-func (s *keySet) add(db int, key []byte) {
+func (s *KeySet) add(db int, key []byte) {
 	s.hashes = append(s.hashes, s.sum(db, key))
 	s.sorted = false
 }
 
-func (s *keySet) has(db int, key []byte) bool {
+func (s *KeySet) Has(db int, key []byte) bool {
 	if !s.sorted {
 		slices.Sort(s.hashes)
 		s.sorted = true
@@ -584,3 +731,6 @@ func (s *keySet) has(db int, key []byte) bool {
 	_, found := slices.BinarySearch(s.hashes, s.sum(db, key))
 	return found
 }
+
+// IsModule says whether an RDB type is a module value.
+func IsModule(t byte) bool { return t == rdb.TypeModule2 || t == rdb.TypeModulePreGA }

@@ -1,4 +1,4 @@
-package job
+package apply
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/router"
 )
@@ -22,8 +23,8 @@ import (
 // RESTORE: fenced batches keep memory bounded for a big value, and if the
 // run stops half-way the whole RESTORE is applied again, which DEL first
 // makes idempotent.
-func (a *applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64) (bool, error) {
-	if len(args) < 4 || !eq(args[0], "RESTORE") || a.restore == "always" {
+func (a *Applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64) (bool, error) {
+	if len(args) < 4 || !eq(args[0], "RESTORE") || a.restore == conf.RestoreAlways {
 		return false, nil
 	}
 	payload := args[3]
@@ -31,7 +32,7 @@ func (a *applier) rewriteRestore(ctx context.Context, args [][]byte, prev int64)
 		return false, nil
 	}
 	ver := int(binary.LittleEndian.Uint16(payload[len(payload)-10:]))
-	if a.restore != "never" && int64(len(payload)) <= a.maxBulk && (a.tgtRDB == 0 || ver <= a.tgtRDB) {
+	if a.restore != conf.RestoreNever && int64(len(payload)) <= a.maxBulk && (a.tgtRDB == 0 || ver <= a.tgtRDB) {
 		return false, nil
 	}
 	ttl, err := strconv.ParseInt(string(args[2]), 10, 64)

@@ -1,4 +1,4 @@
-package job
+package apply
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -43,7 +44,7 @@ func (s *rawSink) AddRaw(ctx context.Context, db int, c *router.Command, raw []b
 
 // TestRawPassThrough: applying a stream with the source's encoding passed
 // through (resp.Reader.Raw) puts exactly the bytes into the batches that
-// re-encoding the parsed commands does, for commands the applier passes
+// re-encoding the parsed commands does, for commands the Applier passes
 // as they are and for the ones it rewrites (filter, db_map, RESTORE).
 func TestRawPassThrough(t *testing.T) {
 	var in []byte
@@ -92,8 +93,9 @@ func TestRawPassThrough(t *testing.T) {
 				kw := &keepWriter{}
 				var seq atomic.Uint64
 				sink := &rawSink{Sink: target.SingleSink(kw, 0, "", 7, 1<<20)}
-				app := &applier{out: sink, log: zerolog.Nop(), table: builtinCommands(),
-					fenced: tc.fenced, seq: &seq, jobName: "test", dbMap: tc.dbMap, filter: f}
+				app := New(Config{Log: zerolog.Nop(), Table: router.Builtin(),
+					Fenced: tc.fenced, Seq: &seq, Job: "test", DBMap: tc.dbMap, Filter: f})
+				app.SetSink(sink)
 				rr := resp.NewReader(bytes.NewReader(in), 1<<16)
 				n := 0
 				for {
@@ -101,19 +103,18 @@ func TestRawPassThrough(t *testing.T) {
 					if err != nil {
 						break
 					}
+					var enc []byte
 					if raw {
-						app.raw = rr.Raw()
-						if app.raw == nil {
+						if enc = rr.Raw(); enc == nil {
 							t.Fatalf("command %d not read in place", n)
 						}
 					}
-					if err := app.command(context.Background(), args, rr.Consumed()); err != nil {
+					if err := app.Command(context.Background(), args, enc, rr.Consumed(), time.Time{}); err != nil {
 						t.Fatal(err)
 					}
-					app.raw = nil
 					n++
 				}
-				if err := app.out.Flush(context.Background()); err != nil {
+				if err := app.Sink().Flush(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 				if raw && sink.raw < n/3 {
