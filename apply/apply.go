@@ -31,7 +31,6 @@ import (
 	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
-	"github.com/ferry-dev/ferry/target"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -388,8 +387,8 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		a.Expired.Add(1)
 		return nil
 	}
-	if target.OwnKey(a.jobName, rec.Key) {
-		return target.OwnKeyError(a.jobName, rec.DB, rec.Key)
+	if writer.OwnKey(a.jobName, rec.Key) {
+		return writer.OwnKeyError(a.jobName, rec.DB, rec.Key)
 	}
 	if a.noModules && IsModule(rec.Type) {
 		if a.dropUnsupported {
@@ -627,8 +626,8 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		}
 	default:
 		for i := range out.Keys {
-			if target.OwnKey(a.jobName, out.Key(i)) {
-				return target.OwnKeyError(a.jobName, a.db, out.Key(i))
+			if writer.OwnKey(a.jobName, out.Key(i)) {
+				return writer.OwnKeyError(a.jobName, a.db, out.Key(i))
 			}
 		}
 		a.Commands.Add(1)

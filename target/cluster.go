@@ -53,13 +53,13 @@ type clusterTarget struct {
 // streamMarker is the key, in a slot of the master whose home slot is home,
 // that holds stream i's position for keyless commands and idle updates.
 func streamMarker(job string, home, i int) string {
-	return fmt.Sprintf("%s{%s}:%s:s%d", OwnPrefix, router.TagForSlot(home), job, i)
+	return fmt.Sprintf("%s{%s}:%s:s%d", writer.OwnPrefix, router.TagForSlot(home), job, i)
 }
 
 // slotMarker is the key of the fence marker of a slot: a hash tag puts it in
 // that slot.
 func slotMarker(job string, slot int) string {
-	return OwnPrefix + "{" + router.TagForSlot(slot) + "}:" + job
+	return writer.OwnPrefix + "{" + router.TagForSlot(slot) + "}:" + job
 }
 
 func openCluster(ctx context.Context, c *Config) (*clusterTarget, error) {
@@ -202,7 +202,7 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 			return err
 		}
 	}
-	if err := n.probe(ctx, OwnPrefix+"{"+router.TagForSlot(home)+"}:"+job+":probe"); err != nil {
+	if err := n.probe(ctx, writer.OwnPrefix+"{"+router.TagForSlot(home)+"}:"+job+":probe"); err != nil {
 		n.Close()
 		return err
 	}

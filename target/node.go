@@ -1,7 +1,6 @@
 package target
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -13,41 +12,8 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
-	"github.com/ferry-dev/ferry/fault"
-	"github.com/ferry-dev/ferry/router"
+	"github.com/ferry-dev/ferry/writer"
 )
-
-// OwnPrefix marks keys that belong to ferry itself on a target.
-const OwnPrefix = "__ferry:"
-
-// OwnKey reports whether key has the name of one of job's own keys on a
-// target — its marker (__ferry:<job>:pos), a cluster slot or stream marker
-// (__ferry:{tag}:<job>[:sN]), its probe — so that a source key of that name
-// would be overwritten by ferry and later deleted. Other keys under
-// __ferry: (another job's markers on a source that is itself a target) are
-// carried like any key.
-func OwnKey(job string, key []byte) bool {
-	rest, ok := bytes.CutPrefix(key, []byte(OwnPrefix))
-	if !ok {
-		return false
-	}
-	if len(rest) > 0 && rest[0] == '{' {
-		i := bytes.IndexByte(rest, '}')
-		if i < 0 || i+1 >= len(rest) || rest[i+1] != ':' {
-			return false
-		}
-		rest = rest[i+2:]
-	}
-	name, more := bytes.CutPrefix(rest, []byte(job))
-	return more && (len(name) == 0 || name[0] == ':')
-}
-
-// OwnKeyError is the refusal of a source key that has the name of one of the
-// job's own keys.
-func OwnKeyError(job string, db int, key []byte) error {
-	return fault.PermanentErr("", "", "rename the key on the source, run the job under another name (job), or leave the key out with a key filter",
-		fmt.Errorf("source key %q (db %d) has the name of a key ferry keeps for job %q on the target: copied, it would be overwritten and then deleted", router.Clip(key), db, job))
-}
 
 // Node is one target master as the control plane sees it. Addr and Ctl
 // change when a cluster master fails over and its writer follows.
@@ -146,7 +112,7 @@ func (n *Node) ForeignKeys(ctx context.Context) (map[int]int64, error) {
 		}
 		c := redis.NewClient(ctl.Options(n.Addr, "ferry-ctl-0", db))
 		own := int64(0)
-		iter := c.Scan(ctx, 0, OwnPrefix+"*", 1000).Iterator()
+		iter := c.Scan(ctx, 0, writer.OwnPrefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			own++
 		}
@@ -187,7 +153,7 @@ func (n *Node) Sweep(ctx context.Context, keep func(db int, key []byte) bool, ow
 		iter := c.Scan(ctx, 0, "", 1000).Iterator()
 		for iter.Next(ctx) {
 			k := iter.Val()
-			if strings.HasPrefix(k, OwnPrefix) || !owned(db, k) || keep(db, []byte(k)) {
+			if strings.HasPrefix(k, writer.OwnPrefix) || !owned(db, k) || keep(db, []byte(k)) {
 				continue
 			}
 			stale = append(stale, k)

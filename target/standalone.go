@@ -38,7 +38,7 @@ func openStandalone(ctx context.Context, c *Config, n *Node) (*standaloneTarget,
 			return nil, err
 		}
 	}
-	if err := n.probe(ctx, OwnPrefix+c.Job+":probe"); err != nil {
+	if err := n.probe(ctx, writer.OwnPrefix+c.Job+":probe"); err != nil {
 		return nil, err
 	}
 	t := &standaloneTarget{cfg: c, n: n, markers: map[string]writer.Position{}}

@@ -168,7 +168,7 @@ func (c *Config) writerConfig(i int, n *Node, own writer.Config) writer.Config {
 // slot, so that it lives on the master it guards.
 func LeaseKey(job string, home int) string {
 	if home < 0 {
-		return OwnPrefix + job + ":lease"
+		return writer.OwnPrefix + job + ":lease"
 	}
-	return OwnPrefix + "{" + router.TagForSlot(home) + "}:" + job + ":lease"
+	return writer.OwnPrefix + "{" + router.TagForSlot(home) + "}:" + job + ":lease"
 }

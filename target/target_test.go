@@ -6,19 +6,19 @@ import (
 	"github.com/ferry-dev/ferry/writer"
 )
 
-// The names of the job's own keys are what OwnKey recognises: a source key
+// The names of the job's own keys are what writer.OwnKey recognises: a source key
 // of such a name is refused rather than overwritten and later deleted.
 func TestOwnKeyNames(t *testing.T) {
 	const job = "orders"
 	for _, k := range []string{
 		writer.MarkerKey(job), streamMarkerKey(job, 3), slotMarker(job, 1234),
-		streamMarker(job, 1234, 2), LeaseKey(job, -1), LeaseKey(job, 77), OwnPrefix + job + ":probe",
+		streamMarker(job, 1234, 2), LeaseKey(job, -1), LeaseKey(job, 77), writer.OwnPrefix + job + ":probe",
 	} {
-		if !OwnKey(job, []byte(k)) {
-			t.Errorf("OwnKey(%q, %q) = false: the job's own key is not recognised", job, k)
+		if !writer.OwnKey(job, []byte(k)) {
+			t.Errorf("writer.OwnKey(%q, %q) = false: the job's own key is not recognised", job, k)
 		}
-		if OwnKey(job+"2", []byte(k)) {
-			t.Errorf("OwnKey(%q, %q) = true: another job's key taken for its own", job+"2", k)
+		if writer.OwnKey(job+"2", []byte(k)) {
+			t.Errorf("writer.OwnKey(%q, %q) = true: another job's key taken for its own", job+"2", k)
 		}
 	}
 }
@@ -41,8 +41,8 @@ func TestOwnKey(t *testing.T) {
 		{"ferry:orders:pos", false},
 		{"orders", false},
 	} {
-		if got := OwnKey("orders", []byte(c.key)); got != c.want {
-			t.Errorf("OwnKey(orders, %q) = %v, want %v", c.key, got, c.want)
+		if got := writer.OwnKey("orders", []byte(c.key)); got != c.want {
+			t.Errorf("writer.OwnKey(orders, %q) = %v, want %v", c.key, got, c.want)
 		}
 	}
 }

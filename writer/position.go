@@ -1,12 +1,9 @@
 package writer
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/ferry-dev/ferry/resp"
 )
 
 // Position is what the target has applied, as recorded in the marker key on
@@ -95,28 +92,4 @@ func ParsePosition(s string) (Position, error) {
 }
 
 // MarkerKey is the key holding a job's position on a standalone target.
-func MarkerKey(job string) string { return "__ferry:" + job + ":pos" }
-
-// ReadPosition reads the marker through an open connection (it SELECTs db).
-// found is false when there is no marker.
-func ReadPosition(c *resp.Conn, db int, key string) (pos Position, found bool, err error) {
-	if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
-		return Position{}, false, fmt.Errorf("select marker db %d: %w", db, err)
-	}
-	v, err := c.Do("GET", key)
-	if err != nil {
-		var re *resp.ReplyError
-		if errors.As(err, &re) && re.Prefix() == "WRONGTYPE" {
-			return Position{}, false, fmt.Errorf("key %q on the target is not ferry's marker", key)
-		}
-		return Position{}, false, fmt.Errorf("read marker: %w", err)
-	}
-	if v.Null {
-		return Position{}, false, nil
-	}
-	p, err := ParsePosition(string(v.Str))
-	if err != nil {
-		return Position{}, false, err
-	}
-	return p, true, nil
-}
+func MarkerKey(job string) string { return OwnPrefix + job + ":pos" }
