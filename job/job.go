@@ -75,7 +75,7 @@ type job struct {
 	stopExpired atomic.Bool
 	caught      atomic.Bool   // migrate: every stream caught up
 	shards      int           // source shards of the current attempt
-	seq         atomic.Uint64 // unit numbers (see applier.seq)
+	seq         atomic.Uint64 // unit numbers (see apply.Config.Seq)
 
 	mu      sync.Mutex
 	sum     Summary

@@ -21,7 +21,7 @@ const (
 	memBase        = 64 << 20 // runtime, buffers, go-redis pools, status server
 	memRecord      = 32 << 20 // the snapshot record being applied (bigger ones spill)
 	memWriters     = 4        // writers budgeted for: a 3-master cluster and one spare
-	memWriterQueue = 8 << 20  // a writer's queue (job/standalone.go; 32 MiB on a cluster)
+	memWriterQueue = 8 << 20  // a writer's queue (target.Config.writerConfig; 32 MiB on a cluster)
 )
 
 // jobMemory is the memory one job's settings bound: its spool's memory, its
