@@ -121,8 +121,7 @@ func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
 // an earlier position (Confirm re-records the last acknowledged one),
 // starts a group of its own.
 func TestStandalonePlanGroups(t *testing.T) {
-	w := New(Config{Name: "plan", MarkerKey: "m", Fence: true, Log: zerolog.Nop()})
-	s := &session{w: w}
+	p := &planner{marker: "m", fence: true}
 	batch := func(stream int, seq uint64, ops int) *Batch {
 		b := NewBatch()
 		b.Stream = stream
@@ -135,7 +134,7 @@ func TestStandalonePlanGroups(t *testing.T) {
 		return b
 	}
 	bs := []*Batch{batch(0, 10, 2), batch(0, 11, 1), batch(0, 12, 0), batch(1, 13, 1), batch(0, 14, 1), batch(0, 9, 0), batch(0, 15, 1)}
-	f := s.plan(bs)
+	f := planFlight(bs, p)
 	type want struct {
 		marker string
 		seq    uint64

@@ -162,13 +162,6 @@ func (w *Writer) resume(c *resp.Conn) error {
 	return nil
 }
 
-func (w *Writer) markerOf(b *Batch) string {
-	if b.MarkerKey != "" {
-		return b.MarkerKey
-	}
-	return w.cfg.MarkerKey
-}
-
 // ackBatchLocked records that every command of b is applied.
 func (w *Writer) ackBatchLocked(b *Batch) {
 	if !w.injected[b] {
@@ -176,7 +169,7 @@ func (w *Writer) ackBatchLocked(b *Batch) {
 	}
 	delete(w.injected, b)
 	if !w.cfg.Slotted {
-		key := w.markerOf(b)
+		key := b.markerOr(w.cfg.MarkerKey)
 		w.acked[key] = max(w.acked[key], b.Pos.Seq)
 		w.streamKey[b.Stream] = key
 	}

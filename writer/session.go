@@ -40,13 +40,6 @@ type session struct {
 	c        *resp.Conn
 	curDB    int
 	deadline time.Time // last read deadline set (guarded by w.qmu)
-
-	// plan's scratch (sender goroutine only): a slot belongs to the
-	// current segment when slotGen[slot] == gen, as group slotGroup[slot].
-	slotGen   []uint32
-	slotGroup []int32
-	gen       uint32
-	scratch   []byte
 }
 
 func (w *Writer) session(ctx context.Context) error {
@@ -331,7 +324,7 @@ const standaloneHoldOps = 512
 
 func (s *session) write(bs []*Batch) error {
 	w := s.w
-	f := s.plan(bs)
+	f := planFlight(bs, &w.planner)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -151,7 +151,7 @@ type Writer struct {
 	// while they write, so a PING never lands inside a MULTI block.
 	mu        sync.Mutex
 	lastWrite time.Time
-	slotKeys  []string   // sender goroutine only
+	planner   planner    // sender goroutine only
 	conn      *resp.Conn // the current connection (guarded by mu)
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
@@ -193,6 +193,7 @@ func New(cfg Config) *Writer {
 	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{},
 		injected: map[*Batch]bool{}, applied: map[int]Position{}, streamKey: map[int]string{}}
 	w.cond = &notifyCond{Cond: sync.NewCond(&w.qmu)}
+	w.planner = newPlanner(&w.cfg)
 	if !cfg.Slotted {
 		for k, p := range cfg.Found {
 			w.acked[k] = p.Seq
