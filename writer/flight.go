@@ -277,3 +277,142 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	}
 	return f
 }
+
+// sendLimits bound the flights the sender takes off the queue.
+type sendLimits struct {
+	slotted bool
+	// oneByOne: a standalone flight holds one batch — under skipFenced, so
+	// that a refused command's batch can be sent again alone, and under a
+	// throttle, so that the limiter spaces batches evenly.
+	oneByOne    bool
+	maxSendOps  int
+	maxInflight int64
+}
+
+// selectFlight is how many batches at the head of queue (and how many bytes)
+// go out as the next flight, with inflightBytes in inflight flights already
+// sent; 0: a short standalone queue waits for the flight outstanding.
+func (l sendLimits) selectFlight(queue []*Batch, inflightBytes int64, inflight int) (n, size int) {
+	n, ops, size := 1, queue[0].Len(), queue[0].Size()
+	maxOps, maxBytes, coalesce := l.maxSendOps, l.maxInflight/2, l.slotted
+	if !l.slotted && !l.oneByOne {
+		// Standalone: queued batches go out as one transaction (see
+		// planFlight), of a bounded size: the target runs it in one go, and
+		// what is in flight stays within maxInflight.
+		maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, l.maxInflight-inflightBytes), true
+	}
+	if coalesce {
+		for n < len(queue) && ops+queue[n].Len() <= maxOps && int64(size+queue[n].Size()) <= maxBytes {
+			ops += queue[n].Len()
+			size += queue[n].Size()
+			n++
+		}
+	}
+	if !l.slotted && coalesce && n == len(queue) && ops < standaloneHoldOps && inflight > 0 {
+		// A standalone flight is answered soon: a short queue waits for it,
+		// to go out with what comes meanwhile as one larger flight (fewer
+		// transactions, syscalls and wake-ups under a steady load). An idle
+		// target gets every batch at once, a backlog is pipelined.
+		return 0, 0
+	}
+	return n, size
+}
+
+// wire puts a session's flights on its connection. On a standalone target
+// each command runs in its db, selected when it changes, and the markers
+// are written in markerDB.
+type wire struct {
+	slotted  bool
+	markerDB int
+	curDB    int // the db the connection is in; -2: unknown
+}
+
+// layout lists the items of every group of f — what each reply answers —
+// and sizes f, before any of it is sent (the reply reader must find them).
+func (c *wire) layout(f *flight) {
+	curDB := c.curDB
+	var size int64
+	nops := 0
+	for gi := range f.groups {
+		nops += len(f.groups[gi].ops)
+	}
+	// One array holds every group's items (a standalone batch that switches
+	// dbs often may outgrow it: the groups already laid out keep theirs).
+	items := make([]int32, 0, nops+2*len(f.groups))
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		g.items = items[len(items):]
+		if g.multi {
+			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
+		}
+		for k, o := range g.ops {
+			ref := f.batches[o.b].ops[o.i]
+			if !c.slotted && ref.db >= 0 && int(ref.db) != curDB {
+				g.items = append(g.items, itemInternal)
+				curDB = int(ref.db)
+				size += 24
+			}
+			g.items = append(g.items, int32(k))
+			size += int64(ref.end - ref.start)
+		}
+		if !c.slotted && curDB != c.markerDB {
+			g.items = append(g.items, itemInternal)
+			curDB = c.markerDB
+		}
+		if g.marker != "" {
+			g.items = append(g.items, itemInternal)
+		}
+		n := len(g.items)
+		items, g.items = g.items[n:], g.items[:n:n]
+	}
+	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
+}
+
+// emit hands put the bytes of f, laid out, in order.
+func (c *wire) emit(f *flight, put func([]byte)) {
+	var sel []byte
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		if g.multi {
+			put(cmdMulti)
+			c.curDB = -2
+		}
+		// Commands that follow each other in their batch's buffer go out
+		// in one write.
+		var runB *Batch
+		runStart, runEnd := 0, 0
+		flushRun := func() {
+			if runB != nil {
+				put(runB.buf[runStart:runEnd])
+				runB = nil
+			}
+		}
+		for _, o := range g.ops {
+			b := f.batches[o.b]
+			ref := b.ops[o.i]
+			if d := int(ref.db); !c.slotted && d >= 0 && d != c.curDB {
+				flushRun()
+				sel = appendSelect(sel[:0], d)
+				put(sel)
+				c.curDB = d
+			}
+			if b == runB && ref.start == runEnd {
+				runEnd = ref.end
+				continue
+			}
+			flushRun()
+			runB, runStart, runEnd = b, ref.start, ref.end
+		}
+		flushRun()
+		if !c.slotted && c.curDB != c.markerDB {
+			put(appendSelect(sel[:0], c.markerDB))
+			c.curDB = c.markerDB
+		}
+		if g.marker != "" {
+			put(f.arena[g.set[0]:g.set[1]])
+		}
+		if g.multi {
+			put(cmdExec)
+		}
+	}
+}

@@ -38,7 +38,7 @@ type session struct {
 
 	w        *Writer
 	c        *resp.Conn
-	curDB    int
+	wire     wire
 	deadline time.Time // last read deadline set (guarded by w.qmu)
 }
 
@@ -89,7 +89,7 @@ func (w *Writer) session(ctx context.Context) error {
 		return err
 	}
 
-	s := &session{w: w, c: c, curDB: w.cfg.MarkerDB}
+	s := &session{w: w, c: c, wire: wire{slotted: w.cfg.Slotted, markerDB: w.cfg.MarkerDB, curDB: w.cfg.MarkerDB}}
 	// Replies to replicated commands are discarded as they are read; a
 	// bulk one may be as long as any value.
 	c.R.SetLimits(resp.StreamLimits())
@@ -169,50 +169,16 @@ func (s *session) next(ctx context.Context) ([]*Batch, error) {
 			if w.skipFenced() {
 				s.probing = w.skipProbeLocked()
 			}
-			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
-			maxOps, maxBytes, coalesce := w.cfg.MaxSendOps, w.cfg.MaxInflight/2, w.cfg.Slotted
-			if !w.cfg.Slotted && !w.skipFenced() && w.cfg.Throttle == nil {
-				// Standalone: queued batches go out as one transaction (see
-				// plan), of a bounded size: the target runs it in one go,
-				// and what is in flight stays within MaxInflight. A
-				// throttled writer sends batch by batch, so that the
-				// limiter spaces them evenly.
-				maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, w.cfg.MaxInflight-w.inflightBytes), true
+			if n, size := w.limits.selectFlight(w.queue, w.inflightBytes, len(w.inflight)); n > 0 {
+				bs := append([]*Batch(nil), w.queue[:n]...)
+				clear(w.queue[:n])
+				w.queue = w.queue[n:]
+				w.queuedBytes -= int64(size)
+				w.sending += n // until push puts them in flight, Drain must not see an idle writer
+				w.cond.Broadcast()
+				return bs, nil
 			}
-			if coalesce {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= maxBytes {
-					ops += w.queue[n].Len()
-					size += w.queue[n].Size()
-					n++
-				}
-			}
-			if !w.cfg.Slotted && coalesce && n == len(w.queue) && ops < standaloneHoldOps && len(w.inflight) > 0 {
-				// A standalone flight is answered soon: a short queue
-				// waits for it, to go out with what comes meanwhile as one
-				// larger flight (fewer transactions, syscalls and wake-ups
-				// under a steady load). An idle target gets every batch at
-				// once, a backlog is pipelined.
-				if !flushed {
-					w.qmu.Unlock()
-					err := s.flush()
-					w.qmu.Lock()
-					if err != nil {
-						return nil, err
-					}
-					flushed = true
-					continue
-				}
-				w.cond.Wait()
-				flushed = false
-				continue
-			}
-			bs := append([]*Batch(nil), w.queue[:n]...)
-			clear(w.queue[:n])
-			w.queue = w.queue[n:]
-			w.queuedBytes -= int64(size)
-			w.sending += n // until push puts them in flight, Drain must not see an idle writer
-			w.cond.Broadcast()
-			return bs, nil
+			// A short standalone queue waits for the flight outstanding.
 		}
 		if !flushed {
 			w.qmu.Unlock()
@@ -331,42 +297,7 @@ func (s *session) write(bs []*Batch) error {
 	// First the items of every group are laid out and the flight queued —
 	// before any byte can reach the server, so that the reply reader always
 	// finds what it reads for — then the bytes go out.
-	curDB := s.curDB
-	var size int64
-	nops := 0
-	for gi := range f.groups {
-		nops += len(f.groups[gi].ops)
-	}
-	// One array holds every group's items (a standalone batch that switches
-	// dbs often may outgrow it: the groups already laid out keep theirs).
-	items := make([]int32, 0, nops+2*len(f.groups))
-	for gi := range f.groups {
-		g := &f.groups[gi]
-		g.items = items[len(items):]
-		if g.multi {
-			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
-		}
-		for k, o := range g.ops {
-			ref := bs[o.b].ops[o.i]
-			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != curDB {
-				g.items = append(g.items, itemInternal)
-				curDB = int(ref.db)
-				size += 24
-			}
-			g.items = append(g.items, int32(k))
-			size += int64(ref.end - ref.start)
-		}
-		if !w.cfg.Slotted && curDB != w.cfg.MarkerDB {
-			g.items = append(g.items, itemInternal)
-			curDB = w.cfg.MarkerDB
-		}
-		if g.marker != "" {
-			g.items = append(g.items, itemInternal)
-		}
-		n := len(g.items)
-		items, g.items = g.items[n:], g.items[:n:n]
-	}
-	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
+	s.wire.layout(f)
 	if err := s.push(f); err != nil {
 		w.qmu.Lock()
 		w.sending -= len(bs)
@@ -377,56 +308,11 @@ func (s *session) write(bs []*Batch) error {
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	var err error
-	put := func(p []byte) {
+	s.wire.emit(f, func(p []byte) {
 		if err == nil {
 			_, err = c.W.Write(p)
 		}
-	}
-	var sel []byte
-	for gi := range f.groups {
-		g := &f.groups[gi]
-		if g.multi {
-			put(cmdMulti)
-			s.curDB = -2
-		}
-		// Commands that follow each other in their batch's buffer go out
-		// in one write.
-		var runB *Batch
-		runStart, runEnd := 0, 0
-		flushRun := func() {
-			if runB != nil {
-				put(runB.buf[runStart:runEnd])
-				runB = nil
-			}
-		}
-		for _, o := range g.ops {
-			b := bs[o.b]
-			ref := b.ops[o.i]
-			if d := int(ref.db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
-				flushRun()
-				sel = appendSelect(sel[:0], d)
-				put(sel)
-				s.curDB = d
-			}
-			if b == runB && ref.start == runEnd {
-				runEnd = ref.end
-				continue
-			}
-			flushRun()
-			runB, runStart, runEnd = b, ref.start, ref.end
-		}
-		flushRun()
-		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
-			put(appendSelect(sel[:0], w.cfg.MarkerDB))
-			s.curDB = w.cfg.MarkerDB
-		}
-		if g.marker != "" {
-			put(f.arena[g.set[0]:g.set[1]])
-		}
-		if g.multi {
-			put(cmdExec)
-		}
-	}
+	})
 	w.lastWrite = time.Now()
 	return err
 }

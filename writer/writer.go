@@ -151,9 +151,11 @@ type Writer struct {
 	// while they write, so a PING never lands inside a MULTI block.
 	mu        sync.Mutex
 	lastWrite time.Time
-	planner   planner    // sender goroutine only
 	conn      *resp.Conn // the current connection (guarded by mu)
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
+
+	planner planner    // sender goroutine only
+	limits  sendLimits // set by New
 
 	qmu           sync.Mutex
 	cond          *notifyCond
@@ -194,6 +196,8 @@ func New(cfg Config) *Writer {
 		injected: map[*Batch]bool{}, applied: map[int]Position{}, streamKey: map[int]string{}}
 	w.cond = &notifyCond{Cond: sync.NewCond(&w.qmu)}
 	w.planner = newPlanner(&w.cfg)
+	w.limits = sendLimits{slotted: cfg.Slotted, oneByOne: w.skipFenced() || cfg.Throttle != nil,
+		maxSendOps: cfg.MaxSendOps, maxInflight: cfg.MaxInflight}
 	if !cfg.Slotted {
 		for k, p := range cfg.Found {
 			w.acked[k] = p.Seq
