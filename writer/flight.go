@@ -135,7 +135,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	flat := make([]opAt, 0, total) // every group's ops, group after group
 	if !p.slotted {
 		// Standalone: one group per run of batches of one stream (a flight
-		// holds the batches that were queued, see next), recording the
+		// holds the batches that were queued, see selectFlight), recording the
 		// position of the run's last batch. A run's positions only grow:
 		// a batch that records an earlier position (Confirm re-records the
 		// last acknowledged one) starts a new group, so that no group's
@@ -277,6 +277,16 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	}
 	return f
 }
+
+// standaloneSendOps bounds the commands of the batches a standalone writer
+// coalesces into one flight (one transaction when fenced).
+const standaloneSendOps = 8192
+
+// standaloneHoldOps: a standalone writer with a flight outstanding holds
+// back a queue of fewer commands than this (the batches an idle flush cut
+// short) until the flight is answered; a longer queue (a backlog of full
+// batches) is pipelined at once.
+const standaloneHoldOps = 512
 
 // sendLimits bound the flights the sender takes off the queue.
 type sendLimits struct {

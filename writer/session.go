@@ -26,10 +26,6 @@ var errRetire = errors.New("connection retired (max_conn_age)")
 const haltGrace = 5 * time.Second
 
 type session struct {
-	// probing: the last flight holds a command the target has not taken
-	// yet; nothing is sent until it is answered (skipFenced).
-	probing bool
-
 	// halted is the refusal that stopped the sender; hole: a group past it
 	// did not run (reply reader only).
 	halted  error
@@ -39,7 +35,7 @@ type session struct {
 	w        *Writer
 	c        *resp.Conn
 	wire     wire
-	deadline time.Time // last read deadline set (guarded by w.qmu)
+	deadline time.Time // last read deadline set (guarded by the ledger's mu, see armDeadline)
 }
 
 func (w *Writer) session(ctx context.Context) error {
@@ -121,8 +117,8 @@ func (w *Writer) session(ctx context.Context) error {
 			case <-time.After(haltGrace):
 			}
 		}
-		c.Close() // unblocks receive
-		w.wake()  // unblocks send
+		c.Close()    // unblocks receive
+		w.led.wake() // unblocks send
 		return nil
 	})
 	err = g.Wait()
@@ -145,56 +141,6 @@ func classify(addr string, err error) error {
 	return err
 }
 
-// next pops what to send next — as many queued batches as fit in one flight
-// (for a standalone target under skipFenced or a throttle, one) — flushing what is buffered before it
-// waits, so that nothing sits in the write buffer while the sender sleeps.
-// A standalone writer with a flight outstanding holds a small queue back
-// until that flight is answered.
-func (s *session) next(ctx context.Context) ([]*Batch, error) {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	flushed := false
-	for {
-		if w.fatal != nil {
-			return nil, w.fatal
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		// After a batch with a command the target has not taken yet,
-		// nothing goes out until it is answered (see skipProbeLocked).
-		held := s.probing && len(w.inflight) > 0
-		if !held && len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
-			if w.skipFenced() {
-				s.probing = w.skipProbeLocked()
-			}
-			if n, size := w.limits.selectFlight(w.queue, w.inflightBytes, len(w.inflight)); n > 0 {
-				bs := append([]*Batch(nil), w.queue[:n]...)
-				clear(w.queue[:n])
-				w.queue = w.queue[n:]
-				w.queuedBytes -= int64(size)
-				w.sending += n // until push puts them in flight, Drain must not see an idle writer
-				w.cond.Broadcast()
-				return bs, nil
-			}
-			// A short standalone queue waits for the flight outstanding.
-		}
-		if !flushed {
-			w.qmu.Unlock()
-			err := s.flush()
-			w.qmu.Lock()
-			if err != nil {
-				return nil, err
-			}
-			flushed = true
-			continue
-		}
-		w.cond.Wait()
-		flushed = false
-	}
-}
-
 func (s *session) flush() error {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
@@ -211,7 +157,9 @@ func (s *session) send(ctx context.Context) error {
 		if age := w.cfg.MaxConnAge; age > 0 && time.Since(time.Unix(0, w.born.Load())) >= age {
 			return s.retire(ctx)
 		}
-		bs, err := s.next(ctx)
+		// As many queued batches as fit in one flight; what is buffered
+		// goes out before the sender waits for them.
+		bs, err := w.led.takeNext(ctx, s.flush)
 		if err != nil {
 			if s.w.Err() != nil {
 				// Halted by a refusal: the reply reader still reads what
@@ -228,11 +176,11 @@ func (s *session) send(ctx context.Context) error {
 			}
 			// What is buffered goes out before the throttle may sleep.
 			if err := s.flush(); err != nil {
-				w.requeueFront(bs)
+				w.led.requeue(bs)
 				return err
 			}
 			if err := w.cfg.Throttle(ctx, ops, size); err != nil {
-				w.requeueFront(bs)
+				w.led.requeue(bs)
 				return err
 			}
 		}
@@ -251,42 +199,11 @@ func (s *session) retire(ctx context.Context) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	w := s.w
-	stop := context.AfterFunc(ctx, w.wake)
-	defer stop()
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for len(w.inflight) > 0 && w.fatal == nil && ctx.Err() == nil {
-		w.cond.Wait()
-	}
-	if w.fatal != nil {
-		return w.fatal
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if err := s.w.led.landed(ctx); err != nil {
+		return err
 	}
 	return errRetire
 }
-
-func (w *Writer) requeueFront(bs []*Batch) {
-	w.qmu.Lock()
-	w.sending -= len(bs)
-	w.queue = append(append([]*Batch(nil), bs...), w.queue...)
-	for _, b := range bs {
-		w.queuedBytes += int64(b.Size())
-	}
-	w.qmu.Unlock()
-}
-
-// standaloneSendOps bounds the commands of the batches a standalone writer
-// coalesces into one flight (one transaction when fenced).
-const standaloneSendOps = 8192
-
-// standaloneHoldOps: a standalone writer with a flight outstanding holds
-// back a queue of fewer commands than this (the batches an idle flush cut
-// short) until the flight is answered; a longer queue (a backlog of full
-// batches) is pipelined at once.
-const standaloneHoldOps = 512
 
 func (s *session) write(bs []*Batch) error {
 	w := s.w
@@ -298,10 +215,7 @@ func (s *session) write(bs []*Batch) error {
 	// before any byte can reach the server, so that the reply reader always
 	// finds what it reads for — then the bytes go out.
 	s.wire.layout(f)
-	if err := s.push(f); err != nil {
-		w.qmu.Lock()
-		w.sending -= len(bs)
-		w.qmu.Unlock()
+	if err := w.led.push(f, s.armDeadline); err != nil {
 		return err
 	}
 
@@ -323,27 +237,10 @@ func appendSelect(dst []byte, db int) []byte {
 	return resp.AppendBulkInt(dst, int64(db))
 }
 
-// push queues f as in flight and arms the read deadline if it is the only
-// one. After a refusal nothing more goes out: push returns the error.
-func (s *session) push(f *flight) error {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	if w.fatal != nil {
-		return w.fatal
-	}
-	w.inflight = append(w.inflight, f)
-	w.inflightBytes += f.size
-	w.sending -= len(f.batches)
-	if len(w.inflight) == 1 {
-		s.armDeadline(true)
-	}
-	return nil
-}
-
 // armDeadline sets the read deadline while requests are outstanding and
 // clears it when none are (an idle connection may stay silent forever; the
-// keepalive's PING re-arms it). Called with w.qmu held. Refreshes are rate
+// keepalive's PING re-arms it). Called by the ledger, with its lock held, as
+// flights come and go. Refreshes are rate
 // limited: resetting the timer per reply is measurable on the hot path.
 func (s *session) armDeadline(outstanding bool) {
 	now := time.Now()
@@ -369,7 +266,7 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	if time.Since(w.lastWrite) < idle {
 		return nil
 	}
-	if s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}) != nil {
+	if w.led.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}, s.armDeadline) != nil {
 		return nil // halted: the reply reader ends the session
 	}
 	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
@@ -392,7 +289,7 @@ func (s *session) receive() error {
 	}
 	var f *flight
 	for {
-		if s.halted != nil && f == nil && w.idleInflight() {
+		if s.halted != nil && f == nil && w.led.idle() {
 			return s.finishHalt()
 		}
 		// Only arrays call onElemErr, and the only arrays ferry expects are
@@ -412,12 +309,7 @@ func (s *session) receive() error {
 		// until it is complete: only this goroutine removes the head of the
 		// queue, so it does not take the lock for every reply.
 		if f == nil {
-			w.qmu.Lock()
-			if len(w.inflight) > 0 {
-				f = w.inflight[0]
-			}
-			w.qmu.Unlock()
-			if f == nil {
+			if f = w.led.head(); f == nil {
 				return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
 			}
 		}
@@ -441,13 +333,6 @@ func (s *session) receive() error {
 	}
 }
 
-// idleInflight reports whether nothing is in flight.
-func (w *Writer) idleInflight() bool {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	return len(w.inflight) == 0
-}
-
 // halt records a refusal as the writer's fatal error — before any flight
 // answered by the same reply is acknowledged, so that whoever wakes up
 // (Drain, a caught-up check, a stop) sees the error and not an idle
@@ -462,12 +347,7 @@ func (s *session) halt(err error) {
 	w := s.w
 	s.halted = err
 	s.halting.Store(true)
-	w.qmu.Lock()
-	if w.fatal == nil {
-		w.fatal = err
-	}
-	w.cond.Broadcast()
-	w.qmu.Unlock()
+	w.led.setFatal(err)
 	// Flights pushed before the error was recorded must reach the server
 	// for their replies to come; none is pushed after it.
 	w.mu.Lock()
