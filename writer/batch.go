@@ -63,6 +63,14 @@ func (b *Batch) reset() {
 	b.marked = 0
 }
 
+// markerOr is the key of the marker recording b on a standalone target.
+func (b *Batch) markerOr(def string) string {
+	if b.MarkerKey != "" {
+		return b.MarkerKey
+	}
+	return def
+}
+
 // Release returns b to the pool. The caller must not use it afterwards.
 func (b *Batch) Release() {
 	if cap(b.buf) > 8<<20 {

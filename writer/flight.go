@@ -51,27 +51,56 @@ var (
 	cmdPing     = resp.AppendCommandStrings(nil, "PING")
 )
 
-// slotKey is the slot's marker key (built once per slot).
-func (w *Writer) slotKey(slot int) string {
-	if w.slotKeys == nil {
-		w.slotKeys = make([]string, 16384)
+// planner is what planning a flight depends on, held apart from the Writer
+// so that planFlight is a function of the batches and this alone. The sender
+// goroutine owns it; its scratch is reused from flight to flight.
+type planner struct {
+	slotted bool
+	fence   bool
+	marker  string // standalone: the marker of a batch that names none
+	// slotMarker and streamMarker name the markers of a cluster master
+	// (see Config).
+	slotMarker   func(slot int) string
+	streamMarker func(stream int) string
+	// low is a stream's global low watermark, asked once per stream and
+	// flight (nil: unknown, recorded as -1).
+	low func(stream int) int64
+
+	slotKeys []string // slot → its marker key, built once per slot
+	// A slot belongs to the current segment when slotGen[slot] == gen, as
+	// group slotGroup[slot].
+	slotGen   []uint32
+	slotGroup []int32
+	gen       uint32
+	enc       []byte
+}
+
+func newPlanner(cfg *Config) planner {
+	return planner{slotted: cfg.Slotted, fence: cfg.Fence, marker: cfg.MarkerKey,
+		slotMarker: cfg.SlotMarker, streamMarker: cfg.StreamMarker, low: cfg.Low}
+}
+
+// slotKey is the slot's marker key: a cluster flight names the same slots'
+// markers again and again.
+func (p *planner) slotKey(slot int) string {
+	if p.slotKeys == nil {
+		p.slotKeys = make([]string, 16384)
 	}
-	if k := w.slotKeys[slot]; k != "" {
+	if k := p.slotKeys[slot]; k != "" {
 		return k
 	}
-	k := w.cfg.SlotMarker(slot)
-	w.slotKeys[slot] = k
+	k := p.slotMarker(slot)
+	p.slotKeys[slot] = k
 	return k
 }
 
-// plan builds the groups of a flight, with their marker SETs encoded in the
-// flight's arena.
-func (s *session) plan(bs []*Batch) *flight {
-	w := s.w
+// planFlight builds the groups of a flight, with their marker SETs encoded
+// in the flight's arena.
+func planFlight(bs []*Batch, p *planner) *flight {
 	f := &flight{batches: bs}
 	var lows map[int]int64
 	low := func(stream int) int64 {
-		if w.cfg.Low == nil {
+		if p.low == nil {
 			return -1
 		}
 		l, ok := lows[stream]
@@ -79,7 +108,7 @@ func (s *session) plan(bs []*Batch) *flight {
 			if lows == nil {
 				lows = map[int]int64{}
 			}
-			l = w.cfg.Low(stream)
+			l = p.low(stream)
 			lows[stream] = l
 		}
 		return l
@@ -91,12 +120,12 @@ func (s *session) plan(bs []*Batch) *flight {
 		pos := b.Pos
 		pos.Seq, pos.Offset, pos.Low = seq, off, low(b.Stream)
 		g.seq = seq
-		s.scratch = pos.AppendEncode(s.scratch[:0])
+		p.enc = pos.AppendEncode(p.enc[:0])
 		start := len(f.arena)
 		f.arena = resp.AppendArrayHeader(f.arena, 3)
 		f.arena = resp.AppendBulk(f.arena, cmdSet)
 		f.arena = resp.AppendBulkString(f.arena, g.marker)
-		f.arena = resp.AppendBulk(f.arena, s.scratch)
+		f.arena = resp.AppendBulk(f.arena, p.enc)
 		g.set = [2]int{start, len(f.arena)}
 	}
 	total := 0
@@ -104,24 +133,24 @@ func (s *session) plan(bs []*Batch) *flight {
 		total += len(b.ops)
 	}
 	flat := make([]opAt, 0, total) // every group's ops, group after group
-	if !w.cfg.Slotted {
+	if !p.slotted {
 		// Standalone: one group per run of batches of one stream (a flight
-		// holds the batches that were queued, see next), recording the
+		// holds the batches that were queued, see selectFlight), recording the
 		// position of the run's last batch. A run's positions only grow:
 		// a batch that records an earlier position (Confirm re-records the
 		// last acknowledged one) starts a new group, so that no group's
 		// marker is below a unit it applies.
 		for bi := 0; bi < len(bs); {
 			b := bs[bi]
-			key := w.markerOf(b)
+			key := b.markerOr(p.marker)
 			from, bj := len(flat), bi
-			for ; bj < len(bs) && bs[bj].Stream == b.Stream && w.markerOf(bs[bj]) == key && (bj == bi || bs[bj].Pos.Seq >= bs[bj-1].Pos.Seq); bj++ {
+			for ; bj < len(bs) && bs[bj].Stream == b.Stream && bs[bj].markerOr(p.marker) == key && (bj == bi || bs[bj].Pos.Seq >= bs[bj-1].Pos.Seq); bj++ {
 				for i := range bs[bj].ops {
 					flat = append(flat, opAt{int32(bj), int32(i)})
 				}
 			}
 			n, last := len(flat), bs[bj-1]
-			f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: w.cfg.Fence && n > from})
+			f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: p.fence && n > from})
 			setMarker(len(f.groups)-1, last, last.Pos.Seq, last.Pos.Offset)
 			bi = bj
 		}
@@ -135,12 +164,12 @@ func (s *session) plan(bs []*Batch) *flight {
 		}
 		for i, b := range bs {
 			if lastOf[b.Stream] == i {
-				f.groups = append(f.groups, group{marker: w.cfg.StreamMarker(b.Stream)})
+				f.groups = append(f.groups, group{marker: p.streamMarker(b.Stream)})
 				setMarker(len(f.groups)-1, b, b.Pos.Seq, b.Pos.Offset)
 			}
 		}
 	}
-	if !w.cfg.Fence {
+	if !p.fence {
 		// Unfenced: everything in order, then the position updates.
 		for bi, b := range bs {
 			for i := range b.ops {
@@ -158,9 +187,9 @@ func (s *session) plan(bs []*Batch) *flight {
 	// them must run before and everything after them after. A segment's ops
 	// are counted per slot first, then placed, so that each group's ops are
 	// one run of flat.
-	if s.slotGen == nil {
-		s.slotGen = make([]uint32, 16384)
-		s.slotGroup = make([]int32, 16384)
+	if p.slotGen == nil {
+		p.slotGen = make([]uint32, 16384)
+		p.slotGroup = make([]int32, 16384)
 	}
 	type last struct {
 		b   int32
@@ -175,10 +204,10 @@ func (s *session) plan(bs []*Batch) *flight {
 		lasts     []last
 	)
 	newSeg := func() {
-		s.gen++
-		if s.gen == 0 {
-			clear(s.slotGen)
-			s.gen = 1
+		p.gen++
+		if p.gen == 0 {
+			clear(p.slotGen)
+			p.gen = 1
 		}
 		base, segGroups = len(f.groups), 0
 		counts, lasts = counts[:0], lasts[:0]
@@ -205,7 +234,7 @@ func (s *session) plan(bs []*Batch) *flight {
 			}
 			for i := i0; i < i1; i++ {
 				slot := ops[i].slot
-				gi := s.slotGroup[slot]
+				gi := p.slotGroup[slot]
 				g := &f.groups[base+int(gi)]
 				g.ops = append(g.ops, opAt{bi, i})
 			}
@@ -223,21 +252,21 @@ func (s *session) plan(bs []*Batch) *flight {
 				flushSeg(opAt{int32(bi), int32(i)})
 				flat = append(flat, opAt{int32(bi), int32(i)})
 				n := len(flat)
-				f.groups = append(f.groups, group{ops: flat[n-1 : n : n], marker: w.cfg.StreamMarker(b.Stream), multi: true})
+				f.groups = append(f.groups, group{ops: flat[n-1 : n : n], marker: p.streamMarker(b.Stream), multi: true})
 				setMarker(len(f.groups)-1, b, o.seq, o.off)
 				newSeg()
 				segFrom = opAt{int32(bi), int32(i + 1)}
 				continue
 			}
-			if s.slotGen[o.slot] != s.gen {
-				s.slotGen[o.slot] = s.gen
-				s.slotGroup[o.slot] = int32(segGroups)
+			if p.slotGen[o.slot] != p.gen {
+				p.slotGen[o.slot] = p.gen
+				p.slotGroup[o.slot] = int32(segGroups)
 				segGroups++
-				f.groups = append(f.groups, group{marker: w.slotKey(int(o.slot)), multi: true})
+				f.groups = append(f.groups, group{marker: p.slotKey(int(o.slot)), multi: true})
 				counts = append(counts, 0)
 				lasts = append(lasts, last{})
 			}
-			gi := s.slotGroup[o.slot]
+			gi := p.slotGroup[o.slot]
 			counts[gi]++
 			lasts[gi] = last{int32(bi), o.seq, o.off}
 		}
@@ -247,4 +276,153 @@ func (s *session) plan(bs []*Batch) *flight {
 		positions()
 	}
 	return f
+}
+
+// standaloneSendOps bounds the commands of the batches a standalone writer
+// coalesces into one flight (one transaction when fenced).
+const standaloneSendOps = 8192
+
+// standaloneHoldOps: a standalone writer with a flight outstanding holds
+// back a queue of fewer commands than this (the batches an idle flush cut
+// short) until the flight is answered; a longer queue (a backlog of full
+// batches) is pipelined at once.
+const standaloneHoldOps = 512
+
+// sendLimits bound the flights the sender takes off the queue.
+type sendLimits struct {
+	slotted bool
+	// oneByOne: a standalone flight holds one batch — under skipFenced, so
+	// that a refused command's batch can be sent again alone, and under a
+	// throttle, so that the limiter spaces batches evenly.
+	oneByOne    bool
+	maxSendOps  int
+	maxInflight int64
+}
+
+// selectFlight is how many batches at the head of queue (and how many bytes)
+// go out as the next flight, with inflightBytes in inflight flights already
+// sent; 0: a short standalone queue waits for the flight outstanding.
+func (l sendLimits) selectFlight(queue []*Batch, inflightBytes int64, inflight int) (n, size int) {
+	n, ops, size := 1, queue[0].Len(), queue[0].Size()
+	maxOps, maxBytes, coalesce := l.maxSendOps, l.maxInflight/2, l.slotted
+	if !l.slotted && !l.oneByOne {
+		// Standalone: queued batches go out as one transaction (see
+		// planFlight), of a bounded size: the target runs it in one go, and
+		// what is in flight stays within maxInflight.
+		maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, l.maxInflight-inflightBytes), true
+	}
+	if coalesce {
+		for n < len(queue) && ops+queue[n].Len() <= maxOps && int64(size+queue[n].Size()) <= maxBytes {
+			ops += queue[n].Len()
+			size += queue[n].Size()
+			n++
+		}
+	}
+	if !l.slotted && coalesce && n == len(queue) && ops < standaloneHoldOps && inflight > 0 {
+		// A standalone flight is answered soon: a short queue waits for it,
+		// to go out with what comes meanwhile as one larger flight (fewer
+		// transactions, syscalls and wake-ups under a steady load). An idle
+		// target gets every batch at once, a backlog is pipelined.
+		return 0, 0
+	}
+	return n, size
+}
+
+// wire puts a session's flights on its connection. On a standalone target
+// each command runs in its db, selected when it changes, and the markers
+// are written in markerDB.
+type wire struct {
+	slotted  bool
+	markerDB int
+	curDB    int // the db the connection is in; -2: unknown
+}
+
+// layout lists the items of every group of f — what each reply answers —
+// and sizes f, before any of it is sent (the reply reader must find them).
+func (c *wire) layout(f *flight) {
+	curDB := c.curDB
+	var size int64
+	nops := 0
+	for gi := range f.groups {
+		nops += len(f.groups[gi].ops)
+	}
+	// One array holds every group's items (a standalone batch that switches
+	// dbs often may outgrow it: the groups already laid out keep theirs).
+	items := make([]int32, 0, nops+2*len(f.groups))
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		g.items = items[len(items):]
+		if g.multi {
+			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
+		}
+		for k, o := range g.ops {
+			ref := f.batches[o.b].ops[o.i]
+			if !c.slotted && ref.db >= 0 && int(ref.db) != curDB {
+				g.items = append(g.items, itemInternal)
+				curDB = int(ref.db)
+				size += 24
+			}
+			g.items = append(g.items, int32(k))
+			size += int64(ref.end - ref.start)
+		}
+		if !c.slotted && curDB != c.markerDB {
+			g.items = append(g.items, itemInternal)
+			curDB = c.markerDB
+		}
+		if g.marker != "" {
+			g.items = append(g.items, itemInternal)
+		}
+		n := len(g.items)
+		items, g.items = g.items[n:], g.items[:n:n]
+	}
+	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
+}
+
+// emit hands put the bytes of f, laid out, in order.
+func (c *wire) emit(f *flight, put func([]byte)) {
+	var sel []byte
+	for gi := range f.groups {
+		g := &f.groups[gi]
+		if g.multi {
+			put(cmdMulti)
+			c.curDB = -2
+		}
+		// Commands that follow each other in their batch's buffer go out
+		// in one write.
+		var runB *Batch
+		runStart, runEnd := 0, 0
+		flushRun := func() {
+			if runB != nil {
+				put(runB.buf[runStart:runEnd])
+				runB = nil
+			}
+		}
+		for _, o := range g.ops {
+			b := f.batches[o.b]
+			ref := b.ops[o.i]
+			if d := int(ref.db); !c.slotted && d >= 0 && d != c.curDB {
+				flushRun()
+				sel = appendSelect(sel[:0], d)
+				put(sel)
+				c.curDB = d
+			}
+			if b == runB && ref.start == runEnd {
+				runEnd = ref.end
+				continue
+			}
+			flushRun()
+			runB, runStart, runEnd = b, ref.start, ref.end
+		}
+		flushRun()
+		if !c.slotted && c.curDB != c.markerDB {
+			put(appendSelect(sel[:0], c.markerDB))
+			c.curDB = c.markerDB
+		}
+		if g.marker != "" {
+			put(f.arena[g.set[0]:g.set[1]])
+		}
+		if g.multi {
+			put(cmdExec)
+		}
+	}
 }

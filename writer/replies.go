@@ -7,7 +7,6 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
@@ -164,73 +163,26 @@ func (s *session) aborted(f *flight, g *group, execMsg string) (bool, error) {
 // later batches before they are sent). false: it cannot be (a refused
 // marker or SELECT, or later groups already ran), the refusal stands.
 func (s *session) resend(f *flight, g *group) bool {
-	w := s.w
 	if len(f.batches) != 1 || len(f.groups) != 1 {
 		return false
 	}
-	b := f.batches[0]
-	drop := map[int]bool{}
-	why := map[int]string{}
+	drop := map[int]string{} // command of the batch → its refusal
 	for i, msg := range g.queueErrs {
 		if i >= len(g.items) || g.items[i] < 0 {
 			return false // ferry's own SELECT or marker
 		}
-		k := int(g.ops[g.items[i]].i)
-		drop[k], why[k] = true, msg
+		drop[int(g.ops[g.items[i]].i)] = msg
 	}
 	if len(drop) == 0 {
 		return false
 	}
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	at := slices.Index(w.inflight, f)
-	if at < 0 {
-		return false
-	}
-	for _, later := range w.inflight[at+1:] {
-		if later.batches != nil {
-			return false
-		}
-	}
-	if w.refusedNames == nil {
-		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
-	}
-	for k := range drop {
-		w.refusedNames[commandName(b.op(k))] = why[k]
-		w.noteSkipped(b.Describe(k), why[k])
-	}
-	nb := b.without(func(i int) bool { return drop[i] })
-	if w.injected[b] {
-		delete(w.injected, b)
-		w.injected[nb] = true
-	}
-	w.queue = append([]*Batch{nb}, w.queue...)
-	w.queuedBytes += int64(nb.Size())
-	f.resent = true
-	w.cond.Broadcast()
-	return true
+	return s.w.led.resend(f, drop)
 }
 
 // redirectOps takes commands of g out for routing again.
 func (s *session) redirectOps(f *flight, g *group, idx []int) {
 	w := s.w
-	w.qmu.Lock()
-	if f.redirectedOps == nil {
-		f.redirectedOps = map[*Batch]map[int]bool{}
-	}
-	for _, k := range idx {
-		at := g.ops[k]
-		b := f.batches[at.b]
-		if f.redirectedOps[b] == nil {
-			f.redirectedOps[b] = map[int]bool{}
-		}
-		f.redirectedOps[b][int(at.i)] = true
-		w.redirected = append(w.redirected, b.takeOp(int(at.i)))
-	}
-	if len(idx) == len(g.ops) {
-		g.status = statusRedirected
-	}
-	w.qmu.Unlock()
+	w.led.redirect(f, g, idx)
 	w.redirects.Add(int64(len(idx)))
 	if w.cfg.OnRedirect != nil {
 		w.cfg.OnRedirect()
@@ -275,55 +227,20 @@ func (s *session) opError(f *flight, g *group, op int, msg string) error {
 // only what ran in order is acknowledged: a group that did not run leaves
 // a hole, and a group that ran after a hole makes the target dirty.
 func (s *session) complete(f *flight) {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	if len(w.inflight) == 0 || w.inflight[0] != f {
-		return
-	}
-	w.inflight[0] = nil
-	w.inflight = w.inflight[1:]
-	w.inflightBytes -= f.size
-	if f.resent {
-		f.batches[0].Release()
-		s.armDeadline(len(w.inflight) > 0)
-		w.cond.Broadcast()
-		return
-	}
-	if w.skipFenced() && w.takenNames != nil && len(f.batches) == 1 {
-		// The group ran: the target takes these commands.
-		b := f.batches[0]
-		for i := range b.ops {
-			w.takenNames[commandName(b.op(i))] = true
-		}
-	}
 	ack := true
-	if s.halted != nil {
+	if s.halted != nil && !f.resent {
 		for i := range f.groups {
 			switch g := &f.groups[i]; {
 			case g.status == statusPending && (len(g.ops) > 0 || g.marker != ""):
 				s.hole = true
 				ack = false
 			case g.status == statusApplied && s.hole:
-				w.dirty = true
+				s.w.dirty = true
 			}
 		}
 		ack = ack && !s.hole
 	}
-	if ack {
-		for i := range f.groups {
-			g := &f.groups[i]
-			if g.status == statusApplied && g.marker != "" && w.cfg.Slotted {
-				w.acked[g.marker] = max(w.acked[g.marker], g.seq)
-			}
-		}
-		w.groups.Add(int64(len(f.groups)))
-		for _, b := range f.batches {
-			w.ackBatchLocked(b)
-		}
-	}
-	s.armDeadline(len(w.inflight) > 0)
-	w.cond.Broadcast()
+	s.w.led.acknowledge(f, ack, s.armDeadline)
 }
 
 // transient reports whether an error reply means "try again later": the

@@ -1,6 +1,5 @@
-// Resuming on a new connection: which groups in flight the target applied
-// (read from its markers), what goes back to the queue, and the ledger of
-// what was acknowledged.
+// Resuming on a new connection: the target's markers say which groups in
+// flight it applied; the ledger acknowledges them and queues the rest again.
 
 package writer
 
@@ -54,26 +53,7 @@ func readMarkers(c *resp.Conn, keys []string) (map[string]Position, error) {
 // rest back at the head of the queue, and checks that the target still holds
 // everything it acknowledged before.
 func (w *Writer) resume(c *resp.Conn) error {
-	w.qmu.Lock()
-	keys := make([]string, 0, len(w.acked)+8)
-	seen := map[string]bool{}
-	add := func(k string) {
-		if k != "" && !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-	}
-	for k := range w.acked {
-		add(k)
-	}
-	for _, f := range w.inflight {
-		for i := range f.groups {
-			add(f.groups[i].marker)
-		}
-	}
-	w.qmu.Unlock()
-
-	markers, err := readMarkers(c, keys)
+	markers, err := readMarkers(c, w.led.markerKeys())
 	if err != nil {
 		var re *resp.ReplyError
 		if errors.As(err, &re) && (re.Prefix() == "MOVED" || re.Prefix() == "ASK") {
@@ -84,104 +64,13 @@ func (w *Writer) resume(c *resp.Conn) error {
 			return classify(w.Addr(), err)
 		}
 	}
-
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for k, seq := range w.acked {
-		p, found := markers[k]
-		if !found && w.cfg.Slotted {
-			// A slot can leave this master (resharding) with its marker; the
-			// job notices through MOVED, not here.
-			continue
-		}
-		if !found || p.Seq < seq {
-			return &RewoundError{Key: k, Found: found, Marker: p, Acked: seq, Endpoint: w.Addr()}
-		}
+	nApplied, nBack, rewound := w.led.requeueAfterDrop(markers)
+	if rewound != nil {
+		rewound.Endpoint = w.Addr()
+		return rewound
 	}
-
-	// Groups were applied in the order they were sent: find the prefix.
-	appliedOps := map[*Batch]map[int]bool{}
-	done := true
-	nApplied, nBack := 0, 0
-	for _, f := range w.inflight {
-		for i := range f.groups {
-			g := &f.groups[i]
-			if done && g.status == statusPending {
-				if p, ok := markers[g.marker]; ok && p.Seq >= g.seq && g.seq > 0 {
-					g.status = statusApplied
-				} else {
-					done = false
-				}
-			}
-			switch g.status {
-			case statusApplied:
-				nApplied++
-				w.acked[g.marker] = max(w.acked[g.marker], g.seq)
-				for _, o := range g.ops {
-					b := f.batches[o.b]
-					if appliedOps[b] == nil {
-						appliedOps[b] = map[int]bool{}
-					}
-					appliedOps[b][int(o.i)] = true
-				}
-			case statusRedirected:
-				// already taken out by the reply reader
-			default:
-				nBack++
-			}
-		}
-	}
-	var back []*Batch
-	prefix := true
-	for _, f := range w.inflight {
-		for _, b := range f.batches {
-			drop := appliedOps[b]
-			red := f.redirectedOps[b]
-			if prefix && len(drop)+len(red) == b.Len() {
-				w.ackBatchLocked(b)
-				continue
-			}
-			prefix = false
-			nb := b.without(func(i int) bool { return drop[i] || red[i] })
-			if w.injected[b] {
-				delete(w.injected, b)
-				w.injected[nb] = true
-			}
-			b.Release()
-			back = append(back, nb)
-			w.queuedBytes += int64(nb.Size())
-		}
-	}
-	w.inflight = w.inflight[:0]
-	w.inflightBytes = 0
-	w.queue = append(back, w.queue...)
 	if nApplied > 0 || nBack > 0 {
 		w.log.Info().Int("groups_found_applied", nApplied).Int("groups_replayed", nBack).Msg("resumed from the target's markers")
 	}
-	w.cond.Broadcast()
 	return nil
-}
-
-func (w *Writer) markerOf(b *Batch) string {
-	if b.MarkerKey != "" {
-		return b.MarkerKey
-	}
-	return w.cfg.MarkerKey
-}
-
-// ackBatchLocked records that every command of b is applied.
-func (w *Writer) ackBatchLocked(b *Batch) {
-	if !w.injected[b] {
-		w.applied[b.Stream] = b.Pos
-	}
-	delete(w.injected, b)
-	if !w.cfg.Slotted {
-		key := w.markerOf(b)
-		w.acked[key] = max(w.acked[key], b.Pos.Seq)
-		w.streamKey[b.Stream] = key
-	}
-	w.batches.Add(1)
-	w.ops.Add(int64(b.Len()))
-	w.bytes.Add(int64(b.Size()))
-	b.Release()
 }

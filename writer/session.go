@@ -26,10 +26,6 @@ var errRetire = errors.New("connection retired (max_conn_age)")
 const haltGrace = 5 * time.Second
 
 type session struct {
-	// probing: the last flight holds a command the target has not taken
-	// yet; nothing is sent until it is answered (skipFenced).
-	probing bool
-
 	// halted is the refusal that stopped the sender; hole: a group past it
 	// did not run (reply reader only).
 	halted  error
@@ -38,15 +34,8 @@ type session struct {
 
 	w        *Writer
 	c        *resp.Conn
-	curDB    int
-	deadline time.Time // last read deadline set (guarded by w.qmu)
-
-	// plan's scratch (sender goroutine only): a slot belongs to the
-	// current segment when slotGen[slot] == gen, as group slotGroup[slot].
-	slotGen   []uint32
-	slotGroup []int32
-	gen       uint32
-	scratch   []byte
+	wire     wire
+	deadline time.Time // last read deadline set (guarded by the ledger's mu, see armDeadline)
 }
 
 func (w *Writer) session(ctx context.Context) error {
@@ -96,7 +85,7 @@ func (w *Writer) session(ctx context.Context) error {
 		return err
 	}
 
-	s := &session{w: w, c: c, curDB: w.cfg.MarkerDB}
+	s := &session{w: w, c: c, wire: wire{slotted: w.cfg.Slotted, markerDB: w.cfg.MarkerDB, curDB: w.cfg.MarkerDB}}
 	// Replies to replicated commands are discarded as they are read; a
 	// bulk one may be as long as any value.
 	c.R.SetLimits(resp.StreamLimits())
@@ -128,8 +117,8 @@ func (w *Writer) session(ctx context.Context) error {
 			case <-time.After(haltGrace):
 			}
 		}
-		c.Close() // unblocks receive
-		w.wake()  // unblocks send
+		c.Close()    // unblocks receive
+		w.led.wake() // unblocks send
 		return nil
 	})
 	err = g.Wait()
@@ -152,90 +141,6 @@ func classify(addr string, err error) error {
 	return err
 }
 
-// next pops what to send next — as many queued batches as fit in one flight
-// (for a standalone target under skipFenced or a throttle, one) — flushing what is buffered before it
-// waits, so that nothing sits in the write buffer while the sender sleeps.
-// A standalone writer with a flight outstanding holds a small queue back
-// until that flight is answered.
-func (s *session) next(ctx context.Context) ([]*Batch, error) {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	flushed := false
-	for {
-		if w.fatal != nil {
-			return nil, w.fatal
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		// After a batch with a command the target has not taken yet,
-		// nothing goes out until it is answered (see skipProbeLocked).
-		held := s.probing && len(w.inflight) > 0
-		if !held && len(w.queue) > 0 && (w.inflightBytes < w.cfg.MaxInflight || len(w.inflight) == 0) {
-			if w.skipFenced() {
-				s.probing = w.skipProbeLocked()
-			}
-			n, ops, size := 1, w.queue[0].Len(), w.queue[0].Size()
-			maxOps, maxBytes, coalesce := w.cfg.MaxSendOps, w.cfg.MaxInflight/2, w.cfg.Slotted
-			if !w.cfg.Slotted && !w.skipFenced() && w.cfg.Throttle == nil {
-				// Standalone: queued batches go out as one transaction (see
-				// plan), of a bounded size: the target runs it in one go,
-				// and what is in flight stays within MaxInflight. A
-				// throttled writer sends batch by batch, so that the
-				// limiter spaces them evenly.
-				maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, w.cfg.MaxInflight-w.inflightBytes), true
-			}
-			if coalesce {
-				for n < len(w.queue) && ops+w.queue[n].Len() <= maxOps && int64(size+w.queue[n].Size()) <= maxBytes {
-					ops += w.queue[n].Len()
-					size += w.queue[n].Size()
-					n++
-				}
-			}
-			if !w.cfg.Slotted && coalesce && n == len(w.queue) && ops < standaloneHoldOps && len(w.inflight) > 0 {
-				// A standalone flight is answered soon: a short queue
-				// waits for it, to go out with what comes meanwhile as one
-				// larger flight (fewer transactions, syscalls and wake-ups
-				// under a steady load). An idle target gets every batch at
-				// once, a backlog is pipelined.
-				if !flushed {
-					w.qmu.Unlock()
-					err := s.flush()
-					w.qmu.Lock()
-					if err != nil {
-						return nil, err
-					}
-					flushed = true
-					continue
-				}
-				w.cond.Wait()
-				flushed = false
-				continue
-			}
-			bs := append([]*Batch(nil), w.queue[:n]...)
-			clear(w.queue[:n])
-			w.queue = w.queue[n:]
-			w.queuedBytes -= int64(size)
-			w.sending += n // until push puts them in flight, Drain must not see an idle writer
-			w.cond.Broadcast()
-			return bs, nil
-		}
-		if !flushed {
-			w.qmu.Unlock()
-			err := s.flush()
-			w.qmu.Lock()
-			if err != nil {
-				return nil, err
-			}
-			flushed = true
-			continue
-		}
-		w.cond.Wait()
-		flushed = false
-	}
-}
-
 func (s *session) flush() error {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
@@ -252,7 +157,9 @@ func (s *session) send(ctx context.Context) error {
 		if age := w.cfg.MaxConnAge; age > 0 && time.Since(time.Unix(0, w.born.Load())) >= age {
 			return s.retire(ctx)
 		}
-		bs, err := s.next(ctx)
+		// As many queued batches as fit in one flight; what is buffered
+		// goes out before the sender waits for them.
+		bs, err := w.led.takeNext(ctx, s.flush)
 		if err != nil {
 			if s.w.Err() != nil {
 				// Halted by a refusal: the reply reader still reads what
@@ -269,11 +176,11 @@ func (s *session) send(ctx context.Context) error {
 			}
 			// What is buffered goes out before the throttle may sleep.
 			if err := s.flush(); err != nil {
-				w.requeueFront(bs)
+				w.led.requeue(bs)
 				return err
 			}
 			if err := w.cfg.Throttle(ctx, ops, size); err != nil {
-				w.requeueFront(bs)
+				w.led.requeue(bs)
 				return err
 			}
 		}
@@ -292,148 +199,34 @@ func (s *session) retire(ctx context.Context) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	w := s.w
-	stop := context.AfterFunc(ctx, w.wake)
-	defer stop()
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for len(w.inflight) > 0 && w.fatal == nil && ctx.Err() == nil {
-		w.cond.Wait()
-	}
-	if w.fatal != nil {
-		return w.fatal
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if err := s.w.led.landed(ctx); err != nil {
+		return err
 	}
 	return errRetire
 }
 
-func (w *Writer) requeueFront(bs []*Batch) {
-	w.qmu.Lock()
-	w.sending -= len(bs)
-	w.queue = append(append([]*Batch(nil), bs...), w.queue...)
-	for _, b := range bs {
-		w.queuedBytes += int64(b.Size())
-	}
-	w.qmu.Unlock()
-}
-
-// standaloneSendOps bounds the commands of the batches a standalone writer
-// coalesces into one flight (one transaction when fenced).
-const standaloneSendOps = 8192
-
-// standaloneHoldOps: a standalone writer with a flight outstanding holds
-// back a queue of fewer commands than this (the batches an idle flush cut
-// short) until the flight is answered; a longer queue (a backlog of full
-// batches) is pipelined at once.
-const standaloneHoldOps = 512
-
 func (s *session) write(bs []*Batch) error {
 	w := s.w
-	f := s.plan(bs)
+	f := planFlight(bs, &w.planner)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	// First the items of every group are laid out and the flight queued —
 	// before any byte can reach the server, so that the reply reader always
 	// finds what it reads for — then the bytes go out.
-	curDB := s.curDB
-	var size int64
-	nops := 0
-	for gi := range f.groups {
-		nops += len(f.groups[gi].ops)
-	}
-	// One array holds every group's items (a standalone batch that switches
-	// dbs often may outgrow it: the groups already laid out keep theirs).
-	items := make([]int32, 0, nops+2*len(f.groups))
-	for gi := range f.groups {
-		g := &f.groups[gi]
-		g.items = items[len(items):]
-		if g.multi {
-			curDB = -2 // a group selects its own dbs: if it is aborted, none of its SELECTs ran
-		}
-		for k, o := range g.ops {
-			ref := bs[o.b].ops[o.i]
-			if !w.cfg.Slotted && ref.db >= 0 && int(ref.db) != curDB {
-				g.items = append(g.items, itemInternal)
-				curDB = int(ref.db)
-				size += 24
-			}
-			g.items = append(g.items, int32(k))
-			size += int64(ref.end - ref.start)
-		}
-		if !w.cfg.Slotted && curDB != w.cfg.MarkerDB {
-			g.items = append(g.items, itemInternal)
-			curDB = w.cfg.MarkerDB
-		}
-		if g.marker != "" {
-			g.items = append(g.items, itemInternal)
-		}
-		n := len(g.items)
-		items, g.items = g.items[n:], g.items[:n:n]
-	}
-	f.size = size + int64(len(f.arena)) + int64(32*len(f.groups))
-	if err := s.push(f); err != nil {
-		w.qmu.Lock()
-		w.sending -= len(bs)
-		w.qmu.Unlock()
+	s.wire.layout(f)
+	if err := w.led.push(f, s.armDeadline); err != nil {
 		return err
 	}
 
 	c := s.c
 	c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
 	var err error
-	put := func(p []byte) {
+	s.wire.emit(f, func(p []byte) {
 		if err == nil {
 			_, err = c.W.Write(p)
 		}
-	}
-	var sel []byte
-	for gi := range f.groups {
-		g := &f.groups[gi]
-		if g.multi {
-			put(cmdMulti)
-			s.curDB = -2
-		}
-		// Commands that follow each other in their batch's buffer go out
-		// in one write.
-		var runB *Batch
-		runStart, runEnd := 0, 0
-		flushRun := func() {
-			if runB != nil {
-				put(runB.buf[runStart:runEnd])
-				runB = nil
-			}
-		}
-		for _, o := range g.ops {
-			b := bs[o.b]
-			ref := b.ops[o.i]
-			if d := int(ref.db); !w.cfg.Slotted && d >= 0 && d != s.curDB {
-				flushRun()
-				sel = appendSelect(sel[:0], d)
-				put(sel)
-				s.curDB = d
-			}
-			if b == runB && ref.start == runEnd {
-				runEnd = ref.end
-				continue
-			}
-			flushRun()
-			runB, runStart, runEnd = b, ref.start, ref.end
-		}
-		flushRun()
-		if !w.cfg.Slotted && s.curDB != w.cfg.MarkerDB {
-			put(appendSelect(sel[:0], w.cfg.MarkerDB))
-			s.curDB = w.cfg.MarkerDB
-		}
-		if g.marker != "" {
-			put(f.arena[g.set[0]:g.set[1]])
-		}
-		if g.multi {
-			put(cmdExec)
-		}
-	}
+	})
 	w.lastWrite = time.Now()
 	return err
 }
@@ -444,27 +237,10 @@ func appendSelect(dst []byte, db int) []byte {
 	return resp.AppendBulkInt(dst, int64(db))
 }
 
-// push queues f as in flight and arms the read deadline if it is the only
-// one. After a refusal nothing more goes out: push returns the error.
-func (s *session) push(f *flight) error {
-	w := s.w
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	if w.fatal != nil {
-		return w.fatal
-	}
-	w.inflight = append(w.inflight, f)
-	w.inflightBytes += f.size
-	w.sending -= len(f.batches)
-	if len(w.inflight) == 1 {
-		s.armDeadline(true)
-	}
-	return nil
-}
-
 // armDeadline sets the read deadline while requests are outstanding and
 // clears it when none are (an idle connection may stay silent forever; the
-// keepalive's PING re-arms it). Called with w.qmu held. Refreshes are rate
+// keepalive's PING re-arms it). Called by the ledger, with its lock held, as
+// flights come and go. Refreshes are rate
 // limited: resetting the timer per reply is measurable on the hot path.
 func (s *session) armDeadline(outstanding bool) {
 	now := time.Now()
@@ -490,7 +266,7 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	if time.Since(w.lastWrite) < idle {
 		return nil
 	}
-	if s.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}) != nil {
+	if w.led.push(&flight{groups: []group{{items: []int32{itemInternal}}}, size: int64(len(cmdPing))}, s.armDeadline) != nil {
 		return nil // halted: the reply reader ends the session
 	}
 	s.c.SetWriteDeadline(time.Now().Add(w.cfg.IOTimeout))
@@ -513,7 +289,7 @@ func (s *session) receive() error {
 	}
 	var f *flight
 	for {
-		if s.halted != nil && f == nil && w.idleInflight() {
+		if s.halted != nil && f == nil && w.led.idle() {
 			return s.finishHalt()
 		}
 		// Only arrays call onElemErr, and the only arrays ferry expects are
@@ -533,12 +309,7 @@ func (s *session) receive() error {
 		// until it is complete: only this goroutine removes the head of the
 		// queue, so it does not take the lock for every reply.
 		if f == nil {
-			w.qmu.Lock()
-			if len(w.inflight) > 0 {
-				f = w.inflight[0]
-			}
-			w.qmu.Unlock()
-			if f == nil {
+			if f = w.led.head(); f == nil {
 				return &FatalError{fmt.Errorf("%s: unexpected reply %q with nothing outstanding", w.Addr(), msg)}
 			}
 		}
@@ -562,13 +333,6 @@ func (s *session) receive() error {
 	}
 }
 
-// idleInflight reports whether nothing is in flight.
-func (w *Writer) idleInflight() bool {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	return len(w.inflight) == 0
-}
-
 // halt records a refusal as the writer's fatal error — before any flight
 // answered by the same reply is acknowledged, so that whoever wakes up
 // (Drain, a caught-up check, a stop) sees the error and not an idle
@@ -583,12 +347,7 @@ func (s *session) halt(err error) {
 	w := s.w
 	s.halted = err
 	s.halting.Store(true)
-	w.qmu.Lock()
-	if w.fatal == nil {
-		w.fatal = err
-	}
-	w.cond.Broadcast()
-	w.qmu.Unlock()
+	w.led.setFatal(err)
 	// Flights pushed before the error was recorded must reach the server
 	// for their replies to come; none is pushed after it.
 	w.mu.Lock()

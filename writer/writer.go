@@ -151,53 +151,43 @@ type Writer struct {
 	// while they write, so a PING never lands inside a MULTI block.
 	mu        sync.Mutex
 	lastWrite time.Time
-	slotKeys  []string   // sender goroutine only
 	conn      *resp.Conn // the current connection (guarded by mu)
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
-	qmu           sync.Mutex
-	cond          *notifyCond
-	queue         []*Batch
-	queuedBytes   int64
-	inflight      []*flight
-	inflightBytes int64
-	sending       int               // batches taken off the queue and not yet in flight
-	applied       map[int]Position  // stream → position of its last batch acknowledged
-	streamKey     map[int]string    // standalone: stream → its marker key
-	acked         map[string]uint64 // marker key → last unit acknowledged under it
-	redirected    []Op
-	injected      map[*Batch]bool // batches of re-routed ops not yet applied
-	fatal         error
+	planner planner // sender goroutine only
+	// led holds every batch from Submit until the target applied it, and
+	// the writer's fatal error: the state all its goroutines share.
+	led *ledger
+
 	// dirty: after a refusal the target is at no source position (a group
 	// ran without a refused command, or groups ran past one that did not
 	// run). Reply reader only, then Run.
 	dirty     bool
 	dirtyDone atomic.Bool // the dirty mark is on the target
-	// skipFenced: command names the target refused while queueing (and
-	// why), and names it has taken (guarded by qmu).
-	refusedNames map[string]string
-	takenNames   map[string]bool
 
-	reconnects, batches, ops, groups, bytes, skipped, redirects, pings atomic.Int64
-	connected                                                          atomic.Bool
-	born                                                               atomic.Int64 // unix ns of the current connection
-	downSince                                                          atomic.Int64 // unix ns since when the target is unreachable; 0: up
-	kaEvery                                                            atomic.Int64
-	lastErr                                                            atomic.Pointer[string]
-	warned                                                             sync.Once
+	reconnects, skipped, redirects, pings atomic.Int64
+	connected                             atomic.Bool
+	born                                  atomic.Int64 // unix ns of the current connection
+	downSince                             atomic.Int64 // unix ns since when the target is unreachable; 0: up
+	kaEvery                               atomic.Int64
+	lastErr                               atomic.Pointer[string]
+	warned                                sync.Once
 }
 
 // New returns a writer; call Run to connect.
 func New(cfg Config) *Writer {
 	cfg.defaults()
-	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger(), acked: map[string]uint64{},
-		injected: map[*Batch]bool{}, applied: map[int]Position{}, streamKey: map[int]string{}}
-	w.cond = &notifyCond{Cond: sync.NewCond(&w.qmu)}
-	if !cfg.Slotted {
-		for k, p := range cfg.Found {
-			w.acked[k] = p.Seq
-		}
-	}
+	w := &Writer{cfg: cfg, log: cfg.Log.With().Str("conn", cfg.Name).Logger()}
+	w.planner = newPlanner(&w.cfg)
+	w.led = newLedger(ledgerConfig{
+		slotted:    cfg.Slotted,
+		skipFenced: w.skipFenced(),
+		marker:     cfg.MarkerKey,
+		maxQueued:  cfg.MaxQueued,
+		limits: sendLimits{slotted: cfg.Slotted, oneByOne: w.skipFenced() || cfg.Throttle != nil,
+			maxSendOps: cfg.MaxSendOps, maxInflight: cfg.MaxInflight},
+		onSkip: w.noteSkipped,
+	}, cfg.Found)
 	return w
 }
 
@@ -229,23 +219,7 @@ func (e *RewoundError) Error() string {
 // Submit queues b. It blocks while too many bytes are queued and returns the
 // writer's fatal error, if any. The writer owns b from now on.
 func (w *Writer) Submit(ctx context.Context, b *Batch) error {
-	stop := context.AfterFunc(ctx, w.wake)
-	defer stop()
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for w.fatal == nil && ctx.Err() == nil && w.queuedBytes >= w.cfg.MaxQueued && len(w.queue) > 0 {
-		w.cond.Wait()
-	}
-	if w.fatal != nil {
-		return w.fatal
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w.queue = append(w.queue, b)
-	w.queuedBytes += int64(b.Size())
-	w.cond.Broadcast()
-	return nil
+	return w.led.submit(ctx, b)
 }
 
 // Inject queues ops that were routed here again (after a MOVED) ahead of
@@ -259,33 +233,24 @@ func (w *Writer) Inject(ops []Op) {
 	for _, o := range ops {
 		b.AddOp(o)
 	}
-	w.qmu.Lock()
 	last := ops[len(ops)-1]
 	b.Stream = last.Stream
 	b.Pos = last.Pos
 	b.Pos.Seq = last.Seq
 	b.Pos.Offset = last.Off
-	w.injected[b] = true
-	w.queue = append([]*Batch{b}, w.queue...)
-	w.queuedBytes += int64(b.Size())
-	w.cond.Broadcast()
-	w.qmu.Unlock()
+	w.led.inject(b)
 }
 
 // Redirected returns the commands the target sent elsewhere, in the order
 // they were sent; ClearRedirected forgets them once routed again.
 func (w *Writer) Redirected() []Op {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	return append([]Op(nil), w.redirected...)
+	return w.led.redirectedOps()
 }
 
 // DropRedirected forgets the first n redirected commands (routed again).
 // Commands redirected since Redirected was called stay.
 func (w *Writer) DropRedirected(n int) {
-	w.qmu.Lock()
-	w.redirected = append([]Op(nil), w.redirected[min(n, len(w.redirected)):]...)
-	w.qmu.Unlock()
+	w.led.dropRedirected(n)
 }
 
 // Redial makes the next connection go to another address: the master this
@@ -313,17 +278,7 @@ func (w *Writer) dialOpts() dial.Options {
 
 // Drain waits until every submitted batch is acknowledged by the target.
 func (w *Writer) Drain(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, w.wake)
-	defer stop()
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for w.fatal == nil && ctx.Err() == nil && (len(w.queue) > 0 || len(w.inflight) > 0 || w.sending > 0) {
-		w.cond.Wait()
-	}
-	if w.fatal != nil {
-		return w.fatal
-	}
-	return ctx.Err()
+	return w.led.drain(ctx)
 }
 
 // Settle drops what was submitted but not sent yet and waits until
@@ -331,15 +286,7 @@ func (w *Writer) Drain(ctx context.Context) error {
 // stands without first applying a backlog (a restart reads it from the
 // source again).
 func (w *Writer) Settle(ctx context.Context) error {
-	w.qmu.Lock()
-	for _, b := range w.queue {
-		w.queuedBytes -= int64(b.Size())
-		delete(w.injected, b)
-		b.Release()
-	}
-	w.queue = nil
-	w.cond.Broadcast()
-	w.qmu.Unlock()
+	w.led.dropQueued()
 	return w.Drain(ctx)
 }
 
@@ -347,11 +294,7 @@ func (w *Writer) Settle(ctx context.Context) error {
 // stream's position again and waits for the acknowledgement — so that a
 // connection that died unnoticed is found (and replaced) now.
 func (w *Writer) Confirm(ctx context.Context) error {
-	w.qmu.Lock()
-	p, ok := w.applied[0]
-	key := w.streamKey[0]
-	w.qmu.Unlock()
-	if ok {
+	if p, key, ok := w.led.lastApplied(0); ok {
 		b := NewBatch()
 		b.Pos, b.MarkerKey = p, key
 		if err := w.Submit(ctx, b); err != nil {
@@ -364,21 +307,7 @@ func (w *Writer) Confirm(ctx context.Context) error {
 // Pending reports whether batches of the stream are submitted and not yet
 // acknowledged.
 func (w *Writer) Pending(stream int) bool {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	for _, b := range w.queue {
-		if b.Stream == stream {
-			return true
-		}
-	}
-	for _, f := range w.inflight {
-		for _, b := range f.batches {
-			if b.Stream == stream {
-				return true
-			}
-		}
-	}
-	return w.sending > 0
+	return w.led.pending(stream)
 }
 
 // Addr is the target server's address.
@@ -388,23 +317,7 @@ func (w *Writer) Addr() string { return w.dialOpts().Addr }
 // acknowledged (ok=false: none yet). While redirected or injected commands
 // of the stream are outstanding, its offset stays below theirs.
 func (w *Writer) Applied(stream int) (Position, bool) {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	p, ok := w.applied[stream]
-	for _, o := range w.redirected {
-		if o.Stream == stream {
-			p.Offset = min(p.Offset, o.Off-1)
-		}
-	}
-	for b := range w.injected {
-		if b.Stream != stream {
-			continue
-		}
-		for i := range b.ops {
-			p.Offset = min(p.Offset, b.ops[i].off-1)
-		}
-	}
-	return p, ok
+	return w.led.appliedAt(stream)
 }
 
 // Changed returns a channel closed at the writer's next change of state: a
@@ -412,49 +325,24 @@ func (w *Writer) Applied(stream int) (Position, bool) {
 // caller reads the state after taking the channel, then waits on it with
 // its context — a wait notified by the writer, never a poll.
 func (w *Writer) Changed() <-chan struct{} {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	if w.cond.ch == nil {
-		w.cond.ch = make(chan struct{})
-	}
-	return w.cond.ch
-}
-
-// notifyCond is the writer's sync.Cond whose broadcasts can also be awaited
-// in a select, with a context (see Changed). Broadcast is called with qmu
-// held, which also guards ch.
-type notifyCond struct {
-	*sync.Cond
-	ch chan struct{} // closed and cleared by the next Broadcast
-}
-
-func (c *notifyCond) Broadcast() {
-	c.Cond.Broadcast()
-	if c.ch != nil {
-		close(c.ch)
-		c.ch = nil
-	}
+	return w.led.changed()
 }
 
 // Err is the writer's fatal error, if it has one.
 func (w *Writer) Err() error {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	return w.fatal
+	return w.led.err()
 }
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	w.qmu.Lock()
-	q, inf := w.queuedBytes, w.inflightBytes
-	w.qmu.Unlock()
+	q, inf := w.led.sizes()
 	s := Stats{
 		Connected:      w.connected.Load(),
 		Reconnects:     w.reconnects.Load(),
-		Batches:        w.batches.Load(),
-		Ops:            w.ops.Load(),
-		Groups:         w.groups.Load(),
-		Bytes:          w.bytes.Load(),
+		Batches:        w.led.batches.Load(),
+		Ops:            w.led.ops.Load(),
+		Groups:         w.led.groups.Load(),
+		Bytes:          w.led.bytes.Load(),
 		Skipped:        w.skipped.Load(),
 		Redirected:     w.redirects.Load(),
 		Pings:          w.pings.Load(),
@@ -474,20 +362,7 @@ func (w *Writer) Stats() Stats {
 	return s
 }
 
-func (w *Writer) wake() {
-	w.qmu.Lock()
-	w.cond.Broadcast()
-	w.qmu.Unlock()
-}
-
-func (w *Writer) setFatal(err error) {
-	w.qmu.Lock()
-	if w.fatal == nil {
-		w.fatal = err
-	}
-	w.cond.Broadcast()
-	w.qmu.Unlock()
-}
+func (w *Writer) setFatal(err error) { w.led.setFatal(err) }
 
 // Run connects and applies batches until ctx is done or a fatal error. After
 // a dropped connection it reconnects with backoff and jitter and resumes from
@@ -613,18 +488,7 @@ func (w *Writer) markDirty(ctx context.Context) {
 // dirtyMarks are the dirty markers to write: each stream's last position
 // acknowledged in order.
 func (w *Writer) dirtyMarks() map[string]Position {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	marks := map[string]Position{}
-	for stream, p := range w.applied {
-		key := w.streamKey[stream]
-		if w.cfg.Slotted {
-			key = w.cfg.StreamMarker(stream)
-		}
-		p.State = StateDirty
-		marks[key] = p
-	}
-	return marks
+	return w.led.dirtyMarks(w.cfg.StreamMarker)
 }
 
 // skipFenced: on_error = skip with the fence on a standalone target, where a
@@ -632,47 +496,6 @@ func (w *Writer) dirtyMarks() map[string]Position {
 // group: the group is sent again without it (see aborted).
 func (w *Writer) skipFenced() bool {
 	return w.cfg.OnError == Skip && w.cfg.Fence && !w.cfg.Slotted
-}
-
-// skipProbeLocked prepares the head of the queue for skipFenced: commands
-// the target refused before are taken out and counted as skipped, and it
-// reports whether the batch holds a command the target has not taken yet.
-// Such a batch goes out with nothing pipelined behind it, so that if the
-// target refuses it, nothing after it has run and the batch can be sent
-// again without the refused command, in order. Once every command name in
-// the stream has been taken, batches are pipelined as usual. w.qmu held.
-func (w *Writer) skipProbeLocked() bool {
-	b := w.queue[0]
-	if w.refusedNames == nil {
-		w.refusedNames, w.takenNames = map[string]string{}, map[string]bool{}
-	}
-	var drop map[int]bool
-	probe := false
-	for i := range b.ops {
-		name := commandName(b.op(i))
-		if why, ok := w.refusedNames[name]; ok {
-			if drop == nil {
-				drop = map[int]bool{}
-			}
-			drop[i] = true
-			w.noteSkipped(b.Describe(i), why)
-			continue
-		}
-		if !w.takenNames[name] {
-			probe = true
-		}
-	}
-	if drop != nil {
-		nb := b.without(func(i int) bool { return drop[i] })
-		w.queuedBytes += int64(nb.Size() - b.Size())
-		if w.injected[b] {
-			delete(w.injected, b)
-			w.injected[nb] = true
-		}
-		b.Release()
-		w.queue[0] = nb
-	}
-	return probe
 }
 
 // noteSkipped counts a command refused by the target and skipped.

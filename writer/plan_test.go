@@ -1,0 +1,381 @@
+package writer
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/resp"
+)
+
+// testOp is one command of a test batch: SET key v in db (standalone) or
+// slot (cluster; -1: keyless), the whole of unit seq, which ends at source
+// offset 10*seq.
+type testOp struct {
+	db, slot int
+	key      string
+	seq      uint64
+}
+
+func sa(db int, key string, seq uint64) testOp   { return testOp{db: db, slot: -1, key: key, seq: seq} }
+func cl(slot int, key string, seq uint64) testOp { return testOp{slot: slot, key: key, seq: seq} }
+
+// testBatch is a batch of stream recording unit pos at source offset
+// 100*pos (so that a marker shows whether it took the batch's position or
+// an op's), under marker ("" the default).
+func testBatch(stream int, marker string, pos uint64, ops ...testOp) *Batch {
+	b := NewBatch()
+	b.Stream, b.MarkerKey = stream, marker
+	for _, o := range ops {
+		b.AddEncoded(o.db, o.slot, resp.AppendCommandStrings(nil, "SET", o.key, "v"))
+		b.EndUnit(o.seq, int64(10*o.seq))
+	}
+	b.Pos = Position{Seq: pos, State: StateLive, ReplID: "r", Offset: int64(100 * pos)}
+	return b
+}
+
+func enc(args ...string) string { return string(resp.AppendCommandStrings(nil, args...)) }
+
+func set(key string) string { return enc("SET", key, "v") }
+
+// mark is the SET of a marker recording unit seq at offset off, low low.
+func mark(key string, seq uint64, off, low int64) string {
+	return enc("SET", key, Position{Seq: seq, State: StateLive, ReplID: "r", Offset: off, Low: low}.Encode())
+}
+
+var (
+	multi = enc("MULTI")
+	exec  = enc("EXEC")
+)
+
+func sel(db int) string { return enc("SELECT", fmt.Sprint(db)) }
+
+// wantGroup is a planned group: its marker, the unit the marker records,
+// whether it is a transaction and its commands as "batch.op".
+type wantGroup struct {
+	marker string
+	seq    uint64
+	multi  bool
+	ops    string
+}
+
+func (g *group) opList() string {
+	var s []string
+	for _, o := range g.ops {
+		s = append(s, fmt.Sprintf("%d.%d", o.b, o.i))
+	}
+	return strings.Join(s, " ")
+}
+
+// render is what the writer sends for f on a connection in db 0 with its
+// markers in db 0.
+func render(f *flight, slotted bool) string {
+	c := wire{slotted: slotted, markerDB: 0, curDB: 0}
+	c.layout(f)
+	var out []byte
+	c.emit(f, func(p []byte) { out = append(out, p...) })
+	return string(out)
+}
+
+func checkPlan(t *testing.T, f *flight, slotted bool, groups []wantGroup, wireWant string) {
+	t.Helper()
+	var got []wantGroup
+	for i := range f.groups {
+		g := &f.groups[i]
+		got = append(got, wantGroup{g.marker, g.seq, g.multi, g.opList()})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(groups) {
+		t.Errorf("groups\n got %+v\nwant %+v", got, groups)
+	}
+	if w := render(f, slotted); w != wireWant {
+		t.Errorf("wire\n got %q\nwant %q", w, wireWant)
+	}
+}
+
+func TestPlanStandalone(t *testing.T) {
+	cases := []struct {
+		name   string
+		fence  bool
+		low    func(int) int64
+		bs     []*Batch
+		groups []wantGroup
+		wire   string
+	}{{
+		name:  "one stream's batches coalesce, the marker records the last",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 2, sa(0, "a", 1), sa(0, "b", 2)),
+			testBatch(0, "", 3, sa(0, "c", 3)),
+		},
+		groups: []wantGroup{{"m", 3, true, "0.0 0.1 1.0"}},
+		wire:   multi + sel(0) + set("a") + set("b") + set("c") + mark("m", 3, 300, -1) + exec,
+	}, {
+		name:  "a batch recording an earlier position starts a group",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 5, sa(0, "a", 5)),
+			testBatch(0, "", 4),
+			testBatch(0, "", 6, sa(0, "b", 6)),
+		},
+		groups: []wantGroup{{"m", 5, true, "0.0"}, {"m", 6, true, "2.0"}},
+		wire: multi + sel(0) + set("a") + mark("m", 5, 500, -1) + exec +
+			multi + sel(0) + set("b") + mark("m", 6, 600, -1) + exec,
+	}, {
+		name:  "an earlier position with nothing after it is recorded alone",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 5, sa(0, "a", 5)),
+			testBatch(0, "", 4),
+		},
+		groups: []wantGroup{{"m", 5, true, "0.0"}, {"m", 4, false, ""}},
+		wire:   multi + sel(0) + set("a") + mark("m", 5, 500, -1) + exec + mark("m", 4, 400, -1),
+	}, {
+		name:  "streams go to their own markers",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "m:0", 1, sa(0, "a", 1)),
+			testBatch(1, "m:1", 2, sa(0, "b", 2)),
+			testBatch(1, "m:1", 3, sa(0, "c", 3)),
+			testBatch(0, "m:0", 4, sa(0, "d", 4)),
+		},
+		groups: []wantGroup{{"m:0", 1, true, "0.0"}, {"m:1", 3, true, "1.0 2.0"}, {"m:0", 4, true, "3.0"}},
+		wire: multi + sel(0) + set("a") + mark("m:0", 1, 100, -1) + exec +
+			multi + sel(0) + set("b") + set("c") + mark("m:1", 3, 300, -1) + exec +
+			multi + sel(0) + set("d") + mark("m:0", 4, 400, -1) + exec,
+	}, {
+		name:  "one stream under two markers: a group per marker",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 1, sa(0, "a", 1)),
+			testBatch(0, "x", 2, sa(0, "b", 2)),
+		},
+		groups: []wantGroup{{"m", 1, true, "0.0"}, {"x", 2, true, "1.0"}},
+		wire: multi + sel(0) + set("a") + mark("m", 1, 100, -1) + exec +
+			multi + sel(0) + set("b") + mark("x", 2, 200, -1) + exec,
+	}, {
+		name:  "each command in its db, the marker in the marker db",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 3, sa(2, "a", 1), sa(-1, "any", 2), sa(1, "b", 3)),
+		},
+		groups: []wantGroup{{"m", 3, true, "0.0 0.1 0.2"}},
+		wire:   multi + sel(2) + set("a") + set("any") + sel(1) + set("b") + sel(0) + mark("m", 3, 300, -1) + exec,
+	}, {
+		name:  "unfenced: no transaction, SELECT only when the db changes",
+		fence: false,
+		bs: []*Batch{
+			testBatch(0, "", 2, sa(0, "a", 1), sa(0, "b", 2)),
+			testBatch(0, "", 3, sa(1, "c", 3)),
+		},
+		groups: []wantGroup{{"m", 3, false, "0.0 0.1 1.0"}},
+		wire:   set("a") + set("b") + sel(1) + set("c") + sel(0) + mark("m", 3, 300, -1),
+	}, {
+		name:   "a position update alone is a marker SET",
+		fence:  true,
+		bs:     []*Batch{testBatch(0, "", 7)},
+		groups: []wantGroup{{"m", 7, false, ""}},
+		wire:   mark("m", 7, 700, -1),
+	}, {
+		name:  "the low watermark is recorded",
+		fence: true,
+		low:   func(stream int) int64 { return int64(1000 + stream) },
+		bs: []*Batch{
+			testBatch(0, "m:0", 1, sa(0, "a", 1)),
+			testBatch(1, "m:1", 2, sa(0, "b", 2)),
+		},
+		groups: []wantGroup{{"m:0", 1, true, "0.0"}, {"m:1", 2, true, "1.0"}},
+		wire: multi + sel(0) + set("a") + mark("m:0", 1, 100, 1000) + exec +
+			multi + sel(0) + set("b") + mark("m:1", 2, 200, 1001) + exec,
+	}, {
+		name:  "runs of one stream, broken by another stream and by an earlier position",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "m:0", 10, sa(0, "a", 9), sa(0, "b", 10)),
+			testBatch(0, "m:0", 11, sa(0, "c", 11)),
+			testBatch(0, "m:0", 12),
+			testBatch(1, "m:1", 13, sa(0, "d", 13)),
+			testBatch(0, "m:0", 14, sa(0, "e", 14)),
+			testBatch(0, "m:0", 9),
+			testBatch(0, "m:0", 15, sa(0, "f", 15)),
+		},
+		// The batch at 9 records an earlier position than the one before
+		// it: it starts a new group (with 15), so that the group of 14
+		// records 14, not 9.
+		groups: []wantGroup{{"m:0", 12, true, "0.0 0.1 1.0"}, {"m:1", 13, true, "3.0"}, {"m:0", 14, true, "4.0"}, {"m:0", 15, true, "6.0"}},
+		wire: multi + sel(0) + set("a") + set("b") + set("c") + mark("m:0", 12, 1200, -1) + exec +
+			multi + sel(0) + set("d") + mark("m:1", 13, 1300, -1) + exec +
+			multi + sel(0) + set("e") + mark("m:0", 14, 1400, -1) + exec +
+			multi + sel(0) + set("f") + mark("m:0", 15, 1500, -1) + exec,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &planner{marker: "m", fence: tc.fence, low: tc.low}
+			checkPlan(t, planFlight(tc.bs, p), false, tc.groups, tc.wire)
+		})
+	}
+}
+
+func TestPlanCluster(t *testing.T) {
+	cases := []struct {
+		name   string
+		fence  bool
+		bs     []*Batch
+		groups []wantGroup
+		wire   string
+	}{{
+		name:  "a group per slot, its marker at the slot's last unit",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 2, cl(5, "a", 1), cl(7, "b", 2)),
+			testBatch(0, "", 4, cl(5, "c", 3), cl(5, "d", 4)),
+		},
+		groups: []wantGroup{{"slot:5", 4, true, "0.0 1.0 1.1"}, {"slot:7", 2, true, "0.1"}},
+		wire: multi + set("a") + set("c") + set("d") + mark("slot:5", 4, 40, -1) + exec +
+			multi + set("b") + mark("slot:7", 2, 20, -1) + exec,
+	}, {
+		name:  "a keyless command runs alone under its stream's marker, between segments",
+		fence: true,
+		bs: []*Batch{
+			testBatch(1, "", 3, cl(5, "a", 1), cl(-1, "k", 2), cl(5, "b", 3)),
+			testBatch(1, "", 4, cl(9, "c", 4)),
+		},
+		groups: []wantGroup{{"slot:5", 1, true, "0.0"}, {"stream:1", 2, true, "0.1"}, {"slot:5", 3, true, "0.2"}, {"slot:9", 4, true, "1.0"}},
+		wire: multi + set("a") + mark("slot:5", 1, 10, -1) + exec +
+			multi + set("k") + mark("stream:1", 2, 20, -1) + exec +
+			multi + set("b") + mark("slot:5", 3, 30, -1) + exec +
+			multi + set("c") + mark("slot:9", 4, 40, -1) + exec,
+	}, {
+		name:  "a keyless command first and last",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 3, cl(-1, "k1", 1), cl(5, "a", 2), cl(-1, "k2", 3)),
+		},
+		groups: []wantGroup{{"stream:0", 1, true, "0.0"}, {"slot:5", 2, true, "0.1"}, {"stream:0", 3, true, "0.2"}},
+		wire: multi + set("k1") + mark("stream:0", 1, 10, -1) + exec +
+			multi + set("a") + mark("slot:5", 2, 20, -1) + exec +
+			multi + set("k2") + mark("stream:0", 3, 30, -1) + exec,
+	}, {
+		name:  "batches of several streams share a slot's group",
+		fence: true,
+		bs: []*Batch{
+			testBatch(0, "", 1, cl(5, "a", 1)),
+			testBatch(1, "", 2, cl(5, "b", 2)),
+		},
+		groups: []wantGroup{{"slot:5", 2, true, "0.0 1.0"}},
+		wire:   multi + set("a") + set("b") + mark("slot:5", 2, 20, -1) + exec,
+	}, {
+		name:   "position updates only: each stream's last batch under its stream marker",
+		fence:  true,
+		bs:     []*Batch{testBatch(0, "", 4), testBatch(2, "", 6), testBatch(0, "", 7)},
+		groups: []wantGroup{{"stream:2", 6, false, ""}, {"stream:0", 7, false, ""}},
+		wire:   mark("stream:2", 6, 600, -1) + mark("stream:0", 7, 700, -1),
+	}, {
+		name:  "unfenced: everything in order, then each stream's position",
+		fence: false,
+		bs: []*Batch{
+			testBatch(0, "", 1, cl(5, "a", 1)),
+			testBatch(1, "", 2, cl(7, "b", 2), cl(-1, "k", 2)),
+			testBatch(0, "", 3, cl(5, "c", 3)),
+		},
+		groups: []wantGroup{{"", 0, false, "0.0 1.0 1.1 2.0"}, {"stream:1", 2, false, ""}, {"stream:0", 3, false, ""}},
+		wire:   set("a") + set("b") + set("k") + set("c") + mark("stream:1", 2, 200, -1) + mark("stream:0", 3, 300, -1),
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &planner{slotted: true, fence: tc.fence,
+				slotMarker:   func(slot int) string { return fmt.Sprintf("slot:%d", slot) },
+				streamMarker: func(stream int) string { return fmt.Sprintf("stream:%d", stream) }}
+			checkPlan(t, planFlight(tc.bs, p), true, tc.groups, tc.wire)
+		})
+	}
+}
+
+// TestPlanReusesScratch: a planner plans flight after flight; what one
+// flight left in its scratch does not leak into the next.
+func TestPlanReusesScratch(t *testing.T) {
+	named := 0
+	lows := map[int]int{}
+	p := &planner{slotted: true, fence: true,
+		slotMarker:   func(slot int) string { named++; return fmt.Sprintf("slot:%d", slot) },
+		streamMarker: func(stream int) string { return fmt.Sprintf("stream:%d", stream) },
+		low:          func(stream int) int64 { lows[stream]++; return 5 }}
+	f1 := planFlight([]*Batch{testBatch(0, "", 2, cl(5, "a", 1), cl(6, "b", 2), cl(5, "c", 2))}, p)
+	checkPlan(t, f1, true, []wantGroup{{"slot:5", 2, true, "0.0 0.2"}, {"slot:6", 2, true, "0.1"}},
+		multi+set("a")+set("c")+mark("slot:5", 2, 20, 5)+exec+multi+set("b")+mark("slot:6", 2, 20, 5)+exec)
+	f2 := planFlight([]*Batch{testBatch(0, "", 3, cl(6, "d", 3))}, p)
+	checkPlan(t, f2, true, []wantGroup{{"slot:6", 3, true, "0.0"}},
+		multi+set("d")+mark("slot:6", 3, 30, 5)+exec)
+	if named != 2 {
+		t.Errorf("slot markers named %d times, want once per slot", named)
+	}
+	if lows[0] != 2 {
+		t.Errorf("low watermark asked %d times in two flights, want once per flight", lows[0])
+	}
+}
+
+// TestLayoutItems: the items tell the reply reader which command (or
+// ferry's own SELECT and marker) each reply answers.
+func TestLayoutItems(t *testing.T) {
+	p := &planner{marker: "m", fence: true}
+	f := planFlight([]*Batch{testBatch(0, "", 3, sa(2, "a", 1), sa(2, "b", 2), sa(-1, "c", 3)), testBatch(1, "n", 4, sa(0, "d", 4))}, p)
+	c := wire{markerDB: 0, curDB: 0}
+	c.layout(f)
+	got := fmt.Sprint(f.groups[0].items, f.groups[1].items)
+	if want := "[-1 0 1 2 -1 -1] [-1 0 -1]"; got != want {
+		t.Errorf("items %s, want %s", got, want)
+	}
+}
+
+func TestSelectFlight(t *testing.T) {
+	// batches of n commands each
+	queue := func(ns ...int) []*Batch {
+		var q []*Batch
+		for _, n := range ns {
+			b := NewBatch()
+			for i := range n {
+				b.AddStrings(0, "SET", fmt.Sprintf("%06d", i), "v")
+			}
+			q = append(q, b)
+		}
+		return q
+	}
+	opSize := int64(len(set("000000")))
+	cases := []struct {
+		name     string
+		lim      sendLimits
+		queue    []*Batch
+		inflight int64 // bytes, in one flight if > 0
+		want     int
+	}{
+		{"standalone, idle: the whole queue", sendLimits{maxSendOps: 200000, maxInflight: 1 << 20}, queue(10, 10, 10), 0, 3},
+		{"standalone, a flight outstanding: a short queue waits", sendLimits{maxSendOps: 200000, maxInflight: 1 << 20}, queue(10, 10), 100, 0},
+		{"standalone, a flight outstanding: a backlog goes", sendLimits{maxSendOps: 200000, maxInflight: 1 << 30}, queue(300, 300), 100, 2},
+		{"standalone: at most standaloneSendOps commands", sendLimits{maxSendOps: 200000, maxInflight: 1 << 30}, queue(4000, 4000, 4000), 0, 2},
+		{"standalone: at most maxSendOps commands", sendLimits{maxSendOps: 25, maxInflight: 1 << 20}, queue(10, 10, 10), 0, 2},
+		{"standalone: at most half of maxInflight", sendLimits{maxSendOps: 200000, maxInflight: 40 * opSize}, queue(10, 10, 10), 0, 2},
+		{"standalone: within what is left of maxInflight", sendLimits{maxSendOps: 200000, maxInflight: 1000 * opSize}, queue(5, 10, 10), 985 * opSize, 2},
+		{"standalone: the head goes whatever its size", sendLimits{maxSendOps: 5, maxInflight: 1 << 20}, queue(10, 10), 0, 1},
+		{"one by one (skip or throttle)", sendLimits{oneByOne: true, maxSendOps: 200000, maxInflight: 1 << 20}, queue(10, 10, 10), 0, 1},
+		{"one by one: never waits", sendLimits{oneByOne: true, maxSendOps: 200000, maxInflight: 1 << 20}, queue(10, 10), 100, 1},
+		{"cluster: never waits", sendLimits{slotted: true, maxSendOps: 200000, maxInflight: 1 << 20}, queue(10, 10), 100, 2},
+		{"cluster: at most maxSendOps commands", sendLimits{slotted: true, maxSendOps: 10000, maxInflight: 1 << 30}, queue(4000, 4000, 4000), 0, 2},
+		{"cluster: beyond standaloneSendOps", sendLimits{slotted: true, maxSendOps: 200000, maxInflight: 1 << 30}, queue(4000, 4000, 4000), 0, 3},
+		{"cluster: at most half of maxInflight", sendLimits{slotted: true, maxSendOps: 200000, maxInflight: 40 * opSize}, queue(10, 10, 10), 30 * opSize, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			flights := 0
+			if tc.inflight > 0 {
+				flights = 1
+			}
+			n, size := tc.lim.selectFlight(tc.queue, tc.inflight, flights)
+			want := 0
+			for _, b := range tc.queue[:tc.want] {
+				want += b.Size()
+			}
+			if n != tc.want || size != want {
+				t.Errorf("selected %d batches of %d bytes, want %d of %d", n, size, tc.want, want)
+			}
+		})
+	}
+}
