@@ -63,7 +63,7 @@ type Event struct {
 	RDBSize int64 // FullSync: the RDB's length, -1 when the source streams it diskless
 }
 
-// Frames reads the frames a Reader wrote to a spool.
+// Frames reads the frames a reader (PSync or Scan) wrote to a spool.
 type Frames struct {
 	r       *bufio.Reader
 	left    int // payload bytes left in the current data frame
@@ -184,7 +184,7 @@ func (f *Frames) RDB() io.Reader { return readerFunc(f.readData(frameRDB)) }
 // Stream returns a reader over the command stream. A partial resync does not
 // interrupt it — PSYNC continues the byte stream exactly, even in the middle
 // of a command — but may change the replication id from some byte on (see
-// ReplIDAt). It returns ErrEndOfData when a full resync comes next.
+// SwitchAt). It returns ErrEndOfData when a full resync comes next.
 func (f *Frames) Stream() io.Reader {
 	f.delivered = 0
 	f.switches = f.switches[:0]

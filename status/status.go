@@ -140,6 +140,8 @@ type Phase string
 
 // The phases, roughly in the order a job goes through them.
 const (
+	PhaseQueued        Phase = "queued"    // a batch job waiting for a free slot (max_parallel)
+	PhaseVerifying     Phase = "verifying" // a verify job comparing
 	PhaseConnecting    Phase = "connecting"
 	PhaseHandshake     Phase = "handshake"
 	PhaseWaitingBGSave Phase = "waiting-bgsave" // the source prepares its snapshot
@@ -149,7 +151,6 @@ const (
 	PhaseScan          Phase = "scan"           // a scan reader's pass
 	PhaseSweeping      Phase = "sweeping"       // keys an earlier snapshot left are removed
 	PhaseStreaming     Phase = "streaming"
-	PhaseResyncing     Phase = "resyncing"
 	PhaseDone          Phase = "done"
 	// PhaseFailed is the phase of a job that stopped on an error; /healthz
 	// reports such jobs.
@@ -199,7 +200,8 @@ func (j Job) NotReady() []string {
 // Phases are the known phases, in the order a job usually goes through
 // them. ferry_phase reports each of them (0 or 1) so that a dashboard sees
 // a phase end, not just stop being reported.
-var Phases = []Phase{PhaseConnecting, PhaseHandshake, PhaseWaitingBGSave, PhaseRDB, PhaseSweeping, PhaseStreaming, PhaseResyncing, PhaseDone, PhaseFailed}
+var Phases = []Phase{PhaseQueued, PhaseConnecting, PhaseHandshake, PhaseWaitingBGSave, PhaseRunning, PhaseScan, PhaseRDB, PhaseImport,
+	PhaseSweeping, PhaseStreaming, PhaseVerifying, PhaseDone, PhaseFailed, PhaseCancelled}
 
 // snapshot calls src and cleans what it returns: the registered name wins,
 // nil lists become empty ones, shard and writer names are unique, and no

@@ -242,7 +242,7 @@ func (w *Writer) Inject(ops []Op) {
 }
 
 // Redirected returns the commands the target sent elsewhere, in the order
-// they were sent; ClearRedirected forgets them once routed again.
+// they were sent; DropRedirected forgets them once routed again.
 func (w *Writer) Redirected() []Op {
 	return w.led.redirectedOps()
 }

@@ -107,7 +107,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	defer stopStatus()
 	statuses := make([]*jobStatus, len(b.Jobs))
 	for i, bj := range b.Jobs {
-		statuses[i] = newJobStatus(bj.Job, phaseQueued)
+		statuses[i] = newJobStatus(bj.Job, status.PhaseQueued)
 		srv.Register(bj.Job.Name, statuses[i].source)
 	}
 
@@ -205,7 +205,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 	log.Info().Str("mode", js.mode).Msg("job started")
 	var err error
 	if bj.Mode == conf.ModeVerify {
-		js.setPhase(phaseVerifying)
+		js.setPhase(status.PhaseVerifying)
 		var res verify.Result
 		res, err = runVerify(ctx, jc, verify.Options{MaxOps: jc.MaxOpsPerSecond}, log)
 		r.keys = res.Compared

@@ -19,12 +19,6 @@ import (
 	"github.com/ferry-dev/ferry/status"
 )
 
-// Phases the CLI sets itself, besides those the job reports.
-const (
-	phaseQueued    status.Phase = "queued"    // a batch job waiting for a free slot (max_parallel)
-	phaseVerifying status.Phase = "verifying" // a verify job comparing
-)
-
 // statusServer binds the status address and runs the server until the
 // returned stop function is called (stop waits for it to shut down).
 // addr "" disables it. A busy address is a configuration error when the
@@ -99,7 +93,7 @@ func (s *jobStatus) observe(state func() job.State) {
 func (s *jobStatus) setPhase(p status.Phase) {
 	s.mu.Lock()
 	s.phase = p
-	if s.started.IsZero() && p != phaseQueued {
+	if s.started.IsZero() && p != status.PhaseQueued {
 		s.started = time.Now()
 	}
 	s.mu.Unlock()
