@@ -1,6 +1,7 @@
 package rdb
 
 import (
+	"encoding/binary"
 	"math"
 	"sort"
 	"strconv"
@@ -470,4 +471,22 @@ func (j *pelJoin) find(id streamID) (nack, bool, error) {
 		j.left--
 		j.cur, j.have = nk, true
 	}
+}
+
+type streamID struct{ ms, seq uint64 }
+
+func (id streamID) less(o streamID) bool {
+	return id.ms < o.ms || (id.ms == o.ms && id.seq < o.seq)
+}
+
+func (id streamID) isZero() bool { return id.ms == 0 && id.seq == 0 }
+
+func appendID(dst []byte, id streamID) []byte {
+	dst = strconv.AppendUint(dst, id.ms, 10)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, id.seq, 10)
+}
+
+func rawID(b []byte) streamID {
+	return streamID{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}
 }
