@@ -3,6 +3,7 @@ package reader
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -421,8 +422,9 @@ func fields(v resp.Value) map[string]resp.Value {
 // last id and counters (XINFO STREAM) into XSETID, then each group (XINFO
 // GROUPS) into XGROUP CREATE, its consumers (XINFO CONSUMERS) into XGROUP
 // CREATECONSUMER and its pending entries (XPENDING windows) into XCLAIM …
-// FORCE JUSTID. Consumers' seen times are not carried over (no command
-// sets them).
+// FORCE JUSTID. As when package rdb rewrites a stream: consumers' seen
+// times are not carried over (no command sets them), and a pending entry
+// whose stream entry was deleted cannot be recreated (XCLAIM ignores it).
 func (r *bigRead) stream() error {
 	addr := r.s.cfg.Dial.Addr
 	start := []byte("-")
@@ -458,7 +460,9 @@ func (r *bigRead) stream() error {
 		if len(v.Elems) < r.n {
 			break
 		}
-		start = append([]byte("("), v.Elems[len(v.Elems)-1].Elems[0].Str...)
+		if start, err = nextID(v.Elems[len(v.Elems)-1].Elems[0].Str); err != nil {
+			return fmt.Errorf("source %s: XRANGE: %w", addr, err)
+		}
 	}
 	vs, err := roundTrip(r.c, [][]byte{[]byte("XINFO"), []byte("STREAM"), r.key}, [][]byte{[]byte("XINFO"), []byte("GROUPS"), r.key})
 	if err != nil {
@@ -551,6 +555,25 @@ func (r *bigRead) group(name []byte) error {
 		if len(v.Elems) < r.n {
 			return nil
 		}
-		start = append([]byte("("), v.Elems[len(v.Elems)-1].Elems[0].Str...)
+		if start, err = nextID(v.Elems[len(v.Elems)-1].Elems[0].Str); err != nil {
+			return fmt.Errorf("source %s: XPENDING: %w", addr, err)
+		}
 	}
+}
+
+// nextID returns the stream id that follows id (an exclusive "(id" range
+// start needs Redis 6.2).
+func nextID(id []byte) ([]byte, error) {
+	ms, seq, ok := strings.Cut(string(id), "-")
+	m, err1 := strconv.ParseUint(ms, 10, 64)
+	q, err2 := strconv.ParseUint(seq, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("unexpected stream id %q", id)
+	}
+	if q == math.MaxUint64 {
+		m, q = m+1, 0
+	} else {
+		q++
+	}
+	return fmt.Appendf(nil, "%d-%d", m, q), nil
 }
