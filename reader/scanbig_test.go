@@ -7,10 +7,12 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/dial"
@@ -170,5 +172,80 @@ func TestNextID(t *testing.T) {
 	}
 	if _, err := nextID([]byte("x")); err == nil {
 		t.Error("nextID(x): want an error")
+	}
+}
+
+// TestScanBigValueACL: with the README's least ACL plus the commands it
+// lists for big values, big values are read in pieces; with MEMORY USAGE
+// but not the piece commands, each is read with one DUMP (after a
+// warning); without MEMORY USAGE every value is.
+func TestScanBigValueACL(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t, "--notify-keyspace-events", "KEA")
+	c := srv.Client(t)
+	ctx := context.Background()
+	redistest.FillAllTypes(t, c, redistest.FillOptions{Keys: 50, DBs: []int{0, 1}, Big: true, Seed: 7})
+	keys := int64(0)
+	for _, db := range []int{0, 1} {
+		cdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: db})
+		n, err := cdb.DBSize(ctx).Result()
+		cdb.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys += n
+	}
+	least := []any{"-@all", "+scan", "+dump", "+pttl", "+info", "+select", "+psubscribe", "+subscribe", "+ping",
+		"+client|id", "+client|tracking", "+client|setname", "+function|dump",
+		"+set", "+del", "+rpush", "+sadd", "+hset", "+zadd", "+xadd", "+exists",
+		"%R~*", "~__ferry:probe:*", "&__keyevent@*__:*", "&__redis__:invalidate"}
+	var leastWrote int64
+	pieces := strings.Fields("+type +hlen +scard +zcard +llen +xlen +strlen +hscan +sscan +zscan +lrange +getrange +xrange +xinfo +xpending")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		big   bool
+	}{
+		{"least", nil, false},
+		{"memory", []string{"+memory|usage"}, false},
+		{"pieces", append([]string{"+memory|usage"}, pieces...), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]any{"ACL", "SETUSER", "u-" + tc.name, "on", ">pw"}, least...)
+			for _, e := range tc.extra {
+				args = append(args, e)
+			}
+			if err := c.Do(ctx, args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			var out countWriter
+			s := NewScan(ScanConfig{Dial: dial.Options{Addr: srv.Addr, Username: "u-" + tc.name, Password: "pw", Timeout: 5 * time.Second},
+				Name: "ferry-reader-0", BigValue: 64 << 10, Log: zerolog.Nop()}, &out)
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			ran := make(chan error, 1)
+			go func() { ran <- s.Run(sctx, Start{}) }()
+			redistest.WaitFor(t, time.Minute, func() bool {
+				select {
+				case err := <-ran:
+					t.Fatalf("the reader ended: %v", err)
+				default:
+				}
+				return s.Stats().Phase == "streaming"
+			}, "the pass")
+			st := s.Stats()
+			cancel()
+			<-ran
+			if st.ScanKeys != keys || (st.BigValues > 0) != tc.big {
+				t.Errorf("stats %+v: want %d keys read, big values in pieces: %v", st, keys, tc.big)
+			}
+			// Without the piece commands the big values are DUMPed: as
+			// many bytes as with the least ACL.
+			if wrote := out.n.Load(); tc.name == "least" {
+				leastWrote = wrote
+			} else if !tc.big && wrote < leastWrote {
+				t.Errorf("wrote %d bytes, want the %d of the least ACL", wrote, leastWrote)
+			}
+		})
 	}
 }
