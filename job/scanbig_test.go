@@ -139,6 +139,9 @@ func testScanBigValues(t *testing.T, bigValue int64) {
 	if r.BigValues <= before {
 		t.Errorf("reader %+v: want the changed big values read again in pieces (%d before)", r, before)
 	}
+	if sh := state().Status("j", "sync").Shards[0]; sh.BigValues != r.BigValues {
+		t.Errorf("status shard %+v: want big_values %d", sh, r.BigValues)
+	}
 	// One piece asks for about 1 MiB (the reply, plus the commands built
 	// from it).
 	if r.PeakPiece > 4<<20 {
