@@ -708,19 +708,13 @@ func (s *Scan) fetch(c *resp.Conn, db int, dump, size [][]byte, tail []string, f
 		if err != nil {
 			return resp.Value{}, fmt.Errorf("source %s: MEMORY USAGE: %w", addr, err)
 		}
-		if v.IsError() {
-			if !refused(string(v.Str)) {
-				if firstErr == nil {
-					firstErr = replyErr(addr, "MEMORY USAGE", &resp.ReplyError{Cmd: "MEMORY", Msg: string(v.Str)})
-				}
-				continue
-			}
-			if !s.noSizes {
-				s.noSizes = true
-				s.cfg.Log.Warn().Str("reply", string(v.Str)).Msg("the source refuses MEMORY USAGE: every value is read with one DUMP, however big")
-			}
+		if v.Kind != resp.Integer && !v.Null && !s.noSizes {
+			// Refused (ACL, renamed) or not understood (a compatible
+			// server): values are DUMPed whole, as without sizing.
+			s.noSizes = true
+			s.cfg.Log.Warn().Str("reply", clip(v.Text())).Msg("the source does not answer MEMORY USAGE: every value is read with one DUMP, however big")
 		}
-		sized(k, !v.IsError() && v.Int >= s.cfg.BigValue)
+		sized(k, v.Kind == resp.Integer && v.Int >= s.cfg.BigValue)
 	}
 	var v resp.Value
 	if tail != nil {

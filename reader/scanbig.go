@@ -152,30 +152,22 @@ func roundTrip(c *resp.Conn, cmds ...[][]byte) ([]resp.Value, error) {
 }
 
 // errRefused: the source refuses a command a piecewise read needs (ACL,
-// renamed): the value is DUMPed whole instead.
+// renamed) or answers it with an error (a compatible server that lacks it):
+// the value is DUMPed whole instead.
 var errRefused = errors.New("refused")
 
 // errChanged: the key changed type (or vanished) during the read; the
 // notification of that change reads it again.
 var errChanged = errors.New("changed during the read")
 
-// refused reports whether an error reply says the command is not allowed
-// or does not exist (as opposed to a problem with the key).
-func refused(msg string) bool {
-	return strings.HasPrefix(msg, "NOPERM") || strings.Contains(msg, "unknown command") || strings.Contains(msg, "unknown subcommand")
-}
-
 // valueErr turns an error reply to one of a big read's commands into
-// errRefused, errChanged or an error.
+// errChanged (WRONGTYPE: the key was replaced) or errRefused.
 func (s *Scan) valueErr(cmd []byte, v resp.Value) error {
 	msg := string(v.Str)
-	switch {
-	case refused(msg):
-		return fmt.Errorf("%s: %s: %w", cmd, msg, errRefused)
-	case strings.HasPrefix(msg, "WRONGTYPE"):
+	if strings.HasPrefix(msg, "WRONGTYPE") {
 		return errChanged
 	}
-	return replyErr(s.cfg.Dial.Addr, string(cmd), &resp.ReplyError{Cmd: string(cmd), Msg: msg})
+	return fmt.Errorf("%s: %s: %w", cmd, clip(msg), errRefused)
 }
 
 // bigRead reads one big value in pieces.
@@ -200,11 +192,7 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 	now := time.Now().UnixMilli()
 	for i, v := range vs {
 		if v.IsError() {
-			err := s.valueErr([]byte([]string{"TYPE", "PTTL", "MEMORY"}[i]), v)
-			if errors.Is(err, errRefused) {
-				return s.dumpWhole(c, db, key, o, err)
-			}
-			return err
+			return s.dumpWhole(c, db, key, o, s.valueErr([]byte([]string{"TYPE", "PTTL", "MEMORY"}[i]), v))
 		}
 	}
 	typ := string(vs[0].Str)
@@ -227,12 +215,10 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 		return fmt.Errorf("source %s: %w", addr, err)
 	}
 	if vs[0].IsError() {
-		if err := s.valueErr([]byte(lenCmd), vs[0]); errors.Is(err, errRefused) {
+		if err := s.valueErr([]byte(lenCmd), vs[0]); err != errChanged {
 			return s.dumpWhole(c, db, key, o, err)
-		} else if err != errChanged {
-			return err
 		}
-		return nil
+		return nil // replaced since TYPE: its notification reads it again
 	}
 	elems := max(vs[0].Int, 1)
 	r.n = int(min(max(pieceBytes/max(usage/elems, 1), minPieceElems), maxPieceElems))
@@ -253,15 +239,16 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 	case "stream":
 		err = r.stream()
 	}
+	if errors.Is(err, errRefused) {
+		return s.dumpWhole(c, db, key, o, err)
+	}
 	s.update(func(st *Stats) {
 		st.BigValues++
 		st.PeakPiece = max(st.PeakPiece, r.held)
 	})
 	switch {
-	case errors.Is(err, errRefused):
-		return s.dumpWhole(c, db, key, o, err)
 	case err == errChanged:
-		return nil
+		return nil // its notification reads it again
 	case err != nil:
 		return err
 	}
@@ -276,7 +263,7 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 func (s *Scan) dumpWhole(c *resp.Conn, db int, key []byte, o *cmdOut, why error) error {
 	if why != nil && !s.noPieces {
 		s.noPieces = true
-		s.cfg.Log.Warn().Err(why).Msg("the source refuses a command needed to read a big value in pieces: big values are read with one DUMP")
+		s.cfg.Log.Warn().Err(why).Msg("the source refuses a command needed to read a big value in pieces (said once): such values are read with one DUMP")
 	}
 	_, err := s.fetch(c, db, [][]byte{key}, nil, nil, func(key, payload []byte, expireMs int64) error {
 		if payload == nil {
@@ -475,6 +462,9 @@ func (r *bigRead) stream() error {
 	}
 	info := fields(vs[0])
 	last := info["last-generated-id"].Str
+	if len(last) == 0 {
+		return fmt.Errorf("XINFO STREAM: no last-generated-id: %w", errRefused)
+	}
 	if added == 0 {
 		// An empty stream: created with an entry trimmed away at once.
 		id := last
@@ -498,6 +488,9 @@ func (r *bigRead) stream() error {
 	for _, g := range vs[1].Elems {
 		gf := fields(g)
 		name := gf["name"].Str
+		if len(name) == 0 || len(gf["last-delivered-id"].Str) == 0 {
+			return fmt.Errorf("XINFO GROUPS: no name or last-delivered-id: %w", errRefused)
+		}
 		create := [][]byte{bXGROUP, bCREATE, r.key, name, gf["last-delivered-id"].Str}
 		if er, ok := gf["entries-read"]; ok && !er.Null {
 			create = append(create, []byte("ENTRIESREAD"), strconv.AppendInt(nil, er.Int, 10))
