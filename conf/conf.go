@@ -220,9 +220,13 @@ type Endpoint struct {
 	// Reader is how the source is read: psync, scan (SCAN + DUMP with
 	// keyspace notifications), or auto (psync, scan when the source refuses
 	// replication). Source only.
-	Reader      Reader
-	TLS         TLS
-	DialTimeout time.Duration
+	Reader Reader
+	// ScanBigValue: the scan reader reads a value whose size (MEMORY
+	// USAGE) is at least this in pieces (HSCAN, LRANGE…) instead of with
+	// one DUMP; 0 = never. Source only.
+	ScanBigValue int64
+	TLS          TLS
+	DialTimeout  time.Duration
 }
 
 // TLS settings of an endpoint. TLS is on when Enabled is set or the scheme
@@ -273,9 +277,10 @@ func Default() Job {
 		Name:    "default",
 		DataDir: DefaultDataDir(),
 		Source: Endpoint{
-			ReadFrom:    "master",
-			Reader:      "auto",
-			DialTimeout: 5 * time.Second,
+			ReadFrom:     "master",
+			Reader:       "auto",
+			ScanBigValue: 8 * MiB,
+			DialTimeout:  5 * time.Second,
 		},
 		Target: Endpoint{
 			DialTimeout: 5 * time.Second,

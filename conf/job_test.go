@@ -150,6 +150,7 @@ username = "repl"
 password_file = "`+pwFile+`"
 read_from = "replica"
 reader = "psync"
+scan_big_value = "1MiB"
 dial_timeout = "2s"
 `)
 	s := j.Source
@@ -164,6 +165,7 @@ dial_timeout = "2s"
 		PasswordFile: pwFile,
 		ReadFrom:     "replica",
 		Reader:       "psync",
+		ScanBigValue: MiB,
 		DialTimeout:  2 * time.Second,
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -484,7 +486,7 @@ func TestExample(t *testing.T) {
 	}
 	// Every key ferry reads is documented in the example.
 	keys := append(jobKeys(), "addr", "addrs", "username", "password", "password_file",
-		"sentinel_username", "sentinel_password", "read_from", "reader", "dial_timeout",
+		"sentinel_username", "sentinel_password", "read_from", "reader", "scan_big_value", "dial_timeout",
 		"enabled", "ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify",
 		"dbs", "block_dbs", "prefixes", "block_prefixes", "regex", "block_regex",
 		"types", "block_types", "commands", "block_commands")
@@ -586,6 +588,8 @@ func TestValidateAfterFlags(t *testing.T) {
 		{"max_conn_age negative", func(j *Job) { j.MaxConnAge = -1 }, "config: max_conn_age: must not be negative"},
 		{"spool_max_disk negative", func(j *Job) { j.SpoolMaxDisk = -1 }, "config: spool_max_disk: must not be negative"},
 		{"target read_from", func(j *Job) { j.Target.ReadFrom = "replica" }, "config: target.read_from: applies only to the source"},
+		{"target scan_big_value", func(j *Job) { j.Target.ScanBigValue = MiB }, "config: target.scan_big_value: applies only to the source"},
+		{"scan_big_value negative", func(j *Job) { j.Source.ScanBigValue = -1 }, "config: source.scan_big_value: must not be negative (0 = read every value with one DUMP)"},
 		{"dial_timeout zero", func(j *Job) { j.Target.DialTimeout = 0 }, "config: target.dial_timeout: must be more than 0"},
 		{"name", func(j *Job) { j.Name = "a/b" }, `config: job: "a/b" is not a valid job name`},
 		{"source addr", func(j *Job) { j.Source.Addr = "redis://h:x" }, `config: source.addr: "redis://h:x": bad port "x" (want 1..65535)`},

@@ -406,9 +406,11 @@ func (t *table) endpoint(k string, e *Endpoint, source bool) {
 		if source {
 			enum(et, "read_from", &e.ReadFrom)
 			enum(et, "reader", &e.Reader)
+			et.size("scan_big_value", &e.ScanBigValue)
 		} else {
 			et.hints["read_from"] = "read_from applies only to the source"
 			et.hints["reader"] = "reader applies only to the source"
+			et.hints["scan_big_value"] = "scan_big_value applies only to the source"
 		}
 		et.duration("dial_timeout", &e.DialTimeout)
 		if tv, ok := et.get("tls"); ok {

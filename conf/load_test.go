@@ -23,6 +23,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"job key typo under [target]", "[target]\naddr = \"t\"\ntaget_nonempty = \"flush\"", `unknown key "target.taget_nonempty" (target_nonempty is a job setting, not part of [target]: put it above the first [table] header)`},
 		{"job key under [filter]", "[filter]\nrestore = \"auto\"", `(restore is a job setting, not part of [filter]`},
 		{"read_from on target", "[target]\naddr = \"t\"\nread_from = \"replica\"", `unknown key "target.read_from" (read_from applies only to the source)`},
+		{"scan_big_value on target", "[target]\naddr = \"t\"\nscan_big_value = \"1MiB\"", `unknown key "target.scan_big_value" (scan_big_value applies only to the source)`},
 		{"name twice", "name = \"orders\"\njob = \"orders\"", `config: job: the job's name is set twice: keep name = "..." (job is its old spelling)`},
 		{"mode", "mode = \"sync\"", `unknown key "mode" (a single-job file has no mode: the command (ferry migrate, sync, verify) gives it; mode is for [[job]] tables of a batch file run by ferry run)`},
 		{"batch key", "fail_fast = true", `unknown key "fail_fast" (a batch-file key: batch files are run by ferry run)`},

@@ -114,6 +114,7 @@ func (e Endpoint) write(b *strings.Builder, name string, source bool) {
 	if source {
 		w("read_from", quote(string(e.ReadFrom)))
 		w("reader", quote(string(e.Reader)))
+		w("scan_big_value", quote(FormatSize(e.ScanBigValue)))
 	}
 	w("dial_timeout", dur(e.DialTimeout))
 	fmt.Fprintf(b, "\n[%s.tls]\n", name)

@@ -312,6 +312,9 @@ func (e *Endpoint) check(source, full bool) error {
 		if err := oneOf("reader", &e.Reader, ReaderModes); err != nil {
 			return err
 		}
+		if e.ScanBigValue < 0 {
+			return errf("scan_big_value", "must not be negative (0 = read every value with one DUMP)")
+		}
 		if e.Reader == ReaderScan && e.ReadFrom == ReadFromReplica {
 			return errf("read_from", `"replica" is for the PSYNC reader: the scan reader reads each shard's master (its flush watch and cutover barrier write probe keys there); remove read_from or use reader = "auto"`)
 		}
@@ -319,6 +322,8 @@ func (e *Endpoint) check(source, full bool) error {
 		return errf("read_from", "applies only to the source")
 	} else if e.Reader != "" {
 		return errf("reader", "applies only to the source")
+	} else if e.ScanBigValue != 0 {
+		return errf("scan_big_value", "applies only to the source")
 	}
 	if e.DialTimeout <= 0 {
 		return errf("dial_timeout", "must be more than 0")

@@ -351,7 +351,11 @@ func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt targe
 				s.app.Log().Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
 			}
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: *s.app.Log(), RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen}, out)
+		big := c.Source.ScanBigValue
+		if big == 0 {
+			big = -1 // every value with one DUMP
+		}
+		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: *s.app.Log(), RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen, BigValue: big}, out)
 		s.ps = sc
 		if ps != nil {
 			s.ps = reader.NewAuto(ps, sc, *s.app.Log())

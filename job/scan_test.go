@@ -142,8 +142,10 @@ func TestScanClusterSource(t *testing.T) {
 	dst := redistest.Start(t)
 	cc := src.Client(t)
 	redistest.FillAllTypes(t, cc, redistest.FillOptions{Keys: 300, Big: true, TTLPct: 20, Seed: 9})
+	c := testConf(t, "redis://"+src.Addrs()[0], dst.URL())
+	c.Source.ScanBigValue = 64 << 10 // the big keys are read in pieces
 	observed := make(chan func() State, 1)
-	stop := runSync(t, Options{Conf: testConf(t, "redis://"+src.Addrs()[0], dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }})
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }})
 	state := <-observed
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -178,10 +180,15 @@ func TestScanClusterSource(t *testing.T) {
 	if len(st.Shards) != 3 {
 		t.Fatalf("%d shards, want 3", len(st.Shards))
 	}
+	var big int64
 	for _, sh := range st.Shards {
 		if sh.Reader.Mode != "scan" {
 			t.Errorf("shard %s read by %q, want scan", sh.Name, sh.Reader.Mode)
 		}
+		big += sh.Reader.BigValues
+	}
+	if big == 0 {
+		t.Error("no value was read in pieces")
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)

@@ -49,6 +49,7 @@ func (s State) Status(name, mode string) status.Job {
 			RereadQueue:      r.Queue,
 			ScanKeys:         r.ScanKeys,
 			ScanKeysTotal:    r.ScanTotal,
+			BigValues:        r.BigValues,
 			LastError:        r.LastError,
 			DisconnectedSeconds: func() float64 {
 				if r.DownSince.IsZero() {

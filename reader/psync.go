@@ -88,6 +88,11 @@ type Stats struct {
 	Queue     int64
 	ScanKeys  int64
 	ScanTotal int64
+	// Scan reader only: values read in pieces (too big to DUMP), and the
+	// most bytes one piece of them held (its reply plus the commands built
+	// from it and not yet written out).
+	BigValues int64
+	PeakPiece int64
 }
 
 // PSync is a replica client of one master.

@@ -49,6 +49,8 @@ type Scan struct {
 	noTracking     bool   // CLIENT TRACKING refused: flushes cannot be seen
 	configReadable bool   // CONFIG GET notify-keyspace-events answered
 	noFunctions    bool   // FUNCTION DUMP refused (said once)
+	noSizes        bool   // MEMORY USAGE refused: every value is DUMPed whole
+	noPieces       bool   // a piece command refused (said once)
 
 	mu    sync.Mutex
 	stats Stats
@@ -75,13 +77,20 @@ type ScanConfig struct {
 	// MaxBulk caps a DUMP reply, as max_bulk_len caps the replication
 	// stream (default resp.DefaultMaxBulk).
 	MaxBulk int64
-	Log     zerolog.Logger
+	// BigValue: a value whose size (MEMORY USAGE) is at least this is read
+	// in pieces instead of with one DUMP (see scanbig.go); 0 means
+	// DefaultBigValue, < 0 DUMPs every value whole.
+	BigValue int64
+	Log      zerolog.Logger
 }
 
 // NewScan returns a scan reader that writes frames to out (a spool).
 func NewScan(cfg ScanConfig, out io.Writer) *Scan {
 	if cfg.Count <= 0 {
 		cfg.Count = 1000
+	}
+	if cfg.BigValue == 0 {
+		cfg.BigValue = DefaultBigValue
 	}
 	var id [20]byte
 	crand.Read(id[:])
@@ -463,11 +472,20 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 		}
 	}
 	var done int64
+	var bigs []dirtyKey // read after the snapshot, into the stream
 	for _, db := range dbs {
+		dumpFn := func(key, payload []byte, expireMs int64) error {
+			if payload == nil {
+				return nil // gone since SCAN saw it; a notification follows
+			}
+			done++
+			return b.key(db, key, expireMs, payload)
+		}
 		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
 			return replyErr(addr, "SELECT", err)
 		}
 		count := strconv.Itoa(s.cfg.Count)
+		var pending [][]byte // sized, not too big: DUMPed with the next batch
 		v, err := c.Do("SCAN", "0", "COUNT", count)
 		for {
 			if err != nil {
@@ -487,18 +505,29 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 				}
 			}
 			// The next SCAN rides in the same pipeline: one round trip a
-			// batch.
+			// batch. So do the sizes of this batch's keys, and the DUMPs
+			// of the previous batch's keys that were not too big.
 			var next []string
 			if cursor != "0" {
 				next = []string{"SCAN", cursor, "COUNT", count}
 			}
-			v, err = s.fetch(c, db, keys, next, func(key, payload []byte, expireMs int64) error {
-				if payload == nil {
-					return nil // gone since SCAN saw it; a notification follows
+			var small [][]byte
+			dump, size := pending, keys
+			if !s.sizing() {
+				dump, size = append(pending, keys...), nil
+			}
+			v, err = s.fetch(c, db, dump, size, next, dumpFn, func(key []byte, big bool) {
+				if big {
+					bigs = append(bigs, dirtyKey{db, string(key)})
+				} else {
+					small = append(small, key)
 				}
-				done++
-				return b.key(db, key, expireMs, payload)
 			})
+			pending = small
+			if err == nil && next == nil && len(pending) > 0 {
+				_, err = s.fetch(c, db, pending, nil, nil, dumpFn, nil)
+				pending = nil
+			}
 			if err != nil && (next == nil || !isReply(err)) {
 				return err
 			}
@@ -512,26 +541,51 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 	if err := b.end(); err != nil {
 		return err
 	}
+	if len(bigs) > 0 {
+		s.cfg.Log.Info().Int("keys", len(bigs)).Msg("reading big values in pieces")
+		o := &cmdOut{s: s}
+		sel := -1
+		for _, k := range bigs {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if k.db != sel {
+				if _, err := c.Do("SELECT", strconv.Itoa(k.db)); err != nil {
+					return replyErr(addr, "SELECT", err)
+				}
+				o.buf = appendSelectCmd(o.buf, k.db)
+				sel = k.db
+			}
+			if err := s.readBig(c, k.db, []byte(k.key), o); err != nil {
+				return err
+			}
+			done++
+			d := done
+			s.update(func(st *Stats) { st.ScanKeys = d })
+		}
+		if err := o.flush(); err != nil {
+			return err
+		}
+	}
 	s.cfg.Log.Info().Int64("keys", done).Int("dbs", len(dbs)).Msg("pass over the source complete")
 	return nil
 }
 
 // reread reads changed keys again and emits them as RESTORE (or DEL when
-// they are gone), db by db.
+// they are gone), db by db; big values are read in pieces (see scanbig.go).
 func (s *Scan) reread(ctx context.Context, c *resp.Conn, keys []dirtyKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	slices.SortFunc(keys, func(a, b dirtyKey) int { return a.db - b.db })
-	var buf []byte
-	emit := func() error {
-		if len(buf) == 0 {
-			return nil
+	o := &cmdOut{s: s}
+	emit := func(key, payload []byte, expireMs int64) error {
+		if payload == nil {
+			o.buf = appendDelCmd(o.buf, key)
+		} else {
+			o.buf = appendRestoreCmd(o.buf, key, expireMs, payload)
 		}
-		err := s.fo.stream(buf)
-		s.offset += int64(len(buf))
-		buf = buf[:0]
-		return err
+		return o.maybeFlush()
 	}
 	for i := 0; i < len(keys); {
 		if ctx.Err() != nil {
@@ -550,41 +604,59 @@ func (s *Scan) reread(ctx context.Context, c *resp.Conn, keys []dirtyKey) error 
 		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
 			return replyErr(s.cfg.Dial.Addr, "SELECT", err)
 		}
-		buf = appendSelectCmd(buf, db)
-		_, err := s.fetch(c, db, batch, nil, func(key, payload []byte, expireMs int64) error {
-			if payload == nil {
-				buf = appendDelCmd(buf, key)
-			} else {
-				buf = appendRestoreCmd(buf, key, expireMs, payload)
+		o.buf = appendSelectCmd(o.buf, db)
+		var bigs [][]byte
+		if s.sizing() {
+			// One round trip sizes the batch, the next DUMPs what is not
+			// too big.
+			var small [][]byte
+			if _, err := s.fetch(c, db, nil, batch, nil, nil, func(key []byte, big bool) {
+				if big {
+					bigs = append(bigs, key)
+				} else {
+					small = append(small, key)
+				}
+			}); err != nil {
+				return err
 			}
-			if len(buf) >= chunk {
-				return emit()
-			}
-			return nil
-		})
-		if err != nil {
+			batch = small
+		}
+		if _, err := s.fetch(c, db, batch, nil, nil, emit, nil); err != nil {
 			return err
 		}
-		if err := emit(); err != nil {
+		for _, k := range bigs {
+			if err := s.readBig(c, db, k, o); err != nil {
+				return err
+			}
+		}
+		if err := o.flush(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// fetch reads keys of the selected db with pipelined DUMP and PTTL and
-// calls fn for each in order, with a nil payload for a key that is gone.
-// Only one payload is held at a time. A tail command, if given, is sent
-// after them and its reply returned (an error reply as a *resp.ReplyError).
-func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func(key, payload []byte, expireMs int64) error) (resp.Value, error) {
-	if len(keys) == 0 && tail == nil {
+// sizing reports whether keys are sized before they are DUMPed.
+func (s *Scan) sizing() bool { return s.cfg.BigValue > 0 && !s.noSizes }
+
+// fetch reads keys of the selected db in one pipeline: DUMP and PTTL of the
+// keys of dump, calling fn for each in order, with a nil payload for a key
+// that is gone; MEMORY USAGE of the keys of size, calling sized with
+// whether the value is too big to DUMP (see scanbig.go). Only one payload is
+// held at a time. A tail command, if given, is sent after them and its
+// reply returned (an error reply as a *resp.ReplyError).
+func (s *Scan) fetch(c *resp.Conn, db int, dump, size [][]byte, tail []string, fn func(key, payload []byte, expireMs int64) error, sized func(key []byte, big bool)) (resp.Value, error) {
+	if len(dump) == 0 && len(size) == 0 && tail == nil {
 		return resp.Value{}, nil
 	}
 	addr := s.cfg.Dial.Addr
 	var out []byte
-	for _, k := range keys {
-		out = resp.AppendCommand(out, []byte("DUMP"), k)
-		out = resp.AppendCommand(out, []byte("PTTL"), k)
+	for _, k := range dump {
+		out = resp.AppendCommand(out, bDumpCmd, k)
+		out = resp.AppendCommand(out, bPTTLCmd, k)
+	}
+	for _, k := range size {
+		out = resp.AppendCommand(out, bMemoryCmd, bUsageArg, k)
 	}
 	if tail != nil {
 		out = resp.AppendCommandStrings(out, tail...)
@@ -598,7 +670,7 @@ func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func
 		return resp.Value{}, fmt.Errorf("source %s: %w", addr, err)
 	}
 	var firstErr error
-	for _, k := range keys {
+	for _, k := range dump {
 		dump, err := c.R.ReadValue()
 		if err != nil {
 			return resp.Value{}, fmt.Errorf("source %s: DUMP: %w", addr, err)
@@ -631,6 +703,19 @@ func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func
 			firstErr = err
 		}
 	}
+	for _, k := range size {
+		v, err := c.R.ReadValue()
+		if err != nil {
+			return resp.Value{}, fmt.Errorf("source %s: MEMORY USAGE: %w", addr, err)
+		}
+		if v.Kind != resp.Integer && !v.Null && !s.noSizes {
+			// Refused (ACL, renamed) or not understood (a compatible
+			// server): values are DUMPed whole, as without sizing.
+			s.noSizes = true
+			s.cfg.Log.Warn().Str("reply", clip(v.Text())).Msg("the source does not answer MEMORY USAGE: every value is read with one DUMP, however big")
+		}
+		sized(k, v.Kind == resp.Integer && v.Int >= s.cfg.BigValue)
+	}
 	var v resp.Value
 	if tail != nil {
 		var err error
@@ -643,6 +728,13 @@ func (s *Scan) fetch(c *resp.Conn, db int, keys [][]byte, tail []string, fn func
 	}
 	return v, firstErr
 }
+
+var (
+	bDumpCmd   = []byte("DUMP")
+	bPTTLCmd   = []byte("PTTL")
+	bMemoryCmd = []byte("MEMORY")
+	bUsageArg  = []byte("USAGE")
+)
 
 // isReply reports whether err is an error reply to the tail command of a
 // fetch (the keys' own errors are wrapped by replyErr).

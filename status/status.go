@@ -97,6 +97,8 @@ type Shard struct {
 	RereadQueue   int64 `json:"reread_queue,omitempty"`
 	ScanKeys      int64 `json:"scan_keys,omitempty"`
 	ScanKeysTotal int64 `json:"scan_keys_total,omitempty"`
+	// BigValues: values read in pieces rather than with one DUMP.
+	BigValues int64 `json:"big_values,omitempty"`
 
 	LastError string `json:"last_error"`
 }

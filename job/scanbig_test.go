@@ -1,0 +1,154 @@
+package job
+
+import (
+	"context"
+	crand "crypto/rand"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/conf"
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// TestScanBigValues: a scan sync whose source holds, besides ordinary keys,
+// big values of every type (a hash, sets, a zset, a list, a string, a
+// stream with groups, consumers and pending entries; TTLs on some) read in
+// pieces instead of with one DUMP. Big keys change while the pass reads
+// them and again in the live phase; the target converges to the source. At
+// scan_big_value = 1 every value, of every encoding in FillAllTypes, is
+// read in pieces.
+func TestScanBigValues(t *testing.T) {
+	redistest.Require(t)
+	for _, big := range []int64{64 * conf.KiB, 1} {
+		t.Run("scan_big_value="+conf.FormatSize(big), func(t *testing.T) {
+			testScanBigValues(t, big)
+		})
+	}
+}
+
+func testScanBigValues(t *testing.T, bigValue int64) {
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	ctx := context.Background()
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0, 2}, Big: true, TTLPct: 20, Seed: 21})
+	noise := func(n int) string {
+		b := make([]byte, n)
+		crand.Read(b)
+		return string(b)
+	}
+	// More big values: TTLs, a string of several pieces, a hash in
+	// another db, a stream with two groups and consumers without pending
+	// entries, scores of every form.
+	p := sc.Pipeline()
+	p.Set(ctx, "big:str", noise(3<<20+12345), time.Hour)
+	for _, k := range []string{"fill:db0:big:hash", "fill:db0:big:list", "fill:db0:big:zset"} {
+		p.Expire(ctx, k, 2*time.Hour)
+	}
+	p.ZAdd(ctx, "fill:db0:big:zset", redis.Z{Score: -1e300, Member: "tiny"}, redis.Z{Score: 0.1, Member: "tenth"})
+	p.Do(ctx, "ZADD", "fill:db0:big:zset", "+inf", "top", "-inf", "bottom")
+	p.XGroupCreate(ctx, "fill:db0:big:stream", "late", "$")
+	p.XGroupCreateConsumer(ctx, "fill:db0:big:stream", "big", "idle")
+	p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "big", Consumer: "second", Streams: []string{"fill:db0:big:stream", ">"}, Count: 700})
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc.XAck(ctx, "fill:db0:big:stream", "big", "1700000002000-1", "1700000002000-2", "1700000002000-1600")
+	c2 := redis.NewClient(&redis.Options{Addr: src.Addr, DB: 2})
+	defer c2.Close()
+	fields := make([]any, 0, 8000)
+	for i := 0; i < 4000; i++ {
+		fields = append(fields, "f"+strconv.Itoa(i), noise(40))
+	}
+	if err := c2.HSet(ctx, "db2:big:hash", fields...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c2.Expire(ctx, "db2:big:hash", time.Hour)
+
+	// Big keys change while the pass reads them.
+	lctx, lcancel := context.WithCancel(ctx)
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for i := 0; lctx.Err() == nil; i++ {
+			p := sc.Pipeline()
+			p.HSet(ctx, "fill:db0:big:hash", "live:"+strconv.Itoa(i%500), i)
+			p.HDel(ctx, "fill:db0:big:hash", "field:"+strconv.Itoa(i%5000))
+			p.LPush(ctx, "fill:db0:big:list", i)
+			p.SAdd(ctx, "fill:db0:big:set", "live:"+strconv.Itoa(i))
+			p.SRem(ctx, "fill:db0:big:set", "member:"+strconv.Itoa(i%5000))
+			p.ZIncrBy(ctx, "fill:db0:big:zset", 1, "member:"+strconv.Itoa(i%5000))
+			p.XAdd(ctx, &redis.XAddArgs{Stream: "fill:db0:big:stream", Values: []any{"live", i}})
+			p.SetRange(ctx, "big:str", int64(i*997%(3<<20)), "LIVE")
+			if _, err := p.Exec(ctx); err != nil {
+				t.Errorf("load: %v", err)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	c := testConf(t, src.URL(), dst.URL())
+	c.Source.Reader = conf.ReaderScan
+	c.Source.ScanBigValue = bigValue
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 60*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	r := state().Shards[0].Reader
+	if r.BigValues < 8 {
+		t.Errorf("reader %+v: want the big values read in pieces", r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	lcancel()
+	<-loaded
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 60 * time.Second})
+
+	// The live phase: the same keys change again, in every way.
+	before := state().Shards[0].Reader.BigValues
+	p = sc.Pipeline()
+	p.HSet(ctx, "fill:db0:big:hash", "after", "1")
+	p.Persist(ctx, "fill:db0:big:hash")
+	p.Expire(ctx, "fill:db0:big:set", time.Hour)
+	p.LSet(ctx, "fill:db0:big:list", 10, "changed")
+	p.RPop(ctx, "fill:db0:big:list")
+	p.ZRem(ctx, "fill:db0:big:zset", "top")
+	p.Append(ctx, "big:str", noise(1000))
+	p.XAck(ctx, "fill:db0:big:stream", "big", "1700000002000-3")
+	p.XDel(ctx, "fill:db0:big:stream", "1700000002000-19000") // not pending: see readBig on deleted pending entries
+	p.XGroupDelConsumer(ctx, "fill:db0:big:stream", "big", "idle")
+	p.Del(ctx, "fill:db0:big:intset")
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c2.HSet(ctx, "db2:big:hash", "f1", "changed")
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 60 * time.Second})
+	r = state().Shards[0].Reader
+	if r.BigValues <= before {
+		t.Errorf("reader %+v: want the changed big values read again in pieces (%d before)", r, before)
+	}
+	if sh := state().Status("j", "sync").Shards[0]; sh.BigValues != r.BigValues {
+		t.Errorf("status shard %+v: want big_values %d", sh, r.BigValues)
+	}
+	// One piece asks for about 1 MiB (the reply, plus the commands built
+	// from it).
+	if r.PeakPiece > 4<<20 {
+		t.Errorf("a piece held %d bytes, want at most 4 MiB", r.PeakPiece)
+	}
+	t.Logf("big values read in pieces: %d; the most one piece held: %d bytes", r.BigValues, r.PeakPiece)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
