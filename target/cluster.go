@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/internal/notify"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/topology"
 	"github.com/ferry-dev/ferry/writer"
@@ -45,7 +46,8 @@ type clusterTarget struct {
 	// boundary.
 	route    sync.RWMutex
 	sinks    []*clusterSink
-	redirect atomic.Bool // a writer sent commands back (MOVED/ASK/TRYAGAIN)
+	redirect atomic.Bool     // a writer sent commands back (MOVED/ASK/TRYAGAIN)
+	linkNote notify.Notifier // a writer's connection came up or went down
 	g        *errgroup.Group
 	gctx     context.Context
 }
@@ -216,6 +218,7 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 		SlotMarker:   func(slot int) string { return slotMarker(job, slot) },
 		StreamMarker: func(stream int) string { return streamMarker(job, home, stream) },
 		OnRedirect:   func() { t.redirect.Store(true) },
+		OnLink:       t.linkNote.Notify,
 	}))
 	t.ns = append(t.ns, n)
 	t.ws = append(t.ws, w)
@@ -375,16 +378,14 @@ func (t *clusterTarget) Start(ctx context.Context, g *errgroup.Group) {
 // marker that went back (a RewoundError), and the job resumes from the
 // markers.
 func (t *clusterTarget) watch(ctx context.Context) error {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	down := map[*writer.Writer]time.Time{}
+	down := map[*writer.Writer]time.Time{} // since when a writer is down (or was last checked)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+		// The channel first, then the state: a change in between closes it.
+		changed := t.linkNote.Wait()
 		var stale bool
+		next := time.Duration(-1) // until the first down writer is stale
 		for _, w := range t.Writers() {
 			if w.Stats().Connected {
 				delete(down, w)
@@ -393,25 +394,49 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 			if _, ok := down[w]; !ok {
 				down[w] = time.Now()
 			}
-			if time.Since(down[w]) > time.Second {
+			left := followAfter - time.Since(down[w])
+			if left <= 0 {
 				stale = true
+			} else if next < 0 || left < next {
+				next = left
 			}
 		}
-		if !stale {
-			continue
+		if stale {
+			if m, err := t.topology(ctx); err == nil {
+				t.mu.Lock()
+				t.follow(m)
+				t.mu.Unlock()
+			}
+			for w := range down {
+				down[w] = time.Now()
+			}
+			next = followAfter
 		}
-		m, err := t.topology(ctx)
-		if err != nil {
-			continue
+		var expired <-chan time.Time
+		if next >= 0 {
+			timer.Reset(next)
+			expired = timer.C
 		}
-		t.mu.Lock()
-		t.follow(m)
-		t.mu.Unlock()
-		for w := range down {
-			down[w] = time.Now()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-expired:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 	}
 }
+
+// followAfter is how long a master stays unreachable before the target asks
+// the cluster who serves its slots now: long enough for a reconnect to a
+// master that only dropped the connection, short against a failover's
+// cluster-node-timeout.
+const followAfter = time.Second
 
 func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
 	job := t.cfg.Job

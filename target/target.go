@@ -156,7 +156,7 @@ func (c *Config) writerConfig(i int, n *Node, own writer.Config) writer.Config {
 	cfg.Dial = n.Addr
 	cfg.MaxQueued = max(own.MaxQueued, cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
 	cfg.MarkerKey, cfg.MarkerDB, cfg.Found = own.MarkerKey, own.MarkerDB, own.Found
-	cfg.Slotted, cfg.SlotMarker, cfg.StreamMarker, cfg.OnRedirect = own.Slotted, own.SlotMarker, own.StreamMarker, own.OnRedirect
+	cfg.Slotted, cfg.SlotMarker, cfg.StreamMarker, cfg.OnRedirect, cfg.OnLink = own.Slotted, own.SlotMarker, own.StreamMarker, own.OnRedirect, own.OnLink
 	if c.Lease != nil {
 		cfg.OnConnect = c.Lease.OnConnect(n.LeaseKey, cfg.Name)
 	}

@@ -94,6 +94,9 @@ func (w *Writer) session(ctx context.Context) error {
 	w.mu.Unlock()
 	w.born.Store(time.Now().UnixNano())
 	w.connected.Store(true)
+	if w.cfg.OnLink != nil {
+		w.cfg.OnLink()
+	}
 	if down := w.downSince.Swap(0); down != 0 {
 		w.log.Info().Float64("down_for_s", time.Since(time.Unix(0, down)).Round(time.Millisecond).Seconds()).Msg("target connection back up")
 	}

@@ -95,6 +95,10 @@ type Config struct {
 	// refused because their slot is elsewhere (MOVED, ASK, TRYAGAIN): the job
 	// must take them with Redirected and route them again.
 	OnRedirect func()
+	// OnLink, if set, is called (from the writer's goroutine) when the
+	// writer's connection comes up or goes down: a cluster target follows a
+	// failover when a master stays unreachable (see Stats().Connected).
+	OnLink func()
 	// OnConnect, if set, runs on every new connection before it writes
 	// anything (after SELECT of MarkerDB): the job's lease check (package
 	// lease). A *FatalError from it ends the writer; another error is a
@@ -375,6 +379,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		start := time.Now()
 		err := w.session(ctx)
 		established := w.connected.Swap(false)
+		if established && w.cfg.OnLink != nil {
+			w.cfg.OnLink()
+		}
 		if errors.Is(err, errRetire) {
 			w.log.Info().Float64("age_s", time.Since(start).Round(time.Millisecond).Seconds()).Msg("connection retired by max_conn_age; reconnecting")
 			w.reconnects.Add(1)
