@@ -406,12 +406,13 @@ func TestDiffReportsEachKind(t *testing.T) {
 			t.Errorf("missing diff line %q", want)
 		}
 	}
-	// TTLs are read as remaining seconds: a second may pass between the
-	// writes above and the digest.
+	// TTLs are read as remaining seconds: on a loaded machine several
+	// seconds may pass between the writes above and each side's digest, so
+	// a TTL is matched within a minute below what was set.
 	for _, want := range []string{
-		`db0 key "fill:db0:str:ttl-s": ttl (7200|7199)s vs none`,
-		`db0 key "fill:db0:str:embstr": ttl none vs (3600|3599)s`,
-		`db0 key "fill:db0:hash:ttl": ttl (7000|6999)s vs (100000|99999)s \(expiry times differ by 9300[01]s\)`,
+		`db0 key "fill:db0:str:ttl-s": ttl (7200|71\d\d)s vs none`,
+		`db0 key "fill:db0:str:embstr": ttl none vs (3600|35\d\d)s`,
+		`db0 key "fill:db0:hash:ttl": ttl (7000|69\d\d)s vs (100000|999\d\d)s \(expiry times differ by 9(29|30)\d\ds\)`,
 	} {
 		if !regexp.MustCompile(want).MatchString(all) {
 			t.Errorf("missing diff line matching %q", want)
