@@ -46,7 +46,6 @@ func (j *job) openTarget(ctx context.Context) (target.Target, error) {
 			OnError:           errorPolicy(c.OnError),
 			Log:               j.log,
 			Throttle:          j.throttle,
-			Low:               j.low,
 		},
 		Log:   j.log,
 		Lease: targetLease{j},
@@ -62,17 +61,6 @@ func (j *job) retryTimeout() time.Duration {
 		return 0
 	}
 	return j.c.RetryTimeout
-}
-
-// low is stream i's global low watermark: every unit of the stream up to it
-// is applied on every master.
-func (j *job) low(i int) int64 {
-	for _, s := range j.parts() {
-		if s.i == i {
-			return s.applied()
-		}
-	}
-	return -1
 }
 
 // newApplier is the applier of stream i (its sink is made once it knows

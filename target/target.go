@@ -149,18 +149,38 @@ func Open(ctx context.Context, cfg Config) (Target, error) {
 }
 
 // writerConfig is writer i's configuration: the shared settings, its node,
-// and own's target-specific fields.
-func (c *Config) writerConfig(i int, n *Node, own writer.Config) writer.Config {
+// and own's target-specific fields. low is the target's low watermark.
+func (c *Config) writerConfig(i int, n *Node, low func(stream int) int64, own writer.Config) writer.Config {
 	cfg := c.Writer
 	cfg.Name = fmt.Sprintf("ferry-writer-%d", i)
 	cfg.Dial = n.Addr
 	cfg.MaxQueued = max(own.MaxQueued, cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
 	cfg.MarkerKey, cfg.MarkerDB, cfg.Found = own.MarkerKey, own.MarkerDB, own.Found
 	cfg.Slotted, cfg.SlotMarker, cfg.StreamMarker, cfg.OnRedirect, cfg.OnLink = own.Slotted, own.SlotMarker, own.StreamMarker, own.OnRedirect, own.OnLink
+	cfg.Low = low
 	if c.Lease != nil {
 		cfg.OnConnect = c.Lease.OnConnect(n.LeaseKey, cfg.Name)
 	}
 	return cfg
+}
+
+// lowWatermark is stream's global low watermark over the target's writers:
+// every unit of the stream up to it is applied on every master (0 while a
+// writer holds no live position of the stream). Each marker records it, so
+// that a restart resumes a cluster target from the highest one (see
+// clusterTarget.ResumeFor); the writers ask for it once per flight.
+func lowWatermark(ws []*writer.Writer, stream int) int64 {
+	off := int64(-1)
+	for _, w := range ws {
+		p, ok := w.Applied(stream)
+		if !ok || p.State != writer.StateLive {
+			return 0
+		}
+		if off < 0 || p.Offset < off {
+			off = p.Offset
+		}
+	}
+	return max(off, 0)
 }
 
 // LeaseKey is the job's lease on a standalone target (home < 0; in the

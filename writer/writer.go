@@ -67,7 +67,8 @@ type Config struct {
 	Fence bool
 	// Low, if set, is a stream's global low watermark (every unit of the
 	// stream at or below it is applied on every master), recorded in every
-	// marker for restarts.
+	// marker for restarts. The target that owns the writers computes it from
+	// what each publishes (Applied); it is asked once per stream a flight.
 	Low func(stream int) int64
 	// Found are the markers the job found on the target before starting
 	// (standalone: one per source stream), so that a target that later
