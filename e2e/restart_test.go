@@ -189,7 +189,8 @@ func (cs *counters) check(t *testing.T, dst redis.UniversalClient) {
 func writeConf(t *testing.T, dataDir string) string {
 	p := t.TempDir() + "/ferry.toml"
 	// takeover: the tests restart ferry right after a SIGKILL, within the
-	// dead process's lease (TestLease* test the wait without it).
+	// dead process's lease (on the same machine a dead owner's lease is
+	// taken at once anyway: TestLeaseAfterKill).
 	body := "data_dir = " + strconv.Quote(dataDir) + "\nstatus_addr = \"off\"\nprogress_interval = \"0s\"\ntakeover = true\n"
 	if err := writeFile(p, body); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func (l targetLease) OnConnect(key, name string) func(*resp.Conn) error {
 // acquireLease takes the job's lease on node n (see lease.Acquire); a lease
 // held by another process is a permanent error naming it.
 func (j *job) acquireLease(ctx context.Context, n *target.Node) error {
-	epoch, prev, unkilled, err := lease.Acquire(ctx, n.Ctl, n.LeaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
+	t, err := lease.Acquire(ctx, n.Ctl, n.LeaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
 	if err != nil {
 		var held *lease.HeldError
 		if errors.As(err, &held) {
@@ -62,14 +62,15 @@ func (j *job) acquireLease(ctx context.Context, n *target.Node) error {
 		}
 		return fmt.Errorf("target %s: lease: %w", n.Addr.Addr, ctl.Describe(n.Addr.Addr, err))
 	}
+	prev := t.Prev
 	j.lease.mu.Lock()
 	if j.lease.epoch == nil {
 		j.lease.epoch, j.lease.at = map[string]int64{}, map[string]dial.Options{}
 	}
-	if j.lease.epoch[n.LeaseKey] != epoch {
-		j.log.Info().Str("key", n.LeaseKey).Int64("epoch", epoch).Msg("lease taken: this process runs the job on this target")
+	if j.lease.epoch[n.LeaseKey] != t.Epoch {
+		j.log.Info().Str("key", n.LeaseKey).Int64("epoch", t.Epoch).Msg("lease taken: this process runs the job on this target")
 	}
-	j.lease.epoch[n.LeaseKey] = epoch
+	j.lease.epoch[n.LeaseKey] = t.Epoch
 	j.lease.at[n.LeaseKey] = n.Addr
 	j.lease.renewed = time.Now()
 	if prev.Owner.ID != "" {
@@ -79,21 +80,32 @@ func (j *job) acquireLease(ctx context.Context, n *target.Node) error {
 	if prev.Owner.ID == "" {
 		return nil
 	}
-	j.log.Warn().Str("key", n.LeaseKey).Int64("epoch", epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
-		Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
-	if unkilled == 0 {
+	switch {
+	case t.PrevGone:
+		j.log.Warn().Str("key", n.LeaseKey).Int64("epoch", t.Epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
+			Msgf("the job's previous owner, pid %d on this host (%s), is gone: its lease is taken without waiting for it to run out", prev.Owner.PID, prev.Owner.Host)
+	default:
+		j.log.Warn().Str("key", n.LeaseKey).Int64("epoch", t.Epoch).Str("previous_owner", prev.Owner.Host).Int("previous_pid", prev.Owner.PID).
+			Int("closed", t.Closed).Bool("confirmed", t.Confirmed).
+			Msg("took the job's lease over: the previous owner's connections were closed, and it stops when it next renews or connects")
+	}
+	if t.Unkilled == 0 {
 		return nil
 	}
 	// Its connections stay open: its renewal, every third of lease_ttl,
 	// finds the new epoch and stops it. Wait that out before writing.
-	j.log.Warn().Int("connections", unkilled).Float64("wait_s", j.c.LeaseTTL.Seconds()).
-		Msg("cannot close the previous owner's connections (CLIENT ID or CLIENT KILL not permitted): waiting lease_ttl for it to notice the takeover")
-	t := time.NewTimer(j.c.LeaseTTL)
-	defer t.Stop()
+	why := "CLIENT ID or CLIENT KILL not permitted"
+	if t.Confirmed {
+		why = "CLIENT LIST still shows them after CLIENT KILL, or their IDs are unknown"
+	}
+	j.log.Warn().Int("connections", t.Unkilled).Float64("wait_s", j.c.LeaseTTL.Seconds()).
+		Msgf("cannot close the previous owner's connections (%s): waiting lease_ttl for it to notice the takeover", why)
+	timer := time.NewTimer(j.c.LeaseTTL)
+	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-timer.C:
 		return nil
 	}
 }
@@ -108,6 +120,8 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 		err := lease.Register(c, key, name, j.owner, epoch)
 		var taken *lease.TakenOverError
 		if errors.As(err, &taken) {
+			j.log.Warn().Str("writer", name).Str("key", key).Int64("epoch", epoch).Int64("new_epoch", taken.By.Epoch).
+				Msg("writer connection refused by the lease: the job was taken over, nothing more is written")
 			return &writer.FatalError{Err: fault.PermanentErr("", "", "", err)}
 		}
 		return err

@@ -170,7 +170,7 @@ func TestTLSInsecureSkipVerify(t *testing.T) {
 var (
 	sourceACL = []string{"+psync", "+replconf", "+info", "+client|setname", "+command", "+module|list"}
 	targetACL = []string{"+@write", "+multi", "+exec", "+select", "+ping", "+info", "+get", "+scan", "+publish",
-		"+hgetall", "+watch", "+unwatch", "+time", "+client|id", "+client|kill", "+module|list",
+		"+hgetall", "+watch", "+unwatch", "+time", "+client|id", "+client|kill", "+client|list", "+module|list",
 		"+dump", "+config|get", "+client|setname", "+command"}
 )
 
@@ -322,9 +322,10 @@ func TestACLEachPermission(t *testing.T) {
 		{"target", "+config|get", ""}, {"target", "+client|setname", ""}, {"target", "+command", ""},
 		// The lease (package lease): read and change it under WATCH; the
 		// target's clock, the connections' IDs and killing an old owner's
-		// connections are optional (a takeover then waits lease_ttl).
+		// connections are optional (a takeover then waits lease_ttl), and
+		// so is checking that they are gone (CLIENT KILL's answer counts).
 		{"target", "+hgetall", "hgetall"}, {"target", "+watch", "watch"}, {"target", "+unwatch", ""},
-		{"target", "+time", ""}, {"target", "+client|id", ""}, {"target", "+client|kill", ""},
+		{"target", "+time", ""}, {"target", "+client|id", ""}, {"target", "+client|kill", ""}, {"target", "+client|list", ""},
 		{"target", "+module|list", ""}, // else a target without modules is not told from one with
 	}
 	for _, p := range perms {

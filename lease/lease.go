@@ -4,10 +4,16 @@
 // same job into the same target would each apply every write. So the
 // process that runs a job holds a lease: a hash on the target, one per
 // target master, in the job's namespace (__ferry:<job>:lease, or tagged to a
-// slot of the master on a cluster), with the owner (host, pid, start), an
-// epoch that grows with each new owner, the time of the last renewal and
-// when the lease runs out, and the CLIENT ID of every data connection the
-// owner has opened to that master (conn:<name>).
+// slot of the master on a cluster), with the owner (host, pid, start; and
+// the kernel's boot ID, the pid namespace and the process's start in clock
+// ticks, which tell whether it still runs), an epoch that grows with each
+// new owner, the time of the last renewal and when the lease runs out, and
+// the CLIENT ID of every data connection the owner has opened to that
+// master (conn:<name>).
+//
+// A live lease is taken only with takeover, or when its owner ran on this
+// machine and no longer runs (see gone): a restart after a crash on the same
+// machine does not wait for the lease to run out.
 //
 // Why nothing of an old owner is applied after the new owner's first write
 // (the "kill and check on every connect" design; no per-transaction cost):
@@ -17,7 +23,9 @@
 //     CLIENT ID, in one transaction.
 //   - Acquire (a start that finds the lease expired, or a takeover) reads
 //     the registered IDs and raises the epoch in one transaction under
-//     WATCH, then CLIENT KILLs those IDs, and only then does its owner open
+//     WATCH, then CLIENT KILLs those IDs and checks with CLIENT LIST that
+//     none is left (else its owner waits lease_ttl, as when the kill is not
+//     permitted), and only then does its owner open
 //     its own data connections. A connection registered before that
 //     transaction is killed: the server runs nothing more from it once the
 //     kill returns (what it had run is before the new owner's first write).
@@ -56,13 +64,63 @@ type Owner struct {
 	Host    string
 	PID     int
 	Started time.Time
+	// Where the process runs, so that a start on the same machine can tell
+	// whether the owner still runs (see gone): the kernel's boot ID, the
+	// pid namespace, and when the process started in clock ticks since
+	// boot. Empty where /proc does not say them, and in a lease written by
+	// an older ferry.
+	Boot  string
+	PIDNS string
+	Ticks uint64
 }
 
 // Self is this process, started at started.
 func Self(started time.Time) Owner {
 	host, _ := os.Hostname()
 	pid := os.Getpid()
-	return Owner{ID: fmt.Sprintf("%s/%d/%d", host, pid, started.UnixNano()), Host: host, PID: pid, Started: started}
+	boot, pidns := machine()
+	ticks, _ := procStart(pid)
+	return Owner{ID: fmt.Sprintf("%s/%d/%d", host, pid, started.UnixNano()), Host: host, PID: pid, Started: started,
+		Boot: boot, PIDNS: pidns, Ticks: ticks}
+}
+
+// fields are the lease's fields that name o.
+func (o Owner) fields() []string {
+	return []string{fOwner, o.ID, fHost, o.Host, fPID, strconv.Itoa(o.PID), fStarted, strconv.FormatInt(o.Started.UnixNano(), 10),
+		fBoot, o.Boot, fPIDNS, o.PIDNS, fTicks, strconv.FormatUint(o.Ticks, 10)}
+}
+
+// hset is HSET key with o's fields and then more (field, value pairs).
+func (o Owner) hset(ctx context.Context, p redis.Pipeliner, key string, more ...any) {
+	args := make([]any, 0, 14+len(more))
+	for _, f := range o.fields() {
+		args = append(args, f)
+	}
+	p.HSet(ctx, key, append(args, more...)...)
+}
+
+// gone reports whether o, the owner of a live lease, is a process of this
+// machine that no longer runs: then me need not wait for its lease to run
+// out, nor take it over.
+//
+// The host name alone does not tell a machine (two containers or cloned VMs
+// may bear the same name), and a pid means something only in its pid
+// namespace; so o must have run under the same kernel (boot ID) and in the
+// same pid namespace as me. Then o is gone if its pid runs no process, or a
+// zombie, or one that started at another time than o did: the pid was
+// reused (the start time, not the command line, tells: another ferry may
+// have reused the pid, and one with the same pid and start time is the same
+// process). Anything else — another host, another pid namespace (a
+// container restarted with a pid namespace of its own), a lease of an older
+// ferry without these fields, no /proc — is an owner alive until its lease
+// runs out, as before.
+func gone(o, me Owner) bool {
+	if o.Host == "" || o.Host != me.Host || o.Boot == "" || o.Boot != me.Boot ||
+		o.PIDNS == "" || o.PIDNS != me.PIDNS || o.Ticks == 0 {
+		return false
+	}
+	ticks, runs := procStart(o.PID)
+	return !runs || ticks != o.Ticks
 }
 
 // Info is what a lease holds.
@@ -113,6 +171,7 @@ var ErrContended = errors.New("lease: changed while being taken, too often")
 
 const (
 	fOwner, fHost, fPID, fStarted = "owner", "host", "pid", "started"
+	fBoot, fPIDNS, fTicks         = "boot", "pidns", "ticks"
 	fEpoch, fRenewed, fExpires    = "epoch", "renewed", "expires"
 	connPrefix                    = "conn:"
 	attempts                      = 10
@@ -127,7 +186,8 @@ func parse(m map[string]string) Info {
 		return time.Time{}
 	}
 	i := Info{Epoch: num(fEpoch), Renewed: ms(fRenewed), Expires: ms(fExpires), Conns: map[string]int64{}}
-	i.Owner = Owner{ID: m[fOwner], Host: m[fHost], PID: int(num(fPID))}
+	i.Owner = Owner{ID: m[fOwner], Host: m[fHost], PID: int(num(fPID)), Boot: m[fBoot], PIDNS: m[fPIDNS]}
+	i.Owner.Ticks, _ = strconv.ParseUint(m[fTicks], 10, 64)
 	if n := num(fStarted); n > 0 {
 		i.Owner.Started = time.Unix(0, n)
 	}
@@ -178,18 +238,38 @@ func txErr(cmds []redis.Cmder, err error) error {
 	return err
 }
 
-// Acquire takes the lease at key for me and returns its epoch. A lease that
-// is free, run out, or already me's is taken; one that another owner renews
-// is refused with a *HeldError unless takeover. Taking it from another
-// owner raises the epoch and kills the data connections that owner
-// registered; prev is that owner (zero when there was none), unkilled the
-// number of its connections that could not be killed (CLIENT ID or CLIENT
-// KILL not permitted): the caller must then give the old owner lease_ttl
-// to notice (its renewal does) before writing.
-func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl time.Duration, takeover bool) (epoch int64, prev Info, unkilled int, err error) {
+// Taken is what Acquire did.
+type Taken struct {
+	Epoch int64
+	// Prev is the owner the lease was taken from (zero when it was free or
+	// already this process's).
+	Prev Info
+	// PrevGone: Prev's lease was live, but Prev ran on this machine and no
+	// longer runs (see gone): taken without takeover and without waiting.
+	PrevGone bool
+	// Closed counts Prev's registered data connections that are closed:
+	// killed, or gone already. Unkilled counts those that may still be
+	// open: registered without their ID (CLIENT ID not permitted), CLIENT
+	// KILL refused, or still listed by CLIENT LIST after the kill. The
+	// caller must then give Prev lease_ttl to notice (its renewal does)
+	// before writing.
+	Closed, Unkilled int
+	// Confirmed: CLIENT LIST showed which connections were left; else
+	// (not permitted) Closed is what CLIENT KILL answered.
+	Confirmed bool
+}
+
+// Acquire takes the lease at key for me. A lease that is free, run out, or
+// already me's is taken; so is one whose owner ran on this machine and no
+// longer runs (see gone). One that another owner renews is refused with a
+// *HeldError unless takeover. Taking it from another owner raises the epoch
+// and kills the data connections that owner registered, then checks with
+// CLIENT LIST that none of them is left (see closeConns).
+func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl time.Duration, takeover bool) (Taken, error) {
 	for range attempts {
+		var t Taken
 		var kill map[string]int64
-		err = c.Watch(ctx, func(tx *redis.Tx) error {
+		err := c.Watch(ctx, func(tx *redis.Tx) error {
 			m, err := tx.HGetAll(ctx, key).Result()
 			if err != nil {
 				return err
@@ -201,26 +281,29 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 			}
 			if cur.Owner.ID == me.ID && cur.Epoch > 0 {
 				// Ours already (a new attempt of the same run): renew.
-				epoch, prev, kill = cur.Epoch, Info{}, nil
+				t, kill = Taken{Epoch: cur.Epoch}, nil
 				cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 					p.HSet(ctx, key, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 					return nil
 				})
 				return txErr(cmds, err)
 			}
-			if cur.Owner.ID != "" && now.Before(cur.Expires) && !takeover {
-				return &HeldError{Key: key, Info: cur, Now: now}
+			t = Taken{Epoch: cur.Epoch + 1, Prev: cur}
+			if cur.Owner.ID != "" && now.Before(cur.Expires) {
+				t.PrevGone = gone(cur.Owner, me)
+				if !t.PrevGone && !takeover {
+					return &HeldError{Key: key, Info: cur, Now: now}
+				}
 			}
-			epoch, prev, kill = cur.Epoch+1, cur, cur.Conns
+			kill = cur.Conns
 			if cur.Owner.ID == "" {
-				prev = Info{}
+				t.Prev = Info{}
 			}
 			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				for name := range cur.Conns {
 					p.HDel(ctx, key, connPrefix+name)
 				}
-				p.HSet(ctx, key, fOwner, me.ID, fHost, me.Host, fPID, me.PID, fStarted, me.Started.UnixNano(),
-					fEpoch, epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
+				me.hset(ctx, p, key, fEpoch, t.Epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 				return nil
 			})
 			return txErr(cmds, err)
@@ -229,21 +312,94 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 			continue
 		}
 		if err != nil {
-			return 0, Info{}, 0, err
+			return Taken{}, err
 		}
-		for _, id := range kill {
-			if id <= 0 {
-				unkilled++ // registered without its ID (CLIENT ID not permitted)
-				continue
-			}
-			// Gone already ("No such client") is as good as killed.
-			if err := c.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)).Err(); isNoPerm(err) {
-				unkilled++
-			}
-		}
-		return epoch, prev, unkilled, nil
+		t.Closed, t.Unkilled, t.Confirmed = closeConns(ctx, c, kill)
+		return t, nil
 	}
-	return 0, Info{}, 0, ErrContended
+	return Taken{}, ErrContended
+}
+
+// closeConns kills the data connections conns (name → CLIENT ID) of an old
+// owner and returns how many are closed and how many may still be open.
+//
+// Those are all the connections of the old owner that may write: a
+// connection writes only after Register, and a Register that ran before
+// Acquire's transaction is in the lease Acquire read (the two transactions
+// WATCH the same key), one after it is refused. So what is left to check
+// is that the kills took: CLIENT KILL may be refused (NOPERM, a renamed or
+// proxied command) or answer without closing. CLIENT LIST tells: the ids
+// still listed, save those the server closes as soon as it can (flag A: it
+// runs nothing more from them), are left; it is asked again for up to a
+// second while a connection whose kill was answered is still listed. Where
+// CLIENT LIST is not permitted, CLIENT KILL's answer counts.
+func closeConns(ctx context.Context, c *redis.Client, conns map[string]int64) (closed, unkilled int, confirmed bool) {
+	refused := map[int64]bool{}
+	var ids []int64
+	for _, id := range conns {
+		if id <= 0 {
+			unkilled++ // registered without its ID (CLIENT ID not permitted)
+			continue
+		}
+		ids = append(ids, id)
+		// An integer: how many were closed, 0 when gone already.
+		if err := c.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)).Err(); err != nil {
+			refused[id] = true
+		}
+	}
+	if len(ids) == 0 {
+		return 0, unkilled, false
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		left, err := listed(ctx, c, ids)
+		if err != nil {
+			return len(ids) - len(refused), unkilled + len(refused), false
+		}
+		waiting := false
+		for _, id := range left {
+			waiting = waiting || !refused[id]
+		}
+		if !waiting || time.Now().After(deadline) {
+			return len(ids) - len(left), unkilled + len(left), true
+		}
+		select {
+		case <-ctx.Done():
+			return len(ids) - len(left), unkilled + len(left), true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// listed returns those of ids that CLIENT LIST shows open and not being
+// closed.
+func listed(ctx context.Context, c *redis.Client, ids []int64) ([]int64, error) {
+	txt, err := c.Do(ctx, "CLIENT", "LIST").Text()
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var left []int64
+	for line := range strings.Lines(txt) {
+		var id int64
+		closing := false
+		for _, f := range strings.Fields(line) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "id":
+				id, _ = strconv.ParseInt(v, 10, 64)
+			case "flags":
+				closing = strings.Contains(v, "A")
+			}
+		}
+		if want[id] && !closing {
+			left = append(left, id)
+		}
+	}
+	return left, nil
 }
 
 // Renew extends the lease if it still has epoch; a newer epoch is a
@@ -266,8 +422,7 @@ func Renew(ctx context.Context, c *redis.Client, key string, me Owner, epoch int
 				return err
 			}
 			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HSet(ctx, key, fOwner, me.ID, fHost, me.Host, fPID, me.PID, fStarted, me.Started.UnixNano(),
-					fEpoch, epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
+				me.hset(ctx, p, key, fEpoch, epoch, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 				return nil
 			})
 			renewed = now
@@ -343,8 +498,7 @@ func Register(c *resp.Conn, key, name string, me Owner, epoch int64) error {
 		}
 		args := []string{"HSET", key, connPrefix + name, id}
 		if cur.Epoch == 0 {
-			args = append(args, fOwner, me.ID, fHost, me.Host, fPID, strconv.Itoa(me.PID),
-				fStarted, strconv.FormatInt(me.Started.UnixNano(), 10), fEpoch, strconv.FormatInt(epoch, 10))
+			args = append(append(args, me.fields()...), fEpoch, strconv.FormatInt(epoch, 10))
 		}
 		if _, err := c.Do("MULTI"); err != nil {
 			return fmt.Errorf("lease: %w", err)

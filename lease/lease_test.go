@@ -27,12 +27,13 @@ func TestLifecycle(t *testing.T) {
 	const key = "__ferry:j:lease"
 	a, b := owner("a"), owner("b")
 
-	ea, prev, _, err := Acquire(ctx, c, key, a, 30*time.Second, false)
-	if err != nil || ea != 1 || prev.Owner.ID != "" {
-		t.Fatalf("first acquire: %d %+v %v", ea, prev, err)
+	ta, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	ea := ta.Epoch
+	if err != nil || ea != 1 || ta.Prev.Owner.ID != "" {
+		t.Fatalf("first acquire: %+v %v", ta, err)
 	}
-	if again, _, _, err := Acquire(ctx, c, key, a, 30*time.Second, false); err != nil || again != ea {
-		t.Errorf("the owner again: %d %v", again, err)
+	if again, err := Acquire(ctx, c, key, a, 30*time.Second, false); err != nil || again.Epoch != ea {
+		t.Errorf("the owner again: %+v %v", again, err)
 	}
 	conn, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "ferry-writer-0", 4096)
 	if err != nil {
@@ -44,12 +45,13 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	var held *HeldError
-	if _, _, _, err := Acquire(ctx, c, key, b, 30*time.Second, false); !errors.As(err, &held) || held.Info.Owner.ID != a.ID {
+	if _, err := Acquire(ctx, c, key, b, 30*time.Second, false); !errors.As(err, &held) || held.Info.Owner.ID != a.ID {
 		t.Fatalf("another owner without takeover: %v", err)
 	}
-	eb, prev, unkilled, err := Acquire(ctx, c, key, b, 30*time.Second, true)
-	if err != nil || eb != 2 || prev.Owner.ID != a.ID || unkilled != 0 {
-		t.Fatalf("takeover: %d %+v %d %v", eb, prev, unkilled, err)
+	tb, err := Acquire(ctx, c, key, b, 30*time.Second, true)
+	eb := tb.Epoch
+	if err != nil || eb != 2 || tb.Prev.Owner.ID != a.ID || tb.PrevGone || tb.Closed != 1 || tb.Unkilled != 0 || !tb.Confirmed {
+		t.Fatalf("takeover: %+v %v", tb, err)
 	}
 	if _, err := conn.Do("PING"); err == nil {
 		t.Error("the old owner's registered connection still answers after the takeover")
@@ -70,9 +72,9 @@ func TestLifecycle(t *testing.T) {
 	if err := Release(ctx, c, key, eb, false); err != nil {
 		t.Fatal(err)
 	}
-	ec, prev, _, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
-	if err != nil || ec != 3 || prev.Owner.ID != "" {
-		t.Errorf("after release: %d %+v %v (epochs only grow)", ec, prev, err)
+	tc, err := Acquire(ctx, c, key, owner("c"), 30*time.Second, false)
+	if err != nil || tc.Epoch != 3 || tc.Prev.Owner.ID != "" {
+		t.Errorf("after release: %+v %v (epochs only grow)", tc, err)
 	}
 }
 
@@ -83,13 +85,13 @@ func TestExpired(t *testing.T) {
 	c := ctl.New(dial.Options{Addr: s.Addr})
 	defer c.Close()
 	const key = "__ferry:j:lease"
-	if _, _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false); err != nil {
+	if _, err := Acquire(ctx, c, key, owner("a"), time.Second, false); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	e, prev, _, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
-	if err != nil || e != 2 || prev.Owner.ID != owner("a").ID {
-		t.Errorf("after it ran out: %d %+v %v", e, prev, err)
+	tb, err := Acquire(ctx, c, key, owner("b"), time.Second, false)
+	if err != nil || tb.Epoch != 2 || tb.Prev.Owner.ID != owner("a").ID || tb.PrevGone {
+		t.Errorf("after it ran out: %+v %v", tb, err)
 	}
 }
 
@@ -100,11 +102,11 @@ func TestReleaseDrop(t *testing.T) {
 	c := ctl.New(dial.Options{Addr: s.Addr})
 	defer c.Close()
 	const key = "__ferry:j:lease"
-	e, _, _, err := Acquire(ctx, c, key, owner("a"), time.Second, false)
+	ta, err := Acquire(ctx, c, key, owner("a"), time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Release(ctx, c, key, e, true); err != nil || c.Exists(ctx, key).Val() != 0 {
+	if err := Release(ctx, c, key, ta.Epoch, true); err != nil || c.Exists(ctx, key).Val() != 0 {
 		t.Errorf("dropped lease: %v, exists %d", err, c.Exists(ctx, key).Val())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -18,6 +19,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	links   []*proxyLink
 	stalled bool // Freeze: links made from now on are black holes too
+	late    atomic.Int64
 }
 
 type proxyLink struct {
@@ -66,20 +68,24 @@ func (p *Proxy) accept() {
 		}
 		p.links = append(p.links, l)
 		p.mu.Unlock()
-		go l.pipe(c, s)
-		go l.pipe(s, c)
+		go l.pipe(c, s, &p.late)
+		go l.pipe(s, c, nil)
 	}
 }
 
-func (l *proxyLink) pipe(from, to net.Conn) {
+// pipe copies from to to; late, if not nil, counts the bytes a stall held.
+func (l *proxyLink) pipe(from, to net.Conn, late *atomic.Int64) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
 		if n > 0 {
 			l.mu.Lock()
-			gate := l.gate
+			gate, held := l.gate, l.blocked
 			l.mu.Unlock()
-			<-gate // a stalled link holds the bytes forever
+			<-gate // a stalled link holds the bytes until Resume or KillAll
+			if held && late != nil {
+				late.Add(int64(n))
+			}
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -117,6 +123,27 @@ func (p *Proxy) Freeze() {
 	p.stalled = true
 	p.mu.Unlock()
 }
+
+// Resume ends a Stall or a Freeze: the bytes held go through, late, on the
+// connections they came on (to a server that closed its side, they are
+// lost).
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		l.mu.Lock()
+		if l.blocked {
+			close(l.gate)
+			l.blocked = false
+		}
+		l.mu.Unlock()
+	}
+	p.stalled = false
+}
+
+// HeldBytes is how many bytes from clients to the server a stall held and
+// then released (Resume, or KillAll, which drops them).
+func (p *Proxy) HeldBytes() int64 { return p.late.Load() }
 
 // KillAll closes every connection (and ends a Freeze).
 func (p *Proxy) KillAll() {
