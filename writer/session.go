@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,9 @@ func (w *Writer) session(ctx context.Context) error {
 			return classify(w.Addr(), err)
 		}
 	}
+	if err := w.closePrevious(c); err != nil {
+		return err
+	}
 	if w.cfg.OnConnect != nil {
 		if err := w.cfg.OnConnect(c); err != nil {
 			return err
@@ -129,6 +133,49 @@ func (w *Writer) session(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// closePrevious closes, on the server, the connection this writer had
+// before c. A connection the writer gave up on (no reply within IOTimeout,
+// a link that broke) may still be open there, with a transaction in its
+// input buffer or still on the way: the server would apply it after resume
+// has read the markers and the writer replayed it — applied twice. Once
+// CLIENT KILL has run, nothing of the old connection runs any more. The
+// ID is only killed on the server it belongs to (not after a Redial).
+func (w *Writer) closePrevious(c *resp.Conn) error {
+	prev := w.prev
+	addr := w.Addr()
+	w.prev.id, w.prev.addr = 0, addr
+	v, err := c.Do("CLIENT", "ID")
+	switch {
+	case err == nil:
+		w.prev.id = v.Int
+	case !isRefusal(err):
+		return classify(w.Addr(), err)
+	}
+	if prev.id == 0 || prev.addr != addr {
+		return nil
+	}
+	_, err = c.Do("CLIENT", "KILL", "ID", strconv.FormatInt(prev.id, 10))
+	var re *resp.ReplyError
+	switch {
+	case err == nil:
+	case errors.As(err, &re) && strings.Contains(re.Msg, "No such client"):
+	case isRefusal(err):
+		w.warnedKill.Do(func() {
+			w.log.Warn().Err(err).Msg("cannot close the previous target connection on the server (CLIENT ID or CLIENT KILL not permitted): a batch still on its way there when the connection broke could be applied twice")
+		})
+	default:
+		return classify(w.Addr(), err)
+	}
+	return nil
+}
+
+// isRefusal says whether err is the server refusing a command (NOPERM,
+// unknown or renamed command), not a broken connection.
+func isRefusal(err error) bool {
+	var re *resp.ReplyError
+	return errors.As(err, &re)
 }
 
 // classify wraps a handshake error: a refusal by the server is fatal unless

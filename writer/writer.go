@@ -160,6 +160,13 @@ type Writer struct {
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
 	planner planner // sender goroutine only
+	// prev is the server's client ID of the last connection and its
+	// address (Run's goroutine only): see closePrevious.
+	prev struct {
+		id   int64
+		addr string
+	}
+	warnedKill sync.Once
 	// led holds every batch from Submit until the target applied it, and
 	// the writer's fatal error: the state all its goroutines share.
 	led *ledger
