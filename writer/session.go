@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/keepalive"
@@ -144,8 +145,7 @@ func (w *Writer) session(ctx context.Context) error {
 // ID is only killed on the server it belongs to (not after a Redial).
 func (w *Writer) closePrevious(c *resp.Conn) error {
 	prev := w.prev
-	addr := w.Addr()
-	w.prev.id, w.prev.addr = 0, addr
+	w.prev.id, w.prev.addr, w.prev.runID = 0, w.Addr(), ""
 	v, err := c.Do("CLIENT", "ID")
 	switch {
 	case err == nil:
@@ -153,7 +153,15 @@ func (w *Writer) closePrevious(c *resp.Conn) error {
 	case !isRefusal(err):
 		return classify(w.Addr(), err)
 	}
-	if prev.id == 0 || prev.addr != addr {
+	// The run id tells a restarted server, whose client IDs start again
+	// (the old connection died with the old process, and the ID may now
+	// be another client's).
+	if info, err := c.Do("INFO", "server"); err == nil {
+		w.prev.runID = ctl.InfoField(info.Text(), "run_id")
+	} else if !isRefusal(err) {
+		return classify(w.Addr(), err)
+	}
+	if prev.id == 0 || prev.addr != w.prev.addr || prev.runID == "" || prev.runID != w.prev.runID {
 		return nil
 	}
 	_, err = c.Do("CLIENT", "KILL", "ID", strconv.FormatInt(prev.id, 10))
@@ -163,7 +171,7 @@ func (w *Writer) closePrevious(c *resp.Conn) error {
 	case errors.As(err, &re) && strings.Contains(re.Msg, "No such client"):
 	case isRefusal(err):
 		w.warnedKill.Do(func() {
-			w.log.Warn().Err(err).Msg("cannot close the previous target connection on the server (CLIENT ID or CLIENT KILL not permitted): a batch still on its way there when the connection broke could be applied twice")
+			w.log.Warn().Err(err).Msg("cannot close the previous target connection on the server (CLIENT ID, INFO or CLIENT KILL not permitted): a batch still on its way there when the connection broke could be applied twice")
 		})
 	default:
 		return classify(w.Addr(), err)

@@ -160,11 +160,12 @@ type Writer struct {
 	dialMu    sync.Mutex // guards cfg.Dial (Redial)
 
 	planner planner // sender goroutine only
-	// prev is the server's client ID of the last connection and its
-	// address (Run's goroutine only): see closePrevious.
+	// prev is the server's client ID of the last connection, the address
+	// and the run id of that server (Run's goroutine only): see
+	// closePrevious.
 	prev struct {
-		id   int64
-		addr string
+		id          int64
+		addr, runID string
 	}
 	warnedKill sync.Once
 	// led holds every batch from Submit until the target applied it, and
