@@ -40,6 +40,7 @@ func markerOffset(t *testing.T, dst *redistest.Server, job string) int64 {
 // waitCaughtUp waits until the target's marker reaches the source's offset.
 func waitCaughtUp(t *testing.T, src, dst *redistest.Server, job string, timeout time.Duration) {
 	t.Helper()
+	settleLoads(t)
 	want := infoInt(t, src, "replication", "master_repl_offset")
 	redistest.WaitFor(t, timeout, func() bool { return markerOffset(t, dst, job) >= want },
 		"target to apply the source up to offset %d (marker at %d)", want, markerOffset(t, dst, job))

@@ -120,6 +120,28 @@ type load struct {
 	mu       sync.Mutex
 	counters map[string]int64
 	lists    map[string]int64
+	stop     context.Context
+	done     chan struct{} // closed when the load's goroutine returned
+}
+
+// The loads each test runs, so that waitCaughtUp can let a stopped load's
+// last pipeline land on the source before it reads the source's offset
+// (cancel does not wait for it).
+var (
+	loadsMu sync.Mutex
+	loads   = map[testing.TB][]*load{}
+)
+
+// settleLoads waits for t's loads whose context ended to return.
+func settleLoads(t testing.TB) {
+	loadsMu.Lock()
+	ls := append([]*load(nil), loads[t]...)
+	loadsMu.Unlock()
+	for _, l := range ls {
+		if l.stop.Err() != nil {
+			<-l.done
+		}
+	}
 }
 
 func runLoad(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
@@ -129,8 +151,17 @@ func runLoad(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
 // runLoadOpts with tolerant set goes on through errors (a crashing source):
 // its counts are then not exact, and the digest is the check.
 func runLoadOpts(ctx context.Context, t *testing.T, c redis.UniversalClient, tolerant bool) *load {
-	l := &load{counters: map[string]int64{}, lists: map[string]int64{}}
+	l := &load{counters: map[string]int64{}, lists: map[string]int64{}, stop: ctx, done: make(chan struct{})}
+	loadsMu.Lock()
+	loads[t] = append(loads[t], l)
+	loadsMu.Unlock()
+	t.Cleanup(func() {
+		loadsMu.Lock()
+		delete(loads, t)
+		loadsMu.Unlock()
+	})
 	go func() {
+		defer close(l.done)
 		// ctx only says when to stop, between pipelines: a pipeline cut off
 		// by its context may be applied without its replies being counted.
 		stop := ctx
