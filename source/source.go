@@ -207,27 +207,30 @@ func openCluster(ctx context.Context, cfg Config, replica bool) (*Source, error)
 			continue
 		}
 		s := &Shard{Name: fmt.Sprintf("ferry-reader-%d", len(src.Shards)), Slots: sh.Slots, Home: sh.Slots[0][0]}
-		s.Master = func(ctx context.Context) (dial.Options, error) {
+		// The shard now: whichever master serves its home slot.
+		now := func(ctx context.Context) (topology.Shard, error) {
 			m, err := discover(ctx)
 			if err != nil {
-				return dial.Options{}, err
-			}
-			n, ok := m.MasterOf(s.Home)
-			if !ok {
-				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.Home)
-			}
-			return opts(n.Addr)
-		}
-		s.Resolve = func(ctx context.Context) (dial.Options, error) {
-			m, err := discover(ctx)
-			if err != nil {
-				return dial.Options{}, err
+				return topology.Shard{}, err
 			}
 			k, ok := m.Owner(s.Home)
 			if !ok {
-				return dial.Options{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.Home)
+				return topology.Shard{}, fmt.Errorf("source cluster: slot %d has no master (failover in progress?)", s.Home)
 			}
-			sh := m.Shards[k]
+			return m.Shards[k], nil
+		}
+		s.Master = func(ctx context.Context) (dial.Options, error) {
+			sh, err := now(ctx)
+			if err != nil {
+				return dial.Options{}, err
+			}
+			return opts(sh.Master.Addr)
+		}
+		s.Resolve = func(ctx context.Context) (dial.Options, error) {
+			sh, err := now(ctx)
+			if err != nil {
+				return dial.Options{}, err
+			}
 			addr := sh.Master.Addr
 			if replica {
 				// The replica with the highest offset, compared as numbers;
