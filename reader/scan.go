@@ -538,6 +538,13 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 			}
 		}
 	}
+	// The big keys are written in the stream that follows; the snapshot
+	// names them, so that the sweep after it keeps them meanwhile.
+	for _, k := range bigs {
+		if err := b.keep(k.db, []byte(k.key)); err != nil {
+			return err
+		}
+	}
 	if err := b.end(); err != nil {
 		return err
 	}
