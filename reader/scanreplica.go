@@ -194,11 +194,12 @@ func (s *Scan) masterDo(ctx context.Context, cmds ...[]string) ([]resp.Value, er
 		}
 		bs = append(bs, args)
 	}
-	stop := context.AfterFunc(ctx, func() { s.mc.SetDeadline(time.Now()) })
-	vs, err := roundTrip(s.mc, bs...)
+	mc := s.mc
+	stop := context.AfterFunc(ctx, func() { mc.SetDeadline(time.Now()) })
+	vs, err := roundTrip(mc, bs...)
 	stop()
 	if err != nil {
-		s.mc.Close()
+		mc.Close()
 		s.mc = nil
 		return nil, fmt.Errorf("source master %s: %w", s.maddr, err)
 	}
@@ -228,11 +229,14 @@ func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 	if err != nil {
 		return err
 	}
+	s.mmu.Lock()
+	maddr := s.maddr
+	s.mmu.Unlock()
 	info := string(vs[0].Str)
 	replid := infoField(info, "master_replid")
 	off, err := strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
 	if err != nil || replid == "" {
-		return fmt.Errorf("source master %s: INFO replication has no master_replid or master_repl_offset", s.maddr)
+		return fmt.Errorf("source master %s: INFO replication has no master_replid or master_repl_offset", maddr)
 	}
 	for {
 		r, err := w.info()
@@ -243,7 +247,7 @@ func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 			return errors.New(p)
 		}
 		if r.replid != replid {
-			return fmt.Errorf("replica %s is in replication history %s, its master %s in %s", w.addr, r.replid, s.maddr, replid)
+			return fmt.Errorf("replica %s is in replication history %s, its master %s in %s", w.addr, r.replid, maddr, replid)
 		}
 		if r.offset >= off {
 			return nil
