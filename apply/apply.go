@@ -366,6 +366,12 @@ func (a *Applier) Record(ctx context.Context, rec *rdb.Record, version int) erro
 			return err
 		}
 		return a.out.EndUnit(ctx, a.snapshotPos())
+	case rdb.KindAux:
+		// A key the stream after the snapshot writes (see rdb.AuxKeep):
+		// the sweep keeps it, nothing else is done or counted.
+		if key, ok := rec.Keep(); ok && a.sweep != nil {
+			a.sweep.add(a.mapDB(rec.DB), key)
+		}
 	case rdb.KindModuleAux:
 		if !a.warnedModuleAux {
 			a.warnedModuleAux = true

@@ -654,11 +654,18 @@ func TestShards(t *testing.T) {
 	wantErr(t, func() error { _, err := ParseJob([]byte(`shards = "3/3"`), "job.toml"); return err }(), `config: shards: "3/3": use "I/N"`)
 }
 
-func TestScanReaderReadsMasters(t *testing.T) {
-	_, err := ParseJob([]byte("target = \"t\"\n[source]\naddr = \"s\"\nread_from = \"replica\"\nreader = \"scan\"\n"), "job.toml")
-	if err == nil {
-		j, _ := ParseJob([]byte("target = \"t\"\n[source]\naddr = \"s\"\nread_from = \"replica\"\nreader = \"scan\"\n"), "job.toml")
-		err = j.Validate()
+// TestScanReaderReadsReplicas: read_from = "replica" goes with every
+// reader.
+func TestScanReaderReadsReplicas(t *testing.T) {
+	for _, r := range ReaderModes {
+		j, err := ParseJob([]byte("target = \"t\"\n[source]\naddr = \"s\"\nread_from = \"replica\"\nreader = \""+string(r)+"\"\n"), "job.toml")
+		if err == nil {
+			err = j.Validate()
+		}
+		if err != nil {
+			t.Errorf("reader %s: %v", r, err)
+		} else if j.Source.ReadFrom != ReadFromReplica || j.Source.Reader != r {
+			t.Errorf("reader %s: read_from %q reader %q", r, j.Source.ReadFrom, j.Source.Reader)
+		}
 	}
-	wantErr(t, err, `config: source.read_from: "replica" is for the PSYNC reader`)
 }

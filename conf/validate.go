@@ -315,9 +315,6 @@ func (e *Endpoint) check(source, full bool) error {
 		if e.ScanBigValue < 0 {
 			return errf("scan_big_value", "must not be negative (0 = read every value with one DUMP)")
 		}
-		if e.Reader == ReaderScan && e.ReadFrom == ReadFromReplica {
-			return errf("read_from", `"replica" is for the PSYNC reader: the scan reader reads each shard's master (its flush watch and cutover barrier write probe keys there); remove read_from or use reader = "auto"`)
-		}
 	} else if e.ReadFrom != "" {
 		return errf("read_from", "applies only to the source")
 	} else if e.Reader != "" {

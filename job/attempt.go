@@ -322,28 +322,18 @@ func (j *job) openStream(ctx context.Context, i int, sh *source.Shard, tgt targe
 		if sh.Home >= 0 {
 			tag = "{" + router.TagForSlot(sh.Home) + "}"
 		}
-		// The scan reader reads masters (read_from = "replica" is for
-		// PSYNC): the cutover's barrier must see every write, and the probe
-		// writes.
+		// With read_from = "replica" the scan reader reads the replica
+		// resolve picks, and writes (its probes) and reads the offsets of
+		// its barrier on the master (see reader/scanreplica.go).
 		var master func(ctx context.Context) (dial.Options, error)
-		if !sh.Fixed {
+		if c.Source.ReadFrom == conf.ReadFromReplica {
 			master = sh.Master
-		}
-		md := d
-		if c.Source.ReadFrom == conf.ReadFromReplica && sh.Master != nil {
-			// auto fell back from PSYNC on a replica: scan the master.
-			if m, err := sh.Master(ctx); err == nil {
-				md = m
-			}
-			if ps != nil {
-				s.app.Log().Info().Msg("read_from = \"replica\" applies to the PSYNC reader; if the source refuses PSYNC, the scan reader reads the master")
-			}
 		}
 		big := c.Source.ScanBigValue
 		if big == 0 {
 			big = -1 // every value with one DUMP
 		}
-		sc := reader.NewScan(reader.ScanConfig{Dial: md, Name: sh.Name, Resolve: master, KeyTag: tag, Log: *s.app.Log(), RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen, BigValue: big}, out)
+		sc := reader.NewScan(reader.ScanConfig{Dial: d, Name: sh.Name, Resolve: resolve, Master: master, KeyTag: tag, Log: *s.app.Log(), RetryTimeout: j.retryTimeout(), MaxBulk: c.MaxBulkLen, BigValue: big}, out)
 		s.ps = sc
 		if ps != nil {
 			s.ps = reader.NewAuto(ps, sc, *s.app.Log())

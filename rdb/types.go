@@ -130,6 +130,22 @@ const (
 	KindSlotInfo                  // SLOT_INFO: Slot, SlotSize, SlotExpiresSize
 )
 
+// AuxKeep names an AUX field ferry's scan reader writes into the snapshot
+// it builds, one per key of the snapshot's db (the db of the SELECTDB
+// before it, Record.DB) that the snapshot does not hold but the stream
+// after it writes (a value too big to DUMP, read in pieces): a consumer
+// that deletes what a snapshot does not hold must keep it. Any other RDB
+// reader (Redis itself) ignores an AUX field it does not know.
+const AuxKeep = "ferry-keep"
+
+// Keep returns the key an AuxKeep field names, in the db rec.DB.
+func (rec *Record) Keep() (key []byte, ok bool) {
+	if rec.Kind != KindAux || string(rec.Aux[0]) != AuxKeep {
+		return nil, false
+	}
+	return rec.Aux[1], true
+}
+
 func (k Kind) String() string {
 	switch k {
 	case KindKey:

@@ -43,8 +43,10 @@ type Scan struct {
 	replid string // synthetic: never a source's, so a restart starts a new pass
 	offset int64  // bytes of the synthetic stream emitted
 
-	setNotify      bool   // ferry changed notify-keyspace-events
-	oldNotify      string // the value to restore on exit
+	// oldNotify: the notify-keyspace-events to restore on exit, of each
+	// node where ferry changed it (a replica read may change between
+	// sessions).
+	oldNotify      map[string]changedNotify
 	kind           string // the pattern a probe found the source publishes
 	noTracking     bool   // CLIENT TRACKING refused: flushes cannot be seen
 	configReadable bool   // CONFIG GET notify-keyspace-events answered
@@ -54,10 +56,18 @@ type Scan struct {
 
 	mu    sync.Mutex
 	stats Stats
-	sess  *subscriber // the live session's subscriber, nil between sessions
-	live  bool        // the session finished its first pass
+	sess  *subscriber   // the live session's subscriber, nil between sessions
+	watch *replicaWatch // the live session's replica read (Master set), or nil
+	live  bool          // the session finished its first pass
+
+	// The connection to the master of the replica read (see
+	// scanreplica.go), opened when first needed.
+	mmu   sync.Mutex
+	mc    *resp.Conn
+	maddr string
 
 	connectedOnce atomic.Bool
+	sessions      atomic.Int64 // sessions that connected and subscribed
 }
 
 // ScanConfig configures a Scan reader.
@@ -66,6 +76,10 @@ type ScanConfig struct {
 	Name string // CLIENT SETNAME of the data connection, e.g. ferry-reader-0
 	// Resolve, if set, says where to connect before each session.
 	Resolve func(ctx context.Context) (dial.Options, error)
+	// Master, if set, says where the master of the node read is now: the
+	// node read is a replica of it (read_from = "replica"; see
+	// scanreplica.go).
+	Master func(ctx context.Context) (dial.Options, error)
 	// KeyTag is a hash tag ("{…}") that puts the probe keys in a slot of
 	// the node read (cluster sources).
 	KeyTag string
@@ -125,10 +139,12 @@ func (s *Scan) AckNow() {}
 // subscription may have missed.
 func (s *Scan) Run(ctx context.Context, _ Start) error {
 	defer s.restoreNotify()
+	defer s.closeMaster()
 	backoff := 100 * time.Millisecond
 	why := "first pass"
 	for {
 		started := time.Now()
+		sessions := s.sessions.Load()
 		err := s.session(ctx, why)
 		if ctx.Err() != nil {
 			return nil
@@ -143,7 +159,12 @@ func (s *Scan) Run(ctx context.Context, _ Start) error {
 		if time.Since(started) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
-		why = "the session broke (" + err.Error() + ")"
+		if s.sessions.Load() != sessions {
+			// (A session that never got going keeps the reason of the
+			// one before: a replica promoted, then none to read for a
+			// while, is rescanned because it was promoted.)
+			why = "the session broke (" + err.Error() + ")"
+		}
 		msg := err.Error()
 		var downSince time.Time
 		s.update(func(st *Stats) {
@@ -170,24 +191,30 @@ func (s *Scan) Run(ctx context.Context, _ Start) error {
 	}
 }
 
+// changedNotify is a node whose notify-keyspace-events ferry changed, and
+// the value it had.
+type changedNotify struct {
+	dial dial.Options
+	old  string
+}
+
 // restoreNotify puts back the notify-keyspace-events ferry changed.
 func (s *Scan) restoreNotify() {
-	if !s.setNotify {
-		return
+	for addr, ch := range s.oldNotify {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := dial.Open(ctx, ch.dial, "", 4096)
+		if err == nil {
+			_, err = c.Do("CONFIG", "SET", "notify-keyspace-events", ch.old)
+			c.Close()
+		}
+		cancel()
+		if err != nil {
+			s.cfg.Log.Warn().Err(err).Str("source", addr).Str("value", ch.old).Msg("could not restore notify-keyspace-events on the source")
+			continue
+		}
+		delete(s.oldNotify, addr)
+		s.cfg.Log.Info().Str("source", addr).Str("value", ch.old).Msg("restored notify-keyspace-events on the source")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := dial.Open(ctx, s.cfg.Dial, "", 4096)
-	if err == nil {
-		_, err = c.Do("CONFIG", "SET", "notify-keyspace-events", s.oldNotify)
-		c.Close()
-	}
-	if err != nil {
-		s.cfg.Log.Warn().Err(err).Str("value", s.oldNotify).Msg("could not restore notify-keyspace-events on the source")
-		return
-	}
-	s.setNotify = false
-	s.cfg.Log.Info().Str("value", s.oldNotify).Msg("restored notify-keyspace-events on the source")
 }
 
 // session runs one subscriber and data connection: a pass, then re-reads.
@@ -217,13 +244,30 @@ func (s *Scan) session(ctx context.Context, why string) error {
 	}
 	dc.R.SetLimits(lim)
 	dc.Timeout = 60 * time.Second
+	var watch *replicaWatch
+	if s.cfg.Master != nil {
+		if watch, err = s.watchReplica(ctx); err != nil {
+			return err
+		}
+		defer watch.close()
+		if err := readonly(dc); err != nil {
+			return fmt.Errorf("source %s: READONLY: %w", addr, err)
+		}
+		s.cfg.Log.Info().Str("replica", addr).Str("master", watch.master).Msg("scanning a replica (read_from = \"replica\")")
+	}
 	subc, err := dial.Open(ctx, s.cfg.Dial, subName(s.cfg.Name), 64<<10)
 	if err != nil {
 		return fmt.Errorf("source %w", err)
 	}
 	defer subc.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	stop := context.AfterFunc(gctx, func() { dc.Close(); subc.Close() })
+	stop := context.AfterFunc(gctx, func() {
+		dc.Close()
+		subc.Close()
+		if watch != nil {
+			watch.close()
+		}
+	})
 	defer stop()
 
 	patterns, err := s.checkNotify(dc)
@@ -235,13 +279,14 @@ func (s *Scan) session(ctx context.Context, why string) error {
 		return err
 	}
 	s.connectedOnce.Store(true)
+	s.sessions.Add(1)
 	s.update(func(st *Stats) { st.DownSince = time.Time{} })
 	s.mu.Lock()
-	s.sess, s.live = sub, false
+	s.sess, s.watch, s.live = sub, watch, false
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.sess, s.live = nil, false
+		s.sess, s.watch, s.live = nil, nil, false
 		s.mu.Unlock()
 		sub.failPending()
 		_, _, bs := sub.dirty.take()
@@ -251,12 +296,15 @@ func (s *Scan) session(ctx context.Context, why string) error {
 	}()
 	g.Go(func() error { return sub.run(gctx) })
 	g.Go(func() error { return sub.keepalive(gctx) })
+	if watch != nil {
+		g.Go(func() error { return watch.watch(gctx) })
+	}
 	g.Go(func() error {
 		if s.kind == "" && len(patterns) > 0 && !s.configReadable {
 			// CONFIG is unreadable: the probe finds out whether (and which
 			// kind) the source publishes; the other subscription is
 			// dropped.
-			if err := s.probeNotifications(gctx, dc, sub, patterns); err != nil {
+			if err := s.probeNotifications(gctx, dc, sub, watch, patterns); err != nil {
 				return err
 			}
 		}
@@ -317,8 +365,11 @@ func (s *Scan) checkNotify(c *resp.Conn) ([]string, error) {
 		}
 		return nil, &FatalError{Err: fmt.Errorf("source %s: keyspace notifications are off or incomplete (notify-keyspace-events is %q, missing %q) and ferry cannot change them (%v): set %s on the source (on a managed service: in its parameter group or console)", addr, flags, missing, err, notifySetting)}
 	}
-	if !s.setNotify {
-		s.setNotify, s.oldNotify = true, flags
+	if _, ok := s.oldNotify[addr]; !ok {
+		if s.oldNotify == nil {
+			s.oldNotify = map[string]changedNotify{}
+		}
+		s.oldNotify[addr] = changedNotify{dial: s.cfg.Dial, old: flags}
 	}
 	s.cfg.Log.Warn().Str("was", flags).Str("now", want).Msg("set notify-keyspace-events on the source for the scan reader; it is restored on exit")
 	return []string{patternEvent}, nil
@@ -536,6 +587,13 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 			if next == nil {
 				break
 			}
+		}
+	}
+	// The big keys are written in the stream that follows; the snapshot
+	// names them, so that the sweep after it keeps them meanwhile.
+	for _, k := range bigs {
+		if err := b.keep(k.db, []byte(k.key)); err != nil {
+			return err
 		}
 	}
 	if err := b.end(); err != nil {
@@ -778,11 +836,22 @@ func parseKeyspace(info string) ([]int, int64) {
 // Barrier returns a stream offset by which every change the source made
 // before the call has been read again and emitted: once the target applied
 // that offset, it holds every such change. It waits for the first pass.
+// Reading a replica, it first waits for the replica to catch up with the
+// master (see scanreplica.go).
 func (s *Scan) Barrier(ctx context.Context) (int64, error) {
 	for {
 		s.mu.Lock()
-		sub, live := s.sess, s.live
+		sub, watch, live := s.sess, s.watch, s.live
 		s.mu.Unlock()
+		if sub != nil && live && watch != nil {
+			if err := s.replicaCaughtUp(ctx, watch); err != nil {
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				s.cfg.Log.Debug().Err(err).Msg("barrier: the replica has not caught up with its master; trying again")
+				live = false // the session is likely ending: try again
+			}
+		}
 		if sub != nil && live {
 			b := sub.newBarrier()
 			if err := sub.ping(b.token); err == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/redistest"
 	"github.com/ferry-dev/ferry/rdb"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 func TestMissingClasses(t *testing.T) {
@@ -104,5 +105,81 @@ func TestSnapshotFromDumps(t *testing.T) {
 	}
 	if n != len(keys) || n != st.Keys || funcs == 0 {
 		t.Fatalf("read %d keys and %d function libraries back, want %d keys and a library", n, funcs, len(keys))
+	}
+}
+
+// TestSnapshotKeeps: the big keys a snapshot names (rdb.AuxKeep, after its
+// keys) are read back in their dbs; a snapshot of nothing but big keys is
+// a valid RDB too.
+func TestSnapshotKeeps(t *testing.T) {
+	// The DUMP payload of the string "v" (RDB 10; the CRC is not checked).
+	payload := append([]byte{0, 1, 'v', 10, 0}, make([]byte, 8)...)
+	for _, withKey := range []bool{true, false} {
+		var spool bytes.Buffer
+		b := newRDBBuilder(&frameOut{out: &spool})
+		if withKey {
+			if err := b.key(2, []byte("small"), 0, payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, k := range []dirtyKey{{0, "big:a"}, {2, "big:b"}, {2, "big:c"}} {
+			if err := b.keep(k.db, []byte(k.key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.end(); err != nil {
+			t.Fatal(err)
+		}
+		rr := rdb.NewReader(NewFrames(&spool, nil, nil).RDB(), rdb.Options{SpillDir: t.TempDir()})
+		var got []dirtyKey
+		keys := 0
+		for {
+			rec, err := rr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, ok := rec.Keep(); ok {
+				got = append(got, dirtyKey{rec.DB, string(k)})
+			}
+			if rec.Kind == rdb.KindKey {
+				keys++
+			}
+			rec.Release()
+		}
+		rr.Close()
+		want := []dirtyKey{{0, "big:a"}, {2, "big:b"}, {2, "big:c"}}
+		if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || (keys == 1) != withKey {
+			t.Errorf("with a key %v: read keeps %v and %d keys back, want %v", withKey, got, keys, want)
+		}
+	}
+}
+
+// TestBigValueTx: the DEL that starts a big value is in one MULTI with the
+// first command after it, even when a piece adds nothing.
+func TestBigValueTx(t *testing.T) {
+	var spool bytes.Buffer
+	o := &cmdOut{s: &Scan{fo: frameOut{out: &spool}}}
+	if err := o.begin([]byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.piece(); err != nil { // an empty piece
+		t.Fatal(err)
+	}
+	if err := o.add([]byte("HSET"), []byte("k"), []byte("f"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.add([]byte("HSET"), []byte("k"), []byte("g"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	o.end()
+	var want []byte
+	for _, c := range [][]string{{"MULTI"}, {"DEL", "k"}, {"HSET", "k", "f", "v"}, {"EXEC"}, {"HSET", "k", "g", "v"}} {
+		want = resp.AppendCommandStrings(want, c...)
+	}
+	if string(o.buf) != string(want) {
+		t.Fatalf("wrote %q, want %q", o.buf, want)
 	}
 }

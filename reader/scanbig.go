@@ -34,13 +34,20 @@ import (
 // batches of HSET / SADD / ZADD / RPUSH / SET + APPEND / XADD (then XSETID,
 // XGROUP CREATE, XGROUP CREATECONSUMER, XCLAIM … FORCE JUSTID), then
 // PEXPIREAT when it has a TTL: the same sequence package rdb rewrites a
-// snapshot value into. Memory stays bounded by one piece and the chunk of
-// commands built from it.
+// snapshot value into. The DEL and the first batch are one MULTI/EXEC, so
+// the target's old value is replaced by the first piece at once: a reader
+// of the target never finds the key missing (it may find it partly
+// written). Memory stays bounded by one piece and the chunk of commands
+// built from it.
 //
 // A pass finishes its snapshot without its big keys, then reads them into
 // the command stream that follows the snapshot (before the pass counts as
-// done, so a barrier covers them). In the live phase, a changed key that is
-// big is read the same way in place of its RESTORE.
+// done, so a barrier covers them). The snapshot names them (an AUX field
+// rdb.AuxKeep each, after its keys): the sweep that follows a snapshot
+// after a restart deletes what the snapshot does not hold, and must keep
+// the big keys the target holds until the stream rewrites them. In the
+// live phase, a changed key that is big is read the same way in place of
+// its RESTORE.
 //
 // Correctness is per key, as for the rest of the scan reader: a value read
 // in pieces while it changes may come out as a mix of before and after (a
@@ -75,6 +82,8 @@ const (
 
 var (
 	bDEL              = []byte("DEL")
+	bMULTI            = []byte("MULTI")
+	bEXEC             = []byte("EXEC")
 	bPEXPIREAT        = []byte("PEXPIREAT")
 	bSET              = []byte("SET")
 	bAPPEND           = []byte("APPEND")
@@ -98,6 +107,12 @@ var (
 type cmdOut struct {
 	s   *Scan
 	buf []byte
+	// tx: a MULTI is open, holding the DEL that starts a big value; it
+	// ends (EXEC) after the first command written past txMark (the end of
+	// the DEL in buf), so the target never lacks the key, whose old value
+	// is replaced by its first piece at once.
+	tx     bool
+	txMark int
 }
 
 func (o *cmdOut) maybeFlush() error {
@@ -109,7 +124,31 @@ func (o *cmdOut) maybeFlush() error {
 
 func (o *cmdOut) add(args ...[]byte) error {
 	o.buf = resp.AppendCommand(o.buf, args...)
+	return o.piece()
+}
+
+// begin starts a big value: MULTI, DEL key (see tx).
+func (o *cmdOut) begin(key []byte) error {
+	o.buf = resp.AppendCommand(o.buf, bMULTI)
+	o.buf = resp.AppendCommand(o.buf, bDEL, key)
+	o.tx, o.txMark = true, len(o.buf)
 	return o.maybeFlush()
+}
+
+// piece follows commands of a big value: the first ends the MULTI.
+func (o *cmdOut) piece() error {
+	if o.tx && len(o.buf) > o.txMark {
+		o.end()
+	}
+	return o.maybeFlush()
+}
+
+// end ends the MULTI of a big value, if it is still open.
+func (o *cmdOut) end() {
+	if o.tx {
+		o.buf = resp.AppendCommand(o.buf, bEXEC)
+		o.tx = false
+	}
 }
 
 func (o *cmdOut) flush() error {
@@ -119,6 +158,7 @@ func (o *cmdOut) flush() error {
 	err := o.s.fo.stream(o.buf)
 	o.s.offset += int64(len(o.buf))
 	o.buf = o.buf[:0]
+	o.txMark = 0
 	if cap(o.buf) > 4*chunk {
 		o.buf = nil // a big piece's command: do not keep its buffer
 	}
@@ -222,9 +262,10 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 	}
 	elems := max(vs[0].Int, 1)
 	r.n = int(min(max(pieceBytes/max(usage/elems, 1), minPieceElems), maxPieceElems))
-	if err := o.add(bDEL, key); err != nil {
+	if err := o.begin(key); err != nil {
 		return err
 	}
+	defer o.end()
 	switch typ {
 	case "hash":
 		err = r.scan("HSCAN", bHSET, false)
@@ -325,7 +366,7 @@ func (r *bigRead) scan(scanCmd string, cmd []byte, swap bool) error {
 			r.o.buf = b
 		}
 		r.account(valueBytes(v))
-		if err := r.o.maybeFlush(); err != nil {
+		if err := r.o.piece(); err != nil {
 			return err
 		}
 		cursor = v.Elems[0].Str
@@ -357,7 +398,7 @@ func (r *bigRead) list() error {
 		}
 		r.o.buf = b
 		r.account(valueBytes(v))
-		if err := r.o.maybeFlush(); err != nil {
+		if err := r.o.piece(); err != nil {
 			return err
 		}
 		if len(v.Elems) < r.n {
@@ -386,7 +427,7 @@ func (r *bigRead) str() error {
 		}
 		r.o.buf = resp.AppendCommand(r.o.buf, cmd, r.key, v.Str)
 		r.account(len(v.Str))
-		if err := r.o.maybeFlush(); err != nil {
+		if err := r.o.piece(); err != nil {
 			return err
 		}
 		if len(v.Str) < pieceBytes {
@@ -441,7 +482,7 @@ func (r *bigRead) stream() error {
 			added++
 		}
 		r.account(valueBytes(v))
-		if err := r.o.maybeFlush(); err != nil {
+		if err := r.o.piece(); err != nil {
 			return err
 		}
 		if len(v.Elems) < r.n {
@@ -542,7 +583,7 @@ func (r *bigRead) group(name []byte) error {
 				[]byte("FORCE"), []byte("JUSTID"))
 		}
 		r.account(valueBytes(v))
-		if err := r.o.maybeFlush(); err != nil {
+		if err := r.o.piece(); err != nil {
 			return err
 		}
 		if len(v.Elems) < r.n {

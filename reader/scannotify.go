@@ -357,8 +357,21 @@ func notifyConfig(c *resp.Conn) (flags string, readable bool, err error) {
 // probeNotifications checks, by writing short-lived keys of every type
 // under __ferry:probe:, that the source publishes the notifications the
 // reader needs. It is the only way to know when CONFIG is forbidden.
-func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subscriber, patterns []string) error {
+// Reading a replica (watch set), the keys are written on its master, and
+// the probe waits for the replica to replicate them; the master's
+// expiration of a key reaches the replica as a DEL ("del", not "expired").
+func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subscriber, watch *replicaWatch, patterns []string) error {
 	addr := sc.cfg.Dial.Addr
+	do := func(cmd ...string) error {
+		_, err := c.Do(cmd...)
+		return err
+	}
+	if watch != nil {
+		do = func(cmd ...string) error {
+			_, err := sc.masterDo(ctx, cmd)
+			return err
+		}
+	}
 	sub.pmu.Lock()
 	sub.probe = map[string]bool{}
 	sub.pmu.Unlock()
@@ -376,7 +389,11 @@ func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subsc
 		{"SET", kx, "v", "PX", "1"},
 	}
 	for _, cmd := range cmds {
-		if _, err := c.Do(cmd...); err != nil {
+		if err := do(cmd...); err != nil {
+			var re *resp.ReplyError
+			if !errors.As(err, &re) {
+				return fmt.Errorf("source %s: notification probe: %w", addr, err)
+			}
 			return &FatalError{Err: fmt.Errorf("source %s: notify-keyspace-events cannot be read (CONFIG is renamed or forbidden) and a probe write to check it failed (%s: %v): make sure %s is set on the source", addr, cmd[0], err, notifySetting)}
 		}
 	}
@@ -387,8 +404,13 @@ func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subsc
 		return ctx.Err()
 	case <-time.After(5 * time.Millisecond):
 	}
-	if _, err := c.Do("EXISTS", kx); err != nil {
+	if err := do("EXISTS", kx); err != nil {
 		return replyErr(addr, "EXISTS", err)
+	}
+	if watch != nil {
+		if err := sc.replicaCaughtUp(ctx, watch); err != nil {
+			return fmt.Errorf("source %s: notification probe: %w", addr, err)
+		}
 	}
 	if err := sub.sync(ctx); err != nil {
 		return fmt.Errorf("source %s: notification probe: %w", addr, err)
@@ -400,6 +422,9 @@ func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subsc
 	want := []struct{ event, class string }{
 		{"set", "$"}, {"del", "g"}, {"rpush", "l"}, {"sadd", "s"}, {"hset", "h"},
 		{"zadd", "z"}, {"xadd", "t"}, {"expired", "x"},
+	}
+	if watch != nil {
+		want = want[:len(want)-1] // a replica expires nothing itself
 	}
 	var missing []string
 	for _, w := range want {
@@ -432,6 +457,10 @@ func (sc *Scan) probeNotifications(ctx context.Context, c *resp.Conn, sub *subsc
 			return fmt.Errorf("source %s: PUNSUBSCRIBE: %w", addr, err)
 		}
 	}
-	sc.cfg.Log.Info().Str("pattern", sc.kind).Msg("notify-keyspace-events cannot be read (CONFIG forbidden); a probe saw every needed event class (evictions, class e, cannot be probed)")
+	msg := "notify-keyspace-events cannot be read (CONFIG forbidden); a probe saw every needed event class (evictions, class e, cannot be probed)"
+	if watch != nil {
+		msg = "notify-keyspace-events cannot be read on the replica (CONFIG forbidden); a probe written on its master saw every needed event class come through the replica (the master's expirations and evictions reach it as deletions)"
+	}
+	sc.cfg.Log.Info().Str("pattern", sc.kind).Msg(msg)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/ferry-dev/ferry/rdb"
 	"github.com/ferry-dev/ferry/resp"
 )
 
@@ -19,6 +20,7 @@ import (
 const (
 	rdbOpSelectDB     = 0xFE
 	rdbOpExpireTimeMs = 0xFC
+	rdbOpAux          = 0xFA
 	rdbOpEOF          = 0xFF
 	// dumpFooter is the RDB version (2 bytes) and CRC64 (8 bytes) that end a
 	// DUMP payload.
@@ -144,6 +146,31 @@ func (b *rdbBuilder) key(db int, key []byte, expireMs int64, payload []byte) err
 	b.buf = appendRDBLen(b.buf, uint64(len(key)))
 	b.buf = append(b.buf, key...)
 	b.buf = append(b.buf, payload[1:len(payload)-dumpFooter]...)
+	if len(b.buf) >= chunk {
+		return b.flush()
+	}
+	return nil
+}
+
+// keep names a key of db that the snapshot does not hold but the stream
+// after it writes (a big value, read in pieces): an AUX field rdb.AuxKeep,
+// so that the sweep after the snapshot keeps the key the target holds
+// meanwhile. It comes after the snapshot's keys.
+func (b *rdbBuilder) keep(db int, key []byte) error {
+	if !b.header {
+		b.buf = fmt.Appendf(b.buf, "REDIS%04d", 9)
+		b.header = true
+	}
+	if db != b.db {
+		b.buf = append(b.buf, rdbOpSelectDB)
+		b.buf = appendRDBLen(b.buf, uint64(db))
+		b.db = db
+	}
+	b.buf = append(b.buf, rdbOpAux)
+	b.buf = appendRDBLen(b.buf, uint64(len(rdb.AuxKeep)))
+	b.buf = append(b.buf, rdb.AuxKeep...)
+	b.buf = appendRDBLen(b.buf, uint64(len(key)))
+	b.buf = append(b.buf, key...)
 	if len(b.buf) >= chunk {
 		return b.flush()
 	}

@@ -196,7 +196,7 @@ func (t *translator) readerSection() {
 			t.note("scan_reader.count", "not translated: ferry scans with COUNT 1000 and pipelined DUMPs; max_ops_per_second limits the rate of the copy")
 		}
 		if s.boolean("prefer_replica", false) {
-			t.note("scan_reader.prefer_replica", "not translated: ferry's scan reader reads the masters")
+			t.source.set("read_from", quote("replica"), "scan_reader.prefer_replica")
 		}
 	case "rdb_reader":
 		p := s.str("filepath")

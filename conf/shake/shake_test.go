@@ -74,6 +74,7 @@ tls = true
 dbs = [0, 2, 3]
 ksn = true
 count = 100
+prefer_replica = true
 
 [redis_writer]
 address = "[::1]:6390"
@@ -90,7 +91,7 @@ target_redis_proto_max_bulk_len = 0
 target_redis_client_max_querybuf_len = 1048576
 empty_db_before_sync = false
 `)
-	if j.Source.Addr != "rediss://src.example.com:6380" || j.Source.Reader != "scan" {
+	if j.Source.Addr != "rediss://src.example.com:6380" || j.Source.Reader != "scan" || j.Source.ReadFrom != "replica" {
 		t.Errorf("source %+v", j.Source)
 	}
 	if !slices.Equal(j.Filter.DBs, []int{2}) || len(j.Filter.BlockDBs) != 0 {
