@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,23 +22,43 @@ import (
 // and A's writes from just before the move — MIGRATE blocks A while it runs,
 // so they even reach ferry after the RESTORE — would be applied twice.
 //
-// So ferry tracks which stream each slot belongs to: first from the source's
-// topology, then from what the streams show. A RESTORE from stream B of a
-// key whose slot belonged to stream A records that the key moved from A to
-// B; the slot's later RESTOREs on B come from A too (a slot moves one key at
-// a time, and A keeps the keys not moved yet). Until A's DEL of the key — its
-// last word on it — A's commands on the key are history from before the
-// move, already in the RESTORE's payload: dropped. Any other stream's are
-// applied. A key that moves on (B to C) before A's DEL came waits for both
-// A's and B's.
+// A key lives on one shard at a time, so the source's commands on it form
+// one history, and a RESTORE that moves it carries that history's state.
+// ferry orders the streams by when it received their commands:
 //
-// A DEL from A applied before B's RESTORE is harmless: the RESTORE recreates
-// the key; the record it leaves is forgotten once A has applied everything
-// it received until well after it.
+//   - A RESTORE from stream B records that B holds the key since the
+//     RESTORE's receive time, and waits until every other stream's units on
+//     the slot routed before are applied: nothing routed before the move
+//     reaches the target after it. Every RESTORE: a slot that went to a
+//     stream that lags and came back shows no move.
+//   - Another stream's command on the key received before that RESTORE is
+//     history, in the payload: dropped. This includes a RESTORE: when the
+//     key moves twice (A to B to C) and B's stream lags C's, B's RESTORE and
+//     B's writes come after C's RESTORE and are dropped.
+//   - Another stream's first command on the key received after the RESTORE
+//     is the old owner's move DEL (dropped) — the key left it, and nothing
+//     else comes from it until it gets the key back. A write instead means
+//     the stream holds the key anew (the slot came back empty and the key
+//     was created again there): it and the rest apply.
+//
+// Receive times stand in for the source's order: each stream is read by its
+// own reader, which keeps up with the source far better than the streams'
+// appliers do with the target. A slot moves key by key, and a key's moves
+// are at least a MIGRATE round trip apart, the cases below much more. What
+// jitter between the readers could still do: an old owner's write received
+// after the RESTORE is applied (harmless if it is the same history: the
+// payload has it, but a list push or an INCR would count twice), and a move
+// DEL received before it leaves the record to be forgotten.
+//
+// The record is forgotten once the old owner's move DEL came and every other
+// stream applied everything it received until the RESTORE, or else once
+// they all applied everything received until well after it.
 //
 // A migration during the initial snapshot is not covered: two snapshots
 // taken at different times may both hold the key. Do not reshard the source
-// while ferry takes its first snapshot.
+// while ferry takes its first snapshot. Neither is a key its slot left
+// while it did not exist and that was created anew on the new shard: no
+// RESTORE orders the old shard's late commands on it against the new one's.
 type Moves struct {
 	mu   sync.Mutex
 	slot [router.SlotCount]int32 // slot → stream that owns it (-1: unknown)
@@ -46,12 +67,12 @@ type Moves struct {
 	// restored after its first still come from there.
 	prev [router.SlotCount]int32
 	// last[stream][slot] is the unit number of the stream's last command on
-	// the slot: a RESTORE moving a key away from a stream waits until that
-	// is applied, so that nothing the old owner routed before the move can
-	// reach the target after it.
+	// the slot: a RESTORE moving a key waits until every other stream's is
+	// applied, so that nothing routed before the move can reach the target
+	// after it.
 	last     [][router.SlotCount]atomic.Uint64
-	keys     map[string][]moved // key → the streams it moved away from, until their DEL
-	n        atomic.Int64       // records, read without the lock on the hot path
+	keys     map[string]*moved // key → its last move, until forgotten
+	n        atomic.Int64      // records, read without the lock on the hot path
 	progress []atomic.Int64
 	inserts  int
 	// entered[s] and exited[s] count the units stream s started and
@@ -60,13 +81,19 @@ type Moves struct {
 	exitNote        notify.Notifier // a stream exited a unit (see settle)
 }
 
+// moved is a key's last move: stream by holds it since at.
 type moved struct {
-	from int
-	at   time.Time // receive time of the RESTORE
+	by int
+	at time.Time // receive time of the RESTORE
+	// said: the streams whose first command on the key received after at
+	// came (the old owner's move DEL, or a write on the key anew); del: one
+	// of them was a DEL.
+	said []int
+	del  bool
 }
 
-// moveForget is how long after the RESTORE a record whose DEL never came
-// (it came first) is kept once the old owner applied past it.
+// moveForget is how long after the RESTORE a record whose move DEL never
+// came (or came first) is kept once every other stream applied past it.
 const moveForget = time.Minute
 
 // foreignOwner marks a slot of a source shard another process takes
@@ -76,7 +103,7 @@ const foreignOwner = -2
 // NewMoves starts from the source's shards: stream i owns slots[i]; the
 // foreign slots belong to shards other processes take.
 func NewMoves(slots [][][2]int, foreign [][2]int) *Moves {
-	m := &Moves{keys: map[string][]moved{}, progress: make([]atomic.Int64, len(slots)),
+	m := &Moves{keys: map[string]*moved{}, progress: make([]atomic.Int64, len(slots)),
 		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
 	for i := range m.slot {
 		m.slot[i], m.prev[i] = -1, -1
@@ -122,35 +149,26 @@ func (m *Moves) Applied(stream int, at time.Time) {
 	}
 }
 
-// drop removes key's record for stream from. Called with m.mu held.
-func (m *Moves) drop(key []byte, from int) {
-	m.dropIf(string(key), func(e moved) bool { return e.from == from })
-}
-
-func (m *Moves) dropIf(key string, gone func(moved) bool) {
-	es := m.keys[key]
-	kept := es[:0]
-	for _, e := range es {
-		if !gone(e) {
-			kept = append(kept, e)
+// past reports whether every stream but r.by applied everything it received
+// until t. Called with m.mu held.
+func (m *Moves) past(r *moved, t time.Time) bool {
+	for i := range m.progress {
+		if i != r.by && m.progress[i].Load() < t.UnixNano() {
+			return false
 		}
 	}
-	m.n.Add(int64(len(kept) - len(es)))
-	if len(kept) == 0 {
-		delete(m.keys, key)
-	} else {
-		m.keys[key] = kept
-	}
+	return true
 }
 
-// forget drops records whose old owner applied everything it received until
-// well after them. Called with m.mu held.
+// forget drops the records nothing can need any more (see Moves). Called
+// with m.mu held.
 func (m *Moves) forget() {
-	for k := range m.keys {
-		m.dropIf(k, func(e moved) bool {
-			return e.from < len(m.progress) && time.Unix(0, m.progress[e.from].Load()).After(e.at.Add(moveForget))
-		})
+	for k, r := range m.keys {
+		if r.del && m.past(r, r.at) || m.past(r, r.at.Add(moveForget)) {
+			delete(m.keys, k)
+		}
 	}
+	m.n.Store(int64(len(m.keys)))
 }
 
 // note records that stream's unit seq had a command on slot.
@@ -202,33 +220,6 @@ func isRestore(c *router.Command) bool {
 	return c.Name == "RESTORE" || c.Name == "RESTORE-ASKING"
 }
 
-// restoreFrom returns the stream a RESTORE takes its key from (-1: it does
-// not move a key between streams).
-func (m *Moves) restoreFrom(stream int, c *router.Command) int {
-	if m == nil || len(c.Args) < 2 || !isRestore(c) {
-		return -1
-	}
-	m.mu.Lock()
-	from := m.fromOf(stream, router.Slot(c.Args[1]))
-	m.mu.Unlock()
-	if from < 0 || from >= len(m.last) {
-		return -1
-	}
-	return from
-}
-
-// fromOf is the stream a key of slot s restored by stream comes from (-1:
-// none known). Called with m.mu held.
-func (m *Moves) fromOf(stream, s int) int {
-	if o := int(m.slot[s]); o != stream {
-		return o
-	}
-	if p := int(m.prev[s]); p != stream {
-		return p
-	}
-	return -1
-}
-
 // own records that stream owns slot s now. Called with m.mu held.
 func (m *Moves) own(stream, s int) {
 	if o := m.slot[s]; o != int32(stream) {
@@ -241,40 +232,69 @@ func (m *Moves) routed(stream int, key []byte) uint64 {
 	return m.last[stream][router.Slot(key)].Load()
 }
 
-// restored handles a RESTORE of key from stream.
-func (m *Moves) restored(stream int, key []byte, recv time.Time) {
+// streams is how many streams the registry orders.
+func (m *Moves) streams() int { return len(m.last) }
+
+// restored handles a RESTORE of key from stream, received at recv. It
+// reports false for a RESTORE that is history: the key moved on since (to
+// be dropped).
+func (m *Moves) restored(stream int, key []byte, recv time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := router.Slot(key)
-	from := m.fromOf(stream, s)
-	m.own(stream, s)
-	// Whatever this stream said before about the key ended with its DEL
-	// when the key left it: it owns the key now.
-	m.drop(key, stream)
-	if from < 0 {
-		return // not a move between streams (or one ferry cannot place)
+	r := m.keys[string(key)]
+	if r != nil && r.by != stream && recv.Before(r.at) {
+		return false // a RESTORE of a stream that lags: the key moved on from it
 	}
-	m.drop(key, from)
-	m.keys[string(key)] = append(m.keys[string(key)], moved{from: from, at: recv})
-	m.n.Add(1)
+	// Every RESTORE is taken for a move, even of a slot ferry saw on this
+	// stream last: the slot may have gone to a stream that lags and come
+	// back, with ferry yet to see any of it.
+	m.own(stream, s)
+	if r == nil {
+		r = &moved{}
+		m.keys[string(key)] = r
+		m.n.Add(1)
+	}
+	*r = moved{by: stream, at: recv, said: r.said[:0]}
 	if m.inserts++; m.inserts%1024 == 0 {
 		m.forget()
 	}
+	return true
 }
 
-// keep decides one key of a command from stream: false while the key has
-// moved away from the stream and the stream's DEL of it has not come.
-// Called with m.mu held.
-func (m *Moves) keep(stream int, key []byte, isDel bool) bool {
-	for _, e := range m.keys[string(key)] {
-		if e.from == stream {
-			if isDel {
-				m.drop(key, stream)
-			}
-			return false
-		}
+// holds reports whether the last move of key recorded is still the one
+// stream's RESTORE received at recv made.
+func (m *Moves) holds(stream int, key []byte, recv time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.keys[string(key)]
+	return r == nil || r.by == stream && r.at.Equal(recv)
+}
+
+// keep decides one key of a command from stream received at recv (see
+// Moves). Called with m.mu held.
+func (m *Moves) keep(stream int, key []byte, isDel bool, recv time.Time) bool {
+	r := m.keys[string(key)]
+	if r == nil || r.by == stream {
+		return true
 	}
-	return true
+	if recv.Before(r.at) {
+		return false // history, in the RESTORE's payload
+	}
+	if slices.Contains(r.said, stream) {
+		return true
+	}
+	r.said = append(r.said, stream)
+	if !isDel {
+		return true // the key is the stream's anew
+	}
+	// The old owner's move DEL: its last word on the key.
+	r.del = true
+	if m.past(r, r.at) {
+		delete(m.keys, string(key))
+		m.n.Add(-1)
+	}
+	return false
 }
 
 // filterMoved applies the ownership rule to one stream command, parsed. It
@@ -283,8 +303,8 @@ func (m *Moves) keep(stream int, key []byte, isDel bool) bool {
 // may still be there from the old one.
 func (m *Moves) filterMoved(stream int, c *router.Command, recv time.Time) *router.Command {
 	if isRestore(c) {
-		if m != nil && len(c.Args) > 1 {
-			m.restored(stream, c.Args[1], recv)
+		if m != nil && len(c.Args) > 1 && !m.restored(stream, c.Args[1], recv) {
+			return nil
 		}
 		return restoreReplace(c)
 	}
@@ -298,7 +318,7 @@ func (m *Moves) filterMoved(stream int, c *router.Command, recv time.Time) *rout
 	kept := make([]bool, len(keys))
 	n := 0
 	for i, k := range keys {
-		if m.keep(stream, args[k], isDel) {
+		if m.keep(stream, args[k], isDel, recv) {
 			kept[i] = true
 			n++
 		}
