@@ -48,6 +48,7 @@ var (
 	// held it last (its slot moved while the key did not exist) leaves no
 	// RESTORE to order the old master's late commands on it against the
 	// new one's — a case Moves does not cover (see its doc).
+	reshardSkew     = flag.Int("reshard.skew", 0, "each stream's receive times lag the source's by a random 0..N time units (a reader behind the others)")
 	reshardRecreate = flag.Bool("reshard.recreate", false, "TestReshardStress also creates keys anew on another master than the one that held them last")
 )
 
@@ -478,6 +479,12 @@ func runReshardSim(seed uint64, verbose bool) error {
 	}
 
 	base := time.Unix(1_700_000_000, 0)
+	var skew [simStreams]int
+	for i := range skew {
+		if *reshardSkew > 0 {
+			skew[i] = r.IntN(*reshardSkew + 1)
+		}
+	}
 	next := [simStreams]int{}
 	blocked := [simStreams]*simReport{}
 	var trace []string
@@ -509,7 +516,7 @@ func runReshardSim(seed uint64, verbose bool) error {
 			for j, a := range c.args {
 				args[j] = []byte(a)
 			}
-			recv := base.Add(time.Duration(c.t) * time.Millisecond)
+			recv := base.Add(time.Duration(c.t+int64(skew[i])) * time.Millisecond)
 			if err := apps[i].Command(ctx, args, nil, end, recv); err != nil {
 				return err
 			}
