@@ -24,35 +24,48 @@ import (
 //
 // A key lives on one shard at a time, so the source's commands on it form
 // one history, and a RESTORE that moves it carries that history's state.
-// ferry orders the streams by when it received their commands:
+// Each stream is in the source's order; across streams ferry has the
+// structure of a move (the new owner's RESTORE, then the old owner's DEL)
+// and the receive times, which its readers take a few milliseconds apart:
 //
 //   - A RESTORE from stream B records that B holds the key since the
 //     RESTORE's receive time, and waits until every other stream's units on
 //     the slot routed before are applied: nothing routed before the move
 //     reaches the target after it. Every RESTORE: a slot that went to a
 //     stream that lags and came back shows no move.
+//   - The streams that may have held the key before — the last record's
+//     owner and those it still waited for, and every stream that held the
+//     slot (its shard's at the start, or a RESTORE of one of its keys) —
+//     owe the move's DEL: what they say on the key is history, dropped,
+//     until their DEL received after the RESTORE, dropped too. Not their
+//     first command after it: a lagging reader can receive the old owner's
+//     writes from just before the move after the RESTORE.
 //   - Another stream's command on the key received before that RESTORE is
 //     history, in the payload: dropped. This includes a RESTORE: when the
 //     key moves twice (A to B to C) and B's stream lags C's, B's RESTORE and
-//     B's writes come after C's RESTORE and are dropped.
-//   - Another stream's first command on the key received after the RESTORE
-//     is the old owner's move DEL (dropped) — the key left it, and nothing
-//     else comes from it until it gets the key back. A write instead means
-//     the stream holds the key anew (the slot came back empty and the key
-//     was created again there): it and the rest apply.
+//     B's writes come after C's RESTORE and are dropped, and B owes its DEL.
+//   - After its DEL, an old owner's write received within moveSkew of the
+//     RESTORE means the DEL was a user's, from before the move: it owes the
+//     move's DEL again. One received later is the key created anew there
+//     (the slot came back while the key did not exist): it applies.
+//   - A stream that owes nothing (it never held the slot, as far as ferry
+//     saw): its first command on the key received after the RESTORE is a
+//     move DEL ferry did not expect (dropped), or a write on the key anew,
+//     which applies with the rest.
 //
-// Receive times stand in for the source's order: each stream is read by its
-// own reader, which keeps up with the source far better than the streams'
-// appliers do with the target. A slot moves key by key, and a key's moves
-// are at least a MIGRATE round trip apart, the cases below much more. What
-// jitter between the readers could still do: an old owner's write received
-// after the RESTORE is applied (harmless if it is the same history: the
-// payload has it, but a list push or an INCR would count twice), and a move
-// DEL received before it leaves the record to be forgotten.
+// What the receive times cannot order: two moves of one key closer together
+// than the readers' skew (the later RESTORE, received first, makes the
+// earlier one history, and the owner in between loses its writes), and a
+// key created anew on its old owner within moveSkew of its move (dropped
+// as history until that stream's next DEL of it). An old owner's move DEL
+// received before the RESTORE (its reader ahead) leaves it owing until the
+// record is forgotten: harmless, it writes the key again only after a
+// RESTORE of its own, unless the key is created anew there.
 //
-// The record is forgotten once the old owner's move DEL came and every other
-// stream applied everything it received until the RESTORE, or else once
-// they all applied everything received until well after it.
+// The record is forgotten once every old owner's DEL came and every other
+// stream applied everything it received until moveSkew after the RESTORE,
+// or else once they all applied everything received until moveForget
+// after it.
 //
 // A migration during the initial snapshot is not covered: two snapshots
 // taken at different times may both hold the key. Do not reshard the source
@@ -66,6 +79,9 @@ type Moves struct {
 	// last (-1: none): keys move one MIGRATE at a time, so the slot's keys
 	// restored after its first still come from there.
 	prev [router.SlotCount]int32
+	// held[stream][slot]: the stream held the slot, or keys of it, at some
+	// point (its shard's at the start, or a RESTORE of one of its keys).
+	held [][router.SlotCount]bool
 	// last[stream][slot] is the unit number of the stream's last command on
 	// the slot: a RESTORE moving a key waits until every other stream's is
 	// applied, so that nothing routed before the move can reach the target
@@ -85,12 +101,16 @@ type Moves struct {
 type moved struct {
 	by int
 	at time.Time // receive time of the RESTORE
-	// said: the streams whose first command on the key received after at
-	// came (the old owner's move DEL, or a write on the key anew); del: one
-	// of them was a DEL.
-	said []int
-	del  bool
+	// owe: the streams that may have held the key before the RESTORE and
+	// whose DEL of it has not come yet: until it does, what they say on
+	// the key is history. ended: those whose DEL came. said: the other
+	// streams whose first command on the key received after at came.
+	owe, ended, said []int
 }
+
+// moveSkew bounds how far apart two readers' receive times may be for the
+// same moment of the source (see Moves).
+const moveSkew = 250 * time.Millisecond
 
 // moveForget is how long after the RESTORE a record whose move DEL never
 // came (or came first) is kept once every other stream applied past it.
@@ -104,7 +124,8 @@ const foreignOwner = -2
 // foreign slots belong to shards other processes take.
 func NewMoves(slots [][][2]int, foreign [][2]int) *Moves {
 	m := &Moves{keys: map[string]*moved{}, progress: make([]atomic.Int64, len(slots)),
-		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots))}
+		entered: make([]atomic.Uint64, len(slots)), exited: make([]atomic.Uint64, len(slots)), last: make([][router.SlotCount]atomic.Uint64, len(slots)),
+		held: make([][router.SlotCount]bool, len(slots))}
 	for i := range m.slot {
 		m.slot[i], m.prev[i] = -1, -1
 	}
@@ -112,6 +133,7 @@ func NewMoves(slots [][][2]int, foreign [][2]int) *Moves {
 		for _, r := range rs {
 			for s := r[0]; s <= r[1]; s++ {
 				m.slot[s] = int32(i)
+				m.held[i][s] = true
 			}
 		}
 	}
@@ -164,7 +186,7 @@ func (m *Moves) past(r *moved, t time.Time) bool {
 // with m.mu held.
 func (m *Moves) forget() {
 	for k, r := range m.keys {
-		if r.del && m.past(r, r.at) || m.past(r, r.at.Add(moveForget)) {
+		if len(r.owe) == 0 && m.past(r, r.at.Add(moveSkew)) || m.past(r, r.at.Add(moveForget)) {
 			delete(m.keys, k)
 		}
 	}
@@ -235,6 +257,27 @@ func (m *Moves) routed(stream int, key []byte) uint64 {
 // streams is how many streams the registry orders.
 func (m *Moves) streams() int { return len(m.last) }
 
+// fromOf is the stream a key of slot s restored by stream comes from (-1:
+// none known): the slot's owner, or the one before if stream owns it
+// already (its keys move one at a time). Called with m.mu held.
+func (m *Moves) fromOf(stream, s int) int {
+	if o := int(m.slot[s]); o != stream {
+		return o
+	}
+	if p := int(m.prev[s]); p != stream {
+		return p
+	}
+	return -1
+}
+
+// addStream adds i to set, once, if it is a stream.
+func (m *Moves) addStream(set []int, i int) []int {
+	if i < 0 || i >= len(m.last) || slices.Contains(set, i) {
+		return set
+	}
+	return append(set, i)
+}
+
 // restored handles a RESTORE of key from stream, received at recv. It
 // reports false for a RESTORE that is history: the key moved on since (to
 // be dropped).
@@ -243,19 +286,38 @@ func (m *Moves) restored(stream int, key []byte, recv time.Time) bool {
 	defer m.mu.Unlock()
 	s := router.Slot(key)
 	r := m.keys[string(key)]
+	m.held[stream][s] = true
 	if r != nil && r.by != stream && recv.Before(r.at) {
-		return false // a RESTORE of a stream that lags: the key moved on from it
+		// A RESTORE of a stream that lags: the key moved on from it, and
+		// it owes the DEL of that move.
+		r.said = slices.DeleteFunc(r.said, func(i int) bool { return i == stream })
+		r.ended = slices.DeleteFunc(r.ended, func(i int) bool { return i == stream })
+		r.owe = m.addStream(r.owe, stream)
+		return false
 	}
 	// Every RESTORE is taken for a move, even of a slot ferry saw on this
 	// stream last: the slot may have gone to a stream that lags and come
 	// back, with ferry yet to see any of it.
+	from := m.fromOf(stream, s)
 	m.own(stream, s)
+	var owe []int
 	if r == nil {
 		r = &moved{}
 		m.keys[string(key)] = r
 		m.n.Add(1)
+	} else {
+		// The key's holders before: the last one, and those that still
+		// owe the DEL of an earlier move.
+		owe = m.addStream(r.owe[:0], r.by)
 	}
-	*r = moved{by: stream, at: recv, said: r.said[:0]}
+	owe = m.addStream(owe, from)
+	for i := range m.held {
+		if m.held[i][s] {
+			owe = m.addStream(owe, i)
+		}
+	}
+	owe = slices.DeleteFunc(owe, func(i int) bool { return i == stream })
+	*r = moved{by: stream, at: recv, owe: owe, ended: r.ended[:0], said: r.said[:0]}
 	if m.inserts++; m.inserts%1024 == 0 {
 		m.forget()
 	}
@@ -278,23 +340,40 @@ func (m *Moves) keep(stream int, key []byte, isDel bool, recv time.Time) bool {
 	if r == nil || r.by == stream {
 		return true
 	}
+	if i := slices.Index(r.owe, stream); i >= 0 {
+		// An old owner: history until its DEL, the move's, which the
+		// source ran after the RESTORE.
+		if isDel && !recv.Before(r.at) {
+			r.owe = slices.Delete(r.owe, i, i+1)
+			r.ended = append(r.ended, stream)
+			if len(r.owe) == 0 && m.past(r, r.at.Add(moveSkew)) {
+				delete(m.keys, string(key))
+				m.n.Add(-1)
+			}
+		}
+		return false
+	}
 	if recv.Before(r.at) {
 		return false // history, in the RESTORE's payload
+	}
+	if i := slices.Index(r.ended, stream); i >= 0 {
+		if !recv.Before(r.at.Add(moveSkew)) {
+			return true // the slot came back, the key was created anew
+		}
+		if !isDel {
+			// The DEL was a user's, history too: the move's is to come.
+			r.ended = slices.Delete(r.ended, i, i+1)
+			r.owe = append(r.owe, stream)
+		}
+		return false
 	}
 	if slices.Contains(r.said, stream) {
 		return true
 	}
 	r.said = append(r.said, stream)
-	if !isDel {
-		return true // the key is the stream's anew
-	}
-	// The old owner's move DEL: its last word on the key.
-	r.del = true
-	if m.past(r, r.at) {
-		delete(m.keys, string(key))
-		m.n.Add(-1)
-	}
-	return false
+	// A stream ferry did not know held the key: its first word after the
+	// RESTORE is its move DEL (dropped), or a write on the key anew.
+	return !isDel
 }
 
 // filterMoved applies the ownership rule to one stream command, parsed. It

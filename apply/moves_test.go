@@ -48,10 +48,24 @@ func TestMovesKeyByKey(t *testing.T) {
 	if got := m.filterMoved(0, cmd("APPEND", "{t}d", "x"), before); got == nil {
 		t.Errorf("stream 0's APPEND on a key not moved yet was dropped")
 	}
-	// Once stream 0 said its last word (the DEL), its later commands on the
-	// key — it owns the slot again after a move back — apply.
-	if got := m.filterMoved(0, cmd("SET", "{t}a", "z"), after); got == nil {
+	// Once stream 0 said its last word (the DEL), its commands on the key
+	// received well after the move — it owns the slot again after a move
+	// back, the key created anew — apply.
+	later := now.Add(moveSkew)
+	if got := m.filterMoved(0, cmd("SET", "{t}a", "z"), later); got == nil {
 		t.Errorf("stream 0's SET after its DEL was dropped")
+	}
+	// A write of stream 0 after its DEL but received within moveSkew of the
+	// move: its reader lags, the DEL was a user's before the move and the
+	// write history too; the move's DEL is to come.
+	if got := m.filterMoved(0, cmd("SET", "{t}b", "z"), after); got != nil {
+		t.Errorf("stream 0's SET within the skew after a user DEL was applied")
+	}
+	if got := m.filterMoved(0, cmd("DEL", "{t}b"), after); got != nil {
+		t.Errorf("stream 0's move DEL after a user DEL in the skew was applied")
+	}
+	if got := m.filterMoved(0, cmd("SET", "{t}b", "z"), later); got == nil {
+		t.Errorf("stream 0's SET after its move DEL was dropped")
 	}
 
 	// A key that moves on before the first old owner's DEL came: both old

@@ -44,11 +44,14 @@ import (
 var (
 	reshardSeeds = flag.Int("reshard.seeds", 400, "seeds TestReshardStress runs")
 	reshardSeed  = flag.Uint64("reshard.seed", 0, "run TestReshardStress with this one seed (0: seeds 1..reshard.seeds)")
+	// A time unit is a millisecond of receive time. By default the readers
+	// are a few units apart, as goroutines that timestamp at socket read
+	// are: Moves must not need them in step.
+	reshardSkew = flag.Int("reshard.skew", 3, "each stream's receive times lag the source's by a random 0..N time units (a reader behind the others)")
 	// Off by default: a key created on a master other than the one that
 	// held it last (its slot moved while the key did not exist) leaves no
 	// RESTORE to order the old master's late commands on it against the
 	// new one's — a case Moves does not cover (see its doc).
-	reshardSkew     = flag.Int("reshard.skew", 0, "each stream's receive times lag the source's by a random 0..N time units (a reader behind the others)")
 	reshardRecreate = flag.Bool("reshard.recreate", false, "TestReshardStress also creates keys anew on another master than the one that held them last")
 )
 
@@ -662,6 +665,7 @@ func runReshardSim(seed uint64, verbose bool) error {
 			tb, _ := strconv.Atoi(b[2:strings.IndexByte(b, ' ')])
 			return ta - tb
 		})
+		msg += fmt.Sprintf("\nreceive skew of the streams: %v", skew)
 		msg += "\nsource history:\n  " + strings.Join(hist, "\n  ") + "\nferry:\n  " + strings.Join(trace, "\n  ")
 	}
 	return fmt.Errorf("%s", msg)
