@@ -557,30 +557,48 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	if !c.Has(router.PubSub) {
 		a.dataEndAt = end
 	}
-	recorded := false
+	recorded, stale := false, false
 	if a.moves.foreignMove(a.stream, c) {
 		return fault.PermanentErr("", "", "when the source's resharding is over, run all N processes again: shards whose assignment changed are copied anew (full resync, swept)",
 			fmt.Errorf("stream at offset %d: key %q: %w", end, router.Clip(c.Args[1]), ErrCrossProcessMove))
 	}
 	orig := c
-	if from := a.moves.restoreFrom(a.stream, c); from >= 0 && !a.inTx {
-		// The key moves here from stream from: what that stream already
-		// routed for the slot must be applied first. Flush first: two
-		// streams waiting for each other must not also hold back what the
-		// other waits for. The move is recorded before the wait, so that
-		// from's later commands on the key are dropped, and the wait covers
-		// the unit from may be routing right now.
-		if err := a.Flush(ctx); err != nil {
-			return err
+	if a.moves != nil && isRestore(c) && len(c.Args) > 1 && !a.inTx {
+		// The key may move here from another stream: what the others
+		// already routed for the slot must be applied first. The move is
+		// recorded before the wait, so that their later commands on the key
+		// are dropped, and the wait covers the unit each may be routing
+		// right now. Flush before waiting: two streams waiting for each
+		// other must not also hold back what the other waits for.
+		//
+		// Every other stream, not only the one the slot was last seen on:
+		// when the key moved twice (A to B to C) and B lags, ferry sees C's
+		// RESTORE before B's and cannot tell where the key comes from.
+		if stale = !a.moves.restored(a.stream, c.Args[1], a.recv); !stale {
+			flushed := false
+			for from := range a.moves.streams() {
+				if from == a.stream {
+					continue
+				}
+				if err := a.moves.settle(ctx, from); err != nil {
+					return err
+				}
+				seq := a.moves.routed(from, c.Args[1])
+				if seq == 0 {
+					continue // nothing of the slot from there
+				}
+				if !flushed {
+					if err := a.Flush(ctx); err != nil {
+						return err
+					}
+					flushed = true
+				}
+				if err := a.waitApplied(ctx, from, seq); err != nil {
+					return err
+				}
+			}
 		}
-		a.moves.restored(a.stream, c.Args[1], a.recv)
 		recorded = true
-		if err := a.moves.settle(ctx, from); err != nil {
-			return err
-		}
-		if err := a.waitApplied(ctx, from, a.moves.routed(from, c.Args[1])); err != nil {
-			return err
-		}
 	}
 	if a.moves != nil {
 		if !a.routing {
@@ -591,9 +609,19 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 			a.unitSlots = append(a.unitSlots, slot)
 		}
 	}
-	if recorded {
+	if recorded && !stale && !a.moves.holds(a.stream, c.Args[1], a.recv) {
+		// The key moved on while this stream waited (another stream's
+		// RESTORE, received later, was recorded meanwhile): this one is
+		// history now. Checked after entering the unit: a RESTORE recorded
+		// after the check waits for this unit (settle).
+		stale = true
+	}
+	switch {
+	case stale:
+		c = nil // history: the key moved on since (see Moves)
+	case recorded:
 		c = restoreReplace(c)
-	} else {
+	default:
 		c = a.moves.filterMoved(a.stream, c, a.recv)
 	}
 	if c == nil {
