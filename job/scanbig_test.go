@@ -96,19 +96,7 @@ func testScanBigValues(t *testing.T, bigValue int64) {
 	c := testConf(t, src.URL(), dst.URL())
 	c.Source.Reader = conf.ReaderScan
 	c.Source.ScanBigValue = bigValue
-	observed := make(chan func() State, 1)
-	ended := make(chan error, 1)
-	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
-	state := <-observed
-	redistest.WaitFor(t, 60*time.Second, func() bool {
-		select {
-		case err := <-ended:
-			t.Fatalf("the sync ended: %v", err)
-		default:
-		}
-		st := state()
-		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
-	}, "the first pass")
+	state, stop := runScanPass(t, c)
 	r := state().Shards[0].Reader
 	if r.BigValues < 8 {
 		t.Errorf("reader %+v: want the big values read in pieces", r)
@@ -172,22 +160,7 @@ func TestScanBigKeysSurviveRestart(t *testing.T) {
 	c := testConf(t, src.URL(), dst.URL())
 	c.Source.Reader = conf.ReaderScan
 	c.Source.ScanBigValue = 16 * conf.KiB
-	run := func() (func() State, func() (Summary, error)) {
-		observed := make(chan func() State, 1)
-		ended := make(chan error, 1)
-		stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
-		state := <-observed
-		redistest.WaitFor(t, 60*time.Second, func() bool {
-			select {
-			case err := <-ended:
-				t.Fatalf("the sync ended: %v", err)
-			default:
-			}
-			st := state()
-			return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
-		}, "the pass")
-		return state, stop
-	}
+	run := func() (func() State, func() (Summary, error)) { return runScanPass(t, c) }
 	state, stop := run()
 	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 60 * time.Second})
 	// Every key of the source (the big ones: at least 16 KiB).
@@ -277,4 +250,25 @@ func TestScanBigKeysSurviveRestart(t *testing.T) {
 		t.Errorf("summary %+v: want the one key deleted on the source swept", sum)
 	}
 	t.Logf("%d polls of %d keys (%d big) during the restart; %d keys swept", polls, len(keys)-1, big, sum.Swept)
+}
+
+// runScanPass starts a sync of c (one source shard, read by scanning) and
+// returns once its first pass is over and it streams changes; a sync that
+// ends before that fails the test.
+func runScanPass(t *testing.T, c conf.Job) (func() State, func() (Summary, error)) {
+	t.Helper()
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 60*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	return state, stop
 }
