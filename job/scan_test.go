@@ -370,3 +370,56 @@ func TestScanClusterSourceFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestScanSwapDBAndFunctions: SWAPDB, function library changes and a
+// FLUSHALL on the source after the pass publish no keyspace notification;
+// the reader sees them (INFO commandstats, client tracking) and the target
+// follows each.
+func TestScanSwapDBAndFunctions(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	ctx := context.Background()
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 15})
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, DBs: []int{2}, Prefix: "other:", Seed: 16})
+	redistest.LoadFunctionLibrary(t, sc)
+	observed := make(chan func() State, 1)
+	ended := make(chan error, 1)
+	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
+	state := <-observed
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the sync ended: %v", err)
+		default:
+		}
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
+	}, "the first pass")
+	same := func(what string) {
+		t.Helper()
+		t.Log(what)
+		redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	}
+	same("after the first pass")
+	src.Do(t, "SWAPDB", "0", "2")
+	src.Do(t, "SWAPDB", "1", "5")
+	same("after SWAPDB")
+	if r := state().Shards[0].Reader; r.Rescans == 0 {
+		t.Errorf("reader %+v: want a rescan after SWAPDB", r)
+	}
+	src.Do(t, "FUNCTION", "LOAD", "#!lua name=extra\nredis.register_function('extra_f', function() return 2 end)")
+	same("after FUNCTION LOAD")
+	src.Do(t, "FUNCTION", "DELETE", "extra")
+	same("after FUNCTION DELETE")
+	src.Do(t, "FUNCTION", "FLUSH")
+	same("after FUNCTION FLUSH")
+	sc.Set(ctx, "after:flush", "1", 0)
+	src.Do(t, "FLUSHALL")
+	sc.Set(ctx, "after:flushall", "1", 0)
+	same("after FLUSHALL")
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

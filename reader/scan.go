@@ -53,6 +53,10 @@ type Scan struct {
 	noFunctions    bool   // FUNCTION DUMP refused (said once)
 	noSizes        bool   // MEMORY USAGE refused: every value is DUMPed whole
 	noPieces       bool   // a piece command refused (said once)
+	noCmdStats     bool   // INFO commandstats refused (said once)
+	// cmdBase: INFO commandstats calls of the commands no notification
+	// reports, when the pass began (scancmdstats.go).
+	cmdBase map[string]int64
 
 	mu    sync.Mutex
 	stats Stats
@@ -435,11 +439,16 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 		s.mu.Unlock()
 		s.update(func(st *Stats) { st.Phase = "streaming" })
 		var last time.Time
+		tick := time.NewTicker(cmdStatsEvery)
 		for why = ""; why == ""; {
+			check := false
 			select {
 			case <-ctx.Done():
+				tick.Stop()
 				return nil
 			case <-sub.dirty.wake:
+			case <-tick.C:
+				check = true
 			}
 			// A hot key is read at most once per window: what changes
 			// meanwhile waits in the set, where repeated changes of a key
@@ -449,12 +458,22 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 				select {
 				case <-ctx.Done():
 					t.Stop()
+					tick.Stop()
 					return nil
 				case <-t.C:
 				}
 			}
 			last = time.Now()
 			keys, rescan, barriers := sub.dirty.take()
+			if rescan == "" && (check || len(barriers) > 0) {
+				// What no notification reports is checked now and then,
+				// and before a barrier is answered.
+				var err error
+				if rescan, err = s.checkCmdStats(c); err != nil {
+					tick.Stop()
+					return err
+				}
+			}
 			if rescan != "" {
 				// A pass covers every key; the barriers are answered after
 				// it.
@@ -466,6 +485,7 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 				break
 			}
 			if err := s.reread(ctx, c, keys); err != nil {
+				tick.Stop()
 				return err
 			}
 			for _, b := range barriers {
@@ -473,6 +493,7 @@ func (s *Scan) loop(ctx context.Context, c *resp.Conn, sub *subscriber, why stri
 			}
 			s.update(func(st *Stats) { st.Received = s.offset })
 		}
+		tick.Stop()
 	}
 }
 
@@ -495,6 +516,11 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 		s.cfg.Log.Info().Str("reason", why).Msg("scanning the source (SCAN + DUMP)")
 	} else {
 		s.cfg.Log.Warn().Str("reason", why).Msg("re-scanning the source")
+	}
+	// Taken first: a SWAPDB or function change from now on is seen by
+	// comparing with these counts.
+	if err := s.baseCmdStats(c); err != nil {
+		return err
 	}
 	v, err := c.Do("INFO", "keyspace")
 	if err != nil {
