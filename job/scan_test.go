@@ -423,3 +423,33 @@ func TestScanSwapDBAndFunctions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestScanFlushWithoutTracking: a source user without CLIENT TRACKING
+// cannot see flushes through invalidations; INFO commandstats shows them,
+// and the target follows a FLUSHDB and a FLUSHALL.
+func TestScanFlushWithoutTracking(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	ctx := context.Background()
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 17})
+	src.Do(t, "ACL", "SETUSER", "notrack", "on", ">pw", "+@all", "-client|tracking", "~*", "&*")
+	state, stop := runScanPass(t, testConf(t, "redis://notrack:pw@"+src.Addr, dst.URL()))
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	c1 := redis.NewClient(&redis.Options{Addr: src.Addr, DB: 1})
+	defer c1.Close()
+	if err := c1.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	src.Do(t, "FLUSHALL")
+	sc.Set(ctx, "after", "1", 0)
+	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})
+	if r := state().Shards[0].Reader; r.Rescans < 2 {
+		t.Errorf("reader %+v: want a rescan after each flush", r)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -401,7 +401,7 @@ func (s *Scan) subscribe(c *resp.Conn, patterns []string) ([]string, error) {
 		}
 		if !s.noTracking {
 			s.noTracking = true
-			s.cfg.Log.Warn().Err(err).Msg("the source refuses client tracking: a FLUSHDB/FLUSHALL on it cannot be seen by the scan reader")
+			s.cfg.Log.Warn().Err(err).Msg("the source refuses client tracking: a FLUSHDB/FLUSHALL on it is seen only through INFO commandstats, checked once a second")
 		}
 	}
 	var ok []string

@@ -94,15 +94,18 @@ func (s *Scan) checkCmdStats(c *resp.Conn) (string, error) {
 		}
 		return false
 	}
+	// Libraries first: a new pass copies them too, but as a snapshot does,
+	// without deleting the target's others.
+	if changed(funcCmds) {
+		if err := s.sendFunctions(c); err != nil {
+			return "", err
+		}
+	}
 	switch {
 	case changed(swapCmds):
 		return "SWAPDB on the source (INFO commandstats)", nil
 	case s.noTracking && changed(flushCmds):
 		return "FLUSHDB/FLUSHALL on the source (INFO commandstats)", nil
-	case changed(funcCmds):
-		if err := s.sendFunctions(c); err != nil {
-			return "", err
-		}
 	}
 	s.cmdBase = counts
 	return "", nil
