@@ -384,19 +384,7 @@ func TestScanSwapDBAndFunctions(t *testing.T) {
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 15})
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, DBs: []int{2}, Prefix: "other:", Seed: 16})
 	redistest.LoadFunctionLibrary(t, sc)
-	observed := make(chan func() State, 1)
-	ended := make(chan error, 1)
-	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
-	state := <-observed
-	redistest.WaitFor(t, 30*time.Second, func() bool {
-		select {
-		case err := <-ended:
-			t.Fatalf("the sync ended: %v", err)
-		default:
-		}
-		st := state()
-		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
-	}, "the first pass")
+	state, stop := runScanPass(t, testConf(t, src.URL(), dst.URL()))
 	same := func(what string) {
 		t.Helper()
 		t.Log(what)
