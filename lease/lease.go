@@ -441,6 +441,21 @@ func Renew(ctx context.Context, c *redis.Client, key string, me Owner, epoch int
 // unless drop (a migrate that is complete and leaves the target holding
 // exactly the data, its markers gone): then the key goes.
 func Release(ctx context.Context, c *redis.Client, key string, epoch int64, drop bool) error {
+	// A writer connection may register (HSET conn:<name>) between the
+	// WATCH and the EXEC: look again, until ctx ends (the caller bounds how
+	// long a stop may spend giving its leases up).
+	for {
+		err := release(ctx, c, key, epoch, drop)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ErrContended
+		}
+	}
+}
+
+func release(ctx context.Context, c *redis.Client, key string, epoch int64, drop bool) error {
 	return c.Watch(ctx, func(tx *redis.Tx) error {
 		m, err := tx.HGetAll(ctx, key).Result()
 		if err != nil {

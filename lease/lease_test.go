@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -108,5 +109,50 @@ func TestReleaseDrop(t *testing.T) {
 	}
 	if err := Release(ctx, c, key, ta.Epoch, true); err != nil || c.Exists(ctx, key).Val() != 0 {
 		t.Errorf("dropped lease: %v, exists %d", err, c.Exists(ctx, key).Val())
+	}
+}
+
+// TestReleaseContended: writer connections registering while the lease is
+// given up (a run that fails as its writers connect) do not make Release
+// fail: it looks again, and the lease is free for the next start.
+func TestReleaseContended(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	defer c.Close()
+	const key = "__ferry:j:lease"
+	ta, err := Acquire(ctx, c, key, owner("a"), time.Minute, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ctl.New(dial.Options{Addr: s.Addr})
+	defer w.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 300; i++ { // a burst of registrations, then quiet
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.HSet(ctx, key, "conn:ferry-writer-"+strconv.Itoa(i%3), i)
+		}
+	}()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = Release(rctx, c, key, ta.Epoch, false)
+	cancel()
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("Release under registrations: %v", err)
+	}
+	tb, err := Acquire(ctx, c, key, owner("b"), time.Minute, false)
+	if err != nil {
+		t.Fatalf("the next start after a release: %v", err)
+	}
+	if tb.Epoch <= ta.Epoch {
+		t.Errorf("epoch %d after %d", tb.Epoch, ta.Epoch)
 	}
 }
