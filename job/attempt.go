@@ -137,8 +137,14 @@ func (j *job) attempt(ctx context.Context) error {
 	j.mu.Unlock()
 
 	runCtx, cancelRun := context.WithCancel(j.hard)
-	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
+	// Whatever way the attempt ends, its goroutines are stopped and joined
+	// before the target closes and the leases are given up: a writer still
+	// connecting would register with a lease being released.
+	defer func() {
+		cancelRun()
+		g.Wait()
+	}()
 	tgt.Start(gctx, g)
 	g.Go(func() error { return j.renewLeases(gctx, tgt) })
 	g.Go(func() error { return j.progress(gctx) })
