@@ -17,7 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/source"
 	"github.com/ferry-dev/ferry/spool"
 	"github.com/ferry-dev/ferry/status"
-	"github.com/ferry-dev/ferry/writer"
+	"github.com/ferry-dev/ferry/target"
 )
 
 // stream is one source shard's way to the target: its PSYNC reader, its
@@ -354,25 +354,12 @@ func (s *stream) importFile(ctx, stopCtx context.Context) error {
 // applied is the stream's source offset the target has applied on every
 // master, 0 before the stream's first snapshot is complete.
 func (s *stream) applied() int64 {
-	off, _ := s.appliedOrChange()
-	return off
+	return target.LowWatermark(s.j.writers(), s.i)
 }
 
 // appliedOrChange is applied() and a channel closed when it may have grown:
 // the change notice of the writer holding it back (nil when there is no
 // writer). A waiter re-reads after the channel closes.
 func (s *stream) appliedOrChange() (int64, <-chan struct{}) {
-	off := int64(-1)
-	var behind <-chan struct{}
-	for _, w := range s.j.writers() {
-		changed := w.Changed() // before the read: a later ack closes it
-		p, ok := w.Applied(s.i)
-		if !ok || p.State != writer.StateLive {
-			return 0, changed
-		}
-		if off < 0 || p.Offset < off {
-			off, behind = p.Offset, changed
-		}
-	}
-	return max(off, 0), behind
+	return target.LowWatermarkOrChange(s.j.writers(), s.i)
 }

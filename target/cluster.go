@@ -209,7 +209,7 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 		return err
 	}
 	i := len(t.ws)
-	w := writer.New(t.cfg.writerConfig(i, n, func(stream int) int64 { return lowWatermark(t.Writers(), stream) }, writer.Config{
+	w := writer.New(t.cfg.writerConfig(i, n, func(stream int) int64 { return LowWatermark(t.Writers(), stream) }, writer.Config{
 		// A cluster master's queue is where a backlog's commands are
 		// coalesced into per-slot transactions: a deeper one makes bigger
 		// groups and a cheaper fence under load.

@@ -64,7 +64,7 @@ func openStandalone(ctx context.Context, c *Config, n *Node) (*standaloneTarget,
 		}
 		t.markers[streamMarkerKey(c.Job, i)] = pos
 	}
-	t.w = writer.New(c.writerConfig(0, n, func(stream int) int64 { return lowWatermark(t.Writers(), stream) }, writer.Config{
+	t.w = writer.New(c.writerConfig(0, n, func(stream int) int64 { return LowWatermark(t.Writers(), stream) }, writer.Config{
 		MarkerKey: writer.MarkerKey(c.Job),
 		MarkerDB:  markerDB,
 		Found:     t.markers,

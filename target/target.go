@@ -164,23 +164,42 @@ func (c *Config) writerConfig(i int, n *Node, low func(stream int) int64, own wr
 	return cfg
 }
 
-// lowWatermark is stream's global low watermark over the target's writers:
-// every unit of the stream up to it is applied on every master (0 while a
-// writer holds no live position of the stream). Each marker records it, so
-// that a restart resumes a cluster target from the highest one (see
+// LowWatermark is stream's global low watermark over the writers ws: every
+// unit of the stream up to it is applied on every master (0 while a writer
+// holds no live position of the stream). Each marker records it, so that a
+// restart resumes a cluster target from the highest one (see
 // clusterTarget.ResumeFor); the writers ask for it once per flight.
-func lowWatermark(ws []*writer.Writer, stream int) int64 {
+func LowWatermark(ws []*writer.Writer, stream int) int64 {
+	off, _ := low(ws, stream, false)
+	return off
+}
+
+// LowWatermarkOrChange is LowWatermark and a channel closed when it may
+// have grown: the change notice of the writer holding it back (nil when ws
+// is empty). A waiter reads again once it closes.
+func LowWatermarkOrChange(ws []*writer.Writer, stream int) (int64, <-chan struct{}) {
+	return low(ws, stream, true)
+}
+
+// low computes both; the channels only when asked for, since taking one
+// makes the writer announce its next change (not on the flight path).
+func low(ws []*writer.Writer, stream int, notice bool) (int64, <-chan struct{}) {
 	off := int64(-1)
+	var behind <-chan struct{}
 	for _, w := range ws {
+		var changed <-chan struct{}
+		if notice {
+			changed = w.Changed() // before the read: a later ack closes it
+		}
 		p, ok := w.Applied(stream)
 		if !ok || p.State != writer.StateLive {
-			return 0
+			return 0, changed
 		}
 		if off < 0 || p.Offset < off {
-			off = p.Offset
+			off, behind = p.Offset, changed
 		}
 	}
-	return max(off, 0)
+	return max(off, 0), behind
 }
 
 // LeaseKey is the job's lease on a standalone target (home < 0; in the
