@@ -456,16 +456,20 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 	if rec.Idle >= 0 || rec.Freq >= 0 {
 		n += 2
 	}
+	plen := rec.RestorePayloadLen(version)
+	// The whole command's size is known: one allocation at most, where
+	// appending let the batch's buffer double (and copy) along a big value.
+	dst = slices.Grow(dst, int(plen)+len(rec.Key)+128)
 	dst = resp.AppendArrayHeader(dst, n)
 	dst = resp.AppendBulk(dst, bRestore)
 	dst = resp.AppendBulk(dst, rec.Key)
 	dst = resp.AppendBulkInt(dst, rec.ExpireMs)
-	dst = resp.AppendBulkHeader(dst, rec.RestorePayloadLen(version))
-	w := writer.Append{B: dst}
-	if err := rec.WriteRestorePayload(&w, version); err != nil {
+	dst = resp.AppendBulkHeader(dst, plen)
+	dst, err := rec.AppendRestorePayload(dst, version)
+	if err != nil {
 		return nil, err
 	}
-	dst = append(w.B, '\r', '\n')
+	dst = append(dst, '\r', '\n')
 	dst = resp.AppendBulk(dst, bReplace)
 	dst = resp.AppendBulk(dst, bAbsTTL)
 	if rec.Idle >= 0 {

@@ -7,7 +7,7 @@ import (
 	"math"
 	"sync"
 
-	"github.com/hdt3213/rdb/crc64jones"
+	"github.com/ferry-dev/ferry/internal/crc64"
 )
 
 // Options configure a Reader.
@@ -108,7 +108,7 @@ func NewReader(r io.Reader, opt Options) *Reader {
 		opt.BufSize = minBufSize
 	}
 	rd := &Reader{opt: opt, db: 0}
-	rd.s = src{rd: r, buf: make([]byte, opt.BufSize), crc: crc64jones.New()}
+	rd.s = src{rd: r, buf: make([]byte, opt.BufSize), crc: crc64.New()}
 	rd.s.sinkR = rd
 	return rd
 }

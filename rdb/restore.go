@@ -7,7 +7,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/hdt3213/rdb/crc64jones"
+	"github.com/ferry-dev/ferry/internal/crc64"
 )
 
 // RestorePayloadLen returns the length of the DUMP/RESTORE payload of a key
@@ -40,16 +40,15 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 	if err := rec.checkRestore(version); err != nil {
 		return err
 	}
-	h := crc64jones.New()
 	var tb [1]byte
 	tb[0] = rec.Type
-	h.Write(tb[:])
+	crc := crc64.Update(0, tb[:])
 	if _, err := w.Write(tb[:]); err != nil {
 		return err
 	}
 	p := rec.Value
 	if p.file == nil {
-		h.Write(p.mem)
+		crc = crc64.Update(crc, p.mem)
 		if _, err := w.Write(p.mem); err != nil {
 			return err
 		}
@@ -63,7 +62,7 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 			m, err := src.Read(buf)
 			if m > 0 {
 				n += int64(m)
-				h.Write(buf[:m])
+				crc = crc64.Update(crc, buf[:m])
 				if _, werr := w.Write(buf[:m]); werr != nil {
 					return werr
 				}
@@ -81,8 +80,8 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 	}
 	var foot [10]byte
 	binary.LittleEndian.PutUint16(foot[:2], uint16(version))
-	h.Write(foot[:2])
-	binary.LittleEndian.PutUint64(foot[2:], h.Sum64())
+	crc = crc64.Update(crc, foot[:2])
+	binary.LittleEndian.PutUint64(foot[2:], crc)
 	_, err := w.Write(foot[:])
 	return err
 }
@@ -99,15 +98,17 @@ func (rec *Record) AppendRestorePayload(dst []byte, version int) ([]byte, error)
 		dst = append(dst, rec.Value.mem...)
 	} else {
 		w := appendWriter{dst}
-		if _, err := io.Copy(&w, rec.Value.Open()); err != nil {
+		n, err := io.Copy(&w, rec.Value.Open())
+		if err != nil {
 			return dst, fmt.Errorf("rdb: reading spilled value: %w", err)
+		}
+		if n != rec.Value.n {
+			return dst, fmt.Errorf("rdb: spilled value is %d bytes, expected %d", n, rec.Value.n)
 		}
 		dst = w.b
 	}
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(version))
-	h := crc64jones.New()
-	h.Write(dst[start:])
-	return binary.LittleEndian.AppendUint64(dst, h.Sum64()), nil
+	return binary.LittleEndian.AppendUint64(dst, crc64.Checksum(dst[start:])), nil
 }
 
 type appendWriter struct{ b []byte }
@@ -126,9 +127,7 @@ func ParseDump(db int, key, dump []byte, expireMs int64) (*Record, error) {
 	body := dump[:len(dump)-8]
 	ver := int(binary.LittleEndian.Uint16(dump[len(dump)-10:]))
 	stored := binary.LittleEndian.Uint64(dump[len(dump)-8:])
-	h := crc64jones.New()
-	h.Write(body)
-	if sum := h.Sum64(); sum != stored {
+	if sum := crc64.Checksum(body); sum != stored {
 		return nil, &FormatError{Offset: int64(len(body)), DB: db, Key: key, Err: ErrChecksum,
 			Msg: fmt.Sprintf("DUMP payload CRC64 mismatch: stored %016x, computed %016x", stored, sum)}
 	}

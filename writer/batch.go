@@ -3,7 +3,7 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -78,6 +78,9 @@ func (b *Batch) Release() {
 	}
 	batchPool.Put(b)
 }
+
+// Grow makes room for n more bytes of commands.
+func (b *Batch) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
 
 // Len is the number of commands in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
@@ -156,16 +159,6 @@ func (b *Batch) Truncate(n int) {
 	}
 	b.marked = min(b.marked, len(b.ops))
 }
-
-// Append lets encode functions use io.Writer APIs on a byte slice.
-type Append struct{ B []byte }
-
-func (a *Append) Write(p []byte) (int, error) {
-	a.B = append(a.B, p...)
-	return len(p), nil
-}
-
-var _ io.Writer = (*Append)(nil)
 
 // op returns the encoded bytes of command i.
 func (b *Batch) op(i int) []byte {
