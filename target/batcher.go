@@ -87,6 +87,13 @@ func (b *batcher) submit(ctx context.Context) error {
 	batch.Stream = b.stream
 	batch.MarkerKey = b.markerKey
 	b.cur = writer.NewBatch()
+	if batch.Size() >= b.maxBytes {
+		// A full batch is likely followed by another (a snapshot): size
+		// the next at once rather than let it double its way there,
+		// copying all it holds each time (recycled batches lose their
+		// buffers to the collector).
+		b.cur.Grow(b.maxBytes + 64<<10)
+	}
 	b.unitStart = 0
 	b.dirty = false
 	b.units = 0
