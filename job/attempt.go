@@ -99,6 +99,12 @@ func (j *job) newApplier(i int, tgt target.Target) *apply.Applier {
 	return app
 }
 
+func (j *job) onStreams(n int) {
+	if j.o.OnStreams != nil {
+		j.o.OnStreams(n)
+	}
+}
+
 // attempt is one run of the machinery; a RewoundError makes Run start a new
 // attempt from the target's markers.
 func (j *job) attempt(ctx context.Context) error {
@@ -151,6 +157,7 @@ func (j *job) attempt(ctx context.Context) error {
 	j.setPhase(status.PhaseRunning)
 
 	if c.RDB != "" || c.AOF != "" {
+		j.onStreams(1)
 		s := &stream{j: j, i: 0, live: make(chan struct{}), sweep: found || j.rewound}
 		s.rdbSize.Store(-1)
 		s.app = j.newApplier(0, tgt)
@@ -181,6 +188,7 @@ func (j *job) attempt(ctx context.Context) error {
 	}
 	var streams []*stream
 	j.shards = len(src.Shards)
+	j.onStreams(len(src.Shards))
 	for i, sh := range src.Shards {
 		s, err := j.openStream(ctx, i, sh, tgt, cluster, found)
 		if err != nil {

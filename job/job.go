@@ -40,6 +40,10 @@ type Options struct {
 	// Cutover, with Migrate, ends the migration with a cutover (see
 	// Cutover).
 	Cutover *Cutover
+	// OnStreams, if set, is called at the start of each attempt with the
+	// number of streams it reads at once: one per source shard, 1 for a
+	// file. The process sizes its scheduler with it (cmd/ferry: procs).
+	OnStreams func(n int)
 
 	// Knobs for this package's tests only, out of reach of other packages:
 	// throttle delays writer batches on top of the configured rate limits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ func TestClusterSourceToStandalone(t *testing.T) {
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Big: true, TTLPct: 10, Seed: 31})
 	c := testConf(t, "redis://"+src.Masters[0].Addr, dst.URL())
 	var state func() State
-	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f }})
+	var streams atomic.Int64 // what the process sizes its scheduler by
+	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f },
+		OnStreams: func(n int) { streams.Store(int64(n)) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
 	time.Sleep(2 * time.Second)
@@ -44,6 +47,9 @@ func TestClusterSourceToStandalone(t *testing.T) {
 	checkCounters(t, dst.Client(t), l)
 	if n := len(state().Shards); n != 3 {
 		t.Errorf("status shows %d source shards, want 3", n)
+	}
+	if n := streams.Load(); n != 3 {
+		t.Errorf("OnStreams was told %d streams, want 3 (one per source shard)", n)
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)

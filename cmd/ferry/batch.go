@@ -139,6 +139,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	slices.SortFunc(byMemory, func(x, y conf.Job) int { return cmp.Compare(jobMemory(y), jobMemory(x)) })
 	setMemoryLimit(base, byMemory[:min(len(byMemory), b.MaxParallel)]...)
+	pr := newProcs(base)
 
 	base.Info().Int("jobs", len(b.Jobs)).Int("max_parallel", b.MaxParallel).Bool("fail_fast", b.FailFast).Str("file", path).Msg("batch run")
 	results := make([]batchResult, len(b.Jobs))
@@ -155,7 +156,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 				results[i] = r
 				return nil
 			}
-			r = runBatchJob(runCtx, bj, log, js)
+			r = runBatchJob(runCtx, bj, log, js, pr)
 			if r.outcome == "failed" && runCtx.Err() == nil && b.FailFast {
 				failMu.Lock()
 				if firstFail == "" {
@@ -198,7 +199,7 @@ func cancelReason(failed string) string {
 }
 
 // runBatchJob runs one job of a batch and keeps its status.
-func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *jobStatus) batchResult {
+func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *jobStatus, pr *procs) batchResult {
 	jc := bj.Job
 	r := batchResult{name: jc.Name, mode: js.mode, started: true, lag: -1, dropped: -1}
 	start := time.Now()
@@ -206,6 +207,8 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 	var err error
 	if bj.Mode == conf.ModeVerify {
 		js.setPhase(status.PhaseVerifying)
+		pr.set(jc.Name, 1) // its reads of the source and the target, as a stream's
+		defer pr.set(jc.Name, 0)
 		var res verify.Result
 		res, err = runVerify(ctx, jc, verify.Options{MaxOps: jc.MaxOpsPerSecond}, log)
 		r.keys = res.Compared
@@ -225,7 +228,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		if jc.CutoverHook != "" && jc.Mode == conf.ModeMigrate {
 			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout}
 		}
-		sum, err = runJob(ctx, jc, log, js, co)
+		sum, err = runJob(ctx, jc, log, js, co, pr)
 		r.keys = sum.Keys
 		r.dropped = sum.Skipped + sum.FieldTTLs + sum.Functions + sum.Modules
 		if !jc.Import() && (err == nil || sum.Applied.Offset > 0) {

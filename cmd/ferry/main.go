@@ -452,7 +452,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 			showProgress(progressCtx, js, con)
 		}()
 	}
-	sum, err := runJob(ctx, jc, log, js, cut.options(jc, log, stdout))
+	sum, err := runJob(ctx, jc, log, js, cut.options(jc, log, stdout), newProcs(log))
 	stopProgress()
 	if progressDone != nil {
 		<-progressDone
@@ -482,9 +482,11 @@ the source had when the snapshot was applied. The marker key is removed at the e
 
 // runJob runs a sync, migrate or import job (jc.Mode); js shows its live
 // state meanwhile (the caller finishes it).
-func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover) (job.Summary, error) {
+func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover, pr *procs) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
-	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co, StopTimeout: jc.StopTimeout})
+	defer pr.set(jc.Name, 0)
+	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co, StopTimeout: jc.StopTimeout,
+		OnStreams: func(n int) { pr.set(jc.Name, n) }})
 	if err == nil && migrate && !jc.Import() && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
