@@ -863,7 +863,8 @@ func parseKeyspace(info string) ([]int, int64) {
 // before the call has been read again and emitted: once the target applied
 // that offset, it holds every such change. It waits for the first pass.
 // Reading a replica, it first waits for the replica to catch up with the
-// master (see scanreplica.go).
+// master (see scanreplica.go); when ctx ends during that wait, the error
+// names the replica and its lag.
 func (s *Scan) Barrier(ctx context.Context) (int64, error) {
 	for {
 		s.mu.Lock()
@@ -872,7 +873,7 @@ func (s *Scan) Barrier(ctx context.Context) (int64, error) {
 		if sub != nil && live && watch != nil {
 			if err := s.replicaCaughtUp(ctx, watch); err != nil {
 				if ctx.Err() != nil {
-					return 0, ctx.Err()
+					return 0, err // names the lagging replica
 				}
 				s.cfg.Log.Debug().Err(err).Msg("barrier: the replica has not caught up with its master; trying again")
 				live = false // the session is likely ending: try again
