@@ -53,6 +53,7 @@ type Scan struct {
 	noFunctions    bool   // FUNCTION DUMP refused (said once)
 	noSizes        bool   // MEMORY USAGE refused: every value is DUMPed whole
 	noPieces       bool   // a piece command refused (said once)
+	noFieldTTL     bool   // HPEXPIRETIME unknown or refused: hashes in pieces lose field TTLs
 	noCmdStats     bool   // INFO commandstats refused (said once)
 	// cmdBase: INFO commandstats calls of the commands no notification
 	// reports, when the pass began (scancmdstats.go).
