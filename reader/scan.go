@@ -529,6 +529,13 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 	}
 	dbs, total := parseKeyspace(string(v.Str))
 	s.update(func(st *Stats) { st.ScanTotal = total })
+	if !first {
+		// A new pass starts past every position before it. A barrier
+		// waiting meanwhile is answered with s.offset after the pass: the
+		// target's live position from before the pass must not reach it,
+		// only the end of this snapshot (applied and swept) does.
+		s.offset++
+	}
 	if err := s.fo.control(frameFullSync, binaryAppendInt64(appendPos(nil, s.replid, s.offset), -1)); err != nil {
 		return err
 	}
