@@ -201,3 +201,34 @@ func DialOptions(e conf.Endpoint, addr string) (dial.Options, error) {
 	}
 	return dial.Options{Addr: addr, Username: e.Username, Password: e.Password, TLS: t, Timeout: e.DialTimeout}, nil
 }
+
+// SentinelMaster asks the sentinels of e (a sentinel:// endpoint) where its
+// master e.SentinelMaster is now, in turn until one knows. Sync and verify
+// both ask here. The sentinels are dialled with the endpoint's TLS
+// settings, as its servers are: a deployment that takes only TLS runs its
+// sentinels with TLS too. They have credentials of their own.
+func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
+	t, err := e.TLSConfig()
+	if err != nil {
+		return "", err
+	}
+	name := e.SentinelMaster
+	var errs []string
+	for _, h := range e.Hosts {
+		o := Options(dial.Options{Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword, TLS: t, Timeout: e.DialTimeout}, "ferry-ctl-0", 0)
+		// The next sentinel is the retry.
+		o.MaxRetries = 1
+		s := redis.NewSentinelClient(o)
+		addr, err := s.GetMasterAddrByName(ctx, name).Result()
+		s.Close()
+		if err == nil && len(addr) == 2 {
+			return net.JoinHostPort(addr[0], addr[1]), nil
+		}
+		if err == nil || errors.Is(err, redis.Nil) {
+			errs = append(errs, h+": no such master")
+			continue
+		}
+		errs = append(errs, Describe(h, err).Error())
+	}
+	return "", fmt.Errorf("sentinel: master %q not found (%s)", name, strings.Join(errs, "; "))
+}

@@ -157,11 +157,23 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 	if co.paused != nil {
 		co.paused()
 	}
+	// The target must have caught up by the deadline, leaving time to run
+	// the hook before the pause runs out.
+	deadline := start.Add(co.PauseMax * 8 / 10)
 	for i, s := range streams {
 		// A scanned source has no replication offset: its reader's barrier
 		// (a PING through the subscription, which the pause lets through)
-		// says when every write before the pause has been read again.
-		off, ok, err := s.scanBarrier(ctx)
+		// says when every write before the pause has been read again. Read
+		// from a replica, the barrier first waits for the replica to reach
+		// the paused master's offset: a lagging replica must not hold the
+		// cutover past the pause, so the wait has the same deadline.
+		bctx, bcancel := context.WithDeadline(ctx, deadline)
+		off, ok, err := s.scanBarrier(bctx)
+		bcancel()
+		if ok && err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("the scan reader of %s did not see every write before the pause within %s of cutover_pause_max %s: %w",
+				s.ps.Stats().Addr, time.Since(start).Round(time.Millisecond), co.PauseMax, err)
+		}
 		if !ok {
 			off, err = ctl.MasterOffset(ctx, paused[i])
 		}
@@ -171,9 +183,7 @@ func (j *job) cutover(ctx context.Context, streams []*stream) (err error) {
 		offsets = append(offsets, off)
 	}
 
-	// Wait for the target, leaving time to run the hook before the pause
-	// runs out.
-	deadline := start.Add(co.PauseMax * 8 / 10)
+	// Wait for the target.
 	timeout := time.NewTimer(time.Until(deadline))
 	defer timeout.Stop()
 	for i, s := range streams {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
@@ -439,5 +440,65 @@ func TestScanFlushWithoutTracking(t *testing.T) {
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestScanSwapDBDuringPass: a SWAPDB while the first pass reads the source
+// (slowed down by a link with latency) is seen before migrate calls itself
+// caught up: the target equals the source when the run returns.
+func TestScanSwapDBDuringPass(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t, managedArgs...)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	ctx := context.Background()
+	for i := 0; i < 20000; i += 1000 {
+		p := sc.Pipeline()
+		for k := i; k < i+1000; k++ {
+			p.Set(ctx, "k:"+strconv.Itoa(k), k, 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, DBs: []int{1}, Seed: 45})
+	slow := redistest.NewDelayProxy(t, src.Addr, 40*time.Millisecond)
+	c := testConf(t, slow.URL(), dst.URL())
+	c.Source.Reader = conf.ReaderScan
+	states := make(chan func() State, 1)
+	type result struct {
+		sum Summary
+		err error
+	}
+	res := make(chan result, 1)
+	rctx, rcancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	defer func() {
+		rcancel()
+		<-ran
+	}()
+	go func() {
+		defer close(ran)
+		sum, err := Run(rctx, Options{Conf: c, Migrate: true, Log: testLog(t), Observe: func(f func() State) { states <- f }})
+		res <- result{sum, err}
+	}()
+	state := <-states
+	redistest.WaitFor(t, 30*time.Second, func() bool {
+		st := state()
+		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "scan" && st.Shards[0].Reader.ScanKeys > 0
+	}, "the pass under way")
+	src.Do(t, "SWAPDB", "0", "1")
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the migrate did not end")
+	}
+	if r.err != nil || !r.sum.CaughtUp {
+		t.Fatalf("migrate: %v (caught up %v)", r.err, r.sum.CaughtUp)
+	}
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	if n := state().Shards[0].Reader.Rescans; n == 0 {
+		t.Error("no rescan after the SWAPDB")
 	}
 }

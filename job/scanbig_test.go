@@ -272,3 +272,50 @@ func runScanPass(t *testing.T, c conf.Job) (func() State, func() (Summary, error
 	}, "the first pass")
 	return state, stop
 }
+
+// TestScanBigHashFieldTTLsInPieces: a hash read in pieces keeps its
+// per-field TTLs (HPEXPIRETIME read, HPEXPIREAT written): the target's
+// fields expire when the source's do. Needs a Redis 7.4+ server in
+// FERRY_REDIS_SERVER_NEW; skipped without one.
+func TestScanBigHashFieldTTLsInPieces(t *testing.T) {
+	src := redistest.StartNewer(t)
+	dst := redistest.StartNewer(t)
+	sc := src.Client(t)
+	ctx := context.Background()
+	fields := make([]any, 0, 4000)
+	for i := 0; i < 2000; i++ {
+		fields = append(fields, "f"+strconv.Itoa(i), strings.Repeat("v", 100))
+	}
+	if err := sc.HSet(ctx, "big", fields...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Fields spread over the HSCAN batches, with two expiry times.
+	setTTLs := []any{"HPEXPIREAT", "big", "4102444800000", "FIELDS", "10"}
+	names := []any{"FIELDS", "20"}
+	for i := 0; i < 10; i++ {
+		setTTLs = append(setTTLs, "f"+strconv.Itoa(i*150))
+		names = append(names, "f"+strconv.Itoa(i*150))
+	}
+	src.Do(t, setTTLs...)
+	for i := 0; i < 10; i++ {
+		names = append(names, "f"+strconv.Itoa(i*150+7))
+	}
+	src.Do(t, append([]any{"HPEXPIRE", "big", "7200000", "FIELDS", "10"}, names[12:]...)...)
+	c := testConf(t, src.URL(), dst.URL())
+	c.Source.Reader = conf.ReaderScan
+	c.Source.ScanBigValue = 64 * conf.KiB
+	var state func() State
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer rcancel()
+	if _, err := Run(rctx, Options{Conf: c, Migrate: true, Log: testLog(t), Observe: func(f func() State) { state = f }}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	want := fmt.Sprint(src.Do(t, append([]any{"HPEXPIRETIME", "big"}, names...)...))
+	if got := fmt.Sprint(dst.Do(t, append([]any{"HPEXPIRETIME", "big"}, names...)...)); got != want {
+		t.Errorf("field expiry times on the target %s, want %s", got, want)
+	}
+	if n := state().Shards[0].Reader.BigValues; n == 0 {
+		t.Error("the hash was not read in pieces")
+	}
+}

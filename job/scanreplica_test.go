@@ -2,6 +2,8 @@ package job
 
 import (
 	"context"
+	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -240,5 +242,52 @@ func TestScanClusterReplicas(t *testing.T) {
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestScanReplicaLagFailsCutover: read from a replica whose link to its
+// master lags 6 s, a cutover with cutover_pause_max 4 s cannot see every
+// write made before the pause in time: it fails with a message naming the
+// lagging replica, and the source takes writes again before the pause
+// would have run out.
+func TestScanReplicaLagFailsCutover(t *testing.T) {
+	redistest.Require(t)
+	master := redistest.Start(t)
+	link := redistest.NewDelayProxy(t, master.Addr, 0)
+	_, port, _ := net.SplitHostPort(link.Addr)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", port, "--notify-keyspace-events", "KEA")
+	waitReplicated(t, master, replica)
+	// In sync: from now on what the master sends reaches the replica 6 s
+	// later.
+	link.SetDelay(6 * time.Second)
+	dst := redistest.Start(t)
+	mc := master.Client(t)
+	redistest.FillAllTypes(t, mc, redistest.FillOptions{Keys: 50, Seed: 44})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := scanLoad(ctx, t, mc)
+	defer func() {
+		cancel()
+		master.Do(t, "CLIENT", "UNPAUSE")
+		<-done
+	}()
+	c := testConf(t, master.URL(), dst.URL())
+	c.Source.Reader = conf.ReaderScan
+	c.Source.ReadFrom = conf.ReadFromReplica
+	co := &Cutover{PauseMax: 4 * time.Second}
+	var pausedAt time.Time
+	co.paused = func() { pausedAt = time.Now() }
+	rctx, rcancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer rcancel()
+	_, err := Run(rctx, Options{Conf: c, Migrate: true, Cutover: co, Log: testLog(t)})
+	if err == nil || !errors.Is(err, ErrCutover) || !strings.Contains(err.Error(), "replica "+replica.Addr+" lags behind its master") {
+		t.Fatalf("err = %v, want a failed cutover naming the lagging replica %s", err, replica.Addr)
+	}
+	t.Logf("the failed cutover: %v", err)
+	// The barrier gives up at 80% of the pause: a write that goes through
+	// before the pause's end was let through by the unpause.
+	wctx, wcancel := context.WithDeadline(context.Background(), pausedAt.Add(co.PauseMax-100*time.Millisecond))
+	defer wcancel()
+	if err := mc.Set(wctx, "after", "1", 0).Err(); err != nil {
+		t.Errorf("a write %s after the pause began: %v", time.Since(pausedAt).Round(time.Millisecond), err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/verify"
 )
 
 // tlsEndpoint sets e's TLS files from certs: the CA, and with mutual the
@@ -85,6 +86,36 @@ func TestTLSBothSides(t *testing.T) {
 	tlsEndpoint(&c.Source, srcCerts, true)
 	tlsEndpoint(&c.Target, dstCerts, true)
 	syncAndCompare(t, c, src, dst)
+}
+
+// TestTLSSentinelSource: a source behind a sentinel that takes only TLS
+// (sentinel:// with tls.enabled and a client certificate): the sync finds
+// the master through it with the endpoint's TLS settings and the target
+// ends equal to the source; verify, through the same lookup, finds no
+// difference. Before, the sync dialled sentinels without TLS and failed.
+func TestTLSSentinelSource(t *testing.T) {
+	redistest.Require(t)
+	certs := redistest.NewCerts(t)
+	src := redistest.StartTLS(t, certs)
+	sen := redistest.StartSentinelTLS(t, certs, "mymaster", src.Addr)
+	dst := redistest.Start(t)
+	c := testConf(t, "sentinel://"+sen.Addr+"/mymaster", dst.URL())
+	c.Source.TLS.Enabled = true
+	tlsEndpoint(&c.Source, certs, true)
+	c.Source.DialTimeout, c.Target.DialTimeout = 5*time.Second, 5*time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	syncAndCompare(t, c, src, dst)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := verify.Run(ctx, verify.Options{Source: c.Source, Target: c.Target, Log: testLog(t)})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !res.Equal() || res.Compared == 0 {
+		t.Errorf("verify: %d keys compared, %d differences (%v)", res.Compared, res.Total(), res.Diffs)
+	}
 }
 
 // runFail runs a job that must fail before it syncs anything, and returns

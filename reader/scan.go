@@ -53,6 +53,7 @@ type Scan struct {
 	noFunctions    bool   // FUNCTION DUMP refused (said once)
 	noSizes        bool   // MEMORY USAGE refused: every value is DUMPed whole
 	noPieces       bool   // a piece command refused (said once)
+	noFieldTTL     bool   // HPEXPIRETIME unknown or refused: hashes in pieces lose field TTLs
 	noCmdStats     bool   // INFO commandstats refused (said once)
 	// cmdBase: INFO commandstats calls of the commands no notification
 	// reports, when the pass began (scancmdstats.go).
@@ -528,6 +529,13 @@ func (s *Scan) pass(ctx context.Context, c *resp.Conn, why string) error {
 	}
 	dbs, total := parseKeyspace(string(v.Str))
 	s.update(func(st *Stats) { st.ScanTotal = total })
+	if !first {
+		// A new pass starts past every position before it. A barrier
+		// waiting meanwhile is answered with s.offset after the pass: the
+		// target's live position from before the pass must not reach it,
+		// only the end of this snapshot (applied and swept) does.
+		s.offset++
+	}
 	if err := s.fo.control(frameFullSync, binaryAppendInt64(appendPos(nil, s.replid, s.offset), -1)); err != nil {
 		return err
 	}
@@ -863,7 +871,8 @@ func parseKeyspace(info string) ([]int, int64) {
 // before the call has been read again and emitted: once the target applied
 // that offset, it holds every such change. It waits for the first pass.
 // Reading a replica, it first waits for the replica to catch up with the
-// master (see scanreplica.go).
+// master (see scanreplica.go); when ctx ends during that wait, the error
+// names the replica and its lag.
 func (s *Scan) Barrier(ctx context.Context) (int64, error) {
 	for {
 		s.mu.Lock()
@@ -872,7 +881,7 @@ func (s *Scan) Barrier(ctx context.Context) (int64, error) {
 		if sub != nil && live && watch != nil {
 			if err := s.replicaCaughtUp(ctx, watch); err != nil {
 				if ctx.Err() != nil {
-					return 0, ctx.Err()
+					return 0, err // names the lagging replica
 				}
 				s.cfg.Log.Debug().Err(err).Msg("barrier: the replica has not caught up with its master; trying again")
 				live = false // the session is likely ending: try again

@@ -31,7 +31,8 @@ import (
 // an exact count would need the whole value in memory to dedupe. Commands
 // need no count and are idempotent where SCAN repeats itself (HSET, SADD,
 // ZADD of a member already there). The key is written as DEL key, then
-// batches of HSET / SADD / ZADD / RPUSH / SET + APPEND / XADD (then XSETID,
+// batches of HSET (each followed by HPEXPIREAT for its fields that have a
+// TTL, Redis 7.4+) / SADD / ZADD / RPUSH / SET + APPEND / XADD (then XSETID,
 // XGROUP CREATE, XGROUP CREATECONSUMER, XCLAIM … FORCE JUSTID), then
 // PEXPIREAT when it has a TTL: the same sequence package rdb rewrites a
 // snapshot value into. The DEL and the first batch are one MULTI/EXEC, so
@@ -85,6 +86,10 @@ var (
 	bMULTI            = []byte("MULTI")
 	bEXEC             = []byte("EXEC")
 	bPEXPIREAT        = []byte("PEXPIREAT")
+	bHPEXPIREAT       = []byte("HPEXPIREAT")
+	bHPEXPIRETIME     = []byte("HPEXPIRETIME")
+	bFIELDS           = []byte("FIELDS")
+	bOne              = []byte("1")
 	bSET              = []byte("SET")
 	bAPPEND           = []byte("APPEND")
 	bHSET             = []byte("HSET")
@@ -268,11 +273,11 @@ func (s *Scan) readBig(c *resp.Conn, db int, key []byte, o *cmdOut) error {
 	defer o.end()
 	switch typ {
 	case "hash":
-		err = r.scan("HSCAN", bHSET, false)
+		err = r.scan("HSCAN", bHSET, false, !s.noFieldTTL)
 	case "set":
-		err = r.scan("SSCAN", bSADD, false)
+		err = r.scan("SSCAN", bSADD, false, false)
 	case "zset":
-		err = r.scan("ZSCAN", bZADD, true)
+		err = r.scan("ZSCAN", bZADD, true, false)
 	case "list":
 		err = r.list()
 	case "string":
@@ -332,14 +337,28 @@ func valueBytes(v resp.Value) int {
 }
 
 // scan reads a hash, set or zset with its SCAN command into batches of cmd
-// (swapping the ZSCAN member/score pairs into ZADD's score member).
-func (r *bigRead) scan(scanCmd string, cmd []byte, swap bool) error {
+// (swapping the ZSCAN member/score pairs into ZADD's score member). With
+// fieldTTLs (a hash), the per-field expiry times of each batch are asked
+// with HPEXPIRETIME in the pipeline of the next SCAN, so that the read
+// keeps one round trip per batch.
+func (r *bigRead) scan(scanCmd string, cmd []byte, swap, fieldTTLs bool) error {
 	cursor := []byte("0")
 	count := []byte(strconv.Itoa(r.n))
+	var ttlCmd [][]byte // HPEXPIRETIME of the last batch's fields, not sent yet
 	for {
-		vs, err := roundTrip(r.c, [][]byte{[]byte(scanCmd), r.key, cursor, []byte("COUNT"), count})
+		cmds := [][][]byte{{[]byte(scanCmd), r.key, cursor, []byte("COUNT"), count}}
+		if ttlCmd != nil {
+			cmds = append([][][]byte{ttlCmd}, cmds...)
+		}
+		vs, err := roundTrip(r.c, cmds...)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", r.s.cfg.Dial.Addr, err)
+		}
+		if ttlCmd != nil {
+			if err := r.fieldTTLs(ttlCmd, vs[0]); err != nil {
+				return err
+			}
+			ttlCmd, vs = nil, vs[1:]
 		}
 		v := vs[0]
 		if v.IsError() {
@@ -349,7 +368,7 @@ func (r *bigRead) scan(scanCmd string, cmd []byte, swap bool) error {
 			return fmt.Errorf("source %s: unexpected %s reply", r.s.cfg.Dial.Addr, scanCmd)
 		}
 		items := v.Elems[1].Elems
-		if swap && len(items)%2 != 0 {
+		if (swap || fieldTTLs) && len(items)%2 != 0 {
 			return fmt.Errorf("source %s: unexpected %s reply", r.s.cfg.Dial.Addr, scanCmd)
 		}
 		if len(items) > 0 {
@@ -364,6 +383,12 @@ func (r *bigRead) scan(scanCmd string, cmd []byte, swap bool) error {
 				b = resp.AppendBulk(b, items[j].Str)
 			}
 			r.o.buf = b
+			if fieldTTLs && !r.s.noFieldTTL {
+				ttlCmd = [][]byte{bHPEXPIRETIME, r.key, bFIELDS, strconv.AppendInt(nil, int64(len(items)/2), 10)}
+				for i := 0; i < len(items); i += 2 {
+					ttlCmd = append(ttlCmd, items[i].Str)
+				}
+			}
 		}
 		r.account(valueBytes(v))
 		if err := r.o.piece(); err != nil {
@@ -371,9 +396,48 @@ func (r *bigRead) scan(scanCmd string, cmd []byte, swap bool) error {
 		}
 		cursor = v.Elems[0].Str
 		if string(cursor) == "0" {
-			return nil
+			break
 		}
 	}
+	if ttlCmd == nil {
+		return nil
+	}
+	vs, err := roundTrip(r.c, ttlCmd)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", r.s.cfg.Dial.Addr, err)
+	}
+	return r.fieldTTLs(ttlCmd, vs[0])
+}
+
+// fieldTTLs writes HPEXPIREAT for the fields of ttlCmd (HPEXPIRETIME key
+// FIELDS n field…) that v, its reply, gives an expiry time. A source that
+// does not know the command has no field TTLs; one that refuses it (ACL)
+// may have them: they are lost, with a warning, once.
+func (r *bigRead) fieldTTLs(ttlCmd [][]byte, v resp.Value) error {
+	if v.IsError() {
+		msg := string(v.Str)
+		switch {
+		case strings.HasPrefix(msg, "WRONGTYPE"):
+			return errChanged
+		case !strings.Contains(strings.ToLower(msg), "unknown command"):
+			r.s.cfg.Log.Warn().Str("error", clip(msg)).Msg("the source refuses HPEXPIRETIME (said once): hashes read in pieces are copied without their field TTLs")
+		}
+		r.s.noFieldTTL = true
+		return nil
+	}
+	names := ttlCmd[4:]
+	for i, e := range v.Elems {
+		// -1: no TTL; -2: the field is gone since the SCAN (its
+		// notification reads the key again).
+		if e.Kind != resp.Integer || e.Int <= 0 || i >= len(names) {
+			continue
+		}
+		r.o.buf = resp.AppendCommand(r.o.buf, bHPEXPIREAT, r.key, strconv.AppendInt(nil, e.Int, 10), bFIELDS, bOne, names[i])
+		if err := r.o.piece(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // list reads a list in LRANGE windows into RPUSH batches.

@@ -223,7 +223,8 @@ func (s *Scan) closeMaster() {
 
 // replicaCaughtUp waits until the replica w has processed every write its
 // master took before the call (the master's replication offset now, in the
-// same replication history).
+// same replication history). When ctx ends first, the error says how far
+// behind the replica was (and wraps ctx.Err()).
 func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 	vs, err := s.masterDo(ctx, []string{"INFO", "replication"})
 	if err != nil {
@@ -254,7 +255,9 @@ func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// A cutover bounds this wait by its pause: say which node
+			// held it and by how much.
+			return fmt.Errorf("replica %s lags behind its master %s: it processed offset %d, the master was at %d: %w", w.addr, maddr, r.offset, off, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}

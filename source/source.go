@@ -8,7 +8,6 @@ package source
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -21,7 +20,6 @@ import (
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/fault"
-	"github.com/ferry-dev/ferry/resp"
 	"github.com/ferry-dev/ferry/router"
 	"github.com/ferry-dev/ferry/topology"
 )
@@ -88,14 +86,14 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		}
 		sh := &Shard{Name: "ferry-reader-0", Home: -1}
 		sh.Master = func(ctx context.Context) (dial.Options, error) {
-			addr, err := SentinelMaster(ctx, e)
+			addr, err := ctl.SentinelMaster(ctx, e)
 			if err != nil {
 				return dial.Options{}, err
 			}
 			return opts(addr)
 		}
 		sh.Resolve = func(ctx context.Context) (dial.Options, error) {
-			addr, err := SentinelMaster(ctx, e)
+			addr, err := ctl.SentinelMaster(ctx, e)
 			if err != nil {
 				return dial.Options{}, err
 			}
@@ -333,29 +331,6 @@ func findMaster(ctx context.Context, opts func(string) (dial.Options, error), ho
 		return "", fmt.Errorf("no master among %s (%s)", strings.Join(hosts, ", "), strings.Join(errs, "; "))
 	}
 	return "", fmt.Errorf("no master among %s", strings.Join(hosts, ", "))
-}
-
-// SentinelMaster asks the sentinels of e where its master is now.
-func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
-	name := e.SentinelMaster
-	var errs []string
-	for _, h := range e.Hosts {
-		s := redis.NewSentinelClient(&redis.Options{
-			Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword,
-			DialTimeout: e.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: 1,
-			Dialer: dial.Guarded(e.DialTimeout, nil, resp.ControlLimits()),
-		})
-		addr, err := s.GetMasterAddrByName(ctx, name).Result()
-		s.Close()
-		if err == nil && len(addr) == 2 {
-			return net.JoinHostPort(addr[0], addr[1]), nil
-		}
-		if err == nil {
-			err = errors.New("no such master")
-		}
-		errs = append(errs, h+": "+err.Error())
-	}
-	return "", fmt.Errorf("sentinel: master %q not found (%s)", name, strings.Join(errs, "; "))
 }
 
 // ReplIDs reads the replication ids a node continues: its own and the one

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,9 +91,9 @@ func openSide(ctx context.Context, role string, ep conf.Endpoint, maxOps, pool i
 	}
 	hosts := ep.Hosts
 	if ep.Scheme == "sentinel" {
-		addr, err := s.sentinelMaster(ctx)
+		addr, err := ctl.SentinelMaster(ctx, ep)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s %w", role, err)
 		}
 		hosts = []string{addr}
 	}
@@ -147,26 +146,6 @@ func (s *side) close() {
 	if s.cc != nil {
 		s.cc.Close()
 	}
-}
-
-// sentinelMaster asks the sentinels for the master's address.
-func (s *side) sentinelMaster(ctx context.Context) (string, error) {
-	var lastErr error
-	for _, h := range s.ep.Hosts {
-		o := s.options(h, 0)
-		o.Username, o.Password = s.ep.SentinelUsername, s.ep.SentinelPassword
-		sc := redis.NewSentinelClient(o)
-		a, err := sc.GetMasterAddrByName(ctx, s.ep.SentinelMaster).Result()
-		sc.Close()
-		if err == nil && len(a) == 2 {
-			return net.JoinHostPort(a[0], a[1]), nil
-		}
-		if err == nil || errors.Is(err, redis.Nil) {
-			err = fmt.Errorf("sentinel does not know master %q", s.ep.SentinelMaster)
-		}
-		lastErr = describeErr(s.role+" sentinel", h, err)
-	}
-	return "", lastErr
 }
 
 func (s *side) connName() string {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy forwards TCP connections to a server and can black-hole the ones it
@@ -20,6 +21,10 @@ type Proxy struct {
 	links   []*proxyLink
 	stalled bool // Freeze: links made from now on are black holes too
 	late    atomic.Int64
+	// delay is a delay proxy's latency (nil: bytes go through at once);
+	// closed ends the goroutines that hold delayed bytes.
+	delay  *atomic.Int64
+	closed chan struct{}
 }
 
 type proxyLink struct {
@@ -32,15 +37,41 @@ type proxyLink struct {
 // NewProxy listens on a free loopback port and forwards to target.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
+	return newProxy(t, target, nil)
+}
+
+// NewDelayProxy is a Proxy that holds every byte it forwards, either way,
+// for delay (in order, without limiting the throughput): a link with
+// latency, such as that of a replica lagging behind its master. SetDelay
+// changes it.
+func NewDelayProxy(t testing.TB, target string, delay time.Duration) *Proxy {
+	t.Helper()
+	d := &atomic.Int64{}
+	d.Store(int64(delay))
+	return newProxy(t, target, d)
+}
+
+// SetDelay changes a delay proxy's latency for the bytes it reads from now
+// on; a byte never overtakes one read before it. A proxy made by NewProxy
+// has no latency: it ignores the call.
+func (p *Proxy) SetDelay(d time.Duration) {
+	if p.delay != nil {
+		p.delay.Store(int64(d))
+	}
+}
+
+func newProxy(t testing.TB, target string, delay *atomic.Int64) *Proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), ln: ln, target: target}
+	p := &Proxy{Addr: ln.Addr().String(), ln: ln, target: target, delay: delay, closed: make(chan struct{})}
 	go p.accept()
 	t.Cleanup(func() {
 		ln.Close()
 		p.KillAll()
+		close(p.closed)
 	})
 	return p
 }
@@ -68,9 +99,17 @@ func (p *Proxy) accept() {
 		}
 		p.links = append(p.links, l)
 		p.mu.Unlock()
-		go l.pipe(c, s, &p.late)
-		go l.pipe(s, c, nil)
+		go l.pipe(c, p.delayed(s), &p.late)
+		go l.pipe(s, p.delayed(c), nil)
 	}
+}
+
+// delayed is c, or for a delay proxy c behind the proxy's latency.
+func (p *Proxy) delayed(c net.Conn) net.Conn {
+	if p.delay == nil {
+		return c
+	}
+	return newDelayConn(c, p.delay, p.closed)
 }
 
 // pipe copies from to to; late, if not nil, counts the bytes a stall held.
@@ -161,4 +200,62 @@ func (p *Proxy) KillAll() {
 	}
 	p.links = nil
 	p.stalled = false
+}
+
+// delayConn writes what it is given delay after it was given, in order,
+// from a goroutine of its own, so that the other side is read at once and
+// the latency does not limit the throughput. Close closes the connection
+// once what was given is written.
+type delayConn struct {
+	net.Conn
+	delay *atomic.Int64
+	ch    chan delayedBytes
+	once  sync.Once
+}
+
+type delayedBytes struct {
+	due  time.Time
+	data []byte
+}
+
+// newDelayConn starts the writer of c; it ends when the connection is
+// closed or fails, or when closed is.
+func newDelayConn(c net.Conn, delay *atomic.Int64, closed <-chan struct{}) *delayConn {
+	d := &delayConn{Conn: c, delay: delay, ch: make(chan delayedBytes, 4096)}
+	go func() {
+		defer c.Close()
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for x := range d.ch {
+			t.Reset(time.Until(x.due))
+			select {
+			case <-t.C:
+			case <-closed:
+				drain(d.ch)
+				return
+			}
+			if _, err := c.Write(x.data); err != nil {
+				drain(d.ch)
+				return
+			}
+		}
+	}()
+	return d
+}
+
+// drain takes what the pipe still writes until it sees the end of its side
+// and closes: a pipe blocked on a full channel would never end.
+func drain(ch <-chan delayedBytes) {
+	for range ch {
+	}
+}
+
+func (d *delayConn) Write(p []byte) (int, error) {
+	d.ch <- delayedBytes{time.Now().Add(time.Duration(d.delay.Load())), append([]byte(nil), p...)}
+	return len(p), nil
+}
+
+func (d *delayConn) Close() error {
+	d.once.Do(func() { close(d.ch) })
+	return nil
 }
