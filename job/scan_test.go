@@ -23,6 +23,14 @@ var managedArgs = []string{
 	"--notify-keyspace-events", "KEA",
 }
 
+// managedPair starts a source that looks like a managed service, an empty
+// target, and a client of the source.
+func managedPair(t *testing.T) (src, dst *redistest.Server, sc *redis.Client) {
+	redistest.Require(t)
+	src = redistest.Start(t, managedArgs...)
+	return src, redistest.Start(t), src.Client(t)
+}
+
 // scanLoad writes the kinds of changes a scan reader must follow, in
 // several dbs, until ctx is done.
 func scanLoad(ctx context.Context, t *testing.T, c *redis.Client) <-chan struct{} {
@@ -68,10 +76,7 @@ func scanLoad(ctx context.Context, t *testing.T, c *redis.Client) <-chan struct{
 }
 
 func TestScanSourceSync(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, DBs: []int{0, 2, 3}, Big: true, TTLPct: 20, Seed: 3})
 	redistest.LoadFunctionLibrary(t, sc)
 
@@ -100,10 +105,7 @@ func TestScanSourceSync(t *testing.T) {
 // TestScanSubscriberKilled: the notification subscriber is killed during
 // the load; the reader makes a new pass and the target converges.
 func TestScanSubscriberKilled(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0, 1}, TTLPct: 20, Seed: 5})
 	c := testConf(t, src.URL(), dst.URL())
 	c.Source.Reader = "scan"
@@ -199,10 +201,7 @@ func TestScanClusterSource(t *testing.T) {
 // TestScanLeastACL: the permissions the README lists for a scan source
 // are enough.
 func TestScanLeastACL(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 11})
 	redistest.LoadFunctionLibrary(t, sc)
 	src.Do(t, "ACL", "SETUSER", "ferry-scan", "on", ">pw", "-@all",
@@ -377,10 +376,7 @@ func TestScanClusterSourceFailover(t *testing.T) {
 // the reader sees them (INFO commandstats, client tracking) and the target
 // follows each.
 func TestScanSwapDBAndFunctions(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	ctx := context.Background()
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 15})
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 50, DBs: []int{2}, Prefix: "other:", Seed: 16})
@@ -417,10 +413,7 @@ func TestScanSwapDBAndFunctions(t *testing.T) {
 // cannot see flushes through invalidations; INFO commandstats shows them,
 // and the target follows a FLUSHDB and a FLUSHALL.
 func TestScanFlushWithoutTracking(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	ctx := context.Background()
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 1}, TTLPct: 20, Seed: 17})
 	src.Do(t, "ACL", "SETUSER", "notrack", "on", ">pw", "+@all", "-client|tracking", "~*", "&*")
@@ -447,10 +440,7 @@ func TestScanFlushWithoutTracking(t *testing.T) {
 // (slowed down by a link with latency) is seen before migrate calls itself
 // caught up: the target equals the source when the run returns.
 func TestScanSwapDBDuringPass(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	ctx := context.Background()
 	for i := 0; i < 20000; i += 1000 {
 		p := sc.Pipeline()

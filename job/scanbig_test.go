@@ -32,9 +32,7 @@ func TestScanBigValues(t *testing.T) {
 }
 
 func testScanBigValues(t *testing.T, bigValue int64) {
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	ctx := context.Background()
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 200, DBs: []int{0, 2}, Big: true, TTLPct: 20, Seed: 21})
 	noise := func(n int) string {
@@ -150,10 +148,7 @@ func testScanBigValues(t *testing.T, bigValue int64) {
 // target all along never finds one missing, while a key deleted on the
 // source during the stop is swept.
 func TestScanBigKeysSurviveRestart(t *testing.T) {
-	redistest.Require(t)
-	src := redistest.Start(t, managedArgs...)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	src, dst, sc := managedPair(t)
 	ctx := context.Background()
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, DBs: []int{0, 2}, Big: true, TTLPct: 10, Seed: 31})
 	const gone = "fill:db0:str:ttl-s"
