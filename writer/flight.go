@@ -348,14 +348,14 @@ func (l sendLimits) selectFlight(queue []*Batch, inflightBytes int64, inflight i
 }
 
 // clusterHold says whether a fenced cluster queue of ops commands and size
-// bytes waits for the flight outstanding: below half a flight (maxSendOps)
-// and half of what may be queued (submit blocks at maxQueued, so the queue
-// must be let go well before it).
+// bytes waits for the flight outstanding: below a full flight (maxSendOps)
+// and three quarters of what may be queued (submit blocks at maxQueued: the
+// queue goes before the applier has to wait).
 func (l sendLimits) clusterHold(ops, size int) bool {
-	if ops >= l.maxSendOps/2 {
+	if ops >= l.maxSendOps {
 		return false
 	}
-	return l.maxQueued <= 0 || int64(size) < l.maxQueued/2
+	return l.maxQueued <= 0 || int64(size) < l.maxQueued*3/4
 }
 
 // wire puts a session's flights on its connection. On a standalone target
