@@ -187,6 +187,17 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	// them must run before and everything after them after. A segment's ops
 	// are counted per slot first, then placed, so that each group's ops are
 	// one run of flat.
+	//
+	// Every group carries its slot's marker SET, however few its commands:
+	// it is the only proof that the group ran. When a connection drops with
+	// flights unanswered, requeueAfterDrop counts a group applied only if
+	// its marker holds its seq or a later one; a transaction without it
+	// would be sent again and applied twice. The marker cannot be set by
+	// another slot's transaction (MULTI cannot span slots) nor after the
+	// EXEC (a drop in between is the same hole). A slot with no commands in
+	// the flight gets no SET. So the fence's cost per flight is one
+	// MULTI/SET/EXEC per slot touched, and the way to make it cheap is to
+	// touch each slot with more commands per flight: see clusterHold.
 	if p.slotGen == nil {
 		p.slotGen = make([]uint32, 16384)
 		p.slotGroup = make([]int32, 16384)
