@@ -187,6 +187,17 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	// them must run before and everything after them after. A segment's ops
 	// are counted per slot first, then placed, so that each group's ops are
 	// one run of flat.
+	//
+	// Every group carries its slot's marker SET, however few its commands:
+	// it is the only proof that the group ran. When a connection drops with
+	// flights unanswered, requeueAfterDrop counts a group applied only if
+	// its marker holds its seq or a later one; a transaction without it
+	// would be sent again and applied twice. The marker cannot be set by
+	// another slot's transaction (MULTI cannot span slots) nor after the
+	// EXEC (a drop in between is the same hole). A slot with no commands in
+	// the flight gets no SET. So the fence's cost per flight is one
+	// MULTI/SET/EXEC per slot touched, and the way to make it cheap is to
+	// touch each slot with more commands per flight: see clusterHold.
 	if p.slotGen == nil {
 		p.slotGen = make([]uint32, 16384)
 		p.slotGroup = make([]int32, 16384)
@@ -291,12 +302,17 @@ const standaloneHoldOps = 512
 // sendLimits bound the flights the sender takes off the queue.
 type sendLimits struct {
 	slotted bool
+	// fenced: a fenced cluster master (one transaction and one marker SET
+	// per slot of a flight), whose queue waits behind a flight outstanding
+	// (see selectFlight).
+	fenced bool
 	// oneByOne: a standalone flight holds one batch — under skipFenced, so
 	// that a refused command's batch can be sent again alone, and under a
 	// throttle, so that the limiter spaces batches evenly.
 	oneByOne    bool
 	maxSendOps  int
 	maxInflight int64
+	maxQueued   int64 // what submit lets queue up (0: no bound known)
 }
 
 // selectFlight is how many batches at the head of queue (and how many bytes)
@@ -325,7 +341,32 @@ func (l sendLimits) selectFlight(queue []*Batch, inflightBytes int64, inflight i
 		// target gets every batch at once, a backlog is pipelined.
 		return 0, 0
 	}
+	if l.fenced && l.slotted && !l.oneByOne && n == len(queue) && inflight > 0 && l.clusterHold(ops, size) {
+		// A fenced cluster flight costs a MULTI, an EXEC and a marker SET
+		// per slot it touches, whatever the slot's share of its commands:
+		// with keys spread over a master's thousands of slots, a flight of
+		// a few batches is mostly fence (about 2.6 commands per
+		// transaction while draining a backlog, each transaction costing
+		// the target about 5 commands' worth). While a flight is
+		// outstanding the queue waits, until that flight is answered or
+		// the queue is long enough to keep the target busy on its own: the
+		// more a flight holds, the bigger each slot's group. An idle
+		// target still gets every batch at once, and a steady load waits
+		// at most one round trip.
+		return 0, 0
+	}
 	return n, size
+}
+
+// clusterHold says whether a fenced cluster queue of ops commands and size
+// bytes waits for the flight outstanding: below a full flight (maxSendOps)
+// and three quarters of what may be queued (submit blocks at maxQueued: the
+// queue goes before the applier has to wait).
+func (l sendLimits) clusterHold(ops, size int) bool {
+	if ops >= l.maxSendOps {
+		return false
+	}
+	return l.maxQueued <= 0 || int64(size) < l.maxQueued*3/4
 }
 
 // wire puts a session's flights on its connection. On a standalone target

@@ -361,6 +361,13 @@ func TestSelectFlight(t *testing.T) {
 		{"cluster: at most maxSendOps commands", sendLimits{slotted: true, maxSendOps: 10000, maxInflight: 1 << 30}, queue(4000, 4000, 4000), 0, 2},
 		{"cluster: beyond standaloneSendOps", sendLimits{slotted: true, maxSendOps: 200000, maxInflight: 1 << 30}, queue(4000, 4000, 4000), 0, 3},
 		{"cluster: at most half of maxInflight", sendLimits{slotted: true, maxSendOps: 200000, maxInflight: 40 * opSize}, queue(10, 10, 10), 30 * opSize, 2},
+		{"fenced cluster, idle: the whole queue", sendLimits{slotted: true, fenced: true, maxSendOps: 200000, maxInflight: 1 << 30, maxQueued: 1 << 20}, queue(10, 10), 0, 2},
+		{"fenced cluster, a flight outstanding: a short queue waits", sendLimits{slotted: true, fenced: true, maxSendOps: 200000, maxInflight: 1 << 30, maxQueued: 1 << 20}, queue(10, 10), 100, 0},
+		{"fenced cluster, a flight outstanding: a full flight goes", sendLimits{slotted: true, fenced: true, maxSendOps: 20, maxInflight: 1 << 30, maxQueued: 1 << 20}, queue(10, 10), 100, 2},
+		{"fenced cluster, a flight outstanding: 3/4 of maxQueued goes", sendLimits{slotted: true, fenced: true, maxSendOps: 200000, maxInflight: 1 << 30, maxQueued: 26 * opSize}, queue(10, 10), 100, 2},
+		{"fenced cluster, a flight outstanding: below 3/4 of maxQueued waits", sendLimits{slotted: true, fenced: true, maxSendOps: 200000, maxInflight: 1 << 30, maxQueued: 27 * opSize}, queue(10, 10), 100, 0},
+		{"fenced cluster, a flight outstanding: more than fits goes", sendLimits{slotted: true, fenced: true, maxSendOps: 10000, maxInflight: 1 << 30, maxQueued: 1 << 30}, queue(4000, 4000, 4000), 100, 2},
+		{"fenced cluster, one by one (throttle): never waits", sendLimits{slotted: true, fenced: true, oneByOne: true, maxSendOps: 200000, maxInflight: 1 << 30, maxQueued: 1 << 20}, queue(10, 10), 100, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

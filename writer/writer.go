@@ -197,8 +197,8 @@ func New(cfg Config) *Writer {
 		skipFenced: w.skipFenced(),
 		marker:     cfg.MarkerKey,
 		maxQueued:  cfg.MaxQueued,
-		limits: sendLimits{slotted: cfg.Slotted, oneByOne: w.skipFenced() || cfg.Throttle != nil,
-			maxSendOps: cfg.MaxSendOps, maxInflight: cfg.MaxInflight},
+		limits: sendLimits{slotted: cfg.Slotted, fenced: cfg.Fence, oneByOne: w.skipFenced() || cfg.Throttle != nil,
+			maxSendOps: cfg.MaxSendOps, maxInflight: cfg.MaxInflight, maxQueued: cfg.MaxQueued},
 		onSkip: w.noteSkipped,
 	}, cfg.Found)
 	return w
