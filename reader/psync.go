@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -108,6 +109,7 @@ type PSync struct {
 	offset      int64 // offset of the last stream byte received
 	linked      bool  // the stream continues from (replid, offset)
 	established bool  // the current link got past PSYNC
+	resynced    bool  // the current link began with a full resync
 
 	mu    sync.Mutex
 	stats Stats
@@ -164,7 +166,7 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		p.established = false
+		p.established, p.resynced = false, false
 		err := p.link(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -210,6 +212,8 @@ func (p *PSync) Run(ctx context.Context, start Start) error {
 		d := backoff/2 + rand.N(backoff/2+1)
 		if wasDown {
 			p.cfg.Log.Debug().Err(err).Float64("retry_in_s", d.Round(time.Millisecond).Seconds()).Msg("source still unreachable")
+		} else if p.resynced && closedByPeer(err) {
+			p.cfg.Log.Warn().Err(err).Int64("offset", p.offset).Msg("source link lost after a full resync; reconnecting (" + outputLimitHint + ")")
 		} else {
 			p.cfg.Log.Warn().Err(err).Int64("offset", p.offset).Msg("source link lost; reconnecting")
 		}
@@ -312,6 +316,7 @@ func (p *PSync) link(ctx context.Context) error {
 		p.cfg.Log.Info().Str("replid", f[1]).Int64("offset", off).Str("reason", why).Msg("full resync")
 		p.replid, p.offset, p.linked = f[1], off, false
 		p.update(func(s *Stats) { s.FullSyncs++; s.ReplID = f[1]; s.Received = off; s.Phase = "waiting-bgsave" })
+		p.resynced = true
 		if err := p.snapshot(c); err != nil {
 			return err
 		}
@@ -512,6 +517,19 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 	}
 	p.cfg.Log.Info().Int64("bytes", got).Msg("snapshot received")
 	return p.frame(frameRDBEnd, nil)
+}
+
+// outputLimitHint names the usual reason a source closes a link that began
+// with a full resync: what is written while the snapshot is sent is
+// buffered for the replica, and a source drops a replica whose buffer passes
+// client-output-buffer-limit (Redis before 7.2 has no counter that would
+// confirm it). Each retry then needs a new snapshot, which fails the same
+// way while the writes go on: only the operator can end the loop.
+const outputLimitHint = "if this recurs: a source drops a replica whose writes, buffered while the snapshot is sent, pass its client-output-buffer-limit replica; raise that limit on the source, whose log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\""
+
+// closedByPeer reports whether err says the peer closed the connection.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // emit writes data as one frame. When data starts at buf[frameHeader] the
