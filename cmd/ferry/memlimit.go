@@ -29,11 +29,16 @@ const (
 	memOutside = 16 << 20
 )
 
-// jobMemory is the memory one job's settings bound: its spool's memory, its
-// writers' queues and in-flight bytes, the record being applied, a base.
+// jobMemory is the memory one job's settings bound: its spool's memory (an
+// import of a file has no spool), its writers' queues and in-flight bytes,
+// the record being applied, a base.
 func jobMemory(j conf.Job) int64 {
 	queue := max(int64(memWriterQueue), 2*j.BatchMaxBytes)
-	return memBase + j.SpoolMemory + memRecord + memWriters*(queue+j.MaxInflightBytes)
+	spool := j.SpoolMemory
+	if j.Import() {
+		spool = 0
+	}
+	return memBase + spool + memRecord + memWriters*(queue+j.MaxInflightBytes)
 }
 
 // setMemoryLimit sets the process's soft memory limit to the sum of the

@@ -10,7 +10,8 @@ import (
 )
 
 // TestMemoryLimit: the default settings give the README's full-sync bound
-// (256 MiB) as the soft limit; the bound grows with the settings; a batch
+// (256 MiB), an import 192 MiB (no spool); the limit is set 16 MiB under
+// the bound; the bound grows with the settings; a batch
 // counts the jobs that run at once; GOMEMLIMIT wins.
 func TestMemoryLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
@@ -20,6 +21,11 @@ func TestMemoryLimit(t *testing.T) {
 	d := conf.Default()
 	if got := jobMemory(d); got != 256<<20 {
 		t.Errorf("default settings: %d MiB, want 256", got>>20)
+	}
+	imp := d
+	imp.RDB = "dump.rdb"
+	if got := jobMemory(imp); got != 192<<20 {
+		t.Errorf("an import (no spool): %d MiB, want 192", got>>20)
 	}
 	big := d
 	big.SpoolMemory = 1 << 30
