@@ -698,6 +698,13 @@ section_profile() {
 	fi
 	stop_pid "$fpid" 120
 	srv_stop pt
+	# The next two windows attach a fresh target first: without the load,
+	# like the first. Under the looped load a 1M-key full sync outlasts the
+	# source's client-output-buffer-limit for replicas (what the load writes
+	# meanwhile is buffered on the source until the snapshot is sent), the
+	# source drops the link and the attach starts over, for ferry and for a
+	# native replica alike.
+	kill_tree "$lpid"
 	# The same load with fence = "off" into a fresh target: what MULTI/EXEC
 	# and the marker SETs cost ferry and the target per applied command.
 	if [ "$PROFILE_FENCE_OFF" = 1 ]; then
@@ -713,10 +720,14 @@ section_profile() {
 		PIDS+=("$fpid")
 		"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-off-attach.txt"
 		PF_PID=$(child_of "$fpid")
+		load_loop &
+		lpid=$!
+		PIDS+=("$lpid")
 		sleep 1
 		snap e
 		sleep "$st_s"
 		snap f
+		kill_tree "$lpid"
 		stop_pid "$fpid" 120
 		srv_stop pt
 	fi
@@ -725,13 +736,16 @@ section_profile() {
 		srv_start pt
 		"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[pt]}" >"$LOGS/profile-native-attach.txt"
 		PF_PID=0 PF_ADDR=127.0.0.1:1
+		load_loop &
+		lpid=$!
+		PIDS+=("$lpid")
 		sleep 1
 		snap g
 		sleep "$st_s"
 		snap h
+		kill_tree "$lpid"
 		srv_stop pt
 	fi
-	kill_tree "$lpid"
 
 	# ---- report
 	local mt ft sc tc ba op ap
