@@ -10,7 +10,7 @@ import (
 )
 
 // TestMemoryLimit: the default settings give the README's full-sync bound
-// (256 MiB), an import 192 MiB (no spool); the limit is set 16 MiB under
+// (256 MiB), an import 192 MiB (no spool); the limit is set memOutside under
 // the bound; the bound grows with the settings; a batch
 // counts the jobs that run at once; GOMEMLIMIT wins.
 func TestMemoryLimit(t *testing.T) {
