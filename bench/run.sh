@@ -844,13 +844,13 @@ section_profile() {
 		source socket -> spool (reader PSync.stream)|reader\.\(\*PSync\)\.stream$
 		stream consumer: spool -> parse -> apply -> batch (job stream)|job\.\(\*stream\)\.stream$
 		  command parsing (resp Reader.ReadCommand)|resp\.\(\*Reader\)\.ReadCommand$
-		  applier (job applier.command: route, filter, re-encode)|job\.\(\*applier\)\.command$
-		    re-encoding into the writer batch (writer Batch.Add)|writer\.\(\*Batch\)\.Add$
+		  applier (apply Applier.command: route, filter, re-encode)|apply\.\(\*Applier\)\.command$
+		    the command into the writer batch (writer Batch.Add*)|writer\.\(\*Batch\)\.Add(Encoded)?$
 		  spool reads (spool Spool.Read)|spool\.\(\*Spool\)\.Read$
 		  batch hand-off to the writer (writer Writer.Submit)|writer\.\(\*Writer\)\.Submit$
 		spool writes (spool Spool.Write)|spool\.\(\*Spool\)\.Write$
 		writer send (session.send: plan, MULTI/markers/EXEC, write)|writer\.\(\*session\)\.send$
-		  flight plan with the fence markers (session.plan)|writer\.\(\*session\)\.plan$
+		  flight plan with the fence markers (writer planFlight)|writer\.planFlight$
 		writer reply reader (session.receive: +QUEUED, EXEC replies)|writer\.\(\*session\)\.receive$
 		scheduler, wake-ups (runtime.findRunnable)|^runtime\.findRunnable$
 		futex wake/sleep (runtime.futex)|^runtime\.futex$
