@@ -154,6 +154,16 @@ func (p *Proxy) Stall() {
 	}
 }
 
+// unblock lets a stalled link's held bytes through.
+func (l *proxyLink) unblock() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocked {
+		close(l.gate)
+		l.blocked = false
+	}
+}
+
 // Freeze black-holes every connection, open now or made later: a server
 // that accepts connections and never answers. KillAll ends it.
 func (p *Proxy) Freeze() {
@@ -170,12 +180,7 @@ func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, l := range p.links {
-		l.mu.Lock()
-		if l.blocked {
-			close(l.gate)
-			l.blocked = false
-		}
-		l.mu.Unlock()
+		l.unblock()
 	}
 	p.stalled = false
 }
@@ -191,12 +196,7 @@ func (p *Proxy) KillAll() {
 	for _, l := range p.links {
 		l.client.Close()
 		l.server.Close()
-		l.mu.Lock()
-		if l.blocked {
-			close(l.gate)
-			l.blocked = false
-		}
-		l.mu.Unlock()
+		l.unblock()
 	}
 	p.links = nil
 	p.stalled = false
