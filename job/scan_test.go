@@ -210,19 +210,7 @@ func TestScanLeastACL(t *testing.T) {
 		"+set", "+del", "+rpush", "+sadd", "+hset", "+zadd", "+xadd", "+exists",
 		"%R~*", "~__ferry:probe:*", "&__keyevent@*__:*", "&__redis__:invalidate")
 	c := testConf(t, "redis://ferry-scan:pw@"+src.Addr, dst.URL())
-	observed := make(chan func() State, 1)
-	ended := make(chan error, 1)
-	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
-	state := <-observed
-	redistest.WaitFor(t, 30*time.Second, func() bool {
-		select {
-		case err := <-ended:
-			t.Fatalf("the sync ended: %v", err)
-		default:
-		}
-		st := state()
-		return len(st.Shards) == 1 && st.Shards[0].Reader.Phase == "streaming"
-	}, "the first pass")
+	_, stop := runScanPassWithin(t, c, 30*time.Second)
 	sc.Set(context.Background(), "live", "1", 0)
 	sc.Del(context.Background(), "fill:db0:s:1")
 	redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{Wait: 30 * time.Second})

@@ -252,11 +252,17 @@ func TestScanBigKeysSurviveRestart(t *testing.T) {
 // ends before that fails the test.
 func runScanPass(t *testing.T, c conf.Job) (func() State, func() (Summary, error)) {
 	t.Helper()
+	return runScanPassWithin(t, c, 60*time.Second)
+}
+
+// runScanPassWithin is runScanPass with its own bound on the first pass.
+func runScanPassWithin(t *testing.T, c conf.Job, wait time.Duration) (func() State, func() (Summary, error)) {
+	t.Helper()
 	observed := make(chan func() State, 1)
 	ended := make(chan error, 1)
 	stop := runSyncEnded(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { observed <- f }}, ended)
 	state := <-observed
-	redistest.WaitFor(t, 60*time.Second, func() bool {
+	redistest.WaitFor(t, wait, func() bool {
 		select {
 		case err := <-ended:
 			t.Fatalf("the sync ended: %v", err)
