@@ -122,7 +122,7 @@ func BenchmarkBatchBuild(b *testing.B) {
 		bt := writer.NewBatch()
 		for i, c := range cmds {
 			bt.Add(0, c...)
-			bt.EndUnit(uint64(i+1), int64(i+1))
+			bt.EndUnit(writer.Position{Seq: uint64(i + 1), Offset: int64(i + 1)})
 		}
 		bt.Release()
 	}

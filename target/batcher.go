@@ -52,7 +52,7 @@ const clockEvery = 16
 // bring the target to pos (pos.Seq numbers the unit), and submits the batch
 // if it is full or the position has not been submitted for a while.
 func (b *batcher) endUnit(ctx context.Context, pos writer.Position) error {
-	b.cur.EndUnit(pos.Seq, pos.Offset)
+	b.cur.EndUnit(pos)
 	b.pos = pos
 	b.dirty = true
 	b.unitStart = b.cur.Len()

@@ -35,6 +35,16 @@ type Batch struct {
 	// per stream, since offsets of different shards do not compare.
 	Stream int
 	marked int // ops[:marked] have their unit set
+	// cuts are unit boundaries, one every txnOps commands or txnBytes
+	// bytes, where a fenced standalone flight ends one transaction and
+	// begins the next (see planFlight).
+	cuts []cut
+}
+
+// cut: ops[:n] are whole units that bring the target to pos.
+type cut struct {
+	n   int
+	pos Position
 }
 
 type opRef struct {
@@ -61,6 +71,7 @@ func (b *Batch) reset() {
 	b.MarkerKey = ""
 	b.Stream = 0
 	b.marked = 0
+	b.cuts = b.cuts[:0]
 }
 
 // markerOr is the key of the marker recording b on a standalone target.
@@ -136,13 +147,21 @@ func (b *Batch) AddWith(db, slot int, encode func(dst []byte) ([]byte, error)) e
 	return nil
 }
 
-// EndUnit assigns the commands added since the last EndUnit to unit seq,
-// which ends at source offset off.
-func (b *Batch) EndUnit(seq uint64, off int64) {
+// EndUnit assigns the commands added since the last EndUnit to the unit
+// numbered pos.Seq, which brings the target to pos.
+func (b *Batch) EndUnit(pos Position) {
 	for i := b.marked; i < len(b.ops); i++ {
-		b.ops[i].seq, b.ops[i].off = seq, off
+		b.ops[i].seq, b.ops[i].off = pos.Seq, pos.Offset
 	}
 	b.marked = len(b.ops)
+	from, fromByte := 0, 0
+	if k := len(b.cuts); k > 0 {
+		from = b.cuts[k-1].n
+		fromByte = b.ops[from-1].end
+	}
+	if len(b.ops)-from >= txnOps || len(b.buf)-fromByte >= txnBytes {
+		b.cuts = append(b.cuts, cut{n: len(b.ops), pos: pos})
+	}
 }
 
 // Truncate drops every command from the n-th on (an unfinished unit).
@@ -158,6 +177,9 @@ func (b *Batch) Truncate(n int) {
 		b.ops = b.ops[:n]
 	}
 	b.marked = min(b.marked, len(b.ops))
+	for len(b.cuts) > 0 && b.cuts[len(b.cuts)-1].n > len(b.ops) {
+		b.cuts = b.cuts[:len(b.cuts)-1]
+	}
 }
 
 // op returns the encoded bytes of command i.

@@ -104,7 +104,7 @@ func benchFence(b *testing.B, slotted, fence bool, batchOps int) {
 			}
 			seq++
 			off += 40
-			bt.EndUnit(seq, off)
+			bt.EndUnit(Position{Seq: seq, Offset: off})
 		}
 		bt.Pos = Position{Seq: seq, State: StateLive, ReplID: "0123456789012345678901234567890123456789", Offset: off, Low: -1}
 		if err := w.Submit(ctx, bt); err != nil {

@@ -20,6 +20,27 @@ import (
 // queued behind an outstanding flight go out together (fewer groups than
 // batches), and every INCR is applied exactly once.
 func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
+	st := incrsUnderKills(t, 3000, func(i int) int { return 1 + i%3 })
+	if st.Groups >= st.Batches {
+		t.Errorf("%d groups for %d batches: nothing coalesced", st.Groups, st.Batches)
+	}
+}
+
+// TestStandaloneCutsExactlyOnce: the same with batches of up to 300 INCRs,
+// which go out as several transactions each (txnOps): a connection killed
+// between two of them leaves a batch partly applied, and its rest is sent
+// again, once.
+func TestStandaloneCutsExactlyOnce(t *testing.T) {
+	st := incrsUnderKills(t, 400, func(i int) int { return 1 + i*37%300 })
+	if st.Groups <= st.Batches {
+		t.Errorf("%d groups for %d batches: no batch was cut", st.Groups, st.Batches)
+	}
+}
+
+// incrsUnderKills submits batches of size(i) INCRs, and returns the
+// writer's stats once every INCR is checked applied exactly once.
+func incrsUnderKills(t *testing.T, batches int, size func(i int) int) Stats {
+	t.Helper()
 	redistest.Require(t)
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,7 +86,6 @@ func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
 		}
 	}()
 
-	const batches = 3000
 	want := map[string]int{}
 	var seq uint64
 	offs := [2]int64{}
@@ -74,19 +94,19 @@ func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
 		b := NewBatch()
 		b.Stream = stream
 		b.MarkerKey = fmt.Sprintf("__ferry:test:pos:%d", stream)
-		for k := range 1 + i%3 {
+		for k := range size(i) {
 			key := fmt.Sprintf("c:%d:%d", stream, (i+k)%50)
 			b.Add(0, []byte("INCR"), []byte(key))
 			want[key]++
 			seq++
 			offs[stream] += 10
-			b.EndUnit(seq, offs[stream])
+			b.EndUnit(Position{Seq: seq, State: StateLive, ReplID: replID, Offset: offs[stream], Low: -1})
 		}
-		b.Pos = Position{Seq: seq, State: StateLive, ReplID: "0123456789012345678901234567890123456789", Offset: offs[stream], Low: -1}
+		b.Pos = Position{Seq: seq, State: StateLive, ReplID: replID, Offset: offs[stream], Low: -1}
 		if err := w.Submit(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		if i%50 == 0 {
+		if i%max(1, batches/100) == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
@@ -105,12 +125,12 @@ func TestStandaloneCoalescesExactlyOnce(t *testing.T) {
 	}
 	st := w.Stats()
 	t.Logf("%d batches in %d groups, %d reconnects, %d kills", st.Batches, st.Groups, st.Reconnects, killed)
-	if st.Batches != batches {
+	if st.Batches != int64(batches) {
 		t.Errorf("%d batches acknowledged, want %d", st.Batches, batches)
-	}
-	if st.Groups >= st.Batches {
-		t.Errorf("%d groups for %d batches: nothing coalesced", st.Groups, st.Batches)
 	}
 	cancel()
 	<-done
+	return st
 }
+
+const replID = "0123456789012345678901234567890123456789"

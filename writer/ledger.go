@@ -505,6 +505,7 @@ func (l *ledger) requeueAfterDrop(markers map[string]Position) (nApplied, nBack 
 				continue
 			}
 			prefix = false
+			l.ops.Add(int64(len(drop))) // applied; the batch is acknowledged with the rest
 			nb := b.without(func(i int) bool { return drop[i] || red[i] })
 			l.replaceInjectedLocked(b, nb)
 			b.Release()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ type testLedger struct {
 }
 
 func newTestLedger(slotted, skipFenced bool) *testLedger {
-	tl := &testLedger{p: &planner{slotted: slotted, fence: true, marker: "m",
+	tl := &testLedger{p: &planner{slotted: slotted, fence: true, cut: !slotted && !skipFenced, marker: "m",
 		slotMarker:   func(slot int) string { return fmt.Sprintf("slot:%d", slot) },
 		streamMarker: func(stream int) string { return fmt.Sprintf("stream:%d", stream) }}}
 	tl.ledger = newLedger(ledgerConfig{slotted: slotted, skipFenced: skipFenced, marker: "m", maxQueued: 1 << 20,
@@ -324,6 +325,36 @@ func TestLedgerReplayPrefix(t *testing.T) {
 	}
 }
 
+// TestLedgerReplayCut: a batch cut into transactions whose connection
+// drops after the first of them ran goes back without that transaction's
+// commands, and the batch is acknowledged once, when the rest has run.
+func TestLedgerReplayCut(t *testing.T) {
+	tl := newTestLedger(false, false)
+	tl.submitAll(t, testBatch(0, "", 150, units(1, 150)...))
+	f := tl.send(t)
+	if len(f.groups) != 3 {
+		t.Fatalf("%d groups, want 3", len(f.groups))
+	}
+	nApplied, nBack, rw := tl.requeueAfterDrop(map[string]Position{"m": {Seq: 64}})
+	if rw != nil || nApplied != 1 || nBack != 2 {
+		t.Fatalf("%d applied, %d replayed, %v; want 1, 2", nApplied, nBack, rw)
+	}
+	if tl.batches.Load() != 0 {
+		t.Errorf("%d batches acknowledged with 86 commands still to run", tl.batches.Load())
+	}
+	q := tl.queued()
+	if !strings.HasPrefix(q, "[0@150: k65/65 k66/66 ") || strings.Contains(q, "k64/") || !strings.HasSuffix(q, " k150/150]") {
+		t.Errorf("queue after the drop %s", q)
+	}
+	tl.answer(tl.send(t))
+	if p, _ := tl.appliedAt(0); p.Seq != 150 {
+		t.Errorf("stream 0 at %d, want 150", p.Seq)
+	}
+	if tl.batches.Load() != 1 || tl.ops.Load() != 150 {
+		t.Errorf("%d batches and %d commands acknowledged, want 1 and 150", tl.batches.Load(), tl.ops.Load())
+	}
+}
+
 // TestLedgerReplayCluster: a batch split over slots is requeued without the
 // commands of the groups that were applied or redirected.
 func TestLedgerReplayCluster(t *testing.T) {
@@ -408,7 +439,7 @@ func TestLedgerResend(t *testing.T) {
 	b.AddStrings(0, "SET", "a", "v")
 	b.AddStrings(0, "BOGUS", "x")
 	b.AddStrings(0, "SET", "b", "v")
-	b.EndUnit(1, 10)
+	b.EndUnit(Position{Seq: 1, Offset: 10})
 	b.Pos = Position{Seq: 1, State: StateLive, ReplID: "r", Offset: 10}
 	later := testBatch(0, "", 2, sa(0, "c", 2))
 	tl.submitAll(t, b, later)
@@ -439,7 +470,7 @@ func TestLedgerResend(t *testing.T) {
 	nb := NewBatch()
 	nb.AddStrings(0, "SET", "d", "v")
 	nb.AddStrings(0, "BOGUS", "y")
-	nb.EndUnit(3, 30)
+	nb.EndUnit(Position{Seq: 3, Offset: 30})
 	nb.Pos = Position{Seq: 3, State: StateLive, ReplID: "r", Offset: 30}
 	tl.submitAll(t, nb)
 	f = tl.send(t)

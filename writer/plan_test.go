@@ -22,13 +22,13 @@ func cl(slot int, key string, seq uint64) testOp { return testOp{slot: slot, key
 
 // testBatch is a batch of stream recording unit pos at source offset
 // 100*pos (so that a marker shows whether it took the batch's position or
-// an op's), under marker ("" the default).
+// an op's, whose unit ends at 10*seq), under marker ("" the default).
 func testBatch(stream int, marker string, pos uint64, ops ...testOp) *Batch {
 	b := NewBatch()
 	b.Stream, b.MarkerKey = stream, marker
 	for _, o := range ops {
 		b.AddEncoded(o.db, o.slot, resp.AppendCommandStrings(nil, "SET", o.key, "v"))
-		b.EndUnit(o.seq, int64(10*o.seq))
+		b.EndUnit(Position{Seq: o.seq, State: StateLive, ReplID: "r", Offset: int64(10 * o.seq)})
 	}
 	b.Pos = Position{Seq: pos, State: StateLive, ReplID: "r", Offset: int64(100 * pos)}
 	return b
@@ -212,6 +212,97 @@ func TestPlanStandalone(t *testing.T) {
 			p := &planner{marker: "m", fence: tc.fence, low: tc.low}
 			checkPlan(t, planFlight(tc.bs, p), false, tc.groups, tc.wire)
 		})
+	}
+}
+
+// units is n commands SET k<seq> of one unit each, numbered from first.
+func units(first uint64, n int) []testOp {
+	ops := make([]testOp, n)
+	for i := range ops {
+		seq := first + uint64(i)
+		ops[i] = sa(0, fmt.Sprint("k", seq), seq)
+	}
+	return ops
+}
+
+// txn is the wire of one fenced transaction: SET k<seq> for units
+// from..to, then the marker recording unit mseq at offset moff.
+func txn(from, to, mseq uint64, moff int64) string {
+	w := multi + sel(0)
+	for seq := from; seq <= to; seq++ {
+		w += set(fmt.Sprint("k", seq))
+	}
+	return w + mark("m", mseq, moff, -1) + exec
+}
+
+// TestPlanCutsLongRuns: a fenced standalone run of batches goes out as
+// transactions of about txnOps commands, cut where a batch recorded a unit
+// boundary (its marker records that unit, at its offset) or between
+// batches (the batch's position); the run's last transaction records the
+// last batch's position. Under on_error = skip a run stays one transaction.
+func TestPlanCutsLongRuns(t *testing.T) {
+	if txnOps != 64 {
+		t.Fatalf("the cases assume txnOps = 64, not %d", txnOps)
+	}
+	ops := func(b, from, to int) string {
+		var s []string
+		for i := from; i <= to; i++ {
+			s = append(s, fmt.Sprintf("%d.%d", b, i))
+		}
+		return strings.Join(s, " ")
+	}
+	t.Run("cut inside a batch", func(t *testing.T) {
+		bs := []*Batch{testBatch(0, "", 150, units(1, 150)...)}
+		p := &planner{marker: "m", fence: true, cut: true}
+		checkPlan(t, planFlight(bs, p), false,
+			[]wantGroup{{"m", 64, true, ops(0, 0, 63)}, {"m", 128, true, ops(0, 64, 127)}, {"m", 150, true, ops(0, 128, 149)}},
+			txn(1, 64, 64, 640)+txn(65, 128, 128, 1280)+txn(129, 150, 150, 15000))
+	})
+	t.Run("cut between batches", func(t *testing.T) {
+		bs := []*Batch{
+			testBatch(0, "", 40, units(1, 40)...),
+			testBatch(0, "", 80, units(41, 40)...),
+			testBatch(0, "", 90, units(81, 10)...),
+		}
+		p := &planner{marker: "m", fence: true, cut: true}
+		checkPlan(t, planFlight(bs, p), false,
+			[]wantGroup{{"m", 80, true, ops(0, 0, 39) + " " + ops(1, 0, 39)}, {"m", 90, true, ops(2, 0, 9)}},
+			txn(1, 80, 80, 8000)+txn(81, 90, 90, 9000))
+	})
+	t.Run("a cut at a batch's end waits for the next cut", func(t *testing.T) {
+		// The batch's position may be past its last command's unit (a
+		// PING): the run goes on, and the next batch is cut between.
+		bs := []*Batch{
+			testBatch(0, "", 65, units(1, 64)...),
+			testBatch(0, "", 70, units(66, 5)...),
+		}
+		p := &planner{marker: "m", fence: true, cut: true}
+		checkPlan(t, planFlight(bs, p), false,
+			[]wantGroup{{"m", 65, true, ops(0, 0, 63)}, {"m", 70, true, ops(1, 0, 4)}},
+			txn(1, 64, 65, 6500)+txn(66, 70, 70, 7000))
+	})
+	t.Run("under on_error = skip, one transaction", func(t *testing.T) {
+		bs := []*Batch{testBatch(0, "", 150, units(1, 150)...)}
+		p := &planner{marker: "m", fence: true}
+		checkPlan(t, planFlight(bs, p), false,
+			[]wantGroup{{"m", 150, true, ops(0, 0, 149)}}, txn(1, 150, 150, 15000))
+	})
+}
+
+// TestBatchCutsFollowTruncate: dropping an unfinished unit drops the cuts
+// past it, and a recycled batch starts without cuts.
+func TestBatchCutsFollowTruncate(t *testing.T) {
+	b := testBatch(0, "", 130, units(1, 130)...)
+	if len(b.cuts) != 2 || b.cuts[0].n != 64 || b.cuts[1].n != 128 || b.cuts[1].pos.Seq != 128 {
+		t.Fatalf("cuts %+v, want after 64 and 128", b.cuts)
+	}
+	b.Truncate(100)
+	if len(b.cuts) != 1 || b.cuts[0].n != 64 {
+		t.Errorf("cuts after Truncate(100): %+v", b.cuts)
+	}
+	b.Release()
+	if nb := NewBatch(); len(nb.cuts) != 0 {
+		t.Errorf("a new batch has cuts %+v", nb.cuts)
 	}
 }
 

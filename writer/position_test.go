@@ -27,7 +27,7 @@ func TestPositionRoundTrip(t *testing.T) {
 func TestBatchTruncateAndWithout(t *testing.T) {
 	b := NewBatch()
 	b.Add(0, []byte("SET"), []byte("a"), []byte("1"))
-	b.EndUnit(1, 10)
+	b.EndUnit(Position{Seq: 1, Offset: 10})
 	b.Add(1, []byte("SET"), []byte("b"), []byte("2"))
 	b.Add(1, []byte("SET"), []byte("c"), []byte("3"))
 	b.Truncate(1) // an unfinished unit goes
@@ -35,7 +35,7 @@ func TestBatchTruncateAndWithout(t *testing.T) {
 		t.Fatalf("after Truncate: %d ops, %s", b.Len(), b.Describe(0))
 	}
 	b.Add(2, []byte("DEL"), []byte("d"))
-	b.EndUnit(2, 20)
+	b.EndUnit(Position{Seq: 2, Offset: 20})
 	nb := b.without(func(i int) bool { return i == 0 })
 	if nb.Len() != 1 || nb.Describe(0) != `DEL "d" (db 2)` || nb.ops[0].seq != 2 || nb.ops[0].off != 20 {
 		t.Fatalf("without: %d ops, %s, unit %d/%d", nb.Len(), nb.Describe(0), nb.ops[0].seq, nb.ops[0].off)

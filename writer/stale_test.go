@@ -36,7 +36,7 @@ func TestStaleConnectionNotAppliedTwice(t *testing.T) {
 	submit := func(seq uint64) {
 		b := NewBatch()
 		b.Add(0, []byte("INCR"), []byte("counter"))
-		b.EndUnit(seq, int64(seq))
+		b.EndUnit(Position{Seq: seq, Offset: int64(seq)})
 		b.Pos = Position{Seq: seq, State: StateLive, ReplID: "0123456789012345678901234567890123456789", Offset: int64(seq), Low: -1}
 		if err := w.Submit(ctx, b); err != nil {
 			t.Fatal(err)
