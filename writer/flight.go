@@ -320,7 +320,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 }
 
 // standaloneSendOps bounds the commands of the batches a standalone writer
-// coalesces into one flight (one transaction when fenced).
+// coalesces into one flight (fenced: transactions of txnOps).
 const standaloneSendOps = 8192
 
 // txnOps and txnBytes are how much a fenced standalone transaction holds
@@ -364,9 +364,9 @@ func (l sendLimits) selectFlight(queue []*Batch, inflightBytes int64, inflight i
 	n, ops, size := 1, queue[0].Len(), queue[0].Size()
 	maxOps, maxBytes, coalesce := l.maxSendOps, l.maxInflight/2, l.slotted
 	if !l.slotted && !l.oneByOne {
-		// Standalone: queued batches go out as one transaction (see
-		// planFlight), of a bounded size: the target runs it in one go, and
-		// what is in flight stays within maxInflight.
+		// Standalone: queued batches go out as one flight (see
+		// planFlight), of a bounded size, so that what is in flight stays
+		// within maxInflight.
 		maxOps, maxBytes, coalesce = min(maxOps, standaloneSendOps), min(maxBytes, l.maxInflight-inflightBytes), true
 	}
 	if coalesce {
