@@ -214,7 +214,8 @@ func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
 	}
 	name := e.SentinelMaster
 	var errs []string
-	for _, h := range e.Hosts {
+	refused := "" // how every sentinel refused the credentials, "" if one did not
+	for i, h := range e.Hosts {
 		o := Options(dial.Options{Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword, TLS: t, Timeout: e.DialTimeout}, "ferry-ctl-0", 0)
 		// The next sentinel is the retry.
 		o.MaxRetries = 1
@@ -226,9 +227,23 @@ func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
 		}
 		if err == nil || errors.Is(err, redis.Nil) {
 			errs = append(errs, h+": no such master")
+			refused = ""
 			continue
 		}
+		if what := fault.Credentials(err); what != "" && (i == 0 || refused != "") {
+			refused = what
+		} else {
+			refused = ""
+		}
 		errs = append(errs, Describe(h, err).Error())
+	}
+	if refused != "" {
+		// Asking again gives the same answer: the job stops with the fix
+		// rather than retry, and the fix names the sentinels' own
+		// credentials, which are not the master's.
+		return "", fault.PermanentErr("sentinel "+strings.Join(e.Hosts, ","), "AUTH",
+			"correct sentinel_username / sentinel_password: the sentinels' own credentials, not the master's",
+			fmt.Errorf("%w: %s", dial.ErrAuth, refused))
 	}
 	return "", fmt.Errorf("sentinel: master %q not found (%s)", name, strings.Join(errs, "; "))
 }

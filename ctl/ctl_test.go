@@ -2,12 +2,17 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/conf"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
@@ -62,5 +67,37 @@ func TestDescribe(t *testing.T) {
 	}
 	if off, err := MasterOffset(ctx, ok); err != nil || off < 0 {
 		t.Errorf("MasterOffset: %d %v", off, err)
+	}
+}
+
+// TestSentinelCredentialsRefused: sentinels that all refuse ferry's
+// credentials give a permanent error that names sentinel_password (asking
+// again gives the same answer, and the master's password is not the one to
+// fix); the right credentials find the master.
+func TestSentinelCredentialsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	master := redistest.Start(t)
+	sen := redistest.StartSentinel(t, "mymaster", master.Addr)
+	sc := redis.NewClient(&redis.Options{Addr: sen.Addr, Protocol: 2, DisableIdentity: true})
+	defer sc.Close()
+	if err := sc.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">sentpw", "on").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := conf.Endpoint{Scheme: "sentinel", Hosts: []string{sen.Addr}, SentinelMaster: "mymaster", SentinelPassword: "wrong", DialTimeout: 2 * time.Second}
+	_, err := SentinelMaster(ctx, e)
+	if !fault.IsPermanent(err) || !errors.Is(err, dial.ErrAuth) || !strings.Contains(err.Error(), "sentinel_password") {
+		t.Errorf("wrong sentinel password: %v (permanent %v)", err, fault.IsPermanent(err))
+	}
+	e.SentinelPassword = "sentpw"
+	if addr, err := SentinelMaster(ctx, e); err != nil || addr != master.Addr {
+		t.Errorf("right sentinel password: %q, %v; want %s", addr, err, master.Addr)
+	}
+	// One sentinel that does not answer: not every sentinel refused, so
+	// the lookup stays a retry.
+	e.SentinelPassword = "wrong"
+	e.Hosts = append(e.Hosts, "127.0.0.1:1")
+	if _, err := SentinelMaster(ctx, e); err == nil || fault.IsPermanent(err) {
+		t.Errorf("one sentinel down, one refusing: %v, want a transient error", err)
 	}
 }
