@@ -57,7 +57,7 @@ var (
 type planner struct {
 	slotted bool
 	fence   bool
-	cut     bool   // standalone, fenced: a run may be cut into transactions of txnOps
+	split   bool   // standalone, fenced: a run is split into transactions of about txnOps
 	marker  string // standalone: the marker of a batch that names none
 	// slotMarker and streamMarker name the markers of a cluster master
 	// (see Config).
@@ -79,8 +79,8 @@ type planner struct {
 func newPlanner(cfg *Config) planner {
 	// Not under on_error = skip: a refused command's batch is sent again
 	// without it only if it was the flight's one transaction.
-	cut := cfg.Fence && !cfg.Slotted && cfg.OnError != Skip
-	return planner{slotted: cfg.Slotted, fence: cfg.Fence, cut: cut, marker: cfg.MarkerKey,
+	split := cfg.Fence && !cfg.Slotted && cfg.OnError != Skip
+	return planner{slotted: cfg.Slotted, fence: cfg.Fence, split: split, marker: cfg.MarkerKey,
 		slotMarker: cfg.SlotMarker, streamMarker: cfg.StreamMarker, low: cfg.Low}
 }
 
@@ -170,14 +170,14 @@ func planFlight(bs []*Batch, p *planner) *flight {
 				cb, c := bs[bj], 0
 				for i := range cb.ops {
 					flat = append(flat, opAt{int32(bj), int32(i)})
-					if p.cut && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
+					if p.split && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
 						if i+1 < len(cb.ops) {
 							closeAt(cb.cuts[c].pos)
 						}
 						c++
 					}
 				}
-				if p.cut && bj+1 < end && len(flat)-from >= txnOps {
+				if p.split && bj+1 < end && len(flat)-from >= txnOps {
 					closeAt(cb.Pos)
 				}
 			}

@@ -21,7 +21,7 @@ type testLedger struct {
 }
 
 func newTestLedger(slotted, skipFenced bool) *testLedger {
-	tl := &testLedger{p: &planner{slotted: slotted, fence: true, cut: !slotted && !skipFenced, marker: "m",
+	tl := &testLedger{p: &planner{slotted: slotted, fence: true, split: !slotted && !skipFenced, marker: "m",
 		slotMarker:   func(slot int) string { return fmt.Sprintf("slot:%d", slot) },
 		streamMarker: func(stream int) string { return fmt.Sprintf("stream:%d", stream) }}}
 	tl.ledger = newLedger(ledgerConfig{slotted: slotted, skipFenced: skipFenced, marker: "m", maxQueued: 1 << 20,

@@ -253,7 +253,7 @@ func TestPlanCutsLongRuns(t *testing.T) {
 	}
 	t.Run("cut inside a batch", func(t *testing.T) {
 		bs := []*Batch{testBatch(0, "", 150, units(1, 150)...)}
-		p := &planner{marker: "m", fence: true, cut: true}
+		p := &planner{marker: "m", fence: true, split: true}
 		checkPlan(t, planFlight(bs, p), false,
 			[]wantGroup{{"m", 64, true, ops(0, 0, 63)}, {"m", 128, true, ops(0, 64, 127)}, {"m", 150, true, ops(0, 128, 149)}},
 			txn(1, 64, 64, 640)+txn(65, 128, 128, 1280)+txn(129, 150, 150, 15000))
@@ -264,7 +264,7 @@ func TestPlanCutsLongRuns(t *testing.T) {
 			testBatch(0, "", 80, units(41, 40)...),
 			testBatch(0, "", 90, units(81, 10)...),
 		}
-		p := &planner{marker: "m", fence: true, cut: true}
+		p := &planner{marker: "m", fence: true, split: true}
 		checkPlan(t, planFlight(bs, p), false,
 			[]wantGroup{{"m", 80, true, ops(0, 0, 39) + " " + ops(1, 0, 39)}, {"m", 90, true, ops(2, 0, 9)}},
 			txn(1, 80, 80, 8000)+txn(81, 90, 90, 9000))
@@ -276,7 +276,7 @@ func TestPlanCutsLongRuns(t *testing.T) {
 			testBatch(0, "", 65, units(1, 64)...),
 			testBatch(0, "", 70, units(66, 5)...),
 		}
-		p := &planner{marker: "m", fence: true, cut: true}
+		p := &planner{marker: "m", fence: true, split: true}
 		checkPlan(t, planFlight(bs, p), false,
 			[]wantGroup{{"m", 65, true, ops(0, 0, 63)}, {"m", 70, true, ops(1, 0, 4)}},
 			txn(1, 64, 65, 6500)+txn(66, 70, 70, 7000))
