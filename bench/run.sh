@@ -962,6 +962,10 @@ fence_kind() {
 	confa=$(ferry_conf "fence-$kind-multi" multi)
 	confb=$(ferry_conf "fence-$kind-off" off)
 	declare -A tgt=([multi]=$ta [off]=$tb) conf=([multi]=$confa [off]=$confb)
+	# the target servers' names, for their CPU over each drain
+	declare -A tnames=([multi]=fsa [off]=fsb)
+	[ "$kind" = cluster ] && tnames=([multi]="fca-0 fca-1 fca-2" [off]="fcb-0 fcb-1 fcb-2")
+	tgt_ticks() { local n t=0; for n in ${tnames[$1]}; do t=$((t + $(cpu_ticks "${PID[$n]}"))); done; echo "$t"; }
 	# attach both (full sync of what the source holds), then stop them
 	for m in multi off; do
 		fence_attach "${conf[$m]}" "${tgt[$m]}" "fence-$kind-$m-attach"
@@ -988,17 +992,25 @@ fence_kind() {
 			s=$(wait_quiet)
 			ST0=$(now)
 			f0=$(info_field "${PORT[fsrc]}" stats sync_full)
+			local tt0 tt1 fcpu tcpu
+			tt0=$(tgt_ticks "$m")
 			"$BIN/lagwatch" drain -timeout 60m -src "127.0.0.1:${PORT[fsrc]}" -dst "127.0.0.1:${tgt[$m]}" -cmds "$cmds" \
 				-tool-out "$LOGS/fence-$kind-$m-$r.log" -- \
 				"$BIN/runstat" -o "$LOGS/fence-$kind-$m-$r.stats" -- \
 				"$FERRY" sync -c "${conf[$m]}" --source "redis://127.0.0.1:${PORT[fsrc]}" --target "redis://127.0.0.1:${tgt[$m]}" \
 				>"$LOGS/fence-$kind-$m-$r.txt"
+			tt1=$(tgt_ticks "$m")
+			# CPU per drained command, in µs: ferry's from its rusage, the
+			# targets' from /proc (ticks of 10 ms)
+			fcpu=$(awk -v u="$(kv "$LOGS/fence-$kind-$m-$r.stats" user_s)" -v s="$(kv "$LOGS/fence-$kind-$m-$r.stats" sys_s)" -v n="$cmds" 'BEGIN{printf "%.3f", (u + s) * 1e6 / n}')
+			tcpu=$(awk -v t="$((tt1 - tt0))" -v n="$cmds" 'BEGIN{printf "%.3f", t * 1e4 / n}')
 			valid=1 note="partial resync"
 			f1=$(info_field "${PORT[fsrc]}" stats sync_full)
 			[ "$f1" = "$f0" ] || { valid=0; note="INVALID: the restarted ferry did a full resync instead of a partial one ($(grep -o '"message":"[^"]*resync[^"]*"' "$LOGS/fence-$kind-$m-$r.log" | head -1))"; }
-			echo "$kind fence=$m run $r: $(cat "$LOGS/fence-$kind-$m-$r.txt") $(tr -d '\n' <"$LOGS/fence-$kind-$m-$r.stats"); $note ($(step_log "$ST0" "$s"))" >>"$LOGS/fence.log"
+			echo "$kind fence=$m run $r: $(cat "$LOGS/fence-$kind-$m-$r.txt") $(tr -d '\n' <"$LOGS/fence-$kind-$m-$r.stats") cpu_us_per_cmd ferry=$fcpu targets=$tcpu; $note ($(step_log "$ST0" "$s"))" >>"$LOGS/fence.log"
 			if [ $valid = 1 ]; then
 				echo " $m=$(kv "$LOGS/fence-$kind-$m-$r.txt" apply_rate)" >>"$LOGS/fence-$kind.rates"
+				echo "$m $fcpu $tcpu" >>"$LOGS/fence-$kind.cpu"
 			else
 				FENCE_WARN+="$kind fence=$m run $r: $note; "
 				# the drain was cut short inside a snapshot: let it finish
@@ -1017,6 +1029,18 @@ fence_kind() {
 	local rr
 	rr=$(ratio "$fm" "$fo")
 	say "[fence] $label: ratio fenced/unfenced = ${rr}x (bar: >= 0.80: $(bar "$rr" ">=" 0.8))"
+	touch "$LOGS/fence-$kind.cpu"
+	local cpu_line="" col
+	for m in multi off; do
+		cpu_line+="$m: ferry"
+		for col in 2 3; do
+			# shellcheck disable=SC2046
+			cpu_line+=" $(median $(awk -v m="$m" -v c="$col" '$1 == m {print $c}' "$LOGS/fence-$kind.cpu") | sed 's/^$/n\/a/') us"
+			[ "$col" = 2 ] && cpu_line+=" + targets"
+		done
+		cpu_line+="; "
+	done
+	say "[fence] $label: CPU per drained command (medians) ${cpu_line%; }"
 	rm -f "$LOGS/digest-fence-source.txt"
 	FENCE_CHECK+="$kind multi: $(same_data fence-source "${PORT[fsrc]}" "fence-$kind-multi" "$ta"); $kind off: $(same_data fence-source "${PORT[fsrc]}" "fence-$kind-off" "$tb"); "
 	if [ "$kind" = cluster ]; then cluster_stop fca 3; cluster_stop fcb 3; else srv_stop fsa; srv_stop fsb; fi
