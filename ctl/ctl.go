@@ -214,8 +214,8 @@ func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
 	}
 	name := e.SentinelMaster
 	var errs []string
-	refused := "" // how every sentinel refused the credentials, "" if one did not
-	for i, h := range e.Hosts {
+	refused, nRefused := "", 0 // how sentinels refused the credentials, and how many did
+	for _, h := range e.Hosts {
 		o := Options(dial.Options{Addr: h, Username: e.SentinelUsername, Password: e.SentinelPassword, TLS: t, Timeout: e.DialTimeout}, "ferry-ctl-0", 0)
 		// The next sentinel is the retry.
 		o.MaxRetries = 1
@@ -227,20 +227,17 @@ func SentinelMaster(ctx context.Context, e conf.Endpoint) (string, error) {
 		}
 		if err == nil || errors.Is(err, redis.Nil) {
 			errs = append(errs, h+": no such master")
-			refused = ""
 			continue
 		}
-		if what := fault.Credentials(err); what != "" && (i == 0 || refused != "") {
-			refused = what
-		} else {
-			refused = ""
+		if what := fault.Credentials(err); what != "" {
+			refused, nRefused = what, nRefused+1
 		}
 		errs = append(errs, Describe(h, err).Error())
 	}
-	if refused != "" {
-		// Asking again gives the same answer: the job stops with the fix
-		// rather than retry, and the fix names the sentinels' own
-		// credentials, which are not the master's.
+	if nRefused > 0 && nRefused == len(e.Hosts) {
+		// Every sentinel refused: asking again gives the same answer. The
+		// job stops with the fix rather than retry, and the fix names the
+		// sentinels' own credentials, which are not the master's.
 		return "", fault.PermanentErr("sentinel "+strings.Join(e.Hosts, ","), "AUTH",
 			"correct sentinel_username / sentinel_password: the sentinels' own credentials, not the master's",
 			fmt.Errorf("%w: %s", dial.ErrAuth, refused))
