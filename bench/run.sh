@@ -1030,15 +1030,13 @@ fence_kind() {
 	rr=$(ratio "$fm" "$fo")
 	say "[fence] $label: ratio fenced/unfenced = ${rr}x (bar: >= 0.80: $(bar "$rr" ">=" 0.8))"
 	touch "$LOGS/fence-$kind.cpu"
-	local cpu_line="" col
+	local cpu_line="" fc tc
 	for m in multi off; do
-		cpu_line+="$m: ferry"
-		for col in 2 3; do
-			# shellcheck disable=SC2046
-			cpu_line+=" $(median $(awk -v m="$m" -v c="$col" '$1 == m {print $c}' "$LOGS/fence-$kind.cpu") | sed 's/^$/n\/a/') us"
-			[ "$col" = 2 ] && cpu_line+=" + targets"
-		done
-		cpu_line+="; "
+		# shellcheck disable=SC2046
+		fc=$(median $(awk -v m="$m" '$1 == m {print $2}' "$LOGS/fence-$kind.cpu"))
+		# shellcheck disable=SC2046
+		tc=$(median $(awk -v m="$m" '$1 == m {print $3}' "$LOGS/fence-$kind.cpu"))
+		cpu_line+="$m: ferry ${fc:-n/a} us + targets ${tc:-n/a} us; "
 	done
 	say "[fence] $label: CPU per drained command (medians) ${cpu_line%; }"
 	rm -f "$LOGS/digest-fence-source.txt"
