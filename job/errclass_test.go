@@ -16,7 +16,10 @@ import (
 func TestPermanentTargetErrorsStopAtOnce(t *testing.T) {
 	redistest.Require(t)
 	src := redistest.Start(t)
+	// A snapshot's plain strings go as SET (which ferry needs anyway, for
+	// its markers), other values as RESTORE.
 	src.Do(t, "SET", "k", "v")
+	src.Do(t, "HSET", "h", "f", "v")
 	dst := redistest.Start(t)
 	aclUser(t, dst, "norestore", []string{"+@all", "-restore"})
 	for _, tc := range []struct {
