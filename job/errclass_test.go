@@ -22,6 +22,7 @@ func TestPermanentTargetErrorsStopAtOnce(t *testing.T) {
 	src.Do(t, "HSET", "h", "f", "v")
 	dst := redistest.Start(t)
 	aclUser(t, dst, "norestore", []string{"+@all", "-restore"})
+	aclUser(t, dst, "noset", []string{"+@all", "-set"})
 	for _, tc := range []struct {
 		name  string
 		set   func(c *conf.Job)
@@ -30,6 +31,7 @@ func TestPermanentTargetErrorsStopAtOnce(t *testing.T) {
 		{"password for a server without one", func(c *conf.Job) { c.Target.Password = "secret" }, []string{dst.Addr, "no password", "fix:"}},
 		{"unknown ACL user", func(c *conf.Job) { c.Target.Username, c.Target.Password = "nobody", "secret" }, []string{dst.Addr, "AUTH", "wrong password", "fix:"}},
 		{"user lacking a permission", func(c *conf.Job) { withUser(&c.Target, "norestore") }, []string{dst.Addr, "RESTORE", "NOPERM", "fix:"}},
+		{"user that may not SET", func(c *conf.Job) { withUser(&c.Target, "noset") }, []string{dst.Addr, "SET", "NOPERM", "fix:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst.Do(t, "FLUSHALL")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
+	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/writer"
 )
 
@@ -54,7 +55,9 @@ func (n *Node) redial(o dial.Options) {
 // reading the version from the payload's footer — and its proto-max-bulk-len.
 func (n *Node) probe(ctx context.Context, key string) error {
 	if err := n.Ctl.Set(ctx, key, "x", time.Minute).Err(); err != nil {
-		return fmt.Errorf("target %s: write probe key: %w", n.Addr.Addr, err)
+		// The first write of a job: a user that may not SET learns here
+		// which permission to grant.
+		return fault.New("target "+n.Addr.Addr, "SET", fmt.Errorf("write probe key: %w", err))
 	}
 	dump, err := n.Ctl.Dump(ctx, key).Result()
 	n.Ctl.Del(ctx, key)
