@@ -17,8 +17,8 @@ import (
 // piece as it comes, the tail included, and read the command stream after
 // it byte by byte: the data arrives whole, on the first link, and the
 // stream's command, sent once ferry has waited on the idle link, is applied.
-// A reader that waited for a fuller socket
-// would sit out its read timeout and reconnect.
+// A reader that waited for a fuller socket would sit out its read timeout
+// and reconnect.
 func TestSnapshotInPieces(t *testing.T) {
 	src := redistest.Start(t)
 	redistest.FillAllTypes(t, src.Client(t), redistest.FillOptions{Keys: 2000})
