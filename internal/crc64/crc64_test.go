@@ -41,11 +41,62 @@ func TestMatchesBytewise(t *testing.T) {
 	}
 }
 
+// Long inputs at every alignment and every remainder of 16, and a running
+// CRC carried in, fold (where the CPU can) and must agree with the tables.
+func TestFoldMatchesTables(t *testing.T) {
+	if !canFold {
+		t.Skip("no carry-less multiply on this CPU: Update is the tables")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 70000)
+	for i := range buf {
+		buf[i] = byte(r.Uint32())
+	}
+	lens := []int{foldMin - 1, foldMin, foldMin + 1, 143, 144, 191, 192, 193, 255, 256, 1000, 4096, 4097, 65536 + 15}
+	for range 200 {
+		lens = append(lens, foldMin+r.IntN(len(buf)-foldMin-16))
+	}
+	for _, n := range lens {
+		for off := 0; off < 16; off += 5 {
+			p := buf[off : off+n]
+			seed := r.Uint64()
+			if got, want := Update(seed, p), updateTables(seed, p); got != want {
+				t.Fatalf("len %d off %d seed %016x: fold gives %016x, tables %016x", n, off, seed, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkTables(b *testing.B) {
+	p := make([]byte, 64<<10)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		updateTables(0, p)
+	}
+}
+
 func BenchmarkUpdate(b *testing.B) {
 	p := make([]byte, 64<<10)
 	b.SetBytes(int64(len(p)))
 	for b.Loop() {
 		Update(0, p)
+	}
+}
+
+// A small value's payload: the length where folding starts to pay.
+func BenchmarkUpdate200(b *testing.B) {
+	p := make([]byte, 200)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		Update(0, p)
+	}
+}
+
+func BenchmarkTables200(b *testing.B) {
+	p := make([]byte, 200)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		updateTables(0, p)
 	}
 }
 
