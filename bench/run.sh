@@ -247,7 +247,7 @@ quiet_mark() { wc -l <"$LOGS/steps.log" 2>/dev/null || echo 0; }
 ferry_conf() {
 	local f=$WORK/$1.toml
 	cat >"$f" <<-EOF
-		job = "$1"
+		name = "$1"
 		data_dir = "$WORK/ferry-data"
 		status_addr = "${3:-off}"
 		progress_interval = "1s"

@@ -6,7 +6,6 @@ package reader
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -444,13 +443,13 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 	if !strings.HasPrefix(hdr, "$") {
 		return fmt.Errorf("psync %s: %w: expected the snapshot, got %q", addr, resp.ErrProtocol, clip(hdr))
 	}
-	var mark []byte
+	var mark *eofMark
 	size := int64(-1)
 	if m, ok := strings.CutPrefix(hdr, "$EOF:"); ok {
 		if len(m) != 40 {
 			return fmt.Errorf("psync %s: %w: bad diskless EOF mark %q", addr, resp.ErrProtocol, clip(m))
 		}
-		mark = []byte(m)
+		mark = newEOFMark([]byte(m))
 	} else if size, err = strconv.ParseInt(hdr[1:], 10, 64); err != nil || size < 0 {
 		return fmt.Errorf("psync %s: %w: bad snapshot length %q", addr, resp.ErrProtocol, clip(hdr))
 	}
@@ -501,10 +500,10 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 		}
 		data = data[:len(held)+n]
 		if mark != nil {
-			if i := bytes.Index(data, mark); i >= 0 {
+			if i := mark.index(data); i >= 0 {
 				// Anything after the mark is already the command stream:
 				// push it back by treating it as the start of the stream.
-				rest := append([]byte(nil), data[i+len(mark):]...)
+				rest := append([]byte(nil), data[i+len(mark.mark):]...)
 				if err := p.emit(frameRDB, buf, data[:i]); err != nil {
 					return err
 				}
@@ -519,7 +518,7 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 				}
 				return nil
 			}
-			keep := min(len(mark), len(data))
+			keep := min(len(mark.mark), len(data))
 			out := data[:len(data)-keep]
 			held = append(held[:0], data[len(data)-keep:]...)
 			if err := p.emit(frameRDB, buf, out); err != nil {

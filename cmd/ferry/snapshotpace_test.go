@@ -34,10 +34,12 @@ func TestSnapshotInPieces(t *testing.T) {
 		name      string
 		diskless  bool
 		shortTail bool // the last 10 bytes, and the EOF mark in two, after pauses; else the rest in one write
+		behind    bool // the stream right behind the mark, in the same write (a source that does not wait for the ACK)
 	}{
-		{"diskless", true, true},
-		{"diskless-tail-in-one-write", true, false},
-		{"length", false, true},
+		{"diskless", true, true, false},
+		{"diskless-tail-in-one-write", true, false, false},
+		{"diskless-stream-behind-mark", true, false, true},
+		{"length", false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := redistest.Start(t)
@@ -60,6 +62,8 @@ func TestSnapshotInPieces(t *testing.T) {
 						pause()
 					}
 					switch {
+					case tc.behind:
+						c.Write(append(append(append([]byte(nil), rdb[from:]...), mark...), stream...))
 					case !tc.shortTail && tc.diskless:
 						c.Write(append(append([]byte(nil), rdb[from:]...), mark...))
 					case !tc.shortTail:
@@ -77,7 +81,7 @@ func TestSnapshotInPieces(t *testing.T) {
 					}
 				case len(args) > 1 && strings.EqualFold(args[0], "REPLCONF") && strings.EqualFold(args[1], "ACK"):
 					// On the second: ferry has waited on the idle link a while.
-					if acks.Add(1) == 2 {
+					if acks.Add(1) == 2 && !tc.behind {
 						c.Write([]byte(stream))
 					}
 				default:
