@@ -17,6 +17,8 @@ type eofMark struct {
 	at   [256]uint64 // bit i set: mark[i] is this byte
 }
 
+// newEOFMark takes a mark of at most 64 bytes (a source's is 40; the
+// header is checked before).
 func newEOFMark(mark []byte) *eofMark {
 	m := &eofMark{mark: mark}
 	for i, c := range mark {
