@@ -51,7 +51,8 @@ func BenchmarkEOFMark(b *testing.B) {
 	b.Run("bytes.Index", func(b *testing.B) {
 		b.SetBytes(int64(len(p)))
 		for b.Loop() {
-			if bytes.Index(p, mark) >= 0 {
+			// The search itself is what is measured, so not bytes.Contains.
+			if i := bytes.Index(p, mark); i >= 0 {
 				b.Fatal("found")
 			}
 		}
