@@ -145,3 +145,57 @@ func BenchmarkFrameSpilled(b *testing.B) {
 		r.Close()
 	}
 }
+
+var (
+	bigOnce sync.Once
+	bigData []byte
+)
+
+// BenchmarkFrameBigValues: framing an RDB of a few values of 8 to 24 MB (a
+// string and quicklists of 8 KB nodes), each captured whole in memory; the
+// growth of the capture buffer is what it measures. BenchmarkFrame is its
+// anchor.
+func BenchmarkFrameBigValues(b *testing.B) {
+	bigOnce.Do(func() {
+		rnd := rand.New(rand.NewSource(9))
+		node := func() []byte {
+			var els []any
+			for j := 0; j < 200; j++ {
+				b := make([]byte, 40)
+				for i := range b {
+					b[i] = 'a' + byte(rnd.Intn(26))
+				}
+				els = append(els, b)
+			}
+			return buildLP(els...)
+		}
+		e := newRDB(10)
+		e.aux("redis-ver", "7.0.15").selectDB(0)
+		for i, mb := range []int{8, 16, 24} {
+			nodes := mb << 20 / len(node())
+			e.key(TypeListQuicklist2, fmt.Sprintf("list:%d", i)).len(uint64(nodes))
+			for n := 0; n < nodes; n++ {
+				e.len(2).bstr(node())
+			}
+		}
+		e.key(TypeString, "blob").bstr(bytes.Repeat([]byte("x"), 20<<20))
+		bigData = e.finish()
+	})
+	b.SetBytes(int64(len(bigData)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReader(bytes.NewReader(bigData), Options{})
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec.Release()
+		}
+		r.Close()
+	}
+}

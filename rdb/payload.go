@@ -88,7 +88,7 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 	}
 	if p.file == nil {
 		if p.n+int64(len(b)) <= r.opt.MemLimit {
-			p.mem = append(p.mem, b...)
+			p.mem = append(growPayload(p.mem, len(b), r.opt.MemLimit), b...)
 			p.n += int64(len(b))
 			return nil
 		}
@@ -115,6 +115,27 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 	}
 	p.n += int64(len(b))
 	return nil
+}
+
+// growPayload makes room for n more bytes in mem, at least doubling its
+// capacity (up to limit). A big value arrives in read-buffer-sized pieces,
+// and append's own growth (a quarter at a time past a few hundred bytes)
+// copied a 30 MB value about four times over, each time into freshly
+// faulted pages: 12 % of ferry's CPU in a full sync with a few such values.
+// Doubling allocates at most twice the value and copies it at most once
+// more.
+func growPayload(mem []byte, n int, limit int64) []byte {
+	need := len(mem) + n
+	if need <= cap(mem) {
+		return mem
+	}
+	c := max(2*cap(mem), need)
+	if int64(c) > limit {
+		c = max(int(limit), need)
+	}
+	grown := make([]byte, len(mem), c)
+	copy(grown, mem)
+	return grown
 }
 
 func (r *Reader) trackSpill(p *Payload) {
