@@ -43,6 +43,7 @@ func Conn(ctx context.Context, o Options) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %s", o.Addr, describeNetErr(err))
 	}
+	c = quiet(c)
 	if o.TLS == nil {
 		return c, nil
 	}
