@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -221,4 +222,50 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestQuietLeash: with the only P kept busy by a goroutine that never
+// blocks, a reply that arrives on a quiet connection is still read within a
+// few of sysmon's 10 ms periods: something must preempt the busy goroutine
+// and poll the network, and no syscall wakes sysmon any more (see
+// quietConn). The busy spell starts on a reply after 200 ms of idleness,
+// as a live stream's bursts do, so sysmon is asleep when it starts; without
+// the leash the second reply waited until the busy goroutine ended.
+func TestQuietLeash(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	var cs [2]net.Conn
+	for i := range cs {
+		c, err := Conn(context.Background(), Options{Addr: srv.Addr, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+
+	const busy = 2 * time.Second
+	// BLPOP with a timeout: the server answers by itself, later.
+	cs[0].Write([]byte("BLPOP q0 0.2\r\n"))
+	cs[1].Write([]byte("BLPOP q1 0.3\r\n"))
+	sent := time.Now()
+	spun := make(chan struct{})
+	go func() { // woken by the first reply, then holds the only P
+		cs[0].Read(make([]byte, 64))
+		for time.Since(sent) < 200*time.Millisecond+busy {
+		}
+		close(spun)
+	}()
+	var at time.Time
+	if _, err := cs[1].Read(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	at = time.Now()
+	<-spun
+	if wait := at.Sub(sent); wait > time.Second {
+		t.Fatalf("the reply due after 300 ms was read after %s, with the only P busy from 200 ms on: nothing woke the scheduler", wait.Round(time.Millisecond))
+	} else {
+		t.Logf("the reply due after 300 ms was read after %s", wait.Round(time.Millisecond))
+	}
 }
