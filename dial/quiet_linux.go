@@ -10,40 +10,47 @@ import (
 	"unsafe"
 )
 
-// quietConn is a TCP connection whose reads and writes enter the kernel
-// without telling the Go scheduler.
+// quietConn is a TCP connection whose reads enter the kernel without
+// telling the Go scheduler.
 //
-// A read or write through package net goes through syscall.Syscall, which
-// hands the goroutine's P back if the call blocks and, when every P was
-// idle, wakes the runtime's monitor thread (sysmon). ferry's connections
-// alternate between short bursts and waits: during a full sync it woke
-// every couple of milliseconds, and each wake-up set sysmon polling every
-// 20 µs for the next millisecond. On a 2-core VM that was a fifth of
-// ferry's CPU, spent in nanosleep and futex calls.
+// A read through package net goes through syscall.Syscall, which hands the
+// goroutine's P back if the call blocks and, when every P was idle, wakes
+// the runtime's monitor thread (sysmon). ferry's connections alternate
+// between short bursts and waits: during a full sync it woke every couple
+// of milliseconds, and each wake-up set sysmon polling every 20 µs for the
+// next millisecond. On a 2-core VM that was a fifth of ferry's CPU, spent
+// in nanosleep and futex calls; nine in ten of the system calls were reads.
 //
-// The socket is nonblocking (package net made it so), so a read or write
-// returns at once, and syscall.RawSyscall is safe: there is no P to hand
-// back. When the socket is not ready the call fails with EAGAIN and the
-// RawConn parks the goroutine on the netpoller as net would; deadlines and
-// Close work as they do for net.Conn.
+// The socket is nonblocking (package net made it so), so a read returns at
+// once, and syscall.RawSyscall is safe: there is no P to hand back. When
+// the socket is empty the read fails with EAGAIN and the RawConn parks the
+// goroutine on the netpoller as net would; deadlines and Close work as
+// they do for net.Conn.
+//
+// Writes stay with package net. A flight of a few hundred KB written to a
+// loopback target runs the receiving side in the kernel too and can take a
+// millisecond, and through syscall.Syscall sysmon hands the P to another
+// thread meanwhile, so ferry's other goroutines go on (ferry runs one P
+// per stream). Raw writes held the P: in four make bench runs of the live
+// stream, lag p99 had runs of 127–568 ms; with writes through net, 39–59 ms.
 //
 // sysmon has two more duties: it preempts a goroutine that has run for
 // 10 ms, and it polls the network when no P has for 10 ms. Asleep, it wakes
 // only for the next timer, a syscall entered through package syscall, or
-// the end of a collection's stop. With every connection quiet, a busy P
-// could run on with nothing due to wake it, and goroutines whose socket
-// was ready waited: in TestQuietLeash a reply waited 2.2 s behind a busy
-// goroutine (0.1 s through package net), and the live stream's lag p99 in
-// make bench was 288 ms against 47 ms. So while a quiet connection is open a ticker keeps a
-// timer due every 10 ms (the leash): sysmon keeps its duties at their own
-// pace instead of 50 wake-ups per millisecond after each idle moment.
+// the end of a collection's stop. A process that only reads would leave a
+// busy P unwatched, and goroutines whose socket was ready would wait: in
+// TestQuietLeash a reply waited 2.2 s behind a busy goroutine (0.4 s
+// through package net). So while a quiet connection is open a ticker
+// keeps a timer due every 10 ms (the leash): sysmon keeps its duties at
+// its own slowest pace instead of 50 wake-ups per millisecond after each
+// idle moment.
 type quietConn struct {
 	*net.TCPConn
 	rc     syscall.RawConn
 	closed sync.Once
 }
 
-// quiet returns c with quiet reads and writes when it is a TCP connection,
+// quiet returns c with quiet reads when it is a TCP connection,
 // c itself otherwise.
 func quiet(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
@@ -139,37 +146,7 @@ func (c *quietConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *quietConn) Write(p []byte) (int, error) {
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("write", errno)
-	}
-	if err != nil {
-		return n, c.opError("write", err)
-	}
-	return n, nil
-}
-
-// opError gives a failed read or write the shape net gives it ("read tcp
+// opError gives a failed read the shape net gives it ("read tcp
 // a->b: i/o timeout"), so messages and errors.Is/As checks do not change.
 func (c *quietConn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {

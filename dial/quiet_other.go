@@ -4,6 +4,6 @@ package dial
 
 import "net"
 
-// quiet is a no-op where the quiet reads and writes are not built (see
+// quiet is a no-op where quiet reads are not built (see
 // quiet_linux.go).
 func quiet(c net.Conn) net.Conn { return c }
