@@ -73,8 +73,9 @@ func benchRDB() []byte {
 	return benchData
 }
 
-func benchFrame(b *testing.B, each func(rec *Record)) {
-	data := benchRDB()
+func benchFrame(b *testing.B, each func(rec *Record)) { benchFrameData(b, benchRDB(), each) }
+
+func benchFrameData(b *testing.B, data []byte, each func(rec *Record)) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -181,21 +182,5 @@ func BenchmarkFrameBigValues(b *testing.B) {
 		e.key(TypeString, "blob").bstr(bytes.Repeat([]byte("x"), 20<<20))
 		bigData = e.finish()
 	})
-	b.SetBytes(int64(len(bigData)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := NewReader(bytes.NewReader(bigData), Options{})
-		for {
-			rec, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			rec.Release()
-		}
-		r.Close()
-	}
+	benchFrameData(b, bigData, nil)
 }
