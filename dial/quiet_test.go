@@ -104,7 +104,7 @@ func TestQuietBulk(t *testing.T) {
 		t.Error("quiet reads: the bytes differ from what the peer wrote")
 	}
 	if !bytes.Equal(<-got, out) {
-		t.Error("quiet writes: the peer got other bytes than were written")
+		t.Error("writes: the peer got other bytes than were written")
 	}
 }
 
@@ -227,7 +227,7 @@ func cpuTime() time.Duration {
 // TestQuietLeash: with the only P kept busy by a goroutine that never
 // blocks, a reply that arrives on a quiet connection is still read within a
 // few of sysmon's 10 ms periods: something must preempt the busy goroutine
-// and poll the network, and no syscall wakes sysmon any more (see
+// and poll the network, and a quiet read no longer wakes sysmon (see
 // quietConn). The busy spell starts on a reply after 200 ms of idleness,
 // as a live stream's bursts do, so sysmon is asleep when it starts; without
 // the leash the second reply waited until the busy goroutine ended.
