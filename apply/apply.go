@@ -421,7 +421,7 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		if err != nil {
 			return err
 		}
-		return a.out.EndUnit(ctx, a.snapshotPos())
+		return a.endSnapshotUnit(ctx)
 	}
 	// Each rewritten command is its own unit: a big key spans batches, and
 	// fenced batches are applied exactly once, so the key is rebuilt
@@ -438,10 +438,23 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		if err := a.addArgs(ctx, db, args); err != nil {
 			return err
 		}
-		return a.out.EndUnit(ctx, a.snapshotPos())
+		return a.endSnapshotUnit(ctx)
 	})
 	if err != nil {
 		return fmt.Errorf("db %d key %q: %w", rec.DB, router.Clip(rec.Key), err)
+	}
+	return nil
+}
+
+// endSnapshotUnit ends a unit of the snapshot, and submits what is batched
+// when WaitFlushed asks for it: the consumer does not flush a snapshot when
+// it catches up with the source (see job's stream.idle).
+func (a *Applier) endSnapshotUnit(ctx context.Context) error {
+	if err := a.out.EndUnit(ctx, a.snapshotPos()); err != nil {
+		return err
+	}
+	if a.flushReq.Load() && a.flushReq.Swap(false) {
+		return a.Flush(ctx)
 	}
 	return nil
 }

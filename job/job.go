@@ -219,12 +219,15 @@ func (j *job) addRDB(n int64) {
 
 // idle is called when the stream's consumer is about to wait for the
 // source: what is batched goes out now, so that latency stays low under a
-// light load.
+// light load. Not in a snapshot, whose batches fill up anyway and whose end
+// flushes them: a consumer that keeps up with a source short of CPU caught
+// up every few dozen keys, each time a batch, a flight and (on a cluster
+// master) a transaction per slot.
 func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
 	s.publish()
 	s.app.Moves().Applied(s.i, time.Now())
-	if !s.app.InTx() {
+	if !s.app.InTx() && s.Phase() != status.PhaseRDB {
 		if err := s.app.Flush(ctx); err != nil {
 			s.app.Log().Debug().Err(err).Msg("idle flush")
 		}

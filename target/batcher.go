@@ -86,14 +86,12 @@ func (b *batcher) submit(ctx context.Context) error {
 	batch.Pos = b.pos
 	batch.Stream = b.stream
 	batch.MarkerKey = b.markerKey
-	b.cur = writer.NewBatch()
-	if batch.Size() >= b.maxBytes {
-		// A full batch is likely followed by another (a snapshot): size
-		// the next at once rather than let it double its way there,
-		// copying all it holds each time (recycled batches lose their
-		// buffers to the collector).
-		b.cur.Grow(b.maxBytes + 64<<10)
-	}
+	// The next batch is likely the size of this one (a snapshot's cut at
+	// maxOps or maxBytes, a steady load's): room for it at once saves the
+	// buffer growing its way there, a copy of all it holds each time
+	// (recycled batches lose their buffers to the collector).
+	size := batch.Size()
+	b.cur = writer.NewBatchSized(min(size+size/8, b.maxBytes+64<<10))
 	b.unitStart = 0
 	b.dirty = false
 	b.units = 0

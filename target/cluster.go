@@ -346,6 +346,14 @@ func (t *clusterTarget) Writers() []*writer.Writer {
 	return slices.Clone(t.ws)
 }
 
+// writerCount is len(Writers()) without the copy: the sinks ask once per
+// unit.
+func (t *clusterTarget) writerCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ws)
+}
+
 func (t *clusterTarget) Nodes() []*Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -618,7 +626,7 @@ func (s *clusterSink) AddRestore(ctx context.Context, db int, key []byte, encode
 
 func (s *clusterSink) EndUnit(ctx context.Context, pos writer.Position) error {
 	s.enter()
-	for i := range s.t.Writers() {
+	for i := range s.t.writerCount() {
 		if err := s.batcher(i).endUnit(ctx, pos); err != nil {
 			s.leave()
 			return err
@@ -645,7 +653,7 @@ func (s *clusterSink) Flush(ctx context.Context) error {
 }
 
 func (s *clusterSink) flushLocked(ctx context.Context) error {
-	for i := range s.t.Writers() {
+	for i := range s.t.writerCount() {
 		if err := s.batcher(i).submit(ctx); err != nil {
 			return err
 		}

@@ -55,12 +55,38 @@ type opRef struct {
 	off        int64 // source offset at the end of the op's unit
 }
 
-var batchPool = sync.Pool{New: func() any { return &Batch{} }}
+// Released batches wait in two pools by the size of their buffer: a
+// producer that asks for room (a snapshot's batches, hundreds of KiB each)
+// then gets a buffer that holds it, not one of the many empty batches that
+// only carried a position. A buffer taken from the heap instead is fresh
+// memory, which the kernel must fault in page by page.
+var (
+	batchPool    = sync.Pool{New: func() any { return &Batch{} }}
+	bigBatchPool sync.Pool
+)
+
+// bigBatch is the smallest buffer kept in bigBatchPool.
+const bigBatch = 32 << 10
 
 // NewBatch returns an empty batch, possibly recycled.
 func NewBatch() *Batch {
 	b := batchPool.Get().(*Batch)
 	b.reset()
+	return b
+}
+
+// NewBatchSized returns an empty batch with room for n bytes of commands,
+// recycled when one of that size is free.
+func NewBatchSized(n int) *Batch {
+	b, ok := (*Batch)(nil), false
+	if n >= bigBatch {
+		b, ok = bigBatchPool.Get().(*Batch)
+	}
+	if !ok {
+		b = batchPool.Get().(*Batch)
+	}
+	b.reset()
+	b.buf = slices.Grow(b.buf, n)
 	return b
 }
 
@@ -84,14 +110,16 @@ func (b *Batch) markerOr(def string) string {
 
 // Release returns b to the pool. The caller must not use it afterwards.
 func (b *Batch) Release() {
-	if cap(b.buf) > 8<<20 {
+	switch c := cap(b.buf); {
+	case c > 8<<20:
 		b.buf = nil // do not keep a huge RESTORE buffer alive
+		batchPool.Put(b)
+	case c >= bigBatch:
+		bigBatchPool.Put(b)
+	default:
+		batchPool.Put(b)
 	}
-	batchPool.Put(b)
 }
-
-// Grow makes room for n more bytes of commands.
-func (b *Batch) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
 
 // Len is the number of commands in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
