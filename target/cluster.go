@@ -621,7 +621,7 @@ func (s *clusterSink) AddRestore(ctx context.Context, db int, key []byte, encode
 	if err != nil {
 		return err
 	}
-	return s.batcher(i).cur.AddWith(0, slot, encode)
+	return s.batcher(i).cur.AddIdempotent(0, slot, encode)
 }
 
 func (s *clusterSink) EndUnit(ctx context.Context, pos writer.Position) error {

@@ -136,7 +136,7 @@ func (s *single) AddRaw(ctx context.Context, db int, c *router.Command, raw []by
 }
 
 func (s *single) AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
-	return s.b.cur.AddWith(db, -1, encode)
+	return s.b.cur.AddIdempotent(db, -1, encode)
 }
 
 func (s *single) EndUnit(ctx context.Context, pos writer.Position) error {

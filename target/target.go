@@ -103,7 +103,9 @@ type Sink interface {
 	// AddRaw is Add for a command that raw encodes exactly as
 	// resp.AppendCommand encodes c.Args: a sink may send raw as it is.
 	AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
-	// AddRestore adds a RESTORE of key encoded by encode.
+	// AddRestore adds the command encode appends, a snapshot key's whole
+	// value: RESTORE … REPLACE ABSTTL, or a SET. It may run twice (see
+	// writer.Batch.AddIdempotent).
 	AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
 	// EndUnit ends a unit: what was added since the last one brings the
 	// target to pos.

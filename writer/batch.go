@@ -35,6 +35,7 @@ type Batch struct {
 	// per stream, since offsets of different shards do not compare.
 	Stream int
 	marked int // ops[:marked] have their unit set
+	idem   int // ops added by AddIdempotent
 	// cuts are unit boundaries, one every txnOps commands or txnBytes
 	// bytes, where a fenced standalone flight ends one transaction and
 	// begins the next (see planFlight).
@@ -53,6 +54,7 @@ type opRef struct {
 	slot       int32 // -1: none (standalone target, or a keyless command on a cluster)
 	seq        uint64
 	off        int64 // source offset at the end of the op's unit
+	idem       bool  // added by AddIdempotent
 }
 
 // Released batches wait in two pools by the size of their buffer: a
@@ -97,6 +99,7 @@ func (b *Batch) reset() {
 	b.MarkerKey = ""
 	b.Stream = 0
 	b.marked = 0
+	b.idem = 0
 	b.cuts = b.cuts[:0]
 }
 
@@ -175,6 +178,24 @@ func (b *Batch) AddWith(db, slot int, encode func(dst []byte) ([]byte, error)) e
 	return nil
 }
 
+// AddIdempotent is AddWith for a command that has the effect of running once
+// however often it runs, in order with those around it: the SET or RESTORE
+// … REPLACE ABSTTL of a snapshot's key (a whole value, an absolute expiry).
+// A flight of nothing else goes out without the fence (see planFlight).
+func (b *Batch) AddIdempotent(db, slot int, encode func(dst []byte) ([]byte, error)) error {
+	if err := b.AddWith(db, slot, encode); err != nil {
+		return err
+	}
+	b.ops[len(b.ops)-1].idem = true
+	b.idem++
+	return nil
+}
+
+// replayable reports whether every command of b was added by AddIdempotent
+// (an empty batch only carries a position, which its marker SET records
+// the same however often it runs).
+func (b *Batch) replayable() bool { return b.idem == len(b.ops) }
+
 // EndUnit assigns the commands added since the last EndUnit to the unit
 // numbered pos.Seq, which brings the target to pos.
 func (b *Batch) EndUnit(pos Position) {
@@ -205,6 +226,7 @@ func (b *Batch) Truncate(n int) {
 		b.ops = b.ops[:n]
 	}
 	b.marked = min(b.marked, len(b.ops))
+	b.idem = countIdem(b.ops)
 	for len(b.cuts) > 0 && b.cuts[len(b.cuts)-1].n > len(b.ops) {
 		b.cuts = b.cuts[:len(b.cuts)-1]
 	}
@@ -284,21 +306,40 @@ func (b *Batch) AddOp(o Op) {
 // drop, with the same position and marker.
 func (b *Batch) without(drop func(i int) bool) *Batch {
 	nb := NewBatch()
+	c := 0
 	for i := range b.ops {
-		if drop(i) {
-			continue
+		if !drop(i) {
+			start := len(nb.buf)
+			nb.buf = append(nb.buf, b.op(i)...)
+			o := b.ops[i]
+			o.start, o.end = start, len(nb.buf)
+			nb.ops = append(nb.ops, o)
 		}
-		start := len(nb.buf)
-		nb.buf = append(nb.buf, b.op(i)...)
-		o := b.ops[i]
-		o.start, o.end = start, len(nb.buf)
-		nb.ops = append(nb.ops, o)
+		// The transaction cuts stay where they fall among the commands
+		// kept: a batch sent again after a dropped connection is still
+		// applied in transactions of about txnOps.
+		for ; c < len(b.cuts) && b.cuts[c].n == i+1; c++ {
+			if n := len(nb.ops); n > 0 && (len(nb.cuts) == 0 || nb.cuts[len(nb.cuts)-1].n < n) {
+				nb.cuts = append(nb.cuts, cut{n: n, pos: b.cuts[c].pos})
+			}
+		}
 	}
 	nb.marked = len(nb.ops)
+	nb.idem = countIdem(nb.ops)
 	nb.Pos = b.Pos
 	nb.MarkerKey = b.MarkerKey
 	nb.Stream = b.Stream
 	return nb
+}
+
+func countIdem(ops []opRef) int {
+	n := 0
+	for _, o := range ops {
+		if o.idem {
+			n++
+		}
+	}
+	return n
 }
 
 func clipKey(k []byte) string {

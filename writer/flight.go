@@ -39,6 +39,9 @@ type flight struct {
 	cur           int                     // group being answered
 	redirectedOps map[*Batch]map[int]bool // ops sent back for routing
 	resent        bool                    // its batch went back to the queue (see resend)
+	// replay: every command is idempotent and the flight went out without
+	// the fence; after a dropped connection only its replies say what ran.
+	replay bool
 }
 
 const itemInternal = -1
@@ -58,6 +61,7 @@ type planner struct {
 	slotted bool
 	fence   bool
 	split   bool   // standalone, fenced: a run is split into transactions of about txnOps
+	replay  bool   // fenced: a flight of idempotent commands only goes out unfenced
 	marker  string // standalone: the marker of a batch that names none
 	// slotMarker and streamMarker name the markers of a cluster master
 	// (see Config).
@@ -80,7 +84,14 @@ func newPlanner(cfg *Config) planner {
 	// Not under on_error = skip: a refused command's batch is sent again
 	// without it only if it was the flight's one transaction.
 	split := cfg.Fence && !cfg.Slotted && cfg.OnError != Skip
-	return planner{slotted: cfg.Slotted, fence: cfg.Fence, split: split, marker: cfg.MarkerKey,
+	// Only a cluster master sends a flight of idempotent commands unfenced
+	// (see planFlight): a standalone target's transactions of txnOps cost
+	// about what the same commands cost unfenced, and are confirmed one by
+	// one after a dropped connection. Not under on_error = skip either: a
+	// refused command would leave the rest of its group applied around a
+	// hole.
+	replay := cfg.Fence && cfg.Slotted && cfg.OnError != Skip
+	return planner{slotted: cfg.Slotted, fence: cfg.Fence, split: split, replay: replay, marker: cfg.MarkerKey,
 		slotMarker: cfg.SlotMarker, streamMarker: cfg.StreamMarker, low: cfg.Low}
 }
 
@@ -100,8 +111,19 @@ func (p *planner) slotKey(slot int) string {
 
 // planFlight builds the groups of a flight, with their marker SETs encoded
 // in the flight's arena.
+//
+// A fenced cluster master sends a flight of idempotent commands only (a
+// snapshot's keys, see Batch.AddIdempotent) as if unfenced: no MULTI, EXEC
+// or marker per slot touched, which is nearly one transaction per key while
+// a snapshot streams in. Exactly
+// once still holds: after a dropped connection such a flight counts as
+// applied only as far as its replies were read (a marker written after a
+// command that failed would vouch for it), the rest goes out again in
+// order, and running it twice is harmless; the ledger sends no flight with
+// other commands while one is outstanding (see ledger.takeNext), so nothing
+// that must run once can have run after it.
 func planFlight(bs []*Batch, p *planner) *flight {
-	f := &flight{batches: bs}
+	f := &flight{batches: bs, replay: p.replay && replayOnly(bs)}
 	var lows map[int]int64
 	low := func(stream int) int64 {
 		if p.low == nil {
@@ -152,6 +174,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 		// Fenced, a run is cut into transactions of about txnOps commands
 		// at the unit boundaries its batches recorded (Batch.cuts) or
 		// between its batches, each with its own marker SET (see txnOps).
+		split := p.split && !f.replay
 		for bi := 0; bi < len(bs); {
 			b := bs[bi]
 			key := b.markerOr(p.marker)
@@ -162,7 +185,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 			from := len(flat)
 			closeAt := func(pos Position) {
 				n := len(flat)
-				f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: p.fence && n > from})
+				f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: p.fence && !f.replay && n > from})
 				setMarkerAt(len(f.groups)-1, b.Stream, pos)
 				from = n
 			}
@@ -170,14 +193,14 @@ func planFlight(bs []*Batch, p *planner) *flight {
 				cb, c := bs[bj], 0
 				for i := range cb.ops {
 					flat = append(flat, opAt{int32(bj), int32(i)})
-					if p.split && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
+					if split && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
 						if i+1 < len(cb.ops) {
 							closeAt(cb.cuts[c].pos)
 						}
 						c++
 					}
 				}
-				if p.split && bj+1 < end && len(flat)-from >= txnOps {
+				if split && bj+1 < end && len(flat)-from >= txnOps {
 					closeAt(cb.Pos)
 				}
 			}
@@ -199,7 +222,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 			}
 		}
 	}
-	if !p.fence {
+	if !p.fence || f.replay {
 		// Unfenced: everything in order, then the position updates.
 		for bi, b := range bs {
 			for i := range b.ops {
@@ -317,6 +340,18 @@ func planFlight(bs []*Batch, p *planner) *flight {
 		positions()
 	}
 	return f
+}
+
+// replayOnly reports whether the batches hold commands, all idempotent.
+func replayOnly(bs []*Batch) bool {
+	n := 0
+	for _, b := range bs {
+		if !b.replayable() {
+			return false
+		}
+		n += b.Len()
+	}
+	return n > 0
 }
 
 // standaloneSendOps bounds the commands of the batches a standalone writer

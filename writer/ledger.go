@@ -35,6 +35,9 @@ type ledger struct {
 	// probing: the last flight taken holds a command the target has not
 	// taken yet; nothing more is taken until it is answered (skipFenced).
 	probing bool
+	// replaying: flights in flight that went out unfenced (flight.replay);
+	// no flight with a command that must run once is taken meanwhile.
+	replaying int
 
 	applied    map[int]Position  // stream → position of its last batch acknowledged
 	streamKey  map[int]string    // standalone: stream → its marker key
@@ -166,7 +169,11 @@ func (l *ledger) takeNext(ctx context.Context, idle func() error) ([]*Batch, err
 			if l.cfg.skipFenced {
 				l.probing = l.probeHeadLocked()
 			}
-			if n, size := l.cfg.limits.selectFlight(l.queue, l.inflightBytes, len(l.inflight)); n > 0 {
+			// While an unfenced flight of idempotent commands is out,
+			// only such flights follow it: after a dropped connection it
+			// is sent again from its first unanswered command, and
+			// whatever ran after that must be harmless to run again.
+			if n, size := l.cfg.limits.selectFlight(l.queue, l.inflightBytes, len(l.inflight)); n > 0 && (l.replaying == 0 || replayable(l.queue[:n])) {
 				bs := append([]*Batch(nil), l.queue[:n]...)
 				clear(l.queue[:n])
 				l.queue = l.queue[n:]
@@ -264,6 +271,9 @@ func (l *ledger) push(f *flight, arm func(outstanding bool)) error {
 	}
 	l.inflight = append(l.inflight, f)
 	l.inflightBytes += f.size
+	if f.replay {
+		l.replaying++
+	}
 	if len(l.inflight) == 1 {
 		arm(true)
 	}
@@ -301,6 +311,9 @@ func (l *ledger) acknowledge(f *flight, ack bool, arm func(outstanding bool)) {
 	l.inflight[0] = nil
 	l.inflight = l.inflight[1:]
 	l.inflightBytes -= f.size
+	if f.replay {
+		l.replaying--
+	}
 	defer l.cond.Broadcast()
 	defer func() { arm(len(l.inflight) > 0) }()
 	if f.resent {
@@ -470,7 +483,10 @@ func (l *ledger) requeueAfterDrop(markers map[string]Position) (nApplied, nBack 
 		for i := range f.groups {
 			g := &f.groups[i]
 			if done && g.status == statusPending {
-				if p, ok := markers[g.marker]; ok && p.Seq >= g.seq && g.seq > 0 {
+				// An unfenced flight's markers do not vouch for the
+				// commands before them: one may have failed (a transient
+				// error) while the rest ran.
+				if p, ok := markers[g.marker]; ok && p.Seq >= g.seq && g.seq > 0 && !f.replay {
 					g.status = statusApplied
 				} else {
 					done = false
@@ -515,10 +531,22 @@ func (l *ledger) requeueAfterDrop(markers map[string]Position) (nApplied, nBack 
 	}
 	l.inflight = l.inflight[:0]
 	l.inflightBytes = 0
+	l.replaying = 0
 	l.probing = false
 	l.queue = append(back, l.queue...)
 	l.cond.Broadcast()
 	return nApplied, nBack, nil
+}
+
+// replayable reports whether a flight of bs may follow an unfenced one
+// unanswered: every command idempotent (or none, a position update).
+func replayable(bs []*Batch) bool {
+	for _, b := range bs {
+		if !b.replayable() {
+			return false
+		}
+	}
+	return true
 }
 
 // drain waits until nothing is queued, being sent or in flight.

@@ -306,6 +306,26 @@ func TestBatchCutsFollowTruncate(t *testing.T) {
 	}
 }
 
+// TestBatchCutsFollowWithout: a batch sent again without the commands that
+// ran keeps its cuts where they fall among the rest, and its idempotent
+// commands stay marked.
+func TestBatchCutsFollowWithout(t *testing.T) {
+	b := testBatch(0, "", 200, units(1, 200)...)
+	nb := b.without(func(i int) bool { return i < 70 || i == 100 })
+	var got []string
+	for _, c := range nb.cuts {
+		got = append(got, fmt.Sprintf("%d@%d", c.n, c.pos.Seq))
+	}
+	// Cuts after units 64 (all dropped), 128 and 192; unit 101 is gone.
+	if fmt.Sprint(got) != "[57@128 121@192]" || nb.Len() != 129 {
+		t.Errorf("cuts %v in %d commands, want [57@128 121@192] in 129", got, nb.Len())
+	}
+	ib := idemBatch(0, 3, sa(0, "a", 1), sa(0, "b", 2), sa(0, "c", 3))
+	if nb := ib.without(func(i int) bool { return i == 0 }); !nb.replayable() || nb.idem != 2 {
+		t.Errorf("idempotent commands %d of %d after without", nb.idem, nb.Len())
+	}
+}
+
 func TestPlanCluster(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -13,7 +13,9 @@
 // commands of one slot and each slot has its own marker (which moves with the
 // slot's data when the cluster reshards or fails over). Groups are applied in
 // the order they were sent, so after a reconnect the markers tell exactly
-// which prefix of what was in flight the target applied.
+// which prefix of what was in flight the target applied. A flight of
+// commands that may run twice (a snapshot's keys, Batch.AddIdempotent) goes
+// out without transactions; what of it was not answered is sent again.
 package writer
 
 import (
