@@ -3,7 +3,6 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
@@ -88,7 +87,9 @@ func NewBatchSized(n int) *Batch {
 		b = batchPool.Get().(*Batch)
 	}
 	b.reset()
-	b.buf = slices.Grow(b.buf, n)
+	if cap(b.buf) < n {
+		b.buf = make([]byte, 0, n) // what it held is not kept: no copy
+	}
 	return b
 }
 

@@ -115,13 +115,13 @@ func (p *planner) slotKey(slot int) string {
 // A fenced cluster master sends a flight of idempotent commands only (a
 // snapshot's keys, see Batch.AddIdempotent) as if unfenced: no MULTI, EXEC
 // or marker per slot touched, which is nearly one transaction per key while
-// a snapshot streams in. Exactly
-// once still holds: after a dropped connection such a flight counts as
-// applied only as far as its replies were read (a marker written after a
-// command that failed would vouch for it), the rest goes out again in
-// order, and running it twice is harmless; the ledger sends no flight with
-// other commands while one is outstanding (see ledger.takeNext), so nothing
-// that must run once can have run after it.
+// a snapshot streams in. Exactly once still holds: after a dropped
+// connection such a flight counts as applied only as far as its replies
+// were read (a marker written after a command that failed would vouch for
+// it), the rest goes out again in order, and running it twice is harmless;
+// the ledger sends no flight with other commands while one is outstanding
+// (see ledger.takeNext), so nothing that must run once can have run after
+// it.
 func planFlight(bs []*Batch, p *planner) *flight {
 	f := &flight{batches: bs, replay: p.replay && replayOnly(bs)}
 	var lows map[int]int64
@@ -174,7 +174,6 @@ func planFlight(bs []*Batch, p *planner) *flight {
 		// Fenced, a run is cut into transactions of about txnOps commands
 		// at the unit boundaries its batches recorded (Batch.cuts) or
 		// between its batches, each with its own marker SET (see txnOps).
-		split := p.split && !f.replay
 		for bi := 0; bi < len(bs); {
 			b := bs[bi]
 			key := b.markerOr(p.marker)
@@ -185,7 +184,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 			from := len(flat)
 			closeAt := func(pos Position) {
 				n := len(flat)
-				f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: p.fence && !f.replay && n > from})
+				f.groups = append(f.groups, group{ops: flat[from:n:n], marker: key, multi: p.fence && n > from})
 				setMarkerAt(len(f.groups)-1, b.Stream, pos)
 				from = n
 			}
@@ -193,14 +192,14 @@ func planFlight(bs []*Batch, p *planner) *flight {
 				cb, c := bs[bj], 0
 				for i := range cb.ops {
 					flat = append(flat, opAt{int32(bj), int32(i)})
-					if split && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
+					if p.split && c < len(cb.cuts) && cb.cuts[c].n == i+1 {
 						if i+1 < len(cb.ops) {
 							closeAt(cb.cuts[c].pos)
 						}
 						c++
 					}
 				}
-				if split && bj+1 < end && len(flat)-from >= txnOps {
+				if p.split && bj+1 < end && len(flat)-from >= txnOps {
 					closeAt(cb.Pos)
 				}
 			}
