@@ -3,6 +3,7 @@ package throttle
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -183,7 +184,7 @@ func TestUnlimited(t *testing.T) {
 	if err := New(0, 1000).Wait(ctx, 1<<30, 10); err != nil {
 		t.Fatalf("ops unlimited: %v", err)
 	}
-	if err := New(10, 0).Wait(ctx, 1, 1<<40); err != nil {
+	if err := New(10, 0).Wait(ctx, 1, math.MaxInt32); err != nil {
 		t.Fatalf("bytes unlimited: %v", err)
 	}
 	if err := New(10, 0).Wait(ctx, 0, 0); err != nil {

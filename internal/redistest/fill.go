@@ -221,7 +221,7 @@ func (f *filler) coverage(debug func(args ...any) error) {
 	f.do(multi...)
 	f.do("RPUSH", f.key("list:bigelem"), "head", f.word(10*1024), "tail", f.bytes(9000))
 	f.do("RPUSH", f.key("list:ttl"), "x", "y")
-	f.do("EXPIREAT", f.key("list:ttl"), 4102444800) // 2100-01-01
+	f.do("EXPIREAT", f.key("list:ttl"), int64(4102444800)) // 2100-01-01; int64: the constant overflows a 32-bit int
 	s.add(f.db, "list", false, 5)
 	s.add(f.db, "list", false, 9)
 	s.add(f.db, "list", false, 1200)
