@@ -135,10 +135,10 @@ func (c *quietConn) Read(p []byte) (int, error) {
 		}
 	})
 	if err != nil {
-		return 0, c.opError("read", err)
+		return 0, c.readError(err)
 	}
 	if errno != 0 {
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
+		return 0, c.readError(os.NewSyscallError("read", errno))
 	}
 	if n == 0 {
 		return 0, io.EOF
@@ -146,12 +146,12 @@ func (c *quietConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// opError gives a failed read the shape net gives it ("read tcp
+// readError gives a failed read the shape net gives it ("read tcp
 // a->b: i/o timeout"), so messages and errors.Is/As checks do not change.
-func (c *quietConn) opError(op string, err error) error {
+func (c *quietConn) readError(err error) error {
 	if oe, ok := err.(*net.OpError); ok {
-		oe.Op = op
+		oe.Op = "read"
 		return oe
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

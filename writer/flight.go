@@ -123,7 +123,7 @@ func (p *planner) slotKey(slot int) string {
 // (see ledger.takeNext), so nothing that must run once can have run after
 // it.
 func planFlight(bs []*Batch, p *planner) *flight {
-	f := &flight{batches: bs, replay: p.replay && replayOnly(bs)}
+	f := &flight{batches: bs}
 	var lows map[int]int64
 	low := func(stream int) int64 {
 		if p.low == nil {
@@ -162,6 +162,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 	for _, b := range bs {
 		total += len(b.ops)
 	}
+	f.replay = p.replay && total > 0 && replayable(bs)
 	flat := make([]opAt, 0, total) // every group's ops, group after group
 	if !p.slotted {
 		// Standalone: one group per run of batches of one stream (a flight
@@ -339,18 +340,6 @@ func planFlight(bs []*Batch, p *planner) *flight {
 		positions()
 	}
 	return f
-}
-
-// replayOnly reports whether the batches hold commands, all idempotent.
-func replayOnly(bs []*Batch) bool {
-	n := 0
-	for _, b := range bs {
-		if !b.replayable() {
-			return false
-		}
-		n += b.Len()
-	}
-	return n > 0
 }
 
 // standaloneSendOps bounds the commands of the batches a standalone writer

@@ -538,8 +538,9 @@ func (l *ledger) requeueAfterDrop(markers map[string]Position) (nApplied, nBack 
 	return nApplied, nBack, nil
 }
 
-// replayable reports whether a flight of bs may follow an unfenced one
-// unanswered: every command idempotent (or none, a position update).
+// replayable reports whether every command of bs is idempotent (or there
+// is none, position updates only): such a flight may follow an unfenced one
+// unanswered, and with commands it goes out unfenced itself (planFlight).
 func replayable(bs []*Batch) bool {
 	for _, b := range bs {
 		if !b.replayable() {
