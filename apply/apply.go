@@ -453,7 +453,13 @@ func (a *Applier) endSnapshotUnit(ctx context.Context) error {
 	if err := a.out.EndUnit(ctx, a.snapshotPos()); err != nil {
 		return err
 	}
-	if a.flushReq.Load() && a.flushReq.Swap(false) {
+	return a.flushIfAsked(ctx)
+}
+
+// flushIfAsked submits what is batched when WaitFlushed asked for it, at a
+// unit boundary.
+func (a *Applier) flushIfAsked(ctx context.Context) error {
+	if a.flushReq.Load() && a.flushReq.Swap(false) { // a load first: a swap is a locked instruction
 		return a.Flush(ctx)
 	}
 	return nil
@@ -603,10 +609,7 @@ func (a *Applier) command(ctx context.Context, args [][]byte, end int64) error {
 	if err != nil {
 		return err
 	}
-	if a.flushReq.Load() && a.flushReq.Swap(false) { // a load first: a swap is a locked instruction
-		return a.Flush(ctx)
-	}
-	return nil
+	return a.flushIfAsked(ctx)
 }
 
 // data applies a stream command that is not the Applier's own (SELECT,
