@@ -227,7 +227,7 @@ func (s *stream) idle(ctx context.Context) {
 	// Nothing is waiting: everything received is applied.
 	s.publish()
 	s.app.Moves().Applied(s.i, time.Now())
-	if !s.app.InTx() && s.Phase() != status.PhaseRDB {
+	if !s.app.InTx() && !s.inSnapshot {
 		if err := s.app.Flush(ctx); err != nil {
 			s.app.Log().Debug().Err(err).Msg("idle flush")
 		}

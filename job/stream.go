@@ -51,6 +51,9 @@ type stream struct {
 	// and whenever the consumer waits (see publish).
 	took, published int64
 	sincePublish    int
+	// inSnapshot: the consumer is reading a snapshot, whose batches idle
+	// leaves to fill up (consumer goroutine only).
+	inSnapshot bool
 }
 
 // sourceReader reads one source shard into the stream's spool: a
@@ -172,7 +175,9 @@ func (s *stream) consume(ctx context.Context, frames *reader.Frames) error {
 			s.setPhase(status.PhaseRDB)
 			s.rdbSize.Store(ev.RDBSize)
 			app.BeginSnapshot(ev.ReplID, ev.Offset, s.sweep)
+			s.inSnapshot = true
 			err := s.snapshot(ctx, frames.RDB())
+			s.inSnapshot = false
 			if errors.Is(err, reader.ErrEndOfData) {
 				// The link dropped mid-snapshot; a new one follows and must
 				// sweep what this one left behind.
