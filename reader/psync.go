@@ -487,6 +487,9 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 			lw.set(snapshotBatch)
 			c.SetReadDeadline(time.Now().Add(snapshotBatchWait))
 		} else {
+			// Less than a batch is to come: a level left from the batched
+			// reads would sleep through the tail until the read timeout.
+			lw.set(1)
 			c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
 		}
 		n, err := readSnapshot(br, c.Conn, into)

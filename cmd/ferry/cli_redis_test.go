@@ -104,6 +104,9 @@ func startFerryEnv(t *testing.T, env []string, args ...string) *ferryProc {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
+		if t.Failed() {
+			t.Logf("%s: stderr:\n%s", p.description, tail(p.errb.String(), 40))
+		}
 	})
 	return p
 }
@@ -434,4 +437,13 @@ func TestMigrateInterrupted(t *testing.T) {
 	if out != "" {
 		t.Errorf("an interrupted migrate printed a result: %q", out)
 	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

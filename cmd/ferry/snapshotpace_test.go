@@ -35,11 +35,17 @@ func TestSnapshotInPieces(t *testing.T) {
 		diskless  bool
 		shortTail bool // the last 10 bytes, and the EOF mark in two, after pauses; else the rest in one write
 		behind    bool // the stream right behind the mark, in the same write (a source that does not wait for the ACK)
+		// tailOnly: no cuts before the tail, so that the read before it
+		// takes a whole batch and leaves less than one to come.
+		tailOnly bool
 	}{
-		{"diskless", true, true, false},
-		{"diskless-tail-in-one-write", true, false, false},
-		{"diskless-stream-behind-mark", true, false, true},
-		{"length", false, true, false},
+		{"diskless", true, true, false, false},
+		{"diskless-tail-in-one-write", true, false, false, false},
+		{"diskless-stream-behind-mark", true, false, true, false},
+		{"length", false, true, false, false},
+		// Once less than a batch is to come, the read wakes on any byte: a
+		// level left at the batch would sleep through the tail.
+		{"length-tail-after-a-batch", false, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := redistest.Start(t)
@@ -55,7 +61,10 @@ func TestSnapshotInPieces(t *testing.T) {
 						hdr = "+FULLRESYNC " + fakeReplID + " 0\r\n$EOF:" + mark + "\r\n"
 					}
 					c.Write([]byte(hdr))
-					from := 0
+					from, cuts := 0, cuts
+					if tc.tailOnly {
+						cuts = nil
+					}
 					for _, to := range cuts {
 						c.Write(rdb[from:to])
 						from = to
@@ -89,7 +98,7 @@ func TestSnapshotInPieces(t *testing.T) {
 				}
 			})
 
-			p := startFerry(t, "sync", "--source", "redis://"+peer.Addr, "--target", dst.URL(), "--job", "pieces", "-c", jobFile(t, ""))
+			p := startFerry(t, "sync", "--source", "redis://"+peer.Addr, "--target", dst.URL(), "--job", "pieces", "-c", jobFile(t, "log_level = \"debug\""))
 			redistest.WaitFor(t, 30*time.Second, func() bool { return dst.Do(t, "EXISTS", "done") == int64(1) }, "the command after the snapshot applied")
 			src.Do(t, "SET", "done", "1")
 			redistest.AssertSameDataOpts(t, []string{src.Addr}, []string{dst.Addr}, redistest.CompareOptions{})
