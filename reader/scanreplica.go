@@ -239,6 +239,13 @@ func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 	if err != nil || replid == "" {
 		return fmt.Errorf("source master %s: INFO replication has no master_replid or master_repl_offset", maddr)
 	}
+	// Redis says nothing when a replica's processed offset passes a mark
+	// (WAIT counts a writer's own offset; this connection writes nothing),
+	// so the replica is asked. A replica in step answers within a poll or
+	// two; one that lags is asked less often, up to every 32 ms.
+	delay := time.Millisecond
+	t := time.NewTimer(delay)
+	defer t.Stop()
 	for {
 		r, err := w.info()
 		if err != nil {
@@ -258,8 +265,10 @@ func (s *Scan) replicaCaughtUp(ctx context.Context, w *replicaWatch) error {
 			// A cutover bounds this wait by its pause: say which node
 			// held it and by how much.
 			return fmt.Errorf("replica %s lags behind its master %s: it processed offset %d, the master was at %d: %w", w.addr, maddr, r.offset, off, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
+		case <-t.C:
 		}
+		delay = min(2*delay, 32*time.Millisecond)
+		t.Reset(delay)
 	}
 }
 
