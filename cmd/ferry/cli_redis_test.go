@@ -438,12 +438,3 @@ func TestMigrateInterrupted(t *testing.T) {
 		t.Errorf("an interrupted migrate printed a result: %q", out)
 	}
 }
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

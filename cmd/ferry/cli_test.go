@@ -89,9 +89,15 @@ func checkClean(t *testing.T, outputs ...string) {
 }
 
 // lastLine is the last non-empty line of s ("" when none).
-func lastLine(s string) string {
+func lastLine(s string) string { return tail(s, 1) }
+
+// tail is the last n lines of s, trailing newlines dropped.
+func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return lines[len(lines)-1]
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {
