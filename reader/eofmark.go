@@ -30,10 +30,17 @@ func newEOFMark(mark []byte) *eofMark {
 // index returns the offset of the first mark in p, or -1.
 func (m *eofMark) index(p []byte) int {
 	n := len(m.mark)
+	last := uint64(1) << (n - 1)
 	for j := 0; j < len(p); j += n {
 		// Candidates p[i:i+n] with p[j] = mark[j-i], leftmost first: the
-		// highest bit is the smallest i.
-		for set := m.at[p[j]]; set != 0; {
+		// highest bit is the smallest i. The byte after p[j] must be the
+		// mark's next one too (a hex digit stands ~2.5 times in a hex
+		// mark; a pair of them ~0.16 times), unless p[j] is the mark's last.
+		set := m.at[p[j]]
+		if j+1 < len(p) {
+			set &= m.at[p[j+1]]>>1 | last
+		}
+		for set != 0 {
 			k := bits.Len64(set) - 1
 			set &^= 1 << k
 			i := j - k
