@@ -492,9 +492,13 @@ section_fullsync() {
 	say "[fullsync] check: ${check:-ok}; $(quiet_note "$q0")"
 }
 
-# proc_cpu PID: CPU seconds of a process and its reaped children (a
-# server's fork child counts once it exits).
-proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{printf "%.2f", ($12+$13+$14+$15)/100}'; }
+# proc_cpu PID...: CPU seconds of the processes and their reaped children
+# (a server's fork child counts once it exits).
+proc_cpu() { local p; for p in "$@"; do sed 's/.*) //' "/proc/$p/stat"; done | awk '{t += $12+$13+$14+$15} END{printf "%.2f", t/100}'; }
+# cpu_since C0 PID...: CPU seconds the processes used since proc_cpu said C0.
+cpu_since() { awk -v a="$1" -v b="$(proc_cpu "${@:2}")" 'BEGIN{printf "%.1f", b-a}'; }
+# pin CORES PID...: every thread of the processes on CORES (a fork inherits it).
+pin() { local p; for p in "${@:2}"; do taskset -a -p -c "$1" "$p" >/dev/null; done; }
 
 # fullsync_pinned: the diskless anchor and ferry again, with the source on
 # core 0 and everything else (replica, or ferry and its target) on the other
@@ -507,20 +511,20 @@ proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{printf "%.2f", ($12+$13+$14+
 fullsync_pinned() {
 	[ "$cores" -ge 2 ] || { say "[fullsync] pinned: skipped (one core)"; return 0; }
 	local rest="1-$((cores - 1))" r s c0 nat=() fer=() natc=() ferc=()
-	taskset -a -p -c 0 "${PID[src]}" >/dev/null
+	pin 0 "${PID[src]}"
 	for ((r = 1; r <= RUNS; r++)); do
 		srv_start rep --repl-diskless-load on-empty-db
-		taskset -a -p -c "$rest" "${PID[rep]}" >/dev/null
+		pin "$rest" "${PID[rep]}"
 		s=$(wait_quiet)
 		ST0=$(now)
 		c0=$(proc_cpu "${PID[src]}")
 		taskset -c "$rest" "$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[rep]}" >"$LOGS/fullsync-pinned-native-$r.txt"
 		nat+=("$(kv "$LOGS/fullsync-pinned-native-$r.txt" counts_equal_s)")
-		natc+=("$(awk -v a="$c0" -v b="$(proc_cpu "${PID[src]}")" 'BEGIN{printf "%.1f", b-a}')")
+		natc+=("$(cpu_since "$c0" "${PID[src]}")")
 		echo "pinned native run $r: $(cat "$LOGS/fullsync-pinned-native-$r.txt") source_cpu_s=${natc[-1]} ($(step_log "$ST0" "$s"))" >>"$LOGS/fullsync.log"
 		srv_stop rep
 		srv_start fs
-		taskset -a -p -c "$rest" "${PID[fs]}" >/dev/null
+		pin "$rest" "${PID[fs]}"
 		s=$(wait_quiet)
 		ST0=$(now)
 		c0=$(proc_cpu "${PID[src]}")
@@ -529,11 +533,11 @@ fullsync_pinned() {
 			say "[fullsync] pinned ferry FAILED (run $r, exit $(kv "$LOGS/fullsync-pinned-ferry-$r.stats" exit)): $(tail -1 "$LOGS/fullsync-pinned-ferry-$r.log")"
 		}
 		fer+=("$(kv "$LOGS/fullsync-pinned-ferry-$r.stats" wall_s)")
-		ferc+=("$(awk -v a="$c0" -v b="$(proc_cpu "${PID[src]}")" 'BEGIN{printf "%.1f", b-a}')")
+		ferc+=("$(cpu_since "$c0" "${PID[src]}")")
 		echo "pinned ferry run $r: $(tr -d '\n' <"$LOGS/fullsync-pinned-ferry-$r.stats") source_cpu_s=${ferc[-1]} ($(step_log "$ST0" "$s"))" >>"$LOGS/fullsync.log"
 		srv_stop fs
 	done
-	taskset -a -p -c "0-$((cores - 1))" "${PID[src]}" >/dev/null
+	pin "0-$((cores - 1))" "${PID[src]}"
 	local n f
 	n=$(median "${nat[@]}"); f=$(median "${fer[@]}")
 	say "[fullsync] pinned (source on core 0, the rest on $rest): native diskless ${n}s [${nat[*]}], source CPU [${natc[*]}] s; ferry ${f}s [${fer[*]}], source CPU [${ferc[*]}] s; ratio $(ratio "$f" "$n")x"
@@ -983,39 +987,39 @@ section_cluster() {
 cluster_pinned() {
 	[ "$cores" -ge 2 ] || { say "[cluster] pinned: skipped (one core)"; return 0; }
 	local rest="1-$((cores - 1))" r s i c0 nat=() fer=() natc=() ferc=()
-	srcs_cpu() { local p t=0; for p in "${PID[ccs-0]}" "${PID[ccs-1]}" "${PID[ccs-2]}"; do t=$(awk -v a="$t" -v b="$(proc_cpu "$p")" 'BEGIN{print a+b}'); done; echo "$t"; }
-	for i in 0 1 2; do taskset -a -p -c 0 "${PID[ccs-$i]}" >/dev/null; done
+	local srcs=("${PID[ccs-0]}" "${PID[ccs-1]}" "${PID[ccs-2]}")
+	pin 0 "${srcs[@]}"
 	for ((r = 1; r <= RUNS; r++)); do
 		local pairs=()
 		for i in 0 1 2; do
 			srv_start "ccr-$i" --repl-diskless-load on-empty-db
-			taskset -a -p -c "$rest" "${PID[ccr-$i]}" >/dev/null
+			pin "$rest" "${PID[ccr-$i]}"
 			pairs+=(-pair "127.0.0.1:${PORT[ccs-$i]}=127.0.0.1:${PORT[ccr-$i]}")
 		done
 		s=$(wait_quiet)
 		ST0=$(now)
-		c0=$(srcs_cpu)
+		c0=$(proc_cpu "${srcs[@]}")
 		taskset -c "$rest" "$BIN/lagwatch" replicas "${pairs[@]}" >"$LOGS/cluster-pinned-native-$r.txt"
 		nat+=("$(kv "$LOGS/cluster-pinned-native-$r.txt" synced_s)")
-		natc+=("$(awk -v a="$c0" -v b="$(srcs_cpu)" 'BEGIN{printf "%.1f", b-a}')")
+		natc+=("$(cpu_since "$c0" "${srcs[@]}")")
 		echo "pinned native run $r: $(cat "$LOGS/cluster-pinned-native-$r.txt") sources_cpu_s=${natc[-1]} ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster.log"
 		for i in 0 1 2; do srv_stop "ccr-$i"; done
 		cluster_start cct 3
-		for i in 0 1 2; do taskset -a -p -c "$rest" "${PID[cct-$i]}" >/dev/null; done
+		pin "$rest" "${PID[cct-0]}" "${PID[cct-1]}" "${PID[cct-2]}"
 		s=$(wait_quiet)
 		ST0=$(now)
-		c0=$(srcs_cpu)
+		c0=$(proc_cpu "${srcs[@]}")
 		taskset -c "$rest" "$BIN/runstat" -o "$LOGS/cluster-pinned-ferry-$r.stats" -- "$FERRY" migrate -c "$(ferry_conf cluster-pinned)" \
 			--source "redis://127.0.0.1:${PORT[ccs-0]}" --target "redis://127.0.0.1:${PORT[cct-0]}" >"$LOGS/cluster-pinned-ferry-$r.out" 2>"$LOGS/cluster-pinned-ferry-$r.log" || {
 			say "[cluster] pinned ferry FAILED (run $r, exit $(kv "$LOGS/cluster-pinned-ferry-$r.stats" exit)): $(tail -1 "$LOGS/cluster-pinned-ferry-$r.log" | cut -c1-300)"
 		}
 		fer+=("$(kv "$LOGS/cluster-pinned-ferry-$r.stats" wall_s)")
-		ferc+=("$(awk -v a="$c0" -v b="$(srcs_cpu)" 'BEGIN{printf "%.1f", b-a}')")
+		ferc+=("$(cpu_since "$c0" "${srcs[@]}")")
 		# shellcheck disable=SC2046
 		echo "pinned ferry run $r: $(tr -d '\n' <"$LOGS/cluster-pinned-ferry-$r.stats") keys=$(keys_of $(cluster_ports cct 3))/$1 sources_cpu_s=${ferc[-1]} ($(step_log "$ST0" "$s"))" >>"$LOGS/cluster.log"
 		cluster_stop cct 3
 	done
-	for i in 0 1 2; do taskset -a -p -c "0-$((cores - 1))" "${PID[ccs-$i]}" >/dev/null; done
+	pin "0-$((cores - 1))" "${srcs[@]}"
 	local n f
 	n=$(median "${nat[@]}"); f=$(median "${fer[@]}")
 	say "[cluster] pinned (source masters on core 0, the rest on $rest): native diskless ${n}s [${nat[*]}], sources' CPU [${natc[*]}] s; ferry ${f}s [${fer[*]}], sources' CPU [${ferc[*]}] s; ratio $(ratio "$f" "$n")x"
