@@ -69,7 +69,7 @@ rdb = "`+rdb+`"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.MaxParallel != 2 || !b.FailFast || b.StatusAddr != ":9999" || b.LogLevel != "debug" || b.LogFormat != "auto" || len(b.Jobs) != 4 {
+	if b.MaxParallel != 2 || !b.FailFast || b.StatusAddr != ":9999" || b.LogLevel != "debug" || b.LogFormat != "auto" || b.CPU != CPUAuto || len(b.Jobs) != 4 {
 		t.Fatalf("batch = %+v", b)
 	}
 	one, two, three, four := b.Jobs[0], b.Jobs[1], b.Jobs[2], b.Jobs[3]
@@ -151,6 +151,7 @@ func TestBatchErrors(t *testing.T) {
 		{"process-wide status", "[[job]]\nname = \"a\"\n" + ok + "status_addr = \":1\"", `config: job[a].status_addr: applies to the whole batch run: set it in [defaults], not per job`},
 		{"process-wide log", "[[job]]\nname = \"a\"\n" + ok + "log_level = \"debug\"", `config: job[a].log_level: applies to the whole batch run`},
 		{"process-wide format", "[[job]]\nname = \"a\"\n" + ok + "log_format = \"json\"", `config: job[a].log_format: applies to the whole batch run`},
+		{"process-wide scheduling", "[[job]]\nname = \"a\"\n" + ok + "cpu_scheduling = \"normal\"", `config: job[a].cpu_scheduling: applies to the whole batch run`},
 		{"max_parallel 0", "max_parallel = 0\n[[job]]\nname = \"a\"\n" + ok, `config: max_parallel: must be 1 or more, not 0`},
 		{"max_parallel type", "max_parallel = \"many\"\n[[job]]\nname = \"a\"\n" + ok, `config: max_parallel: must be a whole number, not "many"`},
 		{"fail_fast type", "fail_fast = 1\n[[job]]\nname = \"a\"\n" + ok, `config: fail_fast: must be true or false, not an integer`},

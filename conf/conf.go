@@ -61,6 +61,16 @@ const (
 	FenceOff   Fence = "off"
 )
 
+// CPUScheduling is cpu_scheduling: the Linux scheduling policy of ferry's
+// threads (internal/cpusched says why batch helps a full sync).
+type CPUScheduling string
+
+const (
+	CPUAuto   CPUScheduling = "auto" // batch while a snapshot is applied
+	CPUBatch  CPUScheduling = "batch"
+	CPUNormal CPUScheduling = "normal"
+)
+
 // OnError is on_error: what a write the target refuses does.
 type OnError string
 
@@ -106,6 +116,7 @@ var (
 	ReaderModes        = []Reader{ReaderAuto, ReaderPSync, ReaderScan}
 	LogLevels          = []string{"debug", "info", "warn", "error"}
 	LogFormats         = []string{"auto", "console", "json"}
+	CPUSchedulingModes = []CPUScheduling{CPUAuto, CPUBatch, CPUNormal}
 	KeyTypes           = []string{"string", "list", "set", "zset", "hash", "stream", "module"}
 	Schemes            = []string{"redis", "rediss", "sentinel"}
 )
@@ -155,6 +166,7 @@ type Job struct {
 	Pprof             bool          // serve /debug/pprof/ on the status address
 	LogLevel          string        // debug | info | warn | error
 	LogFormat         string        // auto | console | json
+	CPUScheduling     CPUScheduling // policy of the process's threads
 	ProgressInterval  time.Duration // 0 = no progress lines
 	MaxOpsPerSecond   int           // 0 = unlimited
 	MaxBytesPerSecond int64         // 0 = unlimited
@@ -299,6 +311,7 @@ func Default() Job {
 		StatusAddr:        "127.0.0.1:9121",
 		LogLevel:          "info",
 		LogFormat:         "auto",
+		CPUScheduling:     CPUAuto,
 		ProgressInterval:  5 * time.Second,
 		CutoverPauseMax:   30 * time.Second,
 		RetryTimeout:      5 * time.Minute,

@@ -55,6 +55,7 @@ type Batch struct {
 	Pprof      bool
 	LogLevel   string
 	LogFormat  string
+	CPU        CPUScheduling
 	Jobs       []BatchJob // in file order
 }
 
@@ -100,7 +101,7 @@ func IsBatch(path string) bool {
 }
 
 // processWide are the job settings that a batch file takes from [defaults] only.
-var processWide = []string{"status_addr", "pprof", "log_level", "log_format"}
+var processWide = []string{"status_addr", "pprof", "log_level", "log_format", "cpu_scheduling"}
 
 // ParseBatch is LoadBatch on the contents of a file; name is used in messages.
 func ParseBatch(data []byte, name string) (Batch, error) {
@@ -195,6 +196,7 @@ func ParseBatch(data []byte, name string) (Batch, error) {
 	}
 	first := b.Jobs[0].Job
 	b.StatusAddr, b.Pprof, b.LogLevel, b.LogFormat = first.StatusAddr, first.Pprof, first.LogLevel, first.LogFormat
+	b.CPU = first.CPUScheduling
 	return b, nil
 }
 
@@ -341,6 +343,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	t.boolean("pprof", &j.Pprof)
 	t.str("log_level", &j.LogLevel)
 	t.str("log_format", &j.LogFormat)
+	enum(t, "cpu_scheduling", &j.CPUScheduling)
 	t.duration("progress_interval", &j.ProgressInterval)
 	t.integer("max_ops_per_second", &j.MaxOpsPerSecond)
 	t.size("max_bytes_per_second", &j.MaxBytesPerSecond)

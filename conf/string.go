@@ -48,6 +48,7 @@ func (j Job) String() string {
 	w("pprof", strconv.FormatBool(j.Pprof))
 	w("log_level", quote(j.LogLevel))
 	w("log_format", quote(j.LogFormat))
+	w("cpu_scheduling", quote(string(j.CPUScheduling)))
 	w("progress_interval", dur(j.ProgressInterval))
 	w("max_ops_per_second", strconv.Itoa(j.MaxOpsPerSecond))
 	w("max_bytes_per_second", quote(FormatSize(j.MaxBytesPerSecond)))

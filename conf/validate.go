@@ -164,6 +164,9 @@ func (j *Job) validate(full bool) error {
 	if err := oneOf("log_format", &j.LogFormat, LogFormats); err != nil {
 		return err
 	}
+	if err := oneOf("cpu_scheduling", &j.CPUScheduling, CPUSchedulingModes); err != nil {
+		return err
+	}
 	if err := j.Filter.check(); err != nil {
 		return prefixed("filter", err)
 	}

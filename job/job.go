@@ -44,6 +44,12 @@ type Options struct {
 	// number of streams it reads at once: one per source shard, 1 for a
 	// file. The process sizes its scheduler with it (cmd/ferry: procs).
 	OnStreams func(n int)
+	// OnSnapshot, if set, is called by a stream when it starts reading a
+	// snapshot (true: a full sync, an RDB file, an AOF's preamble) and when
+	// it stops (false), however it ended; the streams of a job call it
+	// concurrently. The process schedules itself by it (cmd/ferry:
+	// cpu_scheduling auto).
+	OnSnapshot func(applying bool)
 
 	// Knobs for this package's tests only, out of reach of other packages:
 	// throttle delays writer batches on top of the configured rate limits

@@ -37,8 +37,17 @@ func TestClusterSourceToStandalone(t *testing.T) {
 	c := testConf(t, "redis://"+src.Masters[0].Addr, dst.URL())
 	var state func() State
 	var streams atomic.Int64 // what the process sizes its scheduler by
+	var snapshots, applying atomic.Int64
 	stop := runSync(t, Options{Conf: c, Log: testLog(t), Observe: func(f func() State) { state = f },
-		OnStreams: func(n int) { streams.Store(int64(n)) }})
+		OnStreams: func(n int) { streams.Store(int64(n)) },
+		OnSnapshot: func(on bool) {
+			if on {
+				snapshots.Add(1)
+				applying.Add(1)
+			} else {
+				applying.Add(-1)
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
 	time.Sleep(2 * time.Second)
@@ -50,6 +59,9 @@ func TestClusterSourceToStandalone(t *testing.T) {
 	}
 	if n := streams.Load(); n != 3 {
 		t.Errorf("OnStreams was told %d streams, want 3 (one per source shard)", n)
+	}
+	if n, on := snapshots.Load(), applying.Load(); n != 3 || on != 0 {
+		t.Errorf("OnSnapshot: %d snapshots started, %d not ended once live; want 3 and 0", n, on)
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)

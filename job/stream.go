@@ -265,6 +265,10 @@ func (s *stream) name() string {
 // snapshot applies one RDB as it arrives.
 func (s *stream) snapshot(ctx context.Context, r io.Reader) error {
 	j, app := s.j, s.app
+	if on := j.o.OnSnapshot; on != nil {
+		on(true)
+		defer on(false)
+	}
 	rr := rdb.NewReader(r, rdb.Options{SpillDir: j.c.JobDir()})
 	defer rr.Close()
 	defer func() { j.addRDB(rr.Offset()) }()

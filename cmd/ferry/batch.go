@@ -51,11 +51,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ferry run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	var path, level, format string
+	var path, level, format, cpu string
 	fs.StringVar(&path, "c", "", "batch file (TOML): [defaults] and [[job]] tables")
 	fs.StringVar(&path, "config", "", "batch file, same as -c")
 	fs.StringVar(&level, "log-level", "", "debug | info | warn | error (overrides log_level of [defaults])")
 	fs.StringVar(&format, "log-format", "", "auto | console | json (overrides log_format of [defaults])")
+	fs.StringVar(&cpu, "cpu-scheduling", "", "auto | batch | normal (overrides cpu_scheduling of [defaults])")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: ferry run -c FILE [flags]\n\n%s\n\nFlags:\n", runSummary)
@@ -88,6 +89,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Errorf("--log-format %q is not one of %s", format, strings.Join(conf.LogFormats, ", "))}
 		}
 		b.LogFormat = strings.ToLower(format)
+	}
+	if cpu != "" {
+		if !slices.Contains(conf.CPUSchedulingModes, conf.CPUScheduling(strings.ToLower(cpu))) {
+			return usageError{fmt.Errorf("--cpu-scheduling %q is not one of auto, batch, normal", cpu)}
+		}
+		b.CPU = conf.CPUScheduling(strings.ToLower(cpu))
 	}
 	for _, bj := range b.Jobs {
 		if bj.Mode == conf.ModeVerify {
@@ -139,7 +146,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	slices.SortFunc(byMemory, func(x, y conf.Job) int { return cmp.Compare(jobMemory(y), jobMemory(x)) })
 	setMemoryLimit(base, byMemory[:min(len(byMemory), b.MaxParallel)]...)
-	pr := newProcs(base)
+	sc := newScheduler(base, b.CPU)
 
 	base.Info().Int("jobs", len(b.Jobs)).Int("max_parallel", b.MaxParallel).Bool("fail_fast", b.FailFast).Str("file", path).Msg("batch run")
 	results := make([]batchResult, len(b.Jobs))
@@ -156,7 +163,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 				results[i] = r
 				return nil
 			}
-			r = runBatchJob(runCtx, bj, log, js, pr)
+			r = runBatchJob(runCtx, bj, log, js, sc)
 			if r.outcome == "failed" && runCtx.Err() == nil && b.FailFast {
 				failMu.Lock()
 				if firstFail == "" {
@@ -199,7 +206,7 @@ func cancelReason(failed string) string {
 }
 
 // runBatchJob runs one job of a batch and keeps its status.
-func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *jobStatus, pr *procs) batchResult {
+func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *jobStatus, sc scheduler) batchResult {
 	jc := bj.Job
 	r := batchResult{name: jc.Name, mode: js.mode, started: true, lag: -1, dropped: -1}
 	start := time.Now()
@@ -207,8 +214,8 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 	var err error
 	if bj.Mode == conf.ModeVerify {
 		js.setPhase(status.PhaseVerifying)
-		pr.set(jc.Name, 1) // its reads of the source and the target, as a stream's
-		defer pr.set(jc.Name, 0)
+		sc.procs.set(jc.Name, 1) // its reads of the source and the target, as a stream's
+		defer sc.procs.set(jc.Name, 0)
 		var res verify.Result
 		res, err = runVerify(ctx, jc, verify.Options{MaxOps: jc.MaxOpsPerSecond}, log)
 		r.keys = res.Compared
@@ -228,7 +235,7 @@ func runBatchJob(ctx context.Context, bj conf.BatchJob, log zerolog.Logger, js *
 		if jc.CutoverHook != "" && jc.Mode == conf.ModeMigrate {
 			co = &job.Cutover{PauseMax: jc.CutoverPauseMax, Hook: jc.CutoverHook, HookEnv: jc.CutoverHookEnv, HookTimeout: jc.CutoverHookTimeout}
 		}
-		sum, err = runJob(ctx, jc, log, js, co, pr)
+		sum, err = runJob(ctx, jc, log, js, co, sc)
 		r.keys = sum.Keys
 		r.dropped = sum.Skipped + sum.FieldTTLs + sum.Functions + sum.Modules
 		if !jc.Import() && (err == nil || sum.Applied.Offset > 0) {

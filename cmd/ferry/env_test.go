@@ -73,6 +73,7 @@ func TestEnvPrecedence(t *testing.T) {
 		{"data-dir", "data_dir", "/d/file", "/d/env", "/d/arg", conf.DefaultDataDir()},
 		{"status-addr", "status_addr", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:9121"},
 		{"target-nonempty", "target_nonempty", "overwrite", "flush", "refuse", "refuse"},
+		{"cpu-scheduling", "cpu_scheduling", "normal", "batch", "normal", "auto"},
 		{"target", "addr", "127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:1003", ""},
 		{"rdb", "rdb", rdbA, rdbB, rdbC, ""},
 	}

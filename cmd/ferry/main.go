@@ -189,7 +189,7 @@ type jobFlags struct {
 
 // runFlags are the flags of the commands that run a job.
 type runFlags struct {
-	statusAddr, targetNonempty, progress, shards string
+	statusAddr, targetNonempty, progress, shards, cpuScheduling string
 }
 
 func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
@@ -218,6 +218,7 @@ func newJobFlags(name, summary string, stderr io.Writer) *jobFlags {
 		f.fs.StringVar(&f.run.statusAddr, "status-addr", "", "status server address host:port (/status, /metrics), or off; status_addr of the file (default 127.0.0.1:9121)")
 		f.fs.StringVar(&f.run.targetNonempty, "target-nonempty", "", "refuse | overwrite | flush: what to do when the target already holds keys (default refuse)")
 		f.fs.StringVar(&f.run.progress, "progress", "auto", "auto | bar | line | off: a progress bar (auto: on a terminal), only the periodic progress log lines, or neither")
+		f.fs.StringVar(&f.run.cpuScheduling, "cpu-scheduling", "", "auto | batch | normal: the Linux scheduling policy of ferry's threads; cpu_scheduling of the file (default auto: batch, which never preempts a server on the same cores at a wake-up, while a snapshot is applied)")
 		f.fs.StringVar(&f.run.shards, "shards", "", "I/N: take only this process's share of a cluster source's shards (N processes split the source; see ferry plan); ordinal/N takes I from the host name")
 	}
 	f.getenv = os.LookupEnv
@@ -302,6 +303,9 @@ func (f *jobFlags) load(args []string, mode conf.Mode) (conf.Job, error) {
 		}
 		if r.targetNonempty != "" {
 			j.TargetNonempty = conf.Nonempty(r.targetNonempty)
+		}
+		if r.cpuScheduling != "" {
+			j.CPUScheduling = conf.CPUScheduling(r.cpuScheduling)
 		}
 		if r.shards != "" {
 			v, err := conf.ParseShards(r.shards)
@@ -452,7 +456,7 @@ the source had when the snapshot was applied. The marker key is removed at the e
 			showProgress(progressCtx, js, con)
 		}()
 	}
-	sum, err := runJob(ctx, jc, log, js, cut.options(jc, log, stdout), newProcs(log))
+	sum, err := runJob(ctx, jc, log, js, cut.options(jc, log, stdout), newScheduler(log, jc.CPUScheduling))
 	stopProgress()
 	if progressDone != nil {
 		<-progressDone
@@ -482,11 +486,11 @@ the source had when the snapshot was applied. The marker key is removed at the e
 
 // runJob runs a sync, migrate or import job (jc.Mode); js shows its live
 // state meanwhile (the caller finishes it).
-func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover, pr *procs) (job.Summary, error) {
+func runJob(ctx context.Context, jc conf.Job, log zerolog.Logger, js *jobStatus, co *job.Cutover, sc scheduler) (job.Summary, error) {
 	migrate := jc.Mode == conf.ModeMigrate
-	defer pr.set(jc.Name, 0)
+	defer sc.procs.set(jc.Name, 0)
 	sum, err := job.Run(ctx, job.Options{Conf: jc, Migrate: migrate, Log: log, Observe: js.observe, Cutover: co, StopTimeout: jc.StopTimeout,
-		OnStreams: func(n int) { pr.set(jc.Name, n) }})
+		OnStreams: func(n int) { sc.procs.set(jc.Name, n) }, OnSnapshot: sc.cpu.snapshot})
 	if err == nil && migrate && !jc.Import() && !sum.CaughtUp {
 		// Stopped by a signal: the run ended, but not because the target
 		// caught up.
