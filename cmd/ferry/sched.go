@@ -13,9 +13,10 @@ import (
 // Scheduling: a full sync is paced by the source's fork child writing the
 // snapshot, and on shared cores every wake-up of ferry's threads may
 // preempt it (internal/cpusched). Under SCHED_BATCH ferry wakes without
-// preempting and reads more per wake-up: measured on 2 cores, a 1M-key full
-// sync took 0.93x of a native replica's time against 1.08x, and ferry used
-// ~25 % less CPU. In the live stream the trade runs the other way: the lag
+// preempting and reads more per wake-up: measured on 2 cores in
+// interleaved rounds, a 1M-key full sync took 23.85 s against a native
+// replica's 23.60 s and 24.99 s under the normal policy, ferry's CPU 3.3–4.2
+// against 4.3–4.4 s (bench/PROFILE.md, section 12). In the live stream the trade runs the other way: the lag
 // of each write is what counts, and a wake-up should run at once. So
 // cpu_scheduling auto, the default, runs ferry batch while any of its
 // streams reads a snapshot and at the policy it started with otherwise;
@@ -39,9 +40,9 @@ func newCPUPolicy(log zerolog.Logger, mode conf.CPUScheduling) *cpuPolicy {
 	p := &cpuPolicy{log: log, mode: mode}
 	switch mode {
 	case conf.CPUBatch:
-		p.apply(cpusched.Batch)
+		p.set(cpusched.Batch)
 	case conf.CPUNormal:
-		p.apply(cpusched.Normal)
+		p.set(cpusched.Normal) // also when started batch
 	default:
 		base, err := cpusched.Get()
 		p.base, p.cur = base, base
@@ -73,10 +74,17 @@ func (p *cpuPolicy) snapshot(on bool) {
 	}
 }
 
-// apply gives every thread policy q unless they have it already. Callers
-// other than newCPUPolicy hold mu.
+// apply gives every thread policy q unless it was given already; callers
+// hold mu.
 func (p *cpuPolicy) apply(q cpusched.Policy) {
-	if p.off || (q == p.cur && p.mode == conf.CPUAuto) {
+	if q != p.cur {
+		p.set(q)
+	}
+}
+
+// set gives every thread policy q.
+func (p *cpuPolicy) set(q cpusched.Policy) {
+	if p.off {
 		return
 	}
 	n, err := cpusched.Set(q)

@@ -47,7 +47,7 @@ const settle = 2 * time.Millisecond
 func passes(want uint32) (int, error) {
 	changed := 0
 	for pass := 0; pass < 100; pass++ {
-		tids, err := threads()
+		tids, err := threads(0)
 		if err != nil {
 			return changed, err
 		}
@@ -94,11 +94,7 @@ func Get() (Policy, error) {
 // Of returns the policy of every thread of process pid (0: this one) that
 // has the normal or the batch policy.
 func Of(pid int) (map[int]Policy, error) {
-	dir := "/proc/self/task"
-	if pid != 0 {
-		dir = "/proc/" + strconv.Itoa(pid) + "/task"
-	}
-	tids, err := list(dir)
+	tids, err := threads(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +117,12 @@ func Of(pid int) (map[int]Policy, error) {
 	return out, nil
 }
 
-func threads() ([]int, error) { return list("/proc/self/task") }
-
-func list(dir string) ([]int, error) {
+// threads lists the thread IDs of process pid (0: this one).
+func threads(pid int) ([]int, error) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = "/proc/" + strconv.Itoa(pid) + "/task"
+	}
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
