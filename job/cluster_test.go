@@ -198,6 +198,10 @@ func TestClusterTargetFailover(t *testing.T) {
 	dst.Masters[1].Kill(t)
 	time.Sleep(4 * time.Second)
 	cancel()
+	// The promotion may take longer than the load ran on a slow machine:
+	// the masters listed below must be the settled ones (a clean-clone CI
+	// run listed two, and the compare met a MOVED).
+	dst.WaitHealthy(t, 60*time.Second)
 	dst.Refresh(t)
 	masters := clusterMasterAddrs(t, dst)
 	redistest.AssertSameDataOpts(t, []string{src.Addr}, masters, redistest.CompareOptions{DstCluster: true, Wait: 60 * time.Second})
