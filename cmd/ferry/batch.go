@@ -79,22 +79,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if level != "" {
-		if !slices.Contains(conf.LogLevels, strings.ToLower(level)) {
-			return usageError{fmt.Errorf("--log-level %q is not one of %s", level, strings.Join(conf.LogLevels, ", "))}
+		if b.LogLevel, err = flagValue("log-level", level, conf.LogLevels); err != nil {
+			return err
 		}
-		b.LogLevel = strings.ToLower(level)
 	}
 	if format != "" {
-		if !slices.Contains(conf.LogFormats, strings.ToLower(format)) {
-			return usageError{fmt.Errorf("--log-format %q is not one of %s", format, strings.Join(conf.LogFormats, ", "))}
+		if b.LogFormat, err = flagValue("log-format", format, conf.LogFormats); err != nil {
+			return err
 		}
-		b.LogFormat = strings.ToLower(format)
 	}
 	if cpu != "" {
-		if !slices.Contains(conf.CPUSchedulingModes, conf.CPUScheduling(strings.ToLower(cpu))) {
-			return usageError{fmt.Errorf("--cpu-scheduling %q is not one of auto, batch, normal", cpu)}
+		if b.CPU, err = flagValue("cpu-scheduling", cpu, conf.CPUSchedulingModes); err != nil {
+			return err
 		}
-		b.CPU = conf.CPUScheduling(strings.ToLower(cpu))
 	}
 	for _, bj := range b.Jobs {
 		if bj.Mode == conf.ModeVerify {
@@ -286,4 +283,18 @@ func writeBatchSummary(w io.Writer, results []batchResult) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d jobs ok\n", ok, len(results))
+}
+
+// flagValue checks a flag that overrides a [defaults] key against the values
+// the key accepts, so that its message lists the same values as the key's.
+func flagValue[T ~string](flag, v string, allowed []T) (T, error) {
+	t := T(strings.ToLower(strings.TrimSpace(v)))
+	if slices.Contains(allowed, t) {
+		return t, nil
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return "", usageError{fmt.Errorf("--%s %q is not one of %s", flag, v, strings.Join(names, ", "))}
 }

@@ -385,6 +385,8 @@ func TestRunUsage(t *testing.T) {
 		{"extra-arg", []string{"run", "jobs.toml"}, "", []string{"unexpected argument", "jobs.toml"}},
 		{"bad-flag", []string{"run", "--bogus"}, "", []string{"-bogus", "ferry run --help"}},
 		{"bad-level", []string{"run", "--log-level", "loud"}, "[[job]]\nname = \"a\"\nmode = \"migrate\"\n" + ends, []string{"log-level", "loud"}},
+		{"bad-format", []string{"run", "--log-format", "xml"}, "[[job]]\nname = \"a\"\nmode = \"migrate\"\n" + ends, []string{`--log-format "xml" is not one of auto, console, json`}},
+		{"bad-cpu-scheduling", []string{"run", "--cpu-scheduling", "fifo"}, "[[job]]\nname = \"a\"\nmode = \"migrate\"\n" + ends, []string{`--cpu-scheduling "fifo" is not one of auto, batch, normal`}},
 		{"missing", []string{"run", "-c", filepath.Join(dir, "nope.toml")}, "", []string{"nope.toml", "no such file"}},
 		{"no-jobs", []string{"run"}, "max_parallel = 2\n", []string{"no [[job]] tables"}},
 		{"single-job-file", []string{"run"}, "job = \"x\"\n" + ends, []string{"single-job file"}},
