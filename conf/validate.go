@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,14 +219,23 @@ func joinEnum[T ~string](allowed []T) string {
 }
 
 func oneOf[T ~string](field string, v *T, allowed []T) error {
-	s := T(strings.ToLower(strings.TrimSpace(string(*v))))
-	for _, a := range allowed {
-		if s == a {
-			*v = s
-			return nil
-		}
+	s, err := Choose(string(*v), allowed)
+	if err != nil {
+		return errf(field, "%v", err)
 	}
-	return errf(field, "%q is not one of %s", string(*v), joinEnum(allowed))
+	*v = s
+	return nil
+}
+
+// Choose returns v as one of allowed, compared case-insensitively without
+// surrounding blanks, or an error listing allowed: config keys and the flags
+// that override them accept the same spellings and say so the same way.
+func Choose[T ~string](v string, allowed []T) (T, error) {
+	s := T(strings.ToLower(strings.TrimSpace(v)))
+	if slices.Contains(allowed, s) {
+		return s, nil
+	}
+	return "", fmt.Errorf("%q is not one of %s", v, joinEnum(allowed))
 }
 
 func checkDuration(field string, d time.Duration, positive bool) error {

@@ -286,15 +286,11 @@ func writeBatchSummary(w io.Writer, results []batchResult) {
 }
 
 // flagValue checks a flag that overrides a [defaults] key against the values
-// the key accepts, so that its message lists the same values as the key's.
+// the key accepts (conf.Choose), so that both say the same.
 func flagValue[T ~string](flag, v string, allowed []T) (T, error) {
-	t := T(strings.ToLower(strings.TrimSpace(v)))
-	if slices.Contains(allowed, t) {
-		return t, nil
+	t, err := conf.Choose(v, allowed)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--%s %w", flag, err)}
 	}
-	names := make([]string, len(allowed))
-	for i, a := range allowed {
-		names[i] = string(a)
-	}
-	return "", usageError{fmt.Errorf("--%s %q is not one of %s", flag, v, strings.Join(names, ", "))}
+	return t, nil
 }
