@@ -311,6 +311,7 @@ func (l *ledger) acknowledge(f *flight, ack bool, arm func(outstanding bool)) {
 	l.inflight[0] = nil
 	l.inflight = l.inflight[1:]
 	l.inflightBytes -= f.size
+	defer f.release()
 	if f.replay {
 		l.replaying--
 	}

@@ -424,6 +424,53 @@ func TestPlanReusesScratch(t *testing.T) {
 	}
 }
 
+// TestPlanRecycledFlights: a flight planned into the buffers of one
+// released before it (another shape: more groups, dbs switched, a cluster's
+// slots) sends and lays out what a flight planned first does.
+func TestPlanRecycledFlights(t *testing.T) {
+	standalone := &planner{marker: "m", fence: true, split: true}
+	cluster := &planner{slotted: true, fence: true,
+		slotMarker:   func(slot int) string { return fmt.Sprintf("slot:%d", slot) },
+		streamMarker: func(stream int) string { return fmt.Sprintf("stream:%d", stream) }}
+	long := make([]testOp, 3*txnOps)
+	for i := range long {
+		long[i] = sa(i%3, fmt.Sprintf("k%d", i), uint64(i+1))
+	}
+	plans := []struct {
+		p       *planner
+		slotted bool
+		bs      []*Batch
+	}{
+		{standalone, false, []*Batch{testBatch(0, "", uint64(len(long)), long...)}},
+		{cluster, true, []*Batch{testBatch(0, "", 4, cl(5, "a", 1), cl(6, "b", 2), cl(-1, "x", 3), cl(5, "c", 4))}},
+		{standalone, false, []*Batch{testBatch(0, "", 2, sa(1, "a", 1)), testBatch(1, "n", 3, sa(0, "b", 3))}},
+		{cluster, true, []*Batch{testBatch(0, "", 1, cl(7, "d", 1))}},
+	}
+	describe := func(f *flight, slotted bool) string {
+		var gs []string
+		for i := range f.groups {
+			g := &f.groups[i]
+			gs = append(gs, fmt.Sprintf("%s/%d/%v/%s/%v", g.marker, g.seq, g.multi, g.opList(), g.items))
+		}
+		return fmt.Sprint(gs) + render(f, slotted) + fmt.Sprint(f.size)
+	}
+	var first []string
+	for _, pl := range plans {
+		f := planFlight(pl.bs, pl.p)
+		first = append(first, describe(f, pl.slotted))
+		f.release()
+	}
+	for round := range 3 {
+		for i := len(plans) - 1; i >= 0; i-- {
+			f := planFlight(plans[i].bs, plans[i].p)
+			if got := describe(f, plans[i].slotted); got != first[i] {
+				t.Errorf("round %d, flight %d, recycled:\n got %s\nwant %s", round, i, got, first[i])
+			}
+			f.release()
+		}
+	}
+}
+
 // TestLayoutItems: the items tell the reply reader which command (or
 // ferry's own SELECT and marker) each reply answers.
 func TestLayoutItems(t *testing.T) {
