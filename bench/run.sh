@@ -1240,7 +1240,9 @@ section_cluster_source() {
 
 section_gobench() {
 	go test -run '^$' -bench . -benchmem -count 1 ./bench ./rdb ./spool ./router >"$LOGS/gobench.txt" 2>&1
-	say "[gobench] go test -bench . ./bench ./rdb ./spool ./router (absolute figures, no anchor):"
+	# The writer's pure part only (its other benchmarks run a redis-server).
+	go test -run '^$' -bench PlanFlight -benchmem -count 1 ./writer >>"$LOGS/gobench.txt" 2>&1
+	say "[gobench] go test -bench . ./bench ./rdb ./spool ./router; -bench PlanFlight ./writer (absolute figures, no anchor):"
 	grep '^Benchmark' "$LOGS/gobench.txt" | awk '{$1=$1; print "[gobench]   " $0}' | tee -a "$SUM"
 }
 
