@@ -38,6 +38,8 @@ type ledger struct {
 	// replaying: flights in flight that went out unfenced (flight.replay);
 	// no flight with a command that must run once is taken meanwhile.
 	replaying int
+	// senderSleeps counts the times the sender went to sleep in takeNext.
+	senderSleeps int
 
 	applied    map[int]Position  // stream → position of its last batch acknowledged
 	streamKey  map[int]string    // standalone: stream → its marker key
@@ -72,7 +74,7 @@ type ledgerConfig struct {
 func newLedger(cfg ledgerConfig, found map[string]Position) *ledger {
 	l := &ledger{cfg: cfg, applied: map[int]Position{}, streamKey: map[int]string{},
 		acked: map[string]uint64{}, injected: map[*Batch]bool{}}
-	l.cond = &notifyCond{Cond: sync.NewCond(&l.mu)}
+	l.cond = &notifyCond{Cond: sync.NewCond(&l.mu), send: sync.NewCond(&l.mu)}
 	if !cfg.slotted {
 		for k, p := range found {
 			l.acked[k] = p.Seq
@@ -84,12 +86,27 @@ func newLedger(cfg ledgerConfig, found map[string]Position) *ledger {
 // notifyCond is a sync.Cond whose broadcasts can also be awaited in a
 // select, with a context (see Writer.Changed). Broadcast is called with the
 // cond's lock held, which also guards ch.
+//
+// The sender waits apart (send), so that a change that cannot give it a
+// flight need not wake it (see changedLocked): under a steady load a
+// flight gathers two or three batches while the one before it is
+// outstanding, and the sender woke for each and for acknowledgements that
+// left it nothing to send, found no flight and slept again — 2.2 wake-ups
+// per flight sent.
 type notifyCond struct {
 	*sync.Cond
-	ch chan struct{} // closed and cleared by the next Broadcast
+	send *sync.Cond    // the sender, in takeNext
+	ch   chan struct{} // closed and cleared by the next Broadcast
 }
 
+// Broadcast wakes every waiter.
 func (c *notifyCond) Broadcast() {
+	c.send.Broadcast()
+	c.others()
+}
+
+// others wakes every waiter but the sender.
+func (c *notifyCond) others() {
 	c.Cond.Broadcast()
 	if c.ch != nil {
 		close(c.ch)
@@ -132,8 +149,22 @@ func (l *ledger) submit(ctx context.Context, b *Batch) error {
 	}
 	l.queue = append(l.queue, b)
 	l.queuedBytes += int64(b.Size())
-	l.cond.Broadcast()
+	l.changedLocked()
 	return nil
+}
+
+// changedLocked wakes every waiter after a batch was queued or a flight
+// acknowledged — the sender only if it would take a flight now: a sender
+// that would find none sleeps on until a change that gives it one. It
+// also leaves takeNext for an error, which setFatal and a cancelled
+// context announce to all.
+func (l *ledger) changedLocked() {
+	if n, _ := l.flightLocked(); n > 0 || l.cfg.skipFenced || l.fatal != nil {
+		// (under skipFenced takeNext's probe decides: see probeHeadLocked)
+		l.cond.Broadcast()
+		return
+	}
+	l.cond.others()
 }
 
 // inject queues b, made of re-routed commands, ahead of everything: they
@@ -169,11 +200,7 @@ func (l *ledger) takeNext(ctx context.Context, idle func() error) ([]*Batch, err
 			if l.cfg.skipFenced {
 				l.probing = l.probeHeadLocked()
 			}
-			// While an unfenced flight of idempotent commands is out,
-			// only such flights follow it: after a dropped connection it
-			// is sent again from its first unanswered command, and
-			// whatever ran after that must be harmless to run again.
-			if n, size := l.cfg.limits.selectFlight(l.queue, l.inflightBytes, len(l.inflight)); n > 0 && (l.replaying == 0 || replayable(l.queue[:n])) {
+			if n, size := l.flightLocked(); n > 0 {
 				bs := append([]*Batch(nil), l.queue[:n]...)
 				clear(l.queue[:n])
 				l.queue = l.queue[n:]
@@ -193,9 +220,30 @@ func (l *ledger) takeNext(ctx context.Context, idle func() error) ([]*Batch, err
 			idled = true
 			continue
 		}
-		l.cond.Wait()
+		l.senderSleeps++
+		l.cond.send.Wait()
 		idled = false
 	}
+}
+
+// flightLocked is how many batches at the head of the queue (and how many
+// bytes) the sender may take as its next flight now, the probe of
+// skipFenced aside; 0: none. takeNext takes them, and submit wakes the
+// sender only when there are some.
+//
+// While an unfenced flight of idempotent commands is out, only such
+// flights follow it: after a dropped connection it is sent again from its
+// first unanswered command, and whatever ran after that must be harmless
+// to run again.
+func (l *ledger) flightLocked() (n, size int) {
+	if len(l.queue) == 0 || (l.inflightBytes >= l.cfg.limits.maxInflight && len(l.inflight) > 0) {
+		return 0, 0
+	}
+	n, size = l.cfg.limits.selectFlight(l.queue, l.inflightBytes, len(l.inflight))
+	if n > 0 && l.replaying > 0 && !replayable(l.queue[:n]) {
+		return 0, 0
+	}
+	return n, size
 }
 
 // probeHeadLocked prepares the head of the queue for skipFenced: commands
@@ -315,7 +363,7 @@ func (l *ledger) acknowledge(f *flight, ack bool, arm func(outstanding bool)) {
 	if f.replay {
 		l.replaying--
 	}
-	defer l.cond.Broadcast()
+	defer l.changedLocked()
 	defer func() { arm(len(l.inflight) > 0) }()
 	if f.resent {
 		// Its batch went back to the queue, without what was refused.

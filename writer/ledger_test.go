@@ -598,3 +598,104 @@ func TestSubmitBackPressure(t *testing.T) {
 		t.Errorf("Submit: %v, want canceled", err)
 	}
 }
+
+// takeNextAsync runs takeNext as the sender does, in a goroutine; took
+// gets what it took (nil after an error).
+func (tl *testLedger) takeNextAsync(ctx context.Context) (took <-chan []*Batch) {
+	res := make(chan []*Batch, 1)
+	go func() {
+		bs, err := tl.takeNext(ctx, func() error { return nil })
+		if err != nil {
+			bs = nil
+		}
+		res <- bs
+	}()
+	return res
+}
+
+func (tl *testLedger) sleeps() int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.senderSleeps
+}
+
+// asleep waits until the sender has gone to sleep n times in all: once it
+// has, a broadcast reaches it (it joins the cond before it lets go of the
+// lock).
+func (tl *testLedger) asleep(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tl.sleeps() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sender did not go to sleep (%d times, want %d)", tl.sleeps(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLedgerSenderSleepsThroughShortQueue: with a standalone flight
+// outstanding, batches that leave the queue short of a flight do not wake
+// the sender; the acknowledgement does, and it takes them all at once.
+func TestLedgerSenderSleepsThroughShortQueue(t *testing.T) {
+	tl := newTestLedger(false, false)
+	tl.submitAll(t, testBatch(0, "", 1, sa(0, "a", 1)))
+	f := tl.send(t)
+	took := tl.takeNextAsync(context.Background())
+	tl.asleep(t, 1)
+	for i := range 3 {
+		tl.submitAll(t, testBatch(0, "", uint64(i+2), sa(0, "b", uint64(i+2))))
+		// Had it been woken, it would find the queue short and sleep again.
+		time.Sleep(2 * time.Millisecond)
+	}
+	tl.answer(f)
+	select {
+	case bs := <-took:
+		if len(bs) != 3 {
+			t.Errorf("took %d batches after the acknowledgement, want the 3 queued", len(bs))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender was not woken by the acknowledgement")
+	}
+	if n := tl.sleeps(); n != 1 {
+		t.Errorf("the sender went to sleep %d times, want once: only the acknowledgement woke it", n)
+	}
+}
+
+// TestLedgerSenderWokenByFullQueue: a queue that reaches a flight's worth
+// wakes the sender while a flight is still outstanding (pipelining), and
+// the session's wake at a cancelled context reaches a sender that has
+// nothing to take.
+func TestLedgerSenderWokenByFullQueue(t *testing.T) {
+	tl := newTestLedger(false, false)
+	tl.submitAll(t, testBatch(0, "", 1, sa(0, "a", 1)))
+	tl.send(t)
+	took := tl.takeNextAsync(context.Background())
+	tl.asleep(t, 1)
+	ops := make([]testOp, standaloneHoldOps)
+	for i := range ops {
+		ops[i] = sa(0, fmt.Sprintf("k%d", i), uint64(i+2))
+	}
+	tl.submitAll(t, testBatch(0, "", uint64(len(ops)+1), ops...))
+	select {
+	case bs := <-took:
+		if len(bs) != 1 {
+			t.Errorf("took %d batches, want the long one", len(bs))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a queue of a full flight did not wake the sender")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	took = tl.takeNextAsync(ctx)
+	tl.asleep(t, 2)
+	cancel()
+	tl.wake() // as the session does when its context ends
+	select {
+	case bs := <-took:
+		if bs != nil {
+			t.Errorf("a cancelled sender took %d batches", len(bs))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled context did not wake the sender")
+	}
+}
