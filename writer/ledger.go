@@ -196,7 +196,7 @@ func (l *ledger) takeNext(ctx context.Context, idle func() error) ([]*Batch, err
 		// After a flight with a command the target has not taken yet,
 		// nothing goes out until it is answered (see probeHeadLocked).
 		held := l.probing && len(l.inflight) > 0
-		if !held && len(l.queue) > 0 && (l.inflightBytes < l.cfg.limits.maxInflight || len(l.inflight) == 0) {
+		if !held && l.roomLocked() {
 			if l.cfg.skipFenced {
 				l.probing = l.probeHeadLocked()
 			}
@@ -226,17 +226,23 @@ func (l *ledger) takeNext(ctx context.Context, idle func() error) ([]*Batch, err
 	}
 }
 
+// roomLocked reports whether something is queued and there is room in
+// flight for it (a flight goes out alone whatever its size).
+func (l *ledger) roomLocked() bool {
+	return len(l.queue) > 0 && (l.inflightBytes < l.cfg.limits.maxInflight || len(l.inflight) == 0)
+}
+
 // flightLocked is how many batches at the head of the queue (and how many
 // bytes) the sender may take as its next flight now, the probe of
-// skipFenced aside; 0: none. takeNext takes them, and submit wakes the
-// sender only when there are some.
+// skipFenced aside; 0: none. takeNext takes them, and changedLocked wakes
+// the sender only when there are some.
 //
 // While an unfenced flight of idempotent commands is out, only such
 // flights follow it: after a dropped connection it is sent again from its
 // first unanswered command, and whatever ran after that must be harmless
 // to run again.
 func (l *ledger) flightLocked() (n, size int) {
-	if len(l.queue) == 0 || (l.inflightBytes >= l.cfg.limits.maxInflight && len(l.inflight) > 0) {
+	if !l.roomLocked() {
 		return 0, 0
 	}
 	n, size = l.cfg.limits.selectFlight(l.queue, l.inflightBytes, len(l.inflight))

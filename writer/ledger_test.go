@@ -613,6 +613,19 @@ func (tl *testLedger) takeNextAsync(ctx context.Context) (took <-chan []*Batch) 
 	return res
 }
 
+// taken is what the sender of takeNextAsync took; what says what was
+// awaited, for the failure.
+func taken(t *testing.T, took <-chan []*Batch, what string) []*Batch {
+	t.Helper()
+	select {
+	case bs := <-took:
+		return bs
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the sender was not woken: %s", what)
+		return nil
+	}
+}
+
 func (tl *testLedger) sleeps() int {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -648,13 +661,8 @@ func TestLedgerSenderSleepsThroughShortQueue(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	tl.answer(f)
-	select {
-	case bs := <-took:
-		if len(bs) != 3 {
-			t.Errorf("took %d batches after the acknowledgement, want the 3 queued", len(bs))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the sender was not woken by the acknowledgement")
+	if bs := taken(t, took, "by the acknowledgement"); len(bs) != 3 {
+		t.Errorf("took %d batches after the acknowledgement, want the 3 queued", len(bs))
 	}
 	if n := tl.sleeps(); n != 1 {
 		t.Errorf("the sender went to sleep %d times, want once: only the acknowledgement woke it", n)
@@ -676,13 +684,8 @@ func TestLedgerSenderWokenByFullQueue(t *testing.T) {
 		ops[i] = sa(0, fmt.Sprintf("k%d", i), uint64(i+2))
 	}
 	tl.submitAll(t, testBatch(0, "", uint64(len(ops)+1), ops...))
-	select {
-	case bs := <-took:
-		if len(bs) != 1 {
-			t.Errorf("took %d batches, want the long one", len(bs))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a queue of a full flight did not wake the sender")
+	if bs := taken(t, took, "by a queue of a full flight"); len(bs) != 1 {
+		t.Errorf("took %d batches, want the long one", len(bs))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -690,12 +693,7 @@ func TestLedgerSenderWokenByFullQueue(t *testing.T) {
 	tl.asleep(t, 2)
 	cancel()
 	tl.wake() // as the session does when its context ends
-	select {
-	case bs := <-took:
-		if bs != nil {
-			t.Errorf("a cancelled sender took %d batches", len(bs))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a cancelled context did not wake the sender")
+	if bs := taken(t, took, "by a cancelled context"); bs != nil {
+		t.Errorf("a cancelled sender took %d batches", len(bs))
 	}
 }
