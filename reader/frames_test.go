@@ -85,3 +85,70 @@ func TestFramesRejectCorruption(t *testing.T) {
 		t.Error("oversized frame accepted")
 	}
 }
+
+// An RDB the consumer stopped reading part-way (the link dropped, a new full
+// resync follows) is skipped to the next event.
+func TestFramesSkipUnreadRDB(t *testing.T) {
+	var spool bytes.Buffer
+	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
+	spool.Write(binaryAppendInt64(appendPos(nil, "id1", 100), -1))
+	spool.Write(appendFrameHeader(nil, frameRDB, 6))
+	spool.WriteString("abcdef")
+	spool.Write(appendFrameHeader(nil, frameRDB, 3))
+	spool.WriteString("ghi")
+	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
+	spool.Write(binaryAppendInt64(appendPos(nil, "id2", 200), 3))
+	spool.Write(appendFrameHeader(nil, frameRDB, 3))
+	spool.WriteString("jkl")
+	spool.Write(appendFrameHeader(nil, frameRDBEnd, 0))
+
+	f := NewFrames(&spool, nil, nil)
+	if ev, err := f.Next(); err != nil || ev.ReplID != "id1" {
+		t.Fatalf("first event %+v %v", ev, err)
+	}
+	two := make([]byte, 2)
+	if _, err := io.ReadFull(f.RDB(), two); err != nil || string(two) != "ab" {
+		t.Fatalf("read %q %v", two, err)
+	}
+	ev, err := f.Next()
+	if err != nil || ev.Kind != FullSync || ev.ReplID != "id2" || ev.RDBSize != 3 {
+		t.Fatalf("after the unread rest: %+v %v", ev, err)
+	}
+	if rdb, err := io.ReadAll(f.RDB()); err != nil || string(rdb) != "jkl" {
+		t.Fatalf("second rdb %q %v", rdb, err)
+	}
+}
+
+// BenchmarkFramesRDB reads a snapshot's frames as the RDB parser does: into
+// the free tail of a 1 MiB buffer that it empties when full.
+func BenchmarkFramesRDB(b *testing.B) {
+	const frame, frames = 256 << 10, 64
+	data := bytes.Repeat([]byte("0123456789abcdef"), frame/16)
+	var in []byte
+	for range frames {
+		in = appendFrameHeader(in, frameRDB, frame)
+		in = append(in, data...)
+	}
+	in = appendFrameHeader(in, frameRDBEnd, 0)
+	buf := make([]byte, 1<<20)
+	b.SetBytes(frame * frames)
+	b.ReportAllocs()
+	for b.Loop() {
+		f := NewFrames(bytes.NewReader(in), nil, nil)
+		f.hdr[0], f.peeked = frameRDB, false
+		r := f.RDB()
+		w := 0
+		for {
+			n, err := r.Read(buf[w:])
+			if w += n; w == len(buf) {
+				w = 0
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
