@@ -429,6 +429,9 @@ type spoolWriter struct {
 	max int64
 }
 
+// Buffer lends the reader room in the spool to read into (spool.Buffer).
+func (s *spoolWriter) Buffer(n int) []byte { return s.sp.Buffer(n) }
+
 func (s *spoolWriter) Write(p []byte) (int, error) {
 	n, err := s.sp.Write(p)
 	if errors.Is(err, spool.ErrFull) {

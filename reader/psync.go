@@ -460,7 +460,7 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 	p.cfg.Log.Info().Int64("bytes", size).Bool("diskless", mark != nil).Msg("receiving snapshot")
 
 	br := c.R.Bufio()
-	buf := make([]byte, frameHeader+256<<10)
+	own := make([]byte, frameHeader+256<<10)
 	lw := newLowWater(c.Conn)
 	defer lw.set(1) // the command stream is read as it comes
 	var got int64
@@ -468,13 +468,15 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 	// are the EOF mark.
 	var held []byte
 	for {
-		want := len(buf) - frameHeader - len(held)
+		want := len(own) - frameHeader - len(held)
 		if size >= 0 {
 			want = int(min(int64(want), size-got))
 			if want == 0 {
 				break
 			}
 		}
+		buf := p.room(own, frameHeader+len(held)+min(want, minLent), frameHeader+len(held)+want)
+		want = len(buf) - frameHeader - len(held)
 		data := buf[frameHeader:]
 		copy(data, held)
 		into := data[len(held) : len(held)+want]
@@ -576,6 +578,26 @@ func closedByPeer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
+// lender is an out that lends the room to read into (spool.Spool.Buffer):
+// bytes read there are written without a copy.
+type lender interface{ Buffer(n int) []byte }
+
+// minLent is the least room worth reading into: the end of a spool's chunk
+// can be a few bytes, and a read into those would be a system call for
+// them; own's bytes are copied into the chunk's end instead.
+const minLent = 4 << 10
+
+// room returns up to n bytes to read a frame into, at least least of them:
+// lent by out when it can, else own[:n].
+func (p *PSync) room(own []byte, least, n int) []byte {
+	if l, ok := p.out.(lender); ok {
+		if b := l.Buffer(n); len(b) >= least {
+			return b
+		}
+	}
+	return own[:n]
+}
+
 // emit writes data as one frame. When data starts at buf[frameHeader] the
 // header is written in front of it and the whole goes out without a copy.
 func (p *PSync) emit(kind byte, buf, data []byte) error {
@@ -599,9 +621,10 @@ func binaryAppendInt64(dst []byte, v int64) []byte {
 func (p *PSync) stream(c *resp.Conn) error {
 	br := c.R.Bufio()
 	const head = frameHeader + 8
-	buf := make([]byte, head+256<<10)
+	own := make([]byte, head+256<<10)
 	for {
 		c.SetReadDeadline(time.Now().Add(p.cfg.ReadTimeout))
+		buf := p.room(own, head+minLent, len(own))
 		n, err := br.Read(buf[head:])
 		if n > 0 {
 			appendFrameHeader(buf[:0], frameStream, 8+n)

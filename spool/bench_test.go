@@ -125,3 +125,43 @@ func sizeName(n int) string {
 	}
 	return "read64KiB"
 }
+
+// BenchmarkHandOff: a producer "reads a socket" (a copy from memory, as the
+// kernel's) of 64 KiB into a buffer of its own and Writes it (copy), or into
+// the room Buffer lends and Writes that (lent); the consumer reads it back.
+func BenchmarkHandOff(b *testing.B) {
+	const n = 64 << 10
+	socket := make([]byte, n)
+	fillStream(socket, 0)
+	for _, lend := range []bool{false, true} {
+		name := "copy"
+		if lend {
+			name = "lent"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newSpool(b, Options{})
+			own := make([]byte, n)
+			q := make([]byte, 1<<20)
+			b.SetBytes(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				for left := n; left > 0; {
+					p := own[:left]
+					if lend {
+						if l := s.Buffer(left); l != nil {
+							p = l
+						}
+					}
+					m := copy(p, socket[n-left:])
+					if _, err := s.Write(p[:m]); err != nil {
+						b.Fatal(err)
+					}
+					left -= m
+				}
+				if _, err := io.ReadFull(s, q[:n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -27,7 +27,7 @@
 // A fully consumed segment file is deleted at once.
 //
 // Memory: at most MemLimit bytes of data, plus at most two partly used chunks
-// (64 KiB each) and two fixed I/O buffers (min(1 MiB, max(64 KiB, MemLimit/4),
+// (256 KiB each) and two fixed I/O buffers (min(1 MiB, max(64 KiB, MemLimit/4),
 // SegmentSize) each), whatever the lag.
 //
 // Segment files are named ferry-spool-<id>-<seq>.seg next to a lock file
@@ -36,8 +36,14 @@
 // run — and leaves live spools sharing the directory alone (on platforms
 // without flock every such file is removed: give each spool its own Dir there).
 //
-// Concurrency: Write and CloseWrite from one producer goroutine, Read from one
-// consumer goroutine, Stats and Close from any goroutine.
+// A producer that reads from a socket can read straight into the spool's
+// memory: Buffer lends it the free end of the last chunk, and a Write of
+// what it read there appends it without a copy (the consumer's Read copies
+// it once, into the consumer's buffer). That saved one copy of every byte of
+// a sync.
+//
+// Concurrency: Buffer, Write and CloseWrite from one producer goroutine, Read
+// from one consumer goroutine, Stats and Close from any goroutine.
 package spool
 
 import (
@@ -56,8 +62,8 @@ const (
 )
 
 const (
-	chunkSize    = 64 << 10 // memory chunk
-	maxIOBufSize = 1 << 20  // write buffer and read-ahead buffer
+	chunkSize    = 256 << 10 // memory chunk: a snapshot's reads (see Buffer) are up to this long
+	maxIOBufSize = 1 << 20   // write buffer and read-ahead buffer
 	minIOBufSize = 64 << 10
 )
 
@@ -189,6 +195,7 @@ type Spool struct {
 	mem      chunkQueue
 	free     []*chunk
 	memBytes int64
+	lent     *chunk // the last chunk, whose free end Buffer lent the producer
 
 	// disk part
 	segs     []*segment // FIFO; the last one may be wseg
@@ -209,6 +216,7 @@ type Spool struct {
 	read     int64
 	maxInMem int64
 
+	inPlace    int64 // bytes written where Buffer lent them
 	spills     int64 // times the disk part went from empty to non-empty
 	segCreated int64
 }
@@ -264,6 +272,10 @@ func (s *Spool) Write(p []byte) (int, error) {
 	if err := s.writeErrLocked(); err != nil {
 		return 0, err
 	}
+	if s.takeLentLocked(p) {
+		s.cond.Signal()
+		return len(p), nil
+	}
 	if s.maxDisk > 0 {
 		need := int64(len(p))
 		if len(s.segs) == 0 {
@@ -278,6 +290,47 @@ func (s *Spool) Write(p []byte) (int, error) {
 		s.cond.Signal()
 	}
 	return n, err
+}
+
+// Buffer lends the producer up to n bytes at the end of the memory part to
+// read into: a Write whose p starts where the returned slice does appends
+// those bytes without copying them. Any other Write (or Buffer) takes the
+// loan back. It returns nil when the stream is on disk or memory is full:
+// the producer then reads into a buffer of its own and Writes that. The
+// slice may be shorter than n (what is left in the last chunk, or under
+// MemLimit); it is never empty.
+func (s *Spool) Buffer(n int) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lent = nil
+	room := min(int64(n), s.memLimit-s.memBytes)
+	if s.writeErrLocked() != nil || len(s.segs) > 0 || room <= 0 {
+		return nil
+	}
+	c := s.mem.back()
+	if c == nil || c.w == len(c.b) {
+		c = s.getChunkLocked()
+		s.mem.push(c)
+	}
+	s.lent = c
+	return c.b[c.w : c.w+int(min(room, int64(len(c.b)-c.w)))]
+}
+
+// takeLentLocked appends p in place when it lies at the start of the room
+// Buffer lent; either way the loan ends.
+func (s *Spool) takeLentLocked(p []byte) bool {
+	c := s.lent
+	s.lent = nil
+	if c == nil || len(p) == 0 || len(p) > len(c.b)-c.w || &p[0] != &c.b[c.w] ||
+		len(s.segs) > 0 || s.mem.back() != c || s.memBytes+int64(len(p)) > s.memLimit {
+		return false
+	}
+	c.w += len(p)
+	s.inPlace += int64(len(p))
+	s.memBytes += int64(len(p))
+	s.written += int64(len(p))
+	s.maxInMem = max(s.maxInMem, s.memBytes)
+	return true
 }
 
 func (s *Spool) writeErrLocked() error {
@@ -357,6 +410,9 @@ func (s *Spool) memGetLocked(p []byte) int {
 		m := copy(p[n:], c.b[c.r:c.w])
 		c.r += m
 		n += m
+		if c == s.lent {
+			break // the last chunk, being filled: it stays
+		}
 		if c.r == c.w {
 			s.mem.pop()
 			c.r, c.w = 0, 0

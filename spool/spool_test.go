@@ -149,6 +149,12 @@ func TestFIFORandom(t *testing.T) {
 			}
 			n = int(min(int64(n), total-off))
 			b := buf[:n]
+			if rng.IntN(2) == 0 { // read in place, as PSync does, when the spool lends room
+				if lent := s.Buffer(n); lent != nil {
+					n = 1 + rng.IntN(len(lent)) // a short read
+					b = lent[:n]
+				}
+			}
 			fillStream(b, off)
 			h.Write(b)
 			if m, err := s.Write(b); err != nil || m != n {
@@ -230,6 +236,9 @@ func TestFIFORandom(t *testing.T) {
 	t.Logf("stats %+v, spills %d, segments created %d", st, s.spills, s.segCreated)
 	if st.MaxInMemory > memLimit || maxMemObs.Load() > memLimit {
 		t.Errorf("MaxInMemory %d (observed %d) > MemLimit %d", st.MaxInMemory, maxMemObs.Load(), memLimit)
+	}
+	if s.inPlace == 0 || s.inPlace == total {
+		t.Errorf("%d of %d bytes written in place: the test did not exercise both ways", s.inPlace, total)
 	}
 	if s.spills < 2 || s.segCreated < 5 {
 		t.Errorf("spills %d, segments created %d: the test did not exercise the disk", s.spills, s.segCreated)
@@ -726,4 +735,80 @@ func TestParseName(t *testing.T) {
 			t.Errorf("parseName(%q) ok = %v", name, ok)
 		}
 	}
+}
+
+// TestBufferLends: a Write of what the producer read into the room Buffer
+// lent appends it without a copy, also while the consumer drains the chunk
+// being filled; with the stream on disk or memory full there is no room to
+// lend, and a Write of anything else ends the loan.
+func TestBufferLends(t *testing.T) {
+	s := newSpool(t, Options{MemLimit: 1 << 20, SegmentSize: 1 << 20})
+	w := &writer{s: s}
+	r := &reader{s: s}
+
+	lent := s.Buffer(1000)
+	if len(lent) != 1000 {
+		t.Fatalf("lent %d bytes, want 1000", len(lent))
+	}
+	fillStream(lent[:600], 0)
+	if n, err := s.Write(lent[:600]); n != 600 || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	w.off = 600
+	if s.inPlace != 600 {
+		t.Fatalf("%d bytes in place, want 600", s.inPlace)
+	}
+	next := s.Buffer(500)
+	if &next[0] != &lent[600] {
+		t.Fatal("the next loan is not where the last one ended")
+	}
+	r.read(t, 600) // the consumer empties the chunk the loan is in
+	r2 := make(chan error, 1)
+	go func() { // waits for bytes while the producer fills the loan
+		b := make([]byte, 500)
+		_, err := io.ReadFull(s, b)
+		if err == nil && !bytes.Equal(b, streamRange(600, 500)) {
+			err = errors.New("stream mismatch")
+		}
+		r2 <- err
+	}()
+	fillStream(next, 600)
+	if _, err := s.Write(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-r2; err != nil {
+		t.Fatal(err)
+	}
+	w.off, r.off = 1100, 1100
+
+	// A loan the producer does not use ends with its next Write.
+	s.Buffer(4096)
+	w.write(t, 100)
+	if s.inPlace != 1100 {
+		t.Fatalf("%d bytes in place, want 1100 (a copied write counted)", s.inPlace)
+	}
+
+	// Memory full: nothing to lend; the rest spills.
+	w.write(t, 1<<20-100)
+	if b := s.Buffer(4096); b != nil {
+		t.Fatalf("lent %d bytes with memory full", len(b))
+	}
+	w.write(t, 5000)
+	r.read(t, 1<<20)
+	if b := s.Buffer(4096); b != nil {
+		t.Fatalf("lent %d bytes with the stream on disk", len(b))
+	}
+	r.read(t, int(w.off-r.off))
+	if st := s.Stats(); st.Written != w.off || st.Read != w.off || st.InMemory+st.OnDisk != 0 {
+		t.Fatalf("stats %+v after the drain", st)
+	}
+	if b := s.Buffer(4096); len(b) != 4096 {
+		t.Fatalf("lent %d bytes after the drain, want 4096", len(b))
+	}
+}
+
+func streamRange(off int64, n int) []byte {
+	b := make([]byte, n)
+	fillStream(b, off)
+	return b
 }
