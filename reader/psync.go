@@ -475,7 +475,9 @@ func (p *PSync) snapshot(c *resp.Conn) error {
 				break
 			}
 		}
-		buf := p.room(own, frameHeader+len(held)+min(want, minLent), frameHeader+len(held)+want)
+		// Less room than a batch left in the spool's chunk would split a
+		// batch over two reads: own takes it, and is copied.
+		buf := p.room(own, frameHeader+len(held)+min(want, snapshotBatch), frameHeader+len(held)+want)
 		want = len(buf) - frameHeader - len(held)
 		data := buf[frameHeader:]
 		copy(data, held)
