@@ -563,18 +563,26 @@ fullsync_pinned() {
 
 # ---------------------------------------------------------------- 4. steady
 
-# steady_runs WHO DST_PORT: RUNS loads with the lag probe; appends to $LOGS/steady-WHO.txt
+# steady_runs WHO DST_PORT [CORES]: RUNS loads with the lag probe; appends to $LOGS/steady-WHO.txt
 # A heartbeat every 20 ms gives a 7 s load ~350 samples: with one every
 # 100 ms (~70) the p99 was the run's worst sample, and varied 11-921 ms for
 # the native replica alone between runs.
+# With CORES the load generator runs on core 0, the source's, and the lag
+# probe on CORES, the replica's or ferry's and its target's: as on separate
+# machines, whatever CPU ferry and its target use beyond a replica's is not
+# the source's, and the load's duration shows whether ferry keeps pace.
 steady_runs() {
-	local who=$1 dst=$2 r s
+	local who=$1 dst=$2 r s load=() probe=()
+	if [ -n "${3:-}" ]; then
+		load=(taskset -c 0)
+		probe=(taskset -c "$3")
+	fi
 	for ((r = 1; r <= RUNS; r++)); do
 		s=$(wait_quiet)
 		ST0=$(now)
-		"$BIN/lagwatch" lag -interval 20ms -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
+		"${probe[@]}" "$BIN/lagwatch" lag -interval 20ms -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
 			-load-out "$LOGS/steady-$who-$r.bench" -- \
-			redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
+			"${load[@]}" redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
 		local rps
 		rps=$(tr '\r' '\n' <"$LOGS/steady-$who-$r.bench" | awk -F': ' '/requests per second/{split($2, a, " "); printf "%s=%.0f ", $1, a[1]}')
 		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
@@ -616,6 +624,13 @@ section_steady() {
 	hwm_reset "$ferry_pid"
 	steady_runs ferry "${PORT[st]}"
 	hwm_live=$(hwm_mb "$ferry_pid")
+	local rest="1-$((cores - 1))"
+	if [ "$cores" -ge 2 ]; then
+		pin 0 "${PID[src]}"
+		pin "$rest" "$ferry_pid" "${PID[st]}"
+		steady_runs ferry-pinned "${PORT[st]}" "$rest"
+		pin "0-$((cores - 1))" "${PID[src]}"
+	fi
 	stop_pid "$fpid" 120
 	local check
 	rm -f "$SRC_DIGEST"
@@ -625,6 +640,12 @@ section_steady() {
 	srv_start sr
 	"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[sr]}" >"$LOGS/steady-native-attach.txt"
 	steady_runs native "${PORT[sr]}"
+	if [ "$cores" -ge 2 ]; then
+		pin 0 "${PID[src]}"
+		pin "$rest" "${PID[sr]}"
+		steady_runs native-pinned "${PORT[sr]}" "$rest"
+		pin "0-$((cores - 1))" "${PID[src]}"
+	fi
 	srv_stop sr
 	rm -f "$SRC_DIGEST"
 
@@ -642,6 +663,9 @@ section_steady() {
 	say "[steady] target live: load duration <= 1.05x native: $(bar "$lr" "<=" 1.05) (${lr}x)"
 	say "[steady] target live: lag p99 <= 1.5x native: $(bar "$pr" "<=" 1.5) (${pr}x); lag p99 < 100 ms: $(bar "$p99" "<" 100) ($p99 ms)"
 	say "[steady] target live: caught up <= 1 s after the load: $(bar "$cu" "<=" 1) (${cu}s)"
+	if [ "$cores" -ge 2 ]; then
+		say "[steady] pinned (source and load generator on core 0; the replica, or ferry and its target, on $rest): load_s native $(steady_med native-pinned load_s) [$(runs_of native-pinned load_s)], ferry $(steady_med ferry-pinned load_s) [$(runs_of ferry-pinned load_s)] = $(ratio "$(steady_med ferry-pinned load_s)" "$(steady_med native-pinned load_s)")x; lag p99 native $(steady_med native-pinned lag_p99_ms) [$(runs_of native-pinned lag_p99_ms)], ferry $(steady_med ferry-pinned lag_p99_ms) [$(runs_of ferry-pinned lag_p99_ms)] ms; ferry caught up $(steady_med ferry-pinned catchup_s)s after the load"
+	fi
 	say "[steady] peak RSS of ferry: live phase ${hwm_live} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_live" "<=" "$RSS_SYNC_MB")); attach (full sync) ${hwm_attach} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_attach" "<=" "$RSS_SYNC_MB"))"
 	say "[steady] load duration = redis-benchmark's wall time on the source; lag = heartbeat every 20 ms on the source, polled every 2 ms on the target; apply_rate = source commands (commandstats delta of set/lpush/incr/hset, heartbeats excluded) / (load start -> last heartbeat seen on the target)"
 	say "[steady] check: $check; $(quiet_note "$q0")"
