@@ -15,13 +15,20 @@ func streamFrame(at time.Time, data string) []byte {
 	return append(b, data...)
 }
 
+func fullSyncFrame(replid string, offset, rdbSize int64) []byte {
+	b := appendFrameHeader(nil, frameFullSync, 56)
+	return binaryAppendInt64(appendPos(b, replid, offset), rdbSize)
+}
+
+func rdbFrame(data string) []byte {
+	return append(appendFrameHeader(nil, frameRDB, len(data)), data...)
+}
+
 func TestFrames(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var spool bytes.Buffer
-	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
-	spool.Write(binaryAppendInt64(appendPos(nil, "id1", 100), -1))
-	spool.Write(appendFrameHeader(nil, frameRDB, 3))
-	spool.WriteString("rdb")
+	spool.Write(fullSyncFrame("id1", 100, -1))
+	spool.Write(rdbFrame("rdb"))
 	spool.Write(appendFrameHeader(nil, frameRDBEnd, 0))
 	spool.Write(streamFrame(t0, "abc"))
 	// A partial resync in the middle of the stream: it does not interrupt
@@ -30,8 +37,7 @@ func TestFrames(t *testing.T) {
 	spool.Write(appendPos(nil, "id2", 90))
 	spool.Write(streamFrame(t0.Add(time.Second), "def"))
 	// A full resync interrupts it.
-	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
-	spool.Write(binaryAppendInt64(appendPos(nil, "id3", 500), 7))
+	spool.Write(fullSyncFrame("id3", 500, 7))
 
 	f := NewFrames(&spool, nil, nil)
 	ev, err := f.Next()
@@ -90,16 +96,11 @@ func TestFramesRejectCorruption(t *testing.T) {
 // resync follows) is skipped to the next event.
 func TestFramesSkipUnreadRDB(t *testing.T) {
 	var spool bytes.Buffer
-	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
-	spool.Write(binaryAppendInt64(appendPos(nil, "id1", 100), -1))
-	spool.Write(appendFrameHeader(nil, frameRDB, 6))
-	spool.WriteString("abcdef")
-	spool.Write(appendFrameHeader(nil, frameRDB, 3))
-	spool.WriteString("ghi")
-	spool.Write(appendFrameHeader(nil, frameFullSync, 56))
-	spool.Write(binaryAppendInt64(appendPos(nil, "id2", 200), 3))
-	spool.Write(appendFrameHeader(nil, frameRDB, 3))
-	spool.WriteString("jkl")
+	spool.Write(fullSyncFrame("id1", 100, -1))
+	spool.Write(rdbFrame("abcdef"))
+	spool.Write(rdbFrame("ghi"))
+	spool.Write(fullSyncFrame("id2", 200, 3))
+	spool.Write(rdbFrame("jkl"))
 	spool.Write(appendFrameHeader(nil, frameRDBEnd, 0))
 
 	f := NewFrames(&spool, nil, nil)
