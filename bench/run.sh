@@ -588,6 +588,16 @@ steady_runs() {
 		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
 	done
 }
+# steady_pinned WHO DST_PORT PID...: steady_runs with the source on core 0
+# and PIDs (the replica, or ferry and its target) on the other cores.
+steady_pinned() {
+	[ "$cores" -ge 2 ] || return 0
+	local rest="1-$((cores - 1))"
+	pin 0 "${PID[src]}"
+	pin "$rest" "${@:3}"
+	steady_runs "$1" "$2" "$rest"
+	pin "0-$((cores - 1))" "${PID[src]}"
+}
 runs_of() { grep -o " $2=[^ ]*" "$LOGS/steady-$1.txt" | sed 's/.*=//' | tr '\n' ' ' | sed 's/ $//'; }
 steady_med() { # WHO KEY: median over the runs
 	local f=$LOGS/steady-$1.txt
@@ -624,13 +634,7 @@ section_steady() {
 	hwm_reset "$ferry_pid"
 	steady_runs ferry "${PORT[st]}"
 	hwm_live=$(hwm_mb "$ferry_pid")
-	local rest="1-$((cores - 1))"
-	if [ "$cores" -ge 2 ]; then
-		pin 0 "${PID[src]}"
-		pin "$rest" "$ferry_pid" "${PID[st]}"
-		steady_runs ferry-pinned "${PORT[st]}" "$rest"
-		pin "0-$((cores - 1))" "${PID[src]}"
-	fi
+	steady_pinned ferry-pinned "${PORT[st]}" "$ferry_pid" "${PID[st]}"
 	stop_pid "$fpid" 120
 	local check
 	rm -f "$SRC_DIGEST"
@@ -640,12 +644,7 @@ section_steady() {
 	srv_start sr
 	"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[sr]}" >"$LOGS/steady-native-attach.txt"
 	steady_runs native "${PORT[sr]}"
-	if [ "$cores" -ge 2 ]; then
-		pin 0 "${PID[src]}"
-		pin "$rest" "${PID[sr]}"
-		steady_runs native-pinned "${PORT[sr]}" "$rest"
-		pin "0-$((cores - 1))" "${PID[src]}"
-	fi
+	steady_pinned native-pinned "${PORT[sr]}" "${PID[sr]}"
 	srv_stop sr
 	rm -f "$SRC_DIGEST"
 
@@ -664,7 +663,7 @@ section_steady() {
 	say "[steady] target live: lag p99 <= 1.5x native: $(bar "$pr" "<=" 1.5) (${pr}x); lag p99 < 100 ms: $(bar "$p99" "<" 100) ($p99 ms)"
 	say "[steady] target live: caught up <= 1 s after the load: $(bar "$cu" "<=" 1) (${cu}s)"
 	if [ "$cores" -ge 2 ]; then
-		say "[steady] pinned (source and load generator on core 0; the replica, or ferry and its target, on $rest): load_s native $(steady_med native-pinned load_s) [$(runs_of native-pinned load_s)], ferry $(steady_med ferry-pinned load_s) [$(runs_of ferry-pinned load_s)] = $(ratio "$(steady_med ferry-pinned load_s)" "$(steady_med native-pinned load_s)")x; lag p99 native $(steady_med native-pinned lag_p99_ms) [$(runs_of native-pinned lag_p99_ms)], ferry $(steady_med ferry-pinned lag_p99_ms) [$(runs_of ferry-pinned lag_p99_ms)] ms; ferry caught up $(steady_med ferry-pinned catchup_s)s after the load"
+		say "[steady] pinned (source and load generator on core 0; the replica, or ferry and its target, on 1-$((cores - 1))): load_s native $(steady_med native-pinned load_s) [$(runs_of native-pinned load_s)], ferry $(steady_med ferry-pinned load_s) [$(runs_of ferry-pinned load_s)] = $(ratio "$(steady_med ferry-pinned load_s)" "$(steady_med native-pinned load_s)")x; lag p99 native $(steady_med native-pinned lag_p99_ms) [$(runs_of native-pinned lag_p99_ms)], ferry $(steady_med ferry-pinned lag_p99_ms) [$(runs_of ferry-pinned lag_p99_ms)] ms; ferry caught up $(steady_med ferry-pinned catchup_s)s after the load"
 	fi
 	say "[steady] peak RSS of ferry: live phase ${hwm_live} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_live" "<=" "$RSS_SYNC_MB")); attach (full sync) ${hwm_attach} MB (bound ${RSS_SYNC_MB} MB: $(bar "$hwm_attach" "<=" "$RSS_SYNC_MB"))"
 	say "[steady] load duration = redis-benchmark's wall time on the source; lag = heartbeat every 20 ms on the source, polled every 2 ms on the target; apply_rate = source commands (commandstats delta of set/lpush/incr/hset, heartbeats excluded) / (load start -> last heartbeat seen on the target)"
