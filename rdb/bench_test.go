@@ -153,8 +153,8 @@ var (
 )
 
 // BenchmarkFrameBigValues: framing an RDB of a few values of 8 to 24 MB (a
-// string and quicklists of 8 KB nodes), each captured whole in memory; the
-// growth of the capture buffer is what it measures. BenchmarkFrame is its
+// string and quicklists of 8 KB nodes), each captured whole in memory (in
+// chunks); how a capture grows is what it measures. BenchmarkFrame is its
 // anchor.
 func BenchmarkFrameBigValues(b *testing.B) {
 	bigOnce.Do(func() {

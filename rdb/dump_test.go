@@ -48,6 +48,9 @@ func fillServer(t testing.TB, srv *testServer) map[int][]string {
 	do("SET", "s:binary", string(all))
 	do("SET", "s:empty", "")
 	do("SET", "s:big", randBytes(300<<10))
+	// over payloadChunk: captured in chunks, one string and one value
+	// framed in many pieces
+	do("SET", "s:chunked", randBytes(payloadChunk*5/2))
 	do("SET", string(all[:40]), "binary key")
 	do("SET", "123", "integer key")
 
@@ -92,6 +95,11 @@ func fillServer(t testing.TB, srv *testServer) map[int][]string {
 		do("HSET", "h:ht", fmt.Sprintf("field:%d", i), fmt.Sprintf("value:%d", i*i))
 	}
 	do("HSET", "h:longval", "f", strings.Repeat("v", 100), "n", 5)
+	args := []any{"HSET", "h:chunked"}
+	for i := 0; i < 30000; i++ {
+		args = append(args, fmt.Sprintf("field:%d", i), randBytes(60))
+	}
+	do(args...) // ~2.2 MB: over payloadChunk, framed field by field
 
 	// streams
 	for i := 1; i <= 250; i++ {
@@ -188,6 +196,7 @@ func TestFrameMatchesDump(t *testing.T) {
 	}{
 		{"default", Options{}, nil},
 		{"spill", Options{MemLimit: 1000, SpillDir: t.TempDir()}, nil},
+		{"chunks-then-spill", Options{MemLimit: payloadChunk * 3 / 2, SpillDir: t.TempDir()}, nil},
 		{"onebyte", Options{MemLimit: 4096}, iotest.OneByteReader},
 		{"halfreader", Options{BufSize: 1}, iotest.HalfReader},
 	} {
@@ -397,5 +406,48 @@ func TestParseDumpErrors(t *testing.T) {
 	}
 	if _, err := ParseDump(0, []byte("k"), good[:5], 0); err == nil {
 		t.Errorf("short payload accepted")
+	}
+}
+
+// TestChunkedPayload: values over payloadChunk are held in chunks, and
+// everything that reads a value reads them as it reads one slice.
+func TestChunkedPayload(t *testing.T) {
+	srv := startRedis(t, "--enable-debug-command", "local")
+	fillServer(t, srv)
+	data := srv.save(t)
+	c := srv.client(0)
+	defer c.Close()
+	ctx := context.Background()
+	seen := 0
+	frameAll(t, data, Options{}, func(rec *Record) {
+		defer rec.Release()
+		if rec.Kind != KindKey || rec.DB != 0 || !strings.HasSuffix(string(rec.Key), ":chunked") {
+			return
+		}
+		seen++
+		if len(rec.Value.chunks) < 2 || rec.Value.Bytes() != nil || rec.Value.Spilled() {
+			t.Fatalf("%s: %d chunks, Bytes nil %v, spilled %v: want chunks in memory", rec.Key, len(rec.Value.chunks), rec.Value.Bytes() == nil, rec.Value.Spilled())
+		}
+		want, err := c.Dump(ctx, string(rec.Key)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rec.Value.openAt(payloadChunk + 7))
+		if err != nil || string(raw) != want[1+payloadChunk+7:len(want)-10] {
+			t.Errorf("%s: reading from an offset in the second chunk: %d bytes, %v", rec.Key, len(raw), err)
+		}
+		if _, ok := rec.PlainString(nil); ok {
+			t.Errorf("%s: PlainString of a chunked value (SET would need it in one slice)", rec.Key)
+		}
+		if rec.Empty() {
+			t.Errorf("%s: reported empty", rec.Key)
+		}
+		n := 0
+		if err := Rewrite(rec, RewriteOptions{}, func(args [][]byte) error { n++; return nil }); err != nil || n == 0 {
+			t.Errorf("%s: Rewrite: %d commands, %v", rec.Key, n, err)
+		}
+	})
+	if seen != 2 {
+		t.Fatalf("%d chunked keys framed, want 2", seen)
 	}
 }

@@ -22,8 +22,8 @@ func (rec *Record) Empty() bool {
 	}
 	p := rec.Value
 	var s *src
-	if p.file == nil {
-		ms := src{buf: p.mem[:p.n], w: int(p.n), fixed: true}
+	if mem, ok := p.flat(); ok {
+		ms := src{buf: mem, w: len(mem), fixed: true}
 		s = &ms
 	} else {
 		s = &src{rd: p.Open(), buf: make([]byte, 4<<10)}

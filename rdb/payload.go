@@ -8,18 +8,34 @@ import (
 )
 
 // Payload holds the raw bytes of one value exactly as they appear in the RDB
-// stream (after the type byte and the key). Small values live in memory;
-// values bigger than Options.MemLimit are spilled to a temporary file.
+// stream (after the type byte and the key). A value up to payloadChunk bytes
+// lives in one slice; a bigger one in pooled chunks of that size; one bigger
+// than Options.MemLimit is spilled to a temporary file.
 //
 // A Payload is owned by its Record: it is valid until Record.Release (or
 // Reader.Close for spilled payloads not yet released).
 type Payload struct {
-	mem  []byte
-	file *os.File
-	path string // non-empty when the file could not be unlinked at creation
-	n    int64
-	r    *Reader // owner, for spill bookkeeping
+	mem    []byte
+	chunks [][]byte // a value over payloadChunk bytes (mem is then empty)
+	file   *os.File
+	path   string // non-empty when the file could not be unlinked at creation
+	n      int64
+	r      *Reader // owner, for spill bookkeeping
 }
+
+// payloadChunk is the size of the chunks a big value is captured into. A
+// value arrives in read-buffer-sized pieces; captured into one slice that
+// doubles as it grows, a 27 MB hash had ~54 MB of fresh memory faulted in
+// and was copied twice — with a few such keys, 9 % of ferry's CPU in a
+// cluster full sync, most of it page faults. Chunks are never copied to
+// grow and come back from the pool for the next big value.
+const payloadChunk = 1 << 20
+
+var chunkPool = sync.Pool{New: func() any { return new([payloadChunk]byte) }}
+
+func getChunk() []byte { return chunkPool.Get().(*[payloadChunk]byte)[:0] }
+
+func putChunk(c []byte) { chunkPool.Put((*[payloadChunk]byte)(c[:payloadChunk])) }
 
 // Len returns the number of raw value bytes.
 func (p *Payload) Len() int64 {
@@ -33,12 +49,21 @@ func (p *Payload) Len() int64 {
 func (p *Payload) Spilled() bool { return p != nil && p.file != nil }
 
 // Bytes returns the in-memory bytes, or nil when the payload was spilled to
-// disk (use Open then). The slice must not be modified.
+// disk or is held in chunks (use Open then). The slice must not be modified.
 func (p *Payload) Bytes() []byte {
-	if p == nil || p.file != nil {
-		return nil
+	b, _ := p.flat()
+	return b
+}
+
+// flat returns the bytes when they are in one slice in memory.
+func (p *Payload) flat() ([]byte, bool) {
+	if p == nil {
+		return nil, true
 	}
-	return p.mem
+	if p.file != nil || p.chunks != nil {
+		return nil, false
+	}
+	return p.mem[:p.n], true
 }
 
 // Open returns a reader over the raw bytes from the start. It can be called
@@ -52,6 +77,18 @@ func (p *Payload) openAt(off int64) io.Reader {
 	if p.file != nil {
 		return io.NewSectionReader(p.file, off, p.n-off)
 	}
+	if p.chunks != nil {
+		rs := make([]io.Reader, 0, len(p.chunks))
+		for _, c := range p.chunks {
+			if off >= int64(len(c)) {
+				off -= int64(len(c))
+				continue
+			}
+			rs = append(rs, bytes.NewReader(c[off:]))
+			off = 0
+		}
+		return io.MultiReader(rs...)
+	}
 	return bytes.NewReader(p.mem[off:p.n])
 }
 
@@ -64,9 +101,40 @@ func (p *Payload) release() {
 		}
 		p.closeFile()
 	}
+	p.dropChunks()
 	p.mem = p.mem[:0]
 	p.n = 0
 	p.r = nil
+}
+
+func (p *Payload) dropChunks() {
+	for _, c := range p.chunks {
+		putChunk(c)
+	}
+	p.chunks = nil
+}
+
+// put appends b to the bytes in memory.
+func (p *Payload) put(b []byte) {
+	p.n += int64(len(b))
+	if p.chunks == nil {
+		if len(p.mem)+len(b) <= payloadChunk {
+			p.mem = append(growPayload(p.mem, len(b), payloadChunk), b...)
+			return
+		}
+		p.chunks = append(p.chunks, append(getChunk(), p.mem...))
+		p.mem = p.mem[:0]
+	}
+	for len(b) > 0 {
+		last := p.chunks[len(p.chunks)-1]
+		if len(last) == cap(last) {
+			last = getChunk()
+			p.chunks = append(p.chunks, last)
+		}
+		n := copy(last[len(last):cap(last)], b)
+		p.chunks[len(p.chunks)-1] = last[:len(last)+n]
+		b = b[n:]
+	}
 }
 
 func (p *Payload) closeFile() {
@@ -88,8 +156,7 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 	}
 	if p.file == nil {
 		if p.n+int64(len(b)) <= r.opt.MemLimit {
-			p.mem = append(growPayload(p.mem, len(b), r.opt.MemLimit), b...)
-			p.n += int64(len(b))
+			p.put(b)
 			return nil
 		}
 		f, err := os.CreateTemp(r.opt.SpillDir, "ferry-rdb-*.spill")
@@ -108,6 +175,12 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 				return err
 			}
 		}
+		for _, c := range p.chunks {
+			if _, err := f.Write(c); err != nil {
+				return err
+			}
+		}
+		p.dropChunks()
 		p.mem = p.mem[:0]
 	}
 	if _, err := p.file.Write(b); err != nil {
@@ -118,12 +191,8 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 }
 
 // growPayload makes room for n more bytes in mem, at least doubling its
-// capacity (up to limit). A big value arrives in read-buffer-sized pieces,
-// and append's own growth (a quarter at a time past a few hundred bytes)
-// copied a 30 MB value about four times over, each time into freshly
-// faulted pages: 12 % of ferry's CPU in a full sync with a few such values.
-// Doubling allocates at most twice the value and copies it at most once
-// more.
+// capacity (up to limit): append's own growth (a quarter at a time past a
+// few hundred bytes) copies more often.
 func growPayload(mem []byte, n int, limit int64) []byte {
 	need := len(mem) + n
 	if need <= cap(mem) {

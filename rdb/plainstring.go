@@ -7,10 +7,14 @@ package rdb
 // that does not match the value's bytes — which a RESTORE carries as it is.
 // The slice may share the record's memory: it is valid while rec is.
 func (rec *Record) PlainString(buf []byte) (v []byte, ok bool) {
-	if rec.Kind != KindKey || rec.Type != TypeString || rec.Value == nil || rec.Value.file != nil {
+	if rec.Kind != KindKey || rec.Type != TypeString || rec.Value == nil {
 		return nil, false
 	}
-	s := src{buf: rec.Value.mem, w: len(rec.Value.mem), fixed: true}
+	mem, ok := rec.Value.flat()
+	if !ok {
+		return nil, false
+	}
+	s := src{buf: mem, w: len(mem), fixed: true}
 	n, enc, err := s.readLen()
 	switch {
 	case err != nil:

@@ -47,10 +47,17 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 		return err
 	}
 	p := rec.Value
-	if p.file == nil {
-		crc = crc64.Update(crc, p.mem)
-		if _, err := w.Write(p.mem); err != nil {
+	if mem, ok := p.flat(); ok {
+		crc = crc64.Update(crc, mem)
+		if _, err := w.Write(mem); err != nil {
 			return err
+		}
+	} else if p.file == nil {
+		for _, c := range p.chunks {
+			crc = crc64.Update(crc, c)
+			if _, err := w.Write(c); err != nil {
+				return err
+			}
 		}
 	} else {
 		bp := copyBufPool.Get().(*[]byte)
@@ -94,8 +101,12 @@ func (rec *Record) AppendRestorePayload(dst []byte, version int) ([]byte, error)
 	}
 	start := len(dst)
 	dst = append(dst, rec.Type)
-	if rec.Value.file == nil {
-		dst = append(dst, rec.Value.mem...)
+	if mem, ok := rec.Value.flat(); ok {
+		dst = append(dst, mem...)
+	} else if rec.Value.file == nil {
+		for _, c := range rec.Value.chunks {
+			dst = append(dst, c...)
+		}
 	} else {
 		w := appendWriter{dst}
 		n, err := io.Copy(&w, rec.Value.Open())

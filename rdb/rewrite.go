@@ -168,11 +168,7 @@ func putRewriter(w *rewriter) {
 
 func (w *rewriter) openValue() {
 	p := w.rec.Value
-	if p == nil || p.file == nil {
-		var mem []byte
-		if p != nil {
-			mem = p.mem[:p.n]
-		}
+	if mem, ok := p.flat(); ok {
 		w.memSrc = src{buf: mem, w: len(mem), fixed: true}
 		w.s = &w.memSrc
 		return

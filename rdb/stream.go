@@ -443,8 +443,8 @@ type pelJoin struct {
 func (w *rewriter) newPELJoin(off int64, n uint64) *pelJoin {
 	p := w.rec.Value
 	var s *src
-	if p.file == nil {
-		s = newMemSrc(p.mem[off:p.n])
+	if mem, ok := p.flat(); ok {
+		s = newMemSrc(mem[off:])
 	} else {
 		s = &src{rd: p.openAt(off), buf: make([]byte, 64<<10)}
 	}
