@@ -7,10 +7,11 @@
 // A Reader walks the stream with a large read buffer and never holds more
 // than one value in memory: the raw bytes of each value are captured as they
 // pass through the buffer (values over 1 MiB into pooled chunks, never copied
-// to grow; values bigger than Options.MemLimit go to a temporary file). Framing only follows the RDB-level structure (lengths,
-// strings, stream groups, module opcodes); compact encodings inside strings
-// (listpack, ziplist, intset, zipmap) are copied, not decoded. The CRC64 at
-// the end of the stream is verified.
+// to grow; values bigger than Options.MemLimit go to a temporary file).
+// Framing only follows the RDB-level structure (lengths, strings, stream
+// groups, module opcodes); compact encodings inside strings (listpack,
+// ziplist, intset, zipmap) are copied, not decoded. The CRC64 at the end of
+// the stream is verified.
 //
 //	r := rdb.NewReader(conn, rdb.Options{SpillDir: dir})
 //	defer r.Close()

@@ -3,8 +3,9 @@ package rdb
 // PlainString returns the value of a string key when its RDB encoding holds
 // the bytes as they are or an integer (which is appended to buf in decimal):
 // what a SET can carry with no decoding. ok is false for anything else —
-// another type, an LZF-compressed string, a value spilled to disk, a length
-// that does not match the value's bytes — which a RESTORE carries as it is.
+// another type, an LZF-compressed string, a value spilled to disk or held in
+// chunks (over 1 MiB: it is not in one slice), a length that does not match
+// the value's bytes — which a RESTORE carries as it is.
 // The slice may share the record's memory: it is valid while rec is.
 func (rec *Record) PlainString(buf []byte) (v []byte, ok bool) {
 	if rec.Kind != KindKey || rec.Type != TypeString || rec.Value == nil {
