@@ -114,6 +114,22 @@ func (p *Payload) dropChunks() {
 	p.chunks = nil
 }
 
+// eachInMemory hands f the bytes held in memory, in order: the slice, then
+// the chunks.
+func (p *Payload) eachInMemory(f func([]byte) error) error {
+	if len(p.mem) > 0 {
+		if err := f(p.mem); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.chunks {
+		if err := f(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // put appends b to the bytes in memory.
 func (p *Payload) put(b []byte) {
 	p.n += int64(len(b))
@@ -170,15 +186,12 @@ func (r *Reader) spillWrite(p *Payload, b []byte) error {
 			p.path = f.Name()
 		}
 		r.trackSpill(p)
-		if len(p.mem) > 0 {
-			if _, err := f.Write(p.mem); err != nil {
-				return err
-			}
-		}
-		for _, c := range p.chunks {
-			if _, err := f.Write(c); err != nil {
-				return err
-			}
+		err = p.eachInMemory(func(b []byte) error {
+			_, err := f.Write(b)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		p.dropChunks()
 		p.mem = p.mem[:0]

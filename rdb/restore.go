@@ -47,17 +47,14 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 		return err
 	}
 	p := rec.Value
-	if mem, ok := p.flat(); ok {
-		crc = crc64.Update(crc, mem)
-		if _, err := w.Write(mem); err != nil {
+	if p.file == nil {
+		err := p.eachInMemory(func(b []byte) error {
+			crc = crc64.Update(crc, b)
+			_, err := w.Write(b)
 			return err
-		}
-	} else if p.file == nil {
-		for _, c := range p.chunks {
-			crc = crc64.Update(crc, c)
-			if _, err := w.Write(c); err != nil {
-				return err
-			}
+		})
+		if err != nil {
+			return err
 		}
 	} else {
 		bp := copyBufPool.Get().(*[]byte)
@@ -101,12 +98,8 @@ func (rec *Record) AppendRestorePayload(dst []byte, version int) ([]byte, error)
 	}
 	start := len(dst)
 	dst = append(dst, rec.Type)
-	if mem, ok := rec.Value.flat(); ok {
-		dst = append(dst, mem...)
-	} else if rec.Value.file == nil {
-		for _, c := range rec.Value.chunks {
-			dst = append(dst, c...)
-		}
+	if rec.Value.file == nil {
+		rec.Value.eachInMemory(func(b []byte) error { dst = append(dst, b...); return nil })
 	} else {
 		w := appendWriter{dst}
 		n, err := io.Copy(&w, rec.Value.Open())
