@@ -40,6 +40,7 @@ type Sink interface {
 	Add(ctx context.Context, db int, c *router.Command) error
 	AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error
 	AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
+	AddRestoreSpliced(ctx context.Context, db int, key []byte, sp writer.Spliced) error
 	EndUnit(ctx context.Context, pos writer.Position) error
 	DropUnit()
 	Flush(ctx context.Context) error
@@ -415,6 +416,16 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		if v, ok := a.plainString(rec); ok {
 			encode = func(dst []byte) ([]byte, error) { return appendSet(dst, rec.Key, v, rec.ExpireMs), nil }
 		} else {
+			sp, ok, err := splicedRestore(rec, version)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := a.out.AddRestoreSpliced(ctx, db, rec.Key, sp); err != nil {
+					return err
+				}
+				return a.endSnapshotUnit(ctx)
+			}
 			encode = func(dst []byte) ([]byte, error) { return appendRestore(dst, rec, version) }
 		}
 		err := a.out.AddRestore(ctx, db, rec.Key, encode)
@@ -512,23 +523,46 @@ var (
 // appendRestore encodes RESTORE key ttl payload REPLACE ABSTTL [IDLETIME s |
 // FREQ f], writing the payload straight from the record.
 func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
-	n := 6
-	if rec.Idle >= 0 || rec.Freq >= 0 {
-		n += 2
-	}
 	plen := rec.RestorePayloadLen(version)
 	// The whole command's size is known: one allocation at most, where
 	// appending let the batch's buffer double (and copy) along a big value.
 	dst = slices.Grow(dst, int(plen)+len(rec.Key)+128)
-	dst = resp.AppendArrayHeader(dst, n)
-	dst = resp.AppendBulk(dst, bRestore)
-	dst = resp.AppendBulk(dst, rec.Key)
-	dst = resp.AppendBulkInt(dst, rec.ExpireMs)
-	dst = resp.AppendBulkHeader(dst, plen)
+	dst = appendRestoreHead(dst, rec, plen)
 	dst, err := rec.AppendRestorePayload(dst, version)
 	if err != nil {
 		return nil, err
 	}
+	return appendRestoreTail(dst, rec), nil
+}
+
+// splicedRestore is the RESTORE of a value held in chunks (rdb's
+// TakeRestorePayload) as a writer.Spliced, which sends the chunks from
+// where they lie; ok is false for any other value.
+func splicedRestore(rec *rdb.Record, version int) (sp writer.Spliced, ok bool, err error) {
+	plen := rec.RestorePayloadLen(version)
+	body, release, err := rec.TakeRestorePayload(version)
+	if err != nil || body == nil {
+		return writer.Spliced{}, false, err
+	}
+	return writer.Spliced{Head: appendRestoreHead(nil, rec, plen), Tail: appendRestoreTail(nil, rec), Body: body, Release: release}, true, nil
+}
+
+// appendRestoreHead encodes a RESTORE's words up to its payload's bulk
+// header (plen bytes).
+func appendRestoreHead(dst []byte, rec *rdb.Record, plen int64) []byte {
+	n := 6
+	if rec.Idle >= 0 || rec.Freq >= 0 {
+		n += 2
+	}
+	dst = resp.AppendArrayHeader(dst, n)
+	dst = resp.AppendBulk(dst, bRestore)
+	dst = resp.AppendBulk(dst, rec.Key)
+	dst = resp.AppendBulkInt(dst, rec.ExpireMs)
+	return resp.AppendBulkHeader(dst, plen)
+}
+
+// appendRestoreTail encodes what follows a RESTORE's payload.
+func appendRestoreTail(dst []byte, rec *rdb.Record) []byte {
 	dst = append(dst, '\r', '\n')
 	dst = resp.AppendBulk(dst, bReplace)
 	dst = resp.AppendBulk(dst, bAbsTTL)
@@ -539,7 +573,7 @@ func appendRestore(dst []byte, rec *rdb.Record, version int) ([]byte, error) {
 		dst = resp.AppendBulk(dst, bFreq)
 		dst = resp.AppendBulkInt(dst, int64(rec.Freq))
 	}
-	return dst, nil
+	return dst
 }
 
 // addArgs parses and sends a command ferry made itself (a rewritten

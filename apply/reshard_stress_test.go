@@ -375,6 +375,11 @@ func (k *simSink) AddRestore(context.Context, int, []byte, func([]byte) ([]byte,
 	return fmt.Errorf("no snapshot in the simulation")
 }
 
+func (k *simSink) AddRestoreSpliced(_ context.Context, _ int, _ []byte, sp writer.Spliced) error {
+	sp.Free()
+	return fmt.Errorf("no snapshot in the simulation")
+}
+
 func (k *simSink) EndUnit(_ context.Context, pos writer.Position) error {
 	k.ended = append(k.ended, simUnit{seq: pos.Seq, cmds: k.cur})
 	k.cur = nil

@@ -446,6 +446,20 @@ func TestChunkedPayload(t *testing.T) {
 		if err := Rewrite(rec, RewriteOptions{}, func(args [][]byte) error { n++; return nil }); err != nil || n == 0 {
 			t.Errorf("%s: Rewrite: %d commands, %v", rec.Key, n, err)
 		}
+		// Taken in pieces, the payload is DUMP's, and the chunks leave
+		// the record.
+		plen := rec.RestorePayloadLen(10)
+		pieces, release, err := rec.TakeRestorePayload(10)
+		if err != nil || pieces == nil {
+			t.Fatalf("%s: TakeRestorePayload: %v", rec.Key, err)
+		}
+		if got := bytes.Join(pieces, nil); string(got) != want || int64(len(got)) != plen {
+			t.Errorf("%s: the pieces (%d bytes) are not DUMP's payload (%d bytes), RestorePayloadLen %d", rec.Key, len(got), len(want), plen)
+		}
+		if rec.Value.chunks != nil || rec.Value.Len() != 0 {
+			t.Errorf("%s: the record still holds %d chunks", rec.Key, len(rec.Value.chunks))
+		}
+		release()
 	})
 	if seen != 2 {
 		t.Fatalf("%d chunked keys framed, want 2", seen)

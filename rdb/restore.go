@@ -115,6 +115,43 @@ func (rec *Record) AppendRestorePayload(dst []byte, version int) ([]byte, error)
 	return binary.LittleEndian.AppendUint64(dst, crc64.Checksum(dst[start:])), nil
 }
 
+// TakeRestorePayload hands over the RESTORE payload of a value held in
+// chunks (one over payloadChunk bytes, not spilled) as pieces to be sent in
+// order: the type byte, the chunks, the RDB version and CRC64 (see
+// WriteRestorePayload). The chunks become the caller's — the record's value
+// is empty afterwards — and release returns them to the pool once nothing
+// reads them. For any other value pieces is nil and the record unchanged:
+// one slice is cheaper copied, a spilled value must be read.
+func (rec *Record) TakeRestorePayload(version int) (pieces [][]byte, release func(), err error) {
+	p := rec.Value
+	if p == nil || p.chunks == nil || p.file != nil {
+		return nil, nil, nil
+	}
+	if err := rec.checkRestore(version); err != nil {
+		return nil, nil, err
+	}
+	chunks := p.chunks
+	p.chunks, p.n = nil, 0
+	foot := make([]byte, 11) // type byte, then version and CRC
+	foot[0] = rec.Type
+	crc := crc64.Update(0, foot[:1])
+	pieces = make([][]byte, 0, len(chunks)+2)
+	pieces = append(pieces, foot[:1])
+	for _, c := range chunks {
+		crc = crc64.Update(crc, c)
+		pieces = append(pieces, c)
+	}
+	binary.LittleEndian.PutUint16(foot[1:3], uint16(version))
+	crc = crc64.Update(crc, foot[1:3])
+	binary.LittleEndian.PutUint64(foot[3:], crc)
+	pieces = append(pieces, foot[1:])
+	return pieces, func() {
+		for _, c := range chunks {
+			putChunk(c)
+		}
+	}, nil
+}
+
 type appendWriter struct{ b []byte }
 
 func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }

@@ -631,16 +631,35 @@ func (s *clusterSink) addKeyless(c *router.Command, off int64) error {
 }
 
 func (s *clusterSink) AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error {
+	b, slot, err := s.restoreBatch(db, key)
+	if err != nil {
+		return err
+	}
+	return b.AddIdempotent(0, slot, encode)
+}
+
+func (s *clusterSink) AddRestoreSpliced(ctx context.Context, db int, key []byte, sp writer.Spliced) error {
+	b, slot, err := s.restoreBatch(db, key)
+	if err != nil {
+		sp.Free()
+		return err
+	}
+	b.AddIdempotentSpliced(0, slot, sp)
+	return nil
+}
+
+// restoreBatch is the batch a snapshot key's value goes into, and its slot.
+func (s *clusterSink) restoreBatch(db int, key []byte) (*writer.Batch, int, error) {
 	s.enter()
 	if db > 0 {
-		return fmt.Errorf("the snapshot has keys in db %d, and a cluster target has db 0 only: map it with db_map = {%d = 0} or filter it out", db, db)
+		return nil, 0, fmt.Errorf("the snapshot has keys in db %d, and a cluster target has db 0 only: map it with db_map = {%d = 0} or filter it out", db, db)
 	}
 	slot := router.Slot(key)
 	i, err := s.writerFor(slot)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	return s.batcher(i).cur.AddIdempotent(0, slot, encode)
+	return s.batcher(i).cur, slot, nil
 }
 
 func (s *clusterSink) EndUnit(ctx context.Context, pos writer.Position) error {

@@ -139,6 +139,11 @@ func (s *single) AddRestore(ctx context.Context, db int, key []byte, encode func
 	return s.b.cur.AddIdempotent(db, -1, encode)
 }
 
+func (s *single) AddRestoreSpliced(ctx context.Context, db int, key []byte, sp writer.Spliced) error {
+	s.b.cur.AddIdempotentSpliced(db, -1, sp)
+	return nil
+}
+
 func (s *single) EndUnit(ctx context.Context, pos writer.Position) error {
 	return s.b.endUnit(ctx, pos)
 }

@@ -107,6 +107,10 @@ type Sink interface {
 	// value: RESTORE … REPLACE ABSTTL, or a SET. It may run twice (see
 	// writer.Batch.AddIdempotent).
 	AddRestore(ctx context.Context, db int, key []byte, encode func(dst []byte) ([]byte, error)) error
+	// AddRestoreSpliced is AddRestore for a RESTORE whose payload is sent
+	// from where it lies (writer.Spliced). The sink owns sp from the call
+	// on: it frees sp when it returns an error.
+	AddRestoreSpliced(ctx context.Context, db int, key []byte, sp writer.Spliced) error
 	// EndUnit ends a unit: what was added since the last one brings the
 	// target to pos.
 	EndUnit(ctx context.Context, pos writer.Position) error

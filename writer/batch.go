@@ -39,12 +39,27 @@ type Batch struct {
 	// bytes, where a fenced standalone flight ends one transaction and
 	// begins the next (see planFlight).
 	cuts []cut
+	// splices are the bodies of the ops added by AddIdempotentSpliced, in
+	// op order; spliced counts their bytes, which are not in buf.
+	splices []splice
+	spliced int
 }
 
-// cut: ops[:n] are whole units that bring the target to pos.
+// cut: ops[:n] are whole units that bring the target to pos; spliced was
+// the batch's spliced bytes then.
 type cut struct {
-	n   int
-	pos Position
+	n       int
+	pos     Position
+	spliced int
+}
+
+// splice is the middle of an op that the batch sends from where it lies:
+// the op's bytes are buf[start:mid], body, buf[mid:end].
+type splice struct {
+	mid     int
+	body    [][]byte
+	n       int
+	release func()
 }
 
 type opRef struct {
@@ -54,6 +69,7 @@ type opRef struct {
 	seq        uint64
 	off        int64 // source offset at the end of the op's unit
 	idem       bool  // added by AddIdempotent
+	splice     int32 // 0: all in buf; k: splices[k-1] holds its middle
 }
 
 // Released batches wait in two pools by the size of their buffer: a
@@ -102,6 +118,8 @@ func (b *Batch) reset() {
 	b.marked = 0
 	b.idem = 0
 	b.cuts = b.cuts[:0]
+	b.splices = b.splices[:0]
+	b.spliced = 0
 }
 
 // markerOr is the key of the marker recording b on a standalone target.
@@ -112,8 +130,10 @@ func (b *Batch) markerOr(def string) string {
 	return def
 }
 
-// Release returns b to the pool. The caller must not use it afterwards.
+// Release returns b to the pool, and the bodies of its spliced ops to
+// their owners. The caller must not use it afterwards.
 func (b *Batch) Release() {
+	b.dropSplices(0)
 	switch c := cap(b.buf); {
 	case c > 8<<20:
 		b.buf = nil // do not keep a huge RESTORE buffer alive
@@ -129,7 +149,7 @@ func (b *Batch) Release() {
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Size is the number of encoded bytes in the batch.
-func (b *Batch) Size() int { return len(b.buf) }
+func (b *Batch) Size() int { return len(b.buf) + b.spliced }
 
 func (b *Batch) push(start, db, slot int) {
 	b.ops = append(b.ops, opRef{start: start, end: len(b.buf), db: int32(db), slot: int32(slot)})
@@ -192,6 +212,69 @@ func (b *Batch) AddIdempotent(db, slot int, encode func(dst []byte) ([]byte, err
 	return nil
 }
 
+// Spliced is a command that a batch takes without copying its middle: a
+// RESTORE of a big value, whose payload goes to the target from the chunks
+// it was read into. Copied into the batch's buffer, a 27 MB value cost a
+// fresh 27 MB buffer — cleared, faulted in page by page, then filled — and
+// with a few such keys 6 % of ferry's CPU in a cluster full sync.
+type Spliced struct {
+	Head, Tail []byte   // copied into the batch
+	Body       [][]byte // sent from where it lies, between Head and Tail
+	// Release, if set, hands Body back once the batch no longer needs it
+	// (sent and answered, or dropped). It is called once.
+	Release func()
+}
+
+// Free releases s's body: for a caller that could not add it.
+func (s Spliced) Free() {
+	if s.Release != nil {
+		s.Release()
+	}
+}
+
+// AddIdempotentSpliced is AddIdempotent for a Spliced command. The batch
+// owns s.Body from here on (even when ferry later sends the command again,
+// it reads Body), and releases it with the batch.
+func (b *Batch) AddIdempotentSpliced(db, slot int, s Spliced) {
+	start := len(b.buf)
+	b.buf = append(b.buf, s.Head...)
+	mid := len(b.buf)
+	b.buf = append(b.buf, s.Tail...)
+	n := 0
+	for _, p := range s.Body {
+		n += len(p)
+	}
+	b.splices = append(b.splices, splice{mid: mid, body: s.Body, n: n, release: s.Release})
+	b.spliced += n
+	b.push(start, db, slot)
+	o := &b.ops[len(b.ops)-1]
+	o.splice = int32(len(b.splices))
+	o.idem = true
+	b.idem++
+}
+
+// dropSplices releases the bodies of splices[k:] and forgets them.
+func (b *Batch) dropSplices(k int) {
+	for _, s := range b.splices[k:] {
+		b.spliced -= s.n
+		if s.release != nil {
+			s.release()
+		}
+	}
+	clear(b.splices[k:])
+	b.splices = b.splices[:k]
+}
+
+// opLen is the number of bytes of command i.
+func (b *Batch) opLen(i int) int {
+	o := b.ops[i]
+	n := o.end - o.start
+	if o.splice > 0 {
+		n += b.splices[o.splice-1].n
+	}
+	return n
+}
+
 // replayable reports whether every command of b was added by AddIdempotent
 // (an empty batch only carries a position, which its marker SET records
 // the same however often it runs).
@@ -204,13 +287,14 @@ func (b *Batch) EndUnit(pos Position) {
 		b.ops[i].seq, b.ops[i].off = pos.Seq, pos.Offset
 	}
 	b.marked = len(b.ops)
-	from, fromByte := 0, 0
+	from, fromByte, fromSpliced := 0, 0, 0
 	if k := len(b.cuts); k > 0 {
 		from = b.cuts[k-1].n
 		fromByte = b.ops[from-1].end
+		fromSpliced = b.cuts[k-1].spliced
 	}
-	if len(b.ops)-from >= txnOps || len(b.buf)-fromByte >= txnBytes {
-		b.cuts = append(b.cuts, cut{n: len(b.ops), pos: pos})
+	if len(b.ops)-from >= txnOps || len(b.buf)-fromByte+b.spliced-fromSpliced >= txnBytes {
+		b.cuts = append(b.cuts, cut{n: len(b.ops), pos: pos, spliced: b.spliced})
 	}
 }
 
@@ -219,7 +303,16 @@ func (b *Batch) Truncate(n int) {
 	if n >= len(b.ops) {
 		return
 	}
-	if n <= 0 {
+	n = max(n, 0)
+	k := len(b.splices)
+	for i := n; i < len(b.ops); i++ {
+		if s := b.ops[i].splice; s > 0 {
+			k = int(s) - 1
+			break
+		}
+	}
+	b.dropSplices(k)
+	if n == 0 {
 		b.buf = b.buf[:0]
 		b.ops = b.ops[:0]
 	} else {
@@ -233,10 +326,30 @@ func (b *Batch) Truncate(n int) {
 	}
 }
 
-// op returns the encoded bytes of command i.
+// op returns the encoded bytes of command i: a copy when it is spliced.
 func (b *Batch) op(i int) []byte {
 	o := b.ops[i]
-	return b.buf[o.start:o.end]
+	if o.splice == 0 {
+		return b.buf[o.start:o.end]
+	}
+	out := make([]byte, 0, b.opLen(i))
+	b.eachPart(i, func(p []byte) { out = append(out, p...) })
+	return out
+}
+
+// eachPart hands put the bytes of command i in order, without copying them.
+func (b *Batch) eachPart(i int, put func([]byte)) {
+	o := b.ops[i]
+	if o.splice == 0 {
+		put(b.buf[o.start:o.end])
+		return
+	}
+	s := b.splices[o.splice-1]
+	put(b.buf[o.start:s.mid])
+	for _, p := range s.body {
+		put(p)
+	}
+	put(b.buf[s.mid:o.end])
 }
 
 // Command returns the encoding of command i and the db it runs in (-1: any
@@ -292,7 +405,11 @@ func (o Op) Args() [][]byte {
 
 func (b *Batch) takeOp(i int) Op {
 	o := b.ops[i]
-	return Op{Enc: append([]byte(nil), b.op(i)...), DB: int(o.db), Slot: int(o.slot), Seq: o.seq, Off: o.off, Stream: b.Stream, Pos: b.Pos}
+	enc := b.op(i)
+	if o.splice == 0 {
+		enc = append([]byte(nil), enc...) // a spliced op's is a copy already
+	}
+	return Op{Enc: enc, DB: int(o.db), Slot: int(o.slot), Seq: o.seq, Off: o.off, Stream: b.Stream, Pos: b.Pos}
 }
 
 // AddOp appends an op taken from another batch, keeping its unit.
@@ -313,7 +430,7 @@ func (b *Batch) without(drop func(i int) bool) *Batch {
 			start := len(nb.buf)
 			nb.buf = append(nb.buf, b.op(i)...)
 			o := b.ops[i]
-			o.start, o.end = start, len(nb.buf)
+			o.start, o.end, o.splice = start, len(nb.buf), 0 // a spliced op is copied whole
 			nb.ops = append(nb.ops, o)
 		}
 		// The transaction cuts stay where they fall among the commands

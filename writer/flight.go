@@ -504,7 +504,7 @@ func (c *wire) layout(f *flight) {
 				size += 24
 			}
 			g.items = append(g.items, int32(k))
-			size += int64(ref.end - ref.start)
+			size += int64(f.batches[o.b].opLen(int(o.i)))
 		}
 		if !c.slotted && curDB != c.markerDB {
 			g.items = append(g.items, itemInternal)
@@ -547,6 +547,11 @@ func (c *wire) emit(f *flight, put func([]byte)) {
 				sel = appendSelect(sel[:0], d)
 				put(sel)
 				c.curDB = d
+			}
+			if ref.splice > 0 {
+				flushRun()
+				b.eachPart(int(o.i), put)
+				continue
 			}
 			if b == runB && ref.start == runEnd {
 				runEnd = ref.end
