@@ -83,11 +83,17 @@ func (rec *Record) WriteRestorePayload(w io.Writer, version int) error {
 		}
 	}
 	var foot [10]byte
-	binary.LittleEndian.PutUint16(foot[:2], uint16(version))
-	crc = crc64.Update(crc, foot[:2])
-	binary.LittleEndian.PutUint64(foot[2:], crc)
+	putFooter(foot[:], crc, version)
 	_, err := w.Write(foot[:])
 	return err
+}
+
+// putFooter writes a payload's footer into foot (10 bytes): the RDB version
+// and the CRC64 of everything before it, crc being that of what precedes
+// the version.
+func putFooter(foot []byte, crc uint64, version int) {
+	binary.LittleEndian.PutUint16(foot[:2], uint16(version))
+	binary.LittleEndian.PutUint64(foot[2:10], crc64.Update(crc, foot[:2]))
 }
 
 // AppendRestorePayload appends the RESTORE payload to dst (see
@@ -141,9 +147,7 @@ func (rec *Record) TakeRestorePayload(version int) (pieces [][]byte, release fun
 		crc = crc64.Update(crc, c)
 		pieces = append(pieces, c)
 	}
-	binary.LittleEndian.PutUint16(foot[1:3], uint16(version))
-	crc = crc64.Update(crc, foot[1:3])
-	binary.LittleEndian.PutUint64(foot[3:], crc)
+	putFooter(foot[1:], crc, version)
 	pieces = append(pieces, foot[1:])
 	return pieces, func() {
 		for _, c := range chunks {
