@@ -412,24 +412,7 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 	}
 	a.Keys.Add(1)
 	if a.useRestore && rec.RestorePayloadLen(version) <= a.maxBulk {
-		var encode func(dst []byte) ([]byte, error)
-		if v, ok := a.plainString(rec); ok {
-			encode = func(dst []byte) ([]byte, error) { return appendSet(dst, rec.Key, v, rec.ExpireMs), nil }
-		} else {
-			sp, ok, err := splicedRestore(rec, version)
-			if err != nil {
-				return err
-			}
-			if ok {
-				if err := a.out.AddRestoreSpliced(ctx, db, rec.Key, sp); err != nil {
-					return err
-				}
-				return a.endSnapshotUnit(ctx)
-			}
-			encode = func(dst []byte) ([]byte, error) { return appendRestore(dst, rec, version) }
-		}
-		err := a.out.AddRestore(ctx, db, rec.Key, encode)
-		if err != nil {
+		if err := a.addWhole(ctx, db, rec, version); err != nil {
 			return err
 		}
 		return a.endSnapshotUnit(ctx)
@@ -455,6 +438,23 @@ func (a *Applier) key(ctx context.Context, rec *rdb.Record, version int) error {
 		return fmt.Errorf("db %d key %q: %w", rec.DB, router.Clip(rec.Key), err)
 	}
 	return nil
+}
+
+// addWhole adds the one command that writes rec's whole value: a SET of a
+// plain string, a RESTORE sent from the chunks of a big value, or a RESTORE
+// encoded into the batch.
+func (a *Applier) addWhole(ctx context.Context, db int, rec *rdb.Record, version int) error {
+	if v, ok := a.plainString(rec); ok {
+		return a.out.AddRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) { return appendSet(dst, rec.Key, v, rec.ExpireMs), nil })
+	}
+	sp, ok, err := splicedRestore(rec, version)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return a.out.AddRestoreSpliced(ctx, db, rec.Key, sp)
+	}
+	return a.out.AddRestore(ctx, db, rec.Key, func(dst []byte) ([]byte, error) { return appendRestore(dst, rec, version) })
 }
 
 // endSnapshotUnit ends a unit of the snapshot, and submits what is batched
