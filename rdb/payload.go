@@ -35,7 +35,11 @@ var chunkPool = sync.Pool{New: func() any { return new([payloadChunk]byte) }}
 
 func getChunk() []byte { return chunkPool.Get().(*[payloadChunk]byte)[:0] }
 
-func putChunk(c []byte) { chunkPool.Put((*[payloadChunk]byte)(c[:payloadChunk])) }
+func putChunks(cs [][]byte) {
+	for _, c := range cs {
+		chunkPool.Put((*[payloadChunk]byte)(c[:payloadChunk]))
+	}
+}
 
 // Len returns the number of raw value bytes.
 func (p *Payload) Len() int64 {
@@ -108,9 +112,7 @@ func (p *Payload) release() {
 }
 
 func (p *Payload) dropChunks() {
-	for _, c := range p.chunks {
-		putChunk(c)
-	}
+	putChunks(p.chunks)
 	p.chunks = nil
 }
 

@@ -149,11 +149,7 @@ func (rec *Record) TakeRestorePayload(version int) (pieces [][]byte, release fun
 	}
 	putFooter(foot[1:], crc, version)
 	pieces = append(pieces, foot[1:])
-	return pieces, func() {
-		for _, c := range chunks {
-			putChunk(c)
-		}
-	}, nil
+	return pieces, func() { putChunks(chunks) }, nil
 }
 
 type appendWriter struct{ b []byte }
