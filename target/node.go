@@ -144,13 +144,24 @@ func (n *Node) Sweep(ctx context.Context, keep func(db int, key []byte) bool, ow
 	for db := range ks {
 		c := redis.NewClient(ctl.Options(n.Addr, "ferry-ctl-0", db))
 		var stale []string
+		// One UNLINK a key, pipelined: a cluster node refuses one that
+		// names keys of different slots (CROSSSLOT).
 		flush := func() error {
 			if len(stale) == 0 {
 				return nil
 			}
-			err := c.Unlink(ctx, stale...).Err()
-			deleted += int64(len(stale))
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range stale {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
 			stale = stale[:0]
+			for _, cmd := range cmds {
+				if n, err := cmd.(*redis.IntCmd).Result(); err == nil {
+					deleted += n
+				}
+			}
 			return err
 		}
 		iter := c.Scan(ctx, 0, "", 1000).Iterator()
