@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
@@ -165,6 +166,62 @@ func TestClusterTargetResharded(t *testing.T) {
 	cancel()
 	waitClusterSynced(t, src, dst)
 	checkClusterCounters(t, dst, l)
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClusterTargetReshardedHome: a reshard moves the slot that holds a
+// master's lease and stream markers (its home) to another master, under a
+// load. The job notices (at the lease's renewal or at its writer's next
+// connect, forced here by killing ferry's connections on that master),
+// starts again from the markers with the lease in a slot the master serves,
+// and goes on: nothing lost, nothing doubled, and a second process of the
+// job is still refused. Before, the writer of that master retried its
+// connect against MOVED forever and the sync stood still.
+func TestClusterTargetReshardedHome(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Seed: 26})
+	o := clusterConf(t, src, dst)
+	o.Conf.LeaseTTL = 3 * time.Second
+	logs := &watchLog{t: zerolog.TestWriter{T: t}, needle: []byte("home slot moved"), found: make(chan struct{})}
+	o.Log = zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	stop := runSync(t, o)
+	waitClusterSynced(t, src, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := runLoad(ctx, t, sc)
+	m0, m1 := dst.Masters[0], dst.Masters[1]
+	// redis-cli moves a master's lowest slots first: slot 0, master 0's
+	// home, goes with them.
+	reshard(t, m0.Addr, fmt.Sprint(m0.Do(t, "CLUSTER", "MYID")), fmt.Sprint(m1.Do(t, "CLUSTER", "MYID")), 1000)
+	select {
+	case <-logs.found:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no warning that a home slot moved within 60 s")
+	}
+	// The new attempt's writer of master 0 registers with the lease at its
+	// new home, and again after its connection is killed.
+	redistest.WaitFor(t, time.Minute, func() bool { return len(m0.ClientsNamed(t, "ferry-writer-")) > 0 }, "ferry's writer on master 0")
+	m0.KillClients(t, "ferry-")
+	time.Sleep(500 * time.Millisecond) // the load goes on meanwhile
+	cancel()
+	waitClusterSynced(t, src, dst)
+	checkClusterCounters(t, dst, l)
+
+	// The leases are where the masters' homes are now, and renewed.
+	time.Sleep(2 * o.Conf.LeaseTTL)
+	o2 := o
+	o2.Conf.DataDir = t.TempDir()
+	o2.Log = testLog(t)
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer rcancel()
+	if _, err := Run(rctx, o2); err == nil || !strings.Contains(err.Error(), "the job is running elsewhere") {
+		t.Errorf("a second process of the job: %v, want it refused", err)
+	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}

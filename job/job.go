@@ -170,6 +170,16 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			}
 			continue
 		}
+		var hm *target.HomeMovedError
+		if errors.As(err, &hm) && ctx.Err() == nil {
+			j.log.Warn().Err(err).Msg("a target master's home slot moved; starting again from the target's markers, with its lease and stream markers in a slot it serves now")
+			j.forgetHomes()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		if j.stopExpired.Load() {
 			err = j.unflushed()
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,10 @@ func (l targetLease) OnConnect(key, name string) func(*resp.Conn) error {
 // held by another process is a permanent error naming it.
 func (j *job) acquireLease(ctx context.Context, n *target.Node) error {
 	t, err := lease.Acquire(ctx, n.Ctl, n.LeaseKey, j.owner, j.c.LeaseTTL, j.c.Takeover)
+	if moved(err) {
+		// The cluster's map changed between reading it and here.
+		return &target.HomeMovedError{Addr: n.Addr.Addr, Key: n.LeaseKey, Err: err}
+	}
 	if err != nil {
 		var held *lease.HeldError
 		if errors.As(err, &held) {
@@ -118,6 +123,10 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 		epoch := j.lease.epoch[key]
 		j.lease.mu.Unlock()
 		err := lease.Register(c, key, name, j.owner, epoch)
+		if moved(err) {
+			// Retrying here would meet the same MOVED forever.
+			return &writer.FatalError{Err: &target.HomeMovedError{Addr: c.RemoteAddr().String(), Key: key, Err: err}}
+		}
 		var taken *lease.TakenOverError
 		if errors.As(err, &taken) {
 			j.log.Warn().Str("writer", name).Str("key", key).Int64("epoch", epoch).Int64("new_epoch", taken.By.Epoch).
@@ -186,6 +195,11 @@ func (j *job) renewLeases(ctx context.Context, tgt target.Target) error {
 			if errors.As(err, &taken) {
 				return fault.PermanentErr("", "", "", err)
 			}
+			if moved(err) {
+				// Left alone, the lease would run out where it is now
+				// and the writer of n could not reconnect.
+				return &target.HomeMovedError{Addr: n.Addr.Addr, Key: n.LeaseKey, Err: err}
+			}
 			if err != nil {
 				ok = false
 				if ctx.Err() != nil {
@@ -200,6 +214,28 @@ func (j *job) renewLeases(ctx context.Context, tgt target.Target) error {
 			j.lease.mu.Unlock()
 		}
 	}
+}
+
+// moved reports whether err is a MOVED reply: the key's slot is served by
+// another master now. ASK is not: a slot being migrated is still the
+// master's until the migration ends, and an operation on it is tried again.
+func moved(err error) bool {
+	var re *resp.ReplyError
+	if errors.As(err, &re) {
+		return re.Prefix() == "MOVED"
+	}
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ")
+}
+
+// forgetHomes drops the lease keys of an attempt that ended because a
+// master's home slot moved: the next attempt takes the leases where its
+// masters' homes are now, and only those are renewed and given up.
+func (j *job) forgetHomes() {
+	j.lease.mu.Lock()
+	defer j.lease.mu.Unlock()
+	clear(j.lease.epoch)
+	clear(j.lease.at)
 }
 
 // releaseLeases gives the leases up at the end of the run, so that the next

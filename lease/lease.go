@@ -280,9 +280,17 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 				return err
 			}
 			if cur.Owner.ID == me.ID && cur.Epoch > 0 {
-				// Ours already (a new attempt of the same run): renew.
+				// Ours already (a new attempt of the same run): renew. The
+				// connections it lists are the last attempt's, all closed,
+				// and some may have been registered on another master (a
+				// lease moves with its slot when a cluster is resharded):
+				// they are dropped, so that no takeover kills those IDs
+				// here, where they may name someone else's connections.
 				t, kill = Taken{Epoch: cur.Epoch}, nil
 				cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					for name := range cur.Conns {
+						p.HDel(ctx, key, connPrefix+name)
+					}
 					p.HSet(ctx, key, fRenewed, now.UnixMilli(), fExpires, now.Add(ttl).UnixMilli())
 					return nil
 				})

@@ -156,3 +156,46 @@ func TestReleaseContended(t *testing.T) {
 		t.Errorf("epoch %d after %d", tb.Epoch, ta.Epoch)
 	}
 }
+
+// TestAcquireAgainForgetsConnections: when its owner takes a lease again (a
+// new attempt of the run, whose old connections are closed), the
+// connections registered in it are forgotten. A lease moves with its slot
+// when a cluster is resharded, so the IDs it lists may have been
+// registered on another master, where they named ferry's connections; here
+// they may name anyone's. A later takeover must not kill by them.
+func TestAcquireAgainForgetsConnections(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	defer c.Close()
+	const key = "__ferry:j:lease"
+	a, b := owner("a"), owner("b")
+	ta, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stands for a connection registered elsewhere whose ID is, here,
+	// someone else's.
+	other, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "app", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := Register(other, key, "ferry-writer-0", a, ta.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	if err != nil || again.Epoch != ta.Epoch {
+		t.Fatalf("the owner again: %+v %v", again, err)
+	}
+	if info, err := Read(ctx, c, key); err != nil || len(info.Conns) != 0 {
+		t.Errorf("after the owner took it again the lease lists %v (%v), want no connections", info.Conns, err)
+	}
+	tb, err := Acquire(ctx, c, key, b, 30*time.Second, true)
+	if err != nil || tb.Closed != 0 || tb.Unkilled != 0 {
+		t.Fatalf("takeover: %+v %v", tb, err)
+	}
+	if _, err := other.Do("PING"); err != nil {
+		t.Errorf("a takeover killed a connection by an ID from an earlier attempt: %v", err)
+	}
+}

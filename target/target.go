@@ -217,3 +217,20 @@ func LeaseKey(job string, home int) string {
 	}
 	return writer.OwnPrefix + "{" + router.TagForSlot(home) + "}:" + job + ":lease"
 }
+
+// HomeMovedError says that a cluster master no longer serves the slot its
+// lease (and its writer's stream markers) are tagged to: the target was
+// resharded. No operation on the key can succeed there again, so the job
+// starts a new attempt, whose target gives each master a home among the
+// slots it serves now and resumes from the markers.
+type HomeMovedError struct {
+	Addr string // the master
+	Key  string // the key whose slot moved
+	Err  error  // the MOVED reply
+}
+
+func (e *HomeMovedError) Error() string {
+	return fmt.Sprintf("target %s no longer serves the slot of %s (the cluster was resharded): %v", e.Addr, e.Key, e.Err)
+}
+
+func (e *HomeMovedError) Unwrap() error { return e.Err }
