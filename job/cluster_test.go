@@ -225,6 +225,17 @@ func TestClusterTargetReshardedHome(t *testing.T) {
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}
+
+	// A migrate of the job then ends with the target holding exactly the
+	// data: no marker or lease of the old homes is left behind.
+	if _, err := Run(rctx, Options{Conf: o.Conf, Log: testLog(t), Migrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range dst.Masters {
+		if left := m.Do(t, "EVAL", "return redis.call('KEYS', '__ferry:*')", "0"); len(left.([]any)) != 0 {
+			t.Errorf("%s holds %v after the migrate", m.Addr, left)
+		}
+	}
 }
 
 func reshard(t *testing.T, addr, from, to string, slots int) {

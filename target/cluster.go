@@ -469,6 +469,9 @@ const followAfter = time.Second
 
 func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
 	job := t.cfg.Job
+	t.route.RLock()
+	streams := len(t.sinks)
+	t.route.RUnlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, sh := range t.topo.Shards {
@@ -477,14 +480,25 @@ func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
 		}
 		wi := t.owner.Load()[sh.Slots[0][0]]
 		n := t.ns[wi]
+		home := t.homes[wi]
 		p := n.Ctl.Pipeline()
 		for _, r := range sh.Slots {
 			for s := r[0]; s <= r[1]; s++ {
 				p.Unlink(ctx, slotMarker(job, s))
+				if s == home {
+					continue
+				}
+				// What a reshard left here: the stream markers and the
+				// lease of a master whose home this slot was (see
+				// HomeMovedError).
+				for i := range streams {
+					p.Unlink(ctx, streamMarker(job, s, i))
+				}
+				p.Unlink(ctx, LeaseKey(job, s))
 			}
 		}
 		for i := 0; i < MaxStreams; i++ {
-			p.Unlink(ctx, streamMarker(job, t.homes[wi], i))
+			p.Unlink(ctx, streamMarker(job, home, i))
 		}
 		if _, err := p.Exec(ctx); err != nil {
 			return fmt.Errorf("target %s: remove markers: %w", n.Addr.Addr, err)
