@@ -173,12 +173,14 @@ func TestClusterTargetResharded(t *testing.T) {
 
 // TestClusterTargetReshardedHome: a reshard moves the slot that holds a
 // master's lease and stream markers (its home) to another master, under a
-// load. The job notices (at the lease's renewal or at its writer's next
-// connect, forced here by killing ferry's connections on that master),
-// starts again from the markers with the lease in a slot the master serves,
-// and goes on: nothing lost, nothing doubled, and a second process of the
-// job is still refused. Before, the writer of that master retried its
-// connect against MOVED forever and the sync stood still.
+// load. The job notices (at a stream marker's write, the lease's renewal or
+// the writer's next connect, forced here by killing ferry's connections on
+// that master), starts again from the markers once the slot map holds
+// still, with the lease in a slot the master serves, and goes on: nothing
+// lost, nothing doubled, a second process of the job still refused, and a
+// migrate of the job leaves no key of ferry's behind. Before, the writer of
+// that master retried its connect against MOVED forever and the sync stood
+// still.
 func TestClusterTargetReshardedHome(t *testing.T) {
 	redistest.Require(t)
 	src := redistest.Start(t)

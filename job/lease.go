@@ -124,8 +124,10 @@ func (j *job) registerLease(key, name string) func(c *resp.Conn) error {
 		j.lease.mu.Unlock()
 		err := lease.Register(c, key, name, j.owner, epoch)
 		if moved(err) {
-			// Retrying here would meet the same MOVED forever.
-			return &writer.FatalError{Err: &target.HomeMovedError{Addr: c.RemoteAddr().String(), Key: key, Err: err}}
+			// Retried, this meets the same MOVED until the new attempt
+			// the target starts once the reshard is over.
+			j.homeMoved(&target.HomeMovedError{Addr: c.RemoteAddr().String(), Key: key, Err: err})
+			return err
 		}
 		var taken *lease.TakenOverError
 		if errors.As(err, &taken) {
@@ -198,7 +200,10 @@ func (j *job) renewLeases(ctx context.Context, tgt target.Target) error {
 			if moved(err) {
 				// Left alone, the lease would run out where it is now
 				// and the writer of n could not reconnect.
-				return &target.HomeMovedError{Addr: n.Addr.Addr, Key: n.LeaseKey, Err: err}
+				hm := &target.HomeMovedError{Addr: n.Addr.Addr, Key: n.LeaseKey, Err: err}
+				if !j.homeMoved(hm) {
+					return hm
+				}
 			}
 			if err != nil {
 				ok = false
@@ -226,6 +231,21 @@ func moved(err error) bool {
 	}
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ")
+}
+
+// homeMoved hands err to the current target, which starts a new attempt
+// when the cluster's slot map holds still (see target.HomeMovedError). It
+// reports false when the target cannot (no cluster): the caller ends the
+// attempt itself.
+func (j *job) homeMoved(err *target.HomeMovedError) bool {
+	j.mu.Lock()
+	t := j.tgt
+	j.mu.Unlock()
+	hm, ok := t.(interface{ HomeMoved(*target.HomeMovedError) })
+	if ok {
+		hm.HomeMoved(err)
+	}
+	return ok
 }
 
 // forgetHomes drops the lease keys of an attempt that ended because a

@@ -52,9 +52,12 @@ type clusterTarget struct {
 	route    sync.RWMutex
 	sinks    []*clusterSink
 	redirect atomic.Bool     // a writer sent commands back (MOVED/ASK/TRYAGAIN)
-	linkNote notify.Notifier // a writer's connection came up or went down
-	g        *errgroup.Group
-	gctx     context.Context
+	linkNote notify.Notifier // a writer's connection came up or went down, or a home moved
+	// moved is set when a writer's stream marker met MOVED: watch ends the
+	// attempt with it.
+	moved atomic.Pointer[HomeMovedError]
+	g     *errgroup.Group
+	gctx  context.Context
 }
 
 // slotOwners maps each slot to the index of the writer of its master (-1: no
@@ -240,6 +243,9 @@ func (t *clusterTarget) addMaster(ctx context.Context, sh topology.Shard) error 
 		StreamMarker: func(stream int) string { return streamMarker(job, home, stream) },
 		OnRedirect:   func() { t.redirect.Store(true) },
 		OnLink:       t.linkNote.Notify,
+		OnMarkerMoved: func(msg string) {
+			t.HomeMoved(&HomeMovedError{Addr: sh.Master.Addr, Key: LeaseKey(job, home), Err: errors.New(msg)})
+		},
 	}))
 	t.ns = append(t.ns, n)
 	t.ws = append(t.ws, w)
@@ -413,6 +419,9 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 	for {
 		// The channel first, then the state: a change in between closes it.
 		changed := t.linkNote.Wait()
+		if err := t.moved.Load(); err != nil {
+			return t.settled(ctx, err)
+		}
 		var stale bool
 		next := time.Duration(-1) // until the first down writer is stale
 		for _, w := range t.Writers() {
@@ -458,6 +467,49 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 			default:
 			}
 		}
+	}
+}
+
+// HomeMoved asks for a new attempt because a master's home slot moved
+// (see HomeMovedError): watch ends this one with err once the cluster's
+// slot map holds still. Meanwhile the attempt goes on: only that master's
+// position records are lost (its writer's stream markers, its lease's
+// renewal), and until the new attempt the stream's low watermark stands
+// still, so the sooner the better — but not in the middle of a reshard.
+func (t *clusterTarget) HomeMoved(err *HomeMovedError) {
+	if t.moved.CompareAndSwap(nil, err) {
+		t.linkNote.Notify()
+	}
+}
+
+// settleFor is how long the slot map must hold still before a new attempt
+// takes homes from it. A reshard moves slot after slot, a master's lowest
+// first (redis-cli's reshard and rebalance): a new attempt in its middle
+// would find its new home the next to move, and start again, each time
+// from an older position.
+const settleFor = 3 * time.Second
+
+// settled returns err once two readings of the slot map settleFor apart
+// agree, or nil when ctx ends.
+func (t *clusterTarget) settled(ctx context.Context, err *HomeMovedError) error {
+	t.cfg.Log.Info().Err(err).Msg("a target master's home slot moved: waiting for the cluster's slot map to hold still before starting again")
+	last := ""
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		if m, terr := t.topology(ctx); terr == nil {
+			now := m.String()
+			if now == last {
+				return err
+			}
+			last = now
+		}
+		timer.Reset(settleFor)
 	}
 }
 

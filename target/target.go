@@ -163,6 +163,7 @@ func (c *Config) writerConfig(i int, n *Node, low func(stream int) int64, own wr
 	cfg.MaxQueued = max(own.MaxQueued, cfg.MaxQueued, 8<<20, 2*c.BatchMaxBytes)
 	cfg.MarkerKey, cfg.MarkerDB, cfg.Found = own.MarkerKey, own.MarkerDB, own.Found
 	cfg.Slotted, cfg.SlotMarker, cfg.StreamMarker, cfg.OnRedirect, cfg.OnLink = own.Slotted, own.SlotMarker, own.StreamMarker, own.OnRedirect, own.OnLink
+	cfg.OnMarkerMoved = own.OnMarkerMoved
 	cfg.Low = low
 	if c.Lease != nil {
 		cfg.OnConnect = c.Lease.OnConnect(n.LeaseKey, cfg.Name)

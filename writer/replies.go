@@ -7,6 +7,7 @@ package writer
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
@@ -22,8 +23,12 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 		if kind == resp.Error {
 			if item := g.items[g.got-1]; item == itemInternal && f.batches != nil && s.halted == nil && redirect(msg) {
 				// The home slot left this master: the marker update is
-				// lost (the group is not applied), which only delays a
-				// position record.
+				// lost (the group is not applied). Under ASK or TRYAGAIN
+				// the slot is being migrated and a later update lands;
+				// after MOVED none will, and the owner must be told.
+				if w.cfg.OnMarkerMoved != nil && strings.HasPrefix(msg, "MOVED ") {
+					w.cfg.OnMarkerMoved(msg)
+				}
 				return g.got == len(g.items), nil
 			}
 			if err := s.itemError(f, g, g.items[g.got-1], msg); err != nil {

@@ -98,6 +98,12 @@ type Config struct {
 	// refused because their slot is elsewhere (MOVED, ASK, TRYAGAIN): the job
 	// must take them with Redirected and route them again.
 	OnRedirect func()
+	// OnMarkerMoved, if set, is called (from the reply reader) when a
+	// stream marker's SET is refused with MOVED: the slot it is tagged to
+	// left this master, and no position of the writer is recorded there
+	// again (a cluster target starts a new attempt; see
+	// target.HomeMovedError). msg is the reply.
+	OnMarkerMoved func(msg string)
 	// OnLink, if set, is called (from the writer's goroutine) when the
 	// writer's connection comes up or goes down: a cluster target follows a
 	// failover when a master stays unreachable (see Stats().Connected).
