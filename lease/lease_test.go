@@ -7,10 +7,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
+
+// leaseServer starts a server and a control client of it.
+func leaseServer(t *testing.T) (*redistest.Server, *redis.Client) {
+	s := redistest.Start(t)
+	c := ctl.New(dial.Options{Addr: s.Addr})
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
 
 func owner(name string) Owner {
 	return Owner{ID: name + "/1/1", Host: name, PID: 1, Started: time.Unix(1, 0)}
@@ -21,10 +31,8 @@ func owner(name string) Owner {
 // renewal and a new connection refused), given up, taken again with a
 // higher epoch.
 func TestLifecycle(t *testing.T) {
-	s := redistest.Start(t)
+	s, c := leaseServer(t)
 	ctx := context.Background()
-	c := ctl.New(dial.Options{Addr: s.Addr})
-	defer c.Close()
 	const key = "__ferry:j:lease"
 	a, b := owner("a"), owner("b")
 
@@ -164,10 +172,8 @@ func TestReleaseContended(t *testing.T) {
 // registered on another master, where they named ferry's connections; here
 // they may name anyone's. A later takeover must not kill by them.
 func TestAcquireAgainForgetsConnections(t *testing.T) {
-	s := redistest.Start(t)
+	s, c := leaseServer(t)
 	ctx := context.Background()
-	c := ctl.New(dial.Options{Addr: s.Addr})
-	defer c.Close()
 	const key = "__ferry:j:lease"
 	a, b := owner("a"), owner("b")
 	ta, err := Acquire(ctx, c, key, a, 30*time.Second, false)
