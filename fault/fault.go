@@ -181,6 +181,10 @@ func Redirect(msg string) bool {
 	return false
 }
 
+// Moved reports whether a reply says the key's slot is served by another
+// master for good (MOVED); ASK and TRYAGAIN mean a migration in progress.
+func Moved(msg string) bool { return replyCode(msg) == "MOVED" }
+
 // Retry reports whether a reply to a data command means "try again on a
 // new connection": the server is loading, busy, a replica right now, or
 // mid-failover.

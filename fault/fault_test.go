@@ -48,6 +48,9 @@ func TestClassOf(t *testing.T) {
 	if !Redirect("MOVED 3999 127.0.0.1:6381") || Retry("MOVED 3999 127.0.0.1:6381") || !Retry("LOADING x") {
 		t.Error("MOVED is a redirect, not a retry; LOADING is a retry")
 	}
+	if !Moved("MOVED 3999 127.0.0.1:6381") || Moved("ASK 3999 127.0.0.1:6381") || Moved("TRYAGAIN x") {
+		t.Error("only MOVED says a slot left for good")
+	}
 	if !Readonly(reply("READONLY You can't write against a read only replica.")) {
 		t.Error("READONLY not recognised")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -227,10 +226,10 @@ func (j *job) renewLeases(ctx context.Context, tgt target.Target) error {
 func moved(err error) bool {
 	var re *resp.ReplyError
 	if errors.As(err, &re) {
-		return re.Prefix() == "MOVED"
+		return fault.Moved(re.Msg)
 	}
 	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ")
+	return errors.As(err, &rerr) && fault.Moved(rerr.Error())
 }
 
 // homeMoved hands err to the current target, which starts a new attempt

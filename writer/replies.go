@@ -7,7 +7,6 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/ferry-dev/ferry/fault"
 	"github.com/ferry-dev/ferry/resp"
@@ -26,7 +25,7 @@ func (s *session) feed(f *flight, g *group, kind resp.Kind, msg string, execErrs
 				// lost (the group is not applied). Under ASK or TRYAGAIN
 				// the slot is being migrated and a later update lands;
 				// after MOVED none will, and the owner must be told.
-				if w.cfg.OnMarkerMoved != nil && strings.HasPrefix(msg, "MOVED ") {
+				if w.cfg.OnMarkerMoved != nil && fault.Moved(msg) {
 					w.cfg.OnMarkerMoved(msg)
 				}
 				return g.got == len(g.items), nil
