@@ -160,20 +160,23 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	for {
 		err := j.attempt(ctx)
-		var rw *writer.RewoundError
-		if errors.As(err, &rw) && ctx.Err() == nil {
+		// Two ends of an attempt start another, from the target's markers.
+		var (
+			rw *writer.RewoundError
+			hm *target.HomeMovedError
+		)
+		again := ctx.Err() == nil
+		switch {
+		case again && errors.As(err, &rw):
 			j.log.Warn().Err(err).Msg("the target lost writes it had acknowledged; resuming from the positions it holds")
 			j.rewound = true
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		var hm *target.HomeMovedError
-		if errors.As(err, &hm) && ctx.Err() == nil {
+		case again && errors.As(err, &hm):
 			j.log.Warn().Err(err).Msg("a target master's home slot moved; starting again from the target's markers, with its lease and stream markers in a slot it serves now")
 			j.forgetHomes()
+		default:
+			again = false
+		}
+		if again {
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):

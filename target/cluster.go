@@ -414,14 +414,12 @@ func (t *clusterTarget) Start(ctx context.Context, g *errgroup.Group) {
 // markers.
 func (t *clusterTarget) watch(ctx context.Context) error {
 	down := map[*writer.Writer]time.Time{} // since when a writer is down (or was last checked)
+	var st settling
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		// The channel first, then the state: a change in between closes it.
 		changed := t.linkNote.Wait()
-		if err := t.moved.Load(); err != nil {
-			return t.settled(ctx, err)
-		}
 		var stale bool
 		next := time.Duration(-1) // until the first down writer is stale
 		for _, w := range t.Writers() {
@@ -449,6 +447,15 @@ func (t *clusterTarget) watch(ctx context.Context) error {
 				down[w] = time.Now()
 			}
 			next = followAfter
+		}
+		if err := t.moved.Load(); err != nil {
+			wait, end := t.settle(ctx, &st, err)
+			if end != nil {
+				return end
+			}
+			if wait >= 0 && (next < 0 || wait < next) {
+				next = wait
+			}
 		}
 		var expired <-chan time.Time
 		if next >= 0 {
@@ -489,28 +496,66 @@ func (t *clusterTarget) HomeMoved(err *HomeMovedError) {
 // from an older position.
 const settleFor = 3 * time.Second
 
-// settled returns err once two readings of the slot map settleFor apart
-// agree, or nil when ctx ends.
-func (t *clusterTarget) settled(ctx context.Context, err *HomeMovedError) error {
-	t.cfg.Log.Info().Err(err).Msg("a target master's home slot moved: waiting for the cluster's slot map to hold still before starting again")
-	last := ""
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		if m, terr := t.topology(ctx); terr == nil {
-			now := m.String()
-			if now == last {
-				return err
-			}
-			last = now
-		}
-		timer.Reset(settleFor)
+// settling is watch's progress towards a new attempt after HomeMoved:
+// when it last read the slot map, and what it read.
+type settling struct {
+	at   time.Time
+	last string
+}
+
+// settle takes one step once settleFor has passed since the last: it reads
+// the slot map, and when the map is what it read the step before — held
+// still — returns err if a home left its master (a new attempt follows),
+// or forgets err if not (a failover: a replica answers MOVED until its
+// writer follows the slots to the promoted one, which watch does
+// meanwhile). wait is how long until the next step (-1: none).
+func (t *clusterTarget) settle(ctx context.Context, st *settling, err *HomeMovedError) (wait time.Duration, end error) {
+	if st.at.IsZero() {
+		t.cfg.Log.Info().Err(err).Msg("a target master's home slot moved: waiting for the cluster's slot map to hold still before starting again")
+	} else if left := settleFor - time.Since(st.at); left > 0 {
+		return left, nil
 	}
+	st.at = time.Now()
+	m, terr := t.topology(ctx)
+	if terr != nil {
+		return settleFor, nil
+	}
+	if now := m.String(); now != st.last {
+		st.last = now
+		return settleFor, nil
+	}
+	if t.homeLeft(m) {
+		return -1, err
+	}
+	t.cfg.Log.Info().Msg("every target master's home slot is still its shard's (a failover, not a reshard): going on")
+	t.moved.CompareAndSwap(err, nil)
+	*st = settling{}
+	return -1, nil
+}
+
+// homeLeft reports whether, in m, a writer's master still serves slots but
+// not its home slot: a reshard moved the home. After a failover the shard
+// that serves the home lists the writer's old master as a replica, or no
+// longer lists it (it failed), and the writer follows the shard instead.
+func (t *clusterTarget) homeLeft(m *topology.Map) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, id := range t.ids {
+		serves, inHomeShard := false, false
+		for _, sh := range m.Shards {
+			member := sh.Master.ID == id || slices.ContainsFunc(sh.Replicas, func(r topology.Node) bool { return r.ID == id })
+			if sh.Master.ID == id && len(sh.Slots) > 0 {
+				serves = true
+			}
+			if member && slices.ContainsFunc(sh.Slots, func(r [2]int) bool { return r[0] <= t.homes[i] && t.homes[i] <= r[1] }) {
+				inHomeShard = true
+			}
+		}
+		if serves && !inHomeShard {
+			return true
+		}
+	}
+	return false
 }
 
 // followAfter is how long a master stays unreachable before the target asks
