@@ -341,12 +341,24 @@ func Acquire(ctx context.Context, c *redis.Client, key string, me Owner, ttl tim
 // runs nothing more from them), are left; it is asked again for up to a
 // second while a connection whose kill was answered is still listed. Where
 // CLIENT LIST is not permitted, CLIENT KILL's answer counts.
+//
+// An ID that CLIENT LIST shows under another name than the one it was
+// registered with is not killed: the IDs a lease lists may not be this
+// server's (a lease moves with its slot when a cluster is resharded, and
+// IDs start again at a restart), and one that names someone else's
+// connection here stands for a connection that is gone. One without a name
+// is killed: ferry's own are unnamed where CLIENT SETNAME is refused.
 func closeConns(ctx context.Context, c *redis.Client, conns map[string]int64) (closed, unkilled int, confirmed bool) {
+	names, lerr := clientNames(ctx, c)
 	refused := map[int64]bool{}
 	var ids []int64
-	for _, id := range conns {
+	for name, id := range conns {
 		if id <= 0 {
 			unkilled++ // registered without its ID (CLIENT ID not permitted)
+			continue
+		}
+		if listedAs, ok := names[id]; lerr == nil && (!ok || listedAs != "" && listedAs != name) {
+			closed++ // gone: not listed, or its ID is someone else's now
 			continue
 		}
 		ids = append(ids, id)
@@ -356,33 +368,47 @@ func closeConns(ctx context.Context, c *redis.Client, conns map[string]int64) (c
 		}
 	}
 	if len(ids) == 0 {
-		return 0, unkilled, false
+		return closed, unkilled, lerr == nil && closed > 0
 	}
 	deadline := time.Now().Add(time.Second)
 	for {
 		left, err := listed(ctx, c, ids)
 		if err != nil {
-			return len(ids) - len(refused), unkilled + len(refused), false
+			return closed + len(ids) - len(refused), unkilled + len(refused), false
 		}
 		waiting := false
 		for _, id := range left {
 			waiting = waiting || !refused[id]
 		}
 		if !waiting || time.Now().After(deadline) {
-			return len(ids) - len(left), unkilled + len(left), true
+			return closed + len(ids) - len(left), unkilled + len(left), true
 		}
 		select {
 		case <-ctx.Done():
-			return len(ids) - len(left), unkilled + len(left), true
+			return closed + len(ids) - len(left), unkilled + len(left), true
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
+// clientNames maps the IDs of the connections CLIENT LIST shows to their
+// names.
+func clientNames(ctx context.Context, c *redis.Client) (map[int64]string, error) {
+	cs, err := clientList(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[int64]string, len(cs))
+	for _, cl := range cs {
+		names[cl.id] = cl.name
+	}
+	return names, nil
+}
+
 // listed returns those of ids that CLIENT LIST shows open and not being
 // closed.
 func listed(ctx context.Context, c *redis.Client, ids []int64) ([]int64, error) {
-	txt, err := c.Do(ctx, "CLIENT", "LIST").Text()
+	cs, err := clientList(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -391,23 +417,43 @@ func listed(ctx context.Context, c *redis.Client, ids []int64) ([]int64, error) 
 		want[id] = true
 	}
 	var left []int64
+	for _, cl := range cs {
+		if want[cl.id] && !cl.closing {
+			left = append(left, cl.id)
+		}
+	}
+	return left, nil
+}
+
+// client is a connection as CLIENT LIST shows it.
+type client struct {
+	id      int64
+	name    string
+	closing bool // flag A: the server runs nothing more from it
+}
+
+func clientList(ctx context.Context, c *redis.Client) ([]client, error) {
+	txt, err := c.Do(ctx, "CLIENT", "LIST").Text()
+	if err != nil {
+		return nil, err
+	}
+	var out []client
 	for line := range strings.Lines(txt) {
-		var id int64
-		closing := false
+		var cl client
 		for _, f := range strings.Fields(line) {
 			k, v, _ := strings.Cut(f, "=")
 			switch k {
 			case "id":
-				id, _ = strconv.ParseInt(v, 10, 64)
+				cl.id, _ = strconv.ParseInt(v, 10, 64)
+			case "name":
+				cl.name = v
 			case "flags":
-				closing = strings.Contains(v, "A")
+				cl.closing = strings.Contains(v, "A")
 			}
 		}
-		if want[id] && !closing {
-			left = append(left, id)
-		}
+		out = append(out, cl)
 	}
-	return left, nil
+	return out, nil
 }
 
 // Renew extends the lease if it still has epoch; a newer epoch is a

@@ -205,3 +205,32 @@ func TestAcquireAgainForgetsConnections(t *testing.T) {
 		t.Errorf("a takeover killed a connection by an ID from an earlier attempt: %v", err)
 	}
 }
+
+// TestTakeoverKillsByName: a takeover kills a registered ID only while
+// CLIENT LIST shows it under the name it was registered with. Here the ID
+// names a connection of someone else's (as one from another master would,
+// in a lease that moved with its slot): it is left open and counted gone.
+func TestTakeoverKillsByName(t *testing.T) {
+	s, c := leaseServer(t)
+	ctx := context.Background()
+	const key = "__ferry:j:lease"
+	ta, err := Acquire(ctx, c, key, owner("a"), 30*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "app", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := Register(other, key, "ferry-writer-0", owner("a"), ta.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Acquire(ctx, c, key, owner("b"), 30*time.Second, true)
+	if err != nil || tb.Closed != 1 || tb.Unkilled != 0 {
+		t.Fatalf("takeover: %+v %v, want the registered connection counted closed", tb, err)
+	}
+	if _, err := other.Do("PING"); err != nil {
+		t.Errorf("a takeover killed a connection named otherwise than the one registered: %v", err)
+	}
+}
