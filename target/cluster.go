@@ -411,7 +411,8 @@ func (t *clusterTarget) Start(ctx context.Context, g *errgroup.Group) {
 // asks the cluster who serves that master's slots now, and redials there.
 // What the old master acknowledged but did not replicate shows up as a
 // marker that went back (a RewoundError), and the job resumes from the
-// markers.
+// markers. After HomeMoved it also ends the attempt with a HomeMovedError
+// once a reshard is over (see settle).
 func (t *clusterTarget) watch(ctx context.Context) error {
 	down := map[*writer.Writer]time.Time{} // since when a writer is down (or was last checked)
 	var st settling
