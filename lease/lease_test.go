@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-dev/ferry/ctl"
 	"github.com/ferry-dev/ferry/dial"
 	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/resp"
 )
 
 // leaseServer starts a server and a control client of it.
@@ -176,20 +177,7 @@ func TestAcquireAgainForgetsConnections(t *testing.T) {
 	ctx := context.Background()
 	const key = "__ferry:j:lease"
 	a, b := owner("a"), owner("b")
-	ta, err := Acquire(ctx, c, key, a, 30*time.Second, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stands for a connection registered elsewhere whose ID is, here,
-	// someone else's.
-	other, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "app", 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if err := Register(other, key, "ferry-writer-0", a, ta.Epoch); err != nil {
-		t.Fatal(err)
-	}
+	ta, other := foreignRegistered(t, s, c, key, a)
 	again, err := Acquire(ctx, c, key, a, 30*time.Second, false)
 	if err != nil || again.Epoch != ta.Epoch {
 		t.Fatalf("the owner again: %+v %v", again, err)
@@ -214,18 +202,7 @@ func TestTakeoverKillsByName(t *testing.T) {
 	s, c := leaseServer(t)
 	ctx := context.Background()
 	const key = "__ferry:j:lease"
-	ta, err := Acquire(ctx, c, key, owner("a"), 30*time.Second, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "app", 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if err := Register(other, key, "ferry-writer-0", owner("a"), ta.Epoch); err != nil {
-		t.Fatal(err)
-	}
+	_, other := foreignRegistered(t, s, c, key, owner("a"))
 	tb, err := Acquire(ctx, c, key, owner("b"), 30*time.Second, true)
 	if err != nil || tb.Closed != 1 || tb.Unkilled != 0 {
 		t.Fatalf("takeover: %+v %v, want the registered connection counted closed", tb, err)
@@ -233,4 +210,25 @@ func TestTakeoverKillsByName(t *testing.T) {
 	if _, err := other.Do("PING"); err != nil {
 		t.Errorf("a takeover killed a connection named otherwise than the one registered: %v", err)
 	}
+}
+
+// foreignRegistered has a take the lease at key and registers, as a's
+// ferry-writer-0, a connection named app: it stands for an ID registered
+// elsewhere that names someone else's connection here.
+func foreignRegistered(t *testing.T, s *redistest.Server, c *redis.Client, key string, a Owner) (Taken, *resp.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	ta, err := Acquire(ctx, c, key, a, 30*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := dial.Open(ctx, dial.Options{Addr: s.Addr}, "app", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	if err := Register(other, key, "ferry-writer-0", a, ta.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	return ta, other
 }
