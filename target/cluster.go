@@ -541,18 +541,17 @@ func (t *clusterTarget) settle(ctx context.Context, st *settling, err *HomeMoved
 func (t *clusterTarget) homeLeft(m *topology.Map) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	masters := m.Masters() // those that serve a slot
 	for i, id := range t.ids {
-		serves, inHomeShard := false, false
-		for _, sh := range m.Shards {
-			member := sh.Master.ID == id || slices.ContainsFunc(sh.Replicas, func(r topology.Node) bool { return r.ID == id })
-			if sh.Master.ID == id && len(sh.Slots) > 0 {
-				serves = true
-			}
-			if member && slices.ContainsFunc(sh.Slots, func(r [2]int) bool { return r[0] <= t.homes[i] && t.homes[i] <= r[1] }) {
-				inHomeShard = true
-			}
+		if !slices.ContainsFunc(masters, func(n topology.Node) bool { return n.ID == id }) {
+			continue
 		}
-		if serves && !inHomeShard {
+		o, ok := m.Owner(t.homes[i])
+		if !ok {
+			return true
+		}
+		sh := m.Shards[o]
+		if sh.Master.ID != id && !slices.ContainsFunc(sh.Replicas, func(r topology.Node) bool { return r.ID == id }) {
 			return true
 		}
 	}
@@ -573,9 +572,7 @@ func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
 	// A reshard can have left an old home's keys only in a job that ran
 	// before this attempt: one that started on a target without markers
 	// and never started again is spared the 16384 × (streams+1) commands.
-	if !t.Found() {
-		streams = -1
-	}
+	leftovers := t.Found()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, sh := range t.topo.Shards {
@@ -589,7 +586,7 @@ func (t *clusterTarget) RemoveMarkers(ctx context.Context) error {
 		for _, r := range sh.Slots {
 			for s := r[0]; s <= r[1]; s++ {
 				p.Unlink(ctx, slotMarker(job, s))
-				if s == home || streams < 0 {
+				if s == home || !leftovers {
 					continue
 				}
 				// What a reshard left here: the stream markers and the
