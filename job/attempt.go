@@ -111,7 +111,7 @@ func (j *job) attempt(ctx context.Context) error {
 	c := j.c
 	tgt, err := j.openTarget(ctx)
 	if err != nil {
-		return err
+		return &openError{err}
 	}
 	defer tgt.Close()
 	defer j.noteWrites(tgt)
@@ -125,10 +125,11 @@ func (j *job) attempt(ctx context.Context) error {
 	var src *source.Source
 	if c.RDB == "" && c.AOF == "" {
 		if src, err = source.Open(ctx, source.Config{Endpoint: j.c.Source, Shards: j.c.Shards}); err != nil {
-			return err
+			return &openError{err}
 		}
 		j.cmds.table = j.sourceCommands(ctx, src)
 	}
+	j.setDown(restartDown{}) // the peers are reached again
 	// Before anything is written (or flushed) on the target.
 	if err := j.checkCapabilities(ctx, tgt, src); err != nil {
 		return err

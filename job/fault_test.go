@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-dev/ferry/internal/redistest"
+	"github.com/ferry-dev/ferry/status"
 )
 
 func infoInt(t *testing.T, s *redistest.Server, section, field string) int64 {
@@ -406,6 +409,69 @@ func TestTargetRestarted(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestRestartedJobWaitsForTarget: a target that crashes and comes back
+// empty makes a sync start again from what the target holds (a rewind); if
+// the target is down again when that new start connects (a crash loop, a
+// failover not finished), the sync keeps trying instead of ending, and once
+// the target is back it catches up: nothing lost, nothing doubled.
+func TestRestartedJobWaitsForTarget(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.Start(t)
+	sc := src.Client(t)
+	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, Seed: 5})
+	newWatch := func(next io.Writer, needle string) *watchLog {
+		return &watchLog{next: next, needle: []byte(needle), found: make(chan struct{})}
+	}
+	retrying := newWatch(zerolog.TestWriter{T: t}, "could not open the job again")
+	rewound := newWatch(retrying, "lost writes")
+	ended := make(chan error, 1)
+	var state atomic.Pointer[func() State]
+	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: zerolog.New(rewound).Level(zerolog.InfoLevel),
+		Observe: func(s func() State) { state.Store(&s) }}, ended)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := runLoad(ctx, t, sc)
+	redistest.WaitFor(t, 30*time.Second, func() bool { return markerOffset(t, dst, "default") > 0 }, "the sync to go live")
+
+	dst.Kill(t)
+	dst.Restart(t) // empty: no save configured
+	wait := func(w *watchLog, what string) {
+		t.Helper()
+		select {
+		case <-w.found:
+		case err := <-ended:
+			t.Fatalf("the sync ended (%v) instead of %s", err, what)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no %s in 60 s", what)
+		}
+	}
+	wait(rewound, "rewind")
+	// The new start comes a second after the rewind: the target is down by then.
+	dst.Kill(t)
+	wait(retrying, "retry of the new start")
+	select {
+	case err := <-ended:
+		t.Fatalf("the sync ended while the target was down: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if st := (*state.Load())(); st.Phase != status.PhaseConnecting || st.Restarting < time.Second || !strings.Contains(st.RestartError, "connection refused") {
+		t.Errorf("while the target is down: phase %s, restarting for %s (%q); want connecting, ≥ 1s, the refused connection", st.Phase, st.Restarting, st.RestartError)
+	}
+	dst.Restart(t)
+
+	cancel()
+	waitCaughtUp(t, src, dst, "default", 60*time.Second)
+	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+	checkCounters(t, dst.Client(t), l)
+	if st := (*state.Load())(); st.Restarting != 0 || st.Phase != status.PhaseStreaming {
+		t.Errorf("caught up: phase %s, restarting for %s; want streaming, 0", st.Phase, st.Restarting)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

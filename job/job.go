@@ -91,6 +91,7 @@ type job struct {
 	sum     Summary
 	tgt     target.Target
 	streams []*stream
+	down    restartDown // a restarted attempt cannot open its peers: see reopen
 	phase   atomic.Pointer[status.Phase]
 }
 
@@ -158,14 +159,21 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Observe != nil {
 		o.Observe(j.state)
 	}
+	restarted := false // an attempt ended in a way that starts another
+	re := reopen{log: j.log, timeout: j.retryTimeout()}
 	for {
 		err := j.attempt(ctx)
 		// Two ends of an attempt start another, from the target's markers.
 		var (
 			rw *writer.RewoundError
 			hm *target.HomeMovedError
+			oe *openError
 		)
+		if !errors.As(err, &oe) {
+			re.opened()
+		}
 		again := ctx.Err() == nil
+		wait := time.Second
 		switch {
 		case again && errors.As(err, &rw):
 			j.log.Warn().Err(err).Msg("the target lost writes it had acknowledged; resuming from the positions it holds")
@@ -173,13 +181,21 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		case again && errors.As(err, &hm):
 			j.log.Warn().Err(err).Msg("a target master's home slot moved; starting again from the target's markers, with its lease and stream markers in a slot it serves now")
 			j.forgetHomes()
+		case again && restarted:
+			failed := err
+			wait, again, err = re.failed(err, time.Now())
+			if again {
+				j.setPhase(status.PhaseConnecting)
+				j.setDown(restartDown{since: re.since, err: failed.Error()})
+			}
 		default:
 			again = false
 		}
 		if again {
+			restarted = true
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 			continue
 		}

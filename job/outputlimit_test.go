@@ -3,6 +3,7 @@ package job
 import (
 	"bytes"
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,10 +15,10 @@ import (
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
-// watchLog passes a job's log lines on to the test's and closes found at
-// the first line that holds needle.
+// watchLog passes a job's log lines on to next (the test's log, or another
+// watchLog) and closes found at the first line that holds needle.
 type watchLog struct {
-	t      zerolog.TestWriter
+	next   io.Writer
 	needle []byte
 	once   sync.Once
 	found  chan struct{}
@@ -27,7 +28,7 @@ func (l *watchLog) Write(p []byte) (int, error) {
 	if bytes.Contains(p, l.needle) {
 		l.once.Do(func() { close(l.found) })
 	}
-	return l.t.Write(p)
+	return l.next.Write(p)
 }
 
 // TestSnapshotCutOffByOutputLimit: a source under writes drops ferry in the
@@ -59,7 +60,7 @@ func TestSnapshotCutOffByOutputLimit(t *testing.T) {
 		}
 	}()
 
-	logs := &watchLog{t: zerolog.TestWriter{T: t}, needle: []byte("client-output-buffer-limit replica"), found: make(chan struct{})}
+	logs := &watchLog{next: zerolog.TestWriter{T: t}, needle: []byte("client-output-buffer-limit replica"), found: make(chan struct{})}
 	log := zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: log})
 	select {

@@ -28,10 +28,15 @@ type State struct {
 	Functions int64 // function libraries dropped: the target cannot hold them
 	Modules   int64 // module values dropped: the target cannot hold them
 	Lease     *LeaseState
-	Swept     int64 // stale keys deleted after full resyncs
-	Commands  int64 // stream commands applied so far
-	RDBSize   int64 // -1: unknown (diskless)
-	RDBParsed int64
+	// Restarting: the job is starting again by itself (the target went
+	// back, a home slot moved) and has not been able to open its target or
+	// source for this long, the last time with RestartError; 0 otherwise.
+	Restarting   time.Duration
+	RestartError string
+	Swept        int64 // stale keys deleted after full resyncs
+	Commands     int64 // stream commands applied so far
+	RDBSize      int64 // -1: unknown (diskless)
+	RDBParsed    int64
 }
 
 // ShardState is the state of one source shard's link.
@@ -152,6 +157,9 @@ func (j *job) state() State {
 	st.Keys, st.Commands, st.Expired, st.Swept = j.sum.Keys, j.sum.Commands, j.sum.Expired, j.sum.Swept
 	st.Empty, st.FieldTTLs, st.Functions, st.Modules = j.sum.Empty, j.sum.FieldTTLs, j.sum.Functions, j.sum.Modules
 	streams := j.streams
+	if d := j.down; !d.since.IsZero() {
+		st.Restarting, st.RestartError = time.Since(d.since), d.err
+	}
 	j.mu.Unlock()
 	sizeKnown := true
 	var size int64

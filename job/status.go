@@ -20,6 +20,11 @@ func (s State) Status(name, mode string) status.Job {
 		CommandsApplied: s.Commands,
 		// Writers add their skips (see status.Job.Dropped).
 		Dropped: map[string]int64{"field_ttl": s.FieldTTLs, "function": s.Functions, "module": s.Modules},
+
+		RestartingSeconds: s.Restarting.Seconds(),
+	}
+	if s.Restarting > 0 {
+		out.LastError = s.RestartError
 	}
 	if l := s.Lease; l != nil {
 		out.Lease = &status.Lease{Owner: l.Owner.ID, Host: l.Owner.Host, PID: l.Owner.PID, Epoch: l.Epoch, RenewedAt: l.Renewed}

@@ -620,8 +620,9 @@ func TestCloseWithoutRun(t *testing.T) {
 }
 
 // TestReadyz: /livez is always ok; /readyz and ferry_up follow readiness —
-// a failed job, or a connection down longer than UnreadyAfter, makes the
-// job unready, and the body says which part and why.
+// a failed job, a connection down longer than UnreadyAfter, or a job that
+// has been starting again that long makes the job unready, and the body
+// says which part and why.
 func TestReadyz(t *testing.T) {
 	s, base := start(t)
 	var down atomic.Int64 // writer's seconds down
@@ -659,5 +660,11 @@ func TestReadyz(t *testing.T) {
 	s.Register("b", func() Job { return Job{Phase: PhaseFailed, LastError: "target x: refused"} })
 	if code, body, _ := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "job b: failed: target x: refused") {
 		t.Errorf("failed job: %d %q", code, body)
+	}
+	s.Register("c", func() Job {
+		return Job{Phase: PhaseConnecting, RestartingSeconds: 15, LastError: "target connect 10.0.0.3:6379: connection refused"}
+	})
+	if _, body, _ := get(t, base+"/readyz"); !strings.Contains(body, "job c: restarting: target or source not reachable for 15 s: target connect 10.0.0.3:6379: connection refused\n") {
+		t.Errorf("restarting job: %q", body)
 	}
 }

@@ -44,6 +44,10 @@ type Job struct {
 	// Lease is this process's hold on the job's target (nil before it
 	// has one): who runs the job there.
 	Lease *Lease `json:"lease,omitempty"`
+	// RestartingSeconds: the job is starting again by itself (the target
+	// went back, a home slot moved) and has not been able to open its
+	// target or source for this long (LastError says why); 0 otherwise.
+	RestartingSeconds float64 `json:"restarting_seconds,omitempty"`
 }
 
 // Lease is the job's lease on its target (package lease).
@@ -166,8 +170,9 @@ const (
 const UnreadyAfter = 10 * time.Second
 
 // NotReady says why the job is not ready, one reason per part ("" parts:
-// it is ready): it failed, or a source link or target connection has been
-// down longer than UnreadyAfter.
+// it is ready): it failed, a source link or target connection has been
+// down longer than UnreadyAfter, or the job has been starting again by
+// itself that long without reaching its peers.
 func (j Job) NotReady() []string {
 	var why []string
 	if j.Phase == PhaseFailed {
@@ -178,6 +183,13 @@ func (j Job) NotReady() []string {
 		why = append(why, line)
 	}
 	down := UnreadyAfter.Seconds()
+	if j.RestartingSeconds > down {
+		line := fmt.Sprintf("restarting: target or source not reachable for %.0f s", j.RestartingSeconds)
+		if j.LastError != "" {
+			line += ": " + oneLine(j.LastError)
+		}
+		why = append(why, line)
+	}
 	for _, s := range j.Shards {
 		if s.DisconnectedSeconds > down {
 			line := fmt.Sprintf("source %s (%s) disconnected for %.0f s", s.Name, s.Addr, s.DisconnectedSeconds)
