@@ -47,8 +47,9 @@ type reopen struct {
 	wait    time.Duration
 }
 
-// reopenFirstWait is the wait after a restarted attempt's first failure to
-// open, as after a rewind: a target that just restarted answers within it.
+// The first wait is the one after a rewind: a target that just restarted
+// answers within it. The longest keeps a failover's end (seconds) from
+// waiting long for ferry.
 const (
 	reopenFirstWait = time.Second
 	reopenMaxWait   = 5 * time.Second
