@@ -412,38 +412,44 @@ func TestTargetRestarted(t *testing.T) {
 	}
 }
 
-// TestRestartedJobWaitsForTarget: a target that crashes and comes back
-// empty makes a sync start again from what the target holds (a rewind); if
-// the target is down again when that new start connects (a crash loop, a
-// failover not finished), the sync keeps trying instead of ending, and once
-// the target is back it catches up: nothing lost, nothing doubled.
-func TestRestartedJobWaitsForTarget(t *testing.T) {
+// restartBed is a sync whose target crashed and came back empty (a rewind:
+// the job starts again from what the target holds) and was down again when
+// that new start connected (a crash loop, a failover not finished).
+type restartBed struct {
+	src, dst *redistest.Server
+	load     *load
+	stopLoad context.CancelFunc
+	stop     func() (Summary, error)
+	ended    chan error
+	state    func() State
+}
+
+func startRestartBed(t *testing.T) *restartBed {
 	redistest.Require(t)
-	src := redistest.Start(t)
-	dst := redistest.Start(t)
-	sc := src.Client(t)
+	b := &restartBed{src: redistest.Start(t), dst: redistest.Start(t), ended: make(chan error, 1)}
+	sc := b.src.Client(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, Seed: 5})
 	newWatch := func(next io.Writer, needle string) *watchLog {
 		return &watchLog{next: next, needle: []byte(needle), found: make(chan struct{})}
 	}
 	retrying := newWatch(zerolog.TestWriter{T: t}, "could not open the job again")
 	rewound := newWatch(retrying, "lost writes")
-	ended := make(chan error, 1)
-	var state atomic.Pointer[func() State]
-	stop := runSyncEnded(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: zerolog.New(rewound).Level(zerolog.InfoLevel),
-		Observe: func(s func() State) { state.Store(&s) }}, ended)
+	observed := make(chan func() State, 1)
+	b.stop = runSyncEnded(t, Options{Conf: testConf(t, b.src.URL(), b.dst.URL()), Log: zerolog.New(rewound).Level(zerolog.InfoLevel),
+		Observe: func(s func() State) { observed <- s }}, b.ended)
+	b.state = <-observed
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	l := runLoad(ctx, t, sc)
-	redistest.WaitFor(t, 30*time.Second, func() bool { return markerOffset(t, dst, "default") > 0 }, "the sync to go live")
+	t.Cleanup(cancel)
+	b.load, b.stopLoad = runLoad(ctx, t, sc), cancel
+	redistest.WaitFor(t, 30*time.Second, func() bool { return markerOffset(t, b.dst, "default") > 0 }, "the sync to go live")
 
-	dst.Kill(t)
-	dst.Restart(t) // empty: no save configured
+	b.dst.Kill(t)
+	b.dst.Restart(t) // empty: no save configured
 	wait := func(w *watchLog, what string) {
 		t.Helper()
 		select {
 		case <-w.found:
-		case err := <-ended:
+		case err := <-b.ended:
 			t.Fatalf("the sync ended (%v) instead of %s", err, what)
 		case <-time.After(60 * time.Second):
 			t.Fatalf("no %s in 60 s", what)
@@ -451,25 +457,57 @@ func TestRestartedJobWaitsForTarget(t *testing.T) {
 	}
 	wait(rewound, "rewind")
 	// The new start comes a second after the rewind: the target is down by then.
-	dst.Kill(t)
+	b.dst.Kill(t)
 	wait(retrying, "retry of the new start")
+	return b
+}
+
+// TestRestartedJobWaitsForTarget: the sync of a restartBed keeps trying
+// instead of ending, shows why, and once the target is back it catches up:
+// nothing lost, nothing doubled.
+func TestRestartedJobWaitsForTarget(t *testing.T) {
+	b := startRestartBed(t)
 	select {
-	case err := <-ended:
+	case err := <-b.ended:
 		t.Fatalf("the sync ended while the target was down: %v", err)
 	case <-time.After(2 * time.Second):
 	}
-	if st := (*state.Load())(); st.Phase != status.PhaseConnecting || st.Restarting < time.Second || !strings.Contains(st.RestartError, "connection refused") {
+	if st := b.state(); st.Phase != status.PhaseConnecting || st.Restarting < time.Second || !strings.Contains(st.RestartError, "connection refused") {
 		t.Errorf("while the target is down: phase %s, restarting for %s (%q); want connecting, ≥ 1s, the refused connection", st.Phase, st.Restarting, st.RestartError)
 	}
-	dst.Restart(t)
+	b.dst.Restart(t)
 
-	cancel()
-	waitCaughtUp(t, src, dst, "default", 60*time.Second)
-	redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
-	checkCounters(t, dst.Client(t), l)
-	if st := (*state.Load())(); st.Restarting != 0 || st.Phase != status.PhaseStreaming {
+	b.stopLoad()
+	waitCaughtUp(t, b.src, b.dst, "default", 60*time.Second)
+	redistest.AssertSameData(t, []string{b.src.Addr}, []string{b.dst.Addr}, false, false)
+	checkCounters(t, b.dst.Client(t), b.load)
+	if st := b.state(); st.Restarting != 0 || st.Phase != status.PhaseStreaming {
 		t.Errorf("caught up: phase %s, restarting for %s; want streaming, 0", st.Phase, st.Restarting)
 	}
+	if _, err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStopWhileRestarting: a sync stopped while it cannot reach the target
+// to start again holds nothing to flush — the target's markers are its
+// resume point — so it ends at once and cleanly, and the next start resumes
+// from the markers.
+func TestStopWhileRestarting(t *testing.T) {
+	b := startRestartBed(t)
+	b.stopLoad()
+	began := time.Now()
+	if _, err := b.stop(); err != nil {
+		t.Errorf("stopped while restarting: %v; want a clean stop", err)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("the stop took %s", d.Round(time.Millisecond))
+	}
+	b.dst.Restart(t)
+	stop := runSync(t, Options{Conf: testConf(t, b.src.URL(), b.dst.URL()), Log: testLog(t)})
+	waitCaughtUp(t, b.src, b.dst, "default", 60*time.Second)
+	redistest.AssertSameData(t, []string{b.src.Addr}, []string{b.dst.Addr}, false, false)
+	checkCounters(t, b.dst.Client(t), b.load)
 	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}

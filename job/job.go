@@ -188,6 +188,10 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 				j.setPhase(status.PhaseConnecting)
 				j.setDown(restartDown{since: re.since, err: failed.Error()})
 			}
+		case restarted && oe != nil:
+			// Stopped while opening an attempt that starts the job
+			// again: as below.
+			err = nil
 		default:
 			again = false
 		}
@@ -195,9 +199,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			restarted = true
 			select {
 			case <-ctx.Done():
+				// Stopped between attempts: the last one's writers are
+				// closed, nothing is held, and the target's markers are
+				// the resume point — a clean stop.
+				err = nil
 			case <-time.After(wait):
+				continue
 			}
-			continue
 		}
 		if j.stopExpired.Load() {
 			err = j.unflushed()
