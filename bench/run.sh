@@ -118,6 +118,7 @@ stop_pid() { # PID [grace seconds]: SIGTERM, SIGKILL after the grace period, rea
 	local pid=$1 grace=${2:-60} i
 	if alive "$pid"; then
 		kill -TERM "$pid" 2>/dev/null || true
+		kill -CONT "$pid" 2>/dev/null || true # a paused one (steady's turns) acts on it only then
 		for ((i = 0; i < grace * 20; i++)); do alive "$pid" || break; sleep 0.05; done
 		# (a process on its way out may look alive again for a moment: only the
 		# timeout counts)
@@ -563,7 +564,7 @@ fullsync_pinned() {
 
 # ---------------------------------------------------------------- 4. steady
 
-# steady_runs WHO DST_PORT [CORES]: RUNS loads with the lag probe; appends to $LOGS/steady-WHO.txt
+# steady_run WHO DST_PORT R [CORES]: load R with the lag probe; appends to $LOGS/steady-WHO.txt
 # A heartbeat every 20 ms gives a 7 s load ~350 samples: with one every
 # 100 ms (~70) the p99 was the run's worst sample, and varied 11-921 ms for
 # the native replica alone between runs.
@@ -571,32 +572,78 @@ fullsync_pinned() {
 # probe on CORES, the replica's or ferry's and its target's: as on separate
 # machines, whatever CPU ferry and its target use beyond a replica's is not
 # the source's, and the load's duration shows whether ferry keeps pace.
-steady_runs() {
-	local who=$1 dst=$2 r s load=() probe=()
-	if [ -n "${3:-}" ]; then
+steady_run() {
+	local who=$1 dst=$2 r=$3 s load=() probe=()
+	if [ -n "${4:-}" ]; then
 		load=(taskset -c 0)
-		probe=(taskset -c "$3")
+		probe=(taskset -c "$4")
 	fi
+	s=$(wait_quiet)
+	ST0=$(now)
+	"${probe[@]}" "$BIN/lagwatch" lag -interval 20ms -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
+		-load-out "$LOGS/steady-$who-$r.bench" -- \
+		"${load[@]}" redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
+	local rps
+	rps=$(tr '\r' '\n' <"$LOGS/steady-$who-$r.bench" | awk -F': ' '/requests per second/{split($2, a, " "); printf "%s=%.0f ", $1, a[1]}')
+	echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
+}
+# The loads alternate, ferry's then the replica's, so that both meet the
+# same hour: on this kind of VM the anchor's loads of one run spread by 20 %
+# and more, and several loads of one side after those of the other compared
+# two hours as much as two replication paths. Both are attached before the
+# first load; the side whose turn it is not is paused (SIGSTOP) and its link
+# cut on the source, and at its next turn it reconnects and resumes with a
+# partial resync from the source's backlog (sized for a load), as after any
+# dropped link, and catches up before its load. A paused side that stayed
+# connected would make the source keep everything written meanwhile in
+# fresh memory (its replication buffer is shared by the replicas and cannot
+# be trimmed behind the slowest): measured, that slowed every load by a
+# third, on either side's turn, and hid the difference between the sides.
+#
+# steady_link_id SIDE: the CLIENT ID of SIDE's replication link on the
+# source: ferry's is named ferry-reader-*, the native replica's unnamed.
+steady_link_id() {
+	rcli "${PORT[src]}" client list type replica | awk -v side="$1" '{
+		id = ""; name = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^id=/) id = substr($i, 4)
+			if ($i ~ /^name=/) name = substr($i, 6)
+		}
+		if ((side == "ferry") == (name ~ /^ferry-reader-/)) print id
+	}'
+}
+# steady_turn SIDE: SIDE (ferry or native) reads the source again, the other
+# side is paused and its link cut; returns once SIDE has caught up.
+steady_turn() {
+	local dst=st other=native stop=${PID[sr]} cont=$STEADY_FERRY id
+	if [ "$1" = native ]; then
+		dst=sr other=ferry stop=$STEADY_FERRY cont=${PID[sr]}
+	fi
+	kill -STOP "$stop"
+	for id in $(steady_link_id "$other"); do rcli "${PORT[src]}" client kill id "$id" >/dev/null; done
+	kill -CONT "$cont"
+	echo "$1 turn: caught up $("$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[$dst]}")" >>"$LOGS/steady.log"
+}
+# steady_rounds SUFFIX [CORES]: RUNS rounds of a load with ferry, then one
+# with the native replica (results under ferrySUFFIX and nativeSUFFIX).
+steady_rounds() {
+	local r
 	for ((r = 1; r <= RUNS; r++)); do
-		s=$(wait_quiet)
-		ST0=$(now)
-		"${probe[@]}" "$BIN/lagwatch" lag -interval 20ms -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
-			-load-out "$LOGS/steady-$who-$r.bench" -- \
-			"${load[@]}" redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
-		local rps
-		rps=$(tr '\r' '\n' <"$LOGS/steady-$who-$r.bench" | awk -F': ' '/requests per second/{split($2, a, " "); printf "%s=%.0f ", $1, a[1]}')
-		echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
+		steady_turn ferry
+		steady_run "ferry$1" "${PORT[st]}" "$r" "${2:-}"
+		steady_turn native
+		steady_run "native$1" "${PORT[sr]}" "$r" "${2:-}"
 	done
 }
-# steady_pinned WHO DST_PORT PID...: steady_runs with the source on core 0
-# and PIDs (the replica, or ferry and its target) on the other cores.
+# steady_pinned: steady_rounds with the source on core 0 and the rest
+# (ferry and its target, the replica) on the other cores.
 steady_pinned() {
 	[ "$cores" -ge 2 ] || return 0
 	local rest="1-$((cores - 1))"
 	pin 0 "${PID[src]}"
-	pin "$rest" "${@:3}"
-	steady_runs "$1" "$2" "$rest"
-	pin "0-$((cores - 1))" "${PID[src]}"
+	pin "$rest" "$STEADY_FERRY" "${PID[st]}" "${PID[sr]}"
+	steady_rounds -pinned "$rest"
+	pin "0-$((cores - 1))" "${PID[src]}" "$STEADY_FERRY" "${PID[st]}" "${PID[sr]}"
 }
 runs_of() { grep -o " $2=[^ ]*" "$LOGS/steady-$1.txt" | sed 's/.*=//' | tr '\n' ' ' | sed 's/ $//'; }
 steady_med() { # WHO KEY: median over the runs
@@ -619,36 +666,46 @@ hwm_mb() { awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null
 
 section_steady() {
 	main_source
-	local q0 conf fpid ferry_pid hwm_attach hwm_live
+	local q0 conf fpid hwm_attach hwm_live backlog
 	q0=$(quiet_mark)
-	conf=$(ferry_conf steady)
+	backlog=$(rcli "${PORT[src]}" config get repl-backlog-size | tail -1)
+	# What one load writes (~250 MB of commands), twice over.
+	rcli "${PORT[src]}" config set repl-backlog-size 512mb >/dev/null
+	# A paused ferry renews its lease late: the lease must outlast a turn.
+	conf=$(BENCH_FERRY_CONF="${BENCH_FERRY_CONF:-}"$'\n''lease_ttl = "5m"' ferry_conf steady)
 	srv_start st
+	srv_start sr
 	"$BIN/runstat" -o "$LOGS/steady-ferry.stats" -- "$FERRY" sync -c "$conf" --source "redis://127.0.0.1:${PORT[src]}" \
 		--target "redis://127.0.0.1:${PORT[st]}" >"$LOGS/steady-ferry.out" 2>"$LOGS/steady-ferry.log" &
 	fpid=$!
 	PIDS+=("$fpid")
 	"$BIN/lagwatch" wait -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[st]}" >"$LOGS/steady-ferry-attach.txt"
 	log "steady: ferry attached ($(cat "$LOGS/steady-ferry-attach.txt"))"
-	ferry_pid=$(child_of "$fpid")
-	hwm_attach=$(hwm_mb "$ferry_pid")
-	hwm_reset "$ferry_pid"
-	steady_runs ferry "${PORT[st]}"
-	hwm_live=$(hwm_mb "$ferry_pid")
-	steady_pinned ferry-pinned "${PORT[st]}" "$ferry_pid" "${PID[st]}"
+	STEADY_FERRY=$(child_of "$fpid")
+	hwm_attach=$(hwm_mb "$STEADY_FERRY")
+	"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[sr]}" >"$LOGS/steady-native-attach.txt"
+	log "steady: native replica attached ($(cat "$LOGS/steady-native-attach.txt"))"
+	# Two loads, not measured, both sides attached: the backlog fills up
+	# (its memory taken once), so no turn pays for its growth.
+	local w
+	for w in 1 2; do
+		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >/dev/null 2>&1
+	done
+	hwm_reset "$STEADY_FERRY"
+	steady_rounds ""
+	hwm_live=$(hwm_mb "$STEADY_FERRY")
+	steady_pinned
+	steady_turn ferry # the last load reaches the target before the digest
+	kill -CONT "${PID[sr]}"
 	stop_pid "$fpid" 120
 	local check
 	rm -f "$SRC_DIGEST"
 	check="ferry $(tr -d '\n' <"$LOGS/steady-ferry.stats"); $(cat "$LOGS/steady-ferry.out"); digest $(same_data source "${PORT[src]}" steady-target "${PORT[st]}")"
 	srv_stop st
-
-	srv_start sr
-	"$BIN/lagwatch" wait -replicaof -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:${PORT[sr]}" >"$LOGS/steady-native-attach.txt"
-	steady_runs native "${PORT[sr]}"
-	steady_pinned native-pinned "${PORT[sr]}" "${PID[sr]}"
 	srv_stop sr
 	rm -f "$SRC_DIGEST"
+	rcli "${PORT[src]}" config set repl-backlog-size "$backlog" >/dev/null
 
-	local w
 	for w in native ferry; do
 		local label="ferry sync"
 		[ $w = native ] && label="anchor native replica"
