@@ -163,7 +163,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	re := reopen{log: j.log, timeout: j.retryTimeout()}
 	for {
 		err := j.attempt(ctx)
-		// Two ends of an attempt start another, from the target's markers.
+		// Two ends of an attempt start another, from the target's markers;
+		// an attempt that starts one again and cannot open its peers is
+		// tried again (reopen).
 		var (
 			rw *writer.RewoundError
 			hm *target.HomeMovedError
