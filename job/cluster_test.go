@@ -189,7 +189,7 @@ func TestClusterTargetReshardedHome(t *testing.T) {
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 300, Seed: 26})
 	o := clusterConf(t, src, dst)
 	o.Conf.LeaseTTL = 3 * time.Second
-	logs := &watchLog{next: zerolog.TestWriter{T: t}, needle: []byte("home slot moved"), found: make(chan struct{})}
+	logs := newWatchLog(zerolog.TestWriter{T: t}, "home slot moved")
 	o.Log = zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	stop := runSync(t, o)
 	waitClusterSynced(t, src, dst)

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -429,11 +428,8 @@ func startRestartBed(t *testing.T) *restartBed {
 	b := &restartBed{src: redistest.Start(t), dst: redistest.Start(t), ended: make(chan error, 1)}
 	sc := b.src.Client(t)
 	redistest.FillAllTypes(t, sc, redistest.FillOptions{Keys: 100, Seed: 5})
-	newWatch := func(next io.Writer, needle string) *watchLog {
-		return &watchLog{next: next, needle: []byte(needle), found: make(chan struct{})}
-	}
-	retrying := newWatch(zerolog.TestWriter{T: t}, "could not open the job again")
-	rewound := newWatch(retrying, "lost writes")
+	retrying := newWatchLog(zerolog.TestWriter{T: t}, "could not open the job again")
+	rewound := newWatchLog(retrying, "lost writes")
 	observed := make(chan func() State, 1)
 	b.stop = runSyncEnded(t, Options{Conf: testConf(t, b.src.URL(), b.dst.URL()), Log: zerolog.New(rewound).Level(zerolog.InfoLevel),
 		Observe: func(s func() State) { observed <- s }}, b.ended)

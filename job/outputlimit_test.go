@@ -24,6 +24,10 @@ type watchLog struct {
 	found  chan struct{}
 }
 
+func newWatchLog(next io.Writer, needle string) *watchLog {
+	return &watchLog{next: next, needle: []byte(needle), found: make(chan struct{})}
+}
+
 func (l *watchLog) Write(p []byte) (int, error) {
 	if bytes.Contains(p, l.needle) {
 		l.once.Do(func() { close(l.found) })
@@ -60,7 +64,7 @@ func TestSnapshotCutOffByOutputLimit(t *testing.T) {
 		}
 	}()
 
-	logs := &watchLog{next: zerolog.TestWriter{T: t}, needle: []byte("client-output-buffer-limit replica"), found: make(chan struct{})}
+	logs := newWatchLog(zerolog.TestWriter{T: t}, "client-output-buffer-limit replica")
 	log := zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	stop := runSync(t, Options{Conf: testConf(t, src.URL(), dst.URL()), Log: log})
 	select {
