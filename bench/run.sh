@@ -52,6 +52,8 @@ LOAD_N=${BENCH_LOAD_N:-1000000}
 LOAD_TESTS=set,lpush,incr,hset
 LOAD_P=32
 LOAD_R=${BENCH_LOAD_R:-100000}
+# LOAD: the load's command, less the source's port (-p PORT after it).
+LOAD=(redis-benchmark -h 127.0.0.1 -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q)
 QUIET_MAX=${QUIET_MAX:-120}
 QUIET_PCT=${QUIET_PCT:-15}
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
@@ -582,7 +584,7 @@ steady_run() {
 	ST0=$(now)
 	"${probe[@]}" "$BIN/lagwatch" lag -interval 20ms -src "127.0.0.1:${PORT[src]}" -dst "127.0.0.1:$dst" -csv "$LOGS/steady-$who-$r.csv" \
 		-load-out "$LOGS/steady-$who-$r.bench" -- \
-		"${load[@]}" redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/steady-$who-$r.txt"
+		"${load[@]}" "${LOAD[@]}" -p "${PORT[src]}" >"$LOGS/steady-$who-$r.txt"
 	local rps
 	rps=$(tr '\r' '\n' <"$LOGS/steady-$who-$r.bench" | awk -F': ' '/requests per second/{split($2, a, " "); printf "%s=%.0f ", $1, a[1]}')
 	echo "$who run $r: $(cat "$LOGS/steady-$who-$r.txt") rps: $rps($(step_log "$ST0" "$s"))" | tee -a "$LOGS/steady.log" >>"$LOGS/steady-$who.txt"
@@ -689,7 +691,7 @@ section_steady() {
 	# (its memory taken once), so no turn pays for its growth.
 	local w
 	for w in 1 2; do
-		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >/dev/null 2>&1
+		"${LOAD[@]}" -p "${PORT[src]}" >/dev/null 2>&1
 	done
 	hwm_reset "$STEADY_FERRY"
 	steady_rounds ""
@@ -777,7 +779,7 @@ load_loop() {
 	trap - ERR
 	trap '[ -n "$bp" ] && kill "$bp" 2>/dev/null; exit 0' TERM
 	while :; do
-		redis-benchmark -h 127.0.0.1 -p "${PORT[src]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >>"$LOGS/profile-load.txt" 2>&1 &
+		"${LOAD[@]}" -p "${PORT[src]}" >>"$LOGS/profile-load.txt" 2>&1 &
 		bp=$!
 		wait "$bp" || return 0
 	done
@@ -1172,7 +1174,7 @@ fence_kind() {
 		local c0 o0 c1 o1 cmds t0
 		c0=$(cmdstat_sum "${PORT[fsrc]}"); o0=$(info_field "${PORT[fsrc]}" replication master_repl_offset)
 		t0=$(now)
-		redis-benchmark -h 127.0.0.1 -p "${PORT[fsrc]}" -t "$LOAD_TESTS" -n "$LOAD_N" -P "$LOAD_P" -r "$LOAD_R" -q >"$LOGS/fence-$kind-load-$r.bench" 2>&1
+		"${LOAD[@]}" -p "${PORT[fsrc]}" >"$LOGS/fence-$kind-load-$r.bench" 2>&1
 		local load_s
 		load_s=$(since "$t0")
 		c1=$(cmdstat_sum "${PORT[fsrc]}"); o1=$(info_field "${PORT[fsrc]}" replication master_repl_offset)
