@@ -28,7 +28,9 @@
 //
 // Memory: at most MemLimit bytes of data, plus at most two partly used chunks
 // (256 KiB each) and two fixed I/O buffers (min(1 MiB, max(64 KiB, MemLimit/4),
-// SegmentSize) each), whatever the lag.
+// SegmentSize) each), whatever the lag. Chunks are reused while the memory
+// part holds data; once it is drained the spool keeps four and lets the
+// runtime have the rest, so memory a burst took does not stay for the run.
 //
 // Segment files are named ferry-spool-<id>-<seq>.seg next to a lock file
 // ferry-spool-<id>.lock that the owning Spool holds with flock(2). New removes
@@ -65,6 +67,14 @@ const (
 	chunkSize    = 256 << 10 // memory chunk: a snapshot's reads (see Buffer) are up to this long
 	maxIOBufSize = 1 << 20   // write buffer and read-ahead buffer
 	minIOBufSize = 64 << 10
+
+	// keepFree is how many free chunks a drained memory part keeps. A
+	// stream that keeps up needs one or two (a live stream's bytes between
+	// two reads fit in one chunk). The rest of what a burst took goes back
+	// to the runtime, which returns it to the OS: a sync that met one burst
+	// held up to MemLimit it no longer used for the rest of its run (a
+	// weeks-long sync, peak RSS for good).
+	keepFree = 4
 )
 
 var (
@@ -103,6 +113,7 @@ type Stats struct {
 	OnDisk      int64 // bytes of the disk part not yet returned by Read (Written-Read = InMemory+OnDisk)
 	Segments    int   // live segment files
 	MaxInMemory int64 // high-water mark of InMemory
+	Pooled      int64 // bytes of free chunks kept for reuse
 }
 
 type chunk struct {
@@ -420,11 +431,18 @@ func (s *Spool) memGetLocked(p []byte) int {
 		}
 	}
 	s.memBytes -= int64(n)
+	if s.memBytes == 0 && len(s.free) > keepFree {
+		// Drained: the burst that needed these chunks is over.
+		clear(s.free[keepFree:])
+		s.free = s.free[:keepFree]
+	}
 	return n
 }
 
-// getChunkLocked reuses a free chunk. The free list is not capped: the chunks
-// in use plus the free ones never exceed the peak in use, which MemLimit bounds.
+// getChunkLocked reuses a free chunk. While the memory part holds data the
+// free list is not trimmed (the chunks in use plus the free ones never
+// exceed the peak in use, which MemLimit bounds), so a spool that fills and
+// drains allocates nothing; once drained it keeps keepFree chunks.
 func (s *Spool) getChunkLocked() *chunk {
 	if n := len(s.free); n > 0 {
 		c := s.free[n-1]
@@ -724,6 +742,7 @@ func (s *Spool) Stats() Stats {
 		OnDisk:      s.diskIn - s.diskOut,
 		Segments:    len(s.segs),
 		MaxInMemory: s.maxInMem,
+		Pooled:      int64(len(s.free) * s.chunkSize),
 	}
 	if s.closed {
 		st.InMemory, st.OnDisk = 0, 0

@@ -374,6 +374,62 @@ func TestMemoryBound(t *testing.T) {
 	if st.MaxInMemory > memLimit || st.Segments != 0 {
 		t.Errorf("stats %+v", st)
 	}
+	// Drained, the spool keeps keepFree chunks and its I/O buffers: the
+	// memory the lag took is the runtime's again.
+	if drained := int64(keepFree*chunkSize + 2*maxIOBufSize + slack); heap > drained {
+		t.Errorf("drained spool holds %d bytes of heap, want at most %d", heap, drained)
+	}
+}
+
+func TestDrainedSpoolKeepsFewChunks(t *testing.T) {
+	const memLimit = 4 << 20 // 16 chunks
+	s := newSpool(t, Options{MemLimit: memLimit})
+	w := &writer{s: s, buf: make([]byte, 32<<10)}
+	r := &reader{s: s, buf: make([]byte, 32<<10), want: make([]byte, 32<<10)}
+	// A new chunk is chunkSize bytes of heap; the test's own bookkeeping
+	// allocates far less than one.
+	allocated := func() uint64 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.TotalAlloc
+	}
+
+	for w.off < memLimit {
+		w.write(t, 32<<10)
+	}
+	for r.off < memLimit/2 {
+		r.read(t, 32<<10)
+	}
+	if st := s.Stats(); st.Pooled != memLimit/2 {
+		t.Fatalf("half read: %d bytes pooled, want %d (%+v)", st.Pooled, memLimit/2, st)
+	}
+	// Filling up again while data is held reuses the freed chunks.
+	before := allocated()
+	for w.off < memLimit*3/2 {
+		w.write(t, 32<<10)
+	}
+	if n := allocated() - before; n >= chunkSize {
+		t.Errorf("refilling a spool that was not drained allocated %d bytes", n)
+	}
+	if st := s.Stats(); st.OnDisk != 0 || st.InMemory != memLimit {
+		t.Fatalf("refilled: %+v", st)
+	}
+
+	for r.off < w.off {
+		r.read(t, 32<<10)
+	}
+	if st := s.Stats(); st.InMemory != 0 || st.Pooled != keepFree*chunkSize {
+		t.Errorf("drained: %d bytes pooled, want %d (%+v)", st.Pooled, keepFree*chunkSize, st)
+	}
+	// What is kept serves a stream that keeps up.
+	before = allocated()
+	for range 100 {
+		w.write(t, 32<<10)
+		r.read(t, 32<<10)
+	}
+	if n := allocated() - before; n >= chunkSize {
+		t.Errorf("a stream that keeps up allocated %d bytes after the drain", n)
+	}
 }
 
 func TestNoAllocsSteadyState(t *testing.T) {
