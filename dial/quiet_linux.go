@@ -34,6 +34,13 @@ import (
 // per stream). Raw writes held the P: in four make bench runs of the live
 // stream, lag p99 had runs of 127–568 ms; with writes through net, 39–59 ms.
 //
+// A read always tries the socket before it waits, even right after a read
+// that took all the socket held (half of the reads find it empty then).
+// Waiting first would save those calls, but each RawConn.Read clears the
+// poller's record of readiness before it starts: bytes that arrived in
+// between would wait for the next arrival or the deadline. Tried: a
+// writer's replies then went unread until its timeout.
+//
 // sysmon has two more duties: it preempts a goroutine that has run for
 // 10 ms, and it polls the network when no P has for 10 ms. Asleep, it wakes
 // only for the next timer, a syscall entered through package syscall, or
