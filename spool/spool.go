@@ -441,8 +441,8 @@ func (s *Spool) memGetLocked(p []byte) int {
 
 // getChunkLocked reuses a free chunk. While the memory part holds data the
 // free list is not trimmed (the chunks in use plus the free ones never
-// exceed the peak in use, which MemLimit bounds), so a spool that fills and
-// drains allocates nothing; once drained it keeps keepFree chunks.
+// exceed the peak in use, which MemLimit bounds), so a spool that fills
+// again before it drains allocates nothing.
 func (s *Spool) getChunkLocked() *chunk {
 	if n := len(s.free); n > 0 {
 		c := s.free[n-1]
