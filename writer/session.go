@@ -336,6 +336,11 @@ func (s *session) PingIfIdle(idle time.Duration) error {
 	return s.c.W.Flush()
 }
 
+// receive reads the replies as they arrive. Reading them instead when the
+// next flight goes out, the socket taken out of Go's poller so that a reply
+// wakes no thread, cost ferry more CPU than it saved: the hand-off to this
+// goroutine costs what the poller's wake-up does (bench/PROFILE.md section
+// 22).
 func (s *session) receive() error {
 	w := s.w
 	var execErrs map[int]string
