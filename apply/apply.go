@@ -727,7 +727,8 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 	if d == filter.Refuse {
 		why = "filter: " + why
 	}
-	if d == filter.Apply && !a.known.Knows(out) && a.dropUnsupported {
+	unknown := d == filter.Apply && !a.known.Knows(out)
+	if unknown && a.dropUnsupported {
 		switch {
 		case fieldTTLOnly(out):
 			// on_unsupported = drop: the hash stays, without the field's TTL.
@@ -738,7 +739,7 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 			return nil
 		}
 	}
-	if d == filter.Apply && !a.known.Knows(out) {
+	if unknown {
 		name := out.Display()
 		d, why = filter.Refuse, fmt.Sprintf("the target does not know %s, which the source ran: upgrade the target or load the module that has it, "+
 			"or ignore it with block_commands = [%q]", name, strings.ToLower(strings.ReplaceAll(name, " ", "|")))

@@ -47,15 +47,34 @@ func benchStream(n int) []byte {
 	return b
 }
 
+// benchKnown is what a target that knows the stream's commands says of
+// them (its COMMAND reply, cut to those): as in a job, every command is
+// checked against it.
+func benchKnown(b *testing.B) *router.Known {
+	var reply []any
+	for _, c := range []struct {
+		name  string
+		arity int64
+	}{{"set", -3}, {"lpush", -3}, {"incr", 2}, {"hset", -4}, {"select", 2}, {"multi", 1}, {"exec", 1}, {"ping", -1}} {
+		reply = append(reply, []any{c.name, c.arity, []any{"write"}, int64(1), int64(1), int64(1)})
+	}
+	k, err := router.KnownCommands(reply)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
+}
+
 // BenchmarkStreamApply is the stream consumer's loop without the spool and
-// the writer: read a command, apply it (standalone target, no filter), batch
-// it, and publish the position, as the job's consumer does.
+// the writer: read a command, apply it (standalone target, no filter, the
+// target's commands known), batch it, and publish the position, as the
+// job's consumer does.
 func BenchmarkStreamApply(b *testing.B) {
 	const n = 4096
 	data := benchStream(n)
 	dw := &discardWriter{}
 	var seq atomic.Uint64
-	app := New(Config{Log: zerolog.Nop(), Table: router.Builtin(), Fenced: true, Seq: &seq, Job: "bench"})
+	app := New(Config{Log: zerolog.Nop(), Table: router.Builtin(), Known: benchKnown(b), Fenced: true, Seq: &seq, Job: "bench"})
 	app.SetSink(target.SingleSink(dw, 0, "", 512, 16<<20))
 	ctx := context.Background()
 	src := bytes.NewReader(data)
