@@ -68,6 +68,9 @@ type Config struct {
 	Seq     *atomic.Uint64
 	Restore conf.Restore
 	Fenced  bool
+	// Fold lets the sink send a run of router.Fold commands on one key as
+	// one command (conf's fold).
+	Fold bool
 	// SkipRefused: on_error = skip, a command refused by the filter or
 	// unknown to the target is skipped and counted (else it stops the job).
 	SkipRefused bool
@@ -120,6 +123,7 @@ type Applier struct {
 	jobName   string
 	restore   conf.Restore
 	fenced    bool
+	fold      bool
 	skipErr   bool
 	tgtRDB    int
 	maxBulk   int64
@@ -172,7 +176,7 @@ func New(cfg Config) *Applier {
 		stream: cfg.Stream, log: cfg.Log, jobName: cfg.Job,
 		dbMap: cfg.DBMap, filter: cfg.Filter, moves: cfg.Moves,
 		table: cfg.Table, known: cfg.Known, waitApplied: cfg.WaitApplied, seq: cfg.Seq,
-		restore: cfg.Restore, fenced: cfg.Fenced, skipErr: cfg.SkipRefused, tgtRDB: cfg.TargetRDB, maxBulk: cfg.MaxBulk,
+		restore: cfg.Restore, fenced: cfg.Fenced, fold: cfg.Fold, skipErr: cfg.SkipRefused, tgtRDB: cfg.TargetRDB, maxBulk: cfg.MaxBulk,
 		noFieldTTL: cfg.NoFieldTTL, noFunctions: cfg.NoFunctions, noModules: cfg.NoModules, dropUnsupported: cfg.Drop,
 	}
 }
@@ -580,7 +584,16 @@ func appendRestoreTail(dst []byte, rec *rdb.Record) []byte {
 // snapshot key, a function library).
 func (a *Applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 	c, _ := a.table.Parse(args)
+	a.noFold(&c)
 	return a.out.Add(ctx, db, &c)
+}
+
+// noFold clears c's router.Fold when fold is off: the sink then sends c as
+// it is, never joined to the command before it.
+func (a *Applier) noFold(c *router.Command) {
+	if !a.fold {
+		c.Flags &^= router.Fold
+	}
 }
 
 // Command applies one command of the replication stream: args, raw its
@@ -764,6 +777,7 @@ func (a *Applier) data(ctx context.Context, c *router.Command, prev, end int64) 
 		if done, err := a.rewriteRestore(ctx, out.Args, prev); done || err != nil {
 			return err
 		}
+		a.noFold(out)
 		if a.raw != nil && out == orig && (len(a.dbMap) == 0 || len(out.DBArgs()) == 0) {
 			// Nothing rewrote the command: its source encoding goes as it is.
 			return a.out.AddRaw(ctx, a.dbOf(out), out, a.raw)

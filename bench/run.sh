@@ -920,10 +920,10 @@ section_profile() {
 	say "[profile] target redis, commands in the window (calls, usec, share of its command time):"
 	awk 'FNR == 1 {f++} /^tgt_/ {c[$1] = c[$1]; if (f == 1) {a[$1] = $2; u[$1] = $3} else {b[$1] = $2; w[$1] = $3}} END{for (k in b) {dc = b[k] - a[k]; du = w[k] - u[k]; if (dc > 0) {print k, dc, du; t += du}} print "TOTAL", 0, t}' \
 		"$LOGS/profile-a.snap" "$LOGS/profile-b.snap" | sort -k3 -g -r | awk 'NR == 1 {t = $3; next} {printf "[profile]   %-14s calls=%d usec=%d (%.1f%%)\n", substr($1, 5), $2, $3, t ? 100 * $3 / t : 0}' | head -12 | tee -a "$SUM"
-	# CPU per applied command (the load's commands counted in the target's
-	# commandstats, a native replica's included): the same denominator for
-	# ferry, ferry with fence off and a native replica; the source's CPU per
-	# command it ran.
+	# CPU per applied command: the load's commands the source ran in the
+	# window (what the replica or ferry applies over it, to within the lag),
+	# the same denominator for ferry, ferry with fence off and a native
+	# replica; not the target's count, which a folded run (fold) lowers.
 	local w label rep
 	declare -A repl=()
 	for w in "a b fence=multi" "e f fence=off" "g h native-replica"; do
@@ -936,10 +936,9 @@ section_profile() {
 		fi
 		rep=$(awk -v h="$(getconf CLK_TCK)" 'FNR == 1 {f++}
 			$1 ~ /^src_(set|lpush|incr|hset)$/ {c[f] += $2}
-			$1 ~ /^tgt_(set|lpush|incr|hset)$/ {a[f] += $2}
 			$1 == "time" {tm[f] = $2}
 			$1 == "ferry" || $1 == "source" || $1 == "target" {t[f, $1] = $2}
-			END{n = c[2] - c[1]; m = a[2] - a[1]; if (n <= 0 || m <= 0) {print "n/a"; exit}
+			END{n = c[2] - c[1]; m = n; if (n <= 0) {print "n/a"; exit}
 				us = 1e6 / h
 				printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", (t[2, "source"] - t[1, "source"]) * us / n, (t[2, "target"] - t[1, "target"]) * us / m,
 					(t[2, "ferry"] - t[1, "ferry"]) * us / m, (t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us / m,

@@ -149,7 +149,10 @@ type Job struct {
 	TargetNonempty Nonempty
 	Restore        Restore
 	Fence          Fence
-	OnError        OnError
+	// Fold: a run of pushes or adds to one key (LPUSH, SADD, HSET...) in
+	// the command stream may go to the target as one command.
+	Fold    bool
+	OnError OnError
 	// OnUnsupported: data the target cannot hold (per-field hash TTLs
 	// into a server older than 7.4): refuse, or drop it and count it.
 	OnUnsupported     OnUnsupported
@@ -300,6 +303,7 @@ func Default() Job {
 		TargetNonempty:    "refuse",
 		Restore:           "auto",
 		Fence:             "multi",
+		Fold:              true,
 		OnError:           "stop",
 		OnUnsupported:     "refuse",
 		KeepaliveInterval: 30 * time.Second,

@@ -507,6 +507,7 @@ data_dir = "d \"quoted\" \\ dir"
 target_nonempty = "flush"
 restore = "never"
 fence = "off"
+fold = false
 on_error = "skip"
 keepalive_interval = "1m30s"
 max_conn_age = "1h"

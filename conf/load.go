@@ -328,6 +328,7 @@ func (d *decoder) job(m map[string]any, o jobOpts, j *Job) *table {
 	enum(t, "target_nonempty", &j.TargetNonempty)
 	enum(t, "restore", &j.Restore)
 	enum(t, "fence", &j.Fence)
+	t.boolean("fold", &j.Fold)
 	enum(t, "on_error", &j.OnError)
 	enum(t, "on_unsupported", &j.OnUnsupported)
 	t.duration("keepalive_interval", &j.KeepaliveInterval)

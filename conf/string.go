@@ -29,6 +29,7 @@ func (j Job) String() string {
 	w("target_nonempty", quote(string(j.TargetNonempty)))
 	w("restore", quote(string(j.Restore)))
 	w("fence", quote(string(j.Fence)))
+	w("fold", strconv.FormatBool(j.Fold))
 	w("on_error", quote(string(j.OnError)))
 	w("on_unsupported", quote(string(j.OnUnsupported)))
 	w("keepalive_interval", dur(j.KeepaliveInterval))

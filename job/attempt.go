@@ -88,6 +88,7 @@ func (j *job) newApplier(i int, tgt target.Target) *apply.Applier {
 		Seq:         &j.seq,
 		Restore:     c.Restore,
 		Fenced:      c.Fence != conf.FenceOff,
+		Fold:        c.Fold,
 		SkipRefused: c.OnError == conf.OnErrorSkip,
 		TargetRDB:   tgtRDB,
 		MaxBulk:     maxBulk,

@@ -144,13 +144,9 @@ func settleLoads(t testing.TB) {
 	}
 }
 
-func runLoad(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
-	return runLoadOpts(ctx, t, c, false)
-}
-
-// runLoadOpts with tolerant set goes on through errors (a crashing source):
-// its counts are then not exact, and the digest is the check.
-func runLoadOpts(ctx context.Context, t *testing.T, c redis.UniversalClient, tolerant bool) *load {
+// newLoad is a load that runs until ctx ends, registered for settleLoads;
+// its goroutine closes done.
+func newLoad(ctx context.Context, t *testing.T) *load {
 	l := &load{counters: map[string]int64{}, lists: map[string]int64{}, stop: ctx, done: make(chan struct{})}
 	loadsMu.Lock()
 	loads[t] = append(loads[t], l)
@@ -160,6 +156,17 @@ func runLoadOpts(ctx context.Context, t *testing.T, c redis.UniversalClient, tol
 		delete(loads, t)
 		loadsMu.Unlock()
 	})
+	return l
+}
+
+func runLoad(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
+	return runLoadOpts(ctx, t, c, false)
+}
+
+// runLoadOpts with tolerant set goes on through errors (a crashing source):
+// its counts are then not exact, and the digest is the check.
+func runLoadOpts(ctx context.Context, t *testing.T, c redis.UniversalClient, tolerant bool) *load {
+	l := newLoad(ctx, t)
 	go func() {
 		defer close(l.done)
 		// ctx only says when to stop, between pipelines: a pipeline cut off

@@ -43,6 +43,11 @@ const (
 	// Learned: the entry comes from a server's COMMAND reply, not from the
 	// built-in table (see Learn).
 	Learned
+	// Fold: a run of the command on one key means what one call with the
+	// run's arguments after the key does (LPUSH, RPUSH, SADD, SREM, HSET,
+	// HDEL, ZREM, PFADD): the writer may send such a run as one command
+	// (writer.Batch.AddFold).
+	Fold
 )
 
 // DataType is a set of Redis data types, one bit each.

@@ -703,7 +703,11 @@ func (s *clusterSink) Add(ctx context.Context, db int, c *router.Command) error 
 		if err != nil {
 			return err
 		}
-		s.batcher(i).cur.AddSlot(p.Slot, p.Args...)
+		b := s.batcher(i).cur
+		b.AddSlot(p.Slot, p.Args...)
+		if len(parts) == 1 && c.Has(router.Fold) {
+			b.MarkFold()
+		}
 	}
 	return nil
 }

@@ -127,11 +127,17 @@ type single struct{ b *batcher }
 
 func (s *single) Add(ctx context.Context, db int, c *router.Command) error {
 	s.b.cur.Add(db, c.Args...)
+	if c.Has(router.Fold) {
+		s.b.cur.MarkFold()
+	}
 	return nil
 }
 
 func (s *single) AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
 	s.b.cur.AddEncoded(db, -1, raw)
+	if c.Has(router.Fold) {
+		s.b.cur.MarkFold()
+	}
 	return nil
 }
 

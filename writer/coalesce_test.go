@@ -37,9 +37,25 @@ func TestStandaloneCutsExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestFoldedCutsExactlyOnce: the same with LPUSHes marked foldable, two
+// in a row to each key, so that a run would cross a transaction cut if
+// fold let it: every push applied once.
+func TestFoldedCutsExactlyOnce(t *testing.T) {
+	st := commandsUnderKills(t, 1500, func(i int) int { return 1 + i*37%300 }, true)
+	if st.Reconnects == 0 {
+		t.Errorf("no connection was killed")
+	}
+}
+
 // incrsUnderKills submits batches of size(i) INCRs, and returns the
 // writer's stats once every INCR is checked applied exactly once.
 func incrsUnderKills(t *testing.T, batches int, size func(i int) int) Stats {
+	return commandsUnderKills(t, batches, size, false)
+}
+
+// commandsUnderKills is incrsUnderKills, or with pushes set LPUSHes marked
+// foldable (two in a row to each key), checked by the lists' lengths.
+func commandsUnderKills(t *testing.T, batches int, size func(i int) int, pushes bool) Stats {
 	t.Helper()
 	redistest.Require(t)
 	srv := redistest.Start(t)
@@ -96,7 +112,13 @@ func incrsUnderKills(t *testing.T, batches int, size func(i int) int) Stats {
 		b.MarkerKey = fmt.Sprintf("__ferry:test:pos:%d", stream)
 		for k := range size(i) {
 			key := fmt.Sprintf("c:%d:%d", stream, (i+k)%50)
-			b.Add(0, []byte("INCR"), []byte(key))
+			if pushes {
+				key = fmt.Sprintf("l:%d:%d", stream, (i+k/2)%50)
+				b.Add(0, []byte("LPUSH"), []byte(key), []byte("x"))
+				b.MarkFold()
+			} else {
+				b.Add(0, []byte("INCR"), []byte(key))
+			}
 			want[key]++
 			seq++
 			offs[stream] += 10
@@ -119,6 +141,9 @@ func incrsUnderKills(t *testing.T, batches int, size func(i int) int) Stats {
 	}
 	for key, n := range want {
 		got, err := cl.Get(ctx, key).Int()
+		if pushes {
+			got, err = int(cl.LLen(ctx, key).Val()), nil
+		}
 		if err != nil || got != n {
 			t.Errorf("%s = %d (%v), want %d", key, got, err, n)
 		}

@@ -1,0 +1,172 @@
+package job
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferry-dev/ferry/internal/redistest"
+)
+
+// runRuns is a load of what fold joins: each pipeline pushes or adds to one
+// key several times in a row (every kind fold knows), with an INCR between
+// runs. lists counts the pushes the source
+// acknowledged, counters the INCRs.
+func runRuns(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
+	l := newLoad(ctx, t)
+	go func() {
+		defer close(l.done)
+		stop := ctx
+		ctx := context.Background()
+		for i := 1; stop.Err() == nil; i++ {
+			k := strconv.Itoa(i % 7)
+			run := 3 + i%9
+			p := c.Pipeline()
+			for j := range run {
+				v := strconv.Itoa(i*100 + j)
+				p.LPush(ctx, "q:"+k, v)
+			}
+			p.Incr(ctx, "ctr:"+k)
+			for j := range run {
+				v := strconv.Itoa(i*100 + j)
+				p.RPush(ctx, "q:"+k, v, "x")
+				p.SAdd(ctx, "s:"+k, v)
+			}
+			for range run {
+				p.LPushX(ctx, "q:"+k, "lx")
+			}
+			for j := range run {
+				p.RPushX(ctx, "q:"+k, "rx", strconv.Itoa(j))
+			}
+			for j := range run {
+				p.HSet(ctx, "h:"+k, "f"+strconv.Itoa((i+j)%40), i)
+			}
+			for j := range run {
+				p.HMSet(ctx, "h:"+k, "m"+strconv.Itoa((i+j)%10), j)
+			}
+			for j := range run {
+				p.SRem(ctx, "s:"+k, strconv.Itoa((i-3)*100+j))
+				p.HDel(ctx, "h:"+k, "f"+strconv.Itoa((i+j+20)%40))
+			}
+			for j := range run {
+				p.ZAdd(ctx, "z:"+k, redis.Z{Score: float64(j), Member: strconv.Itoa((i + j) % 30)})
+			}
+			for j := range run {
+				p.ZRem(ctx, "z:"+k, strconv.Itoa((i+j+15)%30))
+				p.PFAdd(ctx, "hll:"+k, strconv.Itoa(i*100+j))
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				if stop.Err() == nil {
+					t.Errorf("load: %v", err)
+				}
+				return
+			}
+			l.mu.Lock()
+			l.counters["ctr:"+k]++
+			l.lists["q:"+k] += int64(6 * run)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// commandCalls is a server's count of calls of command name.
+func commandCalls(t *testing.T, s *redistest.Server, name string) int64 {
+	t.Helper()
+	v := s.Info(t, "commandstats")["cmdstat_"+name]
+	for _, f := range strings.Split(v, ",") {
+		if n, ok := strings.CutPrefix(f, "calls="); ok {
+			c, _ := strconv.ParseInt(n, 10, 64)
+			return c
+		}
+	}
+	return 0
+}
+
+// TestFoldedRunsUnderKills: runs of pushes and adds to one key while
+// ferry's target connections are killed again and again. The target ends
+// with the source's data, every list as long as the source's pushes made it
+// and every counter at the source's count (nothing lost, nothing doubled);
+// it ran far fewer LPUSHs than the source did (the runs went folded), and
+// with fold = false exactly as many.
+func TestFoldedRunsUnderKills(t *testing.T) {
+	redistest.Require(t)
+	for _, fold := range []bool{true, false} {
+		t.Run("fold="+strconv.FormatBool(fold), func(t *testing.T) {
+			src := redistest.Start(t)
+			dst := redistest.Start(t)
+			sc := src.Client(t)
+			c := testConf(t, src.URL(), dst.URL())
+			c.Fold = fold
+			stop := runSync(t, Options{Conf: c, Log: testLog(t)})
+			waitCaughtUp(t, src, dst, "default", 30*time.Second)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			l := runRuns(ctx, t, sc)
+			killed := 0
+			for range 8 {
+				time.Sleep(250 * time.Millisecond)
+				killed += dst.KillClients(t, "ferry-writer")
+			}
+			cancel()
+			if killed < 8 {
+				t.Fatalf("only %d writer connections killed", killed)
+			}
+			waitCaughtUp(t, src, dst, "default", 60*time.Second)
+			redistest.AssertSameData(t, []string{src.Addr}, []string{dst.Addr}, false, false)
+			checkCounters(t, dst.Client(t), l)
+
+			srcCalls, dstCalls := commandCalls(t, src, "lpush"), commandCalls(t, dst, "lpush")
+			if fold && dstCalls*2 > srcCalls {
+				t.Errorf("target ran %d LPUSHs for the source's %d: the runs were not folded", dstCalls, srcCalls)
+			}
+			// Unfolded, a flight sent again after a kill may repeat some
+			// that a transaction then discarded; never fewer.
+			if !fold && dstCalls < srcCalls {
+				t.Errorf("fold = false: target ran %d LPUSHs, the source %d", dstCalls, srcCalls)
+			}
+			if _, err := stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestFoldedRunsIntoClusterUnderKills: the same into a cluster target,
+// whose writers fold per master and send each slot's commands apart.
+func TestFoldedRunsIntoClusterUnderKills(t *testing.T) {
+	redistest.Require(t)
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	stop := runSync(t, clusterConf(t, src, dst))
+	waitClusterSynced(t, src, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := runRuns(ctx, t, src.Client(t))
+	killed := 0
+	for range 8 {
+		time.Sleep(250 * time.Millisecond)
+		for _, m := range dst.Masters {
+			killed += m.KillClients(t, "ferry-writer")
+		}
+	}
+	cancel()
+	if killed < 8 {
+		t.Fatalf("only %d writer connections killed", killed)
+	}
+	waitClusterSynced(t, src, dst)
+	checkClusterCounters(t, dst, l)
+	var dstCalls int64
+	for _, m := range dst.Masters {
+		dstCalls += commandCalls(t, m, "lpush")
+	}
+	if srcCalls := commandCalls(t, src, "lpush"); dstCalls*2 > srcCalls {
+		t.Errorf("target ran %d LPUSHs for the source's %d: the runs were not folded", dstCalls, srcCalls)
+	}
+	if _, err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,155 @@
+package writer
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/resp"
+)
+
+// foldAdd adds one command as a unit of its own, marked foldable when fold
+// is set, and ends the unit as seq.
+func foldAdd(b *Batch, db int, fold bool, seq uint64, args ...string) {
+	b.AddStrings(db, args...)
+	if fold {
+		b.MarkFold()
+	}
+	b.EndUnit(Position{Seq: seq, Offset: int64(seq) * 10})
+}
+
+// foldOps renders a batch's commands as "seq:ARG ARG…" for comparison.
+func foldOps(t *testing.T, b *Batch) []string {
+	t.Helper()
+	var out []string
+	for i := range b.ops {
+		args, err := resp.ParseCommand(b.op(i))
+		if err != nil {
+			t.Fatalf("command %d does not parse: %v (%q)", i, err, b.op(i))
+		}
+		var s []string
+		for _, a := range args {
+			s = append(s, string(a))
+		}
+		out = append(out, fmt.Sprintf("%d:%s", b.ops[i].seq, strings.Join(s, " ")))
+	}
+	return out
+}
+
+// TestBatchFolds: a run of foldable commands on one key, each a unit of
+// its own, goes as one command holding every argument in order, numbered
+// as its last unit; anything that differs — command, key, db, a command not
+// marked, a unit of two commands — ends the run.
+func TestBatchFolds(t *testing.T) {
+	b := NewBatch()
+	foldAdd(b, 0, true, 1, "LPUSH", "q", "a")
+	foldAdd(b, 0, true, 2, "LPUSH", "q", "b", "c")
+	foldAdd(b, 0, true, 3, "LPUSH", "q", "d")
+	foldAdd(b, 0, true, 4, "RPUSH", "q", "e")      // another command
+	foldAdd(b, 0, true, 5, "RPUSH", "q2", "f")     // another key
+	foldAdd(b, 1, true, 6, "RPUSH", "q2", "g")     // another db
+	foldAdd(b, 1, false, 7, "RPUSH", "q2", "h")    // not marked
+	foldAdd(b, 1, true, 8, "RPUSH", "q2", "i")     // after one not marked
+	foldAdd(b, 1, true, 9, "HSET", "h", "f1", "1") // another command again
+	foldAdd(b, 1, true, 10, "HSET", "h", "f2", "2", "f1", "3")
+	// A source transaction of two commands is one unit: it stays apart.
+	b.AddStrings(1, "HSET", "h", "f3", "4")
+	b.MarkFold()
+	b.AddStrings(1, "HSET", "h", "f4", "5")
+	b.MarkFold()
+	b.EndUnit(Position{Seq: 11, Offset: 110})
+	foldAdd(b, 1, true, 12, "HSET", "h", "f5", "6")
+	want := []string{
+		"3:LPUSH q a b c d",
+		"4:RPUSH q e",
+		"5:RPUSH q2 f",
+		"6:RPUSH q2 g",
+		"7:RPUSH q2 h",
+		"8:RPUSH q2 i",
+		"10:HSET h f1 1 f2 2 f1 3",
+		"11:HSET h f3 4",
+		"11:HSET h f4 5",
+		"12:HSET h f5 6",
+	}
+	if got := foldOps(t, b); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("folded batch:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if b.ops[0].off != 30 {
+		t.Errorf("folded command's offset %d, want its last unit's (30)", b.ops[0].off)
+	}
+	if b.Size() != len(b.buf) || b.ops[len(b.ops)-1].end != len(b.buf) {
+		t.Errorf("buffer %d bytes, last command ends at %d", len(b.buf), b.ops[len(b.ops)-1].end)
+	}
+	b.Release()
+}
+
+// TestBatchFoldGrowsCount: the array header gains a digit as the run
+// passes 9 and 99 arguments; the command stays whole and in order.
+func TestBatchFoldGrowsCount(t *testing.T) {
+	b := NewBatch()
+	b.AddStrings(0, "SET", "before", "x")
+	b.EndUnit(Position{Seq: 1})
+	want := []string{"SADD", "s"}
+	for i := range 150 {
+		m := "m" + strconv.Itoa(i)
+		foldAdd(b, 0, true, uint64(i+2), "SADD", "s", m)
+		want = append(want, m)
+	}
+	got := foldOps(t, b)
+	if len(got) != 2 || got[0] != "1:SET before x" || got[1] != "151:"+strings.Join(want, " ") {
+		t.Errorf("batch %q", got)
+	}
+	b.Release()
+}
+
+// TestBatchFoldStopsAtCut: a marker records the position at a transaction
+// cut, so no later unit joins the command before it; and a folded command
+// stays under foldBytes.
+func TestBatchFoldStopsAtCut(t *testing.T) {
+	b := NewBatch()
+	for i := range txnOps - 1 {
+		foldAdd(b, 0, false, uint64(i+1), "INCR", "c"+strconv.Itoa(i))
+	}
+	foldAdd(b, 0, true, txnOps, "LPUSH", "q", "a") // the cut falls after this one
+	foldAdd(b, 0, true, txnOps+1, "LPUSH", "q", "b")
+	foldAdd(b, 0, true, txnOps+2, "LPUSH", "q", "c")
+	if len(b.cuts) != 1 || b.cuts[0].n != txnOps || b.cuts[0].pos.Seq != txnOps {
+		t.Fatalf("cuts %+v, want one after unit %d", b.cuts, txnOps)
+	}
+	got := foldOps(t, b)
+	if len(got) != txnOps+1 || got[txnOps-1] != fmt.Sprintf("%d:LPUSH q a", txnOps) || got[txnOps] != fmt.Sprintf("%d:LPUSH q b c", txnOps+2) {
+		t.Errorf("around the cut: %q", got[txnOps-1:])
+	}
+	b.Release()
+
+	b = NewBatch()
+	v := strings.Repeat("v", 1000)
+	for i := range 40 {
+		foldAdd(b, 0, true, uint64(i+1), "RPUSH", "big", v)
+	}
+	for i := range b.ops {
+		if n := b.opLen(i); n > foldBytes {
+			t.Errorf("command %d is %d bytes, over foldBytes", i, n)
+		}
+	}
+	if b.Len() < 3 || b.Len() > 4 {
+		t.Errorf("40 pushes of 1 KB in %d commands, want 3", b.Len())
+	}
+	b.Release()
+}
+
+// TestBatchFoldTruncate: an unfinished unit dropped after a fold leaves the
+// folded command as its units made it.
+func TestBatchFoldTruncate(t *testing.T) {
+	b := NewBatch()
+	foldAdd(b, 0, true, 1, "LPUSH", "q", "a")
+	foldAdd(b, 0, true, 2, "LPUSH", "q", "b")
+	b.AddStrings(0, "LPUSH", "q", "c") // a unit that never ends
+	b.MarkFold()
+	b.Truncate(1)
+	if got := foldOps(t, b); len(got) != 1 || got[0] != "2:LPUSH q a b" {
+		t.Errorf("after Truncate: %q", got)
+	}
+	b.Release()
+}
