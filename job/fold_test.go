@@ -124,6 +124,9 @@ func TestFoldedRunsUnderKills(t *testing.T) {
 			if fold && dstCalls*2 > srcCalls {
 				t.Errorf("target ran %d LPUSHs for the source's %d: the runs were not folded", dstCalls, srcCalls)
 			}
+			if s, d := commandCalls(t, src, "zadd"), commandCalls(t, dst, "zadd"); fold && d*2 > s {
+				t.Errorf("target ran %d ZADDs for the source's %d: the runs were not folded", d, s)
+			}
 			// Unfolded, a flight sent again after a kill may repeat some
 			// that a transaction then discarded; never fewer.
 			if !fold && dstCalls < srcCalls {

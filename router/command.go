@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -192,6 +193,9 @@ func (t *Table) Parse(args [][]byte) (Command, error) {
 		return refused(args, s, err)
 	}
 	c := Command{Name: s.name, Args: args, Keys: keys, Flags: s.flags, spec: s}
+	if s.foldIf != nil && s.foldIf(args) {
+		c.Flags |= Fold
+	}
 	switch {
 	case len(keys) == 0:
 		c.Kind = Keyless
@@ -244,3 +248,21 @@ func refused(args [][]byte, s *spec, err error) (Command, error) {
 	}
 	return c, err
 }
+
+// zaddPlain: a ZADD of score-member pairs only. Its options (NX, XX, GT,
+// LT, CH, INCR) all come before the first score, and a run of plain ZADDs
+// on one key means one ZADD of all their pairs (a member given twice takes
+// the later score, as it would one by one).
+func zaddPlain(args [][]byte) bool {
+	if len(args) < 4 || len(args)%2 != 0 {
+		return false
+	}
+	for _, o := range zaddOptions {
+		if bytes.EqualFold(args[2], o) {
+			return false
+		}
+	}
+	return true
+}
+
+var zaddOptions = [][]byte{[]byte("NX"), []byte("XX"), []byte("GT"), []byte("LT"), []byte("CH"), []byte("INCR")}

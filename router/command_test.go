@@ -174,3 +174,35 @@ func joined(a [][]byte) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// TestZaddFoldsOnlyPlain: a ZADD of score-member pairs is Fold; one with an
+// option before its first score is not.
+func TestZaddFoldsOnlyPlain(t *testing.T) {
+	for _, c := range []struct {
+		args string
+		fold bool
+	}{
+		{"ZADD z 1 a", true},
+		{"zadd z 1 a 2 b", true},
+		{"ZADD z -inf a", true},
+		{"ZADD z NX 1 a", false},
+		{"ZADD z xx 1 a", false},
+		{"ZADD z GT CH 1 a", false},
+		{"ZADD z INCR 1 a", false},
+		{"ZADD z LT 1 a", false},
+		{"SADD s a", true},
+		{"SET k v", false},
+	} {
+		var args [][]byte
+		for _, f := range strings.Fields(c.args) {
+			args = append(args, []byte(f))
+		}
+		cmd, err := Parse(args)
+		if err != nil {
+			t.Fatalf("%s: %v", c.args, err)
+		}
+		if got := cmd.Has(Fold); got != c.fold {
+			t.Errorf("%s: Fold %v, want %v", c.args, got, c.fold)
+		}
+	}
+}

@@ -410,7 +410,7 @@ var commandTable = []spec{
 	{name: "XREVRANGE", arity: -4, first: 1, last: 1},
 	{name: "XSETID", arity: -3, flags: Write, typ: TypeStream, first: 1, last: 1},
 	{name: "XTRIM", arity: -4, flags: Write, typ: TypeStream, first: 1, last: 1},
-	{name: "ZADD", arity: -4, flags: Write, typ: TypeZSet, first: 1, last: 1},
+	{name: "ZADD", arity: -4, flags: Write, typ: TypeZSet, first: 1, last: 1, foldIf: zaddPlain},
 	{name: "ZCARD", arity: 2, first: 1, last: 1},
 	{name: "ZCOUNT", arity: 4, first: 1, last: 1},
 	{name: "ZDIFF", arity: -3, find: findNumkeys, pos: 1},

@@ -45,8 +45,8 @@ const (
 	Learned
 	// Fold: a run of the command on one key means what one call with the
 	// run's arguments after the key does (LPUSH, RPUSH, SADD, SREM, HSET,
-	// HDEL, ZREM, PFADD): the writer may send such a run as one command
-	// (writer.Batch.AddFold).
+	// HDEL, ZREM, PFADD, a ZADD without options): the writer may send such a
+	// run as one command (writer.Batch.MarkFold).
 	Fold
 )
 
@@ -109,6 +109,8 @@ type spec struct {
 	step  int8 // findRange, findNumkeys; 0 means 1
 	pos   int8 // findNumkeys: where numkeys is; findGeoStore: where options start
 	store int8 // findNumkeys: the destination key, 0 for none
+	// foldIf: the command is Fold when foldIf says so of its arguments.
+	foldIf func(args [][]byte) bool
 	// ks are a learned command's key specifications (findSpecs).
 	ks     []keySpec
 	subs   []spec
