@@ -70,7 +70,7 @@ type opRef struct {
 	seq        uint64
 	off        int64 // source offset at the end of the op's unit
 	idem       bool  // added by AddIdempotent
-	fold       bool  // added by AddFold: a later op may join it (see fold)
+	fold       bool  // marked by MarkFold: a later op may join it (see fold)
 	splice     int32 // 0: all in buf; k: splices[k-1] holds its middle
 }
 
