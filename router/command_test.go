@@ -193,11 +193,7 @@ func TestZaddFoldsOnlyPlain(t *testing.T) {
 		{"SADD s a", true},
 		{"SET k v", false},
 	} {
-		var args [][]byte
-		for _, f := range strings.Fields(c.args) {
-			args = append(args, []byte(f))
-		}
-		cmd, err := Parse(args)
+		cmd, err := Parse(args(c.args))
 		if err != nil {
 			t.Fatalf("%s: %v", c.args, err)
 		}
