@@ -610,6 +610,32 @@ func AppendBulkInt(dst []byte, n int64) []byte {
 	return AppendBulk(dst, strconv.AppendInt(tmp[:0], n, 10))
 }
 
+// CommandPrefix reads the start of an encoded command as AppendCommand
+// makes it: its number of arguments, the length of its array header, and
+// the length of that header and its first k arguments together. ok is false
+// when enc does not start with such a header and k whole arguments.
+func CommandPrefix(enc []byte, k int) (argc, header, prefix int, ok bool) {
+	if len(enc) == 0 || enc[0] != '*' {
+		return 0, 0, 0, false
+	}
+	argc, i := scanLen(enc, 1)
+	if i < 0 || argc < k {
+		return 0, 0, 0, false
+	}
+	header = i
+	for range k {
+		if i >= len(enc) || enc[i] != '$' {
+			return 0, 0, 0, false
+		}
+		l, j := scanLen(enc, i+1)
+		if j < 0 || j+l+2 > len(enc) {
+			return 0, 0, 0, false
+		}
+		i = j + l + 2
+	}
+	return argc, header, i, true
+}
+
 // ParseCommand splits one RESP-encoded command (as built by AppendCommand)
 // back into its arguments. It is used off the hot path: to name the command
 // and key in an error message, or to re-route a command.

@@ -191,3 +191,21 @@ func TestParseInt(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandPrefix: the header and the first arguments of an encoded
+// command, and refusals of what does not start so.
+func TestCommandPrefix(t *testing.T) {
+	enc := AppendCommand(nil, []byte("LPUSH"), []byte("queue"), []byte("a"), []byte("b"))
+	argc, header, prefix, ok := CommandPrefix(enc, 2)
+	if !ok || argc != 4 || header != 4 || string(enc[header:prefix]) != "$5\r\nLPUSH\r\n$5\r\nqueue\r\n" {
+		t.Errorf("CommandPrefix(%q, 2) = %d, %d, %d, %v", enc, argc, header, prefix, ok)
+	}
+	if _, h, p, ok := CommandPrefix(enc, 0); !ok || h != 4 || p != 4 {
+		t.Errorf("CommandPrefix(_, 0) = %d, %d, %v", h, p, ok)
+	}
+	for _, bad := range []string{"", "$3\r\nSET\r\n", "*02\r\n$3\r\nSET\r\n$1\r\nk\r\n", "*2\r\n$3\r\nSET\r\n", "*2\r\n$3\r\nSET\r\n$9\r\nk\r\n", "*1\r\n$3\r\nSET\r\n"} {
+		if _, _, _, ok := CommandPrefix([]byte(bad), 2); ok {
+			t.Errorf("CommandPrefix(%q, 2) accepted", bad)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -344,23 +343,17 @@ func (b *Batch) fold() {
 		return // prev is the end of a source transaction: it stays whole
 	}
 	p, c := b.buf[prev.start:prev.end], b.buf[cur.start:cur.end]
-	pn, ph := respHead(p, '*')
-	cn, ch := respHead(c, '*')
-	if ph == 0 || ch == 0 || cn < 2 {
-		return
-	}
-	head := bulksLen(c[ch:], 2) // the command's name and its key
-	if head == 0 || len(p) < ph+head || string(p[ph:ph+head]) != string(c[ch:ch+head]) {
+	pn, ph, _, ok := resp.CommandPrefix(p, 0)
+	cn, ch, cp, ok2 := resp.CommandPrefix(c, 2) // the command's name and its key
+	if !ok || !ok2 || len(p) < ph+cp-ch || string(p[ph:ph+cp-ch]) != string(c[ch:cp]) {
 		return
 	}
 	var hb [24]byte
-	h := append(hb[:0], '*')
-	h = strconv.AppendInt(h, int64(pn+cn-2), 10)
-	h = append(h, '\r', '\n')
+	h := resp.AppendArrayHeader(hb[:0], pn+cn-2)
 	// The new head is at most a few bytes longer than p's, and c's own
 	// head, name and key are longer than that: the arguments move left (or
 	// stay), p's body right by the difference, into room they free.
-	args := c[ch+head:]
+	args := c[cp:]
 	at := prev.start + len(h) + len(p) - ph
 	copy(b.buf[at:], args)
 	copy(b.buf[prev.start+len(h):], b.buf[prev.start+ph:prev.end])
@@ -369,36 +362,6 @@ func (b *Batch) fold() {
 	b.buf = b.buf[:prev.end]
 	b.ops = b.ops[:n-1]
 	b.marked = n - 2
-}
-
-// respHead returns the number in the RESP header ("*3\r\n", "$5\r\n") of
-// the given kind at the start of p, and the header's length (0: none).
-func respHead(p []byte, kind byte) (n, size int) {
-	if len(p) < 4 || p[0] != kind {
-		return 0, 0
-	}
-	i := 1
-	for ; i < len(p) && i < 12 && p[i] >= '0' && p[i] <= '9'; i++ {
-		n = n*10 + int(p[i]-'0')
-	}
-	if i == 1 || i+1 >= len(p) || p[i] != '\r' || p[i+1] != '\n' {
-		return 0, 0
-	}
-	return n, i + 2
-}
-
-// bulksLen returns the length of the k bulk strings at the start of p (0:
-// p does not start with k whole ones).
-func bulksLen(p []byte, k int) int {
-	at := 0
-	for range k {
-		l, h := respHead(p[at:], '$')
-		if h == 0 || at+h+l+2 > len(p) {
-			return 0
-		}
-		at += h + l + 2
-	}
-	return at
 }
 
 // Truncate drops every command from the n-th on (an unfinished unit).
