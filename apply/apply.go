@@ -68,8 +68,8 @@ type Config struct {
 	Seq     *atomic.Uint64
 	Restore conf.Restore
 	Fenced  bool
-	// Fold lets the sink send a run of router.Fold commands on one key as
-	// one command (conf's fold).
+	// Fold lets the sink send a run of router.Fold commands on one key, or
+	// of router.FoldKeys commands on any keys, as one command (conf's fold).
 	Fold bool
 	// SkipRefused: on_error = skip, a command refused by the filter or
 	// unknown to the target is skipped and counted (else it stops the job).
@@ -588,11 +588,11 @@ func (a *Applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 	return a.out.Add(ctx, db, &c)
 }
 
-// noFold clears c's router.Fold when fold is off: the sink then sends c as
+// noFold clears c's router.Fold and FoldKeys when fold is off: the sink then sends c as
 // it is, never joined to the command before it.
 func (a *Applier) noFold(c *router.Command) {
 	if !a.fold {
-		c.Flags &^= router.Fold
+		c.Flags &^= router.Fold | router.FoldKeys
 	}
 }
 

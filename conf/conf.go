@@ -149,8 +149,9 @@ type Job struct {
 	TargetNonempty Nonempty
 	Restore        Restore
 	Fence          Fence
-	// Fold: a run of pushes or adds to one key (LPUSH, SADD, HSET...) in
-	// the command stream may go to the target as one command.
+	// Fold: a run of pushes or adds to one key (LPUSH, SADD, HSET...), or
+	// of DELs, UNLINKs or plain SETs (as MSET) of any keys, in the command
+	// stream may go to the target as one command.
 	Fold    bool
 	OnError OnError
 	// OnUnsupported: data the target cannot hold (per-field hash TTLs

@@ -13,9 +13,9 @@ import (
 )
 
 // runRuns is a load of what fold joins: each pipeline pushes or adds to one
-// key several times in a row (every kind fold knows), with an INCR between
-// runs. lists counts the pushes the source
-// acknowledged, counters the INCRs.
+// key several times in a row, and sets or deletes many keys in a row (every
+// kind fold knows), with an INCR between runs. lists counts the pushes the
+// source acknowledged, counters the INCRs.
 func runRuns(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
 	l := newLoad(ctx, t)
 	go func() {
@@ -58,6 +58,23 @@ func runRuns(ctx context.Context, t *testing.T, c redis.UniversalClient) *load {
 			for j := range run {
 				p.ZRem(ctx, "z:"+k, strconv.Itoa((i+j+15)%30))
 				p.PFAdd(ctx, "hll:"+k, strconv.Itoa(i*100+j))
+			}
+			// Plain SETs of many keys (one MSET folded), broken by a SET
+			// with an option; MSETs; DELs and UNLINKs of many keys. The
+			// keys of one k share a hash tag: one slot on a cluster.
+			str := func(j int) string { return "str:{" + k + "}:" + strconv.Itoa(j) }
+			for j := range run {
+				p.Set(ctx, str(j), i*100+j, 0)
+				if j == run/2 {
+					p.Set(ctx, "ttl:{"+k+"}", i, time.Hour)
+				}
+			}
+			p.MSet(ctx, str(run), i, str(run+1), i, str(run+2), i)
+			for j := range run / 2 {
+				p.Del(ctx, str(j*2))
+			}
+			for j := range run / 2 {
+				p.Unlink(ctx, str(j*2+1), str(run+j))
 			}
 			if _, err := p.Exec(ctx); err != nil {
 				if stop.Err() == nil {
@@ -127,6 +144,17 @@ func TestFoldedRunsUnderKills(t *testing.T) {
 			if s, d := commandCalls(t, src, "zadd"), commandCalls(t, dst, "zadd"); fold && d*2 > s {
 				t.Errorf("target ran %d ZADDs for the source's %d: the runs were not folded", d, s)
 			}
+			for _, name := range []string{"del", "unlink"} {
+				if s, d := commandCalls(t, src, name), commandCalls(t, dst, name); fold && d*2 > s || !fold && d < s {
+					t.Errorf("fold = %v: target ran %d %s for the source's %d", fold, d, strings.ToUpper(name), s)
+				}
+			}
+			// The source runs an MSET of its own after each run of SETs;
+			// folded, the target runs two: the SETs before the one with
+			// an option, and those after it with the source's MSET.
+			if s, d := commandCalls(t, src, "mset"), commandCalls(t, dst, "mset"); fold && d <= s || !fold && d < s {
+				t.Errorf("fold = %v: target ran %d MSETs for the source's %d", fold, d, s)
+			}
 			// Unfolded, a flight sent again after a kill may repeat some
 			// that a transaction then discarded; never fewer.
 			if !fold && dstCalls < srcCalls {
@@ -168,6 +196,14 @@ func TestFoldedRunsIntoClusterUnderKills(t *testing.T) {
 	}
 	if srcCalls := commandCalls(t, src, "lpush"); dstCalls*2 > srcCalls {
 		t.Errorf("target ran %d LPUSHs for the source's %d: the runs were not folded", dstCalls, srcCalls)
+	}
+	var dstMset int64
+	for _, m := range dst.Masters {
+		dstMset += commandCalls(t, m, "mset")
+	}
+	t.Logf("MSET: target %d, source %d", dstMset, commandCalls(t, src, "mset"))
+	if s := commandCalls(t, src, "mset"); dstMset <= s {
+		t.Errorf("target ran %d MSETs for the source's %d: runs of SETs in one slot were not folded", dstMset, s)
 	}
 	if _, err := stop(); err != nil {
 		t.Fatal(err)

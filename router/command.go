@@ -193,8 +193,8 @@ func (t *Table) Parse(args [][]byte) (Command, error) {
 		return refused(args, s, err)
 	}
 	c := Command{Name: s.name, Args: args, Keys: keys, Flags: s.flags, spec: s}
-	if s.foldIf != nil && s.foldIf(args) {
-		c.Flags |= Fold
+	if s.foldIf != nil {
+		c.Flags |= s.foldIf(args)
 	}
 	switch {
 	case len(keys) == 0:
@@ -253,16 +253,27 @@ func refused(args [][]byte, s *spec, err error) (Command, error) {
 // LT, CH, INCR) all come before the first score, and a run of plain ZADDs
 // on one key means one ZADD of all their pairs (a member given twice takes
 // the later score, as it would one by one).
-func zaddPlain(args [][]byte) bool {
+func zaddPlain(args [][]byte) Flag {
 	if len(args) < 4 || len(args)%2 != 0 {
-		return false
+		return 0
 	}
 	for _, o := range zaddOptions {
 		if bytes.EqualFold(args[2], o) {
-			return false
+			return 0
 		}
 	}
-	return true
+	return Fold
+}
+
+// setPlain: a SET of a key and a value only. It overwrites the key whatever
+// its type and drops its TTL, as MSET does each of its pairs, so a run of
+// them on any keys is one MSET; an option (EX, PX, KEEPTTL, NX, GET...)
+// would change that.
+func setPlain(args [][]byte) Flag {
+	if len(args) == 3 {
+		return FoldKeys
+	}
+	return 0
 }
 
 var zaddOptions = [][]byte{[]byte("NX"), []byte("XX"), []byte("GT"), []byte("LT"), []byte("CH"), []byte("INCR")}

@@ -175,30 +175,42 @@ func joined(a [][]byte) string {
 	return strings.Join(s, " ")
 }
 
-// TestZaddFoldsOnlyPlain: a ZADD of score-member pairs is Fold; one with an
-// option before its first score is not.
-func TestZaddFoldsOnlyPlain(t *testing.T) {
+// TestFoldFlags: a ZADD of score-member pairs is Fold, one with an option
+// before its first score is not; a SET of a key and a value is FoldKeys
+// (its run is one MSET), one with an option is not; DEL, UNLINK and MSET
+// are FoldKeys.
+func TestFoldFlags(t *testing.T) {
 	for _, c := range []struct {
 		args string
-		fold bool
+		fold Flag
 	}{
-		{"ZADD z 1 a", true},
-		{"zadd z 1 a 2 b", true},
-		{"ZADD z -inf a", true},
-		{"ZADD z NX 1 a", false},
-		{"ZADD z xx 1 a", false},
-		{"ZADD z GT CH 1 a", false},
-		{"ZADD z INCR 1 a", false},
-		{"ZADD z LT 1 a", false},
-		{"SADD s a", true},
-		{"SET k v", false},
+		{"ZADD z 1 a", Fold},
+		{"zadd z 1 a 2 b", Fold},
+		{"ZADD z -inf a", Fold},
+		{"ZADD z NX 1 a", 0},
+		{"ZADD z xx 1 a", 0},
+		{"ZADD z GT CH 1 a", 0},
+		{"ZADD z INCR 1 a", 0},
+		{"ZADD z LT 1 a", 0},
+		{"SADD s a", Fold},
+		{"SET k v", FoldKeys},
+		{"set k v", FoldKeys},
+		{"SET k v EX 10", 0},
+		{"SET k v KEEPTTL", 0},
+		{"SET k v NX", 0},
+		{"SET k v GET", 0},
+		{"MSET a 1 b 2", FoldKeys},
+		{"DEL a b", FoldKeys},
+		{"UNLINK a", FoldKeys},
+		{"MSETNX a 1", 0},
+		{"INCR c", 0},
 	} {
 		cmd, err := Parse(args(c.args))
 		if err != nil {
 			t.Fatalf("%s: %v", c.args, err)
 		}
-		if got := cmd.Has(Fold); got != c.fold {
-			t.Errorf("%s: Fold %v, want %v", c.args, got, c.fold)
+		if got := cmd.Flags & (Fold | FoldKeys); got != c.fold {
+			t.Errorf("%s: fold flags %b, want %b", c.args, got, c.fold)
 		}
 	}
 }

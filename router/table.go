@@ -48,6 +48,11 @@ const (
 	// HDEL, ZREM, PFADD, a ZADD without options): the writer may send such a
 	// run as one command (writer.Batch.MarkFold).
 	Fold
+	// FoldKeys: a run of the command on any keys means what one call with
+	// all their arguments after the name does (DEL, UNLINK, MSET; a SET
+	// without options, whose run is one MSET): the writer may send such a
+	// run as one command when its keys share a db or slot.
+	FoldKeys
 )
 
 // DataType is a set of Redis data types, one bit each.
@@ -109,8 +114,9 @@ type spec struct {
 	step  int8 // findRange, findNumkeys; 0 means 1
 	pos   int8 // findNumkeys: where numkeys is; findGeoStore: where options start
 	store int8 // findNumkeys: the destination key, 0 for none
-	// foldIf: the command is Fold when foldIf says so of its arguments.
-	foldIf func(args [][]byte) bool
+	// foldIf: the fold flag (Fold, FoldKeys or none) the command takes with
+	// these arguments, for a command only some of whose forms fold.
+	foldIf func(args [][]byte) Flag
 	// ks are a learned command's key specifications (findSpecs).
 	ks     []keySpec
 	subs   []spec

@@ -705,8 +705,8 @@ func (s *clusterSink) Add(ctx context.Context, db int, c *router.Command) error 
 		}
 		b := s.batcher(i).cur
 		b.AddSlot(p.Slot, p.Args...)
-		if len(parts) == 1 && c.Has(router.Fold) {
-			b.MarkFold()
+		if len(parts) == 1 {
+			b.MarkFold(c)
 		}
 	}
 	return nil

@@ -127,17 +127,13 @@ type single struct{ b *batcher }
 
 func (s *single) Add(ctx context.Context, db int, c *router.Command) error {
 	s.b.cur.Add(db, c.Args...)
-	if c.Has(router.Fold) {
-		s.b.cur.MarkFold()
-	}
+	s.b.cur.MarkFold(c)
 	return nil
 }
 
 func (s *single) AddRaw(ctx context.Context, db int, c *router.Command, raw []byte) error {
 	s.b.cur.AddEncoded(db, -1, raw)
-	if c.Has(router.Fold) {
-		s.b.cur.MarkFold()
-	}
+	s.b.cur.MarkFold(c)
 	return nil
 }
 

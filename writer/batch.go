@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,10 +68,10 @@ type opRef struct {
 	db         int32 // -1: any db (FLUSHALL, FUNCTION, SWAPDB…)
 	slot       int32 // -1: none (standalone target, or a keyless command on a cluster)
 	seq        uint64
-	off        int64 // source offset at the end of the op's unit
-	idem       bool  // added by AddIdempotent
-	fold       bool  // marked by MarkFold: a later op may join it (see fold)
-	splice     int32 // 0: all in buf; k: splices[k-1] holds its middle
+	off        int64    // source offset at the end of the op's unit
+	idem       bool     // added by AddIdempotent
+	fold       foldKind // set by MarkFold: a later op may join it (see fold)
+	splice     int32    // 0: all in buf; k: splices[k-1] holds its middle
 }
 
 // Released batches wait in two pools by the size of their buffer: a
@@ -185,13 +186,22 @@ func (b *Batch) AddEncoded(db, slot int, enc []byte) {
 	b.push(start, db, slot)
 }
 
-// MarkFold says that the command just added is of router.Fold (its key is
-// its second argument). When it is a unit of its own, right after a unit
-// that ended with the same command on the same key in the same db or slot,
+// MarkFold says that the command just added is c, and marks it when c is of
+// router.Fold or router.FoldKeys. When it is a unit of its own, right after
+// a unit that ended with a command it may join in the same db or slot,
 // EndUnit sends the two as one: see fold.
-func (b *Batch) MarkFold() {
+func (b *Batch) MarkFold(c *router.Command) {
+	k := foldNone
+	switch {
+	case c.Has(router.Fold):
+		k = foldKey
+	case c.Has(router.FoldKeys):
+		k = foldKeys
+	default:
+		return
+	}
 	if n := len(b.ops); n > 0 && b.ops[n-1].splice == 0 && !b.ops[n-1].idem {
-		b.ops[n-1].fold = true
+		b.ops[n-1].fold = k
 	}
 }
 
@@ -314,26 +324,45 @@ func (b *Batch) EndUnit(pos Position) {
 // commands (txnBytes), and the target reads and queues it whole.
 const foldBytes = 16 << 10
 
+// foldKind is how a marked command joins the one before it.
+type foldKind uint8
+
+const (
+	foldNone foldKind = iota
+	// foldKey: "LPUSH k a" and "LPUSH k b" are "LPUSH k a b" (router.Fold).
+	foldKey
+	// foldKeys: "DEL a" and "DEL b" are "DEL a b"; "SET a 1" and "SET b 2"
+	// are "MSET a 1 b 2" (router.FoldKeys).
+	foldKeys
+)
+
+var (
+	nameSET  = []byte("SET")
+	nameMSET = []byte("MSET")
+	bulkMSET = []byte("$4\r\nMSET\r\n")
+)
+
 // fold joins the unit being ended to the command before it when each of
-// the two is a unit of its own, both are marked (MarkFold), both name the same
-// command and key in the same db or slot, and no transaction cut lies
-// between them: "LPUSH k a" then "LPUSH k b" go as "LPUSH k a b", which
-// leaves the target as the two would for less: one command to look up,
-// queue, run, propagate and answer in place of many (2M such pushes took
-// Redis 0.5–0.7x the CPU folded; bench/PROFILE.md, section 23).
+// the two is a unit of its own, both are marked alike (MarkFold), they may
+// join (the same command and key for foldKey, the same command or SET into
+// MSET for foldKeys) in the same db or slot, and no transaction cut lies
+// between them. The target is left as the two would leave it for less: one
+// command to look up, queue, run, propagate and answer in place of many
+// (2M pushes took Redis 0.5–0.7x the CPU folded, 1M SETs in MULTI 0.7x as
+// MSETs; bench/PROFILE.md, sections 23 and 24).
 //
 // The joined command takes the new unit: a marker records a position only
 // at a cut or a batch's end, never inside it, and the unit before has ended,
-// so no Truncate can reach into it. A refusal (a key of another type) would
-// have refused each part alike; it is now one refusal.
+// so no Truncate can reach into it. A refusal (a key of another type, no
+// memory) would have refused each part alike; it is now one refusal.
 func (b *Batch) fold() {
 	n := len(b.ops)
 	if n < 2 || b.marked != n-1 {
 		return
 	}
 	prev, cur := &b.ops[n-2], &b.ops[n-1]
-	if !prev.fold || !cur.fold || prev.db != cur.db || prev.slot != cur.slot || prev.end != cur.start ||
-		prev.end-prev.start+cur.end-cur.start > foldBytes {
+	if prev.fold == foldNone || prev.fold != cur.fold || prev.db != cur.db || prev.slot != cur.slot ||
+		prev.end != cur.start || prev.end-prev.start+cur.end-cur.start > foldBytes {
 		return
 	}
 	if k := len(b.cuts); k > 0 && b.cuts[k-1].n == n-1 {
@@ -343,25 +372,71 @@ func (b *Batch) fold() {
 		return // prev is the end of a source transaction: it stays whole
 	}
 	p, c := b.buf[prev.start:prev.end], b.buf[cur.start:cur.end]
-	pn, ph, _, ok := resp.CommandPrefix(p, 0)
-	cn, ch, cp, ok2 := resp.CommandPrefix(c, 2) // the command's name and its key
-	if !ok || !ok2 || len(p) < ph+cp-ch || string(p[ph:ph+cp-ch]) != string(c[ch:cp]) {
+	var hb [32]byte
+	var h []byte   // the joined command's head
+	var pk, ck int // p[pk:] and c[ck:] follow it
+	if cur.fold == foldKey {
+		pn, ph, _, ok := resp.CommandPrefix(p, 0)
+		cn, ch, cp, ok2 := resp.CommandPrefix(c, 2) // the command's name and its key
+		if !ok || !ok2 || len(p) < ph+cp-ch || string(p[ph:ph+cp-ch]) != string(c[ch:cp]) {
+			return
+		}
+		h, pk, ck = resp.AppendArrayHeader(hb[:0], pn+cn-2), ph, cp
+	} else {
+		pn, ph, pp, ok := resp.CommandPrefix(p, 1)
+		cn, ch, cp, ok2 := resp.CommandPrefix(c, 1)
+		if !ok || !ok2 {
+			return
+		}
+		h, pk, ck = resp.AppendArrayHeader(hb[:0], pn+cn-1), pp, cp
+		pName, cName := bulkBody(p[ph:pp]), bulkBody(c[ch:cp])
+		switch {
+		case isPair(pName, pn) && isPair(cName, cn):
+			h = append(h, bulkMSET...)
+		case setsPairs(pName) || setsPairs(cName):
+			// A SET or MSET whose count on the wire is not of pairs (the
+			// flag came from the source's arguments, a rewrite may have
+			// added some): it stays as it is.
+			return
+		case bytes.EqualFold(pName, cName) && pp-ph <= len(hb)-len(h):
+			h = append(h, p[ph:pp]...)
+		default:
+			return
+		}
+	}
+	// The new head is at most a few bytes longer than what it replaces of
+	// p, and c's own head, name (and key) that it drops are longer than
+	// that: c's arguments move left (or stay), p's right by the
+	// difference, into room they free.
+	if len(h) < pk || len(h)-pk > ck {
 		return
 	}
-	var hb [24]byte
-	h := resp.AppendArrayHeader(hb[:0], pn+cn-2)
-	// The new head is at most a few bytes longer than p's, and c's own
-	// head, name and key are longer than that: the arguments move left (or
-	// stay), p's body right by the difference, into room they free.
-	args := c[cp:]
-	at := prev.start + len(h) + len(p) - ph
+	args := c[ck:]
+	at := prev.start + len(h) + len(p) - pk
 	copy(b.buf[at:], args)
-	copy(b.buf[prev.start+len(h):], b.buf[prev.start+ph:prev.end])
+	copy(b.buf[prev.start+len(h):], b.buf[prev.start+pk:prev.end])
 	copy(b.buf[prev.start:], h)
 	prev.end = at + len(args)
 	b.buf = b.buf[:prev.end]
 	b.ops = b.ops[:n-1]
 	b.marked = n - 2
+}
+
+// setsPairs: name is SET or MSET.
+func setsPairs(name []byte) bool {
+	return bytes.EqualFold(name, nameSET) || bytes.EqualFold(name, nameMSET)
+}
+
+// isPair: name with argc arguments (its own name included) is "SET k v" or
+// "MSET k v …", which set their pairs alike.
+func isPair(name []byte, argc int) bool {
+	return bytes.EqualFold(name, nameSET) && argc == 3 || bytes.EqualFold(name, nameMSET) && argc%2 == 1
+}
+
+// bulkBody is the body of one bulk string "$n\r\nbody\r\n" that
+// resp.CommandPrefix has measured.
+func bulkBody(bulk []byte) []byte {
+	return bulk[bytes.IndexByte(bulk, '\n')+1 : len(bulk)-2]
 }
 
 // Truncate drops every command from the n-th on (an unfinished unit).

@@ -115,7 +115,7 @@ func commandsUnderKills(t *testing.T, batches int, size func(i int) int, pushes 
 			if pushes {
 				key = fmt.Sprintf("l:%d:%d", stream, (i+k/2)%50)
 				b.Add(0, []byte("LPUSH"), []byte(key), []byte("x"))
-				b.MarkFold()
+				markFold(b, "LPUSH", key, "x")
 			} else {
 				b.Add(0, []byte("INCR"), []byte(key))
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/resp"
+	"github.com/ferry-dev/ferry/router"
 )
 
 // foldAdd adds one command as a unit of its own, marked foldable when fold
@@ -14,9 +15,20 @@ import (
 func foldAdd(b *Batch, db int, fold bool, seq uint64, args ...string) {
 	b.AddStrings(db, args...)
 	if fold {
-		b.MarkFold()
+		markFold(b, args...)
 	}
 	b.EndUnit(Position{Seq: seq, Offset: int64(seq) * 10})
+}
+
+// markFold marks the command just added as the router parses args, as a
+// sink does.
+func markFold(b *Batch, args ...string) {
+	bs := make([][]byte, len(args))
+	for i, a := range args {
+		bs[i] = []byte(a)
+	}
+	c, _ := router.Parse(bs)
+	b.MarkFold(&c)
 }
 
 // foldOps renders a batch's commands as "seq:ARG ARG…" for comparison.
@@ -55,9 +67,9 @@ func TestBatchFolds(t *testing.T) {
 	foldAdd(b, 1, true, 10, "HSET", "h", "f2", "2", "f1", "3")
 	// A source transaction of two commands is one unit: it stays apart.
 	b.AddStrings(1, "HSET", "h", "f3", "4")
-	b.MarkFold()
+	markFold(b, "HSET", "h", "f3", "4")
 	b.AddStrings(1, "HSET", "h", "f4", "5")
-	b.MarkFold()
+	markFold(b, "HSET", "h", "f4", "5")
 	b.EndUnit(Position{Seq: 11, Offset: 110})
 	foldAdd(b, 1, true, 12, "HSET", "h", "f5", "6")
 	want := []string{
@@ -80,6 +92,61 @@ func TestBatchFolds(t *testing.T) {
 	}
 	if b.Size() != len(b.buf) || b.ops[len(b.ops)-1].end != len(b.buf) {
 		t.Errorf("buffer %d bytes, last command ends at %d", len(b.buf), b.ops[len(b.ops)-1].end)
+	}
+	b.Release()
+}
+
+// TestBatchFoldsKeys: plain SETs and MSETs of many keys go as one MSET; DELs and UNLINKs of many keys as one DEL or UNLINK; a
+// SET with an option, another command, another db or slot, or a SET whose
+// encoding carries more than a key and a value ends the run.
+func TestBatchFoldsKeys(t *testing.T) {
+	b := NewBatch()
+	foldAdd(b, 0, true, 1, "SET", "a", "1")
+	foldAdd(b, 0, true, 2, "set", "b", "2")
+	foldAdd(b, 0, true, 3, "SET", "a", "3") // the same key again: MSET sets in order
+	foldAdd(b, 0, true, 4, "SET", "c", "4", "PX", "100")
+	foldAdd(b, 0, true, 5, "SET", "d", "5")
+	foldAdd(b, 0, true, 6, "MSET", "e", "6", "f", "7")
+	foldAdd(b, 0, true, 7, "MSET", "g", "8")
+	foldAdd(b, 0, true, 8, "DEL", "a")
+	foldAdd(b, 0, true, 9, "DEL", "b", "c")
+	foldAdd(b, 0, true, 10, "UNLINK", "d")
+	foldAdd(b, 0, true, 11, "unlink", "e")
+	foldAdd(b, 1, true, 12, "UNLINK", "f") // another db
+	foldAdd(b, 1, true, 13, "SET", "g", "9")
+	foldAdd(b, 1, true, 14, "MSET", "h", "10")
+	// Marked as a plain SET, sent with more (as a rewrite might): the
+	// count on the wire decides, so it stays a SET of its own.
+	b.AddStrings(1, "SET", "i", "11", "PX", "5")
+	markFold(b, "SET", "i", "11")
+	b.EndUnit(Position{Seq: 15, Offset: 150})
+	foldAdd(b, 1, true, 16, "SET", "j", "12")
+	want := []string{
+		"3:MSET a 1 b 2 a 3",
+		"4:SET c 4 PX 100",
+		"7:MSET d 5 e 6 f 7 g 8",
+		"9:DEL a b c",
+		"11:UNLINK d e",
+		"12:UNLINK f",
+		"14:MSET g 9 h 10",
+		"15:SET i 11 PX 5",
+		"16:SET j 12",
+	}
+	if got := foldOps(t, b); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("folded batch:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	b.Release()
+
+	// On a cluster target only commands of one slot join.
+	b = NewBatch()
+	for i, slot := range []int{7, 7, 9, 9, 7} {
+		args := []string{"SET", "k" + strconv.Itoa(i), "v"}
+		b.AddSlot(slot, []byte(args[0]), []byte(args[1]), []byte(args[2]))
+		markFold(b, args...)
+		b.EndUnit(Position{Seq: uint64(i + 1)})
+	}
+	if got := foldOps(t, b); strings.Join(got, "|") != "2:MSET k0 v k1 v|4:MSET k2 v k3 v|5:SET k4 v" {
+		t.Errorf("cluster batch %q", got)
 	}
 	b.Release()
 }
@@ -146,7 +213,7 @@ func TestBatchFoldTruncate(t *testing.T) {
 	foldAdd(b, 0, true, 1, "LPUSH", "q", "a")
 	foldAdd(b, 0, true, 2, "LPUSH", "q", "b")
 	b.AddStrings(0, "LPUSH", "q", "c") // a unit that never ends
-	b.MarkFold()
+	markFold(b, "LPUSH", "q", "c")
 	b.Truncate(1)
 	if got := foldOps(t, b); len(got) != 1 || got[0] != "2:LPUSH q a b" {
 		t.Errorf("after Truncate: %q", got)
