@@ -3,6 +3,8 @@ package writer
 import (
 	"fmt"
 	"testing"
+
+	"github.com/ferry-dev/ferry/router"
 )
 
 // BenchmarkPlanFlight plans and lays out the flight a fenced standalone
@@ -29,5 +31,43 @@ func BenchmarkPlanFlight(b *testing.B) {
 		f := planFlight(bs, &p)
 		wr.layout(f)
 		f.release()
+	}
+}
+
+// BenchmarkBatchFold adds runs of 3-byte LPUSHes to one key and of plain
+// SETs of many keys, each a unit of its own, as a producer does under
+// redis-benchmark's LPUSH and SET tests: ns per command added. A join
+// must cost what its own bytes do, not what the run before it holds.
+func BenchmarkBatchFold(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		args func(i int) []string
+	}{
+		{"lpush", func(int) []string { return []string{"LPUSH", "mylist", "xxx"} }},
+		{"set", func(i int) []string { return []string{"SET", fmt.Sprintf("key:%012d", i%100000), "xxx"} }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cmds := make([][][]byte, 4096)
+			marks := make([]router.Command, len(cmds))
+			for i := range cmds {
+				for _, a := range tc.args(i) {
+					cmds[i] = append(cmds[i], []byte(a))
+				}
+				marks[i], _ = router.Parse(cmds[i])
+			}
+			batch := NewBatch()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := i % len(cmds)
+				if k == 0 {
+					batch.Release()
+					batch = NewBatch()
+				}
+				batch.Add(0, cmds[k]...)
+				batch.MarkFold(&marks[k])
+				batch.EndUnit(Position{Seq: uint64(i + 1)})
+			}
+			batch.Release()
+		})
 	}
 }
