@@ -119,13 +119,7 @@ func TestClusterKillStorm(t *testing.T) {
 	waitClusterSynced(t, src, dst)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
-	killed := 0
-	for i := 0; i < 12; i++ {
-		time.Sleep(300 * time.Millisecond)
-		for _, m := range dst.Masters {
-			killed += m.KillClients(t, "ferry-")
-		}
-	}
+	killed := killRepeatedly(t, dst.Masters, "ferry-", 12, 300*time.Millisecond)
 	cancel()
 	if killed < 12 {
 		t.Fatalf("only %d connections killed", killed)

@@ -41,6 +41,20 @@ func markerOffset(t *testing.T, dst *redistest.Server, job string) int64 {
 	return off
 }
 
+// killRepeatedly closes the connections named prefix… on every server,
+// rounds times, every interval, and returns how many it closed.
+func killRepeatedly(t *testing.T, servers []*redistest.Server, prefix string, rounds int, every time.Duration) int {
+	t.Helper()
+	killed := 0
+	for range rounds {
+		time.Sleep(every)
+		for _, s := range servers {
+			killed += s.KillClients(t, prefix)
+		}
+	}
+	return killed
+}
+
 // waitCaughtUp waits until the target's marker reaches the source's offset.
 func waitCaughtUp(t *testing.T, src, dst *redistest.Server, job string, timeout time.Duration) {
 	t.Helper()
@@ -348,11 +362,7 @@ func TestKillStorm(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runLoad(ctx, t, sc)
-	killed := 0
-	for i := 0; i < 15; i++ {
-		time.Sleep(300 * time.Millisecond)
-		killed += dst.KillClients(t, "ferry-")
-	}
+	killed := killRepeatedly(t, []*redistest.Server{dst}, "ferry-", 15, 300*time.Millisecond)
 	// And once by age, the way CLIENT KILL MAXAGE picks its victims.
 	time.Sleep(1200 * time.Millisecond)
 	for _, c := range dst.ClientsNamed(t, "ferry-") {

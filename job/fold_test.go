@@ -124,11 +124,7 @@ func TestFoldedRunsUnderKills(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			l := runRuns(ctx, t, sc)
-			killed := 0
-			for range 8 {
-				time.Sleep(250 * time.Millisecond)
-				killed += dst.KillClients(t, "ferry-writer")
-			}
+			killed := killRepeatedly(t, []*redistest.Server{dst}, "ferry-writer", 8, 250*time.Millisecond)
 			cancel()
 			if killed < 8 {
 				t.Fatalf("only %d writer connections killed", killed)
@@ -177,13 +173,7 @@ func TestFoldedRunsIntoClusterUnderKills(t *testing.T) {
 	waitClusterSynced(t, src, dst)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := runRuns(ctx, t, src.Client(t))
-	killed := 0
-	for range 8 {
-		time.Sleep(250 * time.Millisecond)
-		for _, m := range dst.Masters {
-			killed += m.KillClients(t, "ferry-writer")
-		}
-	}
+	killed := killRepeatedly(t, dst.Masters, "ferry-writer", 8, 250*time.Millisecond)
 	cancel()
 	if killed < 8 {
 		t.Fatalf("only %d writer connections killed", killed)
