@@ -588,8 +588,8 @@ func (a *Applier) addArgs(ctx context.Context, db int, args [][]byte) error {
 	return a.out.Add(ctx, db, &c)
 }
 
-// noFold clears c's router.Fold and FoldKeys when fold is off: the sink then sends c as
-// it is, never joined to the command before it.
+// noFold clears c's router.Fold and FoldKeys when fold is off: the sink
+// then sends c as it is, never joined to the command before it.
 func (a *Applier) noFold(c *router.Command) {
 	if !a.fold {
 		c.Flags &^= router.Fold | router.FoldKeys
