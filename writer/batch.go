@@ -296,6 +296,19 @@ func (b *Batch) opLen(i int) int {
 	return n
 }
 
+// bytesAfterCut is the size of the commands after the batch's last cut
+// inside it (a cut at its end is not one: see planFlight), and whether it
+// has one; without one, the size of all.
+func (b *Batch) bytesAfterCut() (int, bool) {
+	n := len(b.buf) + b.spliced
+	for k := len(b.cuts) - 1; k >= 0; k-- {
+		if c := b.cuts[k]; c.n < len(b.ops) {
+			return n - b.ops[c.n-1].end - c.spliced, true
+		}
+	}
+	return n, false
+}
+
 // replayable reports whether every command of b was added by AddIdempotent
 // (an empty batch only carries a position, which its marker SET records
 // the same however often it runs).

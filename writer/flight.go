@@ -204,8 +204,9 @@ func planFlight(bs []*Batch, p *planner) *flight {
 		// marker is below a unit it applies.
 		//
 		// Fenced, a run is cut into transactions of about txnOps commands
-		// at the unit boundaries its batches recorded (Batch.cuts) or
-		// between its batches, each with its own marker SET (see txnOps).
+		// or txnBytes at the unit boundaries its batches recorded
+		// (Batch.cuts) or between its batches, each with its own marker
+		// SET (see txnOps).
 		for bi := 0; bi < len(bs); {
 			b := bs[bi]
 			key := b.markerOr(p.marker)
@@ -220,6 +221,7 @@ func planFlight(bs []*Batch, p *planner) *flight {
 				setMarkerAt(len(f.groups)-1, b.Stream, pos)
 				from = n
 			}
+			size := 0 // the bytes of flat[from:]
 			for bj := bi; bj < end; bj++ {
 				cb, c := bs[bj], 0
 				for i := range cb.ops {
@@ -231,8 +233,18 @@ func planFlight(bs []*Batch, p *planner) *flight {
 						c++
 					}
 				}
-				if p.split && bj+1 < end && len(flat)-from >= txnOps {
+				if n, cut := cb.bytesAfterCut(); cut {
+					size = n
+				} else {
+					size += n
+				}
+				// Between batches the bytes bound the transaction too: a
+				// batch of one folded command (an MSET of hundreds of pairs)
+				// is one op, and up to 64 of them (~1 MiB) went in one EXEC,
+				// which held the target's event loop for 20-30 ms.
+				if p.split && bj+1 < end && (len(flat)-from >= txnOps || size >= txnBytes) {
 					closeAt(cb.Pos)
+					size = 0
 				}
 			}
 			closeAt(bs[end-1].Pos)

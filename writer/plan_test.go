@@ -269,6 +269,41 @@ func TestPlanCutsLongRuns(t *testing.T) {
 			[]wantGroup{{"m", 80, true, ops(0, 0, 39) + " " + ops(1, 0, 39)}, {"m", 90, true, ops(2, 0, 9)}},
 			txn(1, 80, 80, 8000)+txn(81, 90, 90, 9000))
 	})
+	t.Run("cut between batches by their bytes", func(t *testing.T) {
+		// Batches of one long command each, as a folded MSET of hundreds
+		// of pairs is: few ops, yet a transaction ends once it holds
+		// txnBytes (it held 64 of them before: ~1 MiB, a 20-30 ms EXEC).
+		long := strings.Repeat("x", 30<<10)
+		seq := uint64(0)
+		batch := func(n int) *Batch {
+			b := NewBatch()
+			for range n {
+				seq++
+				pos := Position{Seq: seq, State: StateLive, ReplID: "r", Offset: int64(10 * seq)}
+				b.AddEncoded(0, -1, resp.AppendCommandStrings(nil, "SET", fmt.Sprint("k", seq), long))
+				b.EndUnit(pos)
+				b.Pos = pos
+			}
+			return b
+		}
+		groups := func(bs ...*Batch) string {
+			f := planFlight(bs, &planner{marker: "m", fence: true, split: true})
+			var got []string
+			for i := range f.groups {
+				g := &f.groups[i]
+				got = append(got, fmt.Sprintf("%d:%v:%s", g.seq, g.multi, g.opList()))
+			}
+			return fmt.Sprint(got)
+		}
+		if got, want := groups(batch(1), batch(1), batch(1), batch(1)), "[3:true:0.0 1.0 2.0 4:true:3.0]"; got != want {
+			t.Errorf("groups %v, want %s", got, want)
+		}
+		// A batch cut inside: its bytes after the cut begin the count anew.
+		seq = 0
+		if got, want := groups(batch(1), batch(4), batch(1), batch(1), batch(1)), "[4:true:0.0 1.0 1.1 1.2 7:true:1.3 2.0 3.0 8:true:4.0]"; got != want {
+			t.Errorf("groups %v, want %s", got, want)
+		}
+	})
 	t.Run("a cut at a batch's end waits for the next cut", func(t *testing.T) {
 		// The batch's position may be past its last command's unit (a
 		// PING): the run goes on, and the next batch is cut between.
