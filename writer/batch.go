@@ -296,17 +296,21 @@ func (b *Batch) opLen(i int) int {
 	return n
 }
 
+// bytesAfter is the size of the commands after cut c.
+func (b *Batch) bytesAfter(c cut) int {
+	return len(b.buf) + b.spliced - b.ops[c.n-1].end - c.spliced
+}
+
 // bytesAfterCut is the size of the commands after the batch's last cut
 // inside it (a cut at its end is not one: see planFlight), and whether it
 // has one; without one, the size of all.
 func (b *Batch) bytesAfterCut() (int, bool) {
-	n := len(b.buf) + b.spliced
 	for k := len(b.cuts) - 1; k >= 0; k-- {
 		if c := b.cuts[k]; c.n < len(b.ops) {
-			return n - b.ops[c.n-1].end - c.spliced, true
+			return b.bytesAfter(c), true
 		}
 	}
-	return n, false
+	return len(b.buf) + b.spliced, false
 }
 
 // replayable reports whether every command of b was added by AddIdempotent
@@ -322,13 +326,11 @@ func (b *Batch) EndUnit(pos Position) {
 		b.ops[i].seq, b.ops[i].off = pos.Seq, pos.Offset
 	}
 	b.marked = len(b.ops)
-	from, fromByte, fromSpliced := 0, 0, 0
+	from, size := 0, len(b.buf)+b.spliced
 	if k := len(b.cuts); k > 0 {
-		from = b.cuts[k-1].n
-		fromByte = b.ops[from-1].end
-		fromSpliced = b.cuts[k-1].spliced
+		from, size = b.cuts[k-1].n, b.bytesAfter(b.cuts[k-1])
 	}
-	if len(b.ops)-from >= txnOps || len(b.buf)-fromByte+b.spliced-fromSpliced >= txnBytes {
+	if len(b.ops)-from >= txnOps || size >= txnBytes {
 		b.cuts = append(b.cuts, cut{n: len(b.ops), pos: pos, spliced: b.spliced})
 	}
 }
