@@ -77,14 +77,19 @@ func render(f *flight, slotted bool) string {
 	return string(out)
 }
 
-func checkPlan(t *testing.T, f *flight, slotted bool, groups []wantGroup, wireWant string) {
-	t.Helper()
+// planGroups is f's groups as wantGroup renders them.
+func planGroups(f *flight) []wantGroup {
 	var got []wantGroup
 	for i := range f.groups {
 		g := &f.groups[i]
 		got = append(got, wantGroup{g.marker, g.seq, g.multi, g.opList()})
 	}
-	if fmt.Sprint(got) != fmt.Sprint(groups) {
+	return got
+}
+
+func checkPlan(t *testing.T, f *flight, slotted bool, groups []wantGroup, wireWant string) {
+	t.Helper()
+	if got := planGroups(f); fmt.Sprint(got) != fmt.Sprint(groups) {
 		t.Errorf("groups\n got %+v\nwant %+v", got, groups)
 	}
 	if w := render(f, slotted); w != wireWant {
@@ -286,23 +291,19 @@ func TestPlanCutsLongRuns(t *testing.T) {
 			}
 			return b
 		}
-		groups := func(bs ...*Batch) string {
-			f := planFlight(bs, &planner{marker: "m", fence: true, split: true})
-			var got []string
-			for i := range f.groups {
-				g := &f.groups[i]
-				got = append(got, fmt.Sprintf("%d:%v:%s", g.seq, g.multi, g.opList()))
+		check := func(want []wantGroup, bs ...*Batch) {
+			t.Helper()
+			got := planGroups(planFlight(bs, &planner{marker: "m", fence: true, split: true}))
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("groups\n got %+v\nwant %+v", got, want)
 			}
-			return fmt.Sprint(got)
 		}
-		if got, want := groups(batch(1), batch(1), batch(1), batch(1)), "[3:true:0.0 1.0 2.0 4:true:3.0]"; got != want {
-			t.Errorf("groups %v, want %s", got, want)
-		}
+		check([]wantGroup{{"m", 3, true, "0.0 1.0 2.0"}, {"m", 4, true, "3.0"}},
+			batch(1), batch(1), batch(1), batch(1))
 		// A batch cut inside: its bytes after the cut begin the count anew.
 		seq = 0
-		if got, want := groups(batch(1), batch(4), batch(1), batch(1), batch(1)), "[4:true:0.0 1.0 1.1 1.2 7:true:1.3 2.0 3.0 8:true:4.0]"; got != want {
-			t.Errorf("groups %v, want %s", got, want)
-		}
+		check([]wantGroup{{"m", 4, true, "0.0 1.0 1.1 1.2"}, {"m", 7, true, "1.3 2.0 3.0"}, {"m", 8, true, "4.0"}},
+			batch(1), batch(4), batch(1), batch(1), batch(1))
 	})
 	t.Run("a cut at a batch's end waits for the next cut", func(t *testing.T) {
 		// The batch's position may be past its last command's unit (a
