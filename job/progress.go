@@ -65,7 +65,7 @@ func (j *job) progress(ctx context.Context) error {
 		defer t.Stop()
 		logC = t.C
 	}
-	var lastOps, lastScanned int64
+	var lastOps, lastCommands, lastScanned int64
 	lastAt := time.Now()
 	for {
 		select {
@@ -84,7 +84,12 @@ func (j *job) progress(ctx context.Context) error {
 				ops += w.Stats.Ops
 			}
 			secs := time.Since(lastAt).Seconds()
-			rate := float64(ops-lastOps) / secs
+			// ops_per_s counts what the target runs, commands_per_s what
+			// the source ran: with fold, a run of pushes to one key is one
+			// of the first and hundreds of the second. The floor: a job that
+			// starts again by itself counts with new writers.
+			rate := float64(max(0, ops-lastOps)) / secs
+			cmdRate := float64(max(0, st.Commands-lastCommands)) / secs
 			// Scanned sources: keys read by the passes under way, out of
 			// the keys their sources had when the passes began.
 			var scanned, scanTotal int64
@@ -95,9 +100,9 @@ func (j *job) progress(ctx context.Context) error {
 				}
 			}
 			scanRate := float64(scanned-lastScanned) / secs
-			lastOps, lastScanned, lastAt = ops, scanned, time.Now()
+			lastOps, lastCommands, lastScanned, lastAt = ops, st.Commands, scanned, time.Now()
 			ev := j.log.Info().Str("phase", string(st.Phase)).Float64("ops_per_s", round1(rate)).
-				Int64("keys", st.Keys).Int64("commands", st.Commands)
+				Float64("commands_per_s", round1(cmdRate)).Int64("keys", st.Keys).Int64("commands", st.Commands)
 			if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport {
 				ev = ev.Str("rdb", fmt.Sprintf("%s/%s", status.Bytes(st.RDBParsed), status.Bytes(st.RDBSize)))
 				if exp := status.ExpectedKeys(st.Status("", "")); st.RDBSize < 0 && exp > 0 {

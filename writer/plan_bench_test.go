@@ -56,8 +56,7 @@ func BenchmarkBatchFold(b *testing.B) {
 				marks[i], _ = router.Parse(cmds[i])
 			}
 			batch := NewBatch()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
+			for i := 0; b.Loop(); i++ {
 				k := i % len(cmds)
 				if k == 0 {
 					batch.Release()
