@@ -41,7 +41,7 @@ func sampleJob(name string) Job {
 			InflightBytes: 512, QueuedBytes: 256, ConnAgeSeconds: 12.5, KeepaliveIntervalSeconds: 30,
 			AppliedReplID: "8f1e", AppliedOffset: 4000, AppliedState: "live",
 		}},
-		KeysWritten: 42, KeysExpired: 3, KeysEmpty: 2, KeysSwept: 5, CommandsApplied: 77, OpsPerSecond: 12.5,
+		KeysWritten: 42, KeysExpired: 3, KeysEmpty: 2, KeysSwept: 5, CommandsApplied: 77, CommandsPerSecond: 1250, OpsPerSecond: 12.5,
 		LastError: "dial redis://:s3cret@10.0.0.1:6379: refused",
 	}
 }
@@ -126,13 +126,13 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := raw.Jobs[1]
-	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_empty", "keys_swept", "commands_applied", "ops_per_second", "dropped", "last_error"} {
+	for _, k := range []string{"name", "mode", "phase", "started_at", "shards", "writers", "keys_written", "keys_expired", "keys_empty", "keys_swept", "commands_applied", "commands_per_second", "ops_per_second", "dropped", "last_error"} {
 		if _, ok := j[k]; !ok {
 			t.Errorf("job field %q missing", k)
 		}
 	}
-	if len(j) != 14 {
-		t.Errorf("job has %d fields, want 14: %v", len(j), j)
+	if len(j) != 15 {
+		t.Errorf("job has %d fields, want 15: %v", len(j), j)
 	}
 	sh := j["shards"].([]any)[0].(map[string]any)
 	for _, k := range []string{"name", "addr", "phase", "replid", "received_offset", "applied_offset", "lag_bytes", "lag_seconds", "rdb_bytes_total", "rdb_bytes_received", "rdb_bytes_applied", "full_syncs", "partial_syncs", "reconnects", "spool_memory_bytes", "spool_disk_bytes", "disconnected_seconds", "last_error"} {

@@ -28,12 +28,15 @@ type Job struct {
 	// Writers has one entry per target master.
 	Writers []Writer `json:"writers"`
 
-	KeysWritten     int64   `json:"keys_written"`     // snapshot keys written
-	KeysExpired     int64   `json:"keys_expired"`     // snapshot keys skipped: already expired
-	KeysEmpty       int64   `json:"keys_empty"`       // snapshot keys skipped: empty collections (as Redis skips them)
-	KeysSwept       int64   `json:"keys_swept"`       // stale keys deleted after a full resync
-	CommandsApplied int64   `json:"commands_applied"` // stream commands applied
-	OpsPerSecond    float64 `json:"ops_per_second"`
+	KeysWritten     int64 `json:"keys_written"`     // snapshot keys written
+	KeysExpired     int64 `json:"keys_expired"`     // snapshot keys skipped: already expired
+	KeysEmpty       int64 `json:"keys_empty"`       // snapshot keys skipped: empty collections (as Redis skips them)
+	KeysSwept       int64 `json:"keys_swept"`       // stale keys deleted after a full resync
+	CommandsApplied int64 `json:"commands_applied"` // stream commands applied
+	// CommandsPerSecond counts the source's commands applied, OpsPerSecond
+	// the commands the target acknowledged: fold sends a run as one.
+	CommandsPerSecond float64 `json:"commands_per_second"`
+	OpsPerSecond      float64 `json:"ops_per_second"`
 	// Dropped counts writes the target does not hold, by reason
 	// ("skipped": refused by the target under on_error = "skip").
 	Dropped   map[string]int64 `json:"dropped"`
@@ -231,7 +234,7 @@ func snapshot(name string, src Source) (j Job) {
 	j = src()
 	j.Name = name
 	j.LastError = scrubText(j.LastError)
-	j.OpsPerSecond = finite(j.OpsPerSecond)
+	j.OpsPerSecond, j.CommandsPerSecond = finite(j.OpsPerSecond), finite(j.CommandsPerSecond)
 	// Copy the lists: the Source may hand out slices it keeps mutating.
 	shards := make([]Shard, len(j.Shards))
 	copy(shards, j.Shards)

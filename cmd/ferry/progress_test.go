@@ -52,16 +52,16 @@ func (p *progressLines) String() string {
 }
 
 // TestProgressLineRates: while a sync streams runs of pushes to one key,
-// its progress line tells the source's commands a second apart from the
-// target's: fold sends a run as one LPUSH, so commands_per_s is many times
-// ops_per_s, and commands counts what the source ran.
+// its progress line and /status tell the source's commands a second apart
+// from the target's: fold sends a run as one LPUSH, so commands_per_s is
+// many times ops_per_s, and commands counts what the source ran.
 func TestProgressLineRates(t *testing.T) {
 	t.Parallel()
 	src, dst := redistest.Start(t), redistest.Start(t)
 	sc := src.Client(t)
-	dir := t.TempDir()
-	cfg := writeFile(t, dir, "job.toml", fmt.Sprintf("data_dir = %q\nprogress_interval = \"1s\"\nlog_format = \"json\"\nstatus_addr = \"off\"\n",
-		filepath.Join(dir, "data")))
+	dir, addr := t.TempDir(), freeStatusAddr(t)
+	cfg := writeFile(t, dir, "job.toml", fmt.Sprintf("data_dir = %q\nprogress_interval = \"1s\"\nlog_format = \"json\"\nstatus_addr = %q\n",
+		filepath.Join(dir, "data"), addr))
 
 	stderr := &progressLines{lines: make(chan map[string]any, 64)}
 	cmd := exec.Command(redistest.FerryBinary(t), "sync", "--source", src.URL(), "--target", dst.URL(), "--job", "rates", "-c", cfg)
@@ -121,8 +121,17 @@ func TestProgressLineRates(t *testing.T) {
 			t.Fatal("no progress line with commands_per_s > 0 within a minute")
 		}
 	}
+	// The first request's rates are the averages since the job began,
+	// over a second or more by now.
+	js, ok := statusJob(t, "http://"+addr, "rates")
 	close(stop)
 	pushed := <-loaded
+	if !ok {
+		t.Fatal("no /status/rates while the sync runs")
+	}
+	if js.CommandsPerSecond <= 0 || js.OpsPerSecond*4 > js.CommandsPerSecond {
+		t.Errorf("/status/rates: commands_per_second %.1f, ops_per_second %.1f: want the first many times the second", js.CommandsPerSecond, js.OpsPerSecond)
+	}
 	sc.Set(ctx, "last", "1", 0)
 	redistest.WaitFor(t, time.Minute, func() bool { return dst.Do(t, "EXISTS", "last").(int64) == 1 }, "the last write on the target")
 

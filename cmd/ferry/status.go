@@ -67,9 +67,14 @@ type jobStatus struct {
 	lastErr string
 	started time.Time
 	final   *status.Job // set by finish: the state no longer changes
-	opsAt   time.Time   // ops rate: last sample
-	ops     int64
-	rate    float64
+	rates   rateSample
+}
+
+// rateSample is the last sample of the two rates a job's status shows.
+type rateSample struct {
+	at                time.Time
+	ops, commands     int64
+	opsRate, cmdsRate float64
 }
 
 func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
@@ -84,7 +89,7 @@ func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
 func (s *jobStatus) observe(state func() job.State) {
 	s.mu.Lock()
 	s.state, s.phase = state, ""
-	s.opsAt, s.ops = time.Now(), 0 // the first rate is the average since the start
+	s.rates = rateSample{at: time.Now()} // the first rates are the averages since the start
 	s.mu.Unlock()
 }
 
@@ -122,7 +127,7 @@ func (s *jobStatus) source() status.Job {
 		j.LastError = lastErr
 	}
 	j.ShardSet = s.shards
-	j.OpsPerSecond = s.opsRate(j)
+	j.OpsPerSecond, j.CommandsPerSecond = s.rate(j)
 	return j
 }
 
@@ -143,24 +148,27 @@ func (s *jobStatus) fromState(st job.State) status.Job {
 	return j
 }
 
-// opsRate is the writers' acknowledged commands per second, measured over
-// at least a second.
-func (s *jobStatus) opsRate(j status.Job) float64 {
-	var ops int64
+// rate is the commands the writers' targets acknowledged a second (a
+// folded run counts once) and the source's commands applied a second, both
+// measured over at least a second.
+func (s *jobStatus) rate(j status.Job) (ops, commands float64) {
+	var n int64
 	for _, w := range j.Writers {
-		ops += w.Ops
+		n += w.Ops
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch d := now.Sub(s.opsAt); {
-	case s.opsAt.IsZero() || ops < s.ops:
-		s.opsAt, s.ops, s.rate = now, ops, 0
+	r := &s.rates
+	switch d := now.Sub(r.at); {
+	case r.at.IsZero() || n < r.ops || j.CommandsApplied < r.commands:
+		*r = rateSample{at: now, ops: n, commands: j.CommandsApplied}
 	case d >= time.Second:
-		s.rate = float64(ops-s.ops) / d.Seconds()
-		s.opsAt, s.ops = now, ops
+		r.opsRate = float64(n-r.ops) / d.Seconds()
+		r.cmdsRate = float64(j.CommandsApplied-r.commands) / d.Seconds()
+		r.at, r.ops, r.commands = now, n, j.CommandsApplied
 	}
-	return s.rate
+	return r.opsRate, r.cmdsRate
 }
 
 // finish freezes the status: the job's last state, with phase done,
@@ -168,7 +176,7 @@ func (s *jobStatus) opsRate(j status.Job) float64 {
 // change the phase and the error.
 func (s *jobStatus) finish(phase status.Phase, err error) {
 	j := s.source()
-	j.Phase, j.OpsPerSecond = phase, 0
+	j.Phase, j.OpsPerSecond, j.CommandsPerSecond = phase, 0, 0
 	if err != nil {
 		j.LastError = oneLine(err.Error())
 	}
