@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,47 @@ func TestSourceDownRetryTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "retry_timeout") || !strings.Contains(err.Error(), src.Addr) {
 		t.Fatalf("want an error naming the source and retry_timeout, got %v", err)
 	}
+}
+
+// TestFoldedRefusalSaysSo: a target user allowed SET but not MSET, and a
+// run of SETs that fold sends as one MSET: the sync stops at once with one
+// line that names the MSET as a run of the source's commands and points
+// to fold, not with an MSET the source never ran.
+func TestFoldedRefusalSaysSo(t *testing.T) {
+	redistest.Require(t)
+	src, dst := redistest.Start(t), redistest.Start(t)
+	aclUser(t, dst, "nomset", []string{"+@all", "-mset"})
+	c := testConf(t, src.URL(), dst.URL())
+	withUser(&c.Target, "nomset")
+	ended := make(chan error, 1)
+	runSyncEnded(t, Options{Conf: c, Log: testLog(t)}, ended)
+	redistest.WaitFor(t, 10*time.Second, func() bool { return markerOffset(t, dst, "default") >= 0 }, "the snapshot")
+
+	ctx := context.Background()
+	pipe := src.Client(t).Pipeline()
+	for i := range 50 {
+		pipe.Set(ctx, fmt.Sprintf("k%02d", i), i, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sync did not stop on a refused MSET")
+	}
+	if err == nil {
+		t.Fatal("the sync ended in success with its SETs refused")
+	}
+	msg := err.Error()
+	for _, w := range []string{dst.Addr, "refused MSET", "source commands joined, see fold", "NOPERM", "fix:"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not say %q", msg, w)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error of several lines: %q", msg)
+	}
+	t.Log(msg)
 }

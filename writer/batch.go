@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 
@@ -71,6 +72,7 @@ type opRef struct {
 	off        int64    // source offset at the end of the op's unit
 	idem       bool     // added by AddIdempotent
 	fold       foldKind // set by MarkFold: a later op may join it (see fold)
+	joined     uint16   // source commands fold joined into this one (0: not joined), for the errors that name it
 	splice     int32    // 0: all in buf; k: splices[k-1] holds its middle
 }
 
@@ -437,6 +439,10 @@ func (b *Batch) fold() {
 	}
 	copy(b.buf[prev.start:], h)
 	prev.end = at + len(args)
+	prev.joined = max(prev.joined, 1)
+	if prev.joined < math.MaxUint16 {
+		prev.joined++
+	}
 	b.buf = b.buf[:prev.end]
 	b.ops = b.ops[:n-1]
 	b.marked = n - 2
@@ -531,6 +537,12 @@ func (b *Batch) Describe(i int) string {
 	if name == "" {
 		name = strings.ToUpper(string(args[0]))
 	}
+	// A folded command is not one the source ran: say so, or a refused
+	// MSET puzzles whoever only ever sent SETs.
+	joined := ""
+	if n := b.ops[i].joined; n > 0 {
+		joined = fmt.Sprintf("; %d source commands joined, see fold", n)
+	}
 	key := []byte(nil)
 	switch {
 	case err == nil && len(c.Keys) > 0:
@@ -541,9 +553,9 @@ func (b *Batch) Describe(i int) string {
 		return name
 	}
 	if b.ops[i].slot >= 0 {
-		return fmt.Sprintf("%s %q (slot %d)", name, clipKey(key), b.ops[i].slot)
+		return fmt.Sprintf("%s %q (slot %d%s)", name, clipKey(key), b.ops[i].slot, joined)
 	}
-	return fmt.Sprintf("%s %q (db %d)", name, clipKey(key), b.ops[i].db)
+	return fmt.Sprintf("%s %q (db %d%s)", name, clipKey(key), b.ops[i].db, joined)
 }
 
 // Op is one command taken out of a batch to be routed again (after a

@@ -139,6 +139,18 @@ func TestBatchFoldsKeys(t *testing.T) {
 		"16:SET j 12",
 	}
 	checkOps(t, b, want)
+	// An error that names a folded command says it is a run of the
+	// source's: MSET refused to a user allowed SET is no puzzle then.
+	for i, d := range []string{
+		`MSET "a" (db 0; 3 source commands joined, see fold)`,
+		`SET "c" (db 0)`,
+		`MSET "d" (db 0; 3 source commands joined, see fold)`,
+		`DEL "a" (db 0; 2 source commands joined, see fold)`,
+	} {
+		if got := b.Describe(i); got != d {
+			t.Errorf("Describe(%d) = %s, want %s", i, got, d)
+		}
+	}
 	b.Release()
 
 	// On a cluster target only commands of one slot join.
@@ -150,6 +162,9 @@ func TestBatchFoldsKeys(t *testing.T) {
 		b.EndUnit(Position{Seq: uint64(i + 1)})
 	}
 	checkOps(t, b, []string{"2:MSET k0 v k1 v", "4:MSET k2 v k3 v", "5:SET k4 v"})
+	if d := b.Describe(0); d != `MSET "k0" (slot 7; 2 source commands joined, see fold)` {
+		t.Errorf("Describe(0) = %s", d)
+	}
 	b.Release()
 }
 
