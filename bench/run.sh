@@ -938,11 +938,11 @@ section_profile() {
 			$1 ~ /^src_(set|lpush|incr|hset)$/ {c[f] += $2}
 			$1 == "time" {tm[f] = $2}
 			$1 == "ferry" || $1 == "source" || $1 == "target" {t[f, $1] = $2}
-			END{n = c[2] - c[1]; m = n; if (n <= 0) {print "n/a"; exit}
+			END{n = c[2] - c[1]; if (n <= 0) {print "n/a"; exit}
 				us = 1e6 / h
-				printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", (t[2, "source"] - t[1, "source"]) * us / n, (t[2, "target"] - t[1, "target"]) * us / m,
-					(t[2, "ferry"] - t[1, "ferry"]) * us / m, (t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us / m,
-					n / (tm[2] - tm[1]), m / (tm[2] - tm[1])}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
+				printf "%.3f %.3f %.3f %.3f %.0f %.0f\n", (t[2, "source"] - t[1, "source"]) * us / n, (t[2, "target"] - t[1, "target"]) * us / n,
+					(t[2, "ferry"] - t[1, "ferry"]) * us / n, (t[2, "target"] - t[1, "target"] + t[2, "ferry"] - t[1, "ferry"]) * us / n,
+					n / (tm[2] - tm[1]), n / (tm[2] - tm[1])}' "$LOGS/profile-$1.snap" "$LOGS/profile-$2.snap")
 		# shellcheck disable=SC2086
 		set -- $rep
 		[ $# = 6 ] || { say "[profile] CPU, $label: n/a"; continue; }
