@@ -65,8 +65,10 @@ func (j *job) progress(ctx context.Context) error {
 		defer t.Stop()
 		logC = t.C
 	}
-	var lastOps, lastCommands, lastScanned int64
+	var lastScanned int64
 	lastAt := time.Now()
+	var rates status.Rates
+	rates.Start(lastAt)
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,13 +85,9 @@ func (j *job) progress(ctx context.Context) error {
 			for _, w := range st.Writers {
 				ops += w.Stats.Ops
 			}
-			secs := time.Since(lastAt).Seconds()
-			// ops_per_s counts what the target runs, commands_per_s what
-			// the source ran: with fold, a run of pushes to one key is one
-			// of the first and hundreds of the second. The floor: a job that
-			// starts again by itself counts with new writers.
-			rate := float64(max(0, ops-lastOps)) / secs
-			cmdRate := float64(max(0, st.Commands-lastCommands)) / secs
+			now := time.Now()
+			secs := now.Sub(lastAt).Seconds()
+			rate, cmdRate := rates.Sample(now, ops, st.Commands, 0)
 			// Scanned sources: keys read by the passes under way, out of
 			// the keys their sources had when the passes began.
 			var scanned, scanTotal int64
@@ -100,7 +98,7 @@ func (j *job) progress(ctx context.Context) error {
 				}
 			}
 			scanRate := float64(scanned-lastScanned) / secs
-			lastOps, lastCommands, lastScanned, lastAt = ops, st.Commands, scanned, time.Now()
+			lastScanned, lastAt = scanned, now
 			ev := j.log.Info().Str("phase", string(st.Phase)).Float64("ops_per_s", round1(rate)).
 				Float64("commands_per_s", round1(cmdRate)).Int64("keys", st.Keys).Int64("commands", st.Commands)
 			if st.Phase == status.PhaseRDB || st.Phase == status.PhaseImport {

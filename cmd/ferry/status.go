@@ -67,14 +67,7 @@ type jobStatus struct {
 	lastErr string
 	started time.Time
 	final   *status.Job // set by finish: the state no longer changes
-	rates   rateSample
-}
-
-// rateSample is the last sample of the two rates a job's status shows.
-type rateSample struct {
-	at                time.Time
-	ops, commands     int64
-	opsRate, cmdsRate float64
+	rates   status.Rates
 }
 
 func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
@@ -89,7 +82,7 @@ func newJobStatus(j conf.Job, phase status.Phase) *jobStatus {
 func (s *jobStatus) observe(state func() job.State) {
 	s.mu.Lock()
 	s.state, s.phase = state, ""
-	s.rates = rateSample{at: time.Now()} // the first rates are the averages since the start
+	s.rates.Start(time.Now())
 	s.mu.Unlock()
 }
 
@@ -148,27 +141,15 @@ func (s *jobStatus) fromState(st job.State) status.Job {
 	return j
 }
 
-// rate is the commands the writers' targets acknowledged a second (a
-// folded run counts once) and the source's commands applied a second, both
-// measured over at least a second.
+// rate is j's status.Rates, each measured over at least a second.
 func (s *jobStatus) rate(j status.Job) (ops, commands float64) {
 	var n int64
 	for _, w := range j.Writers {
 		n += w.Ops
 	}
-	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &s.rates
-	switch d := now.Sub(r.at); {
-	case r.at.IsZero() || n < r.ops || j.CommandsApplied < r.commands:
-		*r = rateSample{at: now, ops: n, commands: j.CommandsApplied}
-	case d >= time.Second:
-		r.opsRate = float64(n-r.ops) / d.Seconds()
-		r.cmdsRate = float64(j.CommandsApplied-r.commands) / d.Seconds()
-		r.at, r.ops, r.commands = now, n, j.CommandsApplied
-	}
-	return r.opsRate, r.cmdsRate
+	return s.rates.Sample(time.Now(), n, j.CommandsApplied, time.Second)
 }
 
 // finish freezes the status: the job's last state, with phase done,
