@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,12 +78,22 @@ func startFerry(t *testing.T, args ...string) *ferryProc {
 // startFerryEnv is startFerry with env added to the environment.
 func startFerryEnv(t *testing.T, env []string, args ...string) *ferryProc {
 	t.Helper()
+	return startFerryTee(t, env, nil, args...)
+}
+
+// startFerryTee is startFerryEnv whose stderr also goes to tee (when not
+// nil) as it comes, for a test that acts on a log line while ferry runs.
+func startFerryTee(t *testing.T, env []string, tee io.Writer, args ...string) *ferryProc {
+	t.Helper()
 	p := &ferryProc{done: make(chan struct{}), description: "ferry " + strings.Join(args, " ")}
 	p.cmd = exec.Command(redistest.FerryBinary(t), args...)
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
+	if tee != nil {
+		p.cmd.Stderr = io.MultiWriter(&p.errb, tee)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,19 +13,14 @@ import (
 	"github.com/ferry-dev/ferry/internal/redistest"
 )
 
-// progressLines is ferry's stderr: it keeps the whole text and hands each
-// JSON line whose message is "progress" to lines as it arrives.
+// progressLines takes ferry's stderr (one writer: exec's copy) and hands
+// each JSON line whose message is "progress" to lines as it arrives.
 type progressLines struct {
-	mu    sync.Mutex
-	all   bytes.Buffer
 	part  []byte
 	lines chan map[string]any
 }
 
 func (p *progressLines) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.all.Write(b)
 	p.part = append(p.part, b...)
 	for {
 		i := bytes.IndexByte(p.part, '\n')
@@ -45,12 +38,6 @@ func (p *progressLines) Write(b []byte) (int, error) {
 	}
 }
 
-func (p *progressLines) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.all.String()
-}
-
 // TestProgressLineRates: while a sync streams runs of pushes to one key,
 // its progress line and /status tell the source's commands a second apart
 // from the target's: fold sends a run as one LPUSH, so commands_per_s is
@@ -63,25 +50,8 @@ func TestProgressLineRates(t *testing.T) {
 	cfg := writeFile(t, dir, "job.toml", fmt.Sprintf("data_dir = %q\nprogress_interval = \"1s\"\nlog_format = \"json\"\nstatus_addr = %q\n",
 		filepath.Join(dir, "data"), addr))
 
-	stderr := &progressLines{lines: make(chan map[string]any, 64)}
-	cmd := exec.Command(redistest.FerryBinary(t), "sync", "--source", src.URL(), "--target", dst.URL(), "--job", "rates", "-c", cfg)
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	waited := false
-	defer func() {
-		if !waited {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("stderr:\n%s", tail(stderr.String(), 40))
-		}
-	}()
+	progress := &progressLines{lines: make(chan map[string]any, 64)}
+	p := startFerryTee(t, nil, progress, "sync", "--source", src.URL(), "--target", dst.URL(), "--job", "rates", "-c", cfg)
 	ctx := context.Background()
 	sc.Set(ctx, "ready", "1", 0)
 	redistest.WaitFor(t, time.Minute, func() bool { return dst.Do(t, "EXISTS", "ready").(int64) == 1 }, "ferry streaming")
@@ -112,7 +82,7 @@ func TestProgressLineRates(t *testing.T) {
 	deadline := time.After(time.Minute)
 	for line == nil {
 		select {
-		case m := <-stderr.lines:
+		case m := <-progress.lines:
 			if c, _ := m["commands_per_s"].(float64); c > 0 && m["phase"] == "streaming" {
 				line = m
 			}
@@ -147,19 +117,14 @@ func TestProgressLineRates(t *testing.T) {
 		t.Errorf("progress line: commands %v, want the source's commands applied", line["commands"])
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		waited = true
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\nstdout:\n%s", err, stdout.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("ferry still running a minute after SIGTERM")
+	code, out, errs := p.wait(t, time.Minute)
+	if code != exitOK {
+		t.Fatalf("exit %d after SIGTERM\nstdout:\n%s", code, out)
 	}
-	checkClean(t, stdout.String(), stderr.String())
+	checkClean(t, out, errs)
 	if n := dst.Do(t, "LLEN", "runs").(int64); n != pushed {
 		t.Errorf("target list holds %d pushes, the source ran %d", n, pushed)
 	}
